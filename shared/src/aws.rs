@@ -1,0 +1,97 @@
+//! The AWS SDK configuration every function shares: region, optional endpoint override (the
+//! local stand-ins), and retries.
+
+use std::time::Duration;
+
+use aws_config::retry::RetryConfig;
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_smithy_runtime_api::client::interceptors::context::InterceptorContext;
+use aws_smithy_runtime_api::client::retries::classifiers::{ClassifyRetry, RetryAction};
+
+/// How the SDK clients are built.
+#[derive(Clone, Debug)]
+pub struct SdkSettings {
+    pub region: Option<String>,
+    /// Send every call here instead of the AWS endpoints (the local emulator and moto).
+    pub endpoint_url: Option<String>,
+    /// Use fixed test credentials: only for the local stand-ins.
+    pub local_credentials: bool,
+    /// Attempts per call, first one included.
+    pub max_attempts: u32,
+    pub initial_backoff: Duration,
+    /// Adaptive mode adds a client-side rate limiter that slows down under throttling.
+    pub adaptive: bool,
+}
+
+impl Default for SdkSettings {
+    fn default() -> Self {
+        SdkSettings {
+            region: None,
+            endpoint_url: None,
+            local_credentials: false,
+            max_attempts: 8,
+            initial_backoff: Duration::from_millis(200),
+            adaptive: true,
+        }
+    }
+}
+
+impl SdkSettings {
+    /// Settings for the local stand-ins: fixed credentials, quick retries.
+    pub fn local(endpoint_url: impl Into<String>) -> Self {
+        SdkSettings {
+            region: Some("us-east-1".into()),
+            endpoint_url: Some(endpoint_url.into()),
+            local_credentials: true,
+            max_attempts: 10,
+            initial_backoff: Duration::from_millis(2),
+            adaptive: false,
+        }
+    }
+
+    pub fn retry_config(&self) -> RetryConfig {
+        let base = if self.adaptive { RetryConfig::adaptive() } else { RetryConfig::standard() };
+        base.with_max_attempts(self.max_attempts)
+            .with_initial_backoff(self.initial_backoff)
+            .with_max_backoff(Duration::from_secs(20))
+    }
+
+    pub async fn load(&self) -> SdkConfig {
+        let mut loader = aws_config::defaults(BehaviorVersion::latest()).retry_config(self.retry_config());
+        if let Some(region) = &self.region {
+            loader = loader.region(Region::new(region.clone()));
+        }
+        if let Some(url) = &self.endpoint_url {
+            loader = loader.endpoint_url(url.clone());
+        }
+        if self.local_credentials {
+            loader = loader.credentials_provider(aws_credential_types::Credentials::new(
+                "AKIDLOCALSTANDIN",
+                "local-stand-in-secret",
+                None,
+                None,
+                "session-archiver-local",
+            ));
+        }
+        loader.load().await
+    }
+}
+
+/// Classifies HTTP 429 as throttling. The SDK's defaults retry 500/502/503/504 and a list of
+/// throttling codes, but not a 429 whose code is off that list, such as Chime SDK Voice's
+/// `ThrottledClientException`.
+#[derive(Debug, Clone, Copy)]
+pub struct ThrottleStatusClassifier;
+
+impl ClassifyRetry for ThrottleStatusClassifier {
+    fn classify_retry(&self, ctx: &InterceptorContext) -> RetryAction {
+        match ctx.response() {
+            Some(response) if response.status().as_u16() == 429 => RetryAction::throttling_error(),
+            _ => RetryAction::NoActionIndicated,
+        }
+    }
+
+    fn name(&self) -> &'static str {
+        "HTTP 429 is throttling"
+    }
+}

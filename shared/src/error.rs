@@ -1,0 +1,134 @@
+//! The one error type of the archiver.
+
+use aws_smithy_runtime_api::client::result::SdkError;
+use aws_smithy_types::error::display::DisplayErrorContext;
+use aws_smithy_types::error::metadata::ProvideErrorMetadata;
+
+use crate::model::ServiceId;
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Where a call to an AWS API was made: which service, which operation, for which parent.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CallSite {
+    pub service: ServiceId,
+    pub operation: &'static str,
+    pub parent: Option<String>,
+}
+
+impl std::fmt::Display for CallSite {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}", self.service, self.operation)?;
+        match &self.parent {
+            Some(parent) => write!(f, " (parent {parent})"),
+            None => Ok(()),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A configuration value, event field or filter is not valid.
+    #[error("invalid configuration: {0}")]
+    Config(String),
+
+    /// An AWS API call failed (after the SDK's own retries).
+    #[error("{site} failed: {code}: {message}")]
+    Api {
+        site: CallSite,
+        /// The AWS error code (`ThrottlingException`, …) or the kind of transport failure.
+        code: String,
+        message: String,
+        /// HTTP status, when a response arrived.
+        status: Option<u16>,
+        /// Whether trying again later can help.
+        retryable: bool,
+    },
+
+    /// The service returned a next token it had already returned in the same listing: a service
+    /// bug that would otherwise page forever.
+    #[error("{site} returned the next token of an earlier page again (page {page}); stopping instead of looping")]
+    RepeatedNextToken { site: CallSite, page: u64 },
+
+    /// A page that cannot be archived: a session without its id, a wrong type, …
+    #[error("{site} returned a page that cannot be archived: {detail}")]
+    BadPage { site: CallSite, detail: String },
+
+    /// A mapping from an API type to the schema is wrong (a bug in the archiver).
+    #[error("session mapping error: {0}")]
+    Mapping(String),
+}
+
+impl Error {
+    /// Whether invoking again later can succeed without anyone changing anything.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Error::Api { retryable, .. } => *retryable,
+            Error::Config(_) | Error::RepeatedNextToken { .. } | Error::BadPage { .. } | Error::Mapping(_) => false,
+        }
+    }
+
+    /// The AWS error code, for API errors.
+    pub fn aws_code(&self) -> Option<&str> {
+        match self {
+            Error::Api { code, .. } => Some(code),
+            _ => None,
+        }
+    }
+
+    /// Maps an SDK error to [`Error::Api`], keeping the AWS code and message.
+    pub fn from_sdk<E, R>(site: CallSite, err: SdkError<E, R>) -> Self
+    where
+        E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+        R: std::fmt::Debug + HttpStatus,
+    {
+        let status = err.raw_response().map(HttpStatus::status_code);
+        let (code, message) = match &err {
+            SdkError::ServiceError(service_err) => {
+                let inner = service_err.err();
+                (
+                    inner.code().unwrap_or("UnknownError").to_owned(),
+                    inner.message().map(str::to_owned).unwrap_or_else(|| DisplayErrorContext(inner).to_string()),
+                )
+            }
+            SdkError::TimeoutError(_) => ("TimeoutError".to_owned(), DisplayErrorContext(&err).to_string()),
+            SdkError::DispatchFailure(_) => ("DispatchFailure".to_owned(), DisplayErrorContext(&err).to_string()),
+            SdkError::ResponseError(_) => ("ResponseError".to_owned(), DisplayErrorContext(&err).to_string()),
+            SdkError::ConstructionFailure(_) => {
+                ("ConstructionFailure".to_owned(), DisplayErrorContext(&err).to_string())
+            }
+            _ => ("UnknownError".to_owned(), DisplayErrorContext(&err).to_string()),
+        };
+        let retryable = match &err {
+            SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) => true,
+            SdkError::ConstructionFailure(_) => false,
+            _ => is_retryable_code(&code) || status.is_some_and(|s| s == 429 || s >= 500),
+        };
+        Error::Api { site, code, message, status, retryable }
+    }
+}
+
+/// Error codes that mean "later may work" on the four session services.
+pub fn is_retryable_code(code: &str) -> bool {
+    matches!(
+        code,
+        "ThrottlingException"
+            | "ThrottledClientException"
+            | "ServiceFailureException"
+            | "ServiceUnavailableException"
+            | "InternalServerException"
+            | "RequestTimeout"
+            | "RequestTimeoutException"
+    )
+}
+
+/// The HTTP status of a raw response, whatever the SDK's response type.
+pub trait HttpStatus {
+    fn status_code(&self) -> u16;
+}
+
+impl HttpStatus for aws_smithy_runtime_api::http::Response {
+    fn status_code(&self) -> u16 {
+        self.status().as_u16()
+    }
+}

@@ -1,0 +1,539 @@
+//! The session model: service ids, the column list of every service, and [`SessionRecord`].
+//!
+//! Every service has **one column list in code** ([`Schema`]): the run context columns, the common
+//! session columns, the API's own fields flattened to snake_case, then `record_hash`. The mapping of
+//! each API, the tests, the S3 encoder and the Glue tables all read it, so a column has one name and
+//! one type everywhere.
+
+use std::fmt;
+use std::str::FromStr;
+
+use aws_smithy_types::date_time::Format;
+use aws_smithy_types::DateTime;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::error::Error;
+
+/// The five session APIs, one Lambda function each.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ServiceId {
+    /// WorkSpaces `DescribeWorkspacesPoolSessions`, per pool.
+    WorkspacesPoolSessions,
+    /// WorkSpaces `DescribeWorkspacesConnectionStatus`, account wide.
+    WorkspacesConnectionStatus,
+    /// IVS `ListStreamSessions`, per channel.
+    IvsStreamSessions,
+    /// Chime SDK Voice `ListProxySessions`, per voice connector.
+    ChimeProxySessions,
+    /// GameLift Streams `ListStreamSessionsByAccount`, account wide.
+    GameliftStreamSessions,
+}
+
+impl ServiceId {
+    pub const ALL: [ServiceId; 5] = [
+        ServiceId::WorkspacesPoolSessions,
+        ServiceId::WorkspacesConnectionStatus,
+        ServiceId::IvsStreamSessions,
+        ServiceId::ChimeProxySessions,
+        ServiceId::GameliftStreamSessions,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ServiceId::WorkspacesPoolSessions => "workspaces-pool-sessions",
+            ServiceId::WorkspacesConnectionStatus => "workspaces-connection-status",
+            ServiceId::IvsStreamSessions => "ivs-stream-sessions",
+            ServiceId::ChimeProxySessions => "chime-proxy-sessions",
+            ServiceId::GameliftStreamSessions => "gamelift-stream-sessions",
+        }
+    }
+
+    /// The AWS operation that lists this service's sessions.
+    pub fn list_operation(self) -> &'static str {
+        match self {
+            ServiceId::WorkspacesPoolSessions => "DescribeWorkspacesPoolSessions",
+            ServiceId::WorkspacesConnectionStatus => "DescribeWorkspacesConnectionStatus",
+            ServiceId::IvsStreamSessions => "ListStreamSessions",
+            ServiceId::ChimeProxySessions => "ListProxySessions",
+            ServiceId::GameliftStreamSessions => "ListStreamSessionsByAccount",
+        }
+    }
+
+    /// The operation that discovers the parents, for services that have parents.
+    pub fn parent_operation(self) -> Option<&'static str> {
+        match self {
+            ServiceId::WorkspacesPoolSessions => Some("DescribeWorkspacesPools"),
+            ServiceId::IvsStreamSessions => Some("ListChannels"),
+            ServiceId::ChimeProxySessions => Some("ListVoiceConnectors"),
+            ServiceId::WorkspacesConnectionStatus | ServiceId::GameliftStreamSessions => None,
+        }
+    }
+
+    /// The largest page the list operation accepts (`None`: the service chooses the page size).
+    pub fn max_page_size(self) -> Option<i32> {
+        match self {
+            ServiceId::WorkspacesPoolSessions => Some(50),
+            ServiceId::WorkspacesConnectionStatus => None,
+            ServiceId::IvsStreamSessions => Some(100),
+            ServiceId::ChimeProxySessions => Some(100),
+            ServiceId::GameliftStreamSessions => Some(100),
+        }
+    }
+
+    /// The largest page the parent discovery operation accepts.
+    pub fn max_parent_page_size(self) -> Option<i32> {
+        match self {
+            ServiceId::WorkspacesPoolSessions => Some(25),
+            ServiceId::IvsStreamSessions => Some(100),
+            ServiceId::ChimeProxySessions => Some(100),
+            ServiceId::WorkspacesConnectionStatus | ServiceId::GameliftStreamSessions => None,
+        }
+    }
+
+    pub fn schema(self) -> &'static Schema {
+        match self {
+            ServiceId::WorkspacesPoolSessions => &WORKSPACES_POOL_SESSIONS,
+            ServiceId::WorkspacesConnectionStatus => &WORKSPACES_CONNECTION_STATUS,
+            ServiceId::IvsStreamSessions => &IVS_STREAM_SESSIONS,
+            ServiceId::ChimeProxySessions => &CHIME_PROXY_SESSIONS,
+            ServiceId::GameliftStreamSessions => &GAMELIFT_STREAM_SESSIONS,
+        }
+    }
+}
+
+impl fmt::Display for ServiceId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for ServiceId {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        ServiceId::ALL.into_iter().find(|id| id.as_str() == s).ok_or_else(|| {
+            let known: Vec<&str> = ServiceId::ALL.iter().map(|id| id.as_str()).collect();
+            Error::Config(format!("unknown service `{s}`; expected one of {}", known.join(", ")))
+        })
+    }
+}
+
+/// The type of a column: one type per column in every file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ColumnType {
+    String,
+    /// RFC 3339, UTC, written as a string.
+    Timestamp,
+    Boolean,
+    BigInt,
+    StringArray,
+}
+
+impl ColumnType {
+    /// The Glue / Athena (Hive DDL) type of the column.
+    pub fn glue_type(self) -> &'static str {
+        match self {
+            ColumnType::String => "string",
+            ColumnType::Timestamp => "timestamp",
+            ColumnType::Boolean => "boolean",
+            ColumnType::BigInt => "bigint",
+            ColumnType::StringArray => "array<string>",
+        }
+    }
+}
+
+/// One column of a service's history files.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Column {
+    pub name: &'static str,
+    pub ty: ColumnType,
+    /// Where the value comes from.
+    pub doc: &'static str,
+    /// Part of `record_hash`. Observation times that move on every call without the session
+    /// changing are not, or every run would rewrite every session.
+    pub hashed: bool,
+}
+
+const fn col(name: &'static str, ty: ColumnType, doc: &'static str) -> Column {
+    Column { name, ty, doc, hashed: true }
+}
+
+/// A column kept in the history but left out of `record_hash`.
+const fn observed(name: &'static str, ty: ColumnType, doc: &'static str) -> Column {
+    Column { name, ty, doc, hashed: false }
+}
+
+use ColumnType::{BigInt, Boolean, String as Str, StringArray, Timestamp as Ts};
+
+/// Columns the run fills in: when, by which run, where.
+pub const CONTEXT_COLUMNS: &[Column] = &[
+    col("snapshot_at", Ts, "when the run listed the session"),
+    col("run_id", Str, "id of the run, derived from the triggering event"),
+    col("account_id", Str, "AWS account the session belongs to"),
+    col("region", Str, "AWS region the session was listed in"),
+];
+
+/// Columns every service has, filled by the service's mapping.
+pub const SESSION_COLUMNS: &[Column] = &[
+    col("service", Str, "service id, e.g. ivs-stream-sessions"),
+    col("parent_id", Str, "pool id, channel ARN or voice connector id; null for account-wide APIs"),
+    col("session_id", Str, "the session's own id"),
+    col("status", Str, "the session's state as AWS spells it"),
+    col("started_at", Ts, "when the session started"),
+    col("ended_at", Ts, "when the session ended, if it has"),
+    col("user_id", Str, "the user of the session, if the API names one"),
+];
+
+/// The last column: hash of the session columns, stable for the same session state.
+pub const HASH_COLUMN: Column = col("record_hash", Str, "SHA-256 (128 bits, hex) of the session columns");
+
+/// The column list of one service.
+#[derive(Debug)]
+pub struct Schema {
+    pub service: ServiceId,
+    /// The API's own fields, flattened, in file order.
+    pub own: &'static [Column],
+}
+
+impl Schema {
+    /// Every column of a history line, in file order.
+    pub fn columns(&self) -> impl Iterator<Item = &'static Column> + '_ {
+        CONTEXT_COLUMNS
+            .iter()
+            .chain(SESSION_COLUMNS.iter())
+            .chain(self.own.iter())
+            .chain(std::iter::once(&HASH_COLUMN))
+    }
+
+    fn own_index(&self, name: &str) -> Option<usize> {
+        self.own.iter().position(|c| c.name == name)
+    }
+}
+
+pub static WORKSPACES_POOL_SESSIONS: Schema = Schema {
+    service: ServiceId::WorkspacesPoolSessions,
+    own: &[
+        col("authentication_type", Str, "AuthenticationType (SAML)"),
+        col("instance_id", Str, "InstanceId"),
+        col("expiration_time", Ts, "ExpirationTime"),
+        col("eni_id", Str, "NetworkAccessConfiguration.EniId"),
+        col("eni_private_ip_address", Str, "NetworkAccessConfiguration.EniPrivateIpAddress"),
+    ],
+};
+
+pub static WORKSPACES_CONNECTION_STATUS: Schema = Schema {
+    service: ServiceId::WorkspacesConnectionStatus,
+    own: &[
+        observed("connection_state_check_timestamp", Ts, "ConnectionStateCheckTimestamp (not hashed)"),
+        col("last_known_user_connection_timestamp", Ts, "LastKnownUserConnectionTimestamp"),
+    ],
+};
+
+pub static IVS_STREAM_SESSIONS: Schema = Schema {
+    service: ServiceId::IvsStreamSessions,
+    own: &[col("has_error_event", Boolean, "hasErrorEvent: a quota breach or failure")],
+};
+
+pub static CHIME_PROXY_SESSIONS: Schema = Schema {
+    service: ServiceId::ChimeProxySessions,
+    own: &[
+        col("name", Str, "Name"),
+        col("capabilities", StringArray, "Capabilities (Voice, SMS)"),
+        col("expiry_minutes", BigInt, "ExpiryMinutes"),
+        col("updated_at", Ts, "UpdatedTimestamp"),
+        col("number_selection_behavior", Str, "NumberSelectionBehavior"),
+        col("geo_match_level", Str, "GeoMatchLevel"),
+        col("geo_match_country", Str, "GeoMatchParams.Country"),
+        col("geo_match_area_code", Str, "GeoMatchParams.AreaCode"),
+        col("participant_phone_numbers", StringArray, "Participants[].PhoneNumber"),
+        col("participant_proxy_phone_numbers", StringArray, "Participants[].ProxyPhoneNumber"),
+    ],
+};
+
+pub static GAMELIFT_STREAM_SESSIONS: Schema = Schema {
+    service: ServiceId::GameliftStreamSessions,
+    own: &[
+        col("status_reason", Str, "StatusReason"),
+        col("protocol", Str, "Protocol"),
+        col("last_updated_at", Ts, "LastUpdatedAt"),
+        col("application_arn", Str, "ApplicationArn"),
+        col("location", Str, "Location"),
+        col("role_arn", Str, "RoleArn"),
+        col("export_files_status", Str, "ExportFilesMetadata.Status"),
+        col("export_files_status_reason", Str, "ExportFilesMetadata.StatusReason"),
+        col("export_files_output_uri", Str, "ExportFilesMetadata.OutputUri"),
+    ],
+};
+
+/// A UTC instant, held in its RFC 3339 form (`2024-05-01T10:00:00Z`, fractions only when present).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Timestamp(String);
+
+impl Timestamp {
+    pub fn from_datetime(value: &DateTime) -> Self {
+        // `Format::DateTime` always renders UTC with a `Z` suffix; it only fails for instants
+        // outside years 0001-9999, which AWS does not return. Fall back to epoch seconds there.
+        match value.fmt(Format::DateTime) {
+            Ok(text) => Timestamp(text),
+            Err(_) => Timestamp(format!("{}", value.secs())),
+        }
+    }
+
+    pub fn parse(text: &str) -> Result<Self, Error> {
+        let parsed = DateTime::from_str(text, Format::DateTime)
+            .map_err(|e| Error::Config(format!("`{text}` is not an RFC 3339 timestamp: {e}")))?;
+        Ok(Timestamp::from_datetime(&parsed))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    pub fn to_datetime(&self) -> DateTime {
+        DateTime::from_str(&self.0, Format::DateTime).expect("Timestamp holds RFC 3339 by construction")
+    }
+}
+
+impl TryFrom<String> for Timestamp {
+    type Error = Error;
+    fn try_from(value: String) -> Result<Self, Self::Error> {
+        Timestamp::parse(&value)
+    }
+}
+
+impl From<Timestamp> for String {
+    fn from(value: Timestamp) -> Self {
+        value.0
+    }
+}
+
+impl fmt::Display for Timestamp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// One value of a service's own column.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum Value {
+    Null,
+    String(String),
+    Timestamp(Timestamp),
+    Boolean(bool),
+    BigInt(i64),
+    StringArray(Vec<String>),
+}
+
+impl Value {
+    fn fits(&self, ty: ColumnType) -> bool {
+        matches!(
+            (self, ty),
+            (Value::Null, _)
+                | (Value::String(_), ColumnType::String)
+                | (Value::Timestamp(_), ColumnType::Timestamp)
+                | (Value::Boolean(_), ColumnType::Boolean)
+                | (Value::BigInt(_), ColumnType::BigInt)
+                | (Value::StringArray(_), ColumnType::StringArray)
+        )
+    }
+}
+
+impl From<Option<String>> for Value {
+    fn from(v: Option<String>) -> Self {
+        v.map_or(Value::Null, Value::String)
+    }
+}
+impl From<Option<&str>> for Value {
+    fn from(v: Option<&str>) -> Self {
+        v.map_or(Value::Null, |s| Value::String(s.to_owned()))
+    }
+}
+impl From<Option<&DateTime>> for Value {
+    fn from(v: Option<&DateTime>) -> Self {
+        v.map_or(Value::Null, |d| Value::Timestamp(Timestamp::from_datetime(d)))
+    }
+}
+impl From<bool> for Value {
+    fn from(v: bool) -> Self {
+        Value::Boolean(v)
+    }
+}
+impl From<Option<i32>> for Value {
+    fn from(v: Option<i32>) -> Self {
+        v.map_or(Value::Null, |n| Value::BigInt(i64::from(n)))
+    }
+}
+impl From<Option<Vec<String>>> for Value {
+    fn from(v: Option<Vec<String>>) -> Self {
+        v.map_or(Value::Null, Value::StringArray)
+    }
+}
+
+/// One session as one API reported it, mapped to the service's columns.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SessionRecord {
+    pub service: ServiceId,
+    pub parent_id: Option<String>,
+    pub session_id: String,
+    pub status: Option<String>,
+    pub started_at: Option<Timestamp>,
+    pub ended_at: Option<Timestamp>,
+    pub user_id: Option<String>,
+    own: Vec<Value>,
+}
+
+impl SessionRecord {
+    /// A record with every own column null.
+    pub fn new(service: ServiceId, session_id: impl Into<String>) -> Self {
+        SessionRecord {
+            service,
+            parent_id: None,
+            session_id: session_id.into(),
+            status: None,
+            started_at: None,
+            ended_at: None,
+            user_id: None,
+            own: vec![Value::Null; service.schema().own.len()],
+        }
+    }
+
+    /// Sets one of the service's own columns; the name and the type must be the schema's.
+    pub fn set(&mut self, column: &str, value: impl Into<Value>) -> Result<&mut Self, Error> {
+        let schema = self.service.schema();
+        let index = schema.own_index(column).ok_or_else(|| {
+            Error::Mapping(format!("{} has no column `{column}`", self.service))
+        })?;
+        let value = value.into();
+        let expected = schema.own[index].ty;
+        if !value.fits(expected) {
+            return Err(Error::Mapping(format!(
+                "{}.{column} is {expected:?}, got {value:?}",
+                self.service
+            )));
+        }
+        self.own[index] = value;
+        Ok(self)
+    }
+
+    /// The value of one of the service's own columns.
+    pub fn get(&self, column: &str) -> Option<&Value> {
+        self.service.schema().own_index(column).map(|i| &self.own[i])
+    }
+
+    /// The session columns (common then own), in file order, as (column, JSON value).
+    pub fn session_values(&self) -> impl Iterator<Item = (&'static Column, serde_json::Value)> + '_ {
+        let ts = |t: &Option<Timestamp>| t.as_ref().map_or(serde_json::Value::Null, |t| t.as_str().into());
+        let common = [
+            serde_json::Value::from(self.service.as_str()),
+            self.parent_id.clone().into(),
+            self.session_id.clone().into(),
+            self.status.clone().into(),
+            ts(&self.started_at),
+            ts(&self.ended_at),
+            self.user_id.clone().into(),
+        ];
+        let own = self
+            .own
+            .iter()
+            .map(|v| serde_json::to_value(v).expect("Value serialises to JSON"));
+        SESSION_COLUMNS
+            .iter()
+            .chain(self.service.schema().own.iter())
+            .zip(common.into_iter().chain(own))
+    }
+
+    /// Hash of the session columns in schema order: the same state always hashes the same,
+    /// whatever order the fields had on the wire. Run context columns and observation times
+    /// ([`Column::hashed`] false) are not part of it.
+    pub fn record_hash(&self) -> String {
+        let values: Vec<serde_json::Value> =
+            self.session_values().filter(|(c, _)| c.hashed).map(|(_, v)| v).collect();
+        let canonical = serde_json::to_vec(&values).expect("JSON values serialise");
+        let digest = Sha256::digest(&canonical);
+        hex::encode(&digest[..16])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn service_ids_round_trip_through_their_names() {
+        for id in ServiceId::ALL {
+            assert_eq!(id.as_str().parse::<ServiceId>().unwrap(), id);
+            assert_eq!(serde_json::to_value(id).unwrap(), id.as_str());
+        }
+        let err = "workspaces".parse::<ServiceId>().unwrap_err().to_string();
+        assert!(err.contains("unknown service `workspaces`"), "{err}");
+        assert!(err.contains("gamelift-stream-sessions"), "{err}");
+    }
+
+    #[test]
+    fn every_schema_starts_with_the_common_columns_and_ends_with_the_hash() {
+        for id in ServiceId::ALL {
+            let names: Vec<&str> = id.schema().columns().map(|c| c.name).collect();
+            assert_eq!(
+                &names[..11],
+                &[
+                    "snapshot_at", "run_id", "account_id", "region", "service", "parent_id",
+                    "session_id", "status", "started_at", "ended_at", "user_id"
+                ]
+            );
+            assert_eq!(names.last(), Some(&"record_hash"));
+            let mut sorted = names.clone();
+            sorted.sort();
+            sorted.dedup();
+            assert_eq!(sorted.len(), names.len(), "{id} has a duplicate column");
+            assert!(names.iter().all(|n| n.chars().all(|c| c.is_ascii_lowercase() || c == '_')));
+        }
+    }
+
+    #[test]
+    fn set_refuses_unknown_columns_and_wrong_types() {
+        let mut record = SessionRecord::new(ServiceId::IvsStreamSessions, "st-1");
+        assert!(record.set("has_error_event", true).is_ok());
+        let unknown = record.set("eni_id", Some("eni-1")).unwrap_err().to_string();
+        assert!(unknown.contains("ivs-stream-sessions has no column `eni_id`"), "{unknown}");
+        let wrong = record.set("has_error_event", Some("yes")).unwrap_err().to_string();
+        assert!(wrong.contains("has_error_event is Boolean"), "{wrong}");
+    }
+
+    #[test]
+    fn record_hash_is_stable_and_changes_with_state() {
+        let make = |status: &str| {
+            let mut r = SessionRecord::new(ServiceId::ChimeProxySessions, "ps-1");
+            r.parent_id = Some("vc-1".into());
+            r.status = Some(status.into());
+            r.set("capabilities", Some(vec!["Voice".to_string()])).unwrap();
+            r
+        };
+        assert_eq!(make("Open").record_hash(), make("Open").record_hash());
+        assert_ne!(make("Open").record_hash(), make("Closed").record_hash());
+        assert_eq!(make("Open").record_hash().len(), 32);
+    }
+
+    #[test]
+    fn record_hash_ignores_observation_times() {
+        let make = |checked: i64| {
+            let mut r = SessionRecord::new(ServiceId::WorkspacesConnectionStatus, "ws-abcd1234");
+            r.status = Some("CONNECTED".into());
+            r.set("connection_state_check_timestamp", Some(&DateTime::from_secs(checked))).unwrap();
+            r
+        };
+        assert_eq!(make(1_714_557_600).record_hash(), make(1_714_561_200).record_hash());
+        assert_ne!(make(1).get("connection_state_check_timestamp"), make(2).get("connection_state_check_timestamp"));
+    }
+
+    #[test]
+    fn timestamps_render_as_rfc3339_utc() {
+        let t = Timestamp::from_datetime(&DateTime::from_secs(1_714_557_600));
+        assert_eq!(t.as_str(), "2024-05-01T10:00:00Z");
+        assert_eq!(Timestamp::parse("2024-05-01T10:00:00Z").unwrap(), t);
+        assert!(Timestamp::parse("yesterday").is_err());
+    }
+}

@@ -1,0 +1,247 @@
+//! What a run may ask of a source: explicit parents, page size and the documented filters.
+
+use serde::Deserialize;
+
+use crate::error::{Error, Result};
+use crate::model::ServiceId;
+
+/// Options of a source, from the configuration or a replay event. Every field is optional; a
+/// field that does not apply to the service is refused rather than ignored.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceOptions {
+    /// Parents to list instead of discovering them: pool ids, channel ARNs or voice connector ids.
+    #[serde(default)]
+    pub parents: Vec<String>,
+    /// Page size; defaults to the largest the API allows.
+    #[serde(default)]
+    pub page_size: Option<i32>,
+    /// `workspaces-pool-sessions`: only this user's sessions (UserId).
+    #[serde(default)]
+    pub user_id: Option<String>,
+    /// `workspaces-connection-status`: only these WorkSpaces (asked 25 per call).
+    #[serde(default)]
+    pub workspace_ids: Vec<String>,
+    /// `chime-proxy-sessions`: Open | InProgress | Closed.
+    #[serde(default)]
+    pub proxy_status: Option<String>,
+    /// `gamelift-stream-sessions`: ACTIVATING | ACTIVE | CONNECTED | … | TERMINATED | ERROR.
+    #[serde(default)]
+    pub stream_status: Option<String>,
+    /// `gamelift-stream-sessions`: SUCCEEDED | FAILED | PENDING.
+    #[serde(default)]
+    pub export_files_status: Option<String>,
+}
+
+pub const PROXY_SESSION_STATUSES: &[&str] = &["Open", "InProgress", "Closed"];
+pub const STREAM_SESSION_STATUSES: &[&str] = &[
+    "ACTIVATING",
+    "ACTIVE",
+    "CONNECTED",
+    "PENDING_CLIENT_RECONNECTION",
+    "RECONNECTING",
+    "TERMINATING",
+    "TERMINATED",
+    "ERROR",
+];
+pub const EXPORT_FILES_STATUSES: &[&str] = &["SUCCEEDED", "FAILED", "PENDING"];
+
+impl SourceOptions {
+    /// Checks every option against the API's documented limits and patterns.
+    pub fn validate(&self, service: ServiceId) -> Result<()> {
+        let refuse = |field: &str| {
+            Err(Error::Config(format!("`{field}` does not apply to {service}")))
+        };
+        if !self.parents.is_empty() {
+            let check: fn(&str) -> bool = match service {
+                ServiceId::WorkspacesPoolSessions => is_pool_id,
+                ServiceId::IvsStreamSessions => is_channel_arn,
+                ServiceId::ChimeProxySessions => is_voice_connector_id,
+                ServiceId::WorkspacesConnectionStatus | ServiceId::GameliftStreamSessions => {
+                    return refuse("parents");
+                }
+            };
+            if let Some(bad) = self.parents.iter().find(|p| !check(p)) {
+                let expected = match service {
+                    ServiceId::WorkspacesPoolSessions => "a pool id like wspool-abc123def (^wspool-[0-9a-z]{9}$)",
+                    ServiceId::IvsStreamSessions => "a channel ARN like arn:aws:ivs:us-west-2:123456789012:channel/abcdABCD1234",
+                    _ => "a voice connector id (1-128 characters, not blank)",
+                };
+                return Err(Error::Config(format!("parent `{bad}` is not {expected}")));
+            }
+            let mut unique = self.parents.clone();
+            unique.sort();
+            unique.dedup();
+            if unique.len() != self.parents.len() {
+                return Err(Error::Config("`parents` names a parent twice".into()));
+            }
+        }
+        if let Some(size) = self.page_size {
+            match service.max_page_size() {
+                None => return refuse("page_size"),
+                Some(max) if !(1..=max).contains(&size) => {
+                    return Err(Error::Config(format!(
+                        "page_size {size} is out of range for {service}: 1 to {max}"
+                    )));
+                }
+                Some(_) => {}
+            }
+        }
+        if let Some(user) = &self.user_id {
+            if service != ServiceId::WorkspacesPoolSessions {
+                return refuse("user_id");
+            }
+            if !(2..=128).contains(&user.chars().count()) {
+                return Err(Error::Config("user_id must be 2 to 128 characters".into()));
+            }
+        }
+        if !self.workspace_ids.is_empty() {
+            if service != ServiceId::WorkspacesConnectionStatus {
+                return refuse("workspace_ids");
+            }
+            if let Some(bad) = self.workspace_ids.iter().find(|id| !is_workspace_id(id)) {
+                return Err(Error::Config(format!(
+                    "workspace id `{bad}` is not a WorkSpace id (^ws-[0-9a-z]{{8,63}}$)"
+                )));
+            }
+        }
+        check_enum(service, ServiceId::ChimeProxySessions, "proxy_status", &self.proxy_status, PROXY_SESSION_STATUSES)?;
+        check_enum(service, ServiceId::GameliftStreamSessions, "stream_status", &self.stream_status, STREAM_SESSION_STATUSES)?;
+        check_enum(
+            service,
+            ServiceId::GameliftStreamSessions,
+            "export_files_status",
+            &self.export_files_status,
+            EXPORT_FILES_STATUSES,
+        )?;
+        Ok(())
+    }
+
+    /// The page size to ask for: the option, or the API's largest.
+    pub fn page_size_for(&self, service: ServiceId) -> Option<i32> {
+        self.page_size.or(service.max_page_size())
+    }
+}
+
+fn check_enum(
+    service: ServiceId,
+    owner: ServiceId,
+    field: &str,
+    value: &Option<String>,
+    allowed: &[&str],
+) -> Result<()> {
+    let Some(value) = value else { return Ok(()) };
+    if service != owner {
+        return Err(Error::Config(format!("`{field}` does not apply to {service}")));
+    }
+    if !allowed.contains(&value.as_str()) {
+        return Err(Error::Config(format!(
+            "{field} `{value}` is not one of {}",
+            allowed.join(", ")
+        )));
+    }
+    Ok(())
+}
+
+/// `^wspool-[0-9a-z]{9}$`
+pub fn is_pool_id(id: &str) -> bool {
+    id.strip_prefix("wspool-")
+        .is_some_and(|rest| rest.len() == 9 && rest.bytes().all(|b| b.is_ascii_digit() || b.is_ascii_lowercase()))
+}
+
+/// `^ws-[0-9a-z]{8,63}$`
+pub fn is_workspace_id(id: &str) -> bool {
+    id.strip_prefix("ws-").is_some_and(|rest| {
+        (8..=63).contains(&rest.len()) && rest.bytes().all(|b| b.is_ascii_digit() || b.is_ascii_lowercase())
+    })
+}
+
+/// `^arn:aws:ivs:[a-z0-9-]+:[0-9]+:channel/[a-zA-Z0-9-]+$`, at most 128 characters.
+pub fn is_channel_arn(arn: &str) -> bool {
+    if arn.len() > 128 {
+        return false;
+    }
+    let Some(rest) = arn.strip_prefix("arn:aws:ivs:") else { return false };
+    let mut parts = rest.splitn(3, ':');
+    let (Some(region), Some(account), Some(resource)) = (parts.next(), parts.next(), parts.next()) else {
+        return false;
+    };
+    let Some(channel) = resource.strip_prefix("channel/") else { return false };
+    !region.is_empty()
+        && region.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !account.is_empty()
+        && account.bytes().all(|b| b.is_ascii_digit())
+        && !channel.is_empty()
+        && channel.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+}
+
+/// 1-128 characters, `.*\S.*`
+pub fn is_voice_connector_id(id: &str) -> bool {
+    (1..=128).contains(&id.chars().count()) && id.chars().any(|c| !c.is_whitespace())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err(service: ServiceId, options: SourceOptions) -> String {
+        options.validate(service).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn parent_patterns_follow_the_api_docs() {
+        assert!(is_pool_id("wspool-abc123def"));
+        assert!(!is_pool_id("wspool-ABC123DEF"));
+        assert!(!is_pool_id("wspool-abc123de"));
+        assert!(!is_pool_id("pool-abc123def"));
+        assert!(is_channel_arn("arn:aws:ivs:us-west-2:123456789012:channel/abcdABCD1234"));
+        assert!(!is_channel_arn("arn:aws:ivs:us-west-2:123456789012:stream-key/abcd"));
+        assert!(!is_channel_arn("arn:aws:ivs:us-west-2:12345678901x:channel/abcd"));
+        assert!(!is_channel_arn("arn:aws:ivs:us-west-2:123456789012:channel/"));
+        assert!(is_voice_connector_id("abcdef1ghij2klmno3pqr4"));
+        assert!(!is_voice_connector_id("   "));
+        assert!(!is_voice_connector_id(&"a".repeat(129)));
+        assert!(is_workspace_id("ws-abcd1234"));
+        assert!(!is_workspace_id("ws-abc"));
+    }
+
+    #[test]
+    fn bad_options_get_a_clear_error_naming_the_field() {
+        use ServiceId::*;
+        let parents = |p: &[&str]| SourceOptions { parents: p.iter().map(|s| s.to_string()).collect(), ..Default::default() };
+        assert!(err(WorkspacesPoolSessions, parents(&["wspool-bad"])).contains("parent `wspool-bad` is not a pool id"));
+        assert!(err(IvsStreamSessions, parents(&["channel-1"])).contains("parent `channel-1` is not a channel ARN"));
+        assert!(err(GameliftStreamSessions, parents(&["x"])).contains("`parents` does not apply to gamelift-stream-sessions"));
+        assert!(err(WorkspacesPoolSessions, parents(&["wspool-abc123def", "wspool-abc123def"])).contains("names a parent twice"));
+        let page = |n| SourceOptions { page_size: Some(n), ..Default::default() };
+        assert!(err(WorkspacesPoolSessions, page(51)).contains("page_size 51 is out of range for workspaces-pool-sessions: 1 to 50"));
+        assert!(err(IvsStreamSessions, page(0)).contains("1 to 100"));
+        assert!(err(WorkspacesConnectionStatus, page(10)).contains("`page_size` does not apply"));
+        let user = SourceOptions { user_id: Some("u".into()), ..Default::default() };
+        assert!(err(WorkspacesPoolSessions, user.clone()).contains("user_id must be 2 to 128"));
+        assert!(err(IvsStreamSessions, user).contains("`user_id` does not apply to ivs-stream-sessions"));
+        let status = SourceOptions { proxy_status: Some("open".into()), ..Default::default() };
+        assert!(err(ChimeProxySessions, status).contains("proxy_status `open` is not one of Open, InProgress, Closed"));
+        let stream = SourceOptions { stream_status: Some("LIVE".into()), ..Default::default() };
+        assert!(err(GameliftStreamSessions, stream).contains("stream_status `LIVE`"));
+        let export = SourceOptions { export_files_status: Some("DONE".into()), ..Default::default() };
+        assert!(err(GameliftStreamSessions, export).contains("export_files_status `DONE`"));
+        let ws = SourceOptions { workspace_ids: vec!["ws-1".into()], ..Default::default() };
+        assert!(err(WorkspacesConnectionStatus, ws).contains("workspace id `ws-1` is not a WorkSpace id"));
+    }
+
+    #[test]
+    fn good_options_pass_and_page_size_defaults_to_the_largest() {
+        let options = SourceOptions { proxy_status: Some("Closed".into()), ..Default::default() };
+        options.validate(ServiceId::ChimeProxySessions).unwrap();
+        assert_eq!(options.page_size_for(ServiceId::ChimeProxySessions), Some(100));
+        assert_eq!(SourceOptions::default().page_size_for(ServiceId::WorkspacesPoolSessions), Some(50));
+        assert_eq!(SourceOptions::default().page_size_for(ServiceId::WorkspacesConnectionStatus), None);
+    }
+
+    #[test]
+    fn unknown_option_fields_are_refused() {
+        let err = serde_json::from_str::<SourceOptions>(r#"{"parent": ["x"]}"#).unwrap_err().to_string();
+        assert!(err.contains("unknown field `parent`"), "{err}");
+    }
+}

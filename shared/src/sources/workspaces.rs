@@ -1,0 +1,268 @@
+//! WorkSpaces: `DescribeWorkspacesPoolSessions` (per pool, pools from `DescribeWorkspacesPools`)
+//! and `DescribeWorkspacesConnectionStatus` (account wide, or WorkspaceIds 25 per call).
+
+use aws_config::SdkConfig;
+use aws_sdk_workspaces::types::{WorkspaceConnectionStatus, WorkspacesPoolSession};
+use aws_sdk_workspaces::Client;
+
+use super::{discover_all, required, Discovery, Listing, RawPage, SessionSource, SourceOptions};
+use crate::aws::ThrottleStatusClassifier;
+use crate::error::{CallSite, Error, Result};
+use crate::model::{ServiceId, SessionRecord, Timestamp};
+
+/// DescribeWorkspacesConnectionStatus accepts at most 25 WorkspaceIds per call.
+pub const WORKSPACE_IDS_PER_CALL: usize = 25;
+
+fn client(sdk: &SdkConfig) -> Client {
+    let config = aws_sdk_workspaces::config::Builder::from(sdk)
+        .retry_classifier(ThrottleStatusClassifier)
+        .build();
+    Client::from_conf(config)
+}
+
+pub struct WorkspacesPoolSessions {
+    client: Client,
+    options: SourceOptions,
+}
+
+impl WorkspacesPoolSessions {
+    pub fn new(sdk: &SdkConfig, options: SourceOptions) -> Self {
+        WorkspacesPoolSessions { client: client(sdk), options }
+    }
+}
+
+impl SessionSource for WorkspacesPoolSessions {
+    fn service(&self) -> ServiceId {
+        ServiceId::WorkspacesPoolSessions
+    }
+
+    async fn listings(&self) -> Result<Discovery> {
+        if !self.options.parents.is_empty() {
+            let listings = self.options.parents.iter().map(Listing::parent).collect();
+            return Ok(Discovery { listings, api_calls: 0 });
+        }
+        let site = CallSite { service: self.service(), operation: "DescribeWorkspacesPools", parent: None };
+        let (pools, api_calls) = discover_all(site.clone(), |token| {
+            let request = self
+                .client
+                .describe_workspaces_pools()
+                .limit(ServiceId::WorkspacesPoolSessions.max_parent_page_size().unwrap_or(25))
+                .set_next_token(token);
+            let site = site.clone();
+            async move {
+                let out = request.send().await.map_err(|e| Error::from_sdk(site.clone(), e))?;
+                let ids = out
+                    .workspaces_pools()
+                    .iter()
+                    .map(|pool| required(&site, "PoolId", Some(pool.pool_id())))
+                    .collect::<Result<Vec<_>>>()?;
+                Ok((ids, out.next_token))
+            }
+        })
+        .await?;
+        Ok(Discovery { listings: pools.into_iter().map(Listing::parent).collect(), api_calls })
+    }
+
+    async fn list_page(&self, listing: &Listing, next_token: Option<String>) -> Result<RawPage> {
+        let site = self.list_site(listing);
+        let out = self
+            .client
+            .describe_workspaces_pool_sessions()
+            .set_pool_id(listing.parent_id.clone())
+            .set_user_id(self.options.user_id.clone())
+            .set_limit(self.options.page_size_for(self.service()))
+            .set_next_token(next_token)
+            .send()
+            .await
+            .map_err(|e| Error::from_sdk(site.clone(), e))?;
+        let sessions = out
+            .sessions()
+            .iter()
+            .map(|s| map_pool_session(&site, s))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(RawPage { sessions, next_token: out.next_token })
+    }
+}
+
+/// Maps one `WorkspacesPoolSession`; its PoolId must be the pool that was asked for.
+pub fn map_pool_session(site: &CallSite, s: &WorkspacesPoolSession) -> Result<SessionRecord> {
+    let session_id = required(site, "SessionId", Some(s.session_id()))?;
+    let pool_id = required(site, "PoolId", Some(s.pool_id()))?;
+    if site.parent.as_deref().is_some_and(|asked| asked != pool_id) {
+        return Err(Error::BadPage {
+            site: site.clone(),
+            detail: format!("session {session_id} belongs to pool {pool_id}, not the pool asked for"),
+        });
+    }
+    let mut r = SessionRecord::new(ServiceId::WorkspacesPoolSessions, session_id);
+    r.parent_id = Some(pool_id);
+    r.status = s.connection_state().map(|v| v.as_str().to_owned());
+    r.started_at = s.start_time().map(Timestamp::from_datetime);
+    r.user_id = Some(s.user_id()).filter(|u| !u.is_empty()).map(str::to_owned);
+    let network = s.network_access_configuration();
+    r.set("authentication_type", s.authentication_type().map(|v| v.as_str()))?
+        .set("instance_id", s.instance_id())?
+        .set("expiration_time", s.expiration_time())?
+        .set("eni_id", network.and_then(|n| n.eni_id()))?
+        .set("eni_private_ip_address", network.and_then(|n| n.eni_private_ip_address()))?;
+    Ok(r)
+}
+
+pub struct WorkspacesConnectionStatus {
+    client: Client,
+    options: SourceOptions,
+}
+
+impl WorkspacesConnectionStatus {
+    pub fn new(sdk: &SdkConfig, options: SourceOptions) -> Self {
+        WorkspacesConnectionStatus { client: client(sdk), options }
+    }
+}
+
+impl SessionSource for WorkspacesConnectionStatus {
+    fn service(&self) -> ServiceId {
+        ServiceId::WorkspacesConnectionStatus
+    }
+
+    async fn listings(&self) -> Result<Discovery> {
+        let listings = if self.options.workspace_ids.is_empty() {
+            vec![Listing::account()]
+        } else {
+            self.options
+                .workspace_ids
+                .chunks(WORKSPACE_IDS_PER_CALL)
+                .map(|chunk| Listing { parent_id: None, workspace_ids: chunk.to_vec() })
+                .collect()
+        };
+        Ok(Discovery { listings, api_calls: 0 })
+    }
+
+    async fn list_page(&self, listing: &Listing, next_token: Option<String>) -> Result<RawPage> {
+        let site = self.list_site(listing);
+        let ids = Some(listing.workspace_ids.clone()).filter(|ids| !ids.is_empty());
+        let out = self
+            .client
+            .describe_workspaces_connection_status()
+            .set_workspace_ids(ids)
+            .set_next_token(next_token)
+            .send()
+            .await
+            .map_err(|e| Error::from_sdk(site.clone(), e))?;
+        let sessions = out
+            .workspaces_connection_status()
+            .iter()
+            .map(|s| map_connection_status(&site, s))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(RawPage { sessions, next_token: out.next_token })
+    }
+}
+
+/// Maps one `WorkspaceConnectionStatus`: the WorkSpace is the session, its state the status.
+pub fn map_connection_status(site: &CallSite, s: &WorkspaceConnectionStatus) -> Result<SessionRecord> {
+    let workspace_id = required(site, "WorkspaceId", s.workspace_id())?;
+    let mut r = SessionRecord::new(ServiceId::WorkspacesConnectionStatus, workspace_id);
+    r.status = s.connection_state().map(|v| v.as_str().to_owned());
+    r.set("connection_state_check_timestamp", s.connection_state_check_timestamp())?
+        .set("last_known_user_connection_timestamp", s.last_known_user_connection_timestamp())?;
+    Ok(r)
+}
+
+#[cfg(test)]
+mod tests {
+    use aws_sdk_workspaces::primitives::DateTime;
+    use aws_sdk_workspaces::types::{
+        AuthenticationType, ConnectionState, NetworkAccessConfiguration, SessionConnectionState,
+    };
+
+    use super::*;
+    use crate::model::Value;
+
+    fn site(parent: Option<&str>) -> CallSite {
+        CallSite {
+            service: ServiceId::WorkspacesPoolSessions,
+            operation: "DescribeWorkspacesPoolSessions",
+            parent: parent.map(str::to_owned),
+        }
+    }
+
+    fn ts(text: &str) -> Value {
+        Value::Timestamp(Timestamp::parse(text).unwrap())
+    }
+
+    #[test]
+    fn pool_session_maps_every_documented_field() {
+        let session = WorkspacesPoolSession::builder()
+            .authentication_type(AuthenticationType::Saml)
+            .connection_state(SessionConnectionState::Connected)
+            .expiration_time(DateTime::from_secs(1_714_600_000))
+            .instance_id("i-0123456789abcdef0")
+            .network_access_configuration(
+                NetworkAccessConfiguration::builder().eni_id("eni-1").eni_private_ip_address("10.0.0.7").build(),
+            )
+            .pool_id("wspool-abc123def")
+            .session_id("0f1e2d3c-aaaa-bbbb-cccc-000000000001")
+            .start_time(DateTime::from_secs(1_714_557_600))
+            .user_id("alice")
+            .build()
+            .unwrap();
+        let r = map_pool_session(&site(Some("wspool-abc123def")), &session).unwrap();
+        assert_eq!(r.session_id, "0f1e2d3c-aaaa-bbbb-cccc-000000000001");
+        assert_eq!(r.parent_id.as_deref(), Some("wspool-abc123def"));
+        assert_eq!(r.status.as_deref(), Some("CONNECTED"));
+        assert_eq!(r.started_at.as_ref().map(Timestamp::as_str), Some("2024-05-01T10:00:00Z"));
+        assert_eq!(r.ended_at, None);
+        assert_eq!(r.user_id.as_deref(), Some("alice"));
+        assert_eq!(r.get("authentication_type"), Some(&Value::String("SAML".into())));
+        assert_eq!(r.get("instance_id"), Some(&Value::String("i-0123456789abcdef0".into())));
+        assert_eq!(r.get("expiration_time"), Some(&ts("2024-05-01T21:46:40Z")));
+        assert_eq!(r.get("eni_id"), Some(&Value::String("eni-1".into())));
+        assert_eq!(r.get("eni_private_ip_address"), Some(&Value::String("10.0.0.7".into())));
+    }
+
+    #[test]
+    fn pool_session_absent_fields_are_null() {
+        let session = WorkspacesPoolSession::builder()
+            .pool_id("wspool-abc123def")
+            .session_id("s-1")
+            .user_id("bob")
+            .build()
+            .unwrap();
+        let r = map_pool_session(&site(None), &session).unwrap();
+        assert_eq!(r.status, None);
+        assert_eq!(r.started_at, None);
+        for column in ["authentication_type", "instance_id", "expiration_time", "eni_id", "eni_private_ip_address"] {
+            assert_eq!(r.get(column), Some(&Value::Null), "{column}");
+        }
+    }
+
+    #[test]
+    fn pool_session_without_id_or_from_another_pool_is_a_bad_page() {
+        let no_id = WorkspacesPoolSession::builder().pool_id("wspool-abc123def").session_id("").user_id("u").build().unwrap();
+        let err = map_pool_session(&site(Some("wspool-abc123def")), &no_id).unwrap_err().to_string();
+        assert!(err.contains("a session has no SessionId"), "{err}");
+        let other = WorkspacesPoolSession::builder().pool_id("wspool-zzz999zzz").session_id("s").user_id("u").build().unwrap();
+        let err = map_pool_session(&site(Some("wspool-abc123def")), &other).unwrap_err().to_string();
+        assert!(err.contains("belongs to pool wspool-zzz999zzz, not the pool asked for"), "{err}");
+        assert!(err.starts_with("workspaces-pool-sessions DescribeWorkspacesPoolSessions (parent wspool-abc123def)"), "{err}");
+    }
+
+    #[test]
+    fn connection_status_maps_every_documented_field() {
+        let status = WorkspaceConnectionStatus::builder()
+            .workspace_id("ws-abcd1234")
+            .connection_state(ConnectionState::Disconnected)
+            .connection_state_check_timestamp(DateTime::from_secs(1_714_557_600))
+            .last_known_user_connection_timestamp(DateTime::from_secs(1_714_550_400))
+            .build();
+        let r = map_connection_status(&site(None), &status).unwrap();
+        assert_eq!(r.session_id, "ws-abcd1234");
+        assert_eq!(r.parent_id, None);
+        assert_eq!(r.status.as_deref(), Some("DISCONNECTED"));
+        assert_eq!(r.get("connection_state_check_timestamp"), Some(&ts("2024-05-01T10:00:00Z")));
+        assert_eq!(r.get("last_known_user_connection_timestamp"), Some(&ts("2024-05-01T08:00:00Z")));
+        let unknown = WorkspaceConnectionStatus::builder().workspace_id("ws-abcd1234").connection_state(ConnectionState::from("UNKNOWN")).build();
+        let r = map_connection_status(&site(None), &unknown).unwrap();
+        assert_eq!(r.status.as_deref(), Some("UNKNOWN"));
+        assert_eq!(r.get("last_known_user_connection_timestamp"), Some(&Value::Null));
+    }
+}
