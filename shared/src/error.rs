@@ -86,10 +86,15 @@ impl Error {
         let (code, message) = match &err {
             SdkError::ServiceError(service_err) => {
                 let inner = service_err.err();
-                (
-                    inner.code().unwrap_or("UnknownError").to_owned(),
-                    inner.message().map(str::to_owned).unwrap_or_else(|| DisplayErrorContext(inner).to_string()),
-                )
+                let code = match inner.code() {
+                    Some(code) => code.to_owned(),
+                    // A 2xx answer the SDK could not parse: the page itself is malformed.
+                    None if status.is_some_and(|s| (200..300).contains(&s)) => "MalformedResponse".to_owned(),
+                    None => "UnknownError".to_owned(),
+                };
+                let message =
+                    inner.message().map(str::to_owned).unwrap_or_else(|| DisplayErrorContext(inner).to_string());
+                (code, message)
             }
             SdkError::TimeoutError(_) => ("TimeoutError".to_owned(), DisplayErrorContext(&err).to_string()),
             SdkError::DispatchFailure(_) => ("DispatchFailure".to_owned(), DisplayErrorContext(&err).to_string()),

@@ -200,11 +200,7 @@ pub struct Schema {
 impl Schema {
     /// Every column of a history line, in file order.
     pub fn columns(&self) -> impl Iterator<Item = &'static Column> + '_ {
-        CONTEXT_COLUMNS
-            .iter()
-            .chain(SESSION_COLUMNS.iter())
-            .chain(self.own.iter())
-            .chain(std::iter::once(&HASH_COLUMN))
+        CONTEXT_COLUMNS.iter().chain(SESSION_COLUMNS.iter()).chain(self.own.iter()).chain(std::iter::once(&HASH_COLUMN))
     }
 
     fn own_index(&self, name: &str) -> Option<usize> {
@@ -404,16 +400,13 @@ impl SessionRecord {
     /// Sets one of the service's own columns; the name and the type must be the schema's.
     pub fn set(&mut self, column: &str, value: impl Into<Value>) -> Result<&mut Self, Error> {
         let schema = self.service.schema();
-        let index = schema.own_index(column).ok_or_else(|| {
-            Error::Mapping(format!("{} has no column `{column}`", self.service))
-        })?;
+        let index = schema
+            .own_index(column)
+            .ok_or_else(|| Error::Mapping(format!("{} has no column `{column}`", self.service)))?;
         let value = value.into();
         let expected = schema.own[index].ty;
         if !value.fits(expected) {
-            return Err(Error::Mapping(format!(
-                "{}.{column} is {expected:?}, got {value:?}",
-                self.service
-            )));
+            return Err(Error::Mapping(format!("{}.{column} is {expected:?}, got {value:?}", self.service)));
         }
         self.own[index] = value;
         Ok(self)
@@ -436,22 +429,15 @@ impl SessionRecord {
             ts(&self.ended_at),
             self.user_id.clone().into(),
         ];
-        let own = self
-            .own
-            .iter()
-            .map(|v| serde_json::to_value(v).expect("Value serialises to JSON"));
-        SESSION_COLUMNS
-            .iter()
-            .chain(self.service.schema().own.iter())
-            .zip(common.into_iter().chain(own))
+        let own = self.own.iter().map(|v| serde_json::to_value(v).expect("Value serialises to JSON"));
+        SESSION_COLUMNS.iter().chain(self.service.schema().own.iter()).zip(common.into_iter().chain(own))
     }
 
     /// Hash of the session columns in schema order: the same state always hashes the same,
     /// whatever order the fields had on the wire. Run context columns and observation times
     /// ([`Column::hashed`] false) are not part of it.
     pub fn record_hash(&self) -> String {
-        let values: Vec<serde_json::Value> =
-            self.session_values().filter(|(c, _)| c.hashed).map(|(_, v)| v).collect();
+        let values: Vec<serde_json::Value> = self.session_values().filter(|(c, _)| c.hashed).map(|(_, v)| v).collect();
         let canonical = serde_json::to_vec(&values).expect("JSON values serialise");
         let digest = Sha256::digest(&canonical);
         hex::encode(&digest[..16])
@@ -480,8 +466,17 @@ mod tests {
             assert_eq!(
                 &names[..11],
                 &[
-                    "snapshot_at", "run_id", "account_id", "region", "service", "parent_id",
-                    "session_id", "status", "started_at", "ended_at", "user_id"
+                    "snapshot_at",
+                    "run_id",
+                    "account_id",
+                    "region",
+                    "service",
+                    "parent_id",
+                    "session_id",
+                    "status",
+                    "started_at",
+                    "ended_at",
+                    "user_id"
                 ]
             );
             assert_eq!(names.last(), Some(&"record_hash"));

@@ -18,9 +18,8 @@ impl ChimeProxySessions {
     pub fn new(sdk: &SdkConfig, options: SourceOptions) -> Self {
         // Chime SDK Voice throttles with `ThrottledClientException` (HTTP 429), a code the SDK's
         // default classifiers do not know: without this classifier throttling is not retried.
-        let config = aws_sdk_chimesdkvoice::config::Builder::from(sdk)
-            .retry_classifier(ThrottleStatusClassifier)
-            .build();
+        let config =
+            aws_sdk_chimesdkvoice::config::Builder::from(sdk).retry_classifier(ThrottleStatusClassifier).build();
         ChimeProxySessions { client: Client::from_conf(config), options }
     }
 }
@@ -71,11 +70,7 @@ impl SessionSource for ChimeProxySessions {
             .send()
             .await
             .map_err(|e| Error::from_sdk(site.clone(), e))?;
-        let sessions = out
-            .proxy_sessions()
-            .iter()
-            .map(|s| map_proxy_session(&site, s))
-            .collect::<Result<Vec<_>>>()?;
+        let sessions = out.proxy_sessions().iter().map(|s| map_proxy_session(&site, s)).collect::<Result<Vec<_>>>()?;
         Ok(RawPage { sessions, next_token: out.next_token })
     }
 }
@@ -96,10 +91,13 @@ pub fn map_proxy_session(site: &CallSite, s: &ProxySession) -> Result<SessionRec
     r.status = s.status().map(|v| v.as_str().to_owned());
     r.started_at = s.created_timestamp().map(Timestamp::from_datetime);
     r.ended_at = s.ended_timestamp().map(Timestamp::from_datetime);
-    let capabilities: Option<Vec<String>> = s.capabilities.as_ref().map(|c| c.iter().map(|c| c.as_str().to_owned()).collect());
+    let capabilities: Option<Vec<String>> =
+        s.capabilities.as_ref().map(|c| c.iter().map(|c| c.as_str().to_owned()).collect());
     let participants = s.participants.as_deref();
-    let phones: Option<Vec<String>> = participants.map(|ps| ps.iter().filter_map(|p| p.phone_number().map(str::to_owned)).collect());
-    let proxies: Option<Vec<String>> = participants.map(|ps| ps.iter().filter_map(|p| p.proxy_phone_number().map(str::to_owned)).collect());
+    let phones: Option<Vec<String>> =
+        participants.map(|ps| ps.iter().filter_map(|p| p.phone_number().map(str::to_owned)).collect());
+    let proxies: Option<Vec<String>> =
+        participants.map(|ps| ps.iter().filter_map(|p| p.proxy_phone_number().map(str::to_owned)).collect());
     let geo = s.geo_match_params();
     r.set("name", s.name())?
         .set("capabilities", capabilities)?
@@ -117,13 +115,19 @@ pub fn map_proxy_session(site: &CallSite, s: &ProxySession) -> Result<SessionRec
 #[cfg(test)]
 mod tests {
     use aws_sdk_chimesdkvoice::primitives::DateTime;
-    use aws_sdk_chimesdkvoice::types::{Capability, GeoMatchLevel, GeoMatchParams, NumberSelectionBehavior, Participant};
+    use aws_sdk_chimesdkvoice::types::{
+        Capability, GeoMatchLevel, GeoMatchParams, NumberSelectionBehavior, Participant,
+    };
 
     use super::*;
     use crate::model::Value;
 
     fn site() -> CallSite {
-        CallSite { service: ServiceId::ChimeProxySessions, operation: "ListProxySessions", parent: Some("vc-abc".into()) }
+        CallSite {
+            service: ServiceId::ChimeProxySessions,
+            operation: "ListProxySessions",
+            parent: Some("vc-abc".into()),
+        }
     }
 
     fn strings(values: &[&str]) -> Value {
@@ -143,8 +147,12 @@ mod tests {
             .created_timestamp(DateTime::from_secs(1_714_557_600))
             .updated_timestamp(DateTime::from_secs(1_714_559_400))
             .ended_timestamp(DateTime::from_secs(1_714_561_200))
-            .participants(Participant::builder().phone_number("+12065550100").proxy_phone_number("+12065550199").build())
-            .participants(Participant::builder().phone_number("+12065550101").proxy_phone_number("+12065550199").build())
+            .participants(
+                Participant::builder().phone_number("+12065550100").proxy_phone_number("+12065550199").build(),
+            )
+            .participants(
+                Participant::builder().phone_number("+12065550101").proxy_phone_number("+12065550199").build(),
+            )
             .number_selection_behavior(NumberSelectionBehavior::PreferSticky)
             .geo_match_level(GeoMatchLevel::AreaCode)
             .geo_match_params(GeoMatchParams::builder().country("US").area_code("206").build().unwrap())

@@ -17,9 +17,8 @@ pub struct GameliftStreamSessions {
 
 impl GameliftStreamSessions {
     pub fn new(sdk: &SdkConfig, options: SourceOptions) -> Self {
-        let config = aws_sdk_gameliftstreams::config::Builder::from(sdk)
-            .retry_classifier(ThrottleStatusClassifier)
-            .build();
+        let config =
+            aws_sdk_gameliftstreams::config::Builder::from(sdk).retry_classifier(ThrottleStatusClassifier).build();
         GameliftStreamSessions { client: Client::from_conf(config), options }
     }
 }
@@ -45,11 +44,7 @@ impl SessionSource for GameliftStreamSessions {
             .send()
             .await
             .map_err(|e| Error::from_sdk(site.clone(), e))?;
-        let sessions = out
-            .items()
-            .iter()
-            .map(|s| map_stream_session(&site, s))
-            .collect::<Result<Vec<_>>>()?;
+        let sessions = out.items().iter().map(|s| map_stream_session(&site, s)).collect::<Result<Vec<_>>>()?;
         Ok(RawPage { sessions, next_token: out.next_token })
     }
 }

@@ -21,9 +21,7 @@ pub struct IvsStreamSessions {
 
 impl IvsStreamSessions {
     pub fn new(sdk: &SdkConfig, options: SourceOptions) -> Self {
-        let config = aws_sdk_ivs::config::Builder::from(sdk)
-            .retry_classifier(ThrottleStatusClassifier)
-            .build();
+        let config = aws_sdk_ivs::config::Builder::from(sdk).retry_classifier(ThrottleStatusClassifier).build();
         IvsStreamSessions { client: Client::from_conf(config), options }
     }
 }
@@ -71,11 +69,8 @@ impl SessionSource for IvsStreamSessions {
             .send()
             .await
             .map_err(|e| Error::from_sdk(site.clone(), e))?;
-        let sessions = out
-            .stream_sessions()
-            .iter()
-            .map(|s| map_stream_session(&site, s))
-            .collect::<Result<Vec<_>>>()?;
+        let sessions =
+            out.stream_sessions().iter().map(|s| map_stream_session(&site, s)).collect::<Result<Vec<_>>>()?;
         Ok(RawPage { sessions, next_token: out.next_token })
     }
 }
@@ -102,7 +97,11 @@ mod tests {
     const CHANNEL: &str = "arn:aws:ivs:us-west-2:123456789012:channel/abcdABCD1234";
 
     fn site() -> CallSite {
-        CallSite { service: ServiceId::IvsStreamSessions, operation: "ListStreamSessions", parent: Some(CHANNEL.into()) }
+        CallSite {
+            service: ServiceId::IvsStreamSessions,
+            operation: "ListStreamSessions",
+            parent: Some(CHANNEL.into()),
+        }
     }
 
     #[test]

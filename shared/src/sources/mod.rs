@@ -80,11 +80,7 @@ pub trait SessionSource: Send + Sync {
     fn listings(&self) -> impl Future<Output = Result<Discovery>> + Send;
 
     /// One call of the list operation, with the largest page size allowed.
-    fn list_page(
-        &self,
-        listing: &Listing,
-        next_token: Option<String>,
-    ) -> impl Future<Output = Result<RawPage>> + Send;
+    fn list_page(&self, listing: &Listing, next_token: Option<String>) -> impl Future<Output = Result<RawPage>> + Send;
 
     /// Where calls of the list operation for this listing are made, for errors.
     fn list_site(&self, listing: &Listing) -> CallSite {
@@ -179,10 +175,7 @@ where
 pub(crate) fn required(site: &CallSite, field: &str, value: Option<&str>) -> Result<String> {
     match value {
         Some(v) if !v.trim().is_empty() => Ok(v.to_owned()),
-        _ => Err(Error::BadPage {
-            site: site.clone(),
-            detail: format!("a session has no {field}"),
-        }),
+        _ => Err(Error::BadPage { site: site.clone(), detail: format!("a session has no {field}") }),
     }
 }
 

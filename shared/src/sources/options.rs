@@ -49,9 +49,7 @@ pub const EXPORT_FILES_STATUSES: &[&str] = &["SUCCEEDED", "FAILED", "PENDING"];
 impl SourceOptions {
     /// Checks every option against the API's documented limits and patterns.
     pub fn validate(&self, service: ServiceId) -> Result<()> {
-        let refuse = |field: &str| {
-            Err(Error::Config(format!("`{field}` does not apply to {service}")))
-        };
+        let refuse = |field: &str| Err(Error::Config(format!("`{field}` does not apply to {service}")));
         if !self.parents.is_empty() {
             let check: fn(&str) -> bool = match service {
                 ServiceId::WorkspacesPoolSessions => is_pool_id,
@@ -64,7 +62,9 @@ impl SourceOptions {
             if let Some(bad) = self.parents.iter().find(|p| !check(p)) {
                 let expected = match service {
                     ServiceId::WorkspacesPoolSessions => "a pool id like wspool-abc123def (^wspool-[0-9a-z]{9}$)",
-                    ServiceId::IvsStreamSessions => "a channel ARN like arn:aws:ivs:us-west-2:123456789012:channel/abcdABCD1234",
+                    ServiceId::IvsStreamSessions => {
+                        "a channel ARN like arn:aws:ivs:us-west-2:123456789012:channel/abcdABCD1234"
+                    }
                     _ => "a voice connector id (1-128 characters, not blank)",
                 };
                 return Err(Error::Config(format!("parent `{bad}` is not {expected}")));
@@ -80,9 +80,7 @@ impl SourceOptions {
             match service.max_page_size() {
                 None => return refuse("page_size"),
                 Some(max) if !(1..=max).contains(&size) => {
-                    return Err(Error::Config(format!(
-                        "page_size {size} is out of range for {service}: 1 to {max}"
-                    )));
+                    return Err(Error::Config(format!("page_size {size} is out of range for {service}: 1 to {max}")));
                 }
                 Some(_) => {}
             }
@@ -106,7 +104,13 @@ impl SourceOptions {
             }
         }
         check_enum(service, ServiceId::ChimeProxySessions, "proxy_status", &self.proxy_status, PROXY_SESSION_STATUSES)?;
-        check_enum(service, ServiceId::GameliftStreamSessions, "stream_status", &self.stream_status, STREAM_SESSION_STATUSES)?;
+        check_enum(
+            service,
+            ServiceId::GameliftStreamSessions,
+            "stream_status",
+            &self.stream_status,
+            STREAM_SESSION_STATUSES,
+        )?;
         check_enum(
             service,
             ServiceId::GameliftStreamSessions,
@@ -135,10 +139,7 @@ fn check_enum(
         return Err(Error::Config(format!("`{field}` does not apply to {service}")));
     }
     if !allowed.contains(&value.as_str()) {
-        return Err(Error::Config(format!(
-            "{field} `{value}` is not one of {}",
-            allowed.join(", ")
-        )));
+        return Err(Error::Config(format!("{field} `{value}` is not one of {}", allowed.join(", "))));
     }
     Ok(())
 }
@@ -208,13 +209,17 @@ mod tests {
     #[test]
     fn bad_options_get_a_clear_error_naming_the_field() {
         use ServiceId::*;
-        let parents = |p: &[&str]| SourceOptions { parents: p.iter().map(|s| s.to_string()).collect(), ..Default::default() };
+        let parents =
+            |p: &[&str]| SourceOptions { parents: p.iter().map(|s| s.to_string()).collect(), ..Default::default() };
         assert!(err(WorkspacesPoolSessions, parents(&["wspool-bad"])).contains("parent `wspool-bad` is not a pool id"));
         assert!(err(IvsStreamSessions, parents(&["channel-1"])).contains("parent `channel-1` is not a channel ARN"));
-        assert!(err(GameliftStreamSessions, parents(&["x"])).contains("`parents` does not apply to gamelift-stream-sessions"));
-        assert!(err(WorkspacesPoolSessions, parents(&["wspool-abc123def", "wspool-abc123def"])).contains("names a parent twice"));
+        assert!(err(GameliftStreamSessions, parents(&["x"]))
+            .contains("`parents` does not apply to gamelift-stream-sessions"));
+        assert!(err(WorkspacesPoolSessions, parents(&["wspool-abc123def", "wspool-abc123def"]))
+            .contains("names a parent twice"));
         let page = |n| SourceOptions { page_size: Some(n), ..Default::default() };
-        assert!(err(WorkspacesPoolSessions, page(51)).contains("page_size 51 is out of range for workspaces-pool-sessions: 1 to 50"));
+        assert!(err(WorkspacesPoolSessions, page(51))
+            .contains("page_size 51 is out of range for workspaces-pool-sessions: 1 to 50"));
         assert!(err(IvsStreamSessions, page(0)).contains("1 to 100"));
         assert!(err(WorkspacesConnectionStatus, page(10)).contains("`page_size` does not apply"));
         let user = SourceOptions { user_id: Some("u".into()), ..Default::default() };

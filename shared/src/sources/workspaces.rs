@@ -14,9 +14,7 @@ use crate::model::{ServiceId, SessionRecord, Timestamp};
 pub const WORKSPACE_IDS_PER_CALL: usize = 25;
 
 fn client(sdk: &SdkConfig) -> Client {
-    let config = aws_sdk_workspaces::config::Builder::from(sdk)
-        .retry_classifier(ThrottleStatusClassifier)
-        .build();
+    let config = aws_sdk_workspaces::config::Builder::from(sdk).retry_classifier(ThrottleStatusClassifier).build();
     Client::from_conf(config)
 }
 
@@ -75,11 +73,7 @@ impl SessionSource for WorkspacesPoolSessions {
             .send()
             .await
             .map_err(|e| Error::from_sdk(site.clone(), e))?;
-        let sessions = out
-            .sessions()
-            .iter()
-            .map(|s| map_pool_session(&site, s))
-            .collect::<Result<Vec<_>>>()?;
+        let sessions = out.sessions().iter().map(|s| map_pool_session(&site, s)).collect::<Result<Vec<_>>>()?;
         Ok(RawPage { sessions, next_token: out.next_token })
     }
 }
@@ -237,13 +231,18 @@ mod tests {
 
     #[test]
     fn pool_session_without_id_or_from_another_pool_is_a_bad_page() {
-        let no_id = WorkspacesPoolSession::builder().pool_id("wspool-abc123def").session_id("").user_id("u").build().unwrap();
+        let no_id =
+            WorkspacesPoolSession::builder().pool_id("wspool-abc123def").session_id("").user_id("u").build().unwrap();
         let err = map_pool_session(&site(Some("wspool-abc123def")), &no_id).unwrap_err().to_string();
         assert!(err.contains("a session has no SessionId"), "{err}");
-        let other = WorkspacesPoolSession::builder().pool_id("wspool-zzz999zzz").session_id("s").user_id("u").build().unwrap();
+        let other =
+            WorkspacesPoolSession::builder().pool_id("wspool-zzz999zzz").session_id("s").user_id("u").build().unwrap();
         let err = map_pool_session(&site(Some("wspool-abc123def")), &other).unwrap_err().to_string();
         assert!(err.contains("belongs to pool wspool-zzz999zzz, not the pool asked for"), "{err}");
-        assert!(err.starts_with("workspaces-pool-sessions DescribeWorkspacesPoolSessions (parent wspool-abc123def)"), "{err}");
+        assert!(
+            err.starts_with("workspaces-pool-sessions DescribeWorkspacesPoolSessions (parent wspool-abc123def)"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -260,7 +259,10 @@ mod tests {
         assert_eq!(r.status.as_deref(), Some("DISCONNECTED"));
         assert_eq!(r.get("connection_state_check_timestamp"), Some(&ts("2024-05-01T10:00:00Z")));
         assert_eq!(r.get("last_known_user_connection_timestamp"), Some(&ts("2024-05-01T08:00:00Z")));
-        let unknown = WorkspaceConnectionStatus::builder().workspace_id("ws-abcd1234").connection_state(ConnectionState::from("UNKNOWN")).build();
+        let unknown = WorkspaceConnectionStatus::builder()
+            .workspace_id("ws-abcd1234")
+            .connection_state(ConnectionState::from("UNKNOWN"))
+            .build();
         let r = map_connection_status(&site(None), &unknown).unwrap();
         assert_eq!(r.status.as_deref(), Some("UNKNOWN"));
         assert_eq!(r.get("last_known_user_connection_timestamp"), Some(&Value::Null));

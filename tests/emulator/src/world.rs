@@ -215,9 +215,8 @@ impl World {
         let mut parents = HashMap::new();
         for api in [Api::PoolSessions, Api::IvsStreamSessions, Api::ChimeProxySessions] {
             let shape = config.shape(api);
-            let ids: Vec<String> = (0..shape.parents + shape.empty_parents)
-                .map(|p| World::parent_id(&config, api, p))
-                .collect();
+            let ids: Vec<String> =
+                (0..shape.parents + shape.empty_parents).map(|p| World::parent_id(&config, api, p)).collect();
             let index = ids.iter().enumerate().map(|(i, id)| (id.clone(), i as u32)).collect();
             parents.insert(api, Parents { ids, index });
         }
@@ -228,12 +227,9 @@ impl World {
         let h = mix_all(&[config.seed, api.salt(), 0xFA, u64::from(p)]);
         match api {
             Api::PoolSessions => format!("wspool-{}", chars(h, 9, LOWER_ALNUM)),
-            Api::IvsStreamSessions => format!(
-                "arn:aws:ivs:{}:{}:channel/{}",
-                config.region,
-                config.account_id,
-                chars(h, 12, ALNUM)
-            ),
+            Api::IvsStreamSessions => {
+                format!("arn:aws:ivs:{}:{}:channel/{}", config.region, config.account_id, chars(h, 12, ALNUM))
+            }
             Api::ChimeProxySessions => chars(h, 22, LOWER_ALNUM),
             Api::ConnectionStatus | Api::GameliftStreamSessions => String::new(),
         }
@@ -314,7 +310,7 @@ impl World {
                     s.ended = Some(at(3) - 7);
                 }
                 s.status = if s.ended.is_some() { "OFFLINE" } else { "LIVE" };
-                s.has_error = h % 5 == 0 && phase >= 2;
+                s.has_error = h.is_multiple_of(5) && phase >= 2;
             }
             Api::ChimeProxySessions => {
                 s.id = chars(h, 22, LOWER_ALNUM);
@@ -342,7 +338,7 @@ impl World {
                     chars(h, 13, ALNUM)
                 );
                 s.user_id = user;
-                let fails = h % 9 == 0;
+                let fails = h.is_multiple_of(9);
                 let (status, changed) = if fails {
                     match phase {
                         0 => ("ACTIVATING", 0),
@@ -365,7 +361,8 @@ impl World {
                 s.reason = match status {
                     "ERROR" => Some("placementTimeout"),
                     "TERMINATED" => Some(
-                        ["idleTimeout", "apiTerminated", "applicationExit", "maxSessionLengthTimeout"][(h % 4) as usize],
+                        ["idleTimeout", "apiTerminated", "applicationExit", "maxSessionLengthTimeout"]
+                            [(h % 4) as usize],
                     ),
                     _ => None,
                 };
