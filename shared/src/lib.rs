@@ -3,11 +3,13 @@
 //!
 //! - [`model`]: service ids, the column list of every service, [`model::SessionRecord`];
 //! - [`sources`]: one source per API (parent discovery, paging, mapping);
+//! - [`history`]: S3 keys and the NDJSON.gz encoding of history lines;
 //! - [`aws`]: the SDK configuration the functions share;
 //! - [`error`]: the one error type.
 
 pub mod aws;
 pub mod error;
+pub mod history;
 pub mod model;
 pub mod sources;
 

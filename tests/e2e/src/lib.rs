@@ -1,1 +1,87 @@
-//! End-to-end test crate: the tests live in `tests/`.
+//! Test harness for the end-to-end tests: the local AWS stand-in (moto server). The session APIs'
+//! stand-in is the `session-emulator` crate.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A moto server on a free loopback port, stopped when dropped. DynamoDB and S3 (path-style) for
+/// the archiver's sinks.
+pub struct MotoServer {
+    child: Child,
+    port: u16,
+}
+
+impl MotoServer {
+    /// The `moto_server` the Makefile installs into the project venv (`make moto`), or `$MOTO_SERVER`.
+    pub fn binary() -> PathBuf {
+        std::env::var_os("MOTO_SERVER")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../.venv/bin/moto_server"))
+    }
+
+    /// Starts moto and waits until it answers HTTP (at most 60 s).
+    pub fn start() -> std::io::Result<Self> {
+        let binary = Self::binary();
+        if !binary.exists() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                format!(
+                    "{} is missing: run `make moto` (make test does) to install the pinned moto server",
+                    binary.display()
+                ),
+            ));
+        }
+        let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let child = Command::new(&binary)
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()?;
+        let mut server = MotoServer { child, port };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < deadline {
+            if let Some(status) = server.child.try_wait()? {
+                return Err(std::io::Error::other(format!("moto server exited early: {status}")));
+            }
+            if server.get("/moto-api/").is_ok_and(|r| r.starts_with("HTTP/1.")) {
+                return Ok(server);
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "moto server did not answer within 60 s"))
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// A plain HTTP GET; returns the whole response.
+    pub fn get(&self, path: &str) -> std::io::Result<String> {
+        let mut stream = TcpStream::connect(("127.0.0.1", self.port))?;
+        stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+        write!(stream, "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")?;
+        let mut response = String::new();
+        stream.read_to_string(&mut response)?;
+        Ok(response)
+    }
+
+    /// Stops the server (as a crash of the local AWS would) and waits for it to exit.
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for MotoServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}

@@ -189,9 +189,10 @@ async fn documented_filters_are_honoured() {
 
 #[tokio::test]
 async fn thirty_percent_throttling_still_yields_every_session() {
-    // GIVEN every operation throttled 30 % of the time, with each service's own throttling error
+    // GIVEN every operation throttled 30 % of the time, with each service's own throttling error,
+    // and slow
     let emulator = Emulator::start(busy_config()).await.unwrap();
-    emulator.set_faults("*", FaultPlan::throttling(0.3));
+    emulator.set_faults("*", FaultPlan { latency_ms: 2, ..FaultPlan::throttling(0.3) });
     for service in ServiceId::ALL {
         emulator.reset_calls();
         let source = source(&emulator, service, SourceOptions::default()).await;

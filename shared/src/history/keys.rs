@@ -1,0 +1,125 @@
+//! S3 keys of the history: `<prefix>/<kind>/<service>/dt=YYYY-MM-DD/<run_id>.jsonl.gz`.
+
+use std::fmt;
+
+use crate::error::{Error, Result};
+use crate::model::{ServiceId, Timestamp};
+
+/// The two datasets of the history.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HistoryKind {
+    /// Every session a run saw.
+    Snapshots,
+    /// Sessions a run saw open, change or end.
+    Changes,
+}
+
+impl HistoryKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HistoryKind::Snapshots => "snapshots",
+            HistoryKind::Changes => "changes",
+        }
+    }
+}
+
+/// The id of a run, derived from its triggering event (EventBridge `id`, or a replay event's own
+/// id), so a redelivered event writes the same keys again.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct RunId(String);
+
+impl RunId {
+    /// 1-128 characters of `[A-Za-z0-9._-]`, not starting with a dot: safe in an S3 key and a
+    /// DynamoDB sort key, and what EventBridge ids (UUIDs) already are.
+    pub fn parse(value: &str) -> Result<Self> {
+        let valid = (1..=128).contains(&value.len())
+            && !value.starts_with('.')
+            && value.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+        if valid {
+            Ok(RunId(value.to_owned()))
+        } else {
+            Err(Error::Config(format!(
+                "run id `{value}` must be 1 to 128 characters of letters, digits, '.', '_' or '-', not starting with '.'"
+            )))
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for RunId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// The key of one history object. The `dt` partition is the UTC day the run started.
+pub fn object_key(prefix: &str, kind: HistoryKind, service: ServiceId, started_at: &Timestamp, run: &RunId) -> String {
+    let day = &started_at.as_str()[..10];
+    let prefix = prefix.trim_matches('/');
+    let tail = format!("{}/{service}/dt={day}/{run}.jsonl.gz", kind.as_str());
+    if prefix.is_empty() {
+        tail
+    } else {
+        format!("{prefix}/{tail}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(text: &str) -> Timestamp {
+        Timestamp::parse(text).unwrap()
+    }
+
+    #[test]
+    fn keys_are_hive_partitioned_by_service_and_day() {
+        let run = RunId::parse("7bf73129-1428-4cd3-a780-95db273d1602").unwrap();
+        assert_eq!(
+            object_key(
+                "history",
+                HistoryKind::Snapshots,
+                ServiceId::IvsStreamSessions,
+                &at("2026-11-22T23:59:59Z"),
+                &run
+            ),
+            "history/snapshots/ivs-stream-sessions/dt=2026-11-22/7bf73129-1428-4cd3-a780-95db273d1602.jsonl.gz"
+        );
+        assert_eq!(
+            object_key("/a/b/", HistoryKind::Changes, ServiceId::ChimeProxySessions, &at("2026-01-01T00:00:00Z"), &run),
+            "a/b/changes/chime-proxy-sessions/dt=2026-01-01/7bf73129-1428-4cd3-a780-95db273d1602.jsonl.gz"
+        );
+        assert_eq!(
+            object_key("", HistoryKind::Changes, ServiceId::GameliftStreamSessions, &at("2026-01-01T00:00:00Z"), &run),
+            "changes/gamelift-stream-sessions/dt=2026-01-01/7bf73129-1428-4cd3-a780-95db273d1602.jsonl.gz"
+        );
+    }
+
+    #[test]
+    fn the_same_event_gives_the_same_key() {
+        let key = |id: &str| {
+            let run = RunId::parse(id).unwrap();
+            object_key(
+                "h",
+                HistoryKind::Snapshots,
+                ServiceId::WorkspacesPoolSessions,
+                &at("2026-03-01T10:00:00Z"),
+                &run,
+            )
+        };
+        assert_eq!(key("evt-1"), key("evt-1"));
+        assert_ne!(key("evt-1"), key("evt-2"));
+    }
+
+    #[test]
+    fn run_ids_that_would_break_a_key_are_refused() {
+        for bad in ["", "a/b", "../x", ".hidden", "space here", &"x".repeat(129)] {
+            let err = RunId::parse(bad).unwrap_err().to_string();
+            assert!(err.contains("must be 1 to 128 characters"), "{bad}: {err}");
+        }
+        assert!(RunId::parse("replay-2026-11-22.1_a").is_ok());
+    }
+}
