@@ -32,9 +32,8 @@ impl SessionSource for IvsStreamSessions {
     }
 
     async fn listings(&self) -> Result<Discovery> {
-        if !self.options.parents.is_empty() {
-            let listings = self.options.parents.iter().map(Listing::parent).collect();
-            return Ok(Discovery { listings, api_calls: 0 });
+        if let Some(given) = self.options.explicit_parents() {
+            return Ok(given);
         }
         let site = CallSite { service: self.service(), operation: "ListChannels", parent: None };
         let (channels, api_calls) = discover_all(site.clone(), |token| {

@@ -121,6 +121,14 @@ impl SourceOptions {
         Ok(())
     }
 
+    /// The listings of the parents named in the options, which replace discovery.
+    pub fn explicit_parents(&self) -> Option<super::Discovery> {
+        (!self.parents.is_empty()).then(|| super::Discovery {
+            listings: self.parents.iter().map(super::Listing::parent).collect(),
+            api_calls: 0,
+        })
+    }
+
     /// The page size to ask for: the option, or the API's largest.
     pub fn page_size_for(&self, service: ServiceId) -> Option<i32> {
         self.page_size.or(service.max_page_size())
