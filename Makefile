@@ -2,6 +2,7 @@
 # `make help` lists the targets.
 
 SHELL := /bin/bash
+.SHELLFLAGS := -o pipefail -c
 .DEFAULT_GOAL := help
 CARGO ?= cargo
 PORT ?= 4566
@@ -18,7 +19,10 @@ help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 test: lint moto ## All checks and tests: lint, unit tests, end-to-end tests on the stand-ins
-	$(CARGO) test --workspace --locked
+	@mkdir -p target; status=0; \
+	$(CARGO) test --workspace --locked 2>&1 | tee target/test-output.log || status=$$?; \
+	awk '/^test result:/ {p += $$4; f += $$6} END {printf "summary: %d passed, %d failed\n", p, f}' target/test-output.log; \
+	exit $$status
 
 lint: ## rustfmt, clippy (warnings are errors), and one TLS stack only
 	$(CARGO) fmt --all --check
