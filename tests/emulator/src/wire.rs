@@ -332,6 +332,16 @@ fn check_enum(svc: Svc, name: &str, value: Option<&String>, allowed: &[&str]) ->
     }
 }
 
+/// A list response: the items under `list`, and the next token under `next` when there is one.
+fn list_body(list: &str, items: Vec<Value>, next_key: &str, next: Option<String>) -> Value {
+    let mut body = Map::new();
+    body.insert(list.to_owned(), Value::Array(items));
+    if let Some(next) = next {
+        body.insert(next_key.to_owned(), next.into());
+    }
+    Value::Object(body)
+}
+
 fn ip_of(bits: u64) -> String {
     format!("10.{}.{}.{}", (bits >> 8) & 0xff, (bits >> 16) & 0xff, ((bits >> 24) & 0xfd) + 1)
 }
@@ -446,11 +456,7 @@ fn describe_pool_sessions(shared: &Shared, fields: &Fields) -> Result<Value, Api
             })
         })
         .collect();
-    let mut body = json!({ "Sessions": sessions });
-    if let Some(next) = next {
-        body["NextToken"] = next.into();
-    }
-    Ok(body)
+    Ok(list_body("Sessions", sessions, "NextToken", next))
 }
 
 fn describe_pools(shared: &Shared, fields: &Fields) -> Result<Value, ApiError> {
@@ -501,11 +507,7 @@ fn describe_pools(shared: &Shared, fields: &Fields) -> Result<Value, ApiError> {
             })
         })
         .collect();
-    let mut body = json!({ "WorkspacesPools": items });
-    if let Some(next) = next {
-        body["NextToken"] = next.into();
-    }
-    Ok(body)
+    Ok(list_body("WorkspacesPools", items, "NextToken", next))
 }
 
 fn describe_connection_status(shared: &Shared, fields: &Fields) -> Result<Value, ApiError> {
@@ -550,11 +552,7 @@ fn describe_connection_status(shared: &Shared, fields: &Fields) -> Result<Value,
             item
         })
         .collect();
-    let mut body = json!({ "WorkspacesConnectionStatus": items });
-    if let Some(next) = next {
-        body["NextToken"] = next.into();
-    }
-    Ok(body)
+    Ok(list_body("WorkspacesConnectionStatus", items, "NextToken", next))
 }
 
 // ---------------------------------------------------------------- IVS (restJson1)
@@ -630,11 +628,7 @@ async fn ivs_list_stream_sessions(State(shared): State<AppState>, headers: Heade
                 item
             })
             .collect();
-        let mut body = json!({ "streamSessions": items });
-        if let Some(next) = next {
-            body["nextToken"] = next.into();
-        }
-        Ok(body)
+        Ok(list_body("streamSessions", items, "nextToken", next))
     })
     .await
 }
@@ -679,11 +673,7 @@ async fn ivs_list_channels(State(shared): State<AppState>, headers: HeaderMap, b
                 })
             })
             .collect();
-        let mut body = json!({ "channels": items });
-        if let Some(next) = next {
-            body["nextToken"] = next.into();
-        }
-        Ok(body)
+        Ok(list_body("channels", items, "nextToken", next))
     })
     .await
 }
@@ -761,11 +751,7 @@ async fn chime_list_proxy_sessions(
                 item
             })
             .collect();
-        let mut body = json!({ "ProxySessions": items });
-        if let Some(next) = next {
-            body["NextToken"] = next.into();
-        }
-        Ok(body)
+        Ok(list_body("ProxySessions", items, "NextToken", next))
     })
     .await
 }
@@ -801,11 +787,7 @@ async fn chime_list_voice_connectors(
                 })
             })
             .collect();
-        let mut body = json!({ "VoiceConnectors": items });
-        if let Some(next) = next {
-            body["NextToken"] = next.into();
-        }
-        Ok(body)
+        Ok(list_body("VoiceConnectors", items, "NextToken", next))
     })
     .await
 }
@@ -885,11 +867,7 @@ async fn gamelift_list_stream_sessions_by_account(
                 item
             })
             .collect();
-        let mut body = json!({ "Items": items });
-        if let Some(next) = next {
-            body["NextToken"] = next.into();
-        }
-        Ok(body)
+        Ok(list_body("Items", items, "NextToken", next))
     })
     .await
 }
