@@ -68,14 +68,6 @@ impl Error {
         }
     }
 
-    /// The AWS error code, for API errors.
-    pub fn aws_code(&self) -> Option<&str> {
-        match self {
-            Error::Api { code, .. } => Some(code),
-            _ => None,
-        }
-    }
-
     /// Maps an SDK error to [`Error::Api`], keeping the AWS code and message.
     pub fn from_sdk<E, R>(site: CallSite, err: SdkError<E, R>) -> Self
     where

@@ -118,16 +118,6 @@ impl EmulatorConfig {
             Api::GameliftStreamSessions => self.gamelift_stream_sessions,
         }
     }
-
-    pub fn shape_mut(&mut self, api: Api) -> &mut Shape {
-        match api {
-            Api::PoolSessions => &mut self.pool_sessions,
-            Api::ConnectionStatus => &mut self.connection_status,
-            Api::IvsStreamSessions => &mut self.ivs_stream_sessions,
-            Api::ChimeProxySessions => &mut self.chime_proxy_sessions,
-            Api::GameliftStreamSessions => &mut self.gamelift_stream_sessions,
-        }
-    }
 }
 
 /// One session as the emulator knows it, before a wire format renders it.
