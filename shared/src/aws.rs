@@ -77,6 +77,20 @@ impl SdkSettings {
     }
 }
 
+impl SdkSettings {
+    /// The DynamoDB client of the table of current state.
+    pub fn dynamodb_client(&self, sdk: &SdkConfig) -> aws_sdk_dynamodb::Client {
+        aws_sdk_dynamodb::Client::new(sdk)
+    }
+
+    /// The S3 client of the history bucket; path-style addressing when the endpoint is
+    /// overridden (a local stand-in has no per-bucket host names).
+    pub fn s3_client(&self, sdk: &SdkConfig) -> aws_sdk_s3::Client {
+        let config = aws_sdk_s3::config::Builder::from(sdk).force_path_style(self.endpoint_url.is_some()).build();
+        aws_sdk_s3::Client::from_conf(config)
+    }
+}
+
 /// Classifies HTTP 429 as throttling. The SDK's defaults retry 500/502/503/504 and a list of
 /// throttling codes, but not a 429 whose code is off that list, such as Chime SDK Voice's
 /// `ThrottledClientException`.

@@ -32,6 +32,10 @@ pub enum Error {
     #[error("invalid configuration: {0}")]
     Config(String),
 
+    /// The event a function was invoked with is not one it accepts.
+    #[error("invalid event: {0}")]
+    Event(String),
+
     /// An AWS API call failed (after the SDK's own retries).
     #[error("{site} failed: {code}: {message}")]
     Api {
@@ -54,6 +58,23 @@ pub enum Error {
     #[error("{site} returned a page that cannot be archived: {detail}")]
     BadPage { site: CallSite, detail: String },
 
+    /// A call to the archiver's own storage (DynamoDB table, S3 bucket) failed.
+    #[error("{operation} on {resource} failed: {code}: {message}")]
+    Storage {
+        /// `DynamoDB BatchWriteItem`, `S3 UploadPart`, …
+        operation: &'static str,
+        /// The table, or the bucket and key.
+        resource: String,
+        code: String,
+        message: String,
+        status: Option<u16>,
+        retryable: bool,
+    },
+
+    /// An item in the table that the archiver cannot read back (changed by hand, or a bug).
+    #[error("unreadable {0}")]
+    Store(String),
+
     /// A mapping from an API type to the schema is wrong (a bug in the archiver).
     #[error("session mapping error: {0}")]
     Mapping(String),
@@ -63,8 +84,13 @@ impl Error {
     /// Whether invoking again later can succeed without anyone changing anything.
     pub fn is_retryable(&self) -> bool {
         match self {
-            Error::Api { retryable, .. } => *retryable,
-            Error::Config(_) | Error::RepeatedNextToken { .. } | Error::BadPage { .. } | Error::Mapping(_) => false,
+            Error::Api { retryable, .. } | Error::Storage { retryable, .. } => *retryable,
+            Error::Store(_)
+            | Error::Event(_)
+            | Error::Config(_)
+            | Error::RepeatedNextToken { .. }
+            | Error::BadPage { .. }
+            | Error::Mapping(_) => false,
         }
     }
 
@@ -74,6 +100,35 @@ impl Error {
         E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
         R: std::fmt::Debug + HttpStatus,
     {
+        let SdkFailure { code, message, status, retryable } = SdkFailure::from(err);
+        Error::Api { site, code, message, status, retryable }
+    }
+
+    /// Maps an SDK error of a DynamoDB or S3 call to [`Error::Storage`].
+    pub fn from_storage_sdk<E, R>(operation: &'static str, resource: impl Into<String>, err: SdkError<E, R>) -> Self
+    where
+        E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+        R: std::fmt::Debug + HttpStatus,
+    {
+        let SdkFailure { code, message, status, retryable } = SdkFailure::from(err);
+        Error::Storage { operation, resource: resource.into(), code, message, status, retryable }
+    }
+}
+
+/// What the archiver keeps of a failed SDK call.
+struct SdkFailure {
+    code: String,
+    message: String,
+    status: Option<u16>,
+    retryable: bool,
+}
+
+impl<E, R> From<SdkError<E, R>> for SdkFailure
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug + HttpStatus,
+{
+    fn from(err: SdkError<E, R>) -> Self {
         let status = err.raw_response().map(HttpStatus::status_code);
         let (code, message) = match &err {
             SdkError::ServiceError(service_err) => {
@@ -101,7 +156,7 @@ impl Error {
             SdkError::ConstructionFailure(_) => false,
             _ => is_retryable_code(&code) || status.is_some_and(|s| s == 429 || s >= 500),
         };
-        Error::Api { site, code, message, status, retryable }
+        SdkFailure { code, message, status, retryable }
     }
 }
 
@@ -116,6 +171,11 @@ pub fn is_retryable_code(code: &str) -> bool {
             | "InternalServerException"
             | "RequestTimeout"
             | "RequestTimeoutException"
+            | "ProvisionedThroughputExceededException"
+            | "RequestLimitExceeded"
+            | "InternalServerError"
+            | "SlowDown"
+            | "InternalError"
     )
 }
 

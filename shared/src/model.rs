@@ -278,6 +278,17 @@ impl Timestamp {
         }
     }
 
+    /// The current instant, to the millisecond.
+    pub fn now() -> Self {
+        let now = DateTime::from(std::time::SystemTime::now());
+        Timestamp::from_datetime(&DateTime::from_millis(now.to_millis().unwrap_or_default()))
+    }
+
+    /// Whole seconds since the Unix epoch.
+    pub fn epoch_seconds(&self) -> i64 {
+        self.to_datetime().secs()
+    }
+
     pub fn parse(text: &str) -> Result<Self, Error> {
         let parsed = DateTime::from_str(text, Format::DateTime)
             .map_err(|e| Error::Config(format!("`{text}` is not an RFC 3339 timestamp: {e}")))?;

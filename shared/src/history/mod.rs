@@ -1,10 +1,12 @@
-//! History in S3: object keys and the NDJSON.gz encoding of session lines.
-//!
-//! Pure pieces only so far: the key builder and the streaming encoder. The S3 adapter (PutObject
-//! for small runs, multipart past ~8 MiB) builds on them.
+//! History in S3: object keys, the NDJSON.gz encoding of session lines, and the streaming writer
+//! of one object behind the [`ObjectStore`] port (S3 adapter: [`S3ObjectStore`]).
 
 mod keys;
 mod ndjson;
+pub mod store;
+mod writer;
 
 pub use keys::{object_key, HistoryKind, RunId};
 pub use ndjson::{change_columns, line, Change, GzipLines, RunContext};
+pub use store::{ObjectStore, S3ObjectStore, UploadCounters, UploadedPart};
+pub use writer::{HistoryObject, WrittenObject, DEFAULT_PART_SIZE, S3_MIN_PART_SIZE};

@@ -34,6 +34,10 @@ impl Change {
             Change::Ended => "ended",
         }
     }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        [Change::Opened, Change::Changed, Change::Ended].into_iter().find(|c| c.as_str() == text)
+    }
 }
 
 /// The columns a changes line has after the snapshot columns.

@@ -1,0 +1,198 @@
+//! Where history objects go: the [`ObjectStore`] port and its S3 adapter.
+
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::{ChecksumAlgorithm, CompletedMultipartUpload, CompletedPart};
+use aws_sdk_s3::Client;
+use tracing::instrument;
+
+use crate::error::{Error, Result};
+
+/// The media type of the history objects.
+pub const CONTENT_TYPE: &str = "application/x-ndjson";
+pub const CONTENT_ENCODING: &str = "gzip";
+
+/// One uploaded part of a multipart upload.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UploadedPart {
+    pub number: i32,
+    pub etag: String,
+    /// The part's CRC32 (base64), as S3 computed it, for the completion call.
+    pub checksum_crc32: Option<String>,
+}
+
+/// An object store that takes whole objects and multipart uploads.
+pub trait ObjectStore: Send + Sync {
+    fn put_object(&self, key: &str, body: Vec<u8>) -> impl Future<Output = Result<()>> + Send;
+    /// Starts a multipart upload; returns its upload id.
+    fn create_multipart(&self, key: &str) -> impl Future<Output = Result<String>> + Send;
+    fn upload_part(
+        &self,
+        key: &str,
+        upload_id: &str,
+        number: i32,
+        body: Vec<u8>,
+    ) -> impl Future<Output = Result<UploadedPart>> + Send;
+    fn complete_multipart(
+        &self,
+        key: &str,
+        upload_id: &str,
+        parts: Vec<UploadedPart>,
+    ) -> impl Future<Output = Result<()>> + Send;
+    fn abort_multipart(&self, key: &str, upload_id: &str) -> impl Future<Output = Result<()>> + Send;
+}
+
+/// What the S3 adapter sent, for the run's summary and the tests.
+#[derive(Debug, Default)]
+pub struct UploadCounters {
+    pub put_objects: AtomicU64,
+    pub multipart_uploads: AtomicU64,
+    pub parts: AtomicU64,
+    pub aborted_uploads: AtomicU64,
+    pub bytes: AtomicU64,
+}
+
+/// History objects in an S3 bucket.
+#[derive(Clone, Debug)]
+pub struct S3ObjectStore {
+    client: Client,
+    bucket: String,
+    counters: Arc<UploadCounters>,
+}
+
+impl S3ObjectStore {
+    pub fn new(client: Client, bucket: impl Into<String>) -> Self {
+        S3ObjectStore { client, bucket: bucket.into(), counters: Arc::default() }
+    }
+
+    pub fn bucket(&self) -> &str {
+        &self.bucket
+    }
+
+    pub fn counters(&self) -> &UploadCounters {
+        &self.counters
+    }
+
+    fn error<E, R>(
+        &self,
+        operation: &'static str,
+        key: &str,
+        err: aws_smithy_runtime_api::client::result::SdkError<E, R>,
+    ) -> Error
+    where
+        E: aws_sdk_s3::error::ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+        R: std::fmt::Debug + crate::error::HttpStatus,
+    {
+        Error::from_storage_sdk(operation, format!("s3://{}/{key}", self.bucket), err)
+    }
+
+    fn count(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Ordering::Relaxed);
+    }
+}
+
+impl ObjectStore for S3ObjectStore {
+    #[instrument(skip(self, body), fields(bucket = %self.bucket, bytes = body.len()))]
+    async fn put_object(&self, key: &str, body: Vec<u8>) -> Result<()> {
+        let bytes = body.len() as u64;
+        self.client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .content_type(CONTENT_TYPE)
+            .content_encoding(CONTENT_ENCODING)
+            .checksum_algorithm(ChecksumAlgorithm::Crc32)
+            .body(ByteStream::from(body))
+            .send()
+            .await
+            .map_err(|e| self.error("S3 PutObject", key, e))?;
+        Self::count(&self.counters.put_objects, 1);
+        Self::count(&self.counters.bytes, bytes);
+        Ok(())
+    }
+
+    #[instrument(skip(self), fields(bucket = %self.bucket))]
+    async fn create_multipart(&self, key: &str) -> Result<String> {
+        let output = self
+            .client
+            .create_multipart_upload()
+            .bucket(&self.bucket)
+            .key(key)
+            .content_type(CONTENT_TYPE)
+            .content_encoding(CONTENT_ENCODING)
+            .checksum_algorithm(ChecksumAlgorithm::Crc32)
+            .send()
+            .await
+            .map_err(|e| self.error("S3 CreateMultipartUpload", key, e))?;
+        Self::count(&self.counters.multipart_uploads, 1);
+        output.upload_id.ok_or_else(|| Error::Storage {
+            operation: "S3 CreateMultipartUpload",
+            resource: format!("s3://{}/{key}", self.bucket),
+            code: "MalformedResponse".into(),
+            message: "no UploadId in the answer".into(),
+            status: None,
+            retryable: true,
+        })
+    }
+
+    #[instrument(skip(self, body), fields(bucket = %self.bucket, bytes = body.len()))]
+    async fn upload_part(&self, key: &str, upload_id: &str, number: i32, body: Vec<u8>) -> Result<UploadedPart> {
+        let bytes = body.len() as u64;
+        let output = self
+            .client
+            .upload_part()
+            .bucket(&self.bucket)
+            .key(key)
+            .upload_id(upload_id)
+            .part_number(number)
+            .checksum_algorithm(ChecksumAlgorithm::Crc32)
+            .body(ByteStream::from(body))
+            .send()
+            .await
+            .map_err(|e| self.error("S3 UploadPart", key, e))?;
+        Self::count(&self.counters.parts, 1);
+        Self::count(&self.counters.bytes, bytes);
+        Ok(UploadedPart { number, etag: output.e_tag.unwrap_or_default(), checksum_crc32: output.checksum_crc32 })
+    }
+
+    #[instrument(skip(self, parts), fields(bucket = %self.bucket, parts = parts.len()))]
+    async fn complete_multipart(&self, key: &str, upload_id: &str, parts: Vec<UploadedPart>) -> Result<()> {
+        let parts = parts
+            .into_iter()
+            .map(|p| {
+                CompletedPart::builder()
+                    .part_number(p.number)
+                    .e_tag(p.etag)
+                    .set_checksum_crc32(p.checksum_crc32)
+                    .build()
+            })
+            .collect();
+        self.client
+            .complete_multipart_upload()
+            .bucket(&self.bucket)
+            .key(key)
+            .upload_id(upload_id)
+            .multipart_upload(CompletedMultipartUpload::builder().set_parts(Some(parts)).build())
+            .send()
+            .await
+            .map_err(|e| self.error("S3 CompleteMultipartUpload", key, e))?;
+        Ok(())
+    }
+
+    #[instrument(skip(self), fields(bucket = %self.bucket))]
+    async fn abort_multipart(&self, key: &str, upload_id: &str) -> Result<()> {
+        self.client
+            .abort_multipart_upload()
+            .bucket(&self.bucket)
+            .key(key)
+            .upload_id(upload_id)
+            .send()
+            .await
+            .map_err(|e| self.error("S3 AbortMultipartUpload", key, e))?;
+        Self::count(&self.counters.aborted_uploads, 1);
+        Ok(())
+    }
+}

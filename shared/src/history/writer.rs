@@ -1,0 +1,281 @@
+//! One history object, written as a stream: lines are gzip'd as they come, and once the
+//! compressed bytes pass the part size the object becomes a multipart upload whose parts leave
+//! as they fill, so memory stays at about one part whatever the number of lines. A small object
+//! is one PutObject. A failed or abandoned object aborts its upload: no orphaned parts.
+
+use tracing::warn;
+
+use super::ndjson::GzipLines;
+use super::store::{ObjectStore, UploadedPart};
+use crate::error::Result;
+
+/// The smallest part S3 takes (all but the last part).
+pub const S3_MIN_PART_SIZE: usize = 5 * 1024 * 1024;
+/// The default size of a part: an object goes multipart once its gzip'd bytes pass it.
+pub const DEFAULT_PART_SIZE: usize = 8 * 1024 * 1024;
+
+/// A history object written by [`HistoryObject::finish`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WrittenObject {
+    pub key: String,
+    pub lines: u64,
+    /// Compressed size.
+    pub bytes: u64,
+    /// Parts of the multipart upload; 0 for a single PutObject.
+    pub parts: usize,
+}
+
+struct Upload {
+    id: String,
+    parts: Vec<UploadedPart>,
+}
+
+/// A history object being written.
+pub struct HistoryObject<'a, O: ObjectStore> {
+    store: &'a O,
+    key: String,
+    gzip: GzipLines,
+    part_size: usize,
+    upload: Option<Upload>,
+    bytes: u64,
+}
+
+impl<'a, O: ObjectStore> HistoryObject<'a, O> {
+    /// `part_size` is raised to S3's 5 MiB minimum.
+    pub fn new(store: &'a O, key: String, part_size: usize) -> Self {
+        HistoryObject {
+            store,
+            key,
+            gzip: GzipLines::default(),
+            part_size: part_size.max(S3_MIN_PART_SIZE),
+            upload: None,
+            bytes: 0,
+        }
+    }
+
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+
+    pub fn lines(&self) -> u64 {
+        self.gzip.lines()
+    }
+
+    /// Adds a line (without its newline); uploads a part when one is full.
+    pub async fn push(&mut self, line: &str) -> Result<()> {
+        self.gzip.push(line);
+        if let Some(part) = self.gzip.take_if_at_least(self.part_size) {
+            self.upload_part(part).await?;
+        }
+        Ok(())
+    }
+
+    async fn upload_part(&mut self, body: Vec<u8>) -> Result<()> {
+        if self.upload.is_none() {
+            let id = self.store.create_multipart(&self.key).await?;
+            self.upload = Some(Upload { id, parts: Vec::new() });
+        }
+        let upload = self.upload.as_mut().expect("upload started above");
+        let number = upload.parts.len() as i32 + 1;
+        self.bytes += body.len() as u64;
+        let part = self.store.upload_part(&self.key, &upload.id, number, body).await?;
+        upload.parts.push(part);
+        Ok(())
+    }
+
+    /// Writes the object: the last part and the completion, or one PutObject. On failure the
+    /// upload is aborted before the error is returned.
+    pub async fn finish(mut self) -> Result<WrittenObject> {
+        let lines = self.gzip.lines();
+        let rest = std::mem::take(&mut self.gzip).finish();
+        let result = match self.upload.take() {
+            None => {
+                self.bytes += rest.len() as u64;
+                self.store.put_object(&self.key, rest).await.map(|()| 0)
+            }
+            Some(upload) => {
+                self.upload = Some(upload);
+                self.complete(rest).await
+            }
+        };
+        match result {
+            Ok(parts) => Ok(WrittenObject { key: self.key.clone(), lines, bytes: self.bytes, parts }),
+            Err(err) => {
+                self.abort().await;
+                Err(err)
+            }
+        }
+    }
+
+    async fn complete(&mut self, rest: Vec<u8>) -> Result<usize> {
+        self.upload_part(rest).await?;
+        let upload = self.upload.as_ref().expect("multipart upload in progress");
+        let parts = upload.parts.len();
+        self.store.complete_multipart(&self.key, &upload.id, upload.parts.clone()).await?;
+        self.upload = None;
+        Ok(parts)
+    }
+
+    /// Gives the object up: aborts its multipart upload, if any, so no parts are left behind.
+    /// Best effort: a failure to abort is logged (a bucket lifecycle rule cleans up after it).
+    pub async fn abort(mut self) {
+        if let Some(upload) = self.upload.take() {
+            if let Err(err) = self.store.abort_multipart(&self.key, &upload.id).await {
+                warn!(key = %self.key, error = %err, "could not abort the multipart upload");
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::io::Read;
+    use std::sync::Mutex;
+
+    use flate2::read::MultiGzDecoder;
+
+    use super::*;
+    use crate::error::Error;
+
+    /// Parts uploaded so far, by upload id.
+    type Parts = BTreeMap<String, Vec<(i32, Vec<u8>)>>;
+
+    /// An object store in memory that can be told to fail one operation.
+    #[derive(Default)]
+    struct MemoryStore {
+        objects: Mutex<BTreeMap<String, Vec<u8>>>,
+        uploads: Mutex<Parts>,
+        aborted: Mutex<Vec<String>>,
+        fail: Option<&'static str>,
+    }
+
+    impl MemoryStore {
+        fn failing(operation: &'static str) -> Self {
+            MemoryStore { fail: Some(operation), ..Default::default() }
+        }
+
+        fn check(&self, operation: &'static str) -> Result<()> {
+            if self.fail == Some(operation) {
+                return Err(Error::Storage {
+                    operation,
+                    resource: "memory".into(),
+                    code: "InternalError".into(),
+                    message: "injected".into(),
+                    status: Some(500),
+                    retryable: true,
+                });
+            }
+            Ok(())
+        }
+
+        fn text(&self, key: &str) -> String {
+            let mut text = String::new();
+            MultiGzDecoder::new(&self.objects.lock().unwrap()[key][..]).read_to_string(&mut text).unwrap();
+            text
+        }
+    }
+
+    impl ObjectStore for MemoryStore {
+        async fn put_object(&self, key: &str, body: Vec<u8>) -> Result<()> {
+            self.check("put")?;
+            self.objects.lock().unwrap().insert(key.into(), body);
+            Ok(())
+        }
+        async fn create_multipart(&self, key: &str) -> Result<String> {
+            self.check("create")?;
+            self.uploads.lock().unwrap().insert(format!("up-{key}"), Vec::new());
+            Ok(format!("up-{key}"))
+        }
+        async fn upload_part(&self, _key: &str, upload_id: &str, number: i32, body: Vec<u8>) -> Result<UploadedPart> {
+            self.check("part")?;
+            self.uploads.lock().unwrap().get_mut(upload_id).unwrap().push((number, body));
+            Ok(UploadedPart { number, etag: format!("e{number}"), checksum_crc32: None })
+        }
+        async fn complete_multipart(&self, key: &str, upload_id: &str, parts: Vec<UploadedPart>) -> Result<()> {
+            self.check("complete")?;
+            let uploaded = self.uploads.lock().unwrap().remove(upload_id).unwrap();
+            assert_eq!(
+                parts.iter().map(|p| p.number).collect::<Vec<_>>(),
+                (1..=uploaded.len() as i32).collect::<Vec<_>>()
+            );
+            let body = uploaded.into_iter().flat_map(|(_, b)| b).collect();
+            self.objects.lock().unwrap().insert(key.into(), body);
+            Ok(())
+        }
+        async fn abort_multipart(&self, _key: &str, upload_id: &str) -> Result<()> {
+            self.uploads.lock().unwrap().remove(upload_id);
+            self.aborted.lock().unwrap().push(upload_id.into());
+            Ok(())
+        }
+    }
+
+    /// Lines that gzip poorly, so a few MiB of them pass the part size.
+    fn noisy_line(i: u64) -> String {
+        let mut x = i.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+        let noise: String = (0..24)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                format!("{:016x}", x)
+            })
+            .collect();
+        format!("{{\"n\":{i},\"noise\":\"{noise}\"}}")
+    }
+
+    #[tokio::test]
+    async fn a_small_object_is_one_put_with_every_line() {
+        let store = MemoryStore::default();
+        let mut object = HistoryObject::new(&store, "k".into(), DEFAULT_PART_SIZE);
+        for i in 0..100 {
+            object.push(&noisy_line(i)).await.unwrap();
+        }
+        let written = object.finish().await.unwrap();
+        assert_eq!((written.lines, written.parts), (100, 0));
+        assert_eq!(store.text("k").lines().count(), 100);
+    }
+
+    #[tokio::test]
+    async fn a_large_object_goes_multipart_with_parts_of_at_least_the_part_size() {
+        let store = MemoryStore::default();
+        let mut object = HistoryObject::new(&store, "big".into(), S3_MIN_PART_SIZE);
+        let mut max_pending = 0;
+        for i in 0..40_000 {
+            object.push(&noisy_line(i)).await.unwrap();
+            max_pending = max_pending.max(object.gzip.buffered());
+        }
+        let written = object.finish().await.unwrap();
+        assert!(written.parts >= 2, "{written:?}");
+        assert!(max_pending < S3_MIN_PART_SIZE + 64 * 1024, "memory stays near one part: {max_pending}");
+        let text = store.text("big");
+        assert_eq!(text.lines().count(), 40_000);
+        assert_eq!(text.lines().last().unwrap(), noisy_line(39_999));
+    }
+
+    #[tokio::test]
+    async fn a_failed_completion_aborts_the_upload() {
+        let store = MemoryStore::failing("complete");
+        let mut object = HistoryObject::new(&store, "big".into(), S3_MIN_PART_SIZE);
+        for i in 0..40_000 {
+            object.push(&noisy_line(i)).await.unwrap();
+        }
+        let err = object.finish().await.unwrap_err();
+        assert!(err.is_retryable(), "{err}");
+        assert_eq!(store.aborted.lock().unwrap().as_slice(), ["up-big"]);
+        assert!(store.uploads.lock().unwrap().is_empty(), "no parts left behind");
+        assert!(store.objects.lock().unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn an_abandoned_object_aborts_its_upload() {
+        let store = MemoryStore::default();
+        let mut object = HistoryObject::new(&store, "big".into(), S3_MIN_PART_SIZE);
+        for i in 0..30_000 {
+            object.push(&noisy_line(i)).await.unwrap();
+        }
+        object.abort().await;
+        assert_eq!(store.aborted.lock().unwrap().len(), 1);
+        assert!(store.objects.lock().unwrap().is_empty());
+    }
+}

@@ -1,0 +1,455 @@
+//! The DynamoDB adapter of [`SnapshotStore`].
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use aws_sdk_dynamodb::error::ProvideErrorMetadata;
+use aws_sdk_dynamodb::types::{AttributeValue, PutRequest, WriteRequest};
+use aws_sdk_dynamodb::Client;
+use tracing::{instrument, warn};
+
+use super::item::{self, Item, LEASE_SK};
+use super::{Checkpoint, LeaseOutcome, Manifest, Scope, SnapshotStore, StoredSession};
+use crate::error::{Error, Result};
+
+/// DynamoDB's limit of items per BatchWriteItem call.
+pub const BATCH_WRITE_MAX_ITEMS: usize = 25;
+
+/// How BatchWriteItem's `UnprocessedItems` are retried: exponential backoff with full jitter.
+#[derive(Clone, Copy, Debug)]
+pub struct BatchRetry {
+    /// Calls per batch, the first included.
+    pub max_attempts: u32,
+    pub base_delay: Duration,
+    pub max_delay: Duration,
+}
+
+impl Default for BatchRetry {
+    fn default() -> Self {
+        BatchRetry { max_attempts: 8, base_delay: Duration::from_millis(50), max_delay: Duration::from_secs(5) }
+    }
+}
+
+impl BatchRetry {
+    /// The wait before attempt `attempt` (2, 3, …): a random share of the exponential bound.
+    pub fn delay(&self, attempt: u32) -> Duration {
+        let exponent = attempt.saturating_sub(2).min(16);
+        let bound = self.base_delay.saturating_mul(1 << exponent).min(self.max_delay);
+        bound.mul_f64(fastrand::f64())
+    }
+}
+
+/// What the adapter sent, for the run's summary and for tests.
+#[derive(Debug, Default)]
+pub struct WriteCounters {
+    pub batch_calls: AtomicU64,
+    /// Session items DynamoDB accepted.
+    pub items_written: AtomicU64,
+    /// Items sent again because DynamoDB returned them unprocessed.
+    pub items_retried: AtomicU64,
+    pub queries: AtomicU64,
+    pub items_read: AtomicU64,
+    /// PutItem, GetItem and DeleteItem calls (manifests, lease, checkpoints).
+    pub single_item_calls: AtomicU64,
+}
+
+impl WriteCounters {
+    pub fn items_written(&self) -> u64 {
+        self.items_written.load(Ordering::Relaxed)
+    }
+}
+
+/// The table of current state in DynamoDB.
+#[derive(Clone, Debug)]
+pub struct DynamoSnapshotStore {
+    client: Client,
+    table_name: String,
+    retry: BatchRetry,
+    counters: Arc<WriteCounters>,
+}
+
+impl DynamoSnapshotStore {
+    pub fn new(client: Client, table_name: impl Into<String>) -> Self {
+        DynamoSnapshotStore {
+            client,
+            table_name: table_name.into(),
+            retry: BatchRetry::default(),
+            counters: Arc::default(),
+        }
+    }
+
+    pub fn with_batch_retry(mut self, retry: BatchRetry) -> Self {
+        self.retry = retry;
+        self
+    }
+
+    pub fn counters(&self) -> &WriteCounters {
+        &self.counters
+    }
+
+    pub fn table_name(&self) -> &str {
+        &self.table_name
+    }
+
+    fn count(&self, counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Ordering::Relaxed);
+    }
+
+    fn storage_error<E, R>(
+        &self,
+        operation: &'static str,
+        err: aws_smithy_runtime_api::client::result::SdkError<E, R>,
+    ) -> Error
+    where
+        E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+        R: std::fmt::Debug + crate::error::HttpStatus,
+    {
+        Error::from_storage_sdk(operation, format!("table {}", self.table_name), err)
+    }
+
+    async fn put_item(&self, operation: &'static str, item: Item) -> Result<()> {
+        self.count(&self.counters.single_item_calls, 1);
+        self.client
+            .put_item()
+            .table_name(&self.table_name)
+            .set_item(Some(item))
+            .send()
+            .await
+            .map_err(|e| self.storage_error(operation, e))?;
+        Ok(())
+    }
+
+    async fn get_item(&self, operation: &'static str, pk: String, sk: String) -> Result<Option<Item>> {
+        self.count(&self.counters.single_item_calls, 1);
+        let output = self
+            .client
+            .get_item()
+            .table_name(&self.table_name)
+            .key("pk", AttributeValue::S(pk))
+            .key("sk", AttributeValue::S(sk))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| self.storage_error(operation, e))?;
+        Ok(output.item)
+    }
+
+    /// Sends one batch of at most 25 items, retrying exactly the unprocessed ones.
+    async fn write_batch(&self, mut requests: Vec<WriteRequest>) -> Result<()> {
+        let mut attempt = 1;
+        loop {
+            let sent = requests.len() as u64;
+            self.count(&self.counters.batch_calls, 1);
+            let output = self
+                .client
+                .batch_write_item()
+                .request_items(&self.table_name, requests)
+                .send()
+                .await
+                .map_err(|e| self.storage_error("DynamoDB BatchWriteItem", e))?;
+            let unprocessed =
+                output.unprocessed_items.and_then(|mut tables| tables.remove(&self.table_name)).unwrap_or_default();
+            self.count(&self.counters.items_written, sent - unprocessed.len() as u64);
+            if unprocessed.is_empty() {
+                return Ok(());
+            }
+            if attempt >= self.retry.max_attempts {
+                return Err(Error::Storage {
+                    operation: "DynamoDB BatchWriteItem",
+                    resource: format!("table {}", self.table_name),
+                    code: "UnprocessedItems".into(),
+                    message: format!(
+                        "{} of the batch's items were still unprocessed after {attempt} attempts",
+                        unprocessed.len()
+                    ),
+                    status: None,
+                    retryable: true,
+                });
+            }
+            attempt += 1;
+            self.count(&self.counters.items_retried, unprocessed.len() as u64);
+            warn!(unprocessed = unprocessed.len(), attempt, "DynamoDB left items unprocessed; retrying them");
+            tokio::time::sleep(self.retry.delay(attempt)).await;
+            requests = unprocessed;
+        }
+    }
+}
+
+impl SnapshotStore for DynamoSnapshotStore {
+    #[instrument(skip(self), fields(table = %self.table_name))]
+    async fn load_listing(&self, scope: &Scope, parent_id: Option<&str>) -> Result<HashMap<String, StoredSession>> {
+        self.count(&self.counters.queries, 1);
+        let items: Vec<Item> = self
+            .client
+            .query()
+            .table_name(&self.table_name)
+            .key_condition_expression("pk = :pk")
+            .expression_attribute_values(":pk", AttributeValue::S(scope.session_pk(parent_id)))
+            // Eventually consistent: half the read cost; the previous run ended long before.
+            .consistent_read(false)
+            .into_paginator()
+            .items()
+            .send()
+            .try_collect()
+            .await
+            .map_err(|e| self.storage_error("DynamoDB Query", e))?;
+        self.count(&self.counters.items_read, items.len() as u64);
+        items.iter().map(|item| item::stored_session(scope, item).map(|s| (s.record.session_id.clone(), s))).collect()
+    }
+
+    #[instrument(skip(self, sessions), fields(table = %self.table_name, items = sessions.len()))]
+    async fn write_sessions(&self, scope: &Scope, sessions: &[StoredSession]) -> Result<()> {
+        for chunk in sessions.chunks(BATCH_WRITE_MAX_ITEMS) {
+            let requests = chunk
+                .iter()
+                .map(|stored| {
+                    let put = PutRequest::builder()
+                        .set_item(Some(item::session_item(scope, stored)))
+                        .build()
+                        .map_err(|e| Error::Mapping(format!("session item: {e}")))?;
+                    Ok(WriteRequest::builder().put_request(put).build())
+                })
+                .collect::<Result<Vec<_>>>()?;
+            self.write_batch(requests).await?;
+        }
+        Ok(())
+    }
+
+    #[instrument(skip(self), fields(table = %self.table_name))]
+    async fn acquire_lease(&self, scope: &Scope, run_id: &str, now: i64, expires_at: i64) -> Result<LeaseOutcome> {
+        self.count(&self.counters.single_item_calls, 1);
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.table_name)
+            .item("pk", AttributeValue::S(scope.lease_pk()))
+            .item("sk", AttributeValue::S(LEASE_SK.into()))
+            .item("item_type", AttributeValue::S("lease".into()))
+            .item("holder", AttributeValue::S(run_id.into()))
+            .item("expires_at", AttributeValue::N(expires_at.to_string()))
+            .condition_expression("attribute_not_exists(pk) OR expires_at < :now OR holder = :run")
+            .expression_attribute_values(":now", AttributeValue::N(now.to_string()))
+            .expression_attribute_values(":run", AttributeValue::S(run_id.into()))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(LeaseOutcome::Acquired),
+            Err(err) if err.as_service_error().is_some_and(|e| e.is_conditional_check_failed_exception()) => {
+                let holder = self.get_item("DynamoDB GetItem", scope.lease_pk(), LEASE_SK.into()).await?;
+                let field = |name: &str| holder.as_ref().and_then(|i| i.get(name)).cloned();
+                Ok(LeaseOutcome::HeldBy {
+                    run_id: field("holder").and_then(|v| v.as_s().ok().cloned()).unwrap_or_default(),
+                    expires_at: field("expires_at")
+                        .and_then(|v| v.as_n().ok().and_then(|n| n.parse().ok()))
+                        .unwrap_or_default(),
+                })
+            }
+            Err(err) => Err(self.storage_error("DynamoDB PutItem (lease)", err)),
+        }
+    }
+
+    #[instrument(skip(self), fields(table = %self.table_name))]
+    async fn release_lease(&self, scope: &Scope, run_id: &str) -> Result<()> {
+        self.count(&self.counters.single_item_calls, 1);
+        let result = self
+            .client
+            .delete_item()
+            .table_name(&self.table_name)
+            .key("pk", AttributeValue::S(scope.lease_pk()))
+            .key("sk", AttributeValue::S(LEASE_SK.into()))
+            .condition_expression("holder = :run")
+            .expression_attribute_values(":run", AttributeValue::S(run_id.into()))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(err) if err.as_service_error().is_some_and(|e| e.is_conditional_check_failed_exception()) => {
+                warn!(run_id, "the lease had already passed to another run");
+                Ok(())
+            }
+            Err(err) => Err(self.storage_error("DynamoDB DeleteItem (lease)", err)),
+        }
+    }
+
+    #[instrument(skip(self, manifest), fields(table = %self.table_name, run_id = %manifest.run_id, status = manifest.status.as_str()))]
+    async fn put_manifest(&self, scope: &Scope, manifest: &Manifest) -> Result<()> {
+        self.put_item("DynamoDB PutItem (run manifest)", item::manifest_item(scope, manifest)).await
+    }
+
+    #[instrument(skip(self), fields(table = %self.table_name))]
+    async fn unfinished_runs(&self, scope: &Scope, limit: i32) -> Result<HashSet<String>> {
+        self.count(&self.counters.queries, 1);
+        let output = self
+            .client
+            .query()
+            .table_name(&self.table_name)
+            .key_condition_expression("pk = :pk")
+            .expression_attribute_values(":pk", AttributeValue::S(scope.runs_pk()))
+            .projection_expression("run_id, #status")
+            .expression_attribute_names("#status", "status")
+            .scan_index_forward(false)
+            .limit(limit)
+            .send()
+            .await
+            .map_err(|e| self.storage_error("DynamoDB Query (run manifests)", e))?;
+        Ok(output
+            .items
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|item| item.get("status").and_then(|s| s.as_s().ok()).is_none_or(|s| s != "complete"))
+            .filter_map(|item| item.get("run_id").and_then(|r| r.as_s().ok()).cloned())
+            .collect())
+    }
+
+    #[instrument(skip(self, checkpoint), fields(table = %self.table_name))]
+    async fn put_checkpoint(&self, scope: &Scope, checkpoint: &Checkpoint) -> Result<()> {
+        self.put_item("DynamoDB PutItem (checkpoint)", item::checkpoint_item(scope, checkpoint)).await
+    }
+
+    #[instrument(skip(self), fields(table = %self.table_name))]
+    async fn get_checkpoint(&self, scope: &Scope, run_id: &str, parent_id: Option<&str>) -> Result<Option<Checkpoint>> {
+        let found = self
+            .get_item("DynamoDB GetItem (checkpoint)", scope.checkpoint_pk(run_id), item::checkpoint_sk(parent_id))
+            .await?;
+        found.as_ref().map(item::checkpoint).transpose()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use aws_sdk_dynamodb::operation::batch_write_item::BatchWriteItemOutput;
+    use aws_smithy_mocks::{create_mock_http_client, mock, MockResponseInterceptor, Rule, RuleMode};
+
+    use super::*;
+    use crate::history::Change;
+    use crate::model::{ServiceId, SessionRecord, Timestamp};
+
+    fn scope() -> Scope {
+        Scope {
+            service: ServiceId::GameliftStreamSessions,
+            account_id: "123456789012".into(),
+            region: "us-east-1".into(),
+        }
+    }
+
+    fn sessions(n: usize) -> Vec<StoredSession> {
+        let at = Timestamp::parse("2026-11-22T10:00:00Z").unwrap();
+        (0..n)
+            .map(|i| {
+                let record = SessionRecord::new(ServiceId::GameliftStreamSessions, format!("s-{i:03}"));
+                StoredSession {
+                    record_hash: record.record_hash(),
+                    record,
+                    first_seen: at.clone(),
+                    last_seen: at.clone(),
+                    last_run: "r1".into(),
+                    change: Change::Opened,
+                    previous_status: None,
+                    gone_at: None,
+                    expires_at: None,
+                }
+            })
+            .collect()
+    }
+
+    fn put(stored: &StoredSession) -> WriteRequest {
+        let put = PutRequest::builder().set_item(Some(item::session_item(&scope(), stored))).build().unwrap();
+        WriteRequest::builder().put_request(put).build()
+    }
+
+    /// The session ids a BatchWriteItem request carries.
+    fn ids_in(requests: Option<&HashMap<String, Vec<WriteRequest>>>) -> Vec<String> {
+        requests
+            .and_then(|r| r.get("sessions"))
+            .into_iter()
+            .flatten()
+            .filter_map(|w| w.put_request().and_then(|p| p.item().get("sk")).and_then(|v| v.as_s().ok()).cloned())
+            .collect()
+    }
+
+    fn store(rules: &[&Rule]) -> DynamoSnapshotStore {
+        let interceptor = rules
+            .iter()
+            .fold(MockResponseInterceptor::new().rule_mode(RuleMode::Sequential), |i, rule| i.with_rule(rule));
+        let config = aws_sdk_dynamodb::Config::builder()
+            .behavior_version(aws_sdk_dynamodb::config::BehaviorVersion::latest())
+            .region(aws_sdk_dynamodb::config::Region::new("us-east-1"))
+            .credentials_provider(aws_sdk_dynamodb::config::Credentials::new("AKID", "secret", None, None, "test"))
+            .http_client(create_mock_http_client())
+            .interceptor(interceptor)
+            .build();
+        DynamoSnapshotStore::new(Client::from_conf(config), "sessions").with_batch_retry(BatchRetry {
+            max_attempts: 3,
+            base_delay: Duration::from_millis(1),
+            max_delay: Duration::from_millis(2),
+        })
+    }
+
+    #[tokio::test]
+    async fn unprocessed_items_and_only_those_are_sent_again() {
+        // GIVEN DynamoDB leaving 3 items of a full batch unprocessed, then taking them
+        let items = sessions(30);
+        let left = [put(&items[4]), put(&items[9]), put(&items[20])];
+        let left_ids = vec!["s-004".to_owned(), "s-009".to_owned(), "s-020".to_owned()];
+        let first_batch = mock!(Client::batch_write_item)
+            .match_requests(|req| ids_in(req.request_items()).len() == 25)
+            .then_output(move || BatchWriteItemOutput::builder().unprocessed_items("sessions", left.to_vec()).build());
+        let expected = left_ids.clone();
+        let retry = mock!(Client::batch_write_item)
+            .match_requests(move |req| ids_in(req.request_items()) == expected)
+            .then_output(|| BatchWriteItemOutput::builder().build());
+        let rest = mock!(Client::batch_write_item)
+            .match_requests(|req| ids_in(req.request_items()).len() == 5)
+            .then_output(|| BatchWriteItemOutput::builder().build());
+        let store = store(&[&first_batch, &retry, &rest]);
+
+        // WHEN 30 sessions are written
+        store.write_sessions(&scope(), &items).await.unwrap();
+
+        // THEN two batches went out (25 + 5), and the retry carried exactly the 3 left over
+        assert_eq!(retry.num_calls(), 1);
+        assert_eq!(store.counters().batch_calls.load(Ordering::Relaxed), 3);
+        assert_eq!(store.counters().items_written(), 30);
+        assert_eq!(store.counters().items_retried.load(Ordering::Relaxed), 3);
+    }
+
+    #[tokio::test]
+    async fn items_still_unprocessed_after_the_last_attempt_are_a_clear_retryable_error() {
+        // GIVEN DynamoDB never taking one of the items
+        let items = sessions(2);
+        let stuck = put(&items[1]);
+        let never = mock!(Client::batch_write_item)
+            .sequence()
+            .output(move || BatchWriteItemOutput::builder().unprocessed_items("sessions", vec![stuck.clone()]).build())
+            .times(3)
+            .build();
+        let store = store(&[&never]);
+
+        // WHEN the sessions are written
+        let err = store.write_sessions(&scope(), &items).await.unwrap_err();
+
+        // THEN the error says how many items and attempts, and that trying later may work
+        assert_eq!(
+            err.to_string(),
+            "DynamoDB BatchWriteItem on table sessions failed: UnprocessedItems: 1 of the batch's items were still unprocessed after 3 attempts"
+        );
+        assert!(err.is_retryable());
+        assert_eq!(never.num_calls(), 3);
+        assert_eq!(store.counters().items_written(), 1);
+    }
+
+    #[test]
+    fn batch_retry_waits_grow_and_stay_bounded() {
+        let retry =
+            BatchRetry { max_attempts: 8, base_delay: Duration::from_millis(100), max_delay: Duration::from_secs(1) };
+        for attempt in 2..40 {
+            let bound =
+                Duration::from_millis(100).saturating_mul(1 << (attempt - 2).min(16)).min(Duration::from_secs(1));
+            for _ in 0..20 {
+                assert!(retry.delay(attempt) <= bound);
+            }
+        }
+    }
+}

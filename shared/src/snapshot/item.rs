@@ -1,0 +1,449 @@
+//! The table's items, mapped to and from the model: pure functions, no I/O.
+//!
+//! | item | `pk` | `sk` |
+//! |---|---|---|
+//! | session | `<service>#<account>#<region>#<parent or ->` | session id |
+//! | run manifest | `RUN#<service>#<account>#<region>` | `<event time>#<run id>` |
+//! | lease | `LEASE#<service>#<account>#<region>` | `LEASE` |
+//! | checkpoint | `CHECKPOINT#<service>#<account>#<region>#<run id>` | `<parent or ->` |
+//!
+//! A session item holds every session column of the service's schema under the column's own
+//! name (absent when null), so it reads like a line of the history.
+
+use std::collections::HashMap;
+
+use aws_sdk_dynamodb::types::AttributeValue;
+
+use super::{Checkpoint, Manifest, RunCounts, RunStatus, Scope, StoredSession};
+use crate::error::{Error, Result};
+use crate::history::Change;
+use crate::model::{Column, ColumnType, SessionRecord, Timestamp, Value};
+
+pub type Item = HashMap<String, AttributeValue>;
+
+/// Stands for "no parent" in keys.
+const NO_PARENT: &str = "-";
+
+impl Scope {
+    fn tail(&self) -> String {
+        format!("{}#{}#{}", self.service, self.account_id, self.region)
+    }
+
+    pub fn session_pk(&self, parent_id: Option<&str>) -> String {
+        format!("{}#{}", self.tail(), parent_id.unwrap_or(NO_PARENT))
+    }
+
+    pub fn runs_pk(&self) -> String {
+        format!("RUN#{}", self.tail())
+    }
+
+    pub fn lease_pk(&self) -> String {
+        format!("LEASE#{}", self.tail())
+    }
+
+    pub fn checkpoint_pk(&self, run_id: &str) -> String {
+        format!("CHECKPOINT#{}#{run_id}", self.tail())
+    }
+}
+
+pub const LEASE_SK: &str = "LEASE";
+
+pub fn manifest_sk(event_time: &Timestamp, run_id: &str) -> String {
+    format!("{event_time}#{run_id}")
+}
+
+pub fn checkpoint_sk(parent_id: Option<&str>) -> String {
+    parent_id.unwrap_or(NO_PARENT).to_owned()
+}
+
+fn s(value: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(value.into())
+}
+
+fn n(value: impl ToString) -> AttributeValue {
+    AttributeValue::N(value.to_string())
+}
+
+/// The item of a session's current state.
+pub fn session_item(scope: &Scope, stored: &StoredSession) -> Item {
+    let record = &stored.record;
+    let mut item = Item::new();
+    item.insert("pk".into(), s(scope.session_pk(record.parent_id.as_deref())));
+    item.insert("sk".into(), s(record.session_id.as_str()));
+    item.insert("item_type".into(), s("session"));
+    item.insert("account_id".into(), s(scope.account_id.as_str()));
+    item.insert("region".into(), s(scope.region.as_str()));
+    for (column, value) in record.session_values() {
+        if let Some(attribute) = json_attribute(column, &value) {
+            item.insert(column.name.into(), attribute);
+        }
+    }
+    item.insert("record_hash".into(), s(stored.record_hash.as_str()));
+    item.insert("first_seen".into(), s(stored.first_seen.as_str()));
+    item.insert("last_seen".into(), s(stored.last_seen.as_str()));
+    item.insert("last_run".into(), s(stored.last_run.as_str()));
+    item.insert("change".into(), s(stored.change.as_str()));
+    if let Some(previous) = &stored.previous_status {
+        item.insert("previous_status".into(), s(previous.as_str()));
+    }
+    if let Some(gone_at) = &stored.gone_at {
+        item.insert("gone_at".into(), s(gone_at.as_str()));
+    }
+    if let Some(expires_at) = stored.expires_at {
+        item.insert("expires_at".into(), n(expires_at));
+    }
+    item
+}
+
+fn json_attribute(column: &Column, value: &serde_json::Value) -> Option<AttributeValue> {
+    use serde_json::Value as Json;
+    match (column.ty, value) {
+        (_, Json::Null) => None,
+        (ColumnType::String | ColumnType::Timestamp, Json::String(text)) => Some(s(text.as_str())),
+        (ColumnType::Boolean, Json::Bool(flag)) => Some(AttributeValue::Bool(*flag)),
+        (ColumnType::BigInt, Json::Number(number)) => Some(n(number)),
+        (ColumnType::StringArray, Json::Array(items)) => {
+            Some(AttributeValue::L(items.iter().map(|i| s(i.as_str().unwrap_or_default())).collect()))
+        }
+        // `session_values` gives each column its own type; keep the value rather than drop it.
+        (_, other) => Some(s(other.to_string())),
+    }
+}
+
+/// Reads a session item back into the model.
+pub fn stored_session(scope: &Scope, item: &Item) -> Result<StoredSession> {
+    let reader = ItemReader { item, what: "session item" };
+    let session_id = reader.string("sk")?;
+    let mut record = SessionRecord::new(scope.service, session_id);
+    record.parent_id = reader.optional_string("parent_id")?;
+    record.status = reader.optional_string("status")?;
+    record.started_at = reader.optional_timestamp("started_at")?;
+    record.ended_at = reader.optional_timestamp("ended_at")?;
+    record.user_id = reader.optional_string("user_id")?;
+    for column in scope.service.schema().own {
+        let value = match item.get(column.name) {
+            None | Some(AttributeValue::Null(_)) => Value::Null,
+            Some(attribute) => reader.value(column, attribute)?,
+        };
+        record.set(column.name, value)?;
+    }
+    let change_text = reader.string("change")?;
+    let change = Change::parse(&change_text)
+        .ok_or_else(|| reader.bad("change", format!("`{change_text}` is not opened, changed or ended")))?;
+    Ok(StoredSession {
+        record,
+        record_hash: reader.string("record_hash")?,
+        first_seen: reader.timestamp("first_seen")?,
+        last_seen: reader.timestamp("last_seen")?,
+        last_run: reader.string("last_run")?,
+        change,
+        previous_status: reader.optional_string("previous_status")?,
+        gone_at: reader.optional_timestamp("gone_at")?,
+        expires_at: reader.optional_number("expires_at")?,
+    })
+}
+
+/// The manifest item of a run.
+pub fn manifest_item(scope: &Scope, manifest: &Manifest) -> Item {
+    let c = &manifest.counts;
+    let mut item = Item::from([
+        ("pk".to_owned(), s(scope.runs_pk())),
+        ("sk".to_owned(), s(manifest_sk(&manifest.event_time, &manifest.run_id))),
+        ("item_type".to_owned(), s("run")),
+        ("service".to_owned(), s(scope.service.as_str())),
+        ("account_id".to_owned(), s(scope.account_id.as_str())),
+        ("region".to_owned(), s(scope.region.as_str())),
+        ("run_id".to_owned(), s(manifest.run_id.as_str())),
+        ("event_id".to_owned(), s(manifest.event_id.as_str())),
+        ("event_time".to_owned(), s(manifest.event_time.as_str())),
+        ("trigger".to_owned(), s(manifest.trigger.as_str())),
+        ("started_at".to_owned(), s(manifest.started_at.as_str())),
+        ("status".to_owned(), s(manifest.status.as_str())),
+        ("parents".to_owned(), n(c.parents)),
+        ("pages".to_owned(), n(c.pages)),
+        ("api_calls".to_owned(), n(c.api_calls)),
+        ("sessions".to_owned(), n(c.sessions)),
+        ("new".to_owned(), n(c.new)),
+        ("changed".to_owned(), n(c.changed)),
+        ("unchanged".to_owned(), n(c.unchanged)),
+        ("ended".to_owned(), n(c.ended)),
+        ("items_written".to_owned(), n(c.items_written)),
+        ("duplicates".to_owned(), n(c.duplicates)),
+        ("s3_keys".to_owned(), AttributeValue::L(manifest.s3_keys.iter().map(|k| s(k.as_str())).collect())),
+    ]);
+    if let Some(finished_at) = &manifest.finished_at {
+        item.insert("finished_at".into(), s(finished_at.as_str()));
+    }
+    if let Some(error) = &manifest.error {
+        item.insert("error".into(), s(error.as_str()));
+    }
+    item
+}
+
+/// Reads a manifest item back (for the tests and the audit tools).
+pub fn manifest(item: &Item) -> Result<Manifest> {
+    let r = ItemReader { item, what: "run manifest" };
+    let status_text = r.string("status")?;
+    let status = RunStatus::parse(&status_text).ok_or_else(|| r.bad("status", format!("`{status_text}`")))?;
+    let count = |name: &str| r.optional_number(name).map(|v| v.unwrap_or(0).max(0) as u64);
+    let s3_keys = match item.get("s3_keys") {
+        Some(AttributeValue::L(keys)) => keys.iter().filter_map(|k| k.as_s().ok().cloned()).collect(),
+        _ => Vec::new(),
+    };
+    Ok(Manifest {
+        run_id: r.string("run_id")?,
+        event_time: r.timestamp("event_time")?,
+        started_at: r.timestamp("started_at")?,
+        finished_at: r.optional_timestamp("finished_at")?,
+        status,
+        trigger: r.string("trigger")?,
+        event_id: r.string("event_id")?,
+        counts: RunCounts {
+            parents: count("parents")?,
+            pages: count("pages")?,
+            api_calls: count("api_calls")?,
+            sessions: count("sessions")?,
+            new: count("new")?,
+            changed: count("changed")?,
+            unchanged: count("unchanged")?,
+            ended: count("ended")?,
+            items_written: count("items_written")?,
+            duplicates: count("duplicates")?,
+        },
+        s3_keys,
+        error: r.optional_string("error")?,
+    })
+}
+
+pub fn checkpoint_item(scope: &Scope, checkpoint: &Checkpoint) -> Item {
+    let mut item = Item::from([
+        ("pk".to_owned(), s(scope.checkpoint_pk(&checkpoint.run_id))),
+        ("sk".to_owned(), s(checkpoint_sk(checkpoint.parent_id.as_deref()))),
+        ("item_type".to_owned(), s("checkpoint")),
+        ("run_id".to_owned(), s(checkpoint.run_id.as_str())),
+        ("next_token".to_owned(), s(checkpoint.next_token.as_str())),
+        ("pages_done".to_owned(), n(checkpoint.pages_done)),
+        ("updated_at".to_owned(), s(checkpoint.updated_at.as_str())),
+    ]);
+    if let Some(parent) = &checkpoint.parent_id {
+        item.insert("parent_id".into(), s(parent.as_str()));
+    }
+    item
+}
+
+pub fn checkpoint(item: &Item) -> Result<Checkpoint> {
+    let r = ItemReader { item, what: "checkpoint" };
+    Ok(Checkpoint {
+        run_id: r.string("run_id")?,
+        parent_id: r.optional_string("parent_id")?,
+        next_token: r.string("next_token")?,
+        pages_done: r.optional_number("pages_done")?.unwrap_or(0).max(0) as u64,
+        updated_at: r.timestamp("updated_at")?,
+    })
+}
+
+/// Reads typed attributes, naming the item and attribute in every error.
+struct ItemReader<'a> {
+    item: &'a Item,
+    what: &'static str,
+}
+
+impl ItemReader<'_> {
+    fn bad(&self, name: &str, detail: impl std::fmt::Display) -> Error {
+        let key = match (self.item.get("pk"), self.item.get("sk")) {
+            (Some(AttributeValue::S(pk)), Some(AttributeValue::S(sk))) => format!(" {pk} / {sk}"),
+            _ => String::new(),
+        };
+        Error::Store(format!("{}{key}: attribute `{name}`: {detail}", self.what))
+    }
+
+    fn optional_string(&self, name: &str) -> Result<Option<String>> {
+        match self.item.get(name) {
+            None | Some(AttributeValue::Null(_)) => Ok(None),
+            Some(AttributeValue::S(text)) => Ok(Some(text.clone())),
+            Some(other) => Err(self.bad(name, format!("expected a string, found {other:?}"))),
+        }
+    }
+
+    fn string(&self, name: &str) -> Result<String> {
+        self.optional_string(name)?.ok_or_else(|| self.bad(name, "missing"))
+    }
+
+    fn optional_timestamp(&self, name: &str) -> Result<Option<Timestamp>> {
+        self.optional_string(name)?.map(|text| Timestamp::parse(&text).map_err(|e| self.bad(name, e))).transpose()
+    }
+
+    fn timestamp(&self, name: &str) -> Result<Timestamp> {
+        self.optional_timestamp(name)?.ok_or_else(|| self.bad(name, "missing"))
+    }
+
+    fn optional_number(&self, name: &str) -> Result<Option<i64>> {
+        match self.item.get(name) {
+            None | Some(AttributeValue::Null(_)) => Ok(None),
+            Some(AttributeValue::N(text)) => {
+                text.parse().map(Some).map_err(|_| self.bad(name, format!("`{text}` is not a whole number")))
+            }
+            Some(other) => Err(self.bad(name, format!("expected a number, found {other:?}"))),
+        }
+    }
+
+    fn value(&self, column: &Column, attribute: &AttributeValue) -> Result<Value> {
+        let wrong = || self.bad(column.name, format!("expected {:?}, found {attribute:?}", column.ty));
+        Ok(match (column.ty, attribute) {
+            (ColumnType::String, AttributeValue::S(text)) => Value::String(text.clone()),
+            (ColumnType::Timestamp, AttributeValue::S(text)) => {
+                Value::Timestamp(Timestamp::parse(text).map_err(|e| self.bad(column.name, e))?)
+            }
+            (ColumnType::Boolean, AttributeValue::Bool(flag)) => Value::Boolean(*flag),
+            (ColumnType::BigInt, AttributeValue::N(text)) => Value::BigInt(text.parse().map_err(|_| wrong())?),
+            (ColumnType::StringArray, AttributeValue::L(items)) => {
+                Value::StringArray(items.iter().map(|i| i.as_s().cloned().map_err(|_| wrong())).collect::<Result<_>>()?)
+            }
+            _ => return Err(wrong()),
+        })
+    }
+}
+
+/// The attributes of a session item that are not columns of the history.
+pub const STATE_ATTRIBUTES: [&str; 13] = [
+    "pk",
+    "sk",
+    "item_type",
+    "account_id",
+    "region",
+    "record_hash",
+    "first_seen",
+    "last_seen",
+    "last_run",
+    "change",
+    "previous_status",
+    "gone_at",
+    "expires_at",
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::ServiceId;
+
+    fn scope(service: ServiceId) -> Scope {
+        Scope { service, account_id: "123456789012".into(), region: "eu-west-1".into() }
+    }
+
+    fn at(text: &str) -> Timestamp {
+        Timestamp::parse(text).unwrap()
+    }
+
+    fn chime_session() -> StoredSession {
+        let mut record = SessionRecord::new(ServiceId::ChimeProxySessions, "ps-1");
+        record.parent_id = Some("abcdef1234567890abcdef".into());
+        record.status = Some("Open".into());
+        record.started_at = Some(at("2026-11-22T10:00:00Z"));
+        record.set("capabilities", Some(vec!["Voice".to_owned(), "SMS".to_owned()])).unwrap();
+        record.set("expiry_minutes", Some(60)).unwrap();
+        record.set("participant_phone_numbers", Some(Vec::new())).unwrap();
+        record.set("updated_at", Some(&aws_smithy_types::DateTime::from_secs(1_790_000_000))).unwrap();
+        StoredSession {
+            record_hash: record.record_hash(),
+            record,
+            first_seen: at("2026-11-22T10:05:00Z"),
+            last_seen: at("2026-11-22T10:05:00Z"),
+            last_run: "evt-1".into(),
+            change: Change::Opened,
+            previous_status: None,
+            gone_at: None,
+            expires_at: None,
+        }
+    }
+
+    #[test]
+    fn session_keys_name_service_account_region_and_parent() {
+        let item = session_item(&scope(ServiceId::ChimeProxySessions), &chime_session());
+        assert_eq!(item["pk"], s("chime-proxy-sessions#123456789012#eu-west-1#abcdef1234567890abcdef"));
+        assert_eq!(item["sk"], s("ps-1"));
+        let no_parent = scope(ServiceId::GameliftStreamSessions).session_pk(None);
+        assert_eq!(no_parent, "gamelift-stream-sessions#123456789012#eu-west-1#-");
+    }
+
+    #[test]
+    fn a_session_item_holds_the_columns_under_their_names_and_nulls_are_absent() {
+        let item = session_item(&scope(ServiceId::ChimeProxySessions), &chime_session());
+        assert_eq!(item["status"], s("Open"));
+        assert_eq!(item["expiry_minutes"], n(60));
+        assert_eq!(item["capabilities"], AttributeValue::L(vec![s("Voice"), s("SMS")]));
+        assert_eq!(item["participant_phone_numbers"], AttributeValue::L(vec![]));
+        assert!(!item.contains_key("user_id"));
+        assert!(!item.contains_key("gone_at"));
+        assert!(!item.contains_key("expires_at"), "TTL only on ended sessions");
+    }
+
+    #[test]
+    fn a_session_item_round_trips_for_every_service() {
+        let stored = chime_session();
+        let scope = scope(ServiceId::ChimeProxySessions);
+        assert_eq!(stored_session(&scope, &session_item(&scope, &stored)).unwrap(), stored);
+
+        let mut ended = stored.clone();
+        ended.gone_at = Some(at("2026-11-23T00:00:00Z"));
+        ended.expires_at = Some(1_800_000_000);
+        ended.change = Change::Ended;
+        ended.previous_status = Some("Open".into());
+        assert_eq!(stored_session(&scope, &session_item(&scope, &ended)).unwrap(), ended);
+
+        let mut ivs = SessionRecord::new(ServiceId::IvsStreamSessions, "st-1");
+        ivs.set("has_error_event", true).unwrap();
+        let ivs = StoredSession { record_hash: ivs.record_hash(), record: ivs, ..stored };
+        let scope = super::Scope { service: ServiceId::IvsStreamSessions, ..scope };
+        assert_eq!(stored_session(&scope, &session_item(&scope, &ivs)).unwrap(), ivs);
+    }
+
+    #[test]
+    fn a_damaged_item_is_refused_naming_the_attribute() {
+        let scope = scope(ServiceId::ChimeProxySessions);
+        let mut item = session_item(&scope, &chime_session());
+        item.insert("expiry_minutes".into(), s("sixty"));
+        let err = stored_session(&scope, &item).unwrap_err().to_string();
+        assert!(err.contains("attribute `expiry_minutes`"), "{err}");
+        assert!(err.contains("ps-1"), "{err}");
+        item.remove("expiry_minutes");
+        item.remove("last_run");
+        let err = stored_session(&scope, &item).unwrap_err().to_string();
+        assert!(err.contains("attribute `last_run`: missing"), "{err}");
+    }
+
+    #[test]
+    fn a_manifest_round_trips_and_sorts_by_event_time() {
+        let scope = scope(ServiceId::IvsStreamSessions);
+        let manifest = Manifest {
+            run_id: "evt-9".into(),
+            event_time: at("2026-11-22T10:00:00Z"),
+            started_at: at("2026-11-22T10:00:01Z"),
+            finished_at: Some(at("2026-11-22T10:00:09Z")),
+            status: RunStatus::Complete,
+            trigger: "scheduled".into(),
+            event_id: "evt-9".into(),
+            counts: RunCounts { parents: 2, pages: 3, api_calls: 4, sessions: 5, new: 5, ..RunCounts::default() },
+            s3_keys: vec!["h/snapshots/x.jsonl.gz".into()],
+            error: None,
+        };
+        let item = manifest_item(&scope, &manifest);
+        assert_eq!(item["pk"], s("RUN#ivs-stream-sessions#123456789012#eu-west-1"));
+        assert_eq!(item["sk"], s("2026-11-22T10:00:00Z#evt-9"));
+        assert_eq!(super::manifest(&item).unwrap(), manifest);
+    }
+
+    #[test]
+    fn a_checkpoint_round_trips() {
+        let scope = scope(ServiceId::IvsStreamSessions);
+        let checkpoint = Checkpoint {
+            run_id: "evt-9".into(),
+            parent_id: Some("arn:aws:ivs:eu-west-1:123456789012:channel/abc".into()),
+            next_token: "tok".into(),
+            pages_done: 7,
+            updated_at: at("2026-11-22T10:00:00Z"),
+        };
+        let item = checkpoint_item(&scope, &checkpoint);
+        assert_eq!(item["pk"], s("CHECKPOINT#ivs-stream-sessions#123456789012#eu-west-1#evt-9"));
+        assert_eq!(super::checkpoint(&item).unwrap(), checkpoint);
+    }
+}

@@ -1,0 +1,186 @@
+//! Current state in DynamoDB: one item per session, change-only writes, ended sessions, run
+//! manifests, the run lease and listing checkpoints.
+//!
+//! - [`item`]: pure mapping between the model and DynamoDB items (keys, attributes);
+//! - [`diff`]: pure decision, per session, of what to write and which change to record;
+//! - [`dynamodb`]: the DynamoDB adapter behind the [`SnapshotStore`] port.
+
+pub mod diff;
+pub mod dynamodb;
+pub mod item;
+
+use std::collections::{HashMap, HashSet};
+use std::future::Future;
+
+use serde::Serialize;
+
+pub use diff::{ListingDiff, Observation, RunMark};
+pub use dynamodb::{DynamoSnapshotStore, WriteCounters};
+
+use crate::error::Result;
+use crate::history::Change;
+use crate::model::{ServiceId, SessionRecord, Timestamp};
+
+/// Where a run's items live: one service in one account and region.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Scope {
+    pub service: ServiceId,
+    pub account_id: String,
+    pub region: String,
+}
+
+/// A session as the table holds it: its last written state and what the archiver knows of it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StoredSession {
+    pub record: SessionRecord,
+    /// The hash of `record` when it was written.
+    pub record_hash: String,
+    /// When a run first saw the session.
+    pub first_seen: Timestamp,
+    /// When the run that last wrote the session saw it (unchanged sessions are not rewritten).
+    pub last_seen: Timestamp,
+    /// The run that last wrote the item.
+    pub last_run: String,
+    /// The change `last_run` recorded.
+    pub change: Change,
+    /// The status before that change.
+    pub previous_status: Option<String>,
+    /// When a complete listing of its parent first missed the session; `None` while live.
+    pub gone_at: Option<Timestamp>,
+    /// DynamoDB TTL (epoch seconds), set on ended sessions only.
+    pub expires_at: Option<i64>,
+}
+
+impl StoredSession {
+    pub fn is_live(&self) -> bool {
+        self.gone_at.is_none()
+    }
+}
+
+/// How a run ended, as its manifest says.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunStatus {
+    /// Started and not finished: still running, or stopped without a word (a crash, a timeout).
+    Running,
+    Complete,
+    /// Stopped early on purpose with its place kept (a later issue resumes it).
+    Partial,
+    Failed,
+}
+
+impl RunStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Running => "running",
+            RunStatus::Complete => "complete",
+            RunStatus::Partial => "partial",
+            RunStatus::Failed => "failed",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        [RunStatus::Running, RunStatus::Complete, RunStatus::Partial, RunStatus::Failed]
+            .into_iter()
+            .find(|s| s.as_str() == text)
+    }
+}
+
+/// What a run did, counted.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct RunCounts {
+    /// Listings paged through (parents, or the account).
+    pub parents: u64,
+    pub pages: u64,
+    /// Calls to the session APIs, discovery included (first attempts; the SDK's retries are not counted).
+    pub api_calls: u64,
+    /// Sessions seen (each once per listing).
+    pub sessions: u64,
+    pub new: u64,
+    pub changed: u64,
+    pub unchanged: u64,
+    pub ended: u64,
+    /// Session items written to the table.
+    pub items_written: u64,
+    /// Sessions a page repeated within the same listing (kept once).
+    pub duplicates: u64,
+}
+
+/// The record of one run, one item per run.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Manifest {
+    pub run_id: String,
+    /// When the triggering event was sent: with the run id, the manifest's sort key.
+    pub event_time: Timestamp,
+    pub started_at: Timestamp,
+    pub finished_at: Option<Timestamp>,
+    pub status: RunStatus,
+    /// `scheduled`, `replay`, …
+    pub trigger: String,
+    pub event_id: String,
+    pub counts: RunCounts,
+    pub s3_keys: Vec<String>,
+    /// Why the run failed.
+    pub error: Option<String>,
+}
+
+/// The next token a listing had reached when a run stopped early.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Checkpoint {
+    pub run_id: String,
+    pub parent_id: Option<String>,
+    pub next_token: String,
+    pub pages_done: u64,
+    pub updated_at: Timestamp,
+}
+
+/// Whether the lease was taken.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LeaseOutcome {
+    Acquired,
+    /// Another run holds it until `expires_at` (epoch seconds).
+    HeldBy {
+        run_id: String,
+        expires_at: i64,
+    },
+}
+
+/// The table of current state, as the run needs it.
+pub trait SnapshotStore: Send + Sync {
+    /// Every stored session of one listing (live and ended), by session id.
+    fn load_listing(
+        &self,
+        scope: &Scope,
+        parent_id: Option<&str>,
+    ) -> impl Future<Output = Result<HashMap<String, StoredSession>>> + Send;
+
+    /// Writes whole session items (BatchWriteItem, at most 25 per call).
+    fn write_sessions(&self, scope: &Scope, sessions: &[StoredSession]) -> impl Future<Output = Result<()>> + Send;
+
+    /// Takes the one-run-at-a-time lease of the scope until `expires_at` (epoch seconds). The run
+    /// that holds it may take it again (a retried event).
+    fn acquire_lease(
+        &self,
+        scope: &Scope,
+        run_id: &str,
+        now: i64,
+        expires_at: i64,
+    ) -> impl Future<Output = Result<LeaseOutcome>> + Send;
+
+    /// Gives the lease back if `run_id` still holds it.
+    fn release_lease(&self, scope: &Scope, run_id: &str) -> impl Future<Output = Result<()>> + Send;
+
+    fn put_manifest(&self, scope: &Scope, manifest: &Manifest) -> impl Future<Output = Result<()>> + Send;
+
+    /// The ids of the newest runs (at most `limit`) whose manifest does not say complete.
+    fn unfinished_runs(&self, scope: &Scope, limit: i32) -> impl Future<Output = Result<HashSet<String>>> + Send;
+
+    fn put_checkpoint(&self, scope: &Scope, checkpoint: &Checkpoint) -> impl Future<Output = Result<()>> + Send;
+
+    fn get_checkpoint(
+        &self,
+        scope: &Scope,
+        run_id: &str,
+        parent_id: Option<&str>,
+    ) -> impl Future<Output = Result<Option<Checkpoint>>> + Send;
+}
