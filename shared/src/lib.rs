@@ -3,14 +3,20 @@
 //!
 //! - [`model`]: service ids, the column list of every service, [`model::SessionRecord`];
 //! - [`sources`]: one source per API (parent discovery, paging, mapping);
-//! - [`history`]: S3 keys and the NDJSON.gz encoding of history lines;
+//! - [`snapshot`]: current state in DynamoDB (port, adapter, diff);
+//! - [`history`]: history in S3 (keys, NDJSON.gz lines, streaming writer, adapter);
+//! - [`event`]: the scheduled and replay events, validated;
+//! - [`run`]: the one run that joins a source and the two sinks;
 //! - [`aws`]: the SDK configuration the functions share;
 //! - [`error`]: the one error type.
 
 pub mod aws;
 pub mod error;
+pub mod event;
 pub mod history;
 pub mod model;
+pub mod run;
+pub mod snapshot;
 pub mod sources;
 
 pub use error::{Error, Result};

@@ -29,6 +29,10 @@ impl SessionSource for ChimeProxySessions {
         ServiceId::ChimeProxySessions
     }
 
+    fn options(&self) -> &SourceOptions {
+        &self.options
+    }
+
     async fn listings(&self) -> Result<Discovery> {
         if let Some(given) = self.options.explicit_parents() {
             return Ok(given);

@@ -28,6 +28,10 @@ impl SessionSource for GameliftStreamSessions {
         ServiceId::GameliftStreamSessions
     }
 
+    fn options(&self) -> &SourceOptions {
+        &self.options
+    }
+
     async fn listings(&self) -> Result<Discovery> {
         Ok(Discovery { listings: vec![Listing::account()], api_calls: 0 })
     }

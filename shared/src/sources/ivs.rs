@@ -31,6 +31,10 @@ impl SessionSource for IvsStreamSessions {
         ServiceId::IvsStreamSessions
     }
 
+    fn options(&self) -> &SourceOptions {
+        &self.options
+    }
+
     async fn listings(&self) -> Result<Discovery> {
         if let Some(given) = self.options.explicit_parents() {
             return Ok(given);

@@ -75,6 +75,9 @@ pub struct Page {
 pub trait SessionSource: Send + Sync {
     fn service(&self) -> ServiceId;
 
+    /// The options the source was built with (validated).
+    fn options(&self) -> &SourceOptions;
+
     /// The listings a complete run pages through: every discovered parent (all pages of the
     /// discovery operation), the parents named in the options, or the account.
     fn listings(&self) -> impl Future<Output = Result<Discovery>> + Send;
@@ -223,6 +226,10 @@ macro_rules! each_source {
 impl SessionSource for AnySource {
     fn service(&self) -> ServiceId {
         each_source!(self, s => s.service())
+    }
+
+    fn options(&self) -> &SourceOptions {
+        each_source!(self, s => s.options())
     }
 
     async fn listings(&self) -> Result<Discovery> {

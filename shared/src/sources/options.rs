@@ -47,6 +47,16 @@ pub const STREAM_SESSION_STATUSES: &[&str] = &[
 pub const EXPORT_FILES_STATUSES: &[&str] = &["SUCCEEDED", "FAILED", "PENDING"];
 
 impl SourceOptions {
+    /// Whether a listing returns only some of its parent's sessions (a filter is set): then a
+    /// session missing from it may still be live, and nothing is marked ended.
+    pub fn narrows_listings(&self) -> bool {
+        self.user_id.is_some()
+            || !self.workspace_ids.is_empty()
+            || self.proxy_status.is_some()
+            || self.stream_status.is_some()
+            || self.export_files_status.is_some()
+    }
+
     /// Checks every option against the API's documented limits and patterns.
     pub fn validate(&self, service: ServiceId) -> Result<()> {
         let refuse = |field: &str| Err(Error::Config(format!("`{field}` does not apply to {service}")));

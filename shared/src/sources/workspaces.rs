@@ -34,6 +34,10 @@ impl SessionSource for WorkspacesPoolSessions {
         ServiceId::WorkspacesPoolSessions
     }
 
+    fn options(&self) -> &SourceOptions {
+        &self.options
+    }
+
     async fn listings(&self) -> Result<Discovery> {
         if let Some(given) = self.options.explicit_parents() {
             return Ok(given);
@@ -115,6 +119,10 @@ impl WorkspacesConnectionStatus {
 impl SessionSource for WorkspacesConnectionStatus {
     fn service(&self) -> ServiceId {
         ServiceId::WorkspacesConnectionStatus
+    }
+
+    fn options(&self) -> &SourceOptions {
+        &self.options
     }
 
     async fn listings(&self) -> Result<Discovery> {

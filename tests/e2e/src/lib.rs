@@ -1,5 +1,27 @@
-//! Test harness for the end-to-end tests: the local AWS stand-in (moto server). The session APIs'
+//! Test harness for the end-to-end tests: the local AWS stand-in (moto server), the archiver's
+//! table and bucket on it, readers of what a user would check (items, manifests, history lines),
+//! and a loopback proxy that can cut the archiver off from moto mid-run. The session APIs'
 //! stand-in is the `session-emulator` crate.
+
+mod local_aws;
+mod proxy;
+
+pub use local_aws::{HistoryObjectRead, LocalAws};
+pub use proxy::CutProxy;
+
+use session_archiver::ServiceId;
+use session_emulator::Api;
+
+/// The emulator's API behind a service id.
+pub fn api_of(service: ServiceId) -> Api {
+    match service {
+        ServiceId::WorkspacesPoolSessions => Api::PoolSessions,
+        ServiceId::WorkspacesConnectionStatus => Api::ConnectionStatus,
+        ServiceId::IvsStreamSessions => Api::IvsStreamSessions,
+        ServiceId::ChimeProxySessions => Api::ChimeProxySessions,
+        ServiceId::GameliftStreamSessions => Api::GameliftStreamSessions,
+    }
+}
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};

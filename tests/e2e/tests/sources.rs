@@ -2,22 +2,13 @@
 
 use std::collections::{BTreeMap, HashSet};
 
+use archiver_e2e::api_of;
 use futures::TryStreamExt;
 use session_archiver::aws::SdkSettings;
 use session_archiver::error::Error;
 use session_archiver::sources::{pages, AnySource, SessionSource, SourceOptions};
 use session_archiver::{ServiceId, SessionRecord};
 use session_emulator::{Api, Emulator, EmulatorConfig, FaultPlan, OddPage, Shape};
-
-fn api_of(service: ServiceId) -> Api {
-    match service {
-        ServiceId::WorkspacesPoolSessions => Api::PoolSessions,
-        ServiceId::WorkspacesConnectionStatus => Api::ConnectionStatus,
-        ServiceId::IvsStreamSessions => Api::IvsStreamSessions,
-        ServiceId::ChimeProxySessions => Api::ChimeProxySessions,
-        ServiceId::GameliftStreamSessions => Api::GameliftStreamSessions,
-    }
-}
 
 async fn source(emulator: &Emulator, service: ServiceId, options: SourceOptions) -> AnySource {
     let sdk = SdkSettings::local(emulator.url()).load().await;

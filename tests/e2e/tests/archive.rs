@@ -1,0 +1,492 @@
+//! The run end to end: sessions from the emulator through the real SDK clients into DynamoDB and
+//! S3 on moto server.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::time::Duration;
+
+use archiver_e2e::{api_of, CutProxy, LocalAws, MotoServer};
+use aws_sdk_dynamodb::types::AttributeValue;
+use serde_json::{Map, Value as Json};
+use session_archiver::aws::SdkSettings;
+use session_archiver::history::RunId;
+use session_archiver::model::ColumnType;
+use session_archiver::run::{run, RunConfig, RunOutcome, RunRequest, RunSummary, Trigger};
+use session_archiver::snapshot::{RunStatus, SnapshotStore};
+use session_archiver::sources::{AnySource, SourceOptions};
+use session_archiver::{Error, ServiceId};
+use session_emulator::{Emulator, EmulatorConfig, FaultPlan, Shape};
+
+const TABLE: &str = "sessions";
+const BUCKET: &str = "session-history";
+
+/// An emulator of the session APIs, moto with the table and bucket, and the run's settings.
+struct Rig {
+    emulator: Emulator,
+    aws: LocalAws,
+    config: RunConfig,
+    _moto: MotoServer,
+}
+
+impl Rig {
+    async fn start(emulator: EmulatorConfig) -> Rig {
+        let moto = MotoServer::start().expect("moto server starts");
+        let aws = LocalAws::create(&moto.url(), TABLE, BUCKET).await;
+        let emulator = Emulator::start(emulator).await.unwrap();
+        Rig { emulator, aws, config: RunConfig::new("123456789012", "us-east-1"), _moto: moto }
+    }
+
+    async fn source(&self, service: ServiceId) -> AnySource {
+        let sdk = SdkSettings::local(self.emulator.url()).load().await;
+        AnySource::new(service, &sdk, SourceOptions::default()).unwrap()
+    }
+
+    async fn run(&self, service: ServiceId, event_id: &str) -> Result<RunSummary, Error> {
+        self.run_on(&self.aws, service, event_id, false).await
+    }
+
+    /// A run writing through `aws` (moto itself, or a proxy in front of it).
+    async fn run_on(
+        &self,
+        aws: &LocalAws,
+        service: ServiceId,
+        event_id: &str,
+        dry_run: bool,
+    ) -> Result<RunSummary, Error> {
+        let source = self.source(service).await;
+        run(&source, &aws.snapshot_store(), &aws.object_store(), &self.config, &request(event_id, dry_run)).await
+    }
+
+    /// The sessions the emulator serves now: (parent or none, session id).
+    fn truth(&self, service: ServiceId) -> BTreeSet<String> {
+        self.emulator.sessions(api_of(service)).into_iter().map(|s| s.id).collect()
+    }
+}
+
+fn request(event_id: &str, dry_run: bool) -> RunRequest {
+    RunRequest {
+        run_id: RunId::parse(event_id).unwrap(),
+        event_id: event_id.into(),
+        event_time: session_archiver::model::Timestamp::parse("2026-11-22T10:00:00Z").unwrap(),
+        trigger: Trigger::Scheduled,
+        dry_run,
+    }
+}
+
+fn key(kind: &str, service: ServiceId, event_id: &str) -> String {
+    format!("history/{kind}/{service}/dt=2026-11-22/{event_id}.jsonl.gz")
+}
+
+fn small_world() -> EmulatorConfig {
+    EmulatorConfig {
+        seed: 7,
+        pool_sessions: Shape::new(2, 70, 1),
+        connection_status: Shape::account(60),
+        ivs_stream_sessions: Shape::new(2, 40, 1),
+        chime_proxy_sessions: Shape::new(2, 45, 1),
+        gamelift_stream_sessions: Shape::account(80),
+        ..EmulatorConfig::default()
+    }
+}
+
+fn text(line: &Map<String, Json>, column: &str) -> String {
+    line[column].as_str().unwrap_or_else(|| panic!("{column} is not a string: {line:?}")).to_owned()
+}
+
+fn ids(lines: &[Map<String, Json>]) -> Vec<String> {
+    lines.iter().map(|l| text(l, "session_id")).collect()
+}
+
+fn changes_by_kind(lines: &[Map<String, Json>]) -> BTreeMap<String, BTreeSet<String>> {
+    let mut kinds: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for l in lines {
+        kinds.entry(text(l, "change")).or_default().insert(text(l, "session_id"));
+    }
+    kinds
+}
+
+fn set(items: impl IntoIterator<Item = String>) -> BTreeSet<String> {
+    items.into_iter().collect()
+}
+
+#[tokio::test]
+async fn a_first_run_writes_one_item_one_snapshot_line_and_one_opened_line_per_session() {
+    // GIVEN an account with sessions in every API and an empty table and bucket
+    let rig = Rig::start(small_world()).await;
+    for service in ServiceId::ALL {
+        let truth = rig.truth(service);
+        let event = format!("first-{service}");
+
+        // WHEN the service's first run completes
+        let summary = rig.run(service, &event).await.unwrap();
+
+        // THEN the table holds one item per session, live, first seen by this run
+        assert_eq!(summary.outcome, RunOutcome::Complete);
+        let items: HashMap<_, _> = rig
+            .aws
+            .sessions()
+            .await
+            .into_iter()
+            .filter(|(_, i)| i["service"].as_s().unwrap() == service.as_str())
+            .collect();
+        assert_eq!(set(items.keys().cloned()), truth, "{service}");
+        for item in items.values() {
+            assert_eq!(item["last_run"].as_s().unwrap(), &event);
+            assert_eq!(item["first_seen"], item["last_seen"]);
+            assert!(!item.contains_key("gone_at") && !item.contains_key("expires_at"));
+        }
+        // AND one snapshot object with a line per session
+        let snapshot = rig.aws.read(&key("snapshots", service, &event)).await;
+        assert_eq!(snapshot.lines.len(), truth.len(), "{service}");
+        assert_eq!(set(ids(&snapshot.lines)), truth);
+        // AND one opened change line per session
+        let changes = rig.aws.read(&key("changes", service, &event)).await;
+        assert_eq!(changes.lines.len(), truth.len());
+        assert_eq!(changes_by_kind(&changes.lines), BTreeMap::from([("opened".to_owned(), truth.clone())]));
+        // AND the summary and the manifest count them
+        let n = truth.len() as u64;
+        assert_eq!((summary.counts.sessions, summary.counts.new, summary.counts.items_written), (n, n, n));
+        assert_eq!(summary.s3_keys, vec![key("snapshots", service, &event), key("changes", service, &event)]);
+        let manifest = rig.aws.manifests().await.into_iter().find(|m| m.run_id == event).unwrap();
+        assert_eq!(manifest.status, RunStatus::Complete);
+        assert_eq!(manifest.counts, summary.counts);
+        assert_eq!(manifest.s3_keys, summary.s3_keys);
+        assert_eq!(manifest.trigger, "scheduled");
+    }
+}
+
+#[tokio::test]
+async fn an_identical_second_run_writes_no_session_item_and_no_changes_object() {
+    // GIVEN a first run of pool sessions
+    let rig = Rig::start(small_world()).await;
+    let service = ServiceId::WorkspacesPoolSessions;
+    rig.run(service, "run-1").await.unwrap();
+    let before = rig.aws.sessions().await;
+    let n = before.len() as u64;
+
+    // WHEN a second run sees the same sessions
+    let store = rig.aws.snapshot_store();
+    let source = rig.source(service).await;
+    let summary = run(&source, &store, &rig.aws.object_store(), &rig.config, &request("run-2", false)).await.unwrap();
+
+    // THEN no session item is written: the adapter wrote none and every item is as it was
+    assert_eq!(store.counters().items_written(), 0);
+    assert_eq!(summary.counts.items_written, 0);
+    assert_eq!(
+        (summary.counts.unchanged, summary.counts.new, summary.counts.changed, summary.counts.ended),
+        (n, 0, 0, 0)
+    );
+    assert_eq!(rig.aws.sessions().await, before);
+    // AND a new snapshot object holds every session, and there is no changes object
+    assert_eq!(rig.aws.read(&key("snapshots", service, "run-2")).await.lines.len() as u64, n);
+    let keys = rig.aws.keys("history/changes/").await;
+    assert_eq!(keys, vec![key("changes", service, "run-1")]);
+    assert_eq!(summary.s3_keys, vec![key("snapshots", service, "run-2")]);
+}
+
+#[tokio::test]
+async fn after_churn_exactly_the_opened_changed_and_ended_sessions_are_written() {
+    for service in ServiceId::ALL {
+        // GIVEN a first run, then time passing in the account
+        let rig = Rig::start(small_world()).await;
+        rig.run(service, "before").await.unwrap();
+        let before = rig.truth(service);
+        let first = rig.aws.read(&key("snapshots", service, "before")).await.lines;
+        rig.emulator.advance(1);
+        let after = rig.truth(service);
+
+        // WHEN the next run completes
+        let store = rig.aws.snapshot_store();
+        let source = rig.source(service).await;
+        let summary =
+            run(&source, &store, &rig.aws.object_store(), &rig.config, &request("after", false)).await.unwrap();
+
+        // THEN the change lines are exactly the sessions that opened, changed or ended
+        let second = rig.aws.read(&key("snapshots", service, "after")).await.lines;
+        let hash_before: HashMap<String, String> =
+            first.iter().map(|l| (text(l, "session_id"), text(l, "record_hash"))).collect();
+        let opened = set(after.difference(&before).cloned());
+        let ended = set(before.difference(&after).cloned());
+        let changed = set(second
+            .iter()
+            .filter(|l| hash_before.get(&text(l, "session_id")).is_some_and(|h| *h != text(l, "record_hash")))
+            .map(|l| text(l, "session_id")));
+        assert!(!changed.is_empty() || !opened.is_empty() || !ended.is_empty(), "{service}: the world moved");
+        let changes = rig.aws.read(&key("changes", service, "after")).await.lines;
+        let mut expected = BTreeMap::new();
+        for (kind, ids) in [("opened", &opened), ("changed", &changed), ("ended", &ended)] {
+            if !ids.is_empty() {
+                expected.insert(kind.to_owned(), ids.clone());
+            }
+        }
+        assert_eq!(changes_by_kind(&changes), expected, "{service}");
+        // AND exactly those items were written
+        let written = (opened.len() + changed.len() + ended.len()) as u64;
+        assert_eq!(store.counters().items_written(), written, "{service}");
+        assert_eq!(
+            (summary.counts.new, summary.counts.changed, summary.counts.ended),
+            (opened.len() as u64, changed.len() as u64, ended.len() as u64)
+        );
+        let items = rig.aws.sessions().await;
+        for (id, item) in &items {
+            let last_run = item["last_run"].as_s().unwrap();
+            let touched = opened.contains(id) || changed.contains(id) || ended.contains(id);
+            assert_eq!(last_run == "after", touched, "{service} {id}: last_run {last_run}");
+        }
+        // AND ended sessions keep their last state, marked gone with a TTL; the rest are live
+        for id in &ended {
+            let item = &items[id];
+            assert!(item.contains_key("gone_at") && item.contains_key("expires_at"), "{id}: {item:?}");
+            assert_eq!(item["change"].as_s().unwrap(), "ended");
+        }
+        for id in &after {
+            assert!(!items[id].contains_key("gone_at"), "{service} {id} is live");
+        }
+        // AND an ended line carries the status before the end
+        for line in changes.iter().filter(|l| text(l, "change") == "ended") {
+            assert_eq!(line["previous_status"], line["status"]);
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_same_event_twice_writes_the_same_keys_with_no_duplicate_line() {
+    // GIVEN a run of IVS stream sessions
+    let rig = Rig::start(small_world()).await;
+    let service = ServiceId::IvsStreamSessions;
+    let first = rig.run(service, "evt-same").await.unwrap();
+    let first_changes = rig.aws.read(&key("changes", service, "evt-same")).await.lines;
+
+    // WHEN the same event is delivered again
+    let store = rig.aws.snapshot_store();
+    let source = rig.source(service).await;
+    let again = run(&source, &store, &rig.aws.object_store(), &rig.config, &request("evt-same", false)).await.unwrap();
+
+    // THEN the same keys are written again, and nothing else
+    assert_eq!(again.s3_keys, first.s3_keys);
+    assert_eq!(rig.aws.keys("history/").await, set(first.s3_keys.clone()).into_iter().collect::<Vec<_>>());
+    // AND the objects hold each session once, with the changes the event's first delivery recorded
+    let snapshot = rig.aws.read(&key("snapshots", service, "evt-same")).await.lines;
+    let changes = rig.aws.read(&key("changes", service, "evt-same")).await.lines;
+    assert_eq!(set(ids(&snapshot)).len(), snapshot.len());
+    assert_eq!(set(ids(&changes)).len(), changes.len());
+    assert_eq!(changes_by_kind(&changes), changes_by_kind(&first_changes));
+    // AND no item was written again, and one manifest says complete
+    assert_eq!(store.counters().items_written(), 0);
+    let manifests = rig.aws.manifests().await;
+    assert_eq!(manifests.len(), 1);
+    assert_eq!(manifests[0].status, RunStatus::Complete);
+}
+
+#[tokio::test]
+async fn moto_going_away_mid_run_fails_retryably_and_a_rerun_converges() {
+    // GIVEN sessions across many voice connectors, listed slowly, and moto reached through a proxy
+    let world = EmulatorConfig { chime_proxy_sessions: Shape::new(12, 30, 0), ..small_world() };
+    let rig = Rig::start(world).await;
+    let service = ServiceId::ChimeProxySessions;
+    rig.emulator.set_faults("ListProxySessions", FaultPlan { latency_ms: 40, ..FaultPlan::default() });
+    let moto_addr = rig.aws.settings.endpoint_url.clone().unwrap().trim_start_matches("http://").parse().unwrap();
+    let proxy = CutProxy::start(moto_addr).await.unwrap();
+    let through_proxy = LocalAws::connect(&proxy.url(), TABLE, BUCKET).await;
+
+    // WHEN moto goes away once the run has written its first items
+    let running = async { rig.run_on(&through_proxy, service, "evt-cut", false).await };
+    let cutter = async {
+        while rig.aws.sessions().await.is_empty() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        proxy.cut();
+    };
+    let (result, ()) = tokio::join!(running, cutter);
+
+    // THEN the run fails with a clear, retryable error naming the call that failed
+    let err = result.unwrap_err();
+    assert!(err.is_retryable(), "{err}");
+    let message = err.to_string();
+    assert!(message.contains("DynamoDB") || message.contains("S3"), "{message}");
+    assert!(
+        message.contains("DispatchFailure") || message.contains("ResponseError") || message.contains("TimeoutError"),
+        "{message}"
+    );
+    // AND no manifest says complete, and no upload is left open
+    let written_before_cut = rig.aws.sessions().await.len();
+    assert!(written_before_cut > 0);
+    assert!(rig.aws.manifests().await.iter().all(|m| m.status != RunStatus::Complete));
+    assert_eq!(rig.aws.open_uploads().await, 0);
+
+    // WHEN moto is back and the next scheduled run comes while the failed run's lease is valid
+    proxy.restore();
+    rig.emulator.clear_faults();
+    let early = rig.run_on(&through_proxy, service, "evt-next", false).await.unwrap();
+    // THEN it is skipped: the failed run could not give its lease back
+    assert_eq!(early.outcome, RunOutcome::Skipped);
+    assert_eq!(early.lease_held_by.as_deref(), Some("evt-cut"));
+
+    // WHEN the lease has expired and the next scheduled run completes
+    let scope =
+        session_archiver::snapshot::Scope { service, account_id: "123456789012".into(), region: "us-east-1".into() };
+    let now = session_archiver::model::Timestamp::now().epoch_seconds();
+    rig.aws.snapshot_store().acquire_lease(&scope, "evt-cut", now, now - 1).await.unwrap();
+    let rerun = rig.run_on(&through_proxy, service, "evt-next", false).await.unwrap();
+    assert_eq!(rerun.outcome, RunOutcome::Complete);
+
+    // THEN the table holds every session, live and current
+    let truth = rig.truth(service);
+    let items = rig.aws.sessions().await;
+    assert_eq!(set(items.keys().cloned()), truth);
+    let snapshot = rig.aws.read(&key("snapshots", service, "evt-next")).await.lines;
+    for line in &snapshot {
+        let item = &items[&text(line, "session_id")];
+        assert_eq!(item["record_hash"].as_s().unwrap(), &text(line, "record_hash"));
+    }
+    // AND every session's opening is in the history once: the failed run wrote no history, and
+    // the openings it had written to the table are recorded by the next run
+    assert!(rig.aws.keys("history/").await.iter().all(|k| !k.contains("evt-cut")));
+    let changes = rig.aws.read(&key("changes", service, "evt-next")).await.lines;
+    assert_eq!(changes_by_kind(&changes), BTreeMap::from([("opened".to_owned(), truth.clone())]));
+    assert_eq!(rerun.counts.new, truth.len() as u64);
+    let statuses: Vec<_> = rig.aws.manifests().await.into_iter().map(|m| (m.run_id, m.status)).collect();
+    assert!(statuses.contains(&("evt-next".to_owned(), RunStatus::Complete)), "{statuses:?}");
+}
+
+fn assert_json_type(column: &str, ty: ColumnType, value: &Json) {
+    let fits = match (ty, value) {
+        (_, Json::Null) => true,
+        (ColumnType::String, Json::String(_)) => true,
+        (ColumnType::Timestamp, Json::String(t)) => session_archiver::model::Timestamp::parse(t).is_ok(),
+        (ColumnType::Boolean, Json::Bool(_)) => true,
+        (ColumnType::BigInt, Json::Number(n)) => n.is_i64(),
+        (ColumnType::StringArray, Json::Array(items)) => items.iter().all(Json::is_string),
+        _ => false,
+    };
+    assert!(fits, "{column} is {ty:?}, the line has {value}");
+}
+
+fn attribute_json(value: &AttributeValue) -> Json {
+    match value {
+        AttributeValue::S(s) => Json::from(s.as_str()),
+        AttributeValue::Bool(b) => Json::from(*b),
+        AttributeValue::N(n) => Json::from(n.parse::<i64>().unwrap()),
+        AttributeValue::L(items) => Json::Array(items.iter().map(attribute_json).collect()),
+        other => panic!("unexpected attribute {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn every_line_has_the_full_column_set_and_round_trips_to_its_item() {
+    // GIVEN a complete run of every service
+    let rig = Rig::start(small_world()).await;
+    for service in ServiceId::ALL {
+        let event = format!("cols-{service}");
+        rig.run(service, &event).await.unwrap();
+        let items = rig.aws.sessions().await;
+        let schema: Vec<_> = service.schema().columns().collect();
+        for kind in ["snapshots", "changes"] {
+            // WHEN a user reads the history objects
+            let object = rig.aws.read(&key(kind, service, &event)).await;
+            // THEN they are NDJSON, gzip'd
+            assert_eq!(object.content_type.as_deref(), Some("application/x-ndjson"));
+            assert_eq!(object.content_encoding.as_deref(), Some("gzip"));
+            for line in &object.lines {
+                // AND every line has every column of the schema, in order, one type per column
+                let names: Vec<&str> = line.keys().map(String::as_str).collect();
+                let mut expected: Vec<&str> = schema.iter().map(|c| c.name).collect();
+                if kind == "changes" {
+                    expected.extend(["change", "previous_status"]);
+                }
+                assert_eq!(names, expected, "{service} {kind}");
+                for column in &schema {
+                    assert_json_type(column.name, column.ty, &line[column.name]);
+                }
+                assert_eq!(line["run_id"], Json::from(event.as_str()));
+                assert_eq!(line["account_id"], "123456789012");
+                // AND the session columns equal the item's attributes (null = absent)
+                let item = &items[&text(line, "session_id")];
+                for column in schema.iter().skip(4) {
+                    let from_item = item.get(column.name).map_or(Json::Null, attribute_json);
+                    assert_eq!(line[column.name], from_item, "{service} {}", column.name);
+                }
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_dry_run_reads_and_reports_but_writes_nothing() {
+    // GIVEN an account with GameLift stream sessions and an empty table
+    let rig = Rig::start(small_world()).await;
+    let service = ServiceId::GameliftStreamSessions;
+    // WHEN a dry run runs
+    let summary = rig.run_on(&rig.aws, service, "dry-1", true).await.unwrap();
+    // THEN it reports what it would archive, and writes no item, manifest or object
+    assert_eq!(summary.outcome, RunOutcome::DryRun);
+    let n = rig.truth(service).len() as u64;
+    assert_eq!((summary.counts.sessions, summary.counts.new, summary.counts.items_written), (n, n, 0));
+    assert!(summary.s3_keys.is_empty());
+    assert!(rig.aws.scan().await.is_empty());
+    assert!(rig.aws.keys("").await.is_empty());
+}
+
+#[tokio::test]
+async fn a_run_while_another_holds_the_lease_is_skipped_and_writes_nothing() {
+    // GIVEN another run holding the lease of the service in this account and region
+    let rig = Rig::start(small_world()).await;
+    let service = ServiceId::IvsStreamSessions;
+    let store = rig.aws.snapshot_store();
+    let scope =
+        session_archiver::snapshot::Scope { service, account_id: "123456789012".into(), region: "us-east-1".into() };
+    let now = session_archiver::model::Timestamp::now().epoch_seconds();
+    store.acquire_lease(&scope, "someone-else", now, now + 600).await.unwrap();
+    // WHEN a run starts
+    let summary = rig.run(service, "late").await.unwrap();
+    // THEN it is skipped, naming the holder, and nothing but the lease is in the table
+    assert_eq!(summary.outcome, RunOutcome::Skipped);
+    assert_eq!(summary.lease_held_by.as_deref(), Some("someone-else"));
+    assert_eq!(rig.aws.scan().await.len(), 1);
+    assert!(rig.aws.keys("").await.is_empty());
+    // AND once the lease has expired, a run takes it and completes
+    store.acquire_lease(&scope, "someone-else", now, now - 1).await.unwrap();
+    assert_eq!(rig.run(service, "later").await.unwrap().outcome, RunOutcome::Complete);
+}
+
+#[tokio::test]
+async fn a_large_history_object_is_a_multipart_upload_and_an_abandoned_one_leaves_no_parts() {
+    // GIVEN the S3 adapter on moto
+    let moto = MotoServer::start().unwrap();
+    let aws = LocalAws::create(&moto.url(), TABLE, BUCKET).await;
+    let objects = aws.object_store();
+    let noisy = |i: u64| {
+        format!(
+            "{{\"n\":{i},\"noise\":\"{:x}{:x}\"}}",
+            i.wrapping_mul(0x9E37_79B9_7F4A_7C15),
+            i.wrapping_mul(0xD1B5_4A32_D192_ED03)
+        )
+    };
+
+    // WHEN more than a part's worth of gzip'd lines is written
+    let mut object = session_archiver::history::HistoryObject::new(&objects, "big.jsonl.gz".into(), 0);
+    let lines = 400_000u64;
+    for i in 0..lines {
+        object.push(&noisy(i)).await.unwrap();
+    }
+    let written = object.finish().await.unwrap();
+
+    // THEN it went up in parts and reads back whole, with its content type and encoding
+    assert!(written.parts >= 2, "{written:?}");
+    let read = aws.read("big.jsonl.gz").await;
+    assert_eq!(read.lines.len() as u64, lines);
+    assert_eq!(read.lines[lines as usize - 1]["n"], lines - 1);
+    assert_eq!(read.content_type.as_deref(), Some("application/x-ndjson"));
+    assert_eq!(read.content_encoding.as_deref(), Some("gzip"));
+
+    // WHEN an object is abandoned after its first parts
+    let mut object = session_archiver::history::HistoryObject::new(&objects, "abandoned.jsonl.gz".into(), 0);
+    for i in 0..lines {
+        object.push(&noisy(i)).await.unwrap();
+    }
+    assert_eq!(aws.open_uploads().await, 1);
+    object.abort().await;
+
+    // THEN no upload or object is left behind
+    assert_eq!(aws.open_uploads().await, 0);
+    assert_eq!(aws.keys("abandoned").await, Vec::<String>::new());
+}
