@@ -62,6 +62,10 @@ impl Rig {
     }
 }
 
+fn scope(service: ServiceId) -> session_archiver::snapshot::Scope {
+    session_archiver::snapshot::Scope { service, account_id: "123456789012".into(), region: "us-east-1".into() }
+}
+
 fn request(event_id: &str, dry_run: bool) -> RunRequest {
     RunRequest {
         run_id: RunId::parse(event_id).unwrap(),
@@ -489,4 +493,27 @@ async fn a_large_history_object_is_a_multipart_upload_and_an_abandoned_one_leave
     // THEN no upload or object is left behind
     assert_eq!(aws.open_uploads().await, 0);
     assert_eq!(aws.keys("abandoned").await, Vec::<String>::new());
+}
+
+#[tokio::test]
+async fn a_checkpoint_is_kept_per_run_and_parent() {
+    // GIVEN the table on moto
+    let moto = MotoServer::start().unwrap();
+    let aws = LocalAws::create(&moto.url(), TABLE, BUCKET).await;
+    let store = aws.snapshot_store();
+    let scope = scope(ServiceId::IvsStreamSessions);
+    let checkpoint = session_archiver::snapshot::Checkpoint {
+        run_id: "evt-long".into(),
+        parent_id: Some("arn:aws:ivs:us-east-1:123456789012:channel/abcdABCD1234".into()),
+        next_token: "opaque-token".into(),
+        pages_done: 12,
+        updated_at: session_archiver::model::Timestamp::parse("2026-11-22T10:05:00Z").unwrap(),
+    };
+    // WHEN a run records where a listing stopped
+    store.put_checkpoint(&scope, &checkpoint).await.unwrap();
+    // THEN the same run finds it for that parent, and nothing for another parent or run
+    let parent = checkpoint.parent_id.as_deref();
+    assert_eq!(store.get_checkpoint(&scope, "evt-long", parent).await.unwrap(), Some(checkpoint.clone()));
+    assert_eq!(store.get_checkpoint(&scope, "evt-long", None).await.unwrap(), None);
+    assert_eq!(store.get_checkpoint(&scope, "evt-other", parent).await.unwrap(), None);
 }
