@@ -326,8 +326,7 @@ async fn moto_going_away_mid_run_fails_retryably_and_a_rerun_converges() {
     assert_eq!(early.lease_held_by.as_deref(), Some("evt-cut"));
 
     // WHEN the lease has expired and the next scheduled run completes
-    let scope =
-        session_archiver::snapshot::Scope { service, account_id: "123456789012".into(), region: "us-east-1".into() };
+    let scope = scope(service);
     let now = session_archiver::model::Timestamp::now().epoch_seconds();
     rig.aws.snapshot_store().acquire_lease(&scope, "evt-cut", now, now - 1).await.unwrap();
     let rerun = rig.run_on(&through_proxy, service, "evt-next", false).await.unwrap();
@@ -436,8 +435,7 @@ async fn a_run_while_another_holds_the_lease_is_skipped_and_writes_nothing() {
     let rig = Rig::start(small_world()).await;
     let service = ServiceId::IvsStreamSessions;
     let store = rig.aws.snapshot_store();
-    let scope =
-        session_archiver::snapshot::Scope { service, account_id: "123456789012".into(), region: "us-east-1".into() };
+    let scope = scope(service);
     let now = session_archiver::model::Timestamp::now().epoch_seconds();
     store.acquire_lease(&scope, "someone-else", now, now + 600).await.unwrap();
     // WHEN a run starts
