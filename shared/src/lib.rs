@@ -6,14 +6,18 @@
 //! - [`snapshot`]: current state in DynamoDB (port, adapter, diff);
 //! - [`history`]: history in S3 (keys, NDJSON.gz lines, streaming writer, adapter);
 //! - [`event`]: the scheduled and replay events, validated;
+//! - [`lambda`]: cold start and the handler every function runs;
 //! - [`run`]: the one run that joins a source and the two sinks;
+//! - [`config`]: a function's environment, validated at cold start;
 //! - [`aws`]: the SDK configuration the functions share;
 //! - [`error`]: the one error type.
 
 pub mod aws;
+pub mod config;
 pub mod error;
 pub mod event;
 pub mod history;
+pub mod lambda;
 pub mod model;
 pub mod run;
 pub mod snapshot;

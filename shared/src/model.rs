@@ -92,6 +92,22 @@ impl ServiceId {
         }
     }
 
+    /// The IAM actions the function of this service calls: its list operation and the parent
+    /// discovery operation (the template grants exactly these).
+    pub fn iam_actions(self) -> Vec<String> {
+        let prefix = match self {
+            ServiceId::WorkspacesPoolSessions | ServiceId::WorkspacesConnectionStatus => "workspaces",
+            ServiceId::IvsStreamSessions => "ivs",
+            ServiceId::ChimeProxySessions => "chime",
+            ServiceId::GameliftStreamSessions => "gameliftstreams",
+        };
+        self.parent_operation()
+            .into_iter()
+            .chain([self.list_operation()])
+            .map(|operation| format!("{prefix}:{operation}"))
+            .collect()
+    }
+
     pub fn schema(self) -> &'static Schema {
         match self {
             ServiceId::WorkspacesPoolSessions => &WORKSPACES_POOL_SESSIONS,

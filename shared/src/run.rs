@@ -37,6 +37,9 @@ pub struct RunConfig {
     pub part_size: usize,
     /// How many recent runs are checked for unfinished ones whose changes must be recorded again.
     pub unfinished_runs_window: i32,
+    /// Client-side pace of list calls; `None` for none (the SDK's adaptive retry still slows down
+    /// under throttling).
+    pub max_calls_per_second: Option<f64>,
 }
 
 impl RunConfig {
@@ -49,6 +52,7 @@ impl RunConfig {
             lease_duration: Duration::from_secs(16 * 60),
             part_size: crate::history::DEFAULT_PART_SIZE,
             unfinished_runs_window: 50,
+            max_calls_per_second: None,
         }
     }
 
@@ -85,6 +89,12 @@ impl RunConfig {
         }
         if !(crate::history::S3_MIN_PART_SIZE..=5 * 1024 * 1024 * 1024).contains(&self.part_size) {
             return bad(format!("part size must be 5 MiB to 5 GiB, not {} bytes", self.part_size));
+        }
+        if self.max_calls_per_second.is_some_and(|pace| !(pace > 0.0 && pace <= 1000.0)) {
+            return bad(format!(
+                "calls per second must be above 0 and at most 1000, not {:?}",
+                self.max_calls_per_second
+            ));
         }
         if !(1..=1000).contains(&self.unfinished_runs_window) {
             return bad(format!("unfinished runs window must be 1 to 1000, not {}", self.unfinished_runs_window));
@@ -295,6 +305,7 @@ where
     };
     let mut counts = RunCounts::default();
     let result = async {
+        let mut pacer = Pacer::new(config.max_calls_per_second);
         let discovery = source.listings().await?;
         counts.api_calls += discovery.api_calls;
         let complete_listings = !source.options().narrows_listings();
@@ -304,7 +315,10 @@ where
             let previous = store.load_listing(scope, listing.parent_id.as_deref()).await?;
             let mut diff = ListingDiff::new(mark, previous);
             let mut stream = std::pin::pin!(pages(source, listing, None));
-            while let Some(page) = stream.try_next().await? {
+            while let Some(page) = {
+                pacer.wait().await;
+                stream.try_next().await?
+            } {
                 counts.pages += 1;
                 counts.api_calls += 1;
                 for record in page.sessions {
@@ -376,6 +390,27 @@ async fn record_observation<D: SnapshotStore, O: ObjectStore>(
         writes.push(write).await?;
     }
     Ok(())
+}
+
+/// Keeps list calls at most `per_second` apart on average.
+struct Pacer {
+    interval: Option<Duration>,
+    next: Option<tokio::time::Instant>,
+}
+
+impl Pacer {
+    fn new(per_second: Option<f64>) -> Self {
+        Pacer { interval: per_second.map(|pace| Duration::from_secs_f64(1.0 / pace)), next: None }
+    }
+
+    async fn wait(&mut self) {
+        let Some(interval) = self.interval else { return };
+        let now = tokio::time::Instant::now();
+        if let Some(next) = self.next.filter(|next| *next > now) {
+            tokio::time::sleep_until(next).await;
+        }
+        self.next = Some(self.next.map_or(now, |next| next.max(now)) + interval);
+    }
 }
 
 /// Session items waiting to be written: sent in batches of 25 as they fill, or at the end of a

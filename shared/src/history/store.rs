@@ -11,6 +11,10 @@ use tracing::instrument;
 
 use crate::error::{Error, Result};
 
+/// The S3 actions this adapter needs, on the history prefix: `s3:PutObject` covers PutObject and
+/// the multipart calls (create, upload part, complete); aborting is its own action.
+pub const IAM_ACTIONS: [&str; 2] = ["s3:PutObject", "s3:AbortMultipartUpload"];
+
 /// The media type of the history objects.
 pub const CONTENT_TYPE: &str = "application/x-ndjson";
 pub const CONTENT_ENCODING: &str = "gzip";

@@ -14,6 +14,10 @@ use super::item::{self, Item, LEASE_SK};
 use super::{Checkpoint, LeaseOutcome, Manifest, Scope, SnapshotStore, StoredSession};
 use crate::error::{Error, Result};
 
+/// The DynamoDB actions this adapter calls (the template grants exactly these, on the table).
+pub const IAM_ACTIONS: [&str; 5] =
+    ["dynamodb:Query", "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:DeleteItem", "dynamodb:BatchWriteItem"];
+
 /// DynamoDB's limit of items per BatchWriteItem call.
 pub const BATCH_WRITE_MAX_ITEMS: usize = 25;
 
@@ -319,10 +323,14 @@ impl SnapshotStore for DynamoSnapshotStore {
 
 #[cfg(test)]
 mod tests {
-    use aws_sdk_dynamodb::operation::batch_write_item::BatchWriteItemOutput;
-    use aws_smithy_mocks::{create_mock_http_client, mock, MockResponseInterceptor, Rule, RuleMode};
+    use std::sync::Mutex;
+
+    use axum::http::HeaderMap;
+    use axum::routing::post;
+    use serde_json::{json, Value as Json};
 
     use super::*;
+    use crate::aws::SdkSettings;
     use crate::history::Change;
     use crate::model::{ServiceId, SessionRecord, Timestamp};
 
@@ -354,63 +362,82 @@ mod tests {
             .collect()
     }
 
-    fn put(stored: &StoredSession) -> WriteRequest {
-        let put = PutRequest::builder().set_item(Some(item::session_item(&scope(), stored))).build().unwrap();
-        WriteRequest::builder().put_request(put).build()
+    /// Which of a call's items (by session id) DynamoDB leaves unprocessed, by call number.
+    type Plan = fn(usize, &[String]) -> Vec<String>;
+
+    /// A DynamoDB endpoint that answers BatchWriteItem (awsJson1.0) by a plan and records the
+    /// session ids of every call.
+    struct FakeDynamo {
+        calls: Arc<Mutex<Vec<Vec<String>>>>,
+        url: String,
     }
 
-    /// The session ids a BatchWriteItem request carries.
-    fn ids_in(requests: Option<&HashMap<String, Vec<WriteRequest>>>) -> Vec<String> {
-        requests
-            .and_then(|r| r.get("sessions"))
-            .into_iter()
-            .flatten()
-            .filter_map(|w| w.put_request().and_then(|p| p.item().get("sk")).and_then(|v| v.as_s().ok()).cloned())
-            .collect()
-    }
+    impl FakeDynamo {
+        async fn start(plan: Plan) -> Self {
+            let calls: Arc<Mutex<Vec<Vec<String>>>> = Arc::default();
+            let seen = calls.clone();
+            let app = axum::Router::new().route(
+                "/",
+                post(move |headers: HeaderMap, body: String| async move {
+                    let target = headers.get("x-amz-target").and_then(|v| v.to_str().ok()).unwrap_or_default();
+                    assert_eq!(target, "DynamoDB_20120810.BatchWriteItem");
+                    let request: Json = serde_json::from_str(&body).unwrap();
+                    let puts = request["RequestItems"]["sessions"].as_array().unwrap().clone();
+                    let id = |put: &Json| put["PutRequest"]["Item"]["sk"]["S"].as_str().unwrap().to_owned();
+                    let ids: Vec<String> = puts.iter().map(id).collect();
+                    let call = {
+                        let mut calls = seen.lock().unwrap();
+                        calls.push(ids.clone());
+                        calls.len()
+                    };
+                    let left = plan(call, &ids);
+                    let unprocessed: Vec<&Json> = puts.iter().filter(|p| left.contains(&id(p))).collect();
+                    let body = if unprocessed.is_empty() {
+                        json!({"UnprocessedItems": {}})
+                    } else {
+                        json!({"UnprocessedItems": {"sessions": unprocessed}})
+                    };
+                    ([("content-type", "application/x-amz-json-1.0")], body.to_string())
+                }),
+            );
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let url = format!("http://{}", listener.local_addr().unwrap());
+            tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+            FakeDynamo { calls, url }
+        }
 
-    fn store(rules: &[&Rule]) -> DynamoSnapshotStore {
-        let interceptor = rules
-            .iter()
-            .fold(MockResponseInterceptor::new().rule_mode(RuleMode::Sequential), |i, rule| i.with_rule(rule));
-        let config = aws_sdk_dynamodb::Config::builder()
-            .behavior_version(aws_sdk_dynamodb::config::BehaviorVersion::latest())
-            .region(aws_sdk_dynamodb::config::Region::new("us-east-1"))
-            .credentials_provider(aws_sdk_dynamodb::config::Credentials::new("AKID", "secret", None, None, "test"))
-            .http_client(create_mock_http_client())
-            .interceptor(interceptor)
-            .build();
-        DynamoSnapshotStore::new(Client::from_conf(config), "sessions").with_batch_retry(BatchRetry {
-            max_attempts: 3,
-            base_delay: Duration::from_millis(1),
-            max_delay: Duration::from_millis(2),
-        })
+        async fn store(&self) -> DynamoSnapshotStore {
+            let settings = SdkSettings::local(&self.url);
+            let client = settings.dynamodb_client(&settings.load().await);
+            DynamoSnapshotStore::new(client, "sessions").with_batch_retry(BatchRetry {
+                max_attempts: 3,
+                base_delay: Duration::from_millis(1),
+                max_delay: Duration::from_millis(2),
+            })
+        }
+
+        fn calls(&self) -> Vec<Vec<String>> {
+            self.calls.lock().unwrap().clone()
+        }
     }
 
     #[tokio::test]
     async fn unprocessed_items_and_only_those_are_sent_again() {
-        // GIVEN DynamoDB leaving 3 items of a full batch unprocessed, then taking them
-        let items = sessions(30);
-        let left = [put(&items[4]), put(&items[9]), put(&items[20])];
-        let left_ids = vec!["s-004".to_owned(), "s-009".to_owned(), "s-020".to_owned()];
-        let first_batch = mock!(Client::batch_write_item)
-            .match_requests(|req| ids_in(req.request_items()).len() == 25)
-            .then_output(move || BatchWriteItemOutput::builder().unprocessed_items("sessions", left.to_vec()).build());
-        let expected = left_ids.clone();
-        let retry = mock!(Client::batch_write_item)
-            .match_requests(move |req| ids_in(req.request_items()) == expected)
-            .then_output(|| BatchWriteItemOutput::builder().build());
-        let rest = mock!(Client::batch_write_item)
-            .match_requests(|req| ids_in(req.request_items()).len() == 5)
-            .then_output(|| BatchWriteItemOutput::builder().build());
-        let store = store(&[&first_batch, &retry, &rest]);
+        // GIVEN DynamoDB leaving 3 items of the first full batch unprocessed once
+        let dynamo = FakeDynamo::start(|call, _| match call {
+            1 => vec!["s-004".into(), "s-009".into(), "s-020".into()],
+            _ => Vec::new(),
+        })
+        .await;
+        let store = dynamo.store().await;
 
         // WHEN 30 sessions are written
-        store.write_sessions(&scope(), &items).await.unwrap();
+        store.write_sessions(&scope(), &sessions(30)).await.unwrap();
 
-        // THEN two batches went out (25 + 5), and the retry carried exactly the 3 left over
-        assert_eq!(retry.num_calls(), 1);
-        assert_eq!(store.counters().batch_calls.load(Ordering::Relaxed), 3);
+        // THEN a batch of 25, the 3 left over exactly, then the last 5
+        let calls = dynamo.calls();
+        assert_eq!(calls.iter().map(Vec::len).collect::<Vec<_>>(), vec![25, 3, 5]);
+        assert_eq!(calls[1], vec!["s-004", "s-009", "s-020"]);
         assert_eq!(store.counters().items_written(), 30);
         assert_eq!(store.counters().items_retried.load(Ordering::Relaxed), 3);
     }
@@ -418,17 +445,11 @@ mod tests {
     #[tokio::test]
     async fn items_still_unprocessed_after_the_last_attempt_are_a_clear_retryable_error() {
         // GIVEN DynamoDB never taking one of the items
-        let items = sessions(2);
-        let stuck = put(&items[1]);
-        let never = mock!(Client::batch_write_item)
-            .sequence()
-            .output(move || BatchWriteItemOutput::builder().unprocessed_items("sessions", vec![stuck.clone()]).build())
-            .times(3)
-            .build();
-        let store = store(&[&never]);
+        let dynamo = FakeDynamo::start(|_, _| vec!["s-001".into()]).await;
+        let store = dynamo.store().await;
 
         // WHEN the sessions are written
-        let err = store.write_sessions(&scope(), &items).await.unwrap_err();
+        let err = store.write_sessions(&scope(), &sessions(2)).await.unwrap_err();
 
         // THEN the error says how many items and attempts, and that trying later may work
         assert_eq!(
@@ -436,7 +457,7 @@ mod tests {
             "DynamoDB BatchWriteItem on table sessions failed: UnprocessedItems: 1 of the batch's items were still unprocessed after 3 attempts"
         );
         assert!(err.is_retryable());
-        assert_eq!(never.num_calls(), 3);
+        assert_eq!(dynamo.calls(), vec![vec!["s-000", "s-001"], vec!["s-001"], vec!["s-001"]]);
         assert_eq!(store.counters().items_written(), 1);
     }
 

@@ -1,0 +1,234 @@
+//! A function's configuration, read from its environment once at cold start and validated: a bad
+//! value stops the function before it reads or writes anything, naming the variable.
+//!
+//! | variable | default | meaning |
+//! |---|---|---|
+//! | `TABLE_NAME` | required | DynamoDB table of current state |
+//! | `BUCKET_NAME` | required | S3 bucket of the history |
+//! | `HISTORY_PREFIX` | `history` | key prefix of the history objects |
+//! | `ENDED_RETENTION_DAYS` | `90` | days an ended session stays in the table (TTL) |
+//! | `LEASE_SECONDS` | `960` | how long a run holds the one-run lease (above the function timeout) |
+//! | `PAGE_SIZE` | the API's largest | page size asked of the list operation |
+//! | `SOURCE_OPTIONS` | none | JSON: `parents`, filters (as in a replay event) |
+//! | `MAX_CALLS_PER_SECOND` | `10` | client-side pace of list calls; `0` = none |
+//! | `SDK_MAX_ATTEMPTS` | `8` | attempts per AWS call, retries included (adaptive retry mode) |
+//! | `SESSION_API_ENDPOINT_URL` | none | send the session API calls there (local emulator) |
+//! | `STORAGE_ENDPOINT_URL` | none | send DynamoDB and S3 calls there (local moto server) |
+//! | `AWS_REGION` | set by Lambda | region of the APIs, table and bucket |
+
+use std::time::Duration;
+
+use crate::aws::SdkSettings;
+use crate::error::{Error, Result};
+use crate::model::ServiceId;
+use crate::sources::SourceOptions;
+
+/// What a function needs to know, validated.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FunctionConfig {
+    pub service: ServiceId,
+    pub table_name: String,
+    pub bucket_name: String,
+    pub region: String,
+    pub history_prefix: String,
+    pub ended_retention: Duration,
+    pub lease_duration: Duration,
+    pub options: SourceOptions,
+    /// `None`: no client-side pacing.
+    pub max_calls_per_second: Option<f64>,
+    pub sdk_max_attempts: u32,
+    pub session_api_endpoint: Option<String>,
+    pub storage_endpoint: Option<String>,
+}
+
+impl FunctionConfig {
+    /// Reads the configuration through `var` (the process environment in a function).
+    pub fn from_vars(service: ServiceId, var: impl Fn(&str) -> Option<String>) -> Result<Self> {
+        let get = |name: &str| var(name).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
+        let required = |name: &str| get(name).ok_or_else(|| Error::Config(format!("{name} is not set")));
+        let number = |name: &str, default: u64, range: std::ops::RangeInclusive<u64>| -> Result<u64> {
+            let Some(text) = get(name) else { return Ok(default) };
+            let value: u64 =
+                text.parse().map_err(|_| Error::Config(format!("{name}=`{text}` is not a whole number")))?;
+            if !range.contains(&value) {
+                return Err(Error::Config(format!(
+                    "{name}={value} is out of range: {} to {}",
+                    range.start(),
+                    range.end()
+                )));
+            }
+            Ok(value)
+        };
+
+        let table_name = required("TABLE_NAME")?;
+        let table_ok = (3..=255).contains(&table_name.len())
+            && table_name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
+        if !table_ok {
+            return Err(Error::Config(format!(
+                "TABLE_NAME=`{table_name}` is not a DynamoDB table name (3-255 of a-z A-Z 0-9 _ - .)"
+            )));
+        }
+        let bucket_name = required("BUCKET_NAME")?;
+        let bucket_ok = (3..=63).contains(&bucket_name.len())
+            && bucket_name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'-' | b'.'))
+            && bucket_name.starts_with(|c: char| c.is_ascii_alphanumeric())
+            && bucket_name.ends_with(|c: char| c.is_ascii_alphanumeric());
+        if !bucket_ok {
+            return Err(Error::Config(format!(
+                "BUCKET_NAME=`{bucket_name}` is not an S3 bucket name (3-63 of a-z 0-9 - ., starting and ending with a letter or digit)"
+            )));
+        }
+        let region = required("AWS_REGION")?;
+
+        let mut options = match get("SOURCE_OPTIONS") {
+            Some(json) => serde_json::from_str::<SourceOptions>(&json)
+                .map_err(|e| Error::Config(format!("SOURCE_OPTIONS is not valid: {e}")))?,
+            None => SourceOptions::default(),
+        };
+        if let Some(text) = get("PAGE_SIZE") {
+            let size = text.parse().map_err(|_| Error::Config(format!("PAGE_SIZE=`{text}` is not a whole number")))?;
+            options.page_size = Some(size);
+        }
+        options.validate(service)?;
+
+        let pace = number("MAX_CALLS_PER_SECOND", 10, 0..=1000)?;
+        let endpoint = |name: &str| -> Result<Option<String>> {
+            match get(name) {
+                Some(url) if !(url.starts_with("http://") || url.starts_with("https://")) => {
+                    Err(Error::Config(format!("{name}=`{url}` is not an http(s) URL")))
+                }
+                other => Ok(other),
+            }
+        };
+        let config = FunctionConfig {
+            service,
+            table_name,
+            bucket_name,
+            region,
+            history_prefix: get("HISTORY_PREFIX").unwrap_or_else(|| "history".into()),
+            ended_retention: Duration::from_secs(number("ENDED_RETENTION_DAYS", 90, 1..=3650)? * 86_400),
+            lease_duration: Duration::from_secs(number("LEASE_SECONDS", 960, 60..=86_400)?),
+            options,
+            max_calls_per_second: (pace > 0).then_some(pace as f64),
+            sdk_max_attempts: number("SDK_MAX_ATTEMPTS", 8, 1..=20)? as u32,
+            session_api_endpoint: endpoint("SESSION_API_ENDPOINT_URL")?,
+            storage_endpoint: endpoint("STORAGE_ENDPOINT_URL")?,
+        };
+        // The run's own checks (prefix, retention, lease) with a placeholder account: the account
+        // comes with each invocation.
+        config.run_config("000000000000").validate()?;
+        Ok(config)
+    }
+
+    pub fn from_env(service: ServiceId) -> Result<Self> {
+        Self::from_vars(service, |name| std::env::var(name).ok())
+    }
+
+    /// The run settings for an invocation in `account_id`.
+    pub fn run_config(&self, account_id: &str) -> crate::run::RunConfig {
+        let mut run = crate::run::RunConfig::new(account_id, &self.region);
+        run.history_prefix = self.history_prefix.clone();
+        run.ended_retention = self.ended_retention;
+        run.lease_duration = self.lease_duration;
+        run.max_calls_per_second = self.max_calls_per_second;
+        run
+    }
+
+    /// SDK settings of the session API clients.
+    pub fn session_api_sdk(&self) -> SdkSettings {
+        self.sdk_settings(self.session_api_endpoint.clone())
+    }
+
+    /// SDK settings of the DynamoDB and S3 clients.
+    pub fn storage_sdk(&self) -> SdkSettings {
+        self.sdk_settings(self.storage_endpoint.clone())
+    }
+
+    fn sdk_settings(&self, endpoint_url: Option<String>) -> SdkSettings {
+        SdkSettings {
+            region: Some(self.region.clone()),
+            endpoint_url,
+            max_attempts: self.sdk_max_attempts,
+            ..SdkSettings::default()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    fn vars(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let mut map: HashMap<String, String> = HashMap::from([
+            ("TABLE_NAME".to_owned(), "session-archiver-sessions".to_owned()),
+            ("BUCKET_NAME".to_owned(), "session-archiver-history-123".to_owned()),
+            ("AWS_REGION".to_owned(), "eu-west-1".to_owned()),
+        ]);
+        for (k, v) in pairs {
+            map.insert((*k).to_owned(), (*v).to_owned());
+        }
+        move |name| map.get(name).cloned()
+    }
+
+    #[test]
+    fn defaults_fill_what_is_not_set() {
+        let config = FunctionConfig::from_vars(ServiceId::IvsStreamSessions, vars(&[])).unwrap();
+        assert_eq!(config.history_prefix, "history");
+        assert_eq!(config.ended_retention, Duration::from_secs(90 * 86_400));
+        assert_eq!(config.max_calls_per_second, Some(10.0));
+        assert_eq!(config.options, SourceOptions::default());
+        assert_eq!(config.session_api_endpoint, None);
+    }
+
+    #[test]
+    fn options_and_endpoints_are_read() {
+        let config = FunctionConfig::from_vars(
+            ServiceId::ChimeProxySessions,
+            vars(&[
+                ("SOURCE_OPTIONS", r#"{"proxy_status": "Open"}"#),
+                ("PAGE_SIZE", "50"),
+                ("MAX_CALLS_PER_SECOND", "0"),
+                ("SESSION_API_ENDPOINT_URL", "http://127.0.0.1:4566"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(config.options.proxy_status.as_deref(), Some("Open"));
+        assert_eq!(config.options.page_size, Some(50));
+        assert_eq!(config.max_calls_per_second, None);
+        assert_eq!(config.session_api_sdk().endpoint_url.as_deref(), Some("http://127.0.0.1:4566"));
+        assert_eq!(config.storage_sdk().endpoint_url, None);
+    }
+
+    #[test]
+    fn each_bad_value_is_refused_naming_the_variable() {
+        let cases: &[(&[(&str, &str)], &str)] = &[
+            (&[("TABLE_NAME", "")], "TABLE_NAME is not set"),
+            (&[("TABLE_NAME", "a b")], "TABLE_NAME=`a b` is not a DynamoDB table name"),
+            (&[("BUCKET_NAME", "My_Bucket")], "BUCKET_NAME=`My_Bucket` is not an S3 bucket name"),
+            (&[("AWS_REGION", "")], "AWS_REGION is not set"),
+            (&[("ENDED_RETENTION_DAYS", "ninety")], "ENDED_RETENTION_DAYS=`ninety` is not a whole number"),
+            (&[("ENDED_RETENTION_DAYS", "0")], "ENDED_RETENTION_DAYS=0 is out of range: 1 to 3650"),
+            (&[("LEASE_SECONDS", "10")], "LEASE_SECONDS=10 is out of range: 60 to 86400"),
+            (&[("PAGE_SIZE", "500")], "page_size 500 is out of range for ivs-stream-sessions: 1 to 100"),
+            (&[("PAGE_SIZE", "x")], "PAGE_SIZE=`x` is not a whole number"),
+            (&[("SOURCE_OPTIONS", "{\"parent\": []}")], "SOURCE_OPTIONS is not valid: unknown field `parent`"),
+            (&[("SOURCE_OPTIONS", "{\"user_id\": \"u\"}")], "`user_id` does not apply to ivs-stream-sessions"),
+            (&[("MAX_CALLS_PER_SECOND", "-1")], "MAX_CALLS_PER_SECOND=`-1` is not a whole number"),
+            (&[("SDK_MAX_ATTEMPTS", "0")], "SDK_MAX_ATTEMPTS=0 is out of range: 1 to 20"),
+            (
+                &[("STORAGE_ENDPOINT_URL", "localhost:4566")],
+                "STORAGE_ENDPOINT_URL=`localhost:4566` is not an http(s) URL",
+            ),
+            (&[("HISTORY_PREFIX", "a/../b")], "history prefix `a/../b`"),
+        ];
+        for (pairs, expected) in cases {
+            let err = FunctionConfig::from_vars(ServiceId::IvsStreamSessions, vars(pairs)).unwrap_err();
+            let message = err.to_string();
+            assert!(message.starts_with("invalid configuration: "), "{message}");
+            assert!(message.contains(expected), "{expected}: {message}");
+            assert!(!err.is_retryable());
+        }
+    }
+}

@@ -1,0 +1,201 @@
+//! The Lambda side of a function: cold start (tracing, configuration, clients) and the handler
+//! every function's `main.rs` runs through `lambda_runtime`.
+//!
+//! Errors reach Lambda with an `errorType` that says whether a retry can help:
+//! `Retryable.<Kind>` (throttling that outlasted the retries, a 5xx, a timeout, DynamoDB or S3
+//! unreachable) or `NonRetryable.<Kind>` (a bad event, a bad page, a bug): an async invocation's
+//! retries and the on-failure destination can tell them apart.
+
+use lambda_runtime::{service_fn, Diagnostic, LambdaEvent};
+use serde_json::Value as Json;
+use tracing::{error, info};
+
+use crate::config::FunctionConfig;
+use crate::error::{Error, Result};
+use crate::event::parse_invocation;
+use crate::history::S3ObjectStore;
+use crate::model::{ServiceId, Timestamp};
+use crate::run::{run, RunSummary};
+use crate::snapshot::DynamoSnapshotStore;
+use crate::sources::AnySource;
+
+pub use lambda_runtime::Error as LambdaError;
+
+/// What a warm function keeps between invocations: configuration and clients, built once.
+pub struct Function {
+    config: FunctionConfig,
+    session_sdk: aws_config::SdkConfig,
+    source: AnySource,
+    store: DynamoSnapshotStore,
+    objects: S3ObjectStore,
+}
+
+impl Function {
+    /// Builds the clients once, from a validated configuration.
+    pub async fn new(config: FunctionConfig) -> Result<Self> {
+        let session_sdk = config.session_api_sdk().load().await;
+        let storage_settings = config.storage_sdk();
+        let storage_sdk = storage_settings.load().await;
+        let source = AnySource::new(config.service, &session_sdk, config.options.clone())?;
+        let store = DynamoSnapshotStore::new(storage_settings.dynamodb_client(&storage_sdk), &config.table_name);
+        let objects = S3ObjectStore::new(storage_settings.s3_client(&storage_sdk), &config.bucket_name);
+        Ok(Function { config, session_sdk, source, store, objects })
+    }
+
+    /// One invocation: validate the event, run, return the summary.
+    pub async fn handle(&self, event: LambdaEvent<Json>) -> Result<RunSummary> {
+        let (payload, context) = event.into_parts();
+        let invocation = parse_invocation(self.config.service, &payload, &Timestamp::now())?;
+        let account_id = account_of(&context.invoked_function_arn)?;
+        let run_config = self.config.run_config(&account_id);
+        let replay_source = match invocation.options {
+            Some(options) => Some(AnySource::new(self.config.service, &self.session_sdk, options)?),
+            None => None,
+        };
+        let source = replay_source.as_ref().unwrap_or(&self.source);
+        info!(
+            service = %self.config.service,
+            run_id = %invocation.request.run_id,
+            trigger = invocation.request.trigger.as_str(),
+            dry_run = invocation.request.dry_run,
+            request_id = %context.request_id,
+            "run starting"
+        );
+        // Boxed: the run's future is deep, and boxing keeps the functions' own futures shallow.
+        let result = Box::pin(run(source, &self.store, &self.objects, &run_config, &invocation.request)).await;
+        println!("{}", metrics_line(self.config.service, &result, Timestamp::now().epoch_seconds() * 1000));
+        result
+    }
+}
+
+/// One CloudWatch Embedded Metric Format line (namespace `SessionArchiver`, dimension `Service`):
+/// CloudWatch turns it into metrics with no API call; the template's alarms watch them.
+pub fn metrics_line(service: ServiceId, result: &Result<RunSummary>, timestamp_ms: i64) -> String {
+    use crate::run::RunOutcome;
+    let (outcome, counts) = match result {
+        Ok(summary) => (Some(summary.outcome), summary.counts.clone()),
+        Err(_) => (None, Default::default()),
+    };
+    let flag = |wanted: Option<RunOutcome>| u64::from(outcome == wanted);
+    let metrics: [(&str, u64, &str); 10] = [
+        ("CompleteRuns", flag(Some(RunOutcome::Complete)), "Count"),
+        ("PartialRuns", 0, "Count"),
+        ("FailedRuns", u64::from(result.is_err()), "Count"),
+        ("SkippedRuns", flag(Some(RunOutcome::Skipped)), "Count"),
+        ("Sessions", counts.sessions, "Count"),
+        ("NewSessions", counts.new, "Count"),
+        ("ChangedSessions", counts.changed, "Count"),
+        ("EndedSessions", counts.ended, "Count"),
+        ("ApiCalls", counts.api_calls, "Count"),
+        ("ItemsWritten", counts.items_written, "Count"),
+    ];
+    let mut line = serde_json::Map::new();
+    line.insert(
+        "_aws".into(),
+        serde_json::json!({
+            "Timestamp": timestamp_ms,
+            "CloudWatchMetrics": [{
+                "Namespace": "SessionArchiver",
+                "Dimensions": [["Service"]],
+                "Metrics": metrics.iter().map(|(name, _, unit)| serde_json::json!({"Name": name, "Unit": unit})).collect::<Vec<_>>(),
+            }],
+        }),
+    );
+    line.insert("Service".into(), Json::from(service.as_str()));
+    for (name, value, _) in metrics {
+        line.insert(name.into(), Json::from(value));
+    }
+    Json::Object(line).to_string()
+}
+
+/// The account id in a function ARN (`arn:aws:lambda:<region>:<account>:function:<name>`).
+pub fn account_of(function_arn: &str) -> Result<String> {
+    let parts: Vec<&str> = function_arn.split(':').collect();
+    match parts.as_slice() {
+        ["arn", _, "lambda", _, account, "function", ..]
+            if account.len() == 12 && account.bytes().all(|b| b.is_ascii_digit()) =>
+        {
+            Ok((*account).to_owned())
+        }
+        _ => Err(Error::Config(format!("cannot read the account id from the function ARN `{function_arn}`"))),
+    }
+}
+
+impl From<Error> for Diagnostic {
+    fn from(err: Error) -> Self {
+        let kind = match &err {
+            Error::Config(_) => "Configuration",
+            Error::Event(_) => "InvalidEvent",
+            Error::Api { .. } => "SessionApi",
+            Error::RepeatedNextToken { .. } | Error::BadPage { .. } => "BadPage",
+            Error::Storage { .. } => "Storage",
+            Error::Store(_) => "UnreadableItem",
+            Error::Mapping(_) => "Mapping",
+        };
+        let class = if err.is_retryable() { "Retryable" } else { "NonRetryable" };
+        Diagnostic { error_type: format!("{class}.{kind}"), error_message: err.to_string() }
+    }
+}
+
+/// Everything a function's `main` does: tracing (JSON when `AWS_LAMBDA_LOG_FORMAT=JSON`),
+/// configuration validated once, clients built once, then the Lambda runtime loop.
+pub async fn run_function(service: ServiceId) -> Result<(), LambdaError> {
+    lambda_runtime::tracing::init_default_subscriber();
+    let config = FunctionConfig::from_env(service).inspect_err(|err| error!(%err, "configuration refused"))?;
+    let function = Function::new(config).await.inspect_err(|err| error!(%err, "cold start failed"))?;
+    let function = &function;
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<Json>| {
+        Box::pin(async move {
+            function.handle(event).await.inspect_err(|err| error!(%err, retryable = err.is_retryable(), "run failed"))
+        })
+    }))
+    .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_account_comes_from_the_function_arn() {
+        assert_eq!(
+            account_of("arn:aws:lambda:eu-west-1:123456789012:function:ivs-stream-sessions").unwrap(),
+            "123456789012"
+        );
+        assert_eq!(account_of("arn:aws:lambda:eu-west-1:123456789012:function:f:live").unwrap(), "123456789012");
+        let err = account_of("not-an-arn").unwrap_err().to_string();
+        assert!(err.contains("cannot read the account id from the function ARN `not-an-arn`"), "{err}");
+    }
+
+    #[test]
+    fn a_failed_run_is_one_failed_run_in_the_metrics() {
+        let line = metrics_line(ServiceId::IvsStreamSessions, &Err(Error::Event("bad".into())), 1_790_000_000_000);
+        let parsed: Json = serde_json::from_str(&line).unwrap();
+        assert_eq!(parsed["_aws"]["CloudWatchMetrics"][0]["Namespace"], "SessionArchiver");
+        assert_eq!(parsed["Service"], "ivs-stream-sessions");
+        assert_eq!((parsed["FailedRuns"].as_u64(), parsed["CompleteRuns"].as_u64()), (Some(1), Some(0)));
+        let names: Vec<&str> = parsed["_aws"]["CloudWatchMetrics"][0]["Metrics"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["Name"].as_str().unwrap())
+            .collect();
+        assert!(names.iter().all(|n| parsed.get(n).is_some()), "every metric has its value");
+    }
+
+    #[test]
+    fn error_types_say_whether_a_retry_can_help() {
+        let diagnostic = Diagnostic::from(Error::Event("the event must be a JSON object".into()));
+        assert_eq!(diagnostic.error_type, "NonRetryable.InvalidEvent");
+        assert_eq!(diagnostic.error_message, "invalid event: the event must be a JSON object");
+        let throttled = Error::Storage {
+            operation: "DynamoDB BatchWriteItem",
+            resource: "table t".into(),
+            code: "ProvisionedThroughputExceededException".into(),
+            message: "slow down".into(),
+            status: Some(400),
+            retryable: true,
+        };
+        assert_eq!(Diagnostic::from(throttled).error_type, "Retryable.Storage");
+    }
+}
