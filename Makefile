@@ -12,44 +12,93 @@ VENV := .venv
 MOTO_VERSION := 5.2.5
 MOTO_SERVER := $(VENV)/bin/moto_server
 export MOTO_SERVER := $(abspath $(MOTO_SERVER))
+export SAM_CLI_TELEMETRY := 0
+# Lambda: arm64 (Graviton), linked against AL2023's glibc 2.34 by cargo-zigbuild + zig, no Docker.
+LAMBDA_TARGET := aarch64-unknown-linux-gnu
+LAMBDA_GLIBC := 2.34
+ZIGBUILD_VERSION := 0.24.0
+ZIGLANG_VERSION := 0.15.2
+SAM_CLI_VERSION := 1.170.0
+FUNCTIONS := workspaces-pool-sessions workspaces-connection-status ivs-stream-sessions chime-proxy-sessions gamelift-stream-sessions
 
-.PHONY: help test lint unit e2e demo emulator moto clean
+.PHONY: help test lint lint-template unit e2e build lambda sam-build demo invoke emulator moto tools clean
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
-test: lint moto ## All checks and tests: lint, unit tests, end-to-end tests on the stand-ins
+test: lint moto build sam-build ## All checks and tests: lint, template lint, Lambda build, unit and end-to-end tests
 	@mkdir -p target; status=0; \
 	$(CARGO) test --workspace --locked 2>&1 | tee target/test-output.log || status=$$?; \
 	awk '/^test result:/ {p += $$4; f += $$6} END {printf "summary: %d passed, %d failed\n", p, f}' target/test-output.log; \
 	exit $$status
 
-lint: ## rustfmt, clippy (warnings are errors), and one TLS stack only
+lint: lint-template ## rustfmt, clippy (warnings are errors), one TLS stack only, sam validate --lint and cfn-lint
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
 	@if $(CARGO) tree --locked --target all -e normal -i ring 2>/dev/null | grep -q '^ring'; then \
 	  echo "lint: ring is in the build: the SDK compiles a second TLS stack (check default features)"; exit 1; \
 	else echo "lint: one TLS stack (rustls + aws-lc-rs, no ring)"; fi
 
+lint-template: tools ## sam validate --lint and cfn-lint on template.yaml
+	$(VENV)/bin/sam validate --lint --template template.yaml --region us-east-1
+	$(VENV)/bin/cfn-lint template.yaml
+
 unit: ## Unit tests of the library and the emulator only
 	$(CARGO) test --locked -p session-archiver -p session-emulator
 
-e2e: moto ## End-to-end tests: the real SDK clients against the emulator and moto
+e2e: moto build ## End-to-end tests: the real SDK clients and function binaries against the emulator and moto
 	$(CARGO) test --locked -p archiver-e2e
+
+build: ## Build the five function binaries and the local tools (debug, for the local stand-ins)
+	$(CARGO) build --workspace --bins --locked
 
 moto: $(MOTO_SERVER) ## Install the pinned moto server (local DynamoDB and S3) into .venv
 
-$(MOTO_SERVER):
+$(VENV)/bin/python:
 	@$(PYTHON) -m venv $(VENV) || { echo "'$(PYTHON) -m venv' failed: on Debian, apt-get install python3-venv"; exit 1; }
+
+$(MOTO_SERVER): | $(VENV)/bin/python
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check "moto[server]==$(MOTO_VERSION)"
 
-demo: ## Run the whole archiver on the local stand-ins (coming: needs the Lambda functions)
-	@echo "make demo arrives with the Lambda functions (issue #4)."
-	@echo "Today: 'make emulator' serves the four session APIs locally; 'make test' reads them all."
+tools: $(VENV)/bin/sam $(VENV)/bin/cargo-zigbuild ## Install the pinned build tools into .venv: SAM CLI, cfn-lint, cargo-zigbuild, zig
+
+$(VENV)/bin/sam: | $(VENV)/bin/python
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check "aws-sam-cli==$(SAM_CLI_VERSION)"
+
+$(VENV)/bin/cargo-zigbuild: | $(VENV)/bin/python
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check "cargo-zigbuild==$(ZIGBUILD_VERSION)" "ziglang==$(ZIGLANG_VERSION)"
+	rustup target add $(LAMBDA_TARGET)
+
+lambda: tools ## Build the five functions for Lambda (arm64, glibc <= 2.34): target/lambda/<function>/bootstrap
+	PATH="$(abspath $(VENV))/bin:$$PATH" $(CARGO) zigbuild --release --locked --target $(LAMBDA_TARGET).$(LAMBDA_GLIBC) $(addprefix -p ,$(FUNCTIONS))
+	@for f in $(FUNCTIONS); do mkdir -p target/lambda/$$f && cp target/$(LAMBDA_TARGET)/release/$$f target/lambda/$$f/bootstrap; done
+	@echo "lambda: target/lambda/<function>/bootstrap for $(LAMBDA_TARGET), glibc $(LAMBDA_GLIBC)"
+
+sam-build: lambda ## sam build (makefile build method, in source): .aws-sam/build/<Function>/bootstrap
+	PATH="$(abspath $(VENV))/bin:$$PATH" sam build --build-in-source
+
+# Called by `sam build` with ARTIFACTS_DIR set, once per function (BuildMethod: makefile).
+build-WorkspacesPoolSessionsFunction: ; $(call lambda-artifact,workspaces-pool-sessions)
+build-WorkspacesConnectionStatusFunction: ; $(call lambda-artifact,workspaces-connection-status)
+build-IvsStreamSessionsFunction: ; $(call lambda-artifact,ivs-stream-sessions)
+build-ChimeProxySessionsFunction: ; $(call lambda-artifact,chime-proxy-sessions)
+build-GameliftStreamSessionsFunction: ; $(call lambda-artifact,gamelift-stream-sessions)
+
+define lambda-artifact
+@test -f target/lambda/$(1)/bootstrap || $(MAKE) lambda
+cp target/lambda/$(1)/bootstrap $(ARTIFACTS_DIR)/bootstrap
+endef
+
+demo: moto build ## Run the five functions twice on the local stand-ins and show what they archived (KEEP=1: stay up)
+	target/debug/archiver-demo $(if $(KEEP),--keep)
+
+invoke: moto build ## Send EVENT=<file> to FUNCTION=<id> through the real binary (local; AWS=1: your account)
+	@test -n "$(FUNCTION)" -a -n "$(EVENT)" || { echo "usage: make invoke FUNCTION=ivs-stream-sessions EVENT=events/ivs-stream-sessions/replay-one-channel.json [AWS=1]"; exit 2; }
+	target/debug/archiver-invoke $(if $(AWS),--aws) $(FUNCTION) $(EVENT)
 
 emulator: ## Serve the emulated session APIs on 127.0.0.1:$(PORT) (EMULATOR_CONFIG=file.json to seed)
 	$(CARGO) run --locked -p session-emulator -- --port $(PORT) $(if $(EMULATOR_CONFIG),--config $(EMULATOR_CONFIG))
 
 clean: ## Remove build output and the venv
 	$(CARGO) clean
-	rm -rf $(VENV)
+	rm -rf $(VENV) .aws-sam

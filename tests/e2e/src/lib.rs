@@ -3,8 +3,10 @@
 //! and a loopback proxy that can cut the archiver off from moto mid-run. The session APIs'
 //! stand-in is the `session-emulator` crate.
 
+pub mod lambda;
 mod local_aws;
 mod proxy;
+pub mod stage;
 
 pub use local_aws::{HistoryObjectRead, LocalAws};
 pub use proxy::CutProxy;

@@ -1,0 +1,130 @@
+//! `make demo`: the whole archiver on the local stand-ins. Starts moto (DynamoDB, S3) and the
+//! emulator seeded from `events/local-world.json`, runs each of the five real function binaries
+//! through a local Lambda Runtime API with its scheduled sample event, lets time pass in the
+//! emulator (sessions change and end), runs them again, and shows what was archived.
+//! `--keep` keeps the stand-ins up afterwards so you can look with the AWS CLI (Ctrl-C stops).
+
+use std::process::ExitCode;
+
+use archiver_e2e::lambda::Outcome;
+use archiver_e2e::stage::{events_dir, local_world, read_json, LocalStage, BUCKET, TABLE};
+use serde_json::Value as Json;
+use session_archiver::ServiceId;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let keep = std::env::args().any(|a| a == "--keep");
+    tokio::select! {
+        result = demo(keep) => match result {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(err) => {
+                eprintln!("demo failed: {err}");
+                ExitCode::FAILURE
+            }
+        },
+        _ = tokio::signal::ctrl_c() => {
+            eprintln!("\ninterrupted: stopping moto, the emulator and the functions");
+            ExitCode::from(130)
+        }
+    }
+}
+
+async fn demo(keep: bool) -> Result<(), Box<dyn std::error::Error>> {
+    println!("starting moto server (DynamoDB, S3) and the session API emulator ...");
+    let stage = LocalStage::start(local_world()?).await?;
+    println!("  moto      {}  (table {TABLE}, bucket {BUCKET})", stage.moto.url());
+    println!("  emulator  {}  (seeded from events/local-world.json)\n", stage.emulator.url());
+
+    let mut functions = Vec::new();
+    for service in ServiceId::ALL {
+        functions.push((service, stage.function(service).await?));
+    }
+
+    let mut rows = Vec::new();
+    for round in 1..=2 {
+        if round == 2 {
+            let tick = stage.emulator.advance(1);
+            println!("time passes in the emulator (tick {tick}): sessions change, end and start\n");
+        }
+        for (service, function) in functions.iter_mut() {
+            let mut event = read_json(&events_dir().join(service.as_str()).join("scheduled.json"))?;
+            // The next schedule tick: a new event id and time, as EventBridge sends them.
+            if round == 2 {
+                let id = format!("{}-next", event["id"].as_str().unwrap_or_default());
+                event["id"] = Json::from(id);
+                event["time"] = Json::from("2026-11-22T10:05:00Z");
+            }
+            match function.invoke(event).await? {
+                Outcome::Response(summary) => rows.push((round, *service, summary)),
+                Outcome::Error { error_type, error_message } => {
+                    return Err(format!("{service}: {error_type}: {error_message}").into())
+                }
+            }
+        }
+    }
+
+    print_table(&rows);
+    show_a_sample(&stage, &rows).await;
+
+    if keep {
+        println!("\nthe stand-ins stay up until Ctrl-C. Look with the AWS CLI:");
+        println!("  export AWS_ACCESS_KEY_ID=x AWS_SECRET_ACCESS_KEY=x AWS_DEFAULT_REGION=us-east-1");
+        println!("  aws --endpoint-url {} dynamodb scan --table-name {TABLE} --max-items 3", stage.moto.url());
+        println!("  aws --endpoint-url {} s3 ls s3://{BUCKET}/history/ --recursive", stage.moto.url());
+        println!(
+            "  aws --endpoint-url {} s3 cp s3://{BUCKET}/{} - | gunzip | head -3",
+            stage.moto.url(),
+            rows[0].2["s3_keys"][0].as_str().unwrap_or_default()
+        );
+        std::future::pending::<()>().await;
+    } else {
+        println!("\n`make demo KEEP=1` keeps moto and the emulator up afterwards, to look with the AWS CLI.");
+    }
+    Ok(())
+}
+
+fn print_table(rows: &[(u32, ServiceId, Json)]) {
+    println!(
+        "{:<30} {:>3} {:>8} {:>5} {:>7} {:>9} {:>5} {:>9} {:>6}  objects written",
+        "service", "run", "sessions", "new", "changed", "unchanged", "ended", "api calls", "writes"
+    );
+    for (round, service, s) in rows {
+        let n = |name: &str| s[name].as_u64().unwrap_or_default();
+        let keys: Vec<&str> =
+            s["s3_keys"].as_array().into_iter().flatten().filter_map(|k| k.as_str()?.split('/').nth(1)).collect();
+        println!(
+            "{:<30} {:>3} {:>8} {:>5} {:>7} {:>9} {:>5} {:>9} {:>6}  {}",
+            service.as_str(),
+            round,
+            n("sessions"),
+            n("new"),
+            n("changed"),
+            n("unchanged"),
+            n("ended"),
+            n("api_calls"),
+            n("items_written"),
+            keys.join(" + ")
+        );
+    }
+    println!("objects: s3://{BUCKET}/history/<snapshots|changes>/<service>/dt=<event day>/<event id>.jsonl.gz");
+}
+
+async fn show_a_sample(stage: &LocalStage, rows: &[(u32, ServiceId, Json)]) {
+    let Some((_, service, summary)) =
+        rows.iter().rev().find(|(_, _, s)| s["s3_keys"].as_array().is_some_and(|k| k.len() > 1))
+    else {
+        return;
+    };
+    let key = summary["s3_keys"][1].as_str().unwrap_or_default();
+    let lines = stage.aws.read(key).await.lines;
+    println!("\nfirst change lines of {service}, s3://{BUCKET}/{key}:");
+    for line in lines.iter().take(3) {
+        println!("  {}", Json::Object(line.clone()));
+    }
+    let items = stage.aws.sessions().await;
+    println!(
+        "\nthe table holds {} session items; {} of them ended",
+        items.len(),
+        items.values().filter(|i| i.contains_key("gone_at")).count()
+    );
+}

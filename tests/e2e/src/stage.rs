@@ -1,0 +1,74 @@
+//! The whole local stage: moto with the table and bucket, the emulator seeded from
+//! `events/local-world.json`, and the real function binaries wired to both. Used by the tests,
+//! `make demo` and `make invoke`.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde_json::Value as Json;
+use session_archiver::ServiceId;
+use session_emulator::{Emulator, EmulatorConfig};
+
+use crate::lambda::LocalFunction;
+use crate::{LocalAws, MotoServer};
+
+pub const TABLE: &str = "session-archiver-sessions";
+pub const BUCKET: &str = "session-archiver-history";
+pub const ACCOUNT_ID: &str = "123456789012";
+pub const REGION: &str = "us-east-1";
+
+/// The repository's `events/` folder.
+pub fn events_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../events")
+}
+
+pub fn read_json(path: &Path) -> std::io::Result<Json> {
+    let text =
+        std::fs::read_to_string(path).map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
+    serde_json::from_str(&text)
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, format!("{}: {e}", path.display())))
+}
+
+/// The seeded account of `events/local-world.json`.
+pub fn local_world() -> std::io::Result<EmulatorConfig> {
+    let json = read_json(&events_dir().join("local-world.json"))?;
+    serde_json::from_value(json).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+}
+
+pub struct LocalStage {
+    pub emulator: Emulator,
+    pub aws: LocalAws,
+    pub moto: MotoServer,
+}
+
+impl LocalStage {
+    pub async fn start(world: EmulatorConfig) -> std::io::Result<Self> {
+        let moto = MotoServer::start()?;
+        let aws = LocalAws::create(&moto.url(), TABLE, BUCKET).await;
+        let emulator = Emulator::start(world).await?;
+        Ok(LocalStage { emulator, aws, moto })
+    }
+
+    /// A function's environment on this stage.
+    pub fn function_env(&self) -> Vec<(String, String)> {
+        [
+            ("TABLE_NAME", TABLE.to_owned()),
+            ("BUCKET_NAME", BUCKET.to_owned()),
+            ("SESSION_API_ENDPOINT_URL", self.emulator.url()),
+            ("STORAGE_ENDPOINT_URL", self.moto.url()),
+            ("AWS_ACCESS_KEY_ID", "AKIDLOCALSTANDIN".to_owned()),
+            ("AWS_SECRET_ACCESS_KEY", "local-stand-in-secret".to_owned()),
+            ("MAX_CALLS_PER_SECOND", "0".to_owned()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect()
+    }
+
+    /// Starts the function binary of `service` on this stage.
+    pub async fn function(&self, service: ServiceId) -> std::io::Result<LocalFunction> {
+        let name = service.as_str();
+        let binary = LocalFunction::binary(name);
+        LocalFunction::start(&binary, name, ACCOUNT_ID, REGION, &self.function_env(), Duration::from_secs(120)).await
+    }
+}

@@ -1,0 +1,182 @@
+//! The five real function binaries, driven through a local Lambda Runtime API with every sample
+//! event in `events/`, writing to DynamoDB and S3 on moto and reading the emulator.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::time::Duration;
+
+use archiver_e2e::api_of;
+use archiver_e2e::lambda::{LocalFunction, Outcome};
+use archiver_e2e::stage::{events_dir, local_world, read_json, LocalStage, BUCKET, TABLE};
+use serde_json::Value as Json;
+use session_archiver::ServiceId;
+use session_emulator::SimSession;
+
+fn sample_events(service: ServiceId) -> Vec<(String, Json)> {
+    json_files(&events_dir().join(service.as_str()))
+}
+
+fn json_files(dir: &Path) -> Vec<(String, Json)> {
+    let mut events: Vec<(String, Json)> = std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| path.extension().is_some_and(|e| e == "json"))
+        .map(|path| (path.file_name().unwrap().to_string_lossy().into_owned(), read_json(&path).unwrap()))
+        .collect();
+    events.sort_by(|a, b| a.0.cmp(&b.0));
+    events
+}
+
+async fn stage() -> LocalStage {
+    LocalStage::start(local_world().unwrap()).await.expect("moto and the emulator start")
+}
+
+fn summary(outcome: Outcome, event: &str) -> Json {
+    match outcome {
+        Outcome::Response(summary) => summary,
+        Outcome::Error { error_type, error_message } => panic!("{event}: {error_type}: {error_message}"),
+    }
+}
+
+/// The sessions a replay's options select, by the emulator's own record.
+fn selected(truth: &[SimSession], options: &Json) -> Option<BTreeSet<String>> {
+    let keep = |s: &SimSession| {
+        let list =
+            |name: &str| options[name].as_array().map(|a| a.iter().map(|v| v.as_str().unwrap()).collect::<Vec<_>>());
+        list("parents").is_none_or(|p| s.parent.as_deref().is_some_and(|parent| p.contains(&parent)))
+            && list("workspace_ids").is_none_or(|ids| ids.contains(&s.id.as_str()))
+            && options["user_id"].as_str().is_none_or(|u| s.user_id.as_deref() == Some(u))
+            && options["proxy_status"].as_str().is_none_or(|st| s.status == st)
+            && options["stream_status"].as_str().is_none_or(|st| s.status == st)
+    };
+    // The export status is not in the emulator's record: checked on the lines instead.
+    options
+        .get("export_files_status")
+        .is_none()
+        .then(|| truth.iter().filter(|s| keep(s)).map(|s| s.id.clone()).collect())
+}
+
+#[tokio::test]
+async fn every_function_archives_with_every_sample_event_through_the_runtime_api() {
+    let stage = stage().await;
+    for service in ServiceId::ALL {
+        let mut function = stage.function(service).await.unwrap();
+        let truth = stage.emulator.sessions(api_of(service));
+        stage.emulator.reset_calls();
+        for (name, event) in sample_events(service) {
+            let keys_before = stage.aws.keys("history/").await;
+            let items_before = stage.aws.sessions().await;
+
+            // WHEN the function is invoked with the sample event
+            let outcome = function.invoke(event.clone()).await.unwrap_or_else(|e| panic!("{service} {name}: {e}"));
+            let summary = summary(outcome, &name);
+
+            // THEN the summary is a run summary of this service
+            assert_eq!(summary["service"], service.as_str(), "{name}");
+            let replay = &event["replay"];
+            let run_id = replay["id"].as_str().or(event["id"].as_str()).unwrap();
+            assert_eq!(summary["run_id"], run_id);
+            if replay["dry_run"] == Json::Bool(true) {
+                // AND a dry run reports every session and writes nothing
+                assert_eq!(summary["outcome"], "dry_run", "{name}");
+                assert_eq!(summary["sessions"], truth.len(), "{service} {name}");
+                assert_eq!(stage.aws.keys("history/").await, keys_before, "{name} wrote objects");
+                assert_eq!(stage.aws.sessions().await, items_before, "{name} wrote items");
+                continue;
+            }
+            assert_eq!(summary["outcome"], "complete", "{service} {name}: {summary}");
+            let snapshot_key = summary["s3_keys"][0].as_str().unwrap();
+            assert!(snapshot_key.starts_with(&format!("history/snapshots/{service}/dt=")), "{snapshot_key}");
+            assert!(snapshot_key.ends_with(&format!("/{run_id}.jsonl.gz")), "{snapshot_key}");
+            let lines = stage.aws.read(snapshot_key).await.lines;
+            let listed: BTreeSet<String> = lines.iter().map(|l| l["session_id"].as_str().unwrap().to_owned()).collect();
+            assert_eq!(summary["sessions"], lines.len(), "{name}");
+
+            // AND the snapshot holds exactly the sessions the event selects
+            let options = &replay["options"];
+            match selected(&truth, options) {
+                Some(expected) => assert_eq!(listed, expected, "{service} {name}"),
+                None => {
+                    let status = options["export_files_status"].as_str().unwrap();
+                    assert!(lines.iter().all(|l| l["export_files_status"] == status), "{name}");
+                }
+            }
+            // AND every listed session is in the table with the line's state
+            let items = stage.aws.sessions().await;
+            for line in &lines {
+                let item = &items[line["session_id"].as_str().unwrap()];
+                assert_eq!(item["record_hash"].as_s().unwrap(), line["record_hash"].as_str().unwrap(), "{name}");
+            }
+        }
+        // AND it called only the operations its IAM policy grants (the template test ties the two)
+        let granted: Vec<String> =
+            service.iam_actions().iter().map(|a| a.split(':').nth(1).unwrap().to_owned()).collect();
+        for (operation, counts) in stage.emulator.calls() {
+            assert!(
+                counts.calls == 0 || granted.contains(&operation),
+                "{service} called {operation}, not in {granted:?}"
+            );
+        }
+        // AND the function logged JSON lines, as Lambda's advanced logging expects
+        let log = function.log();
+        assert!(!log.is_empty());
+        for line in &log {
+            serde_json::from_str::<Json>(line)
+                .unwrap_or_else(|e| panic!("{service}: a log line is not JSON ({e}): {line}"));
+        }
+    }
+}
+
+#[tokio::test]
+async fn every_invalid_event_gets_an_error_response_and_writes_nothing() {
+    let stage = stage().await;
+    let invalid = json_files(&events_dir().join("invalid"));
+    assert!(invalid.len() >= 20, "the invalid events are there");
+    for service in ServiceId::ALL {
+        let mut function = stage.function(service).await.unwrap();
+        for (name, event) in &invalid {
+            // WHEN the function is invoked with a bad event
+            let outcome = function.invoke(event.clone()).await.unwrap_or_else(|e| panic!("{service} {name}: {e}"));
+            // THEN Lambda gets an error that says a retry cannot help, and why
+            match outcome {
+                Outcome::Error { error_type, error_message } => {
+                    assert_eq!(error_type, "NonRetryable.InvalidEvent", "{service} {name}: {error_message}");
+                    assert!(error_message.starts_with("invalid event: "), "{name}: {error_message}");
+                }
+                Outcome::Response(summary) => panic!("{service} {name} was accepted: {summary}"),
+            }
+        }
+    }
+    // AND nothing was written anywhere, and the emulator was never called
+    assert!(stage.aws.scan().await.is_empty());
+    assert!(stage.aws.keys("").await.is_empty());
+    assert!(stage.emulator.calls().values().all(|c| c.calls == 0), "{:?}", stage.emulator.calls());
+}
+
+#[tokio::test]
+async fn a_bad_configuration_stops_the_function_at_cold_start_naming_the_variable() {
+    // GIVEN a function whose retention is not a number
+    let stage = stage().await;
+    let name = ServiceId::IvsStreamSessions.as_str();
+    let env = vec![
+        ("TABLE_NAME".to_owned(), TABLE.to_owned()),
+        ("BUCKET_NAME".to_owned(), BUCKET.to_owned()),
+        ("ENDED_RETENTION_DAYS".to_owned(), "ninety".to_owned()),
+    ];
+    let mut function = LocalFunction::start(
+        &LocalFunction::binary(name),
+        name,
+        "123456789012",
+        "us-east-1",
+        &env,
+        Duration::from_secs(30),
+    )
+    .await
+    .unwrap();
+    // WHEN it is invoked
+    let err = function.invoke(read_json(&events_dir().join(name).join("scheduled.json")).unwrap()).await.unwrap_err();
+    // THEN it never ran: the process ended, saying which variable is wrong
+    let message = err.to_string();
+    assert!(message.contains("ENDED_RETENTION_DAYS=`ninety` is not a whole number"), "{message}");
+    assert!(stage.aws.scan().await.is_empty());
+}
