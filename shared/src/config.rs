@@ -10,6 +10,7 @@
 //! | `LEASE_SECONDS` | `960` | how long a run holds the one-run lease (above the function timeout) |
 //! | `PAGE_SIZE` | the API's largest | page size asked of the list operation |
 //! | `SOURCE_OPTIONS` | none | JSON: `parents`, filters (as in a replay event) |
+//! | `MAX_CONCURRENT_LISTINGS` | `4` | parents read at the same time |
 //! | `MAX_CALLS_PER_SECOND` | `10` | client-side pace of list calls; `0` = none |
 //! | `SDK_MAX_ATTEMPTS` | `8` | attempts per AWS call, retries included (adaptive retry mode) |
 //! | `SESSION_API_ENDPOINT_URL` | none | send the session API calls there (local emulator) |
@@ -34,6 +35,7 @@ pub struct FunctionConfig {
     pub ended_retention: Duration,
     pub lease_duration: Duration,
     pub options: SourceOptions,
+    pub max_concurrent_listings: usize,
     /// `None`: no client-side pacing.
     pub max_calls_per_second: Option<f64>,
     pub sdk_max_attempts: u32,
@@ -109,6 +111,7 @@ impl FunctionConfig {
             ended_retention: Duration::from_secs(number("ENDED_RETENTION_DAYS", 90, 1..=3650)? * 86_400),
             lease_duration: Duration::from_secs(number("LEASE_SECONDS", 960, 60..=86_400)?),
             options,
+            max_concurrent_listings: number("MAX_CONCURRENT_LISTINGS", 4, 1..=64)? as usize,
             max_calls_per_second: (pace > 0).then_some(pace as f64),
             sdk_max_attempts: number("SDK_MAX_ATTEMPTS", 8, 1..=20)? as u32,
             session_api_endpoint: endpoint("SESSION_API_ENDPOINT_URL")?,
@@ -131,6 +134,7 @@ impl FunctionConfig {
         run.ended_retention = self.ended_retention;
         run.lease_duration = self.lease_duration;
         run.max_calls_per_second = self.max_calls_per_second;
+        run.max_concurrent_listings = self.max_concurrent_listings;
         run
     }
 
@@ -217,6 +221,7 @@ mod tests {
             (&[("SOURCE_OPTIONS", "{\"user_id\": \"u\"}")], "`user_id` does not apply to ivs-stream-sessions"),
             (&[("MAX_CALLS_PER_SECOND", "-1")], "MAX_CALLS_PER_SECOND=`-1` is not a whole number"),
             (&[("SDK_MAX_ATTEMPTS", "0")], "SDK_MAX_ATTEMPTS=0 is out of range: 1 to 20"),
+            (&[("MAX_CONCURRENT_LISTINGS", "100")], "MAX_CONCURRENT_LISTINGS=100 is out of range: 1 to 64"),
             (
                 &[("STORAGE_ENDPOINT_URL", "localhost:4566")],
                 "STORAGE_ENDPOINT_URL=`localhost:4566` is not an http(s) URL",

@@ -8,7 +8,7 @@
 
 use std::time::Duration;
 
-use futures::TryStreamExt;
+use futures::{StreamExt, TryStreamExt};
 use serde::Serialize;
 use tracing::{info, warn};
 
@@ -20,7 +20,7 @@ use crate::snapshot::{
     LeaseOutcome, ListingDiff, Manifest, Observation, RunCounts, RunMark, RunStatus, Scope, SnapshotStore,
     StoredSession,
 };
-use crate::sources::{pages, SessionSource};
+use crate::sources::{pages, Listing, SessionSource};
 
 /// How a run is set up, validated once at cold start.
 #[derive(Clone, Debug, PartialEq)]
@@ -37,6 +37,8 @@ pub struct RunConfig {
     pub part_size: usize,
     /// How many recent runs are checked for unfinished ones whose changes must be recorded again.
     pub unfinished_runs_window: i32,
+    /// Listings (parents) read at the same time.
+    pub max_concurrent_listings: usize,
     /// Client-side pace of list calls; `None` for none (the SDK's adaptive retry still slows down
     /// under throttling).
     pub max_calls_per_second: Option<f64>,
@@ -52,6 +54,7 @@ impl RunConfig {
             lease_duration: Duration::from_secs(16 * 60),
             part_size: crate::history::DEFAULT_PART_SIZE,
             unfinished_runs_window: 50,
+            max_concurrent_listings: 4,
             max_calls_per_second: None,
         }
     }
@@ -89,6 +92,9 @@ impl RunConfig {
         }
         if !(crate::history::S3_MIN_PART_SIZE..=5 * 1024 * 1024 * 1024).contains(&self.part_size) {
             return bad(format!("part size must be 5 MiB to 5 GiB, not {} bytes", self.part_size));
+        }
+        if !(1..=64).contains(&self.max_concurrent_listings) {
+            return bad(format!("concurrent listings must be 1 to 64, not {}", self.max_concurrent_listings));
         }
         if self.max_calls_per_second.is_some_and(|pace| !(pace > 0.0 && pace <= 1000.0)) {
             return bad(format!(
@@ -276,7 +282,22 @@ struct Histories<'a, O: ObjectStore> {
     changes: HistoryObject<'a, O>,
 }
 
-/// Reads every listing and writes what changed; returns the counts and the keys written.
+/// What every listing of a pass shares.
+struct PassContext<'a, S, D, O: ObjectStore> {
+    source: &'a S,
+    store: &'a D,
+    scope: &'a Scope,
+    mark: &'a RunMark,
+    ctx: RunContext,
+    /// `None` in a dry run.
+    histories: Option<tokio::sync::Mutex<Histories<'a, O>>>,
+    pacer: tokio::sync::Mutex<Pacer>,
+    /// Whether a listing returns every session of its parent (no filter), so missing ones ended.
+    complete_listings: bool,
+}
+
+/// Reads every listing (up to `max_concurrent_listings` at a time) and writes what changed;
+/// returns the counts and the keys written.
 async fn pass<S, D, O>(
     source: &S,
     store: &D,
@@ -293,64 +314,50 @@ where
 {
     let service = scope.service;
     let key = |kind| object_key(&config.history_prefix, kind, service, &request.event_time, &request.run_id);
-    let mut histories = objects.map(|objects| Histories {
-        snapshots: HistoryObject::new(objects, key(HistoryKind::Snapshots), config.part_size),
-        changes: HistoryObject::new(objects, key(HistoryKind::Changes), config.part_size),
-    });
-    let ctx = RunContext {
-        snapshot_at: mark.snapshot_at.clone(),
-        run_id: mark.run_id.clone(),
-        account_id: scope.account_id.clone(),
-        region: scope.region.clone(),
+    let shared = PassContext {
+        source,
+        store,
+        scope,
+        mark,
+        ctx: RunContext {
+            snapshot_at: mark.snapshot_at.clone(),
+            run_id: mark.run_id.clone(),
+            account_id: scope.account_id.clone(),
+            region: scope.region.clone(),
+        },
+        histories: objects.map(|objects| {
+            tokio::sync::Mutex::new(Histories {
+                snapshots: HistoryObject::new(objects, key(HistoryKind::Snapshots), config.part_size),
+                changes: HistoryObject::new(objects, key(HistoryKind::Changes), config.part_size),
+            })
+        }),
+        pacer: tokio::sync::Mutex::new(Pacer::new(config.max_calls_per_second)),
+        complete_listings: !source.options().narrows_listings(),
     };
-    let mut counts = RunCounts::default();
     let result = async {
-        let mut pacer = Pacer::new(config.max_calls_per_second);
         let discovery = source.listings().await?;
-        counts.api_calls += discovery.api_calls;
-        let complete_listings = !source.options().narrows_listings();
-        let mut writes = PendingWrites::new(store, scope, histories.is_some());
-        for listing in &discovery.listings {
-            counts.parents += 1;
-            let previous = store.load_listing(scope, listing.parent_id.as_deref()).await?;
-            let mut diff = ListingDiff::new(mark, previous);
-            let mut stream = std::pin::pin!(pages(source, listing, None));
-            while let Some(page) = {
-                pacer.wait().await;
-                stream.try_next().await?
-            } {
-                counts.pages += 1;
-                counts.api_calls += 1;
-                for record in page.sessions {
-                    let Some(observation) = diff.observe(record) else {
-                        counts.duplicates += 1;
-                        continue;
-                    };
-                    counts.sessions += 1;
-                    if let Some(h) = histories.as_mut() {
-                        h.snapshots.push(&line(&ctx, &observation.record, None)).await?;
-                    }
-                    record_observation(observation, &ctx, &mut counts, histories.as_mut(), &mut writes).await?;
-                }
-            }
-            for observation in diff.finish(complete_listings) {
-                record_observation(observation, &ctx, &mut counts, histories.as_mut(), &mut writes).await?;
-            }
-            writes.flush().await?;
-            counts.items_written = writes.written;
+        let mut counts = RunCounts { api_calls: discovery.api_calls, ..RunCounts::default() };
+        let mut listings =
+            futures::stream::iter(discovery.listings.iter().map(|listing| archive_listing(&shared, listing)))
+                .buffer_unordered(config.max_concurrent_listings.max(1));
+        while let Some(listing_counts) = listings.try_next().await? {
+            counts.add(&listing_counts);
         }
-        Ok::<_, Error>(())
+        Ok::<_, Error>(counts)
     }
     .await;
 
-    let Some(histories) = histories else {
-        return result.map(|()| (counts, Vec::new()));
+    let Some(histories) = shared.histories.map(tokio::sync::Mutex::into_inner) else {
+        return result.map(|counts| (counts, Vec::new()));
     };
-    if let Err(err) = result {
-        histories.snapshots.abort().await;
-        histories.changes.abort().await;
-        return Err(err);
-    }
+    let counts = match result {
+        Ok(counts) => counts,
+        Err(err) => {
+            histories.snapshots.abort().await;
+            histories.changes.abort().await;
+            return Err(err);
+        }
+    };
     let mut keys = Vec::new();
     let has_changes = histories.changes.lines() > 0;
     match histories.snapshots.finish().await {
@@ -370,11 +377,48 @@ where
     Ok((counts, keys))
 }
 
-async fn record_observation<D: SnapshotStore, O: ObjectStore>(
+/// One listing: its previous state, every page, the diff, the writes and the lines.
+async fn archive_listing<S, D, O>(shared: &PassContext<'_, S, D, O>, listing: &Listing) -> Result<RunCounts>
+where
+    S: SessionSource,
+    D: SnapshotStore,
+    O: ObjectStore,
+{
+    let mut counts = RunCounts { parents: 1, ..RunCounts::default() };
+    let previous = shared.store.load_listing(shared.scope, listing.parent_id.as_deref()).await?;
+    let mut diff = ListingDiff::new(shared.mark, previous);
+    let mut writes = PendingWrites::new(shared.store, shared.scope, shared.histories.is_some());
+    let mut stream = std::pin::pin!(pages(shared.source, listing, None));
+    while let Some(page) = {
+        shared.pacer.lock().await.wait().await;
+        stream.try_next().await?
+    } {
+        counts.pages += 1;
+        counts.api_calls += 1;
+        for record in page.sessions {
+            let Some(observation) = diff.observe(record) else {
+                counts.duplicates += 1;
+                continue;
+            };
+            counts.sessions += 1;
+            if let Some(histories) = &shared.histories {
+                histories.lock().await.snapshots.push(&line(&shared.ctx, &observation.record, None)).await?;
+            }
+            record_observation(observation, shared, &mut counts, &mut writes).await?;
+        }
+    }
+    for observation in diff.finish(shared.complete_listings) {
+        record_observation(observation, shared, &mut counts, &mut writes).await?;
+    }
+    writes.flush().await?;
+    counts.items_written = writes.written;
+    Ok(counts)
+}
+
+async fn record_observation<S, D: SnapshotStore, O: ObjectStore>(
     observation: Observation,
-    ctx: &RunContext,
+    shared: &PassContext<'_, S, D, O>,
     counts: &mut RunCounts,
-    histories: Option<&mut Histories<'_, O>>,
     writes: &mut PendingWrites<'_, D>,
 ) -> Result<()> {
     match observation.change.as_ref().map(|(change, _)| *change) {
@@ -383,8 +427,9 @@ async fn record_observation<D: SnapshotStore, O: ObjectStore>(
         Some(Change::Changed) => counts.changed += 1,
         Some(Change::Ended) => counts.ended += 1,
     }
-    if let (Some(h), Some((change, previous))) = (histories, &observation.change) {
-        h.changes.push(&line(ctx, &observation.record, Some((*change, previous.as_deref())))).await?;
+    if let (Some(histories), Some((change, previous))) = (&shared.histories, &observation.change) {
+        let text = line(&shared.ctx, &observation.record, Some((*change, previous.as_deref())));
+        histories.lock().await.changes.push(&text).await?;
     }
     if let Some(write) = observation.write {
         writes.push(write).await?;

@@ -106,6 +106,22 @@ pub struct RunCounts {
     pub duplicates: u64,
 }
 
+impl RunCounts {
+    /// Adds the counts of another listing.
+    pub fn add(&mut self, other: &RunCounts) {
+        self.parents += other.parents;
+        self.pages += other.pages;
+        self.api_calls += other.api_calls;
+        self.sessions += other.sessions;
+        self.new += other.new;
+        self.changed += other.changed;
+        self.unchanged += other.unchanged;
+        self.ended += other.ended;
+        self.items_written += other.items_written;
+        self.duplicates += other.duplicates;
+    }
+}
+
 /// The record of one run, one item per run.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Manifest {
