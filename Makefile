@@ -24,7 +24,7 @@ FUNCTIONS := workspaces-pool-sessions workspaces-connection-status ivs-stream-se
 .PHONY: help test lint lint-template unit e2e build lambda sam-build demo invoke emulator moto tools clean
 
 help: ## List the targets
-	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 test: lint moto build sam-build ## All checks and tests: lint, template lint, Lambda build, unit and end-to-end tests
 	@mkdir -p target; status=0; \
