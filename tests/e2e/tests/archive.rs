@@ -285,9 +285,11 @@ async fn the_same_event_twice_writes_the_same_keys_with_no_duplicate_line() {
 async fn moto_going_away_mid_run_fails_retryably_and_a_rerun_converges() {
     // GIVEN sessions across many voice connectors, listed slowly, and moto reached through a proxy
     let world = EmulatorConfig { chime_proxy_sessions: Shape::new(12, 30, 0), ..small_world() };
-    let rig = Rig::start(world).await;
+    let mut rig = Rig::start(world).await;
+    // One listing at a time, each slow: the run is still going when the cut comes.
+    rig.config.max_concurrent_listings = 1;
     let service = ServiceId::ChimeProxySessions;
-    rig.emulator.set_faults("ListProxySessions", FaultPlan { latency_ms: 40, ..FaultPlan::default() });
+    rig.emulator.set_faults("ListProxySessions", FaultPlan { latency_ms: 100, ..FaultPlan::default() });
     let moto_addr = rig.aws.settings.endpoint_url.clone().unwrap().trim_start_matches("http://").parse().unwrap();
     let proxy = CutProxy::start(moto_addr).await.unwrap();
     let through_proxy = LocalAws::connect(&proxy.url(), TABLE, BUCKET).await;
