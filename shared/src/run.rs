@@ -402,7 +402,12 @@ where
             };
             counts.sessions += 1;
             if let Some(histories) = &shared.histories {
-                histories.lock().await.snapshots.push(&line(&shared.ctx, &observation.record, None)).await?;
+                histories
+                    .lock()
+                    .await
+                    .snapshots
+                    .push(&line(&shared.ctx, &observation.record, &observation.record_hash, None))
+                    .await?;
             }
             record_observation(observation, shared, &mut counts, &mut writes).await?;
         }
@@ -428,7 +433,8 @@ async fn record_observation<S, D: SnapshotStore, O: ObjectStore>(
         Some(Change::Ended) => counts.ended += 1,
     }
     if let (Some(histories), Some((change, previous))) = (&shared.histories, &observation.change) {
-        let text = line(&shared.ctx, &observation.record, Some((*change, previous.as_deref())));
+        let text =
+            line(&shared.ctx, &observation.record, &observation.record_hash, Some((*change, previous.as_deref())));
         histories.lock().await.changes.push(&text).await?;
     }
     if let Some(write) = observation.write {

@@ -59,9 +59,15 @@ fn push_field(out: &mut String, first: &mut bool, name: &str, value: &Json) {
     out.push_str(&value.to_string());
 }
 
-/// One history line (no trailing newline): the context columns, the session columns, the hash,
-/// and for changes lines `change` and `previous_status`.
-pub fn line(ctx: &RunContext, record: &SessionRecord, change: Option<(Change, Option<&str>)>) -> String {
+/// One history line (no trailing newline): the context columns, the session columns, the hash
+/// (`record.record_hash()`, which the caller has already computed), and for changes lines `change`
+/// and `previous_status`.
+pub fn line(
+    ctx: &RunContext,
+    record: &SessionRecord,
+    record_hash: &str,
+    change: Option<(Change, Option<&str>)>,
+) -> String {
     let mut out = String::with_capacity(512);
     out.push('{');
     let mut first = true;
@@ -77,7 +83,7 @@ pub fn line(ctx: &RunContext, record: &SessionRecord, change: Option<(Change, Op
     for (column, value) in record.session_values() {
         push_field(&mut out, &mut first, column.name, &value);
     }
-    push_field(&mut out, &mut first, HASH_COLUMN.name, &Json::from(record.record_hash()));
+    push_field(&mut out, &mut first, HASH_COLUMN.name, &Json::from(record_hash));
     if let Some((change, previous)) = change {
         let [change_col, previous_col] = change_columns();
         push_field(&mut out, &mut first, change_col.name, &Json::from(change.as_str()));
@@ -156,7 +162,7 @@ mod tests {
 
     #[test]
     fn a_line_has_every_schema_column_in_order_with_nulls() {
-        let text = line(&ctx(), &record(), None);
+        let text = line(&ctx(), &record(), &record().record_hash(), None);
         let names: Vec<&str> = ServiceId::IvsStreamSessions.schema().columns().map(|c| c.name).collect();
         let keys: Vec<String> = text
             .trim_matches(|c| c == '{' || c == '}')
@@ -174,9 +180,9 @@ mod tests {
 
     #[test]
     fn a_changes_line_ends_with_change_and_previous_status() {
-        let text = line(&ctx(), &record(), Some((Change::Changed, Some("LIVE"))));
+        let text = line(&ctx(), &record(), &record().record_hash(), Some((Change::Changed, Some("LIVE"))));
         assert!(text.ends_with(r#","change":"changed","previous_status":"LIVE"}"#), "{text}");
-        let opened = line(&ctx(), &record(), Some((Change::Opened, None)));
+        let opened = line(&ctx(), &record(), &record().record_hash(), Some((Change::Opened, None)));
         assert!(opened.ends_with(r#","change":"opened","previous_status":null}"#), "{opened}");
     }
 

@@ -38,6 +38,8 @@ impl RunMark {
 pub struct Observation {
     /// The state of the session the history records (for an ended session, its last known state).
     pub record: SessionRecord,
+    /// `record.record_hash()`, computed once per session.
+    pub record_hash: String,
     /// The change to record, with the status before it.
     pub change: Option<(Change, Option<String>)>,
     /// The item to write; `None` when the table already says it.
@@ -78,7 +80,7 @@ impl<'a> ListingDiff<'a> {
                 (Change::Opened, previous_status)
             };
             if before.is_live() && before.record_hash == hash && before.last_run == run.run_id {
-                return Some(Observation { record, change: Some((change, previous)), write: None });
+                return Some(Observation { record, record_hash: hash, change: Some((change, previous)), write: None });
             }
             return Some(written(run, record, hash, Some(&before), change, previous));
         }
@@ -86,7 +88,7 @@ impl<'a> ListingDiff<'a> {
             return Some(written(run, record, hash, Some(&before), Change::Opened, previous_status));
         }
         if before.record_hash == hash {
-            return Some(Observation { record, change: None, write: None });
+            return Some(Observation { record, record_hash: hash, change: None, write: None });
         }
         Some(written(run, record, hash, Some(&before), Change::Changed, previous_status))
     }
@@ -110,12 +112,14 @@ impl<'a> ListingDiff<'a> {
                     after.expires_at = Some(run.ended_expires_at);
                     after.last_run = run.run_id.clone();
                     let change = Some((Change::Ended, after.previous_status.clone()));
-                    Some(Observation { record: before.record, change, write: Some(after) })
+                    let record_hash = before.record.record_hash();
+                    Some(Observation { record: before.record, record_hash, change, write: Some(after) })
                 } else if run.carries(&before) && before.change == Change::Ended {
                     let change = Some((Change::Ended, before.previous_status.clone()));
                     let write = (before.last_run != run.run_id)
                         .then(|| StoredSession { last_run: run.run_id.clone(), ..before.clone() });
-                    Some(Observation { record: before.record, change, write })
+                    let record_hash = before.record.record_hash();
+                    Some(Observation { record: before.record, record_hash, change, write })
                 } else {
                     None
                 }
@@ -136,7 +140,7 @@ fn written(
 ) -> Observation {
     let write = StoredSession {
         record: record.clone(),
-        record_hash,
+        record_hash: record_hash.clone(),
         first_seen: before.map_or_else(|| run.snapshot_at.clone(), |b| b.first_seen.clone()),
         last_seen: run.snapshot_at.clone(),
         last_run: run.run_id.clone(),
@@ -145,7 +149,7 @@ fn written(
         gone_at: None,
         expires_at: None,
     };
-    Observation { record, change: Some((change, previous_status)), write: Some(write) }
+    Observation { record, record_hash, change: Some((change, previous_status)), write: Some(write) }
 }
 
 #[cfg(test)]

@@ -14,6 +14,19 @@ pub use proxy::CutProxy;
 use session_archiver::ServiceId;
 use session_emulator::Api;
 
+/// A service id as the template names its resources: `ivs-stream-sessions` → `IvsStreamSessions`
+/// (`IvsStreamSessionsFunction`, `IvsStreamSessionsSchedule`, …).
+pub fn pascal_case(service: ServiceId) -> String {
+    service
+        .as_str()
+        .split('-')
+        .map(|word| {
+            let mut chars = word.chars();
+            chars.next().map(|first| first.to_ascii_uppercase().to_string() + chars.as_str()).unwrap_or_default()
+        })
+        .collect()
+}
+
 /// The emulator's API behind a service id.
 pub fn api_of(service: ServiceId) -> Api {
     match service {

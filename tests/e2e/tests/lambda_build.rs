@@ -68,8 +68,7 @@ fn glibc_version(name: &str) -> Option<(u32, u32)> {
 #[test]
 fn every_bootstrap_is_an_arm64_binary_needing_at_most_glibc_2_34() {
     for service in ServiceId::ALL {
-        let logical: String =
-            service.as_str().split('-').map(|w| w[..1].to_ascii_uppercase() + &w[1..]).collect::<String>() + "Function";
+        let logical = format!("{}Function", archiver_e2e::pascal_case(service));
         for path in [
             root().join("target/lambda").join(service.as_str()).join("bootstrap"),
             root().join(".aws-sam/build").join(&logical).join("bootstrap"),

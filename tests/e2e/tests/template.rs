@@ -4,6 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
+use archiver_e2e::pascal_case as pascal;
 use session_archiver::history::change_columns;
 use session_archiver::ServiceId;
 use yaml_rust2::{Yaml, YamlLoader};
@@ -15,18 +16,6 @@ fn root() -> PathBuf {
 fn template() -> Yaml {
     let text = std::fs::read_to_string(root().join("template.yaml")).unwrap();
     YamlLoader::load_from_str(&text).unwrap().remove(0)
-}
-
-/// `ivs-stream-sessions` → `IvsStreamSessions`.
-fn pascal(service: ServiceId) -> String {
-    service
-        .as_str()
-        .split('-')
-        .map(|w| {
-            let mut c = w.chars();
-            c.next().map(|f| f.to_ascii_uppercase().to_string() + c.as_str()).unwrap_or_default()
-        })
-        .collect()
 }
 
 fn resources_of_type<'a>(template: &'a Yaml, ty: &str) -> Vec<(String, &'a Yaml)> {
