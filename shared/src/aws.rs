@@ -1,12 +1,20 @@
 //! The AWS SDK configuration every function shares: region, optional endpoint override (the
 //! local stand-ins), and retries.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use aws_config::retry::RetryConfig;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
-use aws_smithy_runtime_api::client::interceptors::context::InterceptorContext;
+use aws_smithy_runtime_api::box_error::BoxError;
+use aws_smithy_runtime_api::client::interceptors::context::{
+    AfterDeserializationInterceptorContextRef, InterceptorContext,
+};
+use aws_smithy_runtime_api::client::interceptors::Intercept;
 use aws_smithy_runtime_api::client::retries::classifiers::{ClassifyRetry, RetryAction};
+use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
+use aws_smithy_types::config_bag::ConfigBag;
 
 /// How the SDK clients are built.
 #[derive(Clone, Debug)]
@@ -107,5 +115,87 @@ impl ClassifyRetry for ThrottleStatusClassifier {
 
     fn name(&self) -> &'static str {
         "HTTP 429 is throttling"
+    }
+}
+
+/// Error codes AWS services use for throttling (the SDK's own list, with Chime SDK Voice's).
+const THROTTLING_CODES: [&str; 9] = [
+    "Throttling",
+    "ThrottlingException",
+    "ThrottledException",
+    "ThrottledClientException",
+    "RequestThrottledException",
+    "TooManyRequestsException",
+    "ProvisionedThroughputExceededException",
+    "RequestLimitExceeded",
+    "SlowDown",
+];
+
+/// Counts the attempts of a client's calls that were answered with throttling, retried or not,
+/// for the run's summary and manifest.
+#[derive(Clone, Debug, Default)]
+pub struct ThrottleCounter(Arc<AtomicU64>);
+
+impl ThrottleCounter {
+    pub fn count(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+impl Intercept for ThrottleCounter {
+    fn name(&self) -> &'static str {
+        "ThrottleCounter"
+    }
+
+    fn read_after_deserialization(
+        &self,
+        context: &AfterDeserializationInterceptorContextRef<'_>,
+        _components: &RuntimeComponents,
+        _cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        let response = context.response();
+        let error_type = response.headers().get("x-amzn-errortype");
+        if is_throttling(response.status().as_u16(), error_type, response.body().bytes()) {
+            self.0.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(())
+    }
+}
+
+/// Whether a response says "throttled": HTTP 429, or a throttling error code in the
+/// `x-amzn-ErrorType` header or the JSON body's `__type` / `code` (awsJson and restJson errors).
+pub fn is_throttling(status: u16, error_type_header: Option<&str>, body: Option<&[u8]>) -> bool {
+    if status == 429 {
+        return true;
+    }
+    if status < 400 {
+        return false;
+    }
+    // `ThrottlingException:http://…` or `aws.protocoltests#ThrottlingException`.
+    let bare = |code: &str| {
+        let code = code.split(':').next().unwrap_or_default();
+        code.rsplit('#').next().unwrap_or_default().to_owned()
+    };
+    let from_body = || -> Option<String> {
+        let json: serde_json::Value = serde_json::from_slice(body?).ok()?;
+        json.get("__type").or_else(|| json.get("code")).and_then(|c| c.as_str()).map(bare)
+    };
+    let code = error_type_header.map(bare).or_else(from_body);
+    code.is_some_and(|code| THROTTLING_CODES.contains(&code.as_str()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn throttling_is_told_by_status_header_or_body() {
+        assert!(is_throttling(429, None, None));
+        assert!(is_throttling(400, None, Some(br#"{"__type":"com.amazonaws.workspaces#ThrottlingException"}"#)));
+        assert!(is_throttling(400, Some("ThrottlingException:http://internal.amazon.com/"), None));
+        assert!(is_throttling(400, None, Some(br#"{"code":"TooManyRequestsException"}"#)));
+        assert!(!is_throttling(400, None, Some(br#"{"__type":"InvalidParameterValuesException"}"#)));
+        assert!(!is_throttling(500, None, Some(b"<html>")));
+        assert!(!is_throttling(200, Some("ThrottlingException"), None));
     }
 }

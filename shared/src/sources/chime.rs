@@ -5,22 +5,26 @@ use aws_sdk_chimesdkvoice::types::{ProxySession, ProxySessionStatus};
 use aws_sdk_chimesdkvoice::Client;
 
 use super::{discover_all, required, Discovery, Listing, RawPage, SessionSource, SourceOptions};
-use crate::aws::ThrottleStatusClassifier;
+use crate::aws::{ThrottleCounter, ThrottleStatusClassifier};
 use crate::error::{CallSite, Error, Result};
 use crate::model::{ServiceId, SessionRecord, Timestamp};
 
 pub struct ChimeProxySessions {
     client: Client,
     options: SourceOptions,
+    throttles: ThrottleCounter,
 }
 
 impl ChimeProxySessions {
     pub fn new(sdk: &SdkConfig, options: SourceOptions) -> Self {
+        let throttles = ThrottleCounter::default();
         // Chime SDK Voice throttles with `ThrottledClientException` (HTTP 429), a code the SDK's
         // default classifiers do not know: without this classifier throttling is not retried.
-        let config =
-            aws_sdk_chimesdkvoice::config::Builder::from(sdk).retry_classifier(ThrottleStatusClassifier).build();
-        ChimeProxySessions { client: Client::from_conf(config), options }
+        let config = aws_sdk_chimesdkvoice::config::Builder::from(sdk)
+            .retry_classifier(ThrottleStatusClassifier)
+            .interceptor(throttles.clone())
+            .build();
+        ChimeProxySessions { client: Client::from_conf(config), options, throttles }
     }
 }
 
@@ -31,6 +35,10 @@ impl SessionSource for ChimeProxySessions {
 
     fn options(&self) -> &SourceOptions {
         &self.options
+    }
+
+    fn throttles(&self) -> u64 {
+        self.throttles.count()
     }
 
     async fn listings(&self) -> Result<Discovery> {

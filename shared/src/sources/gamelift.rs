@@ -6,20 +6,24 @@ use aws_sdk_gameliftstreams::types::{ExportFilesStatus, StreamSessionStatus, Str
 use aws_sdk_gameliftstreams::Client;
 
 use super::{required, Discovery, Listing, RawPage, SessionSource, SourceOptions};
-use crate::aws::ThrottleStatusClassifier;
+use crate::aws::{ThrottleCounter, ThrottleStatusClassifier};
 use crate::error::{CallSite, Error, Result};
 use crate::model::{ServiceId, SessionRecord, Timestamp};
 
 pub struct GameliftStreamSessions {
     client: Client,
     options: SourceOptions,
+    throttles: ThrottleCounter,
 }
 
 impl GameliftStreamSessions {
     pub fn new(sdk: &SdkConfig, options: SourceOptions) -> Self {
-        let config =
-            aws_sdk_gameliftstreams::config::Builder::from(sdk).retry_classifier(ThrottleStatusClassifier).build();
-        GameliftStreamSessions { client: Client::from_conf(config), options }
+        let throttles = ThrottleCounter::default();
+        let config = aws_sdk_gameliftstreams::config::Builder::from(sdk)
+            .retry_classifier(ThrottleStatusClassifier)
+            .interceptor(throttles.clone())
+            .build();
+        GameliftStreamSessions { client: Client::from_conf(config), options, throttles }
     }
 }
 
@@ -30,6 +34,10 @@ impl SessionSource for GameliftStreamSessions {
 
     fn options(&self) -> &SourceOptions {
         &self.options
+    }
+
+    fn throttles(&self) -> u64 {
+        self.throttles.count()
     }
 
     async fn listings(&self) -> Result<Discovery> {

@@ -5,7 +5,7 @@ use aws_sdk_ivs::types::StreamSessionSummary;
 use aws_sdk_ivs::Client;
 
 use super::{discover_all, required, Discovery, Listing, RawPage, SessionSource, SourceOptions};
-use crate::aws::ThrottleStatusClassifier;
+use crate::aws::{ThrottleCounter, ThrottleStatusClassifier};
 use crate::error::{CallSite, Error, Result};
 use crate::model::{ServiceId, SessionRecord, Timestamp};
 
@@ -17,12 +17,17 @@ pub const OFFLINE: &str = "OFFLINE";
 pub struct IvsStreamSessions {
     client: Client,
     options: SourceOptions,
+    throttles: ThrottleCounter,
 }
 
 impl IvsStreamSessions {
     pub fn new(sdk: &SdkConfig, options: SourceOptions) -> Self {
-        let config = aws_sdk_ivs::config::Builder::from(sdk).retry_classifier(ThrottleStatusClassifier).build();
-        IvsStreamSessions { client: Client::from_conf(config), options }
+        let throttles = ThrottleCounter::default();
+        let config = aws_sdk_ivs::config::Builder::from(sdk)
+            .retry_classifier(ThrottleStatusClassifier)
+            .interceptor(throttles.clone())
+            .build();
+        IvsStreamSessions { client: Client::from_conf(config), options, throttles }
     }
 }
 
@@ -33,6 +38,10 @@ impl SessionSource for IvsStreamSessions {
 
     fn options(&self) -> &SourceOptions {
         &self.options
+    }
+
+    fn throttles(&self) -> u64 {
+        self.throttles.count()
     }
 
     async fn listings(&self) -> Result<Discovery> {

@@ -44,6 +44,16 @@ impl Listing {
     pub fn parent(id: impl Into<String>) -> Self {
         Listing { parent_id: Some(id.into()), workspace_ids: Vec::new() }
     }
+
+    /// Names the listing within its run: the parent, the WorkSpaces it names, or `-` for the
+    /// account.
+    pub fn key(&self) -> String {
+        match (&self.parent_id, self.workspace_ids.as_slice()) {
+            (Some(parent), _) => parent.clone(),
+            (None, []) => "-".into(),
+            (None, ids) => format!("workspaces:{}", ids.join(",")),
+        }
+    }
 }
 
 /// The listings of a run and what it cost to find them.
@@ -77,6 +87,11 @@ pub trait SessionSource: Send + Sync {
 
     /// The options the source was built with (validated).
     fn options(&self) -> &SourceOptions;
+
+    /// Calls to the service answered with a throttling error so far (every attempt counted).
+    fn throttles(&self) -> u64 {
+        0
+    }
 
     /// The listings a complete run pages through: every discovered parent (all pages of the
     /// discovery operation), the parents named in the options, or the account.
@@ -230,6 +245,10 @@ impl SessionSource for AnySource {
 
     fn options(&self) -> &SourceOptions {
         each_source!(self, s => s.options())
+    }
+
+    fn throttles(&self) -> u64 {
+        each_source!(self, s => s.throttles())
     }
 
     async fn listings(&self) -> Result<Discovery> {

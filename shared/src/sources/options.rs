@@ -1,13 +1,14 @@
 //! What a run may ask of a source: explicit parents, page size and the documented filters.
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
 use crate::model::ServiceId;
 
 /// Options of a source, from the configuration or a replay event. Every field is optional; a
 /// field that does not apply to the service is refused rather than ignored.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SourceOptions {
     /// Parents to list instead of discovering them: pool ids, channel ARNs or voice connector ids.
@@ -47,6 +48,13 @@ pub const STREAM_SESSION_STATUSES: &[&str] = &[
 pub const EXPORT_FILES_STATUSES: &[&str] = &["SUCCEEDED", "FAILED", "PENDING"];
 
 impl SourceOptions {
+    /// A short, stable name of the options: a run that stopped early is carried on only by an
+    /// invocation with the same ones (a replay for one pool does not pick up a scheduled run).
+    pub fn fingerprint(&self) -> String {
+        let json = serde_json::to_string(self).unwrap_or_default();
+        hex::encode(&Sha256::digest(json.as_bytes())[..8])
+    }
+
     /// Whether a listing returns only some of its parent's sessions (a filter is set): then a
     /// session missing from it may still be live, and nothing is marked ended.
     pub fn narrows_listings(&self) -> bool {

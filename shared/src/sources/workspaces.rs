@@ -6,26 +6,31 @@ use aws_sdk_workspaces::types::{WorkspaceConnectionStatus, WorkspacesPoolSession
 use aws_sdk_workspaces::Client;
 
 use super::{discover_all, required, Discovery, Listing, RawPage, SessionSource, SourceOptions};
-use crate::aws::ThrottleStatusClassifier;
+use crate::aws::{ThrottleCounter, ThrottleStatusClassifier};
 use crate::error::{CallSite, Error, Result};
 use crate::model::{ServiceId, SessionRecord, Timestamp};
 
 /// DescribeWorkspacesConnectionStatus accepts at most 25 WorkspaceIds per call.
 pub const WORKSPACE_IDS_PER_CALL: usize = 25;
 
-fn client(sdk: &SdkConfig) -> Client {
-    let config = aws_sdk_workspaces::config::Builder::from(sdk).retry_classifier(ThrottleStatusClassifier).build();
+fn client(sdk: &SdkConfig, throttles: &ThrottleCounter) -> Client {
+    let config = aws_sdk_workspaces::config::Builder::from(sdk)
+        .retry_classifier(ThrottleStatusClassifier)
+        .interceptor(throttles.clone())
+        .build();
     Client::from_conf(config)
 }
 
 pub struct WorkspacesPoolSessions {
     client: Client,
     options: SourceOptions,
+    throttles: ThrottleCounter,
 }
 
 impl WorkspacesPoolSessions {
     pub fn new(sdk: &SdkConfig, options: SourceOptions) -> Self {
-        WorkspacesPoolSessions { client: client(sdk), options }
+        let throttles = ThrottleCounter::default();
+        WorkspacesPoolSessions { client: client(sdk, &throttles), options, throttles }
     }
 }
 
@@ -36,6 +41,10 @@ impl SessionSource for WorkspacesPoolSessions {
 
     fn options(&self) -> &SourceOptions {
         &self.options
+    }
+
+    fn throttles(&self) -> u64 {
+        self.throttles.count()
     }
 
     async fn listings(&self) -> Result<Discovery> {
@@ -108,11 +117,13 @@ pub fn map_pool_session(site: &CallSite, s: &WorkspacesPoolSession) -> Result<Se
 pub struct WorkspacesConnectionStatus {
     client: Client,
     options: SourceOptions,
+    throttles: ThrottleCounter,
 }
 
 impl WorkspacesConnectionStatus {
     pub fn new(sdk: &SdkConfig, options: SourceOptions) -> Self {
-        WorkspacesConnectionStatus { client: client(sdk), options }
+        let throttles = ThrottleCounter::default();
+        WorkspacesConnectionStatus { client: client(sdk, &throttles), options, throttles }
     }
 }
 
@@ -123,6 +134,10 @@ impl SessionSource for WorkspacesConnectionStatus {
 
     fn options(&self) -> &SourceOptions {
         &self.options
+    }
+
+    fn throttles(&self) -> u64 {
+        self.throttles.count()
     }
 
     async fn listings(&self) -> Result<Discovery> {
