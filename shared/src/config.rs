@@ -12,6 +12,7 @@
 //! | `SOURCE_OPTIONS` | none | JSON: `parents`, filters (as in a replay event) |
 //! | `MAX_CONCURRENT_LISTINGS` | `4` | parents read at the same time |
 //! | `MAX_CALLS_PER_SECOND` | `10` | client-side pace of list calls; `0` = none |
+//! | `DEADLINE_MARGIN_SECONDS` | `60` | paging stops this long before the Lambda deadline; the run saves its place and returns `partial` |
 //! | `SDK_MAX_ATTEMPTS` | `8` | attempts per AWS call, retries included (adaptive retry mode) |
 //! | `SESSION_API_ENDPOINT_URL` | none | send the session API calls there (local emulator) |
 //! | `STORAGE_ENDPOINT_URL` | none | send DynamoDB and S3 calls there (local moto server) |
@@ -38,6 +39,8 @@ pub struct FunctionConfig {
     pub max_concurrent_listings: usize,
     /// `None`: no client-side pacing.
     pub max_calls_per_second: Option<f64>,
+    /// How long before the Lambda deadline paging stops.
+    pub deadline_margin: Duration,
     pub sdk_max_attempts: u32,
     pub session_api_endpoint: Option<String>,
     pub storage_endpoint: Option<String>,
@@ -113,6 +116,7 @@ impl FunctionConfig {
             options,
             max_concurrent_listings: number("MAX_CONCURRENT_LISTINGS", 4, 1..=64)? as usize,
             max_calls_per_second: (pace > 0).then_some(pace as f64),
+            deadline_margin: Duration::from_secs(number("DEADLINE_MARGIN_SECONDS", 60, 1..=600)?),
             sdk_max_attempts: number("SDK_MAX_ATTEMPTS", 8, 1..=20)? as u32,
             session_api_endpoint: endpoint("SESSION_API_ENDPOINT_URL")?,
             storage_endpoint: endpoint("STORAGE_ENDPOINT_URL")?,
@@ -220,6 +224,7 @@ mod tests {
             (&[("SOURCE_OPTIONS", "{\"parent\": []}")], "SOURCE_OPTIONS is not valid: unknown field `parent`"),
             (&[("SOURCE_OPTIONS", "{\"user_id\": \"u\"}")], "`user_id` does not apply to ivs-stream-sessions"),
             (&[("MAX_CALLS_PER_SECOND", "-1")], "MAX_CALLS_PER_SECOND=`-1` is not a whole number"),
+            (&[("DEADLINE_MARGIN_SECONDS", "0")], "DEADLINE_MARGIN_SECONDS=0 is out of range: 1 to 600"),
             (&[("SDK_MAX_ATTEMPTS", "0")], "SDK_MAX_ATTEMPTS=0 is out of range: 1 to 20"),
             (&[("MAX_CONCURRENT_LISTINGS", "100")], "MAX_CONCURRENT_LISTINGS=100 is out of range: 1 to 64"),
             (

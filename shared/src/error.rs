@@ -94,6 +94,17 @@ impl Error {
         }
     }
 
+    /// Whether a list call was refused for its next token (expired, or no longer accepted): a
+    /// 400 whose message names the token. The listing can start again from its first page.
+    pub fn is_token_refusal(&self) -> bool {
+        match self {
+            Error::Api { status: Some(400), code, message, .. } => {
+                message.to_ascii_lowercase().contains("token") && !code.contains("Throttl")
+            }
+            _ => false,
+        }
+    }
+
     /// Maps an SDK error to [`Error::Api`], keeping the AWS code and message.
     pub fn from_sdk<E, R>(site: CallSite, err: SdkError<E, R>) -> Self
     where
@@ -145,7 +156,17 @@ where
             }
             SdkError::TimeoutError(_) => ("TimeoutError".to_owned(), DisplayErrorContext(&err).to_string()),
             SdkError::DispatchFailure(_) => ("DispatchFailure".to_owned(), DisplayErrorContext(&err).to_string()),
-            SdkError::ResponseError(_) => ("ResponseError".to_owned(), DisplayErrorContext(&err).to_string()),
+            // Only the cause: the raw response (which holds the sessions, personal data
+            // included) stays out of the message and therefore out of the logs.
+            SdkError::ResponseError(_) => {
+                let code =
+                    if status.is_some_and(|s| (200..300).contains(&s)) { "MalformedResponse" } else { "ResponseError" };
+                let cause = std::error::Error::source(&err).map_or_else(
+                    || "the response could not be read".to_owned(),
+                    |e| DisplayErrorContext(e).to_string(),
+                );
+                (code.to_owned(), cause)
+            }
             SdkError::ConstructionFailure(_) => {
                 ("ConstructionFailure".to_owned(), DisplayErrorContext(&err).to_string())
             }

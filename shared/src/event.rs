@@ -90,7 +90,14 @@ fn parse_scheduled(payload: &Json, now: &Timestamp) -> Result<Invocation> {
     ));
     check_not_ahead(&event_time, now)?;
     Ok(Invocation {
-        request: RunRequest { run_id, event_id: id, event_time, trigger: Trigger::Scheduled, dry_run: false },
+        request: RunRequest {
+            run_id,
+            event_id: id,
+            event_time,
+            trigger: Trigger::Scheduled,
+            dry_run: false,
+            stop_at: None,
+        },
         options: None,
     })
 }
@@ -115,6 +122,7 @@ fn parse_replay(service: ServiceId, payload: &Json, now: &Timestamp) -> Result<I
             event_time,
             trigger: Trigger::Replay,
             dry_run: replay.dry_run,
+            stop_at: None,
         },
         options: replay.options,
     })

@@ -45,7 +45,8 @@ impl Function {
     /// One invocation: validate the event, run, return the summary.
     pub async fn handle(&self, event: LambdaEvent<Json>) -> Result<RunSummary> {
         let (payload, context) = event.into_parts();
-        let invocation = parse_invocation(self.config.service, &payload, &Timestamp::now())?;
+        let mut invocation = parse_invocation(self.config.service, &payload, &Timestamp::now())?;
+        invocation.request.stop_at = Some(stop_at(context.deadline, self.config.deadline_margin));
         let account_id = account_of(&context.invoked_function_arn)?;
         let run_config = self.config.run_config(&account_id);
         let replay_source = match invocation.options {
@@ -68,6 +69,14 @@ impl Function {
     }
 }
 
+/// When paging must stop: `margin` before the invocation's deadline (epoch milliseconds), to
+/// leave time to write the part and save the run's place.
+pub fn stop_at(deadline_ms: u64, margin: std::time::Duration) -> tokio::time::Instant {
+    let deadline = std::time::UNIX_EPOCH + std::time::Duration::from_millis(deadline_ms);
+    let left = deadline.duration_since(std::time::SystemTime::now()).unwrap_or_default();
+    tokio::time::Instant::now() + left.saturating_sub(margin)
+}
+
 /// One CloudWatch Embedded Metric Format line (namespace `SessionArchiver`, dimension `Service`):
 /// CloudWatch turns it into metrics with no API call; the template's alarms watch them.
 pub fn metrics_line(service: ServiceId, result: &Result<RunSummary>, timestamp_ms: i64) -> String {
@@ -77,9 +86,9 @@ pub fn metrics_line(service: ServiceId, result: &Result<RunSummary>, timestamp_m
         Err(_) => (None, Default::default()),
     };
     let flag = |wanted: Option<RunOutcome>| u64::from(outcome == wanted);
-    let metrics: [(&str, u64, &str); 10] = [
+    let metrics: [(&str, u64, &str); 11] = [
         ("CompleteRuns", flag(Some(RunOutcome::Complete)), "Count"),
-        ("PartialRuns", 0, "Count"),
+        ("PartialRuns", flag(Some(RunOutcome::Partial)), "Count"),
         ("FailedRuns", u64::from(result.is_err()), "Count"),
         ("SkippedRuns", flag(Some(RunOutcome::Skipped)), "Count"),
         ("Sessions", counts.sessions, "Count"),
@@ -88,6 +97,7 @@ pub fn metrics_line(service: ServiceId, result: &Result<RunSummary>, timestamp_m
         ("EndedSessions", counts.ended, "Count"),
         ("ApiCalls", counts.api_calls, "Count"),
         ("ItemsWritten", counts.items_written, "Count"),
+        ("Throttles", counts.throttles, "Count"),
     ];
     let mut line = serde_json::Map::new();
     line.insert(

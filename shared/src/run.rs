@@ -1,10 +1,16 @@
 //! The run: one function that joins a source, the table and the history.
 //!
-//! lease → unfinished runs → manifest `running` → for each listing: previous state, pages, diff,
-//! change-only writes, snapshot and change lines → history objects → manifest `complete` →
-//! lease released. Any failure aborts the history uploads, marks the manifest `failed` (if the
-//! table can still be reached) and returns the error; the items already written stay, and the
-//! next run records their changes again (see [`crate::snapshot::diff`]).
+//! lease → the run to work on (a partial one with the same source options, or the event's own)
+//! → unfinished runs → manifest `running` → for each listing not done: previous state, pages
+//! (from where an earlier part stopped), diff, change-only writes, snapshot and change lines,
+//! until the listing ends or the deadline comes → history objects of the part → manifest
+//! `complete`, or progress saved and manifest `partial` → lease released.
+//!
+//! Any failure aborts the part's history uploads, marks the manifest `failed` (or keeps it
+//! `partial` when an earlier part saved its place) and returns the error; the items already
+//! written stay, and the next run records their changes again (see [`crate::snapshot::diff`]).
+//! A part that is done again after a crash writes the same keys, so no line is written twice
+//! (see [`crate::snapshot::progress`]).
 
 use std::time::Duration;
 
@@ -17,8 +23,8 @@ use crate::history::{line, object_key, Change, HistoryKind, HistoryObject, Objec
 use crate::model::{ServiceId, Timestamp};
 use crate::snapshot::dynamodb::BATCH_WRITE_MAX_ITEMS;
 use crate::snapshot::{
-    LeaseOutcome, ListingDiff, Manifest, Observation, RunCounts, RunMark, RunStatus, Scope, SnapshotStore,
-    StoredSession,
+    Cursor, LeaseOutcome, ListingDiff, Manifest, Observation, Progress, RunCounts, RunMark, RunStatus, Scope,
+    SnapshotStore, StoredSession,
 };
 use crate::sources::{pages, Listing, SessionSource};
 
@@ -139,6 +145,8 @@ pub struct RunRequest {
     pub trigger: Trigger,
     /// Read and report, write nothing.
     pub dry_run: bool,
+    /// When to stop paging (the Lambda deadline less a safety margin); `None` for no deadline.
+    pub stop_at: Option<tokio::time::Instant>,
 }
 
 /// How a run ended.
@@ -146,7 +154,10 @@ pub struct RunRequest {
 #[serde(rename_all = "snake_case")]
 pub enum RunOutcome {
     Complete,
-    /// Another run held the lease: nothing was read or written.
+    /// The deadline came first: what was read is written and the place is kept; the next
+    /// invocation carries on.
+    Partial,
+    /// Nothing was read or written: another run held the lease, or the event's run is complete.
     Skipped,
     /// Read and reported, nothing written.
     DryRun,
@@ -156,20 +167,30 @@ pub enum RunOutcome {
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct RunSummary {
     pub service: ServiceId,
+    /// The run this invocation worked on: the event's own, or the one it carried on.
     pub run_id: String,
     pub outcome: RunOutcome,
+    /// 0 for the first invocation of a run, 1… for the ones that carried it on.
+    pub part: u32,
     pub started_at: Timestamp,
     pub finished_at: Timestamp,
+    /// What this invocation did.
     #[serde(flatten)]
     pub counts: RunCounts,
-    /// History objects written.
+    /// Listings not finished yet (partial runs and dry runs that reached the deadline).
+    pub listings_left: u64,
+    /// History objects this invocation wrote.
     pub s3_keys: Vec<String>,
     /// For a skipped run: the run that holds the lease.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub lease_held_by: Option<String>,
+    /// For a skipped run whose event was already archived by a complete run.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub already_complete: bool,
 }
 
-/// Runs one complete pass of `source` into `store` and `objects`.
+/// Runs one pass of `source` into `store` and `objects`: the event's run, or the run with the
+/// same source options that an earlier invocation left partial.
 pub async fn run<S, D, O>(
     source: &S,
     store: &D,
@@ -186,97 +207,204 @@ where
     let scope = Scope { service, account_id: config.account_id.clone(), region: config.region.clone() };
     let started_at = Timestamp::now();
     let now = started_at.epoch_seconds();
-    let run_id = request.run_id.as_str().to_owned();
-    let summary = |outcome, counts, s3_keys, lease_held_by| RunSummary {
+    let options = source.options().fingerprint();
+    let fresh = Progress {
+        run_id: request.run_id.as_str().to_owned(),
+        event_id: request.event_id.clone(),
+        event_time: request.event_time.clone(),
+        trigger: request.trigger.as_str().into(),
+        started_at: started_at.clone(),
+        options: options.clone(),
+        parts: 0,
+        counts: RunCounts::default(),
+        s3_keys: Vec::new(),
+        done: Default::default(),
+        cursors: Default::default(),
+        updated_at: started_at.clone(),
+    };
+    let summary = |run_id: &str, outcome, part| RunSummary {
         service,
-        run_id: run_id.clone(),
+        run_id: run_id.to_owned(),
         outcome,
+        part,
         started_at: started_at.clone(),
         finished_at: Timestamp::now(),
-        counts,
-        s3_keys,
-        lease_held_by,
+        counts: RunCounts::default(),
+        listings_left: 0,
+        s3_keys: Vec::new(),
+        lease_held_by: None,
+        already_complete: false,
     };
 
     if request.dry_run {
-        let mark = run_mark(config, request, &started_at, Default::default());
-        let (counts, _) = pass(source, store, None::<&O>, config, request, &scope, &mark).await?;
-        return Ok(summary(RunOutcome::DryRun, counts, Vec::new(), None));
+        let mark = run_mark(config, &fresh.run_id, &started_at, Default::default());
+        let part = pass(source, store, None::<&O>, config, &fresh, request.stop_at, &scope, &mark).await?;
+        let listings_left = part.listings_left;
+        return Ok(RunSummary { counts: part.counts, listings_left, ..summary(&fresh.run_id, RunOutcome::DryRun, 0) });
     }
 
     let lease_until = now + config.lease_duration.as_secs() as i64;
     if let LeaseOutcome::HeldBy { run_id: holder, expires_at } =
-        store.acquire_lease(&scope, &run_id, now, lease_until).await?
+        store.acquire_lease(&scope, request.run_id.as_str(), now, lease_until).await?
     {
         info!(%service, holder, expires_at, "another run holds the lease; skipping");
-        return Ok(summary(RunOutcome::Skipped, RunCounts::default(), Vec::new(), Some(holder)));
+        return Ok(RunSummary { lease_held_by: Some(holder), ..summary(&fresh.run_id, RunOutcome::Skipped, 0) });
+    }
+    let outcome = carry_on(source, store, objects, config, request, &scope, fresh, &started_at).await;
+    if let Err(err) = store.release_lease(&scope, request.run_id.as_str()).await {
+        warn!(error = %err, "could not release the lease; it expires by itself");
+    }
+    let ((run_id, part_number), result) = match outcome? {
+        Carried::AlreadyComplete(run_id) => {
+            info!(%service, run_id, "the event's run is already complete; nothing to do");
+            return Ok(RunSummary { already_complete: true, ..summary(&run_id, RunOutcome::Skipped, 0) });
+        }
+        Carried::Ran { run_id, part, result } => ((run_id, part), result),
+    };
+    let part = result?;
+    let outcome = if part.listings_left == 0 { RunOutcome::Complete } else { RunOutcome::Partial };
+    info!(%service, run_id, part = part_number, ?outcome, counts = ?part.counts, "run part done");
+    Ok(RunSummary {
+        counts: part.counts,
+        listings_left: part.listings_left,
+        s3_keys: part.keys,
+        ..summary(&run_id, outcome, part_number)
+    })
+}
+
+/// What happened under the lease.
+enum Carried {
+    /// The event's run had already completed.
+    AlreadyComplete(String),
+    /// A part of a run was attempted: the run, the part, and how it went.
+    Ran { run_id: String, part: u32, result: Result<PartResult> },
+}
+
+/// Under the lease: picks the run (a partial one with the same options, or the event's own),
+/// runs one part of it, and records how it went in the manifest and the progress item.
+#[allow(clippy::too_many_arguments)]
+async fn carry_on<S, D, O>(
+    source: &S,
+    store: &D,
+    objects: &O,
+    config: &RunConfig,
+    request: &RunRequest,
+    scope: &Scope,
+    fresh: Progress,
+    started_at: &Timestamp,
+) -> Result<Carried>
+where
+    S: SessionSource,
+    D: SnapshotStore,
+    O: ObjectStore,
+{
+    let mut progress = match store.get_progress(scope, &fresh.options).await? {
+        Some(kept) => match store.run_status(scope, &kept.event_time, &kept.run_id).await? {
+            // Completed after its progress was saved, before the progress was removed.
+            Some(RunStatus::Complete) => {
+                store.delete_progress(scope, &kept.options).await?;
+                None
+            }
+            _ => Some(kept),
+        },
+        None => None,
+    }
+    .unwrap_or(fresh);
+    let resuming = progress.parts > 0;
+    if !resuming
+        && store.run_status(scope, &request.event_time, request.run_id.as_str()).await? == Some(RunStatus::Complete)
+    {
+        return Ok(Carried::AlreadyComplete(progress.run_id));
+    }
+    if resuming {
+        info!(
+            run_id = progress.run_id,
+            part = progress.parts,
+            done = progress.done.len(),
+            stopped = progress.cursors.len(),
+            invoked_by = request.run_id.as_str(),
+            "carrying on a partial run"
+        );
     }
 
+    let carried = store.unfinished_runs(scope, config.unfinished_runs_window).await?;
+    if carried.iter().any(|r| r != &progress.run_id) {
+        info!(runs = ?carried, "recording again the changes of unfinished runs");
+    }
     let mut manifest = Manifest {
-        run_id: run_id.clone(),
-        event_time: request.event_time.clone(),
-        started_at: started_at.clone(),
+        run_id: progress.run_id.clone(),
+        event_time: progress.event_time.clone(),
+        started_at: progress.started_at.clone(),
         finished_at: None,
         status: RunStatus::Running,
-        trigger: request.trigger.as_str().into(),
-        event_id: request.event_id.clone(),
-        counts: RunCounts::default(),
-        s3_keys: Vec::new(),
+        trigger: progress.trigger.clone(),
+        event_id: progress.event_id.clone(),
+        counts: progress.counts.clone(),
+        s3_keys: progress.s3_keys.clone(),
+        parts: progress.parts + 1,
         error: None,
     };
-    let result = async {
-        let carried = store.unfinished_runs(&scope, config.unfinished_runs_window).await?;
-        if carried.iter().any(|r| r != &run_id) {
-            info!(runs = ?carried, "recording again the changes of unfinished runs");
-        }
-        store.put_manifest(&scope, &manifest).await?;
-        let mark = run_mark(config, request, &started_at, carried);
-        pass(source, store, Some(objects), config, request, &scope, &mark).await
-    }
-    .await;
+    store.put_manifest(scope, &manifest).await?;
+    let mark = run_mark(config, &progress.run_id, started_at, carried);
+    let result = pass(source, store, Some(objects), config, &progress, request.stop_at, scope, &mark).await;
 
     manifest.finished_at = Some(Timestamp::now());
-    match result {
-        Ok((counts, s3_keys)) => {
-            manifest.status = RunStatus::Complete;
-            manifest.counts = counts.clone();
-            manifest.s3_keys = s3_keys.clone();
-            store.put_manifest(&scope, &manifest).await?;
-            if let Err(err) = store.release_lease(&scope, &run_id).await {
-                warn!(error = %err, "could not release the lease; it expires by itself");
-            }
-            info!(%service, run_id, ?counts, "run complete");
-            Ok(summary(RunOutcome::Complete, counts, s3_keys, None))
-        }
+    let part = match result {
+        Ok(part) => part,
         Err(err) => {
-            manifest.status = RunStatus::Failed;
+            // A run with a saved place stays partial: the next invocation carries on from it.
+            manifest.status = if resuming { RunStatus::Partial } else { RunStatus::Failed };
+            manifest.parts = progress.parts;
             manifest.error = Some(err.to_string());
-            if let Err(also) = store.put_manifest(&scope, &manifest).await {
-                warn!(error = %also, "could not mark the run failed");
+            if let Err(also) = store.put_manifest(scope, &manifest).await {
+                warn!(error = %also, "could not record the failure in the run manifest");
             }
-            if let Err(also) = store.release_lease(&scope, &run_id).await {
-                warn!(error = %also, "could not release the lease; it expires by itself");
-            }
-            Err(err)
+            return Ok(Carried::Ran { run_id: progress.run_id, part: progress.parts, result: Err(err) });
         }
+    };
+    manifest.counts.add(&part.counts);
+    manifest.s3_keys.extend(part.keys.iter().cloned());
+    if part.listings_left == 0 {
+        manifest.status = RunStatus::Complete;
+        store.put_manifest(scope, &manifest).await?;
+        if resuming {
+            store.delete_progress(scope, &progress.options).await?;
+        }
+        return Ok(Carried::Ran { run_id: progress.run_id, part: progress.parts, result: Ok(part) });
     }
+    let ran_part = progress.parts;
+    for key in &part.done {
+        progress.cursors.remove(key);
+        progress.done.insert(key.clone());
+    }
+    progress.cursors.extend(part.cursors.clone());
+    progress.parts += 1;
+    progress.counts = manifest.counts.clone();
+    progress.s3_keys = manifest.s3_keys.clone();
+    progress.updated_at = Timestamp::now();
+    // The commit point of the part: its items and objects are written; from here on the next
+    // invocation starts after them.
+    store.put_progress(scope, &progress).await?;
+    manifest.status = RunStatus::Partial;
+    store.put_manifest(scope, &manifest).await?;
+    Ok(Carried::Ran { run_id: progress.run_id, part: ran_part, result: Ok(part) })
 }
 
 fn run_mark(
     config: &RunConfig,
-    request: &RunRequest,
+    run_id: &str,
     started_at: &Timestamp,
     carried_runs: std::collections::HashSet<String>,
 ) -> RunMark {
     RunMark {
-        run_id: request.run_id.as_str().to_owned(),
+        run_id: run_id.to_owned(),
         snapshot_at: started_at.clone(),
         ended_expires_at: started_at.epoch_seconds() + config.ended_retention.as_secs() as i64,
         carried_runs,
     }
 }
 
-/// The two history objects of a run, or none in a dry run.
+/// The two history objects of a part, or none in a dry run.
 struct Histories<'a, O: ObjectStore> {
     snapshots: HistoryObject<'a, O>,
     changes: HistoryObject<'a, O>,
@@ -288,37 +416,79 @@ struct PassContext<'a, S, D, O: ObjectStore> {
     store: &'a D,
     scope: &'a Scope,
     mark: &'a RunMark,
+    /// Where the run stands: listings done, listings stopped mid-pagination.
+    progress: &'a Progress,
+    stop_at: Option<tokio::time::Instant>,
     ctx: RunContext,
     /// `None` in a dry run.
     histories: Option<tokio::sync::Mutex<Histories<'a, O>>>,
     pacer: tokio::sync::Mutex<Pacer>,
     /// Whether a listing returns every session of its parent (no filter), so missing ones ended.
     complete_listings: bool,
+    /// Pages read by this part so far.
+    pages_read: std::sync::atomic::AtomicU64,
 }
 
-/// Reads every listing (up to `max_concurrent_listings` at a time) and writes what changed;
-/// returns the counts and the keys written.
+impl<S, D, O: ObjectStore> PassContext<'_, S, D, O> {
+    /// Whether paging must stop. A part always reads at least one page, so a run whose
+    /// invocations are all short still moves on.
+    fn past_deadline(&self) -> bool {
+        self.stop_at.is_some_and(|stop| tokio::time::Instant::now() >= stop)
+            && self.pages_read.load(std::sync::atomic::Ordering::Relaxed) > 0
+    }
+}
+
+/// What one part of a run did.
+#[derive(Debug, Default)]
+struct PartResult {
+    counts: RunCounts,
+    /// History objects written.
+    keys: Vec<String>,
+    /// Listings finished in this part.
+    done: Vec<String>,
+    /// Listings this part stopped mid-pagination.
+    cursors: std::collections::BTreeMap<String, Cursor>,
+    /// Listings not finished (stopped, or not reached before the deadline).
+    listings_left: u64,
+}
+
+/// How a listing's part ended.
+enum ListingEnd {
+    Done,
+    Stopped(Cursor),
+    /// The deadline came before it started.
+    NotStarted,
+}
+
+/// Reads the listings the run has not finished (up to `max_concurrent_listings` at a time) until
+/// they end or the deadline comes, and writes what changed.
+#[allow(clippy::too_many_arguments)]
 async fn pass<S, D, O>(
     source: &S,
     store: &D,
     objects: Option<&O>,
     config: &RunConfig,
-    request: &RunRequest,
+    progress: &Progress,
+    stop_at: Option<tokio::time::Instant>,
     scope: &Scope,
     mark: &RunMark,
-) -> Result<(RunCounts, Vec<String>)>
+) -> Result<PartResult>
 where
     S: SessionSource,
     D: SnapshotStore,
     O: ObjectStore,
 {
     let service = scope.service;
-    let key = |kind| object_key(&config.history_prefix, kind, service, &request.event_time, &request.run_id);
+    let run_id = RunId::parse(&progress.run_id)?;
+    let key = |kind| object_key(&config.history_prefix, kind, service, &progress.event_time, &run_id, progress.parts);
+    let throttles_before = source.throttles();
     let shared = PassContext {
         source,
         store,
         scope,
         mark,
+        progress,
+        stop_at,
         ctx: RunContext {
             snapshot_at: mark.snapshot_at.clone(),
             run_id: mark.run_id.clone(),
@@ -333,35 +503,50 @@ where
         }),
         pacer: tokio::sync::Mutex::new(Pacer::new(config.max_calls_per_second)),
         complete_listings: !source.options().narrows_listings(),
+        pages_read: Default::default(),
     };
     let result = async {
         let discovery = source.listings().await?;
-        let mut counts = RunCounts { api_calls: discovery.api_calls, ..RunCounts::default() };
-        let mut listings =
-            futures::stream::iter(discovery.listings.iter().map(|listing| archive_listing(&shared, listing)))
-                .buffer_unordered(config.max_concurrent_listings.max(1));
-        while let Some(listing_counts) = listings.try_next().await? {
-            counts.add(&listing_counts);
+        let mut part = PartResult {
+            counts: RunCounts { api_calls: discovery.api_calls, ..RunCounts::default() },
+            ..PartResult::default()
+        };
+        let todo = discovery.listings.iter().filter(|listing| !progress.done.contains(&listing.key()));
+        let mut listings = futures::stream::iter(todo.map(|listing| archive_listing(&shared, listing)))
+            .buffer_unordered(config.max_concurrent_listings.max(1));
+        while let Some((key, counts, end)) = listings.try_next().await? {
+            part.counts.add(&counts);
+            match end {
+                ListingEnd::Done => part.done.push(key),
+                ListingEnd::Stopped(cursor) => {
+                    part.cursors.insert(key, cursor);
+                    part.listings_left += 1;
+                }
+                ListingEnd::NotStarted => part.listings_left += 1,
+            }
         }
-        Ok::<_, Error>(counts)
+        Ok::<_, Error>(part)
     }
     .await;
+    let result = result.map(|mut part| {
+        part.counts.throttles = source.throttles().saturating_sub(throttles_before);
+        part
+    });
 
     let Some(histories) = shared.histories.map(tokio::sync::Mutex::into_inner) else {
-        return result.map(|counts| (counts, Vec::new()));
+        return result;
     };
-    let counts = match result {
-        Ok(counts) => counts,
+    let mut part = match result {
+        Ok(part) => part,
         Err(err) => {
             histories.snapshots.abort().await;
             histories.changes.abort().await;
             return Err(err);
         }
     };
-    let mut keys = Vec::new();
     let has_changes = histories.changes.lines() > 0;
     match histories.snapshots.finish().await {
-        Ok(written) => keys.push(written.key),
+        Ok(written) => part.keys.push(written.key),
         Err(err) => {
             histories.changes.abort().await;
             return Err(err);
@@ -370,46 +555,94 @@ where
     // No changes, no object: a redelivered event's changes are recorded again, so an absent
     // object never hides one that was written.
     if has_changes {
-        keys.push(histories.changes.finish().await?.key);
+        part.keys.push(histories.changes.finish().await?.key);
     } else {
         histories.changes.abort().await;
     }
-    Ok((counts, keys))
+    Ok(part)
 }
 
-/// One listing: its previous state, every page, the diff, the writes and the lines.
-async fn archive_listing<S, D, O>(shared: &PassContext<'_, S, D, O>, listing: &Listing) -> Result<RunCounts>
+/// One listing: its previous state, its pages (from where an earlier part stopped), the diff,
+/// the writes and the lines, until it ends or the deadline comes.
+async fn archive_listing<S, D, O>(
+    shared: &PassContext<'_, S, D, O>,
+    listing: &Listing,
+) -> Result<(String, RunCounts, ListingEnd)>
 where
     S: SessionSource,
     D: SnapshotStore,
     O: ObjectStore,
 {
-    let mut counts = RunCounts { parents: 1, ..RunCounts::default() };
+    let key = listing.key();
+    let mut counts = RunCounts::default();
+    if shared.past_deadline() {
+        return Ok((key, counts, ListingEnd::NotStarted));
+    }
     let previous = shared.store.load_listing(shared.scope, listing.parent_id.as_deref()).await?;
-    let mut diff = ListingDiff::new(shared.mark, previous);
+    let cursor = shared.progress.cursors.get(&key);
+    let mut diff = match cursor {
+        Some(cursor) => ListingDiff::resume(shared.mark, previous, cursor.seen.iter().cloned().collect()),
+        None => ListingDiff::new(shared.mark, previous),
+    };
+    let mut token = cursor.and_then(|c| c.next_token.clone());
+    let mut pages_done = cursor.map_or(0, |c| c.pages_done);
+    let mut restarted = false;
     let mut writes = PendingWrites::new(shared.store, shared.scope, shared.histories.is_some());
-    let mut stream = std::pin::pin!(pages(shared.source, listing, None));
-    while let Some(page) = {
-        shared.pacer.lock().await.wait().await;
-        stream.try_next().await?
-    } {
-        counts.pages += 1;
-        counts.api_calls += 1;
-        for record in page.sessions {
-            let Some(observation) = diff.observe(record) else {
-                counts.duplicates += 1;
-                continue;
-            };
-            counts.sessions += 1;
-            if let Some(histories) = &shared.histories {
-                histories
-                    .lock()
-                    .await
-                    .snapshots
-                    .push(&line(&shared.ctx, &observation.record, &observation.record_hash, None))
-                    .await?;
+    loop {
+        let mut stream = std::pin::pin!(pages(shared.source, listing, token.clone()));
+        let stopped = loop {
+            shared.pacer.lock().await.wait().await;
+            if shared.past_deadline() {
+                break Ok(true);
             }
-            record_observation(observation, shared, &mut counts, &mut writes).await?;
+            let page = match stream.try_next().await {
+                Ok(Some(page)) => page,
+                Ok(None) => break Ok(false),
+                Err(err) => break Err(err),
+            };
+            counts.pages += 1;
+            counts.api_calls += 1;
+            pages_done += 1;
+            shared.pages_read.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            for record in page.sessions {
+                let Some(observation) = diff.observe(record) else {
+                    counts.duplicates += 1;
+                    continue;
+                };
+                counts.sessions += 1;
+                if let Some(histories) = &shared.histories {
+                    histories
+                        .lock()
+                        .await
+                        .snapshots
+                        .push(&line(&shared.ctx, &observation.record, &observation.record_hash, None))
+                        .await?;
+                }
+                record_observation(observation, shared, &mut counts, &mut writes).await?;
+            }
+            token = page.next_token;
+            if token.is_none() {
+                break Ok(false);
+            }
+        };
+        match stopped {
+            Ok(false) => break,
+            Ok(true) => {
+                writes.flush().await?;
+                counts.items_written = writes.written;
+                let seen = diff.seen().cloned().collect();
+                return Ok((key, counts, ListingEnd::Stopped(Cursor { next_token: token, pages_done, seen })));
+            }
+            // A token that expired or is no longer accepted: start the listing again; the
+            // sessions already seen are not listed twice.
+            Err(err) if token.is_some() && !restarted && err.is_token_refusal() => {
+                warn!(listing = key, error = %err, "next token refused; reading the listing again from its first page");
+                restarted = true;
+                counts.restarted_listings += 1;
+                token = None;
+                pages_done = 0;
+            }
+            Err(err) => return Err(err),
         }
     }
     for observation in diff.finish(shared.complete_listings) {
@@ -417,7 +650,8 @@ where
     }
     writes.flush().await?;
     counts.items_written = writes.written;
-    Ok(counts)
+    counts.parents = 1;
+    Ok((key, counts, ListingEnd::Done))
 }
 
 async fn record_observation<S, D: SnapshotStore, O: ObjectStore>(

@@ -1,4 +1,5 @@
-//! S3 keys of the history: `<prefix>/<kind>/<service>/dt=YYYY-MM-DD/<run_id>.jsonl.gz`.
+//! S3 keys of the history: `<prefix>/<kind>/<service>/dt=YYYY-MM-DD/<run_id>.jsonl.gz`, and
+//! `<run_id>.part-NNNN.jsonl.gz` for the later parts of a run that spanned invocations.
 
 use std::fmt;
 
@@ -29,17 +30,19 @@ impl HistoryKind {
 pub struct RunId(String);
 
 impl RunId {
-    /// 1-128 characters of `[A-Za-z0-9._-]`, not starting with a dot: safe in an S3 key and a
-    /// DynamoDB sort key, and what EventBridge ids (UUIDs) already are.
+    /// 1-128 characters of `[A-Za-z0-9._-]`, not starting with a dot and without `.part-` (the
+    /// mark of a later part's key): safe in an S3 key and a DynamoDB sort key, and what
+    /// EventBridge ids (UUIDs) already are.
     pub fn parse(value: &str) -> Result<Self> {
         let valid = (1..=128).contains(&value.len())
             && !value.starts_with('.')
+            && !value.contains(".part-")
             && value.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
         if valid {
             Ok(RunId(value.to_owned()))
         } else {
             Err(Error::Config(format!(
-                "run id `{value}` must be 1 to 128 characters of letters, digits, '.', '_' or '-', not starting with '.'"
+                "run id `{value}` must be 1 to 128 characters of letters, digits, '.', '_' or '-', not starting with '.' nor holding `.part-`"
             )))
         }
     }
@@ -55,11 +58,20 @@ impl fmt::Display for RunId {
     }
 }
 
-/// The key of one history object. The `dt` partition is the UTC day the run started.
-pub fn object_key(prefix: &str, kind: HistoryKind, service: ServiceId, started_at: &Timestamp, run: &RunId) -> String {
-    let day = &started_at.as_str()[..10];
+/// The key of one history object: part 0 of a run, or a later part when the run spanned
+/// invocations. The `dt` partition is the UTC day of the run's event, the same for every part.
+pub fn object_key(
+    prefix: &str,
+    kind: HistoryKind,
+    service: ServiceId,
+    event_time: &Timestamp,
+    run: &RunId,
+    part: u32,
+) -> String {
+    let day = &event_time.as_str()[..10];
     let prefix = prefix.trim_matches('/');
-    let tail = format!("{}/{service}/dt={day}/{run}.jsonl.gz", kind.as_str());
+    let part = if part == 0 { String::new() } else { format!(".part-{part:04}") };
+    let tail = format!("{}/{service}/dt={day}/{run}{part}.jsonl.gz", kind.as_str());
     if prefix.is_empty() {
         tail
     } else {
@@ -84,17 +96,32 @@ mod tests {
                 HistoryKind::Snapshots,
                 ServiceId::IvsStreamSessions,
                 &at("2026-11-22T23:59:59Z"),
-                &run
+                &run,
+                0
             ),
             "history/snapshots/ivs-stream-sessions/dt=2026-11-22/7bf73129-1428-4cd3-a780-95db273d1602.jsonl.gz"
         );
         assert_eq!(
-            object_key("/a/b/", HistoryKind::Changes, ServiceId::ChimeProxySessions, &at("2026-01-01T00:00:00Z"), &run),
+            object_key(
+                "/a/b/",
+                HistoryKind::Changes,
+                ServiceId::ChimeProxySessions,
+                &at("2026-01-01T00:00:00Z"),
+                &run,
+                0
+            ),
             "a/b/changes/chime-proxy-sessions/dt=2026-01-01/7bf73129-1428-4cd3-a780-95db273d1602.jsonl.gz"
         );
         assert_eq!(
-            object_key("", HistoryKind::Changes, ServiceId::GameliftStreamSessions, &at("2026-01-01T00:00:00Z"), &run),
-            "changes/gamelift-stream-sessions/dt=2026-01-01/7bf73129-1428-4cd3-a780-95db273d1602.jsonl.gz"
+            object_key(
+                "",
+                HistoryKind::Changes,
+                ServiceId::GameliftStreamSessions,
+                &at("2026-01-01T00:00:00Z"),
+                &run,
+                3
+            ),
+            "changes/gamelift-stream-sessions/dt=2026-01-01/7bf73129-1428-4cd3-a780-95db273d1602.part-0003.jsonl.gz"
         );
     }
 
@@ -108,6 +135,7 @@ mod tests {
                 ServiceId::WorkspacesPoolSessions,
                 &at("2026-03-01T10:00:00Z"),
                 &run,
+                0,
             )
         };
         assert_eq!(key("evt-1"), key("evt-1"));
@@ -116,7 +144,7 @@ mod tests {
 
     #[test]
     fn run_ids_that_would_break_a_key_are_refused() {
-        for bad in ["", "a/b", "../x", ".hidden", "space here", &"x".repeat(129)] {
+        for bad in ["", "a/b", "../x", ".hidden", "space here", "x.part-0001", &"x".repeat(129)] {
             let err = RunId::parse(bad).unwrap_err().to_string();
             assert!(err.contains("must be 1 to 128 characters"), "{bad}: {err}");
         }

@@ -60,6 +60,18 @@ impl<'a> ListingDiff<'a> {
         ListingDiff { run, previous, seen: HashSet::new() }
     }
 
+    /// The diff of a listing an earlier part of the run stopped in: the sessions it had seen are
+    /// neither listed again nor taken for ended.
+    pub fn resume(run: &'a RunMark, mut previous: HashMap<String, StoredSession>, seen: HashSet<String>) -> Self {
+        previous.retain(|id, _| !seen.contains(id));
+        ListingDiff { run, previous, seen }
+    }
+
+    /// The sessions the listing has returned so far, for a run that stops before it ends.
+    pub fn seen(&self) -> impl Iterator<Item = &String> {
+        self.seen.iter()
+    }
+
     /// The outcome for one listed session; `None` if this listing already returned it (a page
     /// repeating a session keeps the first).
     pub fn observe(&mut self, record: SessionRecord) -> Option<Observation> {
@@ -323,5 +335,24 @@ mod tests {
         let mut diff = ListingDiff::new(&r1, HashMap::new());
         assert!(diff.observe(session("a", "ACTIVE")).is_some());
         assert!(diff.observe(session("a", "ACTIVE")).is_none());
+    }
+
+    #[test]
+    fn a_resumed_listing_neither_repeats_nor_ends_what_it_had_seen() {
+        // GIVEN a listing of three live sessions, the first part of a run saw s1 (unchanged)
+        let r1 = run("r1", "2026-11-22T10:00:00Z");
+        let mut table = HashMap::new();
+        step(&mut table, &r1, &[session("s1", "ACTIVE"), session("s2", "ACTIVE"), session("s3", "ACTIVE")]);
+        let r2 = run("r2", "2026-11-22T11:00:00Z");
+        // WHEN the rest of the listing (s1 again, after a restart, and s2) is read by the next part
+        let mut diff = ListingDiff::resume(&r2, table.clone(), HashSet::from(["s1".to_owned()]));
+        let again = diff.observe(session("s1", "ACTIVE"));
+        let s2 = diff.observe(session("s2", "ACTIVE")).unwrap();
+        let ended = diff.finish(true);
+        // THEN s1 is not listed twice nor ended, s2 is unchanged, and only s3 ended
+        assert!(again.is_none());
+        assert_eq!(s2.change, None);
+        let ended: Vec<&str> = ended.iter().map(|o| o.record.session_id.as_str()).collect();
+        assert_eq!(ended, ["s3"]);
     }
 }

@@ -11,8 +11,9 @@ use aws_sdk_dynamodb::Client;
 use tracing::{instrument, warn};
 
 use super::item::{self, Item, LEASE_SK};
-use super::{Checkpoint, LeaseOutcome, Manifest, Scope, SnapshotStore, StoredSession};
+use super::{LeaseOutcome, Manifest, Progress, RunStatus, Scope, SnapshotStore, StoredSession};
 use crate::error::{Error, Result};
+use crate::model::Timestamp;
 
 /// The DynamoDB actions this adapter calls (the template grants exactly these, on the table).
 pub const IAM_ACTIONS: [&str; 5] =
@@ -55,7 +56,7 @@ pub struct WriteCounters {
     pub items_retried: AtomicU64,
     pub queries: AtomicU64,
     pub items_read: AtomicU64,
-    /// PutItem, GetItem and DeleteItem calls (manifests, lease, checkpoints).
+    /// PutItem, GetItem and DeleteItem calls (manifests, lease, progress).
     pub single_item_calls: AtomicU64,
 }
 
@@ -307,17 +308,37 @@ impl SnapshotStore for DynamoSnapshotStore {
             .collect())
     }
 
-    #[instrument(skip(self, checkpoint), fields(table = %self.table_name))]
-    async fn put_checkpoint(&self, scope: &Scope, checkpoint: &Checkpoint) -> Result<()> {
-        self.put_item("DynamoDB PutItem (checkpoint)", item::checkpoint_item(scope, checkpoint)).await
+    #[instrument(skip(self), fields(table = %self.table_name))]
+    async fn run_status(&self, scope: &Scope, event_time: &Timestamp, run_id: &str) -> Result<Option<RunStatus>> {
+        let found = self
+            .get_item("DynamoDB GetItem (run manifest)", scope.runs_pk(), item::manifest_sk(event_time, run_id))
+            .await?;
+        found.as_ref().map(|item| item::manifest(item).map(|m| m.status)).transpose()
     }
 
     #[instrument(skip(self), fields(table = %self.table_name))]
-    async fn get_checkpoint(&self, scope: &Scope, run_id: &str, parent_id: Option<&str>) -> Result<Option<Checkpoint>> {
-        let found = self
-            .get_item("DynamoDB GetItem (checkpoint)", scope.checkpoint_pk(run_id), item::checkpoint_sk(parent_id))
-            .await?;
-        found.as_ref().map(item::checkpoint).transpose()
+    async fn get_progress(&self, scope: &Scope, options: &str) -> Result<Option<Progress>> {
+        let found = self.get_item("DynamoDB GetItem (run progress)", scope.progress_pk(), options.into()).await?;
+        found.as_ref().map(item::progress).transpose()
+    }
+
+    #[instrument(skip(self, progress), fields(table = %self.table_name, run_id = %progress.run_id, parts = progress.parts))]
+    async fn put_progress(&self, scope: &Scope, progress: &Progress) -> Result<()> {
+        self.put_item("DynamoDB PutItem (run progress)", item::progress_item(scope, progress)?).await
+    }
+
+    #[instrument(skip(self), fields(table = %self.table_name))]
+    async fn delete_progress(&self, scope: &Scope, options: &str) -> Result<()> {
+        self.count(&self.counters.single_item_calls, 1);
+        self.client
+            .delete_item()
+            .table_name(&self.table_name)
+            .key("pk", AttributeValue::S(scope.progress_pk()))
+            .key("sk", AttributeValue::S(options.into()))
+            .send()
+            .await
+            .map_err(|e| self.storage_error("DynamoDB DeleteItem (run progress)", e))?;
+        Ok(())
     }
 }
 

@@ -5,7 +5,7 @@
 //! | session | `<service>#<account>#<region>#<parent or ->` | session id |
 //! | run manifest | `RUN#<service>#<account>#<region>` | `<event time>#<run id>` |
 //! | lease | `LEASE#<service>#<account>#<region>` | `LEASE` |
-//! | checkpoint | `CHECKPOINT#<service>#<account>#<region>#<run id>` | `<parent or ->` |
+//! | progress of a run that stopped early | `PROGRESS#<service>#<account>#<region>` | `<options fingerprint>` |
 //!
 //! A session item holds every session column of the service's schema under the column's own
 //! name (absent when null), so it reads like a line of the history.
@@ -14,7 +14,7 @@ use std::collections::HashMap;
 
 use aws_sdk_dynamodb::types::AttributeValue;
 
-use super::{Checkpoint, Manifest, RunCounts, RunStatus, Scope, StoredSession};
+use super::{Manifest, Progress, RunCounts, RunStatus, Scope, StoredSession};
 use crate::error::{Error, Result};
 use crate::history::Change;
 use crate::model::{Column, ColumnType, SessionRecord, Timestamp, Value};
@@ -41,8 +41,8 @@ impl Scope {
         format!("LEASE#{}", self.tail())
     }
 
-    pub fn checkpoint_pk(&self, run_id: &str) -> String {
-        format!("CHECKPOINT#{}#{run_id}", self.tail())
+    pub fn progress_pk(&self) -> String {
+        format!("PROGRESS#{}", self.tail())
     }
 }
 
@@ -50,10 +50,6 @@ pub const LEASE_SK: &str = "LEASE";
 
 pub fn manifest_sk(event_time: &Timestamp, run_id: &str) -> String {
     format!("{event_time}#{run_id}")
-}
-
-pub fn checkpoint_sk(parent_id: Option<&str>) -> String {
-    parent_id.unwrap_or(NO_PARENT).to_owned()
 }
 
 fn s(value: impl Into<String>) -> AttributeValue {
@@ -169,6 +165,9 @@ pub fn manifest_item(scope: &Scope, manifest: &Manifest) -> Item {
         ("ended".to_owned(), n(c.ended)),
         ("items_written".to_owned(), n(c.items_written)),
         ("duplicates".to_owned(), n(c.duplicates)),
+        ("throttles".to_owned(), n(c.throttles)),
+        ("restarted_listings".to_owned(), n(c.restarted_listings)),
+        ("parts".to_owned(), n(manifest.parts)),
         ("s3_keys".to_owned(), AttributeValue::L(manifest.s3_keys.iter().map(|k| s(k.as_str())).collect())),
     ]);
     if let Some(finished_at) = &manifest.finished_at {
@@ -209,37 +208,35 @@ pub fn manifest(item: &Item) -> Result<Manifest> {
             ended: count("ended")?,
             items_written: count("items_written")?,
             duplicates: count("duplicates")?,
+            throttles: count("throttles")?,
+            restarted_listings: count("restarted_listings")?,
         },
         s3_keys,
+        parts: count("parts")? as u32,
         error: r.optional_string("error")?,
     })
 }
 
-pub fn checkpoint_item(scope: &Scope, checkpoint: &Checkpoint) -> Item {
-    let mut item = Item::from([
-        ("pk".to_owned(), s(scope.checkpoint_pk(&checkpoint.run_id))),
-        ("sk".to_owned(), s(checkpoint_sk(checkpoint.parent_id.as_deref()))),
-        ("item_type".to_owned(), s("checkpoint")),
-        ("run_id".to_owned(), s(checkpoint.run_id.as_str())),
-        ("next_token".to_owned(), s(checkpoint.next_token.as_str())),
-        ("pages_done".to_owned(), n(checkpoint.pages_done)),
-        ("updated_at".to_owned(), s(checkpoint.updated_at.as_str())),
-    ]);
-    if let Some(parent) = &checkpoint.parent_id {
-        item.insert("parent_id".into(), s(parent.as_str()));
-    }
-    item
+/// The progress item of a scope: a few attributes to read at a glance, the whole state gzip'd.
+pub fn progress_item(scope: &Scope, progress: &Progress) -> Result<Item> {
+    Ok(Item::from([
+        ("pk".to_owned(), s(scope.progress_pk())),
+        ("sk".to_owned(), s(progress.options.as_str())),
+        ("item_type".to_owned(), s("progress")),
+        ("run_id".to_owned(), s(progress.run_id.as_str())),
+        ("parts".to_owned(), n(progress.parts)),
+        ("listings_done".to_owned(), n(progress.done.len())),
+        ("listings_stopped".to_owned(), n(progress.cursors.len())),
+        ("updated_at".to_owned(), s(progress.updated_at.as_str())),
+        ("state".to_owned(), AttributeValue::B(aws_sdk_dynamodb::primitives::Blob::new(progress.encode()?))),
+    ]))
 }
 
-pub fn checkpoint(item: &Item) -> Result<Checkpoint> {
-    let r = ItemReader { item, what: "checkpoint" };
-    Ok(Checkpoint {
-        run_id: r.string("run_id")?,
-        parent_id: r.optional_string("parent_id")?,
-        next_token: r.string("next_token")?,
-        pages_done: r.optional_number("pages_done")?.unwrap_or(0).max(0) as u64,
-        updated_at: r.timestamp("updated_at")?,
-    })
+pub fn progress(item: &Item) -> Result<Progress> {
+    match item.get("state") {
+        Some(AttributeValue::B(blob)) => Progress::decode(blob.as_ref()),
+        _ => Err(Error::Store("the run progress item has no binary `state`".into())),
+    }
 }
 
 /// Reads typed attributes, naming the item and attribute in every error.
@@ -422,8 +419,17 @@ mod tests {
             status: RunStatus::Complete,
             trigger: "scheduled".into(),
             event_id: "evt-9".into(),
-            counts: RunCounts { parents: 2, pages: 3, api_calls: 4, sessions: 5, new: 5, ..RunCounts::default() },
+            counts: RunCounts {
+                parents: 2,
+                pages: 3,
+                api_calls: 4,
+                sessions: 5,
+                new: 5,
+                throttles: 6,
+                ..RunCounts::default()
+            },
             s3_keys: vec!["h/snapshots/x.jsonl.gz".into()],
+            parts: 2,
             error: None,
         };
         let item = manifest_item(&scope, &manifest);
@@ -433,17 +439,29 @@ mod tests {
     }
 
     #[test]
-    fn a_checkpoint_round_trips() {
+    fn a_progress_item_round_trips_and_is_one_per_scope() {
         let scope = scope(ServiceId::IvsStreamSessions);
-        let checkpoint = Checkpoint {
+        let progress = Progress {
             run_id: "evt-9".into(),
-            parent_id: Some("arn:aws:ivs:eu-west-1:123456789012:channel/abc".into()),
-            next_token: "tok".into(),
-            pages_done: 7,
-            updated_at: at("2026-11-22T10:00:00Z"),
+            event_id: "evt-9".into(),
+            event_time: at("2026-11-22T10:00:00Z"),
+            trigger: "scheduled".into(),
+            started_at: at("2026-11-22T10:00:01Z"),
+            options: "{}".into(),
+            parts: 1,
+            counts: RunCounts::default(),
+            s3_keys: Vec::new(),
+            done: ["arn:aws:ivs:eu-west-1:123456789012:channel/abc".to_owned()].into(),
+            cursors: Default::default(),
+            updated_at: at("2026-11-22T10:14:00Z"),
         };
-        let item = checkpoint_item(&scope, &checkpoint);
-        assert_eq!(item["pk"], s("CHECKPOINT#ivs-stream-sessions#123456789012#eu-west-1#evt-9"));
-        assert_eq!(super::checkpoint(&item).unwrap(), checkpoint);
+        let item = progress_item(&scope, &progress).unwrap();
+        assert_eq!(item["pk"], s("PROGRESS#ivs-stream-sessions#123456789012#eu-west-1"));
+        assert_eq!(item["sk"], s("{}"));
+        assert_eq!(item["listings_done"], n(1));
+        assert_eq!(super::progress(&item).unwrap(), progress);
+        let mut damaged = item.clone();
+        damaged.insert("state".into(), s("text"));
+        assert!(super::progress(&damaged).unwrap_err().to_string().contains("no binary `state`"));
     }
 }

@@ -1,21 +1,24 @@
 //! Current state in DynamoDB: one item per session, change-only writes, ended sessions, run
-//! manifests, the run lease and listing checkpoints.
+//! manifests, the run lease and the progress of a run that spans invocations.
 //!
 //! - [`item`]: pure mapping between the model and DynamoDB items (keys, attributes);
 //! - [`diff`]: pure decision, per session, of what to write and which change to record;
+//! - [`progress`]: pure encoding of where a run that stopped early stands;
 //! - [`dynamodb`]: the DynamoDB adapter behind the [`SnapshotStore`] port.
 
 pub mod diff;
 pub mod dynamodb;
 pub mod item;
+pub mod progress;
 
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 pub use diff::{ListingDiff, Observation, RunMark};
 pub use dynamodb::{DynamoSnapshotStore, WriteCounters};
+pub use progress::{Cursor, Progress};
 
 use crate::error::Result;
 use crate::history::Change;
@@ -64,7 +67,7 @@ pub enum RunStatus {
     /// Started and not finished: still running, or stopped without a word (a crash, a timeout).
     Running,
     Complete,
-    /// Stopped early on purpose with its place kept (a later issue resumes it).
+    /// Stopped at its deadline with its place kept; the next invocation carries on.
     Partial,
     Failed,
 }
@@ -87,7 +90,8 @@ impl RunStatus {
 }
 
 /// What a run did, counted.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct RunCounts {
     /// Listings paged through (parents, or the account).
     pub parents: u64,
@@ -104,6 +108,10 @@ pub struct RunCounts {
     pub items_written: u64,
     /// Sessions a page repeated within the same listing (kept once).
     pub duplicates: u64,
+    /// Session API calls answered with a throttling error (each attempt counted; the SDK retried them).
+    pub throttles: u64,
+    /// Listings started again from their first page because the service refused their next token.
+    pub restarted_listings: u64,
 }
 
 impl RunCounts {
@@ -119,6 +127,8 @@ impl RunCounts {
         self.ended += other.ended;
         self.items_written += other.items_written;
         self.duplicates += other.duplicates;
+        self.throttles += other.throttles;
+        self.restarted_listings += other.restarted_listings;
     }
 }
 
@@ -136,18 +146,10 @@ pub struct Manifest {
     pub event_id: String,
     pub counts: RunCounts,
     pub s3_keys: Vec<String>,
-    /// Why the run failed.
+    /// Invocations that worked on the run (more than one when it reached a deadline).
+    pub parts: u32,
+    /// Why the run (or its last part) failed.
     pub error: Option<String>,
-}
-
-/// The next token a listing had reached when a run stopped early.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Checkpoint {
-    pub run_id: String,
-    pub parent_id: Option<String>,
-    pub next_token: String,
-    pub pages_done: u64,
-    pub updated_at: Timestamp,
 }
 
 /// Whether the lease was taken.
@@ -191,12 +193,21 @@ pub trait SnapshotStore: Send + Sync {
     /// The ids of the newest runs (at most `limit`) whose manifest does not say complete.
     fn unfinished_runs(&self, scope: &Scope, limit: i32) -> impl Future<Output = Result<HashSet<String>>> + Send;
 
-    fn put_checkpoint(&self, scope: &Scope, checkpoint: &Checkpoint) -> impl Future<Output = Result<()>> + Send;
-
-    fn get_checkpoint(
+    /// The status of a run's manifest, if it has one.
+    fn run_status(
         &self,
         scope: &Scope,
+        event_time: &Timestamp,
         run_id: &str,
-        parent_id: Option<&str>,
-    ) -> impl Future<Output = Result<Option<Checkpoint>>> + Send;
+    ) -> impl Future<Output = Result<Option<RunStatus>>> + Send;
+
+    /// The progress of the scope's run with these source options (their fingerprint) that
+    /// stopped early, if one did.
+    fn get_progress(&self, scope: &Scope, options: &str) -> impl Future<Output = Result<Option<Progress>>> + Send;
+
+    /// Saves a run's progress: the commit point of the part just written.
+    fn put_progress(&self, scope: &Scope, progress: &Progress) -> impl Future<Output = Result<()>> + Send;
+
+    /// Forgets the scope's progress once its run completes (or is given up).
+    fn delete_progress(&self, scope: &Scope, options: &str) -> impl Future<Output = Result<()>> + Send;
 }

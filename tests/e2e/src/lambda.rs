@@ -260,6 +260,11 @@ impl LocalFunction {
         }
     }
 
+    /// Kills the function's process, as a crash or an out-of-memory stop would.
+    pub async fn kill(&mut self) {
+        let _ = self.child.kill().await;
+    }
+
     /// The function's log lines so far.
     pub fn log(&self) -> Vec<String> {
         self.log.lock().unwrap().clone()

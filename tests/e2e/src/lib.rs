@@ -6,6 +6,7 @@
 pub mod lambda;
 mod local_aws;
 mod proxy;
+pub mod rig;
 pub mod stage;
 
 pub use local_aws::{HistoryObjectRead, LocalAws};

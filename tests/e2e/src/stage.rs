@@ -67,8 +67,16 @@ impl LocalStage {
 
     /// Starts the function binary of `service` on this stage.
     pub async fn function(&self, service: ServiceId) -> std::io::Result<LocalFunction> {
-        let name = service.as_str();
-        let binary = LocalFunction::binary(name);
-        LocalFunction::start(&binary, name, ACCOUNT_ID, REGION, &self.function_env(), Duration::from_secs(120)).await
+        start_function(service, &self.function_env(), Duration::from_secs(120)).await
     }
+}
+
+/// Starts the function binary of `service` with exactly `env` and a Lambda timeout.
+pub async fn start_function(
+    service: ServiceId,
+    env: &[(String, String)],
+    timeout: Duration,
+) -> std::io::Result<LocalFunction> {
+    let name = service.as_str();
+    LocalFunction::start(&LocalFunction::binary(name), name, ACCOUNT_ID, REGION, env, timeout).await
 }

@@ -1,116 +1,19 @@
 //! The run end to end: sessions from the emulator through the real SDK clients into DynamoDB and
 //! S3 on moto server.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
-use archiver_e2e::{api_of, CutProxy, LocalAws, MotoServer};
+use archiver_e2e::rig::{changes_by_kind, ids, key, request, scope, set, small_world, text, Rig, BUCKET, TABLE};
+use archiver_e2e::{CutProxy, LocalAws, MotoServer};
 use aws_sdk_dynamodb::types::AttributeValue;
-use serde_json::{Map, Value as Json};
-use session_archiver::aws::SdkSettings;
-use session_archiver::history::RunId;
+use serde_json::Value as Json;
 use session_archiver::model::ColumnType;
-use session_archiver::run::{run, RunConfig, RunOutcome, RunRequest, RunSummary, Trigger};
+use session_archiver::run::{run, RunOutcome};
 use session_archiver::snapshot::{RunStatus, SnapshotStore};
-use session_archiver::sources::{AnySource, SourceOptions};
-use session_archiver::{Error, ServiceId};
-use session_emulator::{Emulator, EmulatorConfig, FaultPlan, Shape};
-
-const TABLE: &str = "sessions";
-const BUCKET: &str = "session-history";
-
-/// An emulator of the session APIs, moto with the table and bucket, and the run's settings.
-struct Rig {
-    emulator: Emulator,
-    aws: LocalAws,
-    config: RunConfig,
-    _moto: MotoServer,
-}
-
-impl Rig {
-    async fn start(emulator: EmulatorConfig) -> Rig {
-        let moto = MotoServer::start().expect("moto server starts");
-        let aws = LocalAws::create(&moto.url(), TABLE, BUCKET).await;
-        let emulator = Emulator::start(emulator).await.unwrap();
-        Rig { emulator, aws, config: RunConfig::new("123456789012", "us-east-1"), _moto: moto }
-    }
-
-    async fn source(&self, service: ServiceId) -> AnySource {
-        let sdk = SdkSettings::local(self.emulator.url()).load().await;
-        AnySource::new(service, &sdk, SourceOptions::default()).unwrap()
-    }
-
-    async fn run(&self, service: ServiceId, event_id: &str) -> Result<RunSummary, Error> {
-        self.run_on(&self.aws, service, event_id, false).await
-    }
-
-    /// A run writing through `aws` (moto itself, or a proxy in front of it).
-    async fn run_on(
-        &self,
-        aws: &LocalAws,
-        service: ServiceId,
-        event_id: &str,
-        dry_run: bool,
-    ) -> Result<RunSummary, Error> {
-        let source = self.source(service).await;
-        run(&source, &aws.snapshot_store(), &aws.object_store(), &self.config, &request(event_id, dry_run)).await
-    }
-
-    /// The sessions the emulator serves now: (parent or none, session id).
-    fn truth(&self, service: ServiceId) -> BTreeSet<String> {
-        self.emulator.sessions(api_of(service)).into_iter().map(|s| s.id).collect()
-    }
-}
-
-fn scope(service: ServiceId) -> session_archiver::snapshot::Scope {
-    session_archiver::snapshot::Scope { service, account_id: "123456789012".into(), region: "us-east-1".into() }
-}
-
-fn request(event_id: &str, dry_run: bool) -> RunRequest {
-    RunRequest {
-        run_id: RunId::parse(event_id).unwrap(),
-        event_id: event_id.into(),
-        event_time: session_archiver::model::Timestamp::parse("2026-11-22T10:00:00Z").unwrap(),
-        trigger: Trigger::Scheduled,
-        dry_run,
-    }
-}
-
-fn key(kind: &str, service: ServiceId, event_id: &str) -> String {
-    format!("history/{kind}/{service}/dt=2026-11-22/{event_id}.jsonl.gz")
-}
-
-fn small_world() -> EmulatorConfig {
-    EmulatorConfig {
-        seed: 7,
-        pool_sessions: Shape::new(2, 70, 1),
-        connection_status: Shape::account(60),
-        ivs_stream_sessions: Shape::new(2, 40, 1),
-        chime_proxy_sessions: Shape::new(2, 45, 1),
-        gamelift_stream_sessions: Shape::account(80),
-        ..EmulatorConfig::default()
-    }
-}
-
-fn text(line: &Map<String, Json>, column: &str) -> String {
-    line[column].as_str().unwrap_or_else(|| panic!("{column} is not a string: {line:?}")).to_owned()
-}
-
-fn ids(lines: &[Map<String, Json>]) -> Vec<String> {
-    lines.iter().map(|l| text(l, "session_id")).collect()
-}
-
-fn changes_by_kind(lines: &[Map<String, Json>]) -> BTreeMap<String, BTreeSet<String>> {
-    let mut kinds: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-    for l in lines {
-        kinds.entry(text(l, "change")).or_default().insert(text(l, "session_id"));
-    }
-    kinds
-}
-
-fn set(items: impl IntoIterator<Item = String>) -> BTreeSet<String> {
-    items.into_iter().collect()
-}
+use session_archiver::sources::SourceOptions;
+use session_archiver::ServiceId;
+use session_emulator::{EmulatorConfig, FaultPlan, Shape};
 
 #[tokio::test]
 async fn a_first_run_writes_one_item_one_snapshot_line_and_one_opened_line_per_session() {
@@ -253,29 +156,32 @@ async fn after_churn_exactly_the_opened_changed_and_ended_sessions_are_written()
 }
 
 #[tokio::test]
-async fn the_same_event_twice_writes_the_same_keys_with_no_duplicate_line() {
-    // GIVEN a run of IVS stream sessions
+async fn the_same_event_twice_changes_nothing_the_second_time() {
+    // GIVEN a complete run of IVS stream sessions
     let rig = Rig::start(small_world()).await;
     let service = ServiceId::IvsStreamSessions;
     let first = rig.run(service, "evt-same").await.unwrap();
-    let first_changes = rig.aws.read(&key("changes", service, "evt-same")).await.lines;
+    let snapshot_before = rig.aws.read(&key("snapshots", service, "evt-same")).await.lines;
+    let changes_before = rig.aws.read(&key("changes", service, "evt-same")).await.lines;
+    let table_before = rig.aws.scan().await;
+    rig.emulator.reset_calls();
 
-    // WHEN the same event is delivered again
+    // WHEN EventBridge delivers the same event again
     let store = rig.aws.snapshot_store();
     let source = rig.source(service).await;
     let again = run(&source, &store, &rig.aws.object_store(), &rig.config, &request("evt-same", false)).await.unwrap();
 
-    // THEN the same keys are written again, and nothing else
-    assert_eq!(again.s3_keys, first.s3_keys);
-    assert_eq!(rig.aws.keys("history/").await, set(first.s3_keys.clone()).into_iter().collect::<Vec<_>>());
-    // AND the objects hold each session once, with the changes the event's first delivery recorded
-    let snapshot = rig.aws.read(&key("snapshots", service, "evt-same")).await.lines;
-    let changes = rig.aws.read(&key("changes", service, "evt-same")).await.lines;
-    assert_eq!(set(ids(&snapshot)).len(), snapshot.len());
-    assert_eq!(set(ids(&changes)).len(), changes.len());
-    assert_eq!(changes_by_kind(&changes), changes_by_kind(&first_changes));
-    // AND no item was written again, and one manifest says complete
+    // THEN it is skipped as already complete: no API call, no item, no object written
+    assert_eq!(again.outcome, RunOutcome::Skipped);
+    assert!(again.already_complete);
+    assert!(again.s3_keys.is_empty());
+    assert!(rig.emulator.calls().values().all(|c| c.calls == 0));
     assert_eq!(store.counters().items_written(), 0);
+    // AND the table and the history are exactly as the first delivery left them
+    assert_eq!(rig.aws.scan().await, table_before);
+    assert_eq!(rig.aws.keys("history/").await, set(first.s3_keys.clone()).into_iter().collect::<Vec<_>>());
+    assert_eq!(rig.aws.read(&key("snapshots", service, "evt-same")).await.lines, snapshot_before);
+    assert_eq!(rig.aws.read(&key("changes", service, "evt-same")).await.lines, changes_before);
     let manifests = rig.aws.manifests().await;
     assert_eq!(manifests.len(), 1);
     assert_eq!(manifests[0].status, RunStatus::Complete);
@@ -496,24 +402,47 @@ async fn a_large_history_object_is_a_multipart_upload_and_an_abandoned_one_leave
 }
 
 #[tokio::test]
-async fn a_checkpoint_is_kept_per_run_and_parent() {
+async fn a_run_progress_is_kept_per_source_options_until_deleted() {
     // GIVEN the table on moto
     let moto = MotoServer::start().unwrap();
     let aws = LocalAws::create(&moto.url(), TABLE, BUCKET).await;
     let store = aws.snapshot_store();
     let scope = scope(ServiceId::IvsStreamSessions);
-    let checkpoint = session_archiver::snapshot::Checkpoint {
+    let at = |t: &str| session_archiver::model::Timestamp::parse(t).unwrap();
+    let scheduled = SourceOptions::default().fingerprint();
+    let replay = SourceOptions {
+        parents: vec!["arn:aws:ivs:us-east-1:123456789012:channel/abcd".into()],
+        ..SourceOptions::default()
+    }
+    .fingerprint();
+    let progress = session_archiver::snapshot::Progress {
         run_id: "evt-long".into(),
-        parent_id: Some("arn:aws:ivs:us-east-1:123456789012:channel/abcdABCD1234".into()),
-        next_token: "opaque-token".into(),
-        pages_done: 12,
-        updated_at: session_archiver::model::Timestamp::parse("2026-11-22T10:05:00Z").unwrap(),
+        event_id: "evt-long".into(),
+        event_time: at("2026-11-22T10:00:00Z"),
+        trigger: "scheduled".into(),
+        started_at: at("2026-11-22T10:00:01Z"),
+        options: scheduled.clone(),
+        parts: 2,
+        counts: Default::default(),
+        s3_keys: vec!["history/snapshots/ivs-stream-sessions/dt=2026-11-22/evt-long.jsonl.gz".into()],
+        done: ["arn:aws:ivs:us-east-1:123456789012:channel/done".to_owned()].into(),
+        cursors: [(
+            "arn:aws:ivs:us-east-1:123456789012:channel/half".to_owned(),
+            session_archiver::snapshot::Cursor {
+                next_token: Some("opaque-token".into()),
+                pages_done: 12,
+                seen: ["st-1".to_owned(), "st-2".to_owned()].into(),
+            },
+        )]
+        .into(),
+        updated_at: at("2026-11-22T10:14:00Z"),
     };
-    // WHEN a run records where a listing stopped
-    store.put_checkpoint(&scope, &checkpoint).await.unwrap();
-    // THEN the same run finds it for that parent, and nothing for another parent or run
-    let parent = checkpoint.parent_id.as_deref();
-    assert_eq!(store.get_checkpoint(&scope, "evt-long", parent).await.unwrap(), Some(checkpoint.clone()));
-    assert_eq!(store.get_checkpoint(&scope, "evt-long", None).await.unwrap(), None);
-    assert_eq!(store.get_checkpoint(&scope, "evt-other", parent).await.unwrap(), None);
+    // WHEN a run saves where it stands
+    store.put_progress(&scope, &progress).await.unwrap();
+    // THEN a run with the same options finds it whole, one with other options does not
+    assert_eq!(store.get_progress(&scope, &scheduled).await.unwrap(), Some(progress.clone()));
+    assert_eq!(store.get_progress(&scope, &replay).await.unwrap(), None);
+    // AND once deleted it is gone
+    store.delete_progress(&scope, &scheduled).await.unwrap();
+    assert_eq!(store.get_progress(&scope, &scheduled).await.unwrap(), None);
 }

@@ -6,8 +6,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use archiver_e2e::api_of;
-use archiver_e2e::lambda::{LocalFunction, Outcome};
-use archiver_e2e::stage::{events_dir, local_world, read_json, LocalStage, BUCKET, TABLE};
+use archiver_e2e::lambda::Outcome;
+use archiver_e2e::stage::{events_dir, local_world, read_json, start_function, LocalStage, BUCKET, TABLE};
 use serde_json::Value as Json;
 use session_archiver::ServiceId;
 use session_emulator::SimSession;
@@ -163,20 +163,115 @@ async fn a_bad_configuration_stops_the_function_at_cold_start_naming_the_variabl
         ("BUCKET_NAME".to_owned(), BUCKET.to_owned()),
         ("ENDED_RETENTION_DAYS".to_owned(), "ninety".to_owned()),
     ];
-    let mut function = LocalFunction::start(
-        &LocalFunction::binary(name),
-        name,
-        "123456789012",
-        "us-east-1",
-        &env,
-        Duration::from_secs(30),
-    )
-    .await
-    .unwrap();
+    let mut function = start_function(ServiceId::IvsStreamSessions, &env, Duration::from_secs(30)).await.unwrap();
     // WHEN it is invoked
     let err = function.invoke(read_json(&events_dir().join(name).join("scheduled.json")).unwrap()).await.unwrap_err();
     // THEN it never ran: the process ended, saying which variable is wrong
     let message = err.to_string();
     assert!(message.contains("ENDED_RETENTION_DAYS=`ninety` is not a whole number"), "{message}");
     assert!(stage.aws.scan().await.is_empty());
+}
+
+/// A stage whose GameLift account and Chime connectors need many slow pages.
+async fn slow_stage(operation: &str, latency_ms: u64) -> LocalStage {
+    let world = session_emulator::EmulatorConfig {
+        gamelift_stream_sessions: session_emulator::Shape::account(1200),
+        chime_proxy_sessions: session_emulator::Shape::new(3, 300, 0),
+        ..local_world().unwrap()
+    };
+    let stage = LocalStage::start(world).await.unwrap();
+    stage.emulator.set_faults(operation, session_emulator::FaultPlan { latency_ms, ..Default::default() });
+    stage
+}
+
+/// The session ids of every line of a run's history of one kind, over all its parts.
+async fn run_history(stage: &LocalStage, kind: &str, service: ServiceId, run_id: &str) -> Vec<String> {
+    let mut ids = Vec::new();
+    for key in stage.aws.keys(&format!("history/{kind}/{service}/")).await {
+        if key.contains(&format!("/{run_id}.")) {
+            let lines = stage.aws.read(&key).await.lines;
+            ids.extend(lines.iter().map(|l| l["session_id"].as_str().unwrap().to_owned()));
+        }
+    }
+    ids
+}
+
+fn assert_each_once(ids: &[String], truth: &BTreeSet<String>, what: &str) {
+    let unique: BTreeSet<String> = ids.iter().cloned().collect();
+    assert_eq!(unique.len(), ids.len(), "{what}: a session line twice");
+    assert_eq!(&unique, truth, "{what}");
+}
+
+#[tokio::test]
+async fn the_lambda_deadline_makes_a_run_partial_and_the_next_invocations_carry_it_on() {
+    // GIVEN a GameLift account that takes many slow pages, and a function with a 4 s timeout
+    // that stops paging 2 s before its deadline
+    let service = ServiceId::GameliftStreamSessions;
+    let stage = slow_stage(service.list_operation(), 150).await;
+    let mut env = stage.function_env();
+    env.push(("DEADLINE_MARGIN_SECONDS".into(), "2".into()));
+    let name = service.as_str();
+    let mut function = start_function(service, &env, Duration::from_secs(4)).await.unwrap();
+    let event = read_json(&events_dir().join(name).join("scheduled.json")).unwrap();
+    let run_id = event["id"].as_str().unwrap().to_owned();
+
+    // WHEN the schedule invokes it again and again
+    let mut outcomes = Vec::new();
+    for _ in 0..20 {
+        let summary = summary(function.invoke(event.clone()).await.unwrap(), "scheduled.json");
+        outcomes.push(summary["outcome"].as_str().unwrap().to_owned());
+        assert_eq!(summary["run_id"], run_id.as_str());
+        if summary["outcome"] == "complete" {
+            break;
+        }
+    }
+
+    // THEN the first invocations return `partial`, the last `complete`
+    assert!(outcomes.len() >= 2, "{outcomes:?}");
+    assert_eq!(outcomes.last().map(String::as_str), Some("complete"), "{outcomes:?}");
+    assert!(outcomes[..outcomes.len() - 1].iter().all(|o| o == "partial"), "{outcomes:?}");
+    // AND the table and the run's history hold every session once
+    let truth: BTreeSet<String> = stage.emulator.sessions(api_of(service)).into_iter().map(|s| s.id).collect();
+    let items: BTreeSet<String> = stage.aws.sessions().await.into_keys().collect();
+    assert_eq!(items, truth);
+    assert_each_once(&run_history(&stage, "snapshots", service, &run_id).await, &truth, "snapshots");
+    assert_each_once(&run_history(&stage, "changes", service, &run_id).await, &truth, "changes");
+    // AND the partial invocations were counted as such in the metrics
+    let partial_metrics = function.log().iter().filter(|l| l.contains("\"PartialRuns\":1")).count();
+    assert_eq!(partial_metrics, outcomes.len() - 1);
+}
+
+#[tokio::test]
+async fn a_function_killed_mid_run_and_invoked_again_converges() {
+    // GIVEN Chime proxy sessions listed slowly, and a function archiving them
+    let service = ServiceId::ChimeProxySessions;
+    let stage = slow_stage(service.list_operation(), 60).await;
+    let mut function = stage.function(service).await.unwrap();
+    let event = read_json(&events_dir().join(service.as_str()).join("scheduled.json")).unwrap();
+    let run_id = event["id"].as_str().unwrap().to_owned();
+
+    // WHEN its process is killed once it has written its first items
+    tokio::select! {
+        outcome = function.invoke(event.clone()) => panic!("the run ended before the kill: {outcome:?}"),
+        () = async {
+            while stage.aws.sessions().await.is_empty() {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        } => {}
+    }
+    function.kill().await;
+    assert!(!stage.aws.sessions().await.is_empty());
+    // AND Lambda retries the event on a new process
+    let mut retry = stage.function(service).await.unwrap();
+    let summary = summary(retry.invoke(event).await.unwrap(), "scheduled.json (retry)");
+
+    // THEN the retried run completes under the same run id
+    assert_eq!((summary["outcome"].as_str(), summary["run_id"].as_str()), (Some("complete"), Some(run_id.as_str())));
+    // AND the table holds every session, and the run's history each session once, opened once
+    let truth: BTreeSet<String> = stage.emulator.sessions(api_of(service)).into_iter().map(|s| s.id).collect();
+    let items: BTreeSet<String> = stage.aws.sessions().await.into_keys().collect();
+    assert_eq!(items, truth);
+    assert_each_once(&run_history(&stage, "snapshots", service, &run_id).await, &truth, "snapshots");
+    assert_each_once(&run_history(&stage, "changes", service, &run_id).await, &truth, "changes");
+    assert_eq!(stage.aws.open_uploads().await, 0);
 }
