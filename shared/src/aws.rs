@@ -99,6 +99,21 @@ impl SdkSettings {
     }
 }
 
+impl SdkSettings {
+    /// Reads the personal-data key: the secret's string (UTF-8 bytes) or binary value.
+    pub async fn read_secret(&self, sdk: &SdkConfig, secret_id: &str) -> crate::Result<Vec<u8>> {
+        let client = aws_sdk_secretsmanager::Client::new(sdk);
+        let output = client.get_secret_value().secret_id(secret_id).send().await.map_err(|e| {
+            crate::Error::from_storage_sdk("Secrets Manager GetSecretValue", format!("secret {secret_id}"), e)
+        })?;
+        match (output.secret_string(), output.secret_binary()) {
+            (Some(text), _) => Ok(text.as_bytes().to_vec()),
+            (None, Some(blob)) => Ok(blob.as_ref().to_vec()),
+            (None, None) => Err(crate::Error::Config(format!("secret {secret_id} has no value"))),
+        }
+    }
+}
+
 /// Classifies HTTP 429 as throttling. The SDK's defaults retry 500/502/503/504 and a list of
 /// throttling codes, but not a 429 whose code is off that list, such as Chime SDK Voice's
 /// `ThrottledClientException`.

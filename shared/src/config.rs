@@ -13,6 +13,8 @@
 //! | `MAX_CONCURRENT_LISTINGS` | `4` | parents read at the same time |
 //! | `MAX_CALLS_PER_SECOND` | `10` | client-side pace of list calls; `0` = none |
 //! | `DEADLINE_MARGIN_SECONDS` | `60` | paging stops this long before the Lambda deadline; the run saves its place and returns `partial` |
+//! | `PERSONAL_DATA` | phone numbers hashed, user ids kept | `column=keep\|hash\|drop,…` for `user_id`, `participant_phone_numbers`, `participant_proxy_phone_numbers` |
+//! | `PERSONAL_DATA_KEY_SECRET` | none (required when a column is hashed) | Secrets Manager secret (ARN or name) holding the HMAC key |
 //! | `SDK_MAX_ATTEMPTS` | `8` | attempts per AWS call, retries included (adaptive retry mode) |
 //! | `SESSION_API_ENDPOINT_URL` | none | send the session API calls there (local emulator) |
 //! | `STORAGE_ENDPOINT_URL` | none | send DynamoDB and S3 calls there (local moto server) |
@@ -23,6 +25,7 @@ use std::time::Duration;
 use crate::aws::SdkSettings;
 use crate::error::{Error, Result};
 use crate::model::ServiceId;
+use crate::personal::PersonalDataPolicy;
 use crate::sources::SourceOptions;
 
 /// What a function needs to know, validated.
@@ -41,6 +44,9 @@ pub struct FunctionConfig {
     pub max_calls_per_second: Option<f64>,
     /// How long before the Lambda deadline paging stops.
     pub deadline_margin: Duration,
+    pub personal_data: PersonalDataPolicy,
+    /// The Secrets Manager secret of the personal-data key (read at cold start, never logged).
+    pub personal_data_key_secret: Option<String>,
     pub sdk_max_attempts: u32,
     pub session_api_endpoint: Option<String>,
     pub storage_endpoint: Option<String>,
@@ -96,6 +102,15 @@ impl FunctionConfig {
         }
         options.validate(service)?;
 
+        let personal_data = PersonalDataPolicy::parse(&get("PERSONAL_DATA").unwrap_or_default())?;
+        let personal_data_key_secret = get("PERSONAL_DATA_KEY_SECRET");
+        if personal_data.needs_key() && personal_data_key_secret.is_none() {
+            return Err(Error::Config(format!(
+                "PERSONAL_DATA_KEY_SECRET is not set, and the personal data policy `{}` hashes columns: name the Secrets Manager secret of the key, or set PERSONAL_DATA to keep or drop them",
+                personal_data.describe()
+            )));
+        }
+
         let pace = number("MAX_CALLS_PER_SECOND", 10, 0..=1000)?;
         let endpoint = |name: &str| -> Result<Option<String>> {
             match get(name) {
@@ -117,6 +132,8 @@ impl FunctionConfig {
             max_concurrent_listings: number("MAX_CONCURRENT_LISTINGS", 4, 1..=64)? as usize,
             max_calls_per_second: (pace > 0).then_some(pace as f64),
             deadline_margin: Duration::from_secs(number("DEADLINE_MARGIN_SECONDS", 60, 1..=600)?),
+            personal_data,
+            personal_data_key_secret,
             sdk_max_attempts: number("SDK_MAX_ATTEMPTS", 8, 1..=20)? as u32,
             session_api_endpoint: endpoint("SESSION_API_ENDPOINT_URL")?,
             storage_endpoint: endpoint("STORAGE_ENDPOINT_URL")?,
@@ -173,6 +190,7 @@ mod tests {
             ("TABLE_NAME".to_owned(), "session-archiver-sessions".to_owned()),
             ("BUCKET_NAME".to_owned(), "session-archiver-history-123".to_owned()),
             ("AWS_REGION".to_owned(), "eu-west-1".to_owned()),
+            ("PERSONAL_DATA_KEY_SECRET".to_owned(), "session-archiver/personal-data-key".to_owned()),
         ]);
         for (k, v) in pairs {
             map.insert((*k).to_owned(), (*v).to_owned());
@@ -232,6 +250,9 @@ mod tests {
                 "STORAGE_ENDPOINT_URL=`localhost:4566` is not an http(s) URL",
             ),
             (&[("HISTORY_PREFIX", "a/../b")], "history prefix `a/../b`"),
+            (&[("PERSONAL_DATA", "email=hash")], "`email` is not a personal-data column"),
+            (&[("PERSONAL_DATA", "user_id=encrypt")], "`encrypt` is not keep, hash or drop"),
+            (&[("PERSONAL_DATA_KEY_SECRET", "")], "PERSONAL_DATA_KEY_SECRET is not set"),
         ];
         for (pairs, expected) in cases {
             let err = FunctionConfig::from_vars(ServiceId::IvsStreamSessions, vars(pairs)).unwrap_err();

@@ -15,6 +15,7 @@ use crate::error::{Error, Result};
 use crate::event::parse_invocation;
 use crate::history::S3ObjectStore;
 use crate::model::{ServiceId, Timestamp};
+use crate::personal::PersonalData;
 use crate::run::{run, RunSummary};
 use crate::snapshot::DynamoSnapshotStore;
 use crate::sources::AnySource;
@@ -24,6 +25,7 @@ pub use lambda_runtime::Error as LambdaError;
 /// What a warm function keeps between invocations: configuration and clients, built once.
 pub struct Function {
     config: FunctionConfig,
+    personal_data: PersonalData,
     session_sdk: aws_config::SdkConfig,
     source: AnySource,
     store: DynamoSnapshotStore,
@@ -39,7 +41,13 @@ impl Function {
         let source = AnySource::new(config.service, &session_sdk, config.options.clone())?;
         let store = DynamoSnapshotStore::new(storage_settings.dynamodb_client(&storage_sdk), &config.table_name);
         let objects = S3ObjectStore::new(storage_settings.s3_client(&storage_sdk), &config.bucket_name);
-        Ok(Function { config, session_sdk, source, store, objects })
+        let key = match (&config.personal_data_key_secret, config.personal_data.needs_key()) {
+            (Some(secret), true) => Some(storage_settings.read_secret(&storage_sdk, secret).await?),
+            _ => None,
+        };
+        let personal_data = PersonalData::new(config.personal_data.clone(), key)?;
+        info!(personal_data = config.personal_data.describe(), "personal data policy");
+        Ok(Function { config, personal_data, session_sdk, source, store, objects })
     }
 
     /// One invocation: validate the event, run, return the summary.
@@ -48,7 +56,8 @@ impl Function {
         let mut invocation = parse_invocation(self.config.service, &payload, &Timestamp::now())?;
         invocation.request.stop_at = Some(stop_at(context.deadline, self.config.deadline_margin));
         let account_id = account_of(&context.invoked_function_arn)?;
-        let run_config = self.config.run_config(&account_id);
+        let mut run_config = self.config.run_config(&account_id);
+        run_config.personal_data = self.personal_data.clone();
         let replay_source = match invocation.options {
             Some(options) => Some(AnySource::new(self.config.service, &self.session_sdk, options)?),
             None => None,

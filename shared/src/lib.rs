@@ -7,6 +7,7 @@
 //! - [`history`]: history in S3 (keys, NDJSON.gz lines, streaming writer, adapter);
 //! - [`event`]: the scheduled and replay events, validated;
 //! - [`lambda`]: cold start and the handler every function runs;
+//! - [`personal`]: user ids and phone numbers kept, hashed (HMAC-SHA256) or dropped;
 //! - [`run`]: the one run that joins a source and the two sinks;
 //! - [`config`]: a function's environment, validated at cold start;
 //! - [`aws`]: the SDK configuration the functions share;
@@ -19,6 +20,7 @@ pub mod event;
 pub mod history;
 pub mod lambda;
 pub mod model;
+pub mod personal;
 pub mod run;
 pub mod snapshot;
 pub mod sources;

@@ -21,6 +21,7 @@ use tracing::{info, warn};
 use crate::error::{Error, Result};
 use crate::history::{line, object_key, Change, HistoryKind, HistoryObject, ObjectStore, RunContext, RunId};
 use crate::model::{ServiceId, Timestamp};
+use crate::personal::PersonalData;
 use crate::snapshot::dynamodb::BATCH_WRITE_MAX_ITEMS;
 use crate::snapshot::{
     Cursor, LeaseOutcome, ListingDiff, Manifest, Observation, Progress, RunCounts, RunMark, RunStatus, Scope,
@@ -48,6 +49,9 @@ pub struct RunConfig {
     /// Client-side pace of list calls; `None` for none (the SDK's adaptive retry still slows down
     /// under throttling).
     pub max_calls_per_second: Option<f64>,
+    /// What happens to user ids and phone numbers. [`RunConfig::new`] keeps them; a function
+    /// sets its policy and key from `PERSONAL_DATA` and `PERSONAL_DATA_KEY_SECRET`.
+    pub personal_data: PersonalData,
 }
 
 impl RunConfig {
@@ -62,6 +66,7 @@ impl RunConfig {
             unfinished_runs_window: 50,
             max_concurrent_listings: 4,
             max_calls_per_second: None,
+            personal_data: PersonalData::keep_all(),
         }
     }
 
@@ -427,6 +432,7 @@ struct PassContext<'a, S, D, O: ObjectStore> {
     complete_listings: bool,
     /// Pages read by this part so far.
     pages_read: std::sync::atomic::AtomicU64,
+    personal_data: &'a PersonalData,
 }
 
 impl<S, D, O: ObjectStore> PassContext<'_, S, D, O> {
@@ -504,6 +510,7 @@ where
         pacer: tokio::sync::Mutex::new(Pacer::new(config.max_calls_per_second)),
         complete_listings: !source.options().narrows_listings(),
         pages_read: Default::default(),
+        personal_data: &config.personal_data,
     };
     let result = async {
         let discovery = source.listings().await?;
@@ -604,7 +611,9 @@ where
             counts.api_calls += 1;
             pages_done += 1;
             shared.pages_read.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            for record in page.sessions {
+            for mut record in page.sessions {
+                // Before anything else sees it: the diff, the table, the history, the logs.
+                shared.personal_data.apply(&mut record)?;
                 let Some(observation) = diff.observe(record) else {
                     counts.duplicates += 1;
                     continue;

@@ -16,6 +16,10 @@ pub const TABLE: &str = "session-archiver-sessions";
 pub const BUCKET: &str = "session-archiver-history";
 pub const ACCOUNT_ID: &str = "123456789012";
 pub const REGION: &str = "us-east-1";
+/// The secret holding the personal-data key, as the template names it.
+pub const KEY_SECRET: &str = "session-archiver/personal-data-key";
+/// The local key: 64 characters, like the template's generated one.
+pub const LOCAL_KEY: &str = "local-personal-data-key-0123456789abcdef0123456789abcdef01234567";
 
 /// The repository's `events/` folder.
 pub fn events_dir() -> PathBuf {
@@ -46,6 +50,14 @@ impl LocalStage {
         let moto = MotoServer::start()?;
         let aws = LocalAws::create(&moto.url(), TABLE, BUCKET).await;
         let emulator = Emulator::start(world).await?;
+        let secrets = aws_sdk_secretsmanager::Client::new(&aws.settings.load().await);
+        secrets
+            .create_secret()
+            .name(KEY_SECRET)
+            .secret_string(LOCAL_KEY)
+            .send()
+            .await
+            .map_err(|e| std::io::Error::other(format!("create the personal-data key secret: {e}")))?;
         Ok(LocalStage { emulator, aws, moto })
     }
 
@@ -59,6 +71,7 @@ impl LocalStage {
             ("AWS_ACCESS_KEY_ID", "AKIDLOCALSTANDIN".to_owned()),
             ("AWS_SECRET_ACCESS_KEY", "local-stand-in-secret".to_owned()),
             ("MAX_CALLS_PER_SECOND", "0".to_owned()),
+            ("PERSONAL_DATA_KEY_SECRET", KEY_SECRET.to_owned()),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v))
