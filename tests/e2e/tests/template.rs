@@ -108,7 +108,10 @@ fn each_function_may_call_exactly_the_operations_its_code_calls() {
         let (history, resource) = actions("History");
         assert_eq!(history, sorted(session_archiver::history::store::IAM_ACTIONS.map(String::from).to_vec()));
         assert_eq!(resource.as_str(), Some("${HistoryBucket.Arn}/${HistoryPrefix}/*"), "{logical}: the prefix only");
-        assert_eq!(statements.len(), 3, "{logical}: nothing else");
+        let (key, resource) = actions("PersonalDataKey");
+        assert_eq!(key, session_archiver::personal::IAM_ACTIONS.map(String::from).to_vec());
+        assert_eq!(resource.as_str(), Some("PersonalDataKey"), "{logical}: its own secret only");
+        assert_eq!(statements.len(), 4, "{logical}: nothing else");
     }
 }
 
@@ -167,4 +170,52 @@ fn the_table_and_bucket_are_kept_safe() {
     let policy = &template["Resources"]["HistoryBucketPolicy"]["Properties"]["PolicyDocument"]["Statement"][0];
     assert_eq!(policy["Effect"].as_str(), Some("Deny"));
     assert_eq!(policy["Condition"]["Bool"]["aws:SecureTransport"].as_str(), Some("false"));
+}
+
+#[test]
+fn iam_names_every_action_and_encryption_covers_rest_and_transit() {
+    let template = template();
+    let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
+    for (logical, function) in resources_of_type(&template, "AWS::Serverless::Function") {
+        for statement in function["Properties"]["Policies"][0]["Statement"].as_vec().unwrap() {
+            let actions = strings(&statement["Action"]);
+            // No wildcard action: every action is named.
+            assert!(actions.iter().all(|a| !a.contains('*')), "{logical}: {actions:?}");
+            // `Resource: "*"` only for List/Describe actions that AWS offers at `*`, each named in
+            // the README's IAM table.
+            if statement["Resource"].as_str() == Some("*") {
+                for action in &actions {
+                    let verb = action.split(':').nth(1).unwrap();
+                    assert!(verb.starts_with("List") || verb.starts_with("Describe"), "{logical}: {action} on *");
+                    assert!(readme.contains(&format!("`{action}`")), "README names {action}");
+                }
+            }
+        }
+    }
+    // Encryption at rest: the table, the bucket, the queue, the topic, the key's secret (AWS managed keys).
+    let resources = &template["Resources"];
+    assert_eq!(resources["SessionTable"]["Properties"]["SSESpecification"]["SSEEnabled"].as_bool(), Some(true));
+    let sse = &resources["HistoryBucket"]["Properties"]["BucketEncryption"]["ServerSideEncryptionConfiguration"][0];
+    assert_eq!(sse["ServerSideEncryptionByDefault"]["SSEAlgorithm"].as_str(), Some("AES256"));
+    assert_eq!(resources["FailedRunQueue"]["Properties"]["SqsManagedSseEnabled"].as_bool(), Some(true));
+    assert!(resources["AlarmTopic"]["Properties"]["KmsMasterKeyId"].as_str().is_some());
+    assert_eq!(resources["PersonalDataKey"]["Type"].as_str(), Some("AWS::SecretsManager::Secret"));
+    // In transit: the bucket refuses any request without TLS (the AWS APIs are HTTPS only).
+    let deny = &resources["HistoryBucketPolicy"]["Properties"]["PolicyDocument"]["Statement"][0];
+    assert_eq!((deny["Effect"].as_str(), deny["Action"].as_str()), (Some("Deny"), Some("s3:*")));
+    assert_eq!(deny["Condition"]["Bool"]["aws:SecureTransport"].as_str(), Some("false"));
+    // No secret in the environment: the key's secret is named by reference, never its value.
+    let variables = template["Globals"]["Function"]["Environment"]["Variables"].as_hash().unwrap();
+    assert_eq!(
+        template["Globals"]["Function"]["Environment"]["Variables"]["PERSONAL_DATA_KEY_SECRET"].as_str(),
+        Some("PersonalDataKey")
+    );
+    for (name, value) in variables {
+        let name = name.as_str().unwrap();
+        assert!(
+            !["PASSWORD", "TOKEN", "ACCESS_KEY", "SECRET_KEY"].iter().any(|w| name.contains(w)),
+            "{name} looks like a secret"
+        );
+        assert!(value.as_str().is_none_or(|v| v.len() < 40), "{name} holds a long literal");
+    }
 }
