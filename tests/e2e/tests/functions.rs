@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use archiver_e2e::api_of;
 use archiver_e2e::lambda::Outcome;
-use archiver_e2e::stage::{events_dir, local_world, read_json, start_function, LocalStage, BUCKET, TABLE};
+use archiver_e2e::stage::{events_dir, local_world, read_json, start_function, LocalStage};
 use serde_json::Value as Json;
 use session_archiver::ServiceId;
 use session_emulator::SimSession;
@@ -36,6 +36,11 @@ fn summary(outcome: Outcome, event: &str) -> Json {
         Outcome::Response(summary) => summary,
         Outcome::Error { error_type, error_message } => panic!("{event}: {error_type}: {error_message}"),
     }
+}
+
+/// Whether `text` holds something like an E.164 phone number: `+` and at least 8 digits.
+fn has_phone_number(text: &str) -> bool {
+    text.split('+').skip(1).any(|after| after.bytes().take_while(u8::is_ascii_digit).count() >= 8)
 }
 
 /// The sessions a replay's options select, by the emulator's own record.
@@ -101,6 +106,16 @@ async fn every_function_archives_with_every_sample_event_through_the_runtime_api
                     assert!(lines.iter().all(|l| l["export_files_status"] == status), "{name}");
                 }
             }
+            // AND phone numbers are hashed (HMAC-SHA256, hex) in the history, by default
+            for line in &lines {
+                assert!(!has_phone_number(&Json::Object(line.clone()).to_string()), "{name}: {line:?}");
+                for column in ["participant_phone_numbers", "participant_proxy_phone_numbers"] {
+                    for hashed in line.get(column).and_then(Json::as_array).into_iter().flatten() {
+                        let hashed = hashed.as_str().unwrap();
+                        assert!(hashed.len() == 64 && hashed.bytes().all(|b| b.is_ascii_hexdigit()), "{hashed}");
+                    }
+                }
+            }
             // AND every listed session is in the table with the line's state
             let items = stage.aws.sessions().await;
             for line in &lines {
@@ -124,6 +139,15 @@ async fn every_function_archives_with_every_sample_event_through_the_runtime_api
             serde_json::from_str::<Json>(line)
                 .unwrap_or_else(|e| panic!("{service}: a log line is not JSON ({e}): {line}"));
         }
+        // AND no user id or phone number of the account is anywhere in them
+        let user_ids: BTreeSet<String> = truth.iter().filter_map(|s| s.user_id.clone()).collect();
+        assert!(service != ServiceId::WorkspacesPoolSessions || !user_ids.is_empty());
+        for line in &log {
+            assert!(!has_phone_number(line), "{service} logged a phone number: {line}");
+            for user in &user_ids {
+                assert!(!line.contains(user.as_str()), "{service} logged user {user}: {line}");
+            }
+        }
     }
 }
 
@@ -131,10 +155,14 @@ async fn every_function_archives_with_every_sample_event_through_the_runtime_api
 async fn every_invalid_event_gets_an_error_response_and_writes_nothing() {
     let stage = stage().await;
     let invalid = json_files(&events_dir().join("invalid"));
-    assert!(invalid.len() >= 20, "the invalid events are there");
+    let mut refused = 0;
     for service in ServiceId::ALL {
         let mut function = stage.function(service).await.unwrap();
-        for (name, event) in &invalid {
+        // Events every function refuses, and events only this service refuses (its parents' ids,
+        // its filters).
+        let own = json_files(&events_dir().join("invalid").join(service.as_str()));
+        assert!(!own.is_empty(), "{service} has its own invalid events");
+        for (name, event) in invalid.iter().chain(&own) {
             // WHEN the function is invoked with a bad event
             let outcome = function.invoke(event.clone()).await.unwrap_or_else(|e| panic!("{service} {name}: {e}"));
             // THEN Lambda gets an error that says a retry cannot help, and why
@@ -145,31 +173,72 @@ async fn every_invalid_event_gets_an_error_response_and_writes_nothing() {
                 }
                 Outcome::Response(summary) => panic!("{service} {name} was accepted: {summary}"),
             }
+            refused += 1;
         }
     }
+    assert!(invalid.len() >= 25 && refused >= 5 * invalid.len() + 7, "{} events, {refused} refusals", invalid.len());
     // AND nothing was written anywhere, and the emulator was never called
     assert!(stage.aws.scan().await.is_empty());
     assert!(stage.aws.keys("").await.is_empty());
     assert!(stage.emulator.calls().values().all(|c| c.calls == 0), "{:?}", stage.emulator.calls());
 }
 
+#[test]
+fn a_malformed_event_file_is_refused_naming_the_file_and_the_place() {
+    // Lambda itself refuses a payload that is not JSON; the files `make invoke` sends are read here.
+    for (file, expected) in [("truncated.json", "EOF while parsing"), ("trailing-comma.json", "trailing comma")] {
+        let path = events_dir().join("invalid/malformed").join(file);
+        let err = read_json(&path).unwrap_err().to_string();
+        assert!(err.contains(file) && err.contains(expected) && err.contains("line "), "{err}");
+    }
+}
+
 #[tokio::test]
-async fn a_bad_configuration_stops_the_function_at_cold_start_naming_the_variable() {
-    // GIVEN a function whose retention is not a number
+async fn each_bad_configuration_stops_the_function_at_cold_start_naming_the_variable() {
     let stage = stage().await;
-    let name = ServiceId::IvsStreamSessions.as_str();
-    let env = vec![
-        ("TABLE_NAME".to_owned(), TABLE.to_owned()),
-        ("BUCKET_NAME".to_owned(), BUCKET.to_owned()),
-        ("ENDED_RETENTION_DAYS".to_owned(), "ninety".to_owned()),
+    // GIVEN a valid environment with one variable wrong (or missing)
+    let cases: &[(&str, Option<&str>, &str)] = &[
+        ("TABLE_NAME", None, "TABLE_NAME is not set"),
+        ("BUCKET_NAME", None, "BUCKET_NAME is not set"),
+        ("TABLE_NAME", Some("a b"), "TABLE_NAME=`a b` is not a DynamoDB table name"),
+        ("BUCKET_NAME", Some("My_Bucket"), "BUCKET_NAME=`My_Bucket` is not an S3 bucket name"),
+        ("ENDED_RETENTION_DAYS", Some("ninety"), "ENDED_RETENTION_DAYS=`ninety` is not a whole number"),
+        ("ENDED_RETENTION_DAYS", Some("0"), "ENDED_RETENTION_DAYS=0 is out of range: 1 to 3650"),
+        ("LEASE_SECONDS", Some("10"), "LEASE_SECONDS=10 is out of range: 60 to 86400"),
+        ("MAX_CALLS_PER_SECOND", Some("-1"), "MAX_CALLS_PER_SECOND=`-1` is not a whole number"),
+        ("MAX_CALLS_PER_SECOND", Some("5000"), "MAX_CALLS_PER_SECOND=5000 is out of range: 0 to 1000"),
+        ("MAX_CONCURRENT_LISTINGS", Some("0"), "MAX_CONCURRENT_LISTINGS=0 is out of range: 1 to 64"),
+        ("PAGE_SIZE", Some("0"), "page_size 0 is out of range for ivs-stream-sessions: 1 to 100"),
+        ("SOURCE_OPTIONS", Some("{\"parent\": []}"), "SOURCE_OPTIONS is not valid: unknown field `parent`"),
+        ("DEADLINE_MARGIN_SECONDS", Some("900"), "DEADLINE_MARGIN_SECONDS=900 is out of range: 1 to 600"),
+        ("PERSONAL_DATA", Some("email=hash"), "`email` is not a personal-data column"),
+        ("PERSONAL_DATA_KEY_SECRET", None, "PERSONAL_DATA_KEY_SECRET is not set"),
+        (
+            "PERSONAL_DATA_KEY_SECRET",
+            Some("no-such-secret"),
+            "Secrets Manager GetSecretValue on secret no-such-secret failed: ResourceNotFoundException",
+        ),
+        ("STORAGE_ENDPOINT_URL", Some("localhost:4566"), "STORAGE_ENDPOINT_URL=`localhost:4566` is not an http(s) URL"),
+        ("HISTORY_PREFIX", Some("a/../b"), "history prefix `a/../b`"),
     ];
-    let mut function = start_function(ServiceId::IvsStreamSessions, &env, Duration::from_secs(30)).await.unwrap();
-    // WHEN it is invoked
-    let err = function.invoke(read_json(&events_dir().join(name).join("scheduled.json")).unwrap()).await.unwrap_err();
-    // THEN it never ran: the process ended, saying which variable is wrong
-    let message = err.to_string();
-    assert!(message.contains("ENDED_RETENTION_DAYS=`ninety` is not a whole number"), "{message}");
+    let service = ServiceId::IvsStreamSessions;
+    let event = read_json(&events_dir().join(service.as_str()).join("scheduled.json")).unwrap();
+    for (variable, value, expected) in cases {
+        let mut env: Vec<(String, String)> = stage.function_env().into_iter().filter(|(k, _)| k != variable).collect();
+        if let Some(value) = value {
+            env.push(((*variable).to_owned(), (*value).to_owned()));
+        }
+        let mut function = start_function(service, &env, Duration::from_secs(30)).await.unwrap();
+        // WHEN it is invoked
+        let err = function.invoke(event.clone()).await.unwrap_err();
+        // THEN it never ran: the process ended, saying which variable is wrong
+        let message = err.to_string();
+        assert!(message.contains(expected), "{variable}: {message}");
+    }
+    // AND nothing was read or written
     assert!(stage.aws.scan().await.is_empty());
+    assert!(stage.aws.keys("").await.is_empty());
+    assert!(stage.emulator.calls().values().all(|c| c.calls == 0));
 }
 
 /// A stage whose GameLift account and Chime connectors need many slow pages.
