@@ -110,6 +110,14 @@ impl PersonalDataPolicy {
     }
 }
 
+/// HMAC-SHA256 of `value` with `key`, 64 lowercase hex digits: what a hashed column holds, so an
+/// auditor with the key can find a known value.
+pub fn keyed_hash(key: &[u8], value: &str) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes keys of any length");
+    mac.update(value.as_bytes());
+    hex::encode(mac.finalize().into_bytes())
+}
+
 /// A policy with its key, applied to every record as it arrives from the API.
 #[derive(Clone, PartialEq, Eq)]
 pub struct PersonalData {
@@ -152,10 +160,7 @@ impl PersonalData {
     }
 
     fn hash(&self, value: &str) -> String {
-        let key = self.key.as_deref().expect("a policy that hashes has a key (checked in new)");
-        let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes keys of any length");
-        mac.update(value.as_bytes());
-        hex::encode(mac.finalize().into_bytes())
+        keyed_hash(self.key.as_deref().expect("a policy that hashes has a key (checked in new)"), value)
     }
 
     /// Applies the policy to one record, in place.

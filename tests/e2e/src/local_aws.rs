@@ -149,6 +149,11 @@ impl LocalAws {
     }
 
     /// An object's lines, each parsed as a JSON object, and its headers.
+    /// Puts raw bytes under `key` (to plant a damaged object).
+    pub async fn put_object(&self, key: &str, bytes: Vec<u8>) {
+        self.s3.put_object().bucket(&self.bucket).key(key).body(bytes.into()).send().await.expect("put object");
+    }
+
     pub async fn read(&self, key: &str) -> HistoryObjectRead {
         let object = self.s3.get_object().bucket(&self.bucket).key(key).send().await.expect("get object");
         let content_type = object.content_type.clone();

@@ -219,3 +219,32 @@ fn iam_names_every_action_and_encryption_covers_rest_and_transit() {
         assert!(value.as_str().is_none_or(|v| v.len() < 40), "{name} holds a long literal");
     }
 }
+
+#[test]
+fn athena_has_the_audit_questions_as_named_queries_over_every_service() {
+    let template = template();
+    let queries = resources_of_type(&template, "AWS::Athena::NamedQuery");
+    let mut names: Vec<&str> = queries.iter().map(|(name, _)| name.as_str()).collect();
+    names.sort_unstable();
+    assert_eq!(
+        names,
+        [
+            "AuditActiveAtQuery",
+            "AuditConcurrencyQuery",
+            "AuditDailySummaryQuery",
+            "AuditSessionsQuery",
+            "AuditTimelineQuery"
+        ]
+    );
+    for (name, query) in &queries {
+        let properties = &query["Properties"];
+        assert_eq!(properties["Database"].as_str(), Some("HistoryDatabase"), "{name}");
+        let sql = properties["QueryString"].as_str().unwrap();
+        for service in ServiceId::ALL {
+            let table = format!("snapshots_{}", service.as_str().replace('-', "_"));
+            assert!(sql.contains(&table), "{name} reads {table}");
+        }
+        // Partition pruning: every query bounds `dt` or names one session.
+        assert!(sql.contains("dt BETWEEN") || sql.contains("session_id = ?"), "{name}");
+    }
+}

@@ -1,14 +1,17 @@
 //! `make demo`: the whole archiver on the local stand-ins. Starts moto (DynamoDB, S3) and the
 //! emulator seeded from `events/local-world.json`, runs each of the five real function binaries
 //! through a local Lambda Runtime API with its scheduled sample event, lets time pass in the
-//! emulator (sessions change and end), runs them again, and shows what was archived.
+//! emulator (sessions change and end), runs them again, shows what was archived, and asks
+//! `session-audit` the auditor's questions about it (plot in `target/demo/`).
 //! `--keep` keeps the stand-ins up afterwards so you can look with the AWS CLI (Ctrl-C stops).
 
 use std::process::ExitCode;
 
 use archiver_e2e::lambda::Outcome;
 use archiver_e2e::stage::{events_dir, local_world, read_json, LocalStage, BUCKET, TABLE};
+use clap::Parser;
 use serde_json::Value as Json;
+use session_archiver::model::Timestamp;
 use session_archiver::ServiceId;
 
 #[tokio::main]
@@ -48,11 +51,12 @@ async fn demo(keep: bool) -> Result<(), Box<dyn std::error::Error>> {
         }
         for (service, function) in functions.iter_mut() {
             let mut event = read_json(&events_dir().join(service.as_str()).join("scheduled.json"))?;
-            // The next schedule tick: a new event id and time, as EventBridge sends them.
+            // Sent now, as the schedule would: the history's `dt` is today. The next schedule
+            // tick has a new event id, as EventBridge sends them.
+            event["time"] = Json::from(format!("{}Z", &Timestamp::now().as_str()[..19]));
             if round == 2 {
                 let id = format!("{}-next", event["id"].as_str().unwrap_or_default());
                 event["id"] = Json::from(id);
-                event["time"] = Json::from("2026-11-22T10:05:00Z");
             }
             match function.invoke(event).await? {
                 Outcome::Response(summary) => rows.push((round, *service, summary)),
@@ -65,6 +69,7 @@ async fn demo(keep: bool) -> Result<(), Box<dyn std::error::Error>> {
 
     print_table(&rows);
     show_a_sample(&stage, &rows).await;
+    audit_the_history(&stage).await?;
 
     if keep {
         println!("\nthe stand-ins stay up until Ctrl-C. Look with the AWS CLI:");
@@ -79,6 +84,31 @@ async fn demo(keep: bool) -> Result<(), Box<dyn std::error::Error>> {
         std::future::pending::<()>().await;
     } else {
         println!("\n`make demo KEEP=1` keeps moto and the emulator up afterwards, to look with the AWS CLI.");
+    }
+    Ok(())
+}
+
+/// What an auditor sees: `session-audit` on the history the runs just wrote.
+async fn audit_the_history(stage: &LocalStage) -> Result<(), Box<dyn std::error::Error>> {
+    let url = stage.moto.url();
+    let today = Timestamp::now().as_str()[..10].to_owned();
+    let now = Timestamp::now().as_str().to_owned();
+    std::fs::create_dir_all("target/demo")?;
+    // The CLI finds credentials as the AWS CLI does; moto takes any.
+    std::env::set_var("AWS_ACCESS_KEY_ID", "AKIDLOCALSTANDIN");
+    std::env::set_var("AWS_SECRET_ACCESS_KEY", "local-stand-in-secret");
+    let questions: [&[&str]; 4] = [
+        &["summary", "--by", "hour", "--from", &today],
+        &["active-at", &now, "--service", "gamelift-stream-sessions", "--user", "user-054"],
+        &["sessions", "--from", &today, "--user", "user-007", "--format", "csv"],
+        &["plot", "concurrency", "--from", &today, "--out", "target/demo/concurrency"],
+    ];
+    for question in questions {
+        let mut argv = vec!["session-audit", "--bucket", BUCKET, "--endpoint-url", &url, "--region", "us-east-1"];
+        argv.extend_from_slice(question);
+        println!("\n$ session-audit {}", question.join(" "));
+        let cli = session_audit::cli::Cli::try_parse_from(&argv)?;
+        print!("{}", cli.run(Timestamp::now().epoch_seconds()).await?);
     }
     Ok(())
 }

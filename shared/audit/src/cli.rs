@@ -1,0 +1,300 @@
+//! The command line: where the history is, which question, which output.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+use session_archiver::ServiceId;
+
+use crate::archive::Archive;
+use crate::output::{render, Format};
+use crate::query::{self, Bucket, Filter};
+use crate::record::{format_time, parse_time};
+use crate::{load, AuditError, Result, CHANGES, SNAPSHOTS};
+
+/// Answers "who was connected when" from the session archiver's history in S3 (or a local copy).
+#[derive(Debug, Parser)]
+#[command(name = "session-audit", version)]
+pub struct Cli {
+    /// The history bucket (reads S3; credentials, profile and region as the AWS CLI finds them).
+    #[arg(long, global = true, conflicts_with = "dir")]
+    pub bucket: Option<String>,
+    /// A local copy of the bucket (`aws s3 sync s3://<bucket> <dir>`), read instead of S3.
+    #[arg(long, global = true)]
+    pub dir: Option<PathBuf>,
+    /// Key prefix of the history in the bucket (the template's HistoryPrefix).
+    #[arg(long, global = true, default_value = "history")]
+    pub prefix: String,
+    /// S3 endpoint (a local stand-in such as moto).
+    #[arg(long, global = true)]
+    pub endpoint_url: Option<String>,
+    /// AWS profile of the credentials.
+    #[arg(long, global = true)]
+    pub profile: Option<String>,
+    /// AWS region of the bucket.
+    #[arg(long, global = true)]
+    pub region: Option<String>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Args)]
+pub struct Range {
+    /// Services to read (repeat or comma-separate); all five by default.
+    #[arg(long = "service", value_delimiter = ',', value_parser = parse_service)]
+    pub services: Vec<ServiceId>,
+    /// Start of the time range: RFC 3339 (2026-11-22T10:00:00Z) or a day (2026-11-22). Default: 7 days before --to.
+    #[arg(long)]
+    pub from: Option<String>,
+    /// End of the time range. Default: now.
+    #[arg(long)]
+    pub to: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct Who {
+    /// Only this user's sessions: the clear user id (also matched hashed when a key is given).
+    #[arg(long)]
+    pub user: Option<String>,
+    /// File holding the personal-data key (the PersonalDataKey secret's value), to match hashed user ids.
+    #[arg(long)]
+    pub key_file: Option<PathBuf>,
+    /// Only sessions of this parent (pool id, channel ARN, voice connector id).
+    #[arg(long)]
+    pub parent: Option<String>,
+    /// Only sessions whose last observed status is this one.
+    #[arg(long)]
+    pub status: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Sessions seen in a time range, with their last observed state.
+    Sessions {
+        #[command(flatten)]
+        range: Range,
+        #[command(flatten)]
+        who: Who,
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
+    },
+    /// Every observed state of one session, and its transitions.
+    Timeline {
+        session_id: String,
+        #[command(flatten)]
+        range: Range,
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
+    },
+    /// The sessions active at an instant, per service.
+    ActiveAt {
+        /// The instant: RFC 3339 or a day.
+        at: String,
+        #[arg(long = "service", value_delimiter = ',', value_parser = parse_service)]
+        services: Vec<ServiceId>,
+        #[command(flatten)]
+        who: Who,
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
+    },
+    /// Sessions started and ended, peak concurrency and duration percentiles per hour or day.
+    Summary {
+        #[arg(long, value_enum, default_value = "day")]
+        by: By,
+        #[command(flatten)]
+        range: Range,
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
+    },
+    /// Plots: `concurrency`, concurrent sessions over time per service, as SVG and PNG.
+    Plot {
+        #[arg(value_enum)]
+        what: PlotKind,
+        #[command(flatten)]
+        range: Range,
+        /// Output path without extension: writes <out>.svg and <out>.png.
+        #[arg(long, default_value = "concurrency")]
+        out: PathBuf,
+    },
+}
+
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub enum By {
+    Hour,
+    Day,
+}
+
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub enum PlotKind {
+    Concurrency,
+}
+
+fn parse_service(text: &str) -> Result<ServiceId, String> {
+    text.parse::<ServiceId>().map_err(|_| {
+        let known: Vec<&str> = ServiceId::ALL.iter().map(|s| s.as_str()).collect();
+        format!("unknown service `{text}`; one of {}", known.join(", "))
+    })
+}
+
+fn time(flag: &str, text: &str) -> Result<i64> {
+    parse_time(text).ok_or_else(|| {
+        AuditError::Usage(format!(
+            "{flag} `{text}` is not a time: give RFC 3339 (2026-11-22T10:00:00Z) or a day (2026-11-22)"
+        ))
+    })
+}
+
+impl Range {
+    fn bounds(&self, now: i64) -> Result<(i64, i64)> {
+        let to = self.to.as_deref().map(|t| time("--to", t)).transpose()?.unwrap_or(now);
+        let from = self.from.as_deref().map(|t| time("--from", t)).transpose()?.unwrap_or(to - 7 * 86_400);
+        if from > to {
+            return Err(AuditError::Usage(format!(
+                "the time range is reversed: --from {} is after --to {}",
+                format_time(from),
+                format_time(to)
+            )));
+        }
+        if to - from > 400 * 86_400 {
+            return Err(AuditError::Usage("the time range is over 400 days: narrow it with --from and --to".into()));
+        }
+        Ok((from, to))
+    }
+}
+
+fn names(services: &[ServiceId]) -> Vec<&'static str> {
+    if services.is_empty() {
+        ServiceId::ALL.iter().map(|s| s.as_str()).collect()
+    } else {
+        services.iter().map(|s| s.as_str()).collect()
+    }
+}
+
+impl Who {
+    fn filter(&self) -> Result<Filter> {
+        let mut users = Vec::new();
+        if let Some(user) = &self.user {
+            users.push(user.clone());
+            if let Some(path) = &self.key_file {
+                let key = std::fs::read(path)
+                    .map_err(|e| AuditError::Usage(format!("--key-file {}: {e}", path.display())))?;
+                let key = key.strip_suffix(b"\n").unwrap_or(&key);
+                users.push(session_archiver::personal::keyed_hash(key, user));
+            }
+        } else if self.key_file.is_some() {
+            return Err(AuditError::Usage("--key-file needs --user: it is used to match a user's hashed id".into()));
+        }
+        Ok(Filter { users, parent: self.parent.clone(), status: self.status.clone() })
+    }
+}
+
+impl Cli {
+    /// Where the history is.
+    pub async fn archive(&self) -> Result<Archive> {
+        match (&self.bucket, &self.dir) {
+            (_, Some(dir)) => {
+                if !dir.is_dir() {
+                    return Err(AuditError::Archive(format!("{} is not a directory", dir.display())));
+                }
+                Ok(Archive::Dir { root: dir.clone(), prefix: self.prefix.clone() })
+            }
+            (Some(bucket), None) => {
+                let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
+                if let Some(profile) = &self.profile {
+                    loader = loader.profile_name(profile);
+                }
+                if let Some(region) = &self.region {
+                    loader = loader.region(aws_config::Region::new(region.clone()));
+                }
+                if let Some(url) = &self.endpoint_url {
+                    loader = loader.endpoint_url(url);
+                }
+                let sdk = loader.load().await;
+                let config =
+                    aws_sdk_s3::config::Builder::from(&sdk).force_path_style(self.endpoint_url.is_some()).build();
+                let client = aws_sdk_s3::Client::from_conf(config);
+                client.head_bucket().bucket(bucket).send().await.map_err(|e| {
+                    let status = e.raw_response().map(|r| r.status().as_u16());
+                    let why = match status {
+                        Some(404) => "no such bucket".to_owned(),
+                        Some(403) => "access denied".to_owned(),
+                        _ => crate::archive::describe(&e),
+                    };
+                    AuditError::Archive(format!("bucket {bucket}: {why}"))
+                })?;
+                Ok(Archive::S3 { client, bucket: bucket.clone(), prefix: self.prefix.clone() })
+            }
+            (None, None) => Err(AuditError::Usage("say where the history is: --bucket <name> or --dir <path>".into())),
+        }
+    }
+
+    /// Runs the command; returns what to print on stdout.
+    pub async fn run(&self, now: i64) -> Result<String> {
+        const SESSION_COLUMNS: [&str; 10] = [
+            "service",
+            "session_id",
+            "parent_id",
+            "user_id",
+            "status",
+            "started_at",
+            "ended_at",
+            "first_seen",
+            "last_seen",
+            "observations",
+        ];
+        match &self.command {
+            Command::Sessions { range, who, format } => {
+                let (from, to) = range.bounds(now)?;
+                let filter = who.filter()?;
+                let lines = load(&self.archive().await?, &[SNAPSHOTS], &names(&range.services), from, to).await?;
+                Ok(render(&query::sessions(&lines, from, to, &filter), &SESSION_COLUMNS, *format))
+            }
+            Command::Timeline { session_id, range, format } => {
+                let (from, to) = range.bounds(now)?;
+                let lines =
+                    load(&self.archive().await?, &[SNAPSHOTS, CHANGES], &names(&range.services), from, to).await?;
+                let rows: Vec<_> =
+                    query::timeline(&lines, session_id).into_iter().filter(|r| (from..=to).contains(&r.at)).collect();
+                if rows.is_empty() {
+                    return Err(AuditError::Usage(format!(
+                        "session {session_id} is not in the history from {} to {}",
+                        format_time(from),
+                        format_time(to)
+                    )));
+                }
+                Ok(render(&rows, &["at", "service", "run_id", "event", "status", "transition"], *format))
+            }
+            Command::ActiveAt { at, services, who, format } => {
+                let at = time("the instant", at)?;
+                let filter = who.filter()?;
+                let lines = load(&self.archive().await?, &[SNAPSHOTS], &names(services), at - 86_400, at).await?;
+                Ok(render(&query::active_at(&lines, at, &filter), &SESSION_COLUMNS, *format))
+            }
+            Command::Summary { by, range, format } => {
+                let (from, to) = range.bounds(now)?;
+                let bucket = match by {
+                    By::Hour => Bucket::Hour,
+                    By::Day => Bucket::Day,
+                };
+                let lines = load(&self.archive().await?, &[SNAPSHOTS], &names(&range.services), from, to).await?;
+                let columns = [
+                    "bucket",
+                    "service",
+                    "started",
+                    "ended",
+                    "peak_concurrency",
+                    "duration_p50",
+                    "duration_p90",
+                    "duration_p99",
+                ];
+                Ok(render(&query::summary(&lines, from, to, bucket), &columns, *format))
+            }
+            Command::Plot { what: PlotKind::Concurrency, range, out } => {
+                let (from, to) = range.bounds(now)?;
+                let lines = load(&self.archive().await?, &[SNAPSHOTS], &names(&range.services), from, to).await?;
+                let series = query::concurrency(&lines, from, to);
+                let (svg, png) = crate::plot::concurrency(&series, out)?;
+                Ok(format!("{}\n{}\n", svg.display(), png.display()))
+            }
+        }
+    }
+}

@@ -1,0 +1,108 @@
+//! `session-audit`: answers "who was connected when" from the archived history, read from S3 or
+//! a local copy.
+//!
+//! - [`cli`]: the command line;
+//! - [`archive`]: listing the `dt=` partitions a range needs, streaming gunzip of each object;
+//! - [`record`]: a history line as the audit reads it;
+//! - [`query`]: the answers (sessions, timeline, active-at, summary, concurrency), pure;
+//! - [`output`]: table, CSV and JSON;
+//! - [`plot`]: the concurrency plot, SVG and PNG.
+
+pub mod archive;
+pub mod cli;
+pub mod output;
+pub mod plot;
+pub mod query;
+pub mod record;
+
+use archive::Archive;
+use record::{day_of, AuditLine};
+
+/// What can go wrong, each with what the user needs to fix it.
+#[derive(Debug)]
+pub enum AuditError {
+    /// A bad argument: an unknown service, a bad time or range.
+    Usage(String),
+    /// The bucket or directory cannot be read.
+    Archive(String),
+    /// An object or line that is not history.
+    Corrupt { key: String, line: Option<u64>, detail: String },
+}
+
+impl std::fmt::Display for AuditError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AuditError::Usage(what) => write!(f, "{what}"),
+            AuditError::Archive(what) => write!(f, "cannot read the history: {what}"),
+            AuditError::Corrupt { key, line: Some(line), detail } => write!(f, "{key} line {line}: {detail}"),
+            AuditError::Corrupt { key, line: None, detail } => write!(f, "{key}: {detail}"),
+        }
+    }
+}
+
+impl std::error::Error for AuditError {}
+
+pub type Result<T, E = AuditError> = std::result::Result<T, E>;
+
+/// The history kinds the CLI reads.
+pub const SNAPSHOTS: &str = "snapshots";
+pub const CHANGES: &str = "changes";
+
+/// The days whose partitions may hold lines observed in `[from, to]`: a run's `dt` is its event's
+/// day, and a run may observe a little after midnight, so the day before `from` is read too.
+pub fn days(from: i64, to: i64) -> Vec<String> {
+    let mut days = Vec::new();
+    let mut at = from - 86_400;
+    while at <= to + 86_399 {
+        let day = day_of(at);
+        if days.last() != Some(&day) && at <= to {
+            days.push(day);
+        }
+        at += 86_400;
+    }
+    days
+}
+
+/// Reads every line of `kinds` for `services` in the partitions of `[from, to]`, with a progress
+/// bar on stderr (hidden when stderr is not a terminal).
+pub async fn load(archive: &Archive, kinds: &[&str], services: &[&str], from: i64, to: i64) -> Result<Vec<AuditLine>> {
+    let mut objects = Vec::new();
+    for service in services {
+        for kind in kinds {
+            for day in days(from, to) {
+                objects.extend(archive.list(kind, service, &day).await?);
+            }
+        }
+    }
+    let bytes: u64 = objects.iter().map(|o| o.size).sum();
+    let bar = indicatif::ProgressBar::with_draw_target(Some(bytes), indicatif::ProgressDrawTarget::stderr());
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{msg} [{bar:30}] {bytes}/{total_bytes} ({eta})")
+            .expect("a valid template")
+            .progress_chars("=> "),
+    );
+    let mut lines = Vec::new();
+    for object in &objects {
+        bar.set_message(object.key.rsplit('/').next().unwrap_or_default().to_owned());
+        archive.read(object, |line| lines.push(line)).await?;
+        bar.inc(object.size);
+    }
+    bar.finish_and_clear();
+    Ok(lines)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::parse_time;
+
+    #[test]
+    fn a_range_reads_its_days_and_the_day_before() {
+        let at = |t| parse_time(t).unwrap();
+        assert_eq!(days(at("2026-11-22T10:00:00Z"), at("2026-11-22T11:00:00Z")), ["2026-11-21", "2026-11-22"]);
+        assert_eq!(
+            days(at("2026-11-22"), at("2026-11-24T00:00:00Z")),
+            ["2026-11-21", "2026-11-22", "2026-11-23", "2026-11-24"]
+        );
+    }
+}

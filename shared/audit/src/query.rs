@@ -1,0 +1,397 @@
+//! The audit's answers, computed from history lines: pure functions, no I/O.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::Serialize;
+
+use crate::record::AuditLine;
+
+/// Statuses that mean the session is over (or, for WorkSpaces connections, not connected):
+/// IVS `OFFLINE`, Chime `Closed`, GameLift Streams `TERMINATING` / `TERMINATED` / `ERROR`,
+/// WorkSpaces `DISCONNECTED`.
+pub const ENDED_STATUSES: [&str; 6] = ["OFFLINE", "Closed", "TERMINATING", "TERMINATED", "ERROR", "DISCONNECTED"];
+
+pub fn is_active_status(status: Option<&str>) -> bool {
+    status.is_some_and(|s| !ENDED_STATUSES.contains(&s) && s != "UNKNOWN")
+}
+
+/// Which sessions a question is about.
+#[derive(Clone, Debug, Default)]
+pub struct Filter {
+    /// User ids to match: the clear value, and its keyed hash when a key was given.
+    pub users: Vec<String>,
+    pub parent: Option<String>,
+    pub status: Option<String>,
+}
+
+impl Filter {
+    fn keeps(&self, line: &AuditLine) -> bool {
+        (self.users.is_empty() || line.user_id.as_ref().is_some_and(|u| self.users.contains(u)))
+            && self.parent.as_ref().is_none_or(|p| line.parent_id.as_ref() == Some(p))
+            && self.status.as_ref().is_none_or(|s| line.status.as_ref() == Some(s))
+    }
+}
+
+/// One session, as the history shows it over a time range.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct SessionRow {
+    pub service: String,
+    pub session_id: String,
+    pub parent_id: Option<String>,
+    pub user_id: Option<String>,
+    /// The status last observed in the range.
+    pub status: Option<String>,
+    pub started_at: Option<i64>,
+    pub ended_at: Option<i64>,
+    pub first_seen: i64,
+    pub last_seen: i64,
+    pub observations: u64,
+}
+
+fn snapshots(lines: &[AuditLine]) -> impl Iterator<Item = &AuditLine> {
+    lines.iter().filter(|l| l.change.is_none())
+}
+
+/// Sessions observed in `[from, to]` that the filter keeps (on their last observation there).
+pub fn sessions(lines: &[AuditLine], from: i64, to: i64, filter: &Filter) -> Vec<SessionRow> {
+    let mut rows: BTreeMap<(String, String), SessionRow> = BTreeMap::new();
+    let mut seen: Vec<&AuditLine> = snapshots(lines).filter(|l| (from..=to).contains(&l.seen_at)).collect();
+    seen.sort_by_key(|l| l.seen_at);
+    for line in seen {
+        let row = rows.entry((line.service.clone(), line.session_id.clone())).or_insert_with(|| SessionRow {
+            service: line.service.clone(),
+            session_id: line.session_id.clone(),
+            parent_id: None,
+            user_id: None,
+            status: None,
+            started_at: None,
+            ended_at: None,
+            first_seen: line.seen_at,
+            last_seen: line.seen_at,
+            observations: 0,
+        });
+        row.parent_id = line.parent_id.clone();
+        row.user_id = line.user_id.clone();
+        row.status = line.status.clone();
+        row.started_at = line.started_at.or(row.started_at);
+        row.ended_at = line.ended_at.or(row.ended_at);
+        row.last_seen = line.seen_at;
+        row.observations += 1;
+    }
+    let keep = |row: &SessionRow| {
+        let last = AuditLine {
+            seen_at: row.last_seen,
+            run_id: String::new(),
+            service: row.service.clone(),
+            parent_id: row.parent_id.clone(),
+            session_id: row.session_id.clone(),
+            status: row.status.clone(),
+            started_at: row.started_at,
+            ended_at: row.ended_at,
+            user_id: row.user_id.clone(),
+            change: None,
+            previous_status: None,
+        };
+        filter.keeps(&last)
+    };
+    rows.into_values().filter(keep).collect()
+}
+
+/// One step of a session's timeline.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct TimelineRow {
+    pub at: i64,
+    pub run_id: String,
+    pub service: String,
+    pub status: Option<String>,
+    /// `observed`, or the change a run recorded: `opened`, `changed`, `ended`.
+    pub event: String,
+    /// `A → B` where the status moved.
+    pub transition: Option<String>,
+}
+
+/// Every observed state of one session, with the changes the runs recorded, in time order.
+pub fn timeline(lines: &[AuditLine], session_id: &str) -> Vec<TimelineRow> {
+    let mut own: Vec<&AuditLine> = lines.iter().filter(|l| l.session_id == session_id).collect();
+    // At the same instant, the change comes before the observation.
+    own.sort_by_key(|l| (l.seen_at, l.change.is_none(), l.run_id.clone()));
+    let mut rows = Vec::new();
+    let mut last_status: Option<String> = None;
+    let mut observed_runs = BTreeSet::new();
+    for line in own {
+        match &line.change {
+            Some(change) => {
+                let transition = match (&line.previous_status, &line.status) {
+                    (Some(before), Some(after)) if before != after => Some(format!("{before} → {after}")),
+                    (None, Some(after)) if change == "opened" => Some(format!("∅ → {after}")),
+                    (Some(before), _) if change == "ended" => Some(format!("{before} → ∅")),
+                    _ => None,
+                };
+                rows.push(TimelineRow {
+                    at: line.seen_at,
+                    run_id: line.run_id.clone(),
+                    service: line.service.clone(),
+                    status: line.status.clone(),
+                    event: change.clone(),
+                    transition,
+                });
+            }
+            None => {
+                if !observed_runs.insert(line.run_id.clone()) {
+                    continue;
+                }
+                let transition = match (&last_status, &line.status) {
+                    (Some(before), Some(after)) if before != after => Some(format!("{before} → {after}")),
+                    _ => None,
+                };
+                last_status = line.status.clone();
+                rows.push(TimelineRow {
+                    at: line.seen_at,
+                    run_id: line.run_id.clone(),
+                    service: line.service.clone(),
+                    status: line.status.clone(),
+                    event: "observed".into(),
+                    transition,
+                });
+            }
+        }
+    }
+    rows
+}
+
+/// The snapshot lines of each run, by service, keyed by the run's first observation time.
+fn runs_by_service(lines: &[AuditLine]) -> BTreeMap<String, BTreeMap<(i64, String), Vec<&AuditLine>>> {
+    let mut first_seen: BTreeMap<(String, String), i64> = BTreeMap::new();
+    for line in snapshots(lines) {
+        let at = first_seen.entry((line.service.clone(), line.run_id.clone())).or_insert(line.seen_at);
+        *at = (*at).min(line.seen_at);
+    }
+    let mut runs: BTreeMap<String, BTreeMap<(i64, String), Vec<&AuditLine>>> = BTreeMap::new();
+    for line in snapshots(lines) {
+        let at = first_seen[&(line.service.clone(), line.run_id.clone())];
+        runs.entry(line.service.clone()).or_default().entry((at, line.run_id.clone())).or_default().push(line);
+    }
+    runs
+}
+
+fn active_then(line: &AuditLine, at: i64) -> bool {
+    is_active_status(line.status.as_deref())
+        && line.started_at.is_none_or(|s| s <= at)
+        && line.ended_at.is_none_or(|e| e > at)
+}
+
+/// The sessions active at `at`, per service: those the last run before it saw active (started,
+/// not ended, a live status).
+pub fn active_at(lines: &[AuditLine], at: i64, filter: &Filter) -> Vec<SessionRow> {
+    let mut rows = Vec::new();
+    for (_, runs) in runs_by_service(lines) {
+        let Some((&(run_at, _), run)) = runs.range(..=(at, "\u{10FFFF}".to_owned())).next_back() else { continue };
+        let mut ids = BTreeSet::new();
+        for line in run.iter().filter(|l| active_then(l, at) && filter.keeps(l)) {
+            if ids.insert(line.session_id.clone()) {
+                rows.push(SessionRow {
+                    service: line.service.clone(),
+                    session_id: line.session_id.clone(),
+                    parent_id: line.parent_id.clone(),
+                    user_id: line.user_id.clone(),
+                    status: line.status.clone(),
+                    started_at: line.started_at,
+                    ended_at: line.ended_at,
+                    first_seen: run_at,
+                    last_seen: line.seen_at,
+                    observations: 1,
+                });
+            }
+        }
+    }
+    rows
+}
+
+/// Concurrent (active) sessions per service at each run: the points of the concurrency plot.
+pub fn concurrency(lines: &[AuditLine], from: i64, to: i64) -> BTreeMap<String, Vec<(i64, u64)>> {
+    runs_by_service(lines)
+        .into_iter()
+        .map(|(service, runs)| {
+            let points = runs
+                .into_iter()
+                .filter(|((at, _), _)| (from..=to).contains(at))
+                .map(|((at, _), run)| {
+                    let active: BTreeSet<&str> =
+                        run.iter().filter(|l| active_then(l, at)).map(|l| l.session_id.as_str()).collect();
+                    (at, active.len() as u64)
+                })
+                .collect();
+            (service, points)
+        })
+        .collect()
+}
+
+/// The width of a summary bucket.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Bucket {
+    Hour,
+    Day,
+}
+
+impl Bucket {
+    pub fn seconds(self) -> i64 {
+        match self {
+            Bucket::Hour => 3600,
+            Bucket::Day => 86_400,
+        }
+    }
+
+    fn start(self, at: i64) -> i64 {
+        at - at.rem_euclid(self.seconds())
+    }
+}
+
+/// Sessions started and ended, peak concurrency and durations, per service and bucket.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct SummaryRow {
+    pub bucket: i64,
+    pub service: String,
+    pub started: u64,
+    pub ended: u64,
+    /// The most sessions a run in the bucket saw active.
+    pub peak_concurrency: u64,
+    /// Durations (seconds) of the sessions that ended in the bucket, nearest rank.
+    pub duration_p50: Option<i64>,
+    pub duration_p90: Option<i64>,
+    pub duration_p99: Option<i64>,
+}
+
+/// Nearest-rank percentile of sorted values.
+pub fn percentile(sorted: &[i64], p: u32) -> Option<i64> {
+    if sorted.is_empty() {
+        return None;
+    }
+    let rank = (u64::from(p) * sorted.len() as u64).div_ceil(100).max(1) as usize;
+    Some(sorted[rank.min(sorted.len()) - 1])
+}
+
+/// Over the sessions observed in `[from, to]`: starts and ends are bucketed by the sessions' own
+/// `started_at` and `ended_at`, peaks by the runs' times.
+pub fn summary(lines: &[AuditLine], from: i64, to: i64, by: Bucket) -> Vec<SummaryRow> {
+    let lines: Vec<AuditLine> = lines.iter().filter(|l| (from..=to).contains(&l.seen_at)).cloned().collect();
+    let lines = lines.as_slice();
+    // Each session once, with the times the history knows.
+    let mut known: BTreeMap<(String, String), (Option<i64>, Option<i64>)> = BTreeMap::new();
+    for line in snapshots(lines) {
+        let entry = known.entry((line.service.clone(), line.session_id.clone())).or_default();
+        entry.0 = entry.0.or(line.started_at);
+        entry.1 = line.ended_at.or(entry.1);
+    }
+    #[derive(Default)]
+    struct Acc {
+        started: u64,
+        ended: u64,
+        peak: u64,
+        durations: Vec<i64>,
+    }
+    let mut buckets: BTreeMap<(i64, String), Acc> = BTreeMap::new();
+    for ((service, _), (started, ended)) in &known {
+        if let Some(s) = *started {
+            buckets.entry((by.start(s), service.clone())).or_default().started += 1;
+        }
+        if let Some(e) = *ended {
+            let acc = buckets.entry((by.start(e), service.clone())).or_default();
+            acc.ended += 1;
+            if let Some(s) = started {
+                acc.durations.push(e - s);
+            }
+        }
+    }
+    for (service, points) in concurrency(lines, from, to) {
+        for (at, count) in points {
+            let acc = buckets.entry((by.start(at), service.clone())).or_default();
+            acc.peak = acc.peak.max(count);
+        }
+    }
+    buckets
+        .into_iter()
+        .map(|((bucket, service), mut acc)| {
+            acc.durations.sort_unstable();
+            SummaryRow {
+                bucket,
+                service,
+                started: acc.started,
+                ended: acc.ended,
+                peak_concurrency: acc.peak,
+                duration_p50: percentile(&acc.durations, 50),
+                duration_p90: percentile(&acc.durations, 90),
+                duration_p99: percentile(&acc.durations, 99),
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line(run: &str, at: i64, id: &str, status: &str, started: i64, ended: Option<i64>) -> AuditLine {
+        AuditLine {
+            seen_at: at,
+            run_id: run.into(),
+            service: "gamelift-stream-sessions".into(),
+            parent_id: None,
+            session_id: id.into(),
+            status: Some(status.into()),
+            started_at: Some(started),
+            ended_at: ended,
+            user_id: Some(format!("user-{id}")),
+            change: None,
+            previous_status: None,
+        }
+    }
+
+    fn history() -> Vec<AuditLine> {
+        vec![
+            line("r1", 1000, "a", "ACTIVE", 900, None),
+            line("r1", 1000, "b", "CONNECTED", 950, None),
+            line("r2", 2000, "a", "CONNECTED", 900, None),
+            line("r2", 2000, "b", "TERMINATED", 950, Some(1900)),
+            line("r2", 2000, "c", "ACTIVE", 1500, None),
+        ]
+    }
+
+    #[test]
+    fn sessions_keep_their_last_state_in_the_range_and_filter_on_it() {
+        let rows = sessions(&history(), 0, 5000, &Filter::default());
+        assert_eq!(rows.len(), 3);
+        assert_eq!((rows[0].status.as_deref(), rows[0].observations, rows[0].first_seen), (Some("CONNECTED"), 2, 1000));
+        let only_b = Filter { users: vec!["user-b".into()], ..Filter::default() };
+        assert_eq!(sessions(&history(), 0, 5000, &only_b).len(), 1);
+        let live = Filter { status: Some("ACTIVE".into()), ..Filter::default() };
+        assert_eq!(sessions(&history(), 0, 5000, &live)[0].session_id, "c");
+        assert_eq!(sessions(&history(), 0, 1500, &Filter::default()).len(), 2);
+    }
+
+    #[test]
+    fn the_timeline_shows_each_observation_and_its_transitions() {
+        let rows = timeline(&history(), "a");
+        assert_eq!(rows.len(), 2);
+        assert_eq!(rows[1].transition.as_deref(), Some("ACTIVE → CONNECTED"));
+    }
+
+    #[test]
+    fn active_at_takes_the_last_run_before_the_instant() {
+        let ids =
+            |at| active_at(&history(), at, &Filter::default()).into_iter().map(|r| r.session_id).collect::<Vec<_>>();
+        assert_eq!(ids(1500), ["a", "b"]);
+        assert_eq!(ids(2500), ["a", "c"]);
+        assert!(ids(500).is_empty());
+    }
+
+    #[test]
+    fn the_summary_counts_starts_ends_peaks_and_durations() {
+        let rows = summary(&history(), 0, 5000, Bucket::Hour);
+        assert_eq!(rows.len(), 1);
+        let row = &rows[0];
+        assert_eq!((row.started, row.ended, row.peak_concurrency), (3, 1, 2));
+        assert_eq!(row.duration_p50, Some(950));
+        assert_eq!(percentile(&[1, 2, 3, 4, 5, 6, 7, 8, 9, 10], 90), Some(9));
+        assert_eq!(percentile(&[], 50), None);
+    }
+}

@@ -1,0 +1,299 @@
+//! `session-audit` on history the real pipeline wrote to moto (several runs with churn), its
+//! answers checked against the emulator's own record of each run's moment.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::process::Command;
+
+use archiver_e2e::rig::{request, small_world, Rig, BUCKET};
+use clap::Parser;
+use serde_json::Value as Json;
+use session_archiver::personal::{PersonalData, PersonalDataPolicy};
+use session_archiver::run::{run, RunOutcome};
+use session_archiver::ServiceId;
+use session_audit::cli::Cli;
+use session_audit::query::is_active_status;
+use session_emulator::SimSession;
+
+const KEY: &str = "audit-test-key-0123456789abcdef0123456789abcdef";
+
+/// The emulator's record at one run: every session with its status.
+struct Moment {
+    run_id: String,
+    seen_at: i64,
+    sessions: Vec<SimSession>,
+}
+
+/// Runs `service` three times with time passing in between; returns each run's moment.
+async fn archive_with_churn(rig: &Rig, service: ServiceId) -> Vec<Moment> {
+    let source = rig.source(service).await;
+    let mut moments = Vec::new();
+    for n in 0..3 {
+        let run_id = format!("audit-{service}-{n}");
+        let summary =
+            run(&source, &rig.aws.snapshot_store(), &rig.aws.object_store(), &rig.config, &request(&run_id, false))
+                .await
+                .unwrap();
+        assert_eq!(summary.outcome, RunOutcome::Complete);
+        moments.push(Moment {
+            run_id,
+            seen_at: summary.started_at.epoch_seconds(),
+            sessions: rig.emulator.sessions(archiver_e2e::api_of(service)),
+        });
+        rig.emulator.advance(1);
+        // Runs one second apart at least, so each has its own instant.
+        tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    }
+    moments
+}
+
+/// The UTC day the runs happen on (the range starts there: every run of the test is in it).
+fn today() -> String {
+    session_archiver::model::Timestamp::now().as_str()[..10].to_owned()
+}
+
+fn moto_url(rig: &Rig) -> String {
+    rig.aws.settings.endpoint_url.clone().unwrap()
+}
+
+/// Runs the CLI in-process against the rig's bucket.
+async fn audit(rig: &Rig, args: &[&str]) -> Result<String, session_audit::AuditError> {
+    // The SDK's default chain reads these; the moto stand-in accepts any.
+    std::env::set_var("AWS_ACCESS_KEY_ID", "AKIDLOCALSTANDIN");
+    std::env::set_var("AWS_SECRET_ACCESS_KEY", "local-stand-in-secret");
+    let url = moto_url(rig);
+    let mut argv = vec!["session-audit", "--bucket", BUCKET, "--endpoint-url", url.as_str(), "--region", "us-east-1"];
+    argv.extend_from_slice(args);
+    let cli = Cli::try_parse_from(argv).unwrap_or_else(|e| panic!("{args:?}: {e}"));
+    cli.run(session_archiver::model::Timestamp::now().epoch_seconds()).await
+}
+
+fn json_rows(text: &str) -> Vec<Json> {
+    serde_json::from_str::<Json>(text).unwrap().as_array().unwrap().clone()
+}
+
+fn ids(rows: &[Json]) -> BTreeSet<String> {
+    rows.iter().map(|r| r["session_id"].as_str().unwrap().to_owned()).collect()
+}
+
+#[tokio::test]
+async fn the_audit_answers_match_what_the_emulator_had_at_each_run() {
+    // GIVEN three runs of GameLift stream sessions with churn between them
+    let rig = Rig::start(small_world()).await;
+    let service = ServiceId::GameliftStreamSessions;
+    let moments = archive_with_churn(&rig, service).await;
+    let everyone: BTreeSet<String> = moments.iter().flat_map(|m| m.sessions.iter().map(|s| s.id.clone())).collect();
+    let today = today();
+    let today = today.as_str();
+
+    // WHEN an auditor lists the sessions of the day
+    let rows = json_rows(
+        &audit(&rig, &["sessions", "--service", service.as_str(), "--from", today, "--format", "json"]).await.unwrap(),
+    );
+    // THEN they are every session any run saw, each with its last observed status
+    assert_eq!(ids(&rows), everyone);
+    for row in &rows {
+        let id = row["session_id"].as_str().unwrap();
+        let last = moments.iter().rev().find_map(|m| m.sessions.iter().find(|s| s.id == id)).unwrap();
+        assert_eq!(row["status"], last.status, "{id}");
+    }
+    // AND filtering by user gives that user's sessions only
+    let user = moments[0].sessions.iter().find_map(|s| s.user_id.clone()).unwrap();
+    let mine =
+        json_rows(&audit(&rig, &["sessions", "--from", today, "--user", &user, "--format", "json"]).await.unwrap());
+    let expected: BTreeSet<String> = moments
+        .iter()
+        .flat_map(|m| m.sessions.iter())
+        .filter(|s| {
+            let last = moments.iter().rev().find_map(|m| m.sessions.iter().find(|t| t.id == s.id)).unwrap();
+            last.user_id.as_deref() == Some(user.as_str())
+        })
+        .map(|s| s.id.clone())
+        .collect();
+    assert_eq!(ids(&mine), expected);
+
+    // WHEN they ask who was active at the second run's instant
+    let instant = session_audit::record::format_time(moments[1].seen_at);
+    let active = json_rows(
+        &audit(&rig, &["active-at", &instant, "--service", service.as_str(), "--format", "json"]).await.unwrap(),
+    );
+    // THEN it is the sessions the emulator had active then
+    let expected: BTreeSet<String> = moments[1]
+        .sessions
+        .iter()
+        .filter(|s| is_active_status(Some(s.status)) && s.ended.is_none())
+        .map(|s| s.id.clone())
+        .collect();
+    assert!(!expected.is_empty());
+    assert_eq!(ids(&active), expected);
+
+    // WHEN they follow one session that changed between runs
+    let changed = moments[0]
+        .sessions
+        .iter()
+        .find(|s| moments[1].sessions.iter().any(|t| t.id == s.id && t.status != s.status))
+        .expect("a session changed status");
+    let timeline =
+        json_rows(&audit(&rig, &["timeline", &changed.id, "--from", today, "--format", "json"]).await.unwrap());
+    // THEN its observed states are the emulator's, run by run, with the transition shown
+    let observed: Vec<(String, String)> = timeline
+        .iter()
+        .filter(|r| r["event"] == "observed")
+        .map(|r| (r["run_id"].as_str().unwrap().to_owned(), r["status"].as_str().unwrap().to_owned()))
+        .collect();
+    let expected: Vec<(String, String)> = moments
+        .iter()
+        .filter_map(|m| m.sessions.iter().find(|s| s.id == changed.id).map(|s| (m.run_id.clone(), s.status.to_owned())))
+        .collect();
+    assert_eq!(observed, expected);
+    assert!(timeline.iter().any(|r| r["transition"].as_str().is_some_and(|t| t.contains('→'))));
+    assert_eq!(timeline.iter().filter(|r| r["event"] == "opened").count(), 1);
+
+    // WHEN they ask for the daily summary
+    let summary =
+        json_rows(&audit(&rig, &["summary", "--by", "day", "--from", today, "--format", "json"]).await.unwrap());
+    // THEN sessions started per day are the emulator's, by each session's start
+    let mut expected: BTreeMap<String, u64> = BTreeMap::new();
+    let mut by_id: BTreeMap<String, &SimSession> = BTreeMap::new();
+    for s in moments.iter().flat_map(|m| m.sessions.iter()) {
+        by_id.entry(s.id.clone()).or_insert(s);
+    }
+    for s in by_id.values() {
+        *expected.entry(session_audit::record::day_of(s.started)).or_default() += 1;
+    }
+    let started: BTreeMap<String, u64> = summary
+        .iter()
+        .filter(|r| r["started"].as_u64() > Some(0))
+        .map(|r| (r["bucket"].as_str().unwrap()[..10].to_owned(), r["started"].as_u64().unwrap()))
+        .collect();
+    assert_eq!(started, expected);
+    // AND the peak concurrency of today is the most sessions a run saw active
+    let peak = moments
+        .iter()
+        .map(|m| m.sessions.iter().filter(|s| is_active_status(Some(s.status)) && s.ended.is_none()).count())
+        .max()
+        .unwrap();
+    let today_row = summary.iter().find(|r| r["bucket"].as_str().unwrap().starts_with(today)).unwrap();
+    assert_eq!(today_row["peak_concurrency"].as_u64(), Some(peak as u64));
+}
+
+#[tokio::test]
+async fn the_concurrency_plot_is_an_svg_and_a_png_with_one_series_per_service() {
+    // GIVEN three runs of two services
+    let rig = Rig::start(small_world()).await;
+    let services = [ServiceId::IvsStreamSessions, ServiceId::ChimeProxySessions];
+    for service in services {
+        archive_with_churn(&rig, service).await;
+    }
+    let dir = std::env::temp_dir().join(format!("session-audit-plot-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let out = dir.join("concurrency");
+    let today = today();
+    let today = today.as_str();
+
+    // WHEN the plot is drawn
+    let written = audit(&rig, &["plot", "concurrency", "--from", today, "--out", out.to_str().unwrap()]).await.unwrap();
+
+    // THEN the SVG names each service in its legend and draws one line per service
+    assert!(written.contains("concurrency.svg") && written.contains("concurrency.png"));
+    let svg = std::fs::read_to_string(out.with_extension("svg")).unwrap();
+    assert!(svg.starts_with("<svg") || svg.contains("<svg"), "not an SVG");
+    for service in services {
+        assert!(svg.contains(service.as_str()), "legend names {service}");
+    }
+    assert!(svg.matches("<polyline").count() >= services.len(), "one line per service");
+    // AND the PNG decodes, at the plot's size, with each series' colour in it
+    let decoder = png::Decoder::new(std::fs::File::open(out.with_extension("png")).unwrap());
+    let mut reader = decoder.read_info().unwrap();
+    let mut pixels = vec![0; reader.output_buffer_size()];
+    let info = reader.next_frame(&mut pixels).unwrap();
+    assert_eq!((info.width, info.height), (1000, 500));
+    let rgb: BTreeSet<(u8, u8, u8)> = pixels[..info.buffer_size()].chunks(3).map(|p| (p[0], p[1], p[2])).collect();
+    for index in 0..services.len() {
+        let c = session_audit::plot::series_color(index);
+        assert!(rgb.contains(&(c.0, c.1, c.2)), "series {index} is drawn");
+    }
+}
+
+#[tokio::test]
+async fn hashed_user_ids_are_found_by_their_clear_value_with_the_key() {
+    // GIVEN pool sessions archived with user ids hashed
+    let mut rig = Rig::start(small_world()).await;
+    let policy = PersonalDataPolicy::parse("user_id=hash").unwrap();
+    rig.config.personal_data = PersonalData::new(policy, Some(KEY.as_bytes().to_vec())).unwrap();
+    let service = ServiceId::WorkspacesPoolSessions;
+    let moments = archive_with_churn(&rig, service).await;
+    let user = moments[2].sessions.iter().find_map(|s| s.user_id.clone()).unwrap();
+    let key_file = std::env::temp_dir().join(format!("session-audit-key-{}", std::process::id()));
+    std::fs::write(&key_file, format!("{KEY}\n")).unwrap();
+    let today = today();
+    let today = today.as_str();
+
+    // WHEN the auditor searches for the user in clear, without and with the key
+    let without =
+        json_rows(&audit(&rig, &["sessions", "--from", today, "--user", &user, "--format", "json"]).await.unwrap());
+    let key = key_file.to_str().unwrap();
+    let with = json_rows(
+        &audit(&rig, &["sessions", "--from", today, "--user", &user, "--key-file", key, "--format", "json"])
+            .await
+            .unwrap(),
+    );
+
+    // THEN the history holds no clear user id, and only the key finds the user's sessions
+    assert!(without.is_empty());
+    let expected: BTreeSet<String> = moments[2]
+        .sessions
+        .iter()
+        .filter(|s| s.user_id.as_deref() == Some(user.as_str()))
+        .map(|s| s.id.clone())
+        .collect();
+    assert!(!expected.is_empty());
+    assert!(expected.is_subset(&ids(&with)), "{expected:?} in {:?}", ids(&with));
+    assert!(with.iter().all(|r| r["user_id"].as_str().unwrap().len() == 64));
+}
+
+fn binary() -> PathBuf {
+    archiver_e2e::lambda::LocalFunction::binary("session-audit")
+}
+
+#[tokio::test]
+async fn bad_input_gets_a_clear_message_and_a_non_zero_exit() {
+    // GIVEN a bucket with one run's history and one corrupt object
+    let rig = Rig::start(small_world()).await;
+    archive_with_churn(&rig, ServiceId::IvsStreamSessions).await;
+    let today = today();
+    let corrupt_key = format!("history/snapshots/chime-proxy-sessions/dt={today}/corrupt.jsonl.gz");
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    std::io::Write::write_all(&mut gz, b"{\"snapshot_at\":\"2026-11-22T10:00:00Z\",\"run_id\":\"r\",\"service\":\"chime-proxy-sessions\",\"session_id\":\"s\"}\nnot json\n").unwrap();
+    rig.aws.put_object(&corrupt_key, gz.finish().unwrap()).await;
+    let url = moto_url(&rig);
+    let base = ["--bucket", BUCKET, "--endpoint-url", url.as_str(), "--region", "us-east-1"];
+    let cases: Vec<(Vec<&str>, i32, String)> = vec![
+        (vec!["sessions", "--service", "ec2-instances"], 2, "unknown service `ec2-instances`".into()),
+        (vec!["sessions", "--from", "2026-11-22", "--to", "2026-11-01"], 2, "the time range is reversed".into()),
+        (vec!["sessions", "--from", "last tuesday"], 2, "--from `last tuesday` is not a time".into()),
+        (vec!["active-at", "noon"], 2, "the instant `noon` is not a time".into()),
+        (vec!["sessions", "--bucket", "no-such-bucket"], 1, "bucket no-such-bucket: no such bucket".into()),
+        (
+            vec!["sessions", "--service", "chime-proxy-sessions", "--from", today.as_str()],
+            1,
+            format!("{corrupt_key} line 2: not JSON"),
+        ),
+    ];
+    for (args, code, expected) in cases {
+        // WHEN the CLI is run with it
+        let mut argv: Vec<&str> = base.to_vec();
+        argv.extend(args.iter());
+        let output = Command::new(binary())
+            .args(&argv)
+            .env("AWS_ACCESS_KEY_ID", "AKIDLOCALSTANDIN")
+            .env("AWS_SECRET_ACCESS_KEY", "local-stand-in-secret")
+            .output()
+            .unwrap();
+        // THEN it exits non-zero, saying what is wrong
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(code), "{args:?}: {stderr}");
+        assert!(stderr.contains(&expected), "{args:?}: {stderr}");
+        assert!(output.stdout.is_empty(), "{args:?}");
+    }
+}
