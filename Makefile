@@ -21,7 +21,7 @@ ZIGLANG_VERSION := 0.15.2
 SAM_CLI_VERSION := 1.170.0
 FUNCTIONS := workspaces-pool-sessions workspaces-connection-status ivs-stream-sessions chime-proxy-sessions gamelift-stream-sessions
 
-.PHONY: help test lint lint-template unit e2e build lambda sam-build demo invoke emulator moto tools clean
+.PHONY: help test lint lint-template unit e2e build lambda sam-build demo invoke emulator moto tools bench bench-large bench-build clean
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -88,6 +88,17 @@ define lambda-artifact
 @test -f target/lambda/$(1)/bootstrap || $(MAKE) lambda
 cp target/lambda/$(1)/bootstrap $(ARTIFACTS_DIR)/bootstrap
 endef
+
+BENCH_SIZES ?= 10000,100000
+
+bench: moto build bench-build ## Benchmark the release functions at n = 10,000 and 100,000 sessions: Markdown table + target/bench/*.json
+	BENCH_SIZES=$(BENCH_SIZES) target/debug/archiver-bench
+
+bench-large: moto build bench-build ## The benchmark at n = 1,000,000 sessions
+	BENCH_SIZES=1000000 target/debug/archiver-bench
+
+bench-build: ## Build the five functions in release for this machine (what the benchmark runs)
+	$(CARGO) build --release --locked $(addprefix -p ,$(FUNCTIONS))
 
 demo: moto build ## Run the five functions twice on the local stand-ins and show what they archived (KEEP=1: stay up)
 	target/debug/archiver-demo $(if $(KEEP),--keep)

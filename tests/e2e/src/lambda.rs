@@ -36,6 +36,8 @@ struct Pending {
 struct ApiState {
     waiting: Mutex<HashMap<String, oneshot::Sender<Outcome>>>,
     init_error: Mutex<Option<Outcome>>,
+    /// When the function first asked for an invocation: the end of its cold start.
+    first_next: Mutex<Option<std::time::Instant>>,
 }
 
 /// The Runtime API of one function: invocations are queued and handed to the function's
@@ -61,6 +63,7 @@ impl RuntimeApi {
                 let state = state.clone();
                 let arn = function_arn.clone();
                 async move {
+                    state.first_next.lock().unwrap().get_or_insert_with(std::time::Instant::now);
                     let Some(pending) = receiver.lock().await.recv().await else {
                         return StatusCode::GONE.into_response();
                     };
@@ -175,6 +178,7 @@ impl std::error::Error for InvokeError {}
 pub struct LocalFunction {
     api: RuntimeApi,
     child: Child,
+    spawned_at: std::time::Instant,
     log: Arc<Mutex<Vec<String>>>,
     invocations: u64,
     timeout: Duration,
@@ -184,10 +188,15 @@ impl LocalFunction {
     /// The binary of a function crate in the workspace's target dir (`cargo build` builds it;
     /// `cargo test --workspace` too, for the function crates' own tests).
     pub fn binary(name: &str) -> PathBuf {
+        Self::binary_of("debug", name)
+    }
+
+    /// The binary of a cargo profile (`debug`, `release`) for this machine.
+    pub fn binary_of(profile: &str, name: &str) -> PathBuf {
         let target = std::env::var_os("CARGO_TARGET_DIR")
             .map(PathBuf::from)
             .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target"));
-        target.join("debug").join(name)
+        target.join(profile).join(name)
     }
 
     /// Starts `binary` with `env` (plus the Runtime API address and Lambda's own variables).
@@ -222,6 +231,7 @@ impl LocalFunction {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true);
+        let spawned_at = std::time::Instant::now();
         let mut child = command.spawn()?;
         let log: Arc<Mutex<Vec<String>>> = Arc::default();
         if let Some(stdout) = child.stdout.take() {
@@ -230,7 +240,7 @@ impl LocalFunction {
         if let Some(stderr) = child.stderr.take() {
             collect_lines(stderr, log.clone());
         }
-        Ok(LocalFunction { api, child, log, invocations: 0, timeout })
+        Ok(LocalFunction { api, child, spawned_at, log, invocations: 0, timeout })
     }
 
     /// Sends one event and waits for the function's answer.
@@ -258,6 +268,22 @@ impl LocalFunction {
                 }
             }
         }
+    }
+
+    /// The process id, to read its CPU time and memory from `/proc`.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
+    }
+
+    /// From the process's start to its first request for an invocation (Lambda's init phase).
+    pub async fn cold_init(&self) -> Option<Duration> {
+        for _ in 0..500 {
+            if let Some(at) = *self.api.state.first_next.lock().unwrap() {
+                return Some(at - self.spawned_at);
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        None
     }
 
     /// Kills the function's process, as a crash or an out-of-memory stop would.

@@ -3,12 +3,14 @@
 //! and a loopback proxy that can cut the archiver off from moto mid-run. The session APIs'
 //! stand-in is the `session-emulator` crate.
 
+mod counting_proxy;
 pub mod lambda;
 mod local_aws;
 mod proxy;
 pub mod rig;
 pub mod stage;
 
+pub use counting_proxy::{CountingProxy, Traffic};
 pub use local_aws::{HistoryObjectRead, LocalAws};
 pub use proxy::CutProxy;
 

@@ -149,6 +149,12 @@ impl LocalAws {
     }
 
     /// An object's lines, each parsed as a JSON object, and its headers.
+    /// The raw bytes of an object, as stored (gzip'd).
+    pub async fn object_bytes(&self, key: &str) -> Vec<u8> {
+        let object = self.s3.get_object().bucket(&self.bucket).key(key).send().await.expect("get object");
+        object.body.collect().await.expect("object body").into_bytes().to_vec()
+    }
+
     /// Puts raw bytes under `key` (to plant a damaged object).
     pub async fn put_object(&self, key: &str, bytes: Vec<u8>) {
         self.s3.put_object().bucket(&self.bucket).key(key).body(bytes.into()).send().await.expect("put object");

@@ -97,6 +97,27 @@ async fn the_audit_answers_match_what_the_emulator_had_at_each_run() {
         let last = moments.iter().rev().find_map(|m| m.sessions.iter().find(|s| s.id == id)).unwrap();
         assert_eq!(row["status"], last.status, "{id}");
     }
+    // AND a local copy of the bucket gives the same answer
+    let copy = std::env::temp_dir().join(format!("session-audit-copy-{}", std::process::id()));
+    for key in rig.aws.keys("history/").await {
+        let bytes = rig.aws.object_bytes(&key).await;
+        let path = copy.join(&key);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, bytes).unwrap();
+    }
+    let cli = Cli::try_parse_from([
+        "session-audit",
+        "--dir",
+        copy.to_str().unwrap(),
+        "sessions",
+        "--from",
+        today,
+        "--format",
+        "json",
+    ])
+    .unwrap();
+    let from_copy = json_rows(&cli.run(session_archiver::model::Timestamp::now().epoch_seconds()).await.unwrap());
+    assert_eq!(from_copy, rows);
     // AND filtering by user gives that user's sessions only
     let user = moments[0].sessions.iter().find_map(|s| s.user_id.clone()).unwrap();
     let mine =

@@ -1,0 +1,419 @@
+//! `make bench`: the real function binaries (release build) through the local Runtime API against
+//! the emulator and moto, at n sessions per service spread over many parents, in three scenarios:
+//! first run, unchanged rerun, churn. Reports wall and CPU time, peak RSS, cold init, list calls
+//! against their floor, DynamoDB and S3 requests, and an estimated AWS cost; writes the results to
+//! `target/bench/<time>-<commit>.json` and compares them with the previous file.
+//!
+//! `BENCH_SIZES` (default `10000,100000`) and `BENCH_SERVICES` (default all five) choose the runs.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use archiver_e2e::lambda::{LocalFunction, Outcome};
+use archiver_e2e::stage::{LocalStage, ACCOUNT_ID, REGION};
+use archiver_e2e::{api_of, CountingProxy, Traffic};
+use serde::Serialize;
+use serde_json::Value as Json;
+use session_archiver::aws::SdkSettings;
+use session_archiver::model::Timestamp;
+use session_archiver::sources::{pages, AnySource, SessionSource, SourceOptions};
+use session_archiver::ServiceId;
+use session_emulator::{Api, EmulatorConfig, Shape};
+
+/// Sessions per parent for the services listed per parent (pools, channels, voice connectors).
+const PER_PARENT: u32 = 100;
+
+/// AWS list prices (us-east-1, on-demand, as published when this was written; check the pricing
+/// pages before relying on them). Storage, logs and data transfer are left out.
+mod price {
+    /// Lambda, arm64: per GB-second, and per request.
+    pub const LAMBDA_GB_SECOND: f64 = 0.000_013_333_4;
+    pub const LAMBDA_REQUEST: f64 = 0.000_000_2;
+    pub const LAMBDA_MEMORY_GB: f64 = 0.5;
+    /// DynamoDB on-demand: per write request unit (1 KB) and read request unit (4 KB strong, 8 KB
+    /// eventually consistent).
+    pub const DYNAMODB_WRU: f64 = 0.000_000_625;
+    pub const DYNAMODB_RRU: f64 = 0.000_000_125;
+    /// S3 Standard: PUT, POST, LIST per request; GET per request.
+    pub const S3_PUT: f64 = 0.000_005;
+    pub const S3_GET: f64 = 0.000_000_4;
+    /// Secrets Manager: per API call.
+    pub const SECRETS_CALL: f64 = 0.000_005;
+}
+
+#[derive(Clone, Debug, Serialize)]
+struct Row {
+    service: String,
+    n: u32,
+    scenario: &'static str,
+    outcome: String,
+    sessions: u64,
+    /// Sessions opened, changed or ended, as a share of n.
+    churn_pct: f64,
+    wall_ms: f64,
+    cpu_ms: f64,
+    cpu_us_per_session: f64,
+    peak_rss_mib: f64,
+    cold_init_ms: f64,
+    list_calls: u64,
+    list_floor: u64,
+    discovery_calls: u64,
+    discovery_floor: u64,
+    dynamodb_requests: u64,
+    items_written: u64,
+    s3_requests: u64,
+    s3_bytes: u64,
+    estimated_cost_usd: f64,
+    /// Sessions per second the emulator serves alone (measured in-process before the runs).
+    emulator_sessions_per_s: f64,
+    /// Function CPU time over wall time: under 50 %, the stand-ins set the pace, not the archiver.
+    archiver_cpu_share_pct: f64,
+}
+
+#[derive(Serialize)]
+struct Report {
+    commit: String,
+    machine: BTreeMap<&'static str, String>,
+    at: String,
+    rows: Vec<Row>,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    match bench().await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("bench failed: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn list_of<T>(name: &str, default: &str, parse: impl Fn(&str) -> Option<T>) -> Result<Vec<T>, String> {
+    let text = std::env::var(name).unwrap_or_else(|_| default.to_owned());
+    text.split(',').map(str::trim).filter(|s| !s.is_empty()).map(|s| parse(s).ok_or(format!("{name}: `{s}`"))).collect()
+}
+
+async fn bench() -> Result<(), Box<dyn std::error::Error>> {
+    let sizes: Vec<u32> = list_of("BENCH_SIZES", "10000,100000", |s| s.parse().ok().filter(|n| *n >= PER_PARENT))?;
+    let all = ServiceId::ALL.map(|s| s.as_str()).join(",");
+    let services: Vec<ServiceId> = list_of("BENCH_SERVICES", &all, |s| s.parse().ok())?;
+    for service in &services {
+        let binary = LocalFunction::binary_of("release", service.as_str());
+        if !binary.exists() {
+            return Err(
+                format!("{} is missing: `make bench` builds it (cargo build --release)", binary.display()).into()
+            );
+        }
+    }
+    let mut rows = Vec::new();
+    for &n in &sizes {
+        for &service in &services {
+            eprintln!("bench: {service} at n = {n} ...");
+            rows.extend(bench_one(service, n).await?);
+        }
+    }
+    let report = Report { commit: commit(), machine: machine(), at: Timestamp::now().as_str().to_owned(), rows };
+    let previous = last_report(Path::new("target/bench"));
+    print_table(&report, previous.as_ref());
+    std::fs::create_dir_all("target/bench")?;
+    let path = PathBuf::from(format!(
+        "target/bench/{}-{}.json",
+        report.at.replace(':', ""),
+        &report.commit[..report.commit.len().min(12)]
+    ));
+    std::fs::write(&path, serde_json::to_string_pretty(&report)?)?;
+    println!("\nresults: {}", path.display());
+    Ok(())
+}
+
+/// A world with n sessions of `service` (and none of the others).
+fn world(service: ServiceId, n: u32) -> EmulatorConfig {
+    let none = Shape::new(0, 0, 0);
+    let shape = match service {
+        ServiceId::WorkspacesConnectionStatus | ServiceId::GameliftStreamSessions => Shape::account(n),
+        _ => Shape::new(n / PER_PARENT, PER_PARENT, 0),
+    };
+    let mut config = EmulatorConfig {
+        seed: 42,
+        pool_sessions: none,
+        connection_status: none,
+        ivs_stream_sessions: none,
+        chime_proxy_sessions: none,
+        gamelift_stream_sessions: none,
+        // A short tick: about a tenth of the sessions move on between two runs.
+        tick_seconds: 30,
+        ..EmulatorConfig::default()
+    };
+    match api_of(service) {
+        Api::PoolSessions => config.pool_sessions = shape,
+        Api::ConnectionStatus => config.connection_status = shape,
+        Api::IvsStreamSessions => config.ivs_stream_sessions = shape,
+        Api::ChimeProxySessions => config.chime_proxy_sessions = shape,
+        Api::GameliftStreamSessions => config.gamelift_stream_sessions = shape,
+    }
+    config
+}
+
+/// The fewest list and discovery calls that can read the world: ⌈sessions / max page⌉ per parent.
+fn floors(service: ServiceId, config: &EmulatorConfig) -> (u64, u64) {
+    let shape = config.shape(api_of(service));
+    let page = u64::from(service.max_page_size().map_or(config.connection_status_page_size, |p| p as u32));
+    let per_parent = u64::from(shape.sessions_per_parent).div_ceil(page).max(1);
+    let parents = u64::from(shape.parents + shape.empty_parents);
+    let discovery = service.max_parent_page_size().map_or(0, |p| parents.div_ceil(p as u64).max(1));
+    (parents * per_parent, discovery)
+}
+
+/// (user + system CPU time, peak RSS) of a process, from `/proc`.
+fn process_usage(pid: u32) -> (Duration, f64) {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name (which may hold spaces): utime and stime are the 12th and 13th.
+    let after = stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or_default();
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks: u64 = fields.get(11).and_then(|f| f.parse().ok()).unwrap_or(0)
+        + fields.get(12).and_then(|f| f.parse().ok()).unwrap_or(0);
+    let hz = 100.0; // USER_HZ on Linux
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let hwm_kib: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0.0);
+    (Duration::from_secs_f64(ticks as f64 / hz), hwm_kib / 1024.0)
+}
+
+/// Sessions per second the emulator serves to one client reading every page, in-process.
+async fn emulator_rate(stage: &LocalStage, service: ServiceId) -> Result<f64, Box<dyn std::error::Error>> {
+    use futures::TryStreamExt;
+    let sdk = SdkSettings::local(stage.emulator.url()).load().await;
+    let source = AnySource::new(service, &sdk, SourceOptions::default())?;
+    let started = Instant::now();
+    let mut sessions = 0u64;
+    for listing in source.listings().await?.listings {
+        let mut stream = std::pin::pin!(pages(&source, &listing, None));
+        while let Some(page) = stream.try_next().await? {
+            sessions += page.sessions.len() as u64;
+        }
+    }
+    Ok(sessions as f64 / started.elapsed().as_secs_f64())
+}
+
+async fn bench_one(service: ServiceId, n: u32) -> Result<Vec<Row>, Box<dyn std::error::Error>> {
+    let config = world(service, n);
+    let (list_floor, discovery_floor) = floors(service, &config);
+    let stage = LocalStage::start(config).await?;
+    let moto = stage.moto.url().trim_start_matches("http://").parse()?;
+    let proxy = CountingProxy::start(moto).await?;
+    let mut env: Vec<(String, String)> =
+        stage.function_env().into_iter().filter(|(k, _)| k != "STORAGE_ENDPOINT_URL").collect();
+    env.push(("STORAGE_ENDPOINT_URL".into(), proxy.url()));
+    let rate = emulator_rate(&stage, service).await?;
+    let name = service.as_str();
+    let mut rows = Vec::new();
+    for (round, scenario) in ["first run", "unchanged rerun", "churn"].into_iter().enumerate() {
+        if scenario == "churn" {
+            stage.emulator.advance(1);
+        }
+        let mut function = LocalFunction::start(
+            &LocalFunction::binary_of("release", name),
+            name,
+            ACCOUNT_ID,
+            REGION,
+            &env,
+            Duration::from_secs(900),
+        )
+        .await?;
+        let cold_init = function.cold_init().await.unwrap_or_default();
+        let pid = function.pid().ok_or("the function has no pid")?;
+        stage.emulator.reset_calls();
+        proxy.take();
+        let (cpu_before, _) = process_usage(pid);
+        let event = serde_json::json!({
+            "version": "0", "id": format!("bench-{name}-{n}-{round}"), "detail-type": "Scheduled Event",
+            "source": "aws.events", "account": ACCOUNT_ID, "time": format!("{}Z", &Timestamp::now().as_str()[..19]),
+            "region": REGION, "resources": [], "detail": {}
+        });
+        let started = Instant::now();
+        let outcome = function.invoke(event).await?;
+        let wall = started.elapsed();
+        let (cpu_after, rss) = process_usage(pid);
+        function.kill().await;
+        let summary = match outcome {
+            Outcome::Response(summary) => summary,
+            Outcome::Error { error_type, error_message } => {
+                return Err(format!("{name}: {error_type}: {error_message}").into())
+            }
+        };
+        let traffic = proxy.take();
+        let calls = stage.emulator.calls();
+        let count = |name: &str| summary[name].as_u64().unwrap_or(0);
+        let cpu = cpu_after.saturating_sub(cpu_before);
+        let sessions = count("sessions");
+        let list_calls = calls.get(service.list_operation()).map_or(0, |c| c.calls);
+        let discovery_calls = service.parent_operation().and_then(|op| calls.get(op)).map_or(0, |c| c.calls);
+        let sum = |prefix: &str| {
+            traffic.iter().filter(|(op, _)| op.starts_with(prefix)).map(|(_, t)| *t).fold(Traffic::default(), add)
+        };
+        let dynamodb = sum("DynamoDB");
+        let s3 = sum("S3");
+        rows.push(Row {
+            service: name.to_owned(),
+            n,
+            scenario,
+            outcome: summary["outcome"].as_str().unwrap_or_default().to_owned(),
+            sessions,
+            churn_pct: 100.0 * (count("new") + count("changed") + count("ended")) as f64 / f64::from(n),
+            wall_ms: wall.as_secs_f64() * 1000.0,
+            cpu_ms: cpu.as_secs_f64() * 1000.0,
+            cpu_us_per_session: cpu.as_secs_f64() * 1e6 / sessions.max(1) as f64,
+            peak_rss_mib: rss,
+            cold_init_ms: cold_init.as_secs_f64() * 1000.0,
+            list_calls,
+            list_floor,
+            discovery_calls,
+            discovery_floor,
+            dynamodb_requests: dynamodb.requests,
+            items_written: count("items_written"),
+            s3_requests: s3.requests,
+            s3_bytes: s3.bytes_sent,
+            estimated_cost_usd: cost(&traffic, &summary, wall),
+            emulator_sessions_per_s: rate,
+            archiver_cpu_share_pct: 100.0 * cpu.as_secs_f64() / wall.as_secs_f64().max(1e-9),
+        });
+    }
+    Ok(rows)
+}
+
+fn add(a: Traffic, b: Traffic) -> Traffic {
+    Traffic {
+        requests: a.requests + b.requests,
+        bytes_sent: a.bytes_sent + b.bytes_sent,
+        bytes_received: a.bytes_received + b.bytes_received,
+    }
+}
+
+/// The run's estimated AWS bill from its counts (see [`price`]).
+fn cost(traffic: &BTreeMap<String, Traffic>, summary: &Json, wall: Duration) -> f64 {
+    let get = |op: &str| traffic.get(op).copied().unwrap_or_default();
+    let lambda = price::LAMBDA_REQUEST + wall.as_secs_f64() * price::LAMBDA_MEMORY_GB * price::LAMBDA_GB_SECOND;
+    // Items are well under 1 KB: one write unit each; a put or delete of a run item, one more.
+    let wru = summary["items_written"].as_u64().unwrap_or(0)
+        + get("DynamoDB PutItem").requests
+        + get("DynamoDB DeleteItem").requests;
+    // Queries are eventually consistent: one read unit per 8 KB returned; GetItem is strong.
+    let rru = get("DynamoDB Query").bytes_received.div_ceil(8192) + get("DynamoDB GetItem").requests;
+    let s3_puts: u64 = traffic
+        .iter()
+        .filter(|(op, _)| op.starts_with("S3 ") && op.as_str() != "S3 GetObject")
+        .map(|(_, t)| t.requests)
+        .sum();
+    let secrets = get("secretsmanager GetSecretValue").requests;
+    lambda
+        + wru as f64 * price::DYNAMODB_WRU
+        + rru as f64 * price::DYNAMODB_RRU
+        + s3_puts as f64 * price::S3_PUT
+        + get("S3 GetObject").requests as f64 * price::S3_GET
+        + secrets as f64 * price::SECRETS_CALL
+}
+
+fn commit() -> String {
+    std::process::Command::new("git")
+        .args(["rev-parse", "HEAD"])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_else(|| "unknown".into())
+}
+
+fn machine() -> BTreeMap<&'static str, String> {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let model = cpuinfo
+        .lines()
+        .find_map(|l| l.strip_prefix("model name"))
+        .map(|m| m.trim_start_matches([' ', '\t', ':']).to_owned());
+    let memory =
+        std::fs::read_to_string("/proc/meminfo").unwrap_or_default().lines().next().unwrap_or_default().to_owned();
+    BTreeMap::from([
+        ("cpus", std::thread::available_parallelism().map_or(0, |n| n.get()).to_string()),
+        ("cpu_model", model.unwrap_or_else(|| "unknown".into())),
+        ("memory", memory.split_whitespace().skip(1).collect::<Vec<_>>().join(" ")),
+        ("os", std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim().to_owned()),
+    ])
+}
+
+/// The newest earlier report, to compare with.
+fn last_report(dir: &Path) -> Option<Json> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .ok()?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .collect();
+    files.sort();
+    serde_json::from_str(&std::fs::read_to_string(files.last()?).ok()?).ok()
+}
+
+fn print_table(report: &Report, previous: Option<&Json>) {
+    let before = |row: &Row, field: &str| -> Option<f64> {
+        previous?["rows"]
+            .as_array()?
+            .iter()
+            .find(|r| r["service"] == row.service.as_str() && r["n"] == row.n && r["scenario"] == row.scenario)?[field]
+            .as_f64()
+    };
+    let delta = |row: &Row, field: &str, now: f64| {
+        before(row, field).filter(|b| *b > 0.0).map_or(String::new(), |b| format!(" ({:+.0} %)", 100.0 * (now - b) / b))
+    };
+    println!(
+        "commit {} on {} × {} ({})\n",
+        report.commit, report.machine["cpus"], report.machine["cpu_model"], report.machine["memory"]
+    );
+    if let Some(previous) = previous {
+        println!(
+            "compared with the previous run: commit {} at {}\n",
+            previous["commit"].as_str().unwrap_or("?"),
+            previous["at"].as_str().unwrap_or("?")
+        );
+    }
+    println!("| service | n | scenario | wall ms | CPU ms | CPU µs/session | peak RSS MiB | cold init ms | list calls / floor | discovery / floor | DynamoDB req | items written | S3 req | S3 bytes | churn % | est. cost USD | emulator sessions/s | archiver CPU share |");
+    println!("|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for r in &report.rows {
+        println!(
+            "| {} | {} | {} | {:.0}{} | {:.0} | {:.1} | {:.1}{} | {:.1} | {} / {} | {} / {} | {} | {} | {} | {} | {:.1} | {:.6} | {:.0} | {:.0} % |",
+            r.service, r.n, r.scenario, r.wall_ms, delta(r, "wall_ms", r.wall_ms), r.cpu_ms, r.cpu_us_per_session,
+            r.peak_rss_mib, delta(r, "peak_rss_mib", r.peak_rss_mib), r.cold_init_ms, r.list_calls, r.list_floor,
+            r.discovery_calls, r.discovery_floor, r.dynamodb_requests, r.items_written, r.s3_requests, r.s3_bytes,
+            r.churn_pct, r.estimated_cost_usd, r.emulator_sessions_per_s, r.archiver_cpu_share_pct
+        );
+    }
+    println!("\ntargets:");
+    let check = |ok: bool, what: String| println!("  [{}] {what}", if ok { "met" } else { "MISSED" });
+    let max_rss = report.rows.iter().map(|r| r.peak_rss_mib).fold(0.0, f64::max);
+    check(max_rss <= 40.0, format!("peak RSS ≤ 40 MiB: largest {max_rss:.1} MiB"));
+    let rerun =
+        report.rows.iter().filter(|r| r.scenario == "unchanged rerun").map(|r| r.items_written).max().unwrap_or(0);
+    check(rerun == 0, format!("an unchanged rerun writes 0 items: {rerun}"));
+    let off_floor: Vec<String> = report
+        .rows
+        .iter()
+        .filter(|r| r.list_calls != r.list_floor || r.discovery_calls != r.discovery_floor)
+        .map(|r| format!("{} n={} {}", r.service, r.n, r.scenario))
+        .collect();
+    check(
+        off_floor.is_empty(),
+        format!(
+            "list calls at the floor{}",
+            if off_floor.is_empty() { String::new() } else { format!(": not for {}", off_floor.join(", ")) }
+        ),
+    );
+    let cold = report.rows.iter().map(|r| r.cold_init_ms).fold(0.0, f64::max);
+    check(cold <= 20.0, format!("cold init ≤ 20 ms: slowest {cold:.1} ms"));
+    let share = report.rows.iter().map(|r| r.archiver_cpu_share_pct).fold(0.0, f64::max);
+    check(
+        share < 50.0,
+        format!("the archiver is never the bottleneck (its CPU under half the wall time): highest {share:.0} %"),
+    );
+}
