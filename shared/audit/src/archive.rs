@@ -37,7 +37,7 @@ pub fn partition_prefix(prefix: &str, kind: &str, service: &str, day: &str) -> S
 impl Archive {
     /// The objects of one partition, by key.
     pub async fn list(&self, kind: &str, service: &str, day: &str) -> Result<Vec<ObjectRef>> {
-        let (prefix, mut objects) = match self {
+        let mut objects = match self {
             Archive::S3 { client, bucket, prefix } => {
                 let prefix = partition_prefix(prefix, kind, service, day);
                 let mut objects = Vec::new();
@@ -55,7 +55,7 @@ impl Archive {
                         }
                     }
                 }
-                (prefix, objects)
+                objects
             }
             Archive::Dir { root, prefix } => {
                 let prefix = partition_prefix(prefix, kind, service, day);
@@ -75,10 +75,9 @@ impl Archive {
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
                     Err(e) => return Err(AuditError::Archive(format!("{}: {e}", dir.display()))),
                 }
-                (prefix, objects)
+                objects
             }
         };
-        let _ = prefix;
         objects.sort();
         Ok(objects)
     }

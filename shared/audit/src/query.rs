@@ -25,10 +25,15 @@ pub struct Filter {
 }
 
 impl Filter {
-    fn keeps(&self, line: &AuditLine) -> bool {
-        (self.users.is_empty() || line.user_id.as_ref().is_some_and(|u| self.users.contains(u)))
-            && self.parent.as_ref().is_none_or(|p| line.parent_id.as_ref() == Some(p))
-            && self.status.as_ref().is_none_or(|s| line.status.as_ref() == Some(s))
+    /// Whether a session in this state (user, parent, status) is one the question is about.
+    fn keeps(&self, user_id: Option<&String>, parent_id: Option<&String>, status: Option<&String>) -> bool {
+        (self.users.is_empty() || user_id.is_some_and(|u| self.users.contains(u)))
+            && self.parent.as_ref().is_none_or(|p| parent_id == Some(p))
+            && self.status.as_ref().is_none_or(|s| status == Some(s))
+    }
+
+    fn keeps_line(&self, line: &AuditLine) -> bool {
+        self.keeps(line.user_id.as_ref(), line.parent_id.as_ref(), line.status.as_ref())
     }
 }
 
@@ -78,23 +83,9 @@ pub fn sessions(lines: &[AuditLine], from: i64, to: i64, filter: &Filter) -> Vec
         row.last_seen = line.seen_at;
         row.observations += 1;
     }
-    let keep = |row: &SessionRow| {
-        let last = AuditLine {
-            seen_at: row.last_seen,
-            run_id: String::new(),
-            service: row.service.clone(),
-            parent_id: row.parent_id.clone(),
-            session_id: row.session_id.clone(),
-            status: row.status.clone(),
-            started_at: row.started_at,
-            ended_at: row.ended_at,
-            user_id: row.user_id.clone(),
-            change: None,
-            previous_status: None,
-        };
-        filter.keeps(&last)
-    };
-    rows.into_values().filter(keep).collect()
+    rows.into_values()
+        .filter(|row| filter.keeps(row.user_id.as_ref(), row.parent_id.as_ref(), row.status.as_ref()))
+        .collect()
 }
 
 /// One step of a session's timeline.
@@ -187,7 +178,7 @@ pub fn active_at(lines: &[AuditLine], at: i64, filter: &Filter) -> Vec<SessionRo
     for (_, runs) in runs_by_service(lines) {
         let Some((&(run_at, _), run)) = runs.range(..=(at, "\u{10FFFF}".to_owned())).next_back() else { continue };
         let mut ids = BTreeSet::new();
-        for line in run.iter().filter(|l| active_then(l, at) && filter.keeps(l)) {
+        for line in run.iter().filter(|l| active_then(l, at) && filter.keeps_line(l)) {
             if ids.insert(line.session_id.clone()) {
                 rows.push(SessionRow {
                     service: line.service.clone(),
