@@ -1,9 +1,10 @@
 //! The run: one function that joins a source, the table and the history.
 //!
 //! lease → the run to work on (a partial one with the same source options, or the event's own)
-//! → unfinished runs → manifest `running` → for each listing not done: previous state, pages
-//! (from where an earlier part stopped), diff, change-only writes, snapshot and change lines,
-//! until the listing ends or the deadline comes → history objects of the part → manifest
+//! → unfinished runs → manifest `running` → for each listing not done: previous state (16 bytes
+//! a session), pages (from where an earlier part stopped), the stored items of changed sessions,
+//! diff, change-only writes, snapshot and change lines, until the listing ends or the deadline
+//! comes; ended sessions from a second read of the listing's items → history objects of the part → manifest
 //! `complete`, or progress saved and manifest `partial` → lease released.
 //!
 //! Any failure aborts the part's history uploads, marks the manifest `failed` (or keeps it
@@ -24,7 +25,7 @@ use crate::model::{ServiceId, Timestamp};
 use crate::personal::PersonalData;
 use crate::snapshot::dynamodb::BATCH_WRITE_MAX_ITEMS;
 use crate::snapshot::{
-    Cursor, LeaseOutcome, ListingDiff, Manifest, Observation, Progress, RunCounts, RunMark, RunStatus, Scope,
+    Cursor, LeaseOutcome, ListingDiff, Manifest, Observation, Progress, RunCounts, RunMark, RunStatus, Scope, Seen,
     SnapshotStore, StoredSession,
 };
 use crate::sources::{pages, Listing, SessionSource};
@@ -581,16 +582,17 @@ where
     O: ObjectStore,
 {
     let key = listing.key();
+    let parent_id = listing.parent_id.as_deref();
     let mut counts = RunCounts::default();
     if shared.past_deadline() {
         return Ok((key, counts, ListingEnd::NotStarted));
     }
-    let previous = shared.store.load_listing(shared.scope, listing.parent_id.as_deref()).await?;
     let cursor = shared.progress.cursors.get(&key);
-    let mut diff = match cursor {
-        Some(cursor) => ListingDiff::resume(shared.mark, previous, cursor.seen.iter().cloned().collect()),
-        None => ListingDiff::new(shared.mark, previous),
-    };
+    let mut diff = ListingDiff::resume(shared.mark, cursor.map(|c| c.seen.clone()).unwrap_or_default());
+    let mut stored = std::pin::pin!(shared.store.stored_pages(shared.scope, parent_id));
+    while let Some(page) = stored.try_next().await? {
+        page.iter().for_each(|session| diff.remember(session));
+    }
     let mut token = cursor.and_then(|c| c.next_token.clone());
     let mut pages_done = cursor.map_or(0, |c| c.pages_done);
     let mut restarted = false;
@@ -611,23 +613,26 @@ where
             counts.api_calls += 1;
             pages_done += 1;
             shared.pages_read.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let mut undecided = Vec::new();
             for mut record in page.sessions {
                 // Before anything else sees it: the diff, the table, the history, the logs.
                 shared.personal_data.apply(&mut record)?;
-                let Some(observation) = diff.observe(record) else {
-                    counts.duplicates += 1;
-                    continue;
-                };
-                counts.sessions += 1;
-                if let Some(histories) = &shared.histories {
-                    histories
-                        .lock()
-                        .await
-                        .snapshots
-                        .push(&line(&shared.ctx, &observation.record, &observation.record_hash, None))
-                        .await?;
+                match diff.observe(record) {
+                    Seen::Repeated => counts.duplicates += 1,
+                    Seen::Decided(observation) => {
+                        record_listed(observation, shared, &mut counts, &mut writes).await?;
+                    }
+                    Seen::NeedsPrevious { record, record_hash } => undecided.push((record, record_hash)),
                 }
-                record_observation(observation, shared, &mut counts, &mut writes).await?;
+            }
+            if !undecided.is_empty() {
+                let ids: Vec<&str> = undecided.iter().map(|(record, _)| record.session_id.as_str()).collect();
+                let mut before = shared.store.get_sessions(shared.scope, parent_id, &ids).await?;
+                for (record, record_hash) in undecided {
+                    let before = before.remove(&record.session_id);
+                    let observation = diff.decide(record, record_hash, before);
+                    record_listed(observation, shared, &mut counts, &mut writes).await?;
+                }
             }
             token = page.next_token;
             if token.is_none() {
@@ -639,7 +644,7 @@ where
             Ok(true) => {
                 writes.flush().await?;
                 counts.items_written = writes.written;
-                let seen = diff.seen().cloned().collect();
+                let seen = diff.seen();
                 return Ok((key, counts, ListingEnd::Stopped(Cursor { next_token: token, pages_done, seen })));
             }
             // A token that expired or is no longer accepted: start the listing again; the
@@ -654,13 +659,37 @@ where
             Err(err) => return Err(err),
         }
     }
-    for observation in diff.finish(shared.complete_listings) {
-        record_observation(observation, shared, &mut counts, &mut writes).await?;
+    // After a complete listing, the stored sessions it did not return: read again, in pages,
+    // only when some did not come back.
+    if shared.complete_listings && diff.has_ended() {
+        let mut stored = std::pin::pin!(shared.store.stored_pages(shared.scope, parent_id));
+        while let Some(page) = stored.try_next().await? {
+            for before in page {
+                if let Some(observation) = diff.end(before) {
+                    record_observation(observation, shared, &mut counts, &mut writes).await?;
+                }
+            }
+        }
     }
     writes.flush().await?;
     counts.items_written = writes.written;
     counts.parents = 1;
     Ok((key, counts, ListingEnd::Done))
+}
+
+/// A listed session: its snapshot line, then its change and write.
+async fn record_listed<S, D: SnapshotStore, O: ObjectStore>(
+    observation: Observation,
+    shared: &PassContext<'_, S, D, O>,
+    counts: &mut RunCounts,
+    writes: &mut PendingWrites<'_, D>,
+) -> Result<()> {
+    counts.sessions += 1;
+    if let Some(histories) = &shared.histories {
+        let text = line(&shared.ctx, &observation.record, &observation.record_hash, None);
+        histories.lock().await.snapshots.push(&text).await?;
+    }
+    record_observation(observation, shared, counts, writes).await
 }
 
 async fn record_observation<S, D: SnapshotStore, O: ObjectStore>(

@@ -5,12 +5,23 @@
 //! (DynamoDB charges a write unit even for a failed conditional write, so the skip must come from
 //! the read), and after a **complete** listing the live sessions it did not return are ended.
 //!
+//! Memory stays flat in the size of a listing: the previous state is held as 16 bytes per session
+//! (a fingerprint of its id, a fingerprint of its `record_hash` and four flags), built as the
+//! table's pages stream by. The common case, an unchanged live session, is decided from that
+//! alone. A session that changed (or whose last change must be recorded again) is decided once
+//! its whole stored item is fetched by id ([`Seen::NeedsPrevious`]); the sessions a complete
+//! listing did not return are ended from a second read of the table's pages
+//! ([`ListingDiff::end`]), done only when there are such sessions. Fingerprints are 64-bit (ids)
+//! and 60-bit (hashes): a collision among a listing's sessions is about 10⁻⁸ likely at a million.
+//!
 //! Exactly-once history: an item carries the run that last wrote it (`last_run`) and the change
 //! that run recorded. If that run is this very run (a redelivered event) or a run whose manifest
 //! never said complete (its history objects may be missing), the change is recorded again by
 //! this run, so no change line is lost and a redelivered event writes the same lines again.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
+
+use sha2::{Digest, Sha256};
 
 use super::StoredSession;
 use crate::history::Change;
@@ -33,6 +44,54 @@ impl RunMark {
     }
 }
 
+/// The fingerprint of a session id: stable across processes and versions, so a run's progress
+/// can name the sessions a listing has seen in 8 bytes each.
+pub fn id_fingerprint(session_id: &str) -> u64 {
+    let digest = Sha256::digest(session_id.as_bytes());
+    u64::from_be_bytes(digest[..8].try_into().expect("a SHA-256 digest has 32 bytes"))
+}
+
+/// 60 bits of a `record_hash` (hex), or of the hash of any other text.
+fn hash_fingerprint(record_hash: &str) -> u64 {
+    let bits = match record_hash.get(..15).and_then(|hex| u64::from_str_radix(hex, 16).ok()) {
+        Some(bits) => bits,
+        None => id_fingerprint(record_hash) >> 4,
+    };
+    bits << FLAG_BITS
+}
+
+const FLAG_BITS: u32 = 4;
+const LIVE: u64 = 1;
+/// Last written by a run whose changes this run records again.
+const CARRIED: u64 = 2;
+/// The change last recorded is `ended`.
+const ENDED: u64 = 4;
+/// Returned by the listing in this run.
+const SEEN: u64 = 8;
+
+/// One stored session, as the diff remembers it.
+#[derive(Clone, Copy, Debug)]
+struct Known {
+    id: u64,
+    /// [`hash_fingerprint`] with the flags in the low [`FLAG_BITS`].
+    word: u64,
+}
+
+impl Known {
+    fn has(self, flag: u64) -> bool {
+        self.word & flag != 0
+    }
+
+    fn hash(self) -> u64 {
+        self.word >> FLAG_BITS << FLAG_BITS
+    }
+
+    /// Whether the end of a complete listing that missed it records something.
+    fn ends(self) -> bool {
+        !self.has(SEEN) && (self.has(LIVE) || (self.has(CARRIED) && self.has(ENDED)))
+    }
+}
+
 /// The outcome for one session.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Observation {
@@ -46,42 +105,123 @@ pub struct Observation {
     pub write: Option<StoredSession>,
 }
 
-/// The diff of one listing: built from the listing's previous state, fed the sessions as pages
-/// arrive, finished when the listing ends.
+/// What the diff makes of one listed session.
+#[derive(Clone, Debug, PartialEq)]
+// Returned and matched at once, never stored: boxing would only add an allocation a session.
+#[allow(clippy::large_enum_variant)]
+pub enum Seen {
+    /// The listing already returned it (a page repeating a session keeps the first).
+    Repeated,
+    Decided(Observation),
+    /// Its stored item is needed: pass it (or `None` if it is gone) to [`ListingDiff::decide`].
+    NeedsPrevious {
+        record: SessionRecord,
+        record_hash: String,
+    },
+}
+
+/// The diff of one listing: fed the stored sessions ([`ListingDiff::remember`]), then the listed
+/// sessions as pages arrive ([`ListingDiff::observe`]), then, after a complete listing, the stored
+/// sessions it did not return ([`ListingDiff::end`]).
 #[derive(Debug)]
 pub struct ListingDiff<'a> {
     run: &'a RunMark,
-    previous: HashMap<String, StoredSession>,
-    seen: HashSet<String>,
+    /// Sorted by id once the first listed session comes.
+    previous: Vec<Known>,
+    sorted: bool,
+    /// Listed sessions the table did not know (and seen ones an earlier part listed).
+    seen_new: HashSet<u64>,
 }
 
 impl<'a> ListingDiff<'a> {
-    pub fn new(run: &'a RunMark, previous: HashMap<String, StoredSession>) -> Self {
-        ListingDiff { run, previous, seen: HashSet::new() }
+    pub fn new(run: &'a RunMark) -> Self {
+        ListingDiff { run, previous: Vec::new(), sorted: true, seen_new: HashSet::new() }
     }
 
-    /// The diff of a listing an earlier part of the run stopped in: the sessions it had seen are
-    /// neither listed again nor taken for ended.
-    pub fn resume(run: &'a RunMark, mut previous: HashMap<String, StoredSession>, seen: HashSet<String>) -> Self {
-        previous.retain(|id, _| !seen.contains(id));
-        ListingDiff { run, previous, seen }
+    /// The diff of a listing an earlier part of the run stopped in: the sessions it had seen
+    /// (their [`id_fingerprint`]s) are neither listed again nor taken for ended.
+    pub fn resume(run: &'a RunMark, seen: impl IntoIterator<Item = u64>) -> Self {
+        ListingDiff { seen_new: seen.into_iter().collect(), ..ListingDiff::new(run) }
     }
 
-    /// The sessions the listing has returned so far, for a run that stops before it ends.
-    pub fn seen(&self) -> impl Iterator<Item = &String> {
-        self.seen.iter()
-    }
-
-    /// The outcome for one listed session; `None` if this listing already returned it (a page
-    /// repeating a session keeps the first).
-    pub fn observe(&mut self, record: SessionRecord) -> Option<Observation> {
-        if !self.seen.insert(record.session_id.clone()) {
-            return None;
+    /// One stored session of the listing's previous state.
+    pub fn remember(&mut self, stored: &StoredSession) {
+        let mut word = hash_fingerprint(&stored.record_hash);
+        if stored.is_live() {
+            word |= LIVE;
         }
-        let hash = record.record_hash();
+        if self.run.carries(stored) {
+            word |= CARRIED;
+        }
+        if stored.change == Change::Ended {
+            word |= ENDED;
+        }
+        self.previous.push(Known { id: id_fingerprint(&stored.record.session_id), word });
+        self.sorted = false;
+    }
+
+    fn ready(&mut self) {
+        if self.sorted {
+            return;
+        }
+        self.previous.sort_unstable_by_key(|known| known.id);
+        self.previous.shrink_to_fit();
+        // Seen ids an earlier part listed: flagged on the stored sessions they name.
+        let seen_new = std::mem::take(&mut self.seen_new);
+        for id in seen_new {
+            match self.find(id) {
+                Some(at) => self.previous[at].word |= SEEN,
+                None => {
+                    self.seen_new.insert(id);
+                }
+            }
+        }
+        self.sorted = true;
+    }
+
+    fn find(&self, id: u64) -> Option<usize> {
+        self.previous.binary_search_by_key(&id, |known| known.id).ok()
+    }
+
+    /// The fingerprints of the sessions the listing has returned so far, for a run that stops
+    /// before it ends.
+    pub fn seen(&mut self) -> Vec<u64> {
+        self.ready();
+        let mut seen: Vec<u64> = self.previous.iter().filter(|k| k.has(SEEN)).map(|k| k.id).collect();
+        seen.extend(self.seen_new.iter().copied());
+        seen.sort_unstable();
+        seen
+    }
+
+    /// What to make of one listed session.
+    pub fn observe(&mut self, record: SessionRecord) -> Seen {
+        self.ready();
+        let id = id_fingerprint(&record.session_id);
+        let Some(at) = self.find(id) else {
+            if !self.seen_new.insert(id) {
+                return Seen::Repeated;
+            }
+            let hash = record.record_hash();
+            return Seen::Decided(written(self.run, record, hash, None, Change::Opened, None));
+        };
+        let known = self.previous[at];
+        if known.has(SEEN) {
+            return Seen::Repeated;
+        }
+        self.previous[at].word |= SEEN;
+        let record_hash = record.record_hash();
+        if known.has(LIVE) && !known.has(CARRIED) && known.hash() == hash_fingerprint(&record_hash) {
+            return Seen::Decided(Observation { record, record_hash, change: None, write: None });
+        }
+        Seen::NeedsPrevious { record, record_hash }
+    }
+
+    /// The outcome for a listed session given its stored item (`None` if it is gone since the
+    /// previous state was read, such as an ended session the TTL removed).
+    pub fn decide(&self, record: SessionRecord, hash: String, before: Option<StoredSession>) -> Observation {
         let run = self.run;
-        let Some(before) = self.previous.remove(&record.session_id) else {
-            return Some(written(run, record, hash, None, Change::Opened, None));
+        let Some(before) = before else {
+            return written(run, record, hash, None, Change::Opened, None);
         };
         let previous_status = before.record.status.clone();
         if run.carries(&before) {
@@ -92,53 +232,53 @@ impl<'a> ListingDiff<'a> {
                 (Change::Opened, previous_status)
             };
             if before.is_live() && before.record_hash == hash && before.last_run == run.run_id {
-                return Some(Observation { record, record_hash: hash, change: Some((change, previous)), write: None });
+                return Observation { record, record_hash: hash, change: Some((change, previous)), write: None };
             }
-            return Some(written(run, record, hash, Some(&before), change, previous));
+            return written(run, record, hash, Some(&before), change, previous);
         }
         if !before.is_live() {
-            return Some(written(run, record, hash, Some(&before), Change::Opened, previous_status));
+            return written(run, record, hash, Some(&before), Change::Opened, previous_status);
         }
         if before.record_hash == hash {
-            return Some(Observation { record, record_hash: hash, change: None, write: None });
+            return Observation { record, record_hash: hash, change: None, write: None };
         }
-        Some(written(run, record, hash, Some(&before), Change::Changed, previous_status))
+        written(run, record, hash, Some(&before), Change::Changed, previous_status)
     }
 
-    /// The sessions the listing did not return. After a complete listing, live ones are ended;
-    /// after an incomplete (filtered) one nothing can be concluded and nothing is returned.
-    pub fn finish(self, complete: bool) -> Vec<Observation> {
-        if !complete {
-            return Vec::new();
+    /// Whether a complete listing ended sessions, so the table must be read again for them.
+    pub fn has_ended(&mut self) -> bool {
+        self.ready();
+        self.previous.iter().any(|known| known.ends())
+    }
+
+    /// For one stored session, after a complete listing: the end to record if the listing did
+    /// not return it (a live session ends; an end an unfinished run recorded is recorded again).
+    pub fn end(&mut self, before: StoredSession) -> Option<Observation> {
+        self.ready();
+        let at = self.find(id_fingerprint(&before.record.session_id))?;
+        if !self.previous[at].ends() {
+            return None;
         }
         let run = self.run;
-        let mut ended: Vec<Observation> = self
-            .previous
-            .into_values()
-            .filter_map(|before| {
-                if before.is_live() {
-                    let mut after = before.clone();
-                    after.previous_status = before.record.status.clone();
-                    after.change = Change::Ended;
-                    after.gone_at = Some(run.snapshot_at.clone());
-                    after.expires_at = Some(run.ended_expires_at);
-                    after.last_run = run.run_id.clone();
-                    let change = Some((Change::Ended, after.previous_status.clone()));
-                    let record_hash = before.record.record_hash();
-                    Some(Observation { record: before.record, record_hash, change, write: Some(after) })
-                } else if run.carries(&before) && before.change == Change::Ended {
-                    let change = Some((Change::Ended, before.previous_status.clone()));
-                    let write = (before.last_run != run.run_id)
-                        .then(|| StoredSession { last_run: run.run_id.clone(), ..before.clone() });
-                    let record_hash = before.record.record_hash();
-                    Some(Observation { record: before.record, record_hash, change, write })
-                } else {
-                    None
-                }
-            })
-            .collect();
-        ended.sort_by(|a, b| a.record.session_id.cmp(&b.record.session_id));
-        ended
+        if before.is_live() {
+            let mut after = before.clone();
+            after.previous_status = before.record.status.clone();
+            after.change = Change::Ended;
+            after.gone_at = Some(run.snapshot_at.clone());
+            after.expires_at = Some(run.ended_expires_at);
+            after.last_run = run.run_id.clone();
+            let change = Some((Change::Ended, after.previous_status.clone()));
+            let record_hash = before.record.record_hash();
+            Some(Observation { record: before.record, record_hash, change, write: Some(after) })
+        } else if run.carries(&before) && before.change == Change::Ended {
+            let change = Some((Change::Ended, before.previous_status.clone()));
+            let write = (before.last_run != run.run_id)
+                .then(|| StoredSession { last_run: run.run_id.clone(), ..before.clone() });
+            let record_hash = before.record.record_hash();
+            Some(Observation { record: before.record, record_hash, change, write })
+        } else {
+            None
+        }
     }
 }
 
@@ -166,6 +306,8 @@ fn written(
 
 #[cfg(test)]
 mod tests {
+    use std::collections::HashMap;
+
     use super::*;
     use crate::model::ServiceId;
 
@@ -197,11 +339,44 @@ mod tests {
         }
     }
 
+    /// The diff as the run drives it, with `table` standing in for the stored items: remember
+    /// every item, observe the listed sessions (fetching the items asked for), end the rest.
     fn list(run: &RunMark, table: &HashMap<String, StoredSession>, sessions: &[SessionRecord]) -> Vec<Observation> {
-        let mut diff = ListingDiff::new(run, table.clone());
-        let mut out: Vec<Observation> = sessions.iter().filter_map(|s| diff.observe(s.clone())).collect();
-        out.extend(diff.finish(true));
+        let mut diff = remembering(run, table, &[]);
+        let mut out = Vec::new();
+        for session in sessions {
+            let seen = diff.observe(session.clone());
+            out.extend(resolve(&diff, table, seen));
+        }
+        out.extend(end_all(&mut diff, table));
         out
+    }
+
+    fn remembering<'a>(run: &'a RunMark, table: &HashMap<String, StoredSession>, seen: &[&str]) -> ListingDiff<'a> {
+        let mut diff = ListingDiff::resume(run, seen.iter().map(|id| id_fingerprint(id)));
+        table.values().for_each(|stored| diff.remember(stored));
+        diff
+    }
+
+    fn resolve(diff: &ListingDiff<'_>, table: &HashMap<String, StoredSession>, seen: Seen) -> Option<Observation> {
+        match seen {
+            Seen::Repeated => None,
+            Seen::Decided(observation) => Some(observation),
+            Seen::NeedsPrevious { record, record_hash } => {
+                let before = table.get(&record.session_id).cloned();
+                Some(diff.decide(record, record_hash, before))
+            }
+        }
+    }
+
+    /// The second read of the table, in id order, when the diff says something ended.
+    fn end_all(diff: &mut ListingDiff<'_>, table: &HashMap<String, StoredSession>) -> Vec<Observation> {
+        if !diff.has_ended() {
+            return Vec::new();
+        }
+        let mut stored: Vec<&StoredSession> = table.values().collect();
+        stored.sort_by(|a, b| a.record.session_id.cmp(&b.record.session_id));
+        stored.into_iter().filter_map(|s| diff.end(s.clone())).collect()
     }
 
     /// Lists on the table, then applies the writes; returns the observations.
@@ -276,12 +451,46 @@ mod tests {
     }
 
     #[test]
-    fn an_incomplete_listing_ends_nothing() {
+    fn a_listing_that_returned_every_live_session_reads_the_table_once() {
+        // GIVEN a live session and one ended long ago
         let mut table = HashMap::new();
-        step(&mut table, &run("r1", "2026-11-22T10:00:00Z"), &[session("a", "ACTIVE")]);
+        step(&mut table, &run("r1", "2026-11-22T10:00:00Z"), &[session("a", "ACTIVE"), session("b", "ACTIVE")]);
+        step(&mut table, &run("r2", "2026-11-22T10:05:00Z"), &[session("a", "ACTIVE")]);
+        // WHEN the next listing returns the live one
+        let r3 = run("r3", "2026-11-22T10:10:00Z");
+        let mut diff = remembering(&r3, &table, &[]);
+        let seen = diff.observe(session("a", "ACTIVE"));
+        // THEN it is decided without its stored item, and nothing ended needs a second read
+        assert!(matches!(seen, Seen::Decided(Observation { change: None, write: None, .. })), "{seen:?}");
+        assert!(!diff.has_ended());
+    }
+
+    #[test]
+    fn a_changed_session_asks_for_its_stored_item_and_one_gone_since_opens_again() {
+        let mut table = HashMap::new();
+        step(&mut table, &run("r1", "2026-11-22T10:00:00Z"), &[session("a", "ACTIVATING")]);
         let r2 = run("r2", "2026-11-22T10:05:00Z");
-        let diff = ListingDiff::new(&r2, table.clone());
-        assert!(diff.finish(false).is_empty());
+        let mut diff = remembering(&r2, &table, &[]);
+        let Seen::NeedsPrevious { record, record_hash } = diff.observe(session("a", "ACTIVE")) else {
+            panic!("a changed session needs its stored item")
+        };
+        // An item removed between the two reads (the TTL of an ended session) is a new session.
+        let gone = diff.decide(record, record_hash, None);
+        assert_eq!(gone.change, Some((Change::Opened, None)));
+        assert_eq!(gone.write.unwrap().first_seen, at("2026-11-22T10:05:00Z"));
+    }
+
+    #[test]
+    fn the_previous_state_costs_sixteen_bytes_a_session() {
+        assert_eq!(std::mem::size_of::<Known>(), 16);
+        let r1 = run("r1", "2026-11-22T10:00:00Z");
+        let table: HashMap<String, StoredSession> = (0..1000)
+            .filter_map(|i| list(&r1, &HashMap::new(), &[session(&format!("s{i}"), "ACTIVE")]).remove(0).write)
+            .map(|w| (w.record.session_id.clone(), w))
+            .collect();
+        let mut diff = remembering(&r1, &table, &[]);
+        diff.ready();
+        assert_eq!(diff.previous.capacity(), 1000);
     }
 
     #[test]
@@ -332,9 +541,14 @@ mod tests {
     #[test]
     fn a_session_repeated_within_a_listing_is_kept_once() {
         let r1 = run("r1", "2026-11-22T10:00:00Z");
-        let mut diff = ListingDiff::new(&r1, HashMap::new());
-        assert!(diff.observe(session("a", "ACTIVE")).is_some());
-        assert!(diff.observe(session("a", "ACTIVE")).is_none());
+        let mut table = HashMap::new();
+        step(&mut table, &r1, &[session("known", "ACTIVE")]);
+        let r2 = run("r2", "2026-11-22T10:05:00Z");
+        let mut diff = remembering(&r2, &table, &[]);
+        for id in ["new", "known"] {
+            assert_ne!(diff.observe(session(id, "ACTIVE")), Seen::Repeated, "{id}");
+            assert_eq!(diff.observe(session(id, "ACTIVE")), Seen::Repeated, "{id}");
+        }
     }
 
     #[test]
@@ -345,13 +559,19 @@ mod tests {
         step(&mut table, &r1, &[session("s1", "ACTIVE"), session("s2", "ACTIVE"), session("s3", "ACTIVE")]);
         let r2 = run("r2", "2026-11-22T11:00:00Z");
         // WHEN the rest of the listing (s1 again, after a restart, and s2) is read by the next part
-        let mut diff = ListingDiff::resume(&r2, table.clone(), HashSet::from(["s1".to_owned()]));
+        let mut diff = remembering(&r2, &table, &["s1", "s-new"]);
         let again = diff.observe(session("s1", "ACTIVE"));
-        let s2 = diff.observe(session("s2", "ACTIVE")).unwrap();
-        let ended = diff.finish(true);
-        // THEN s1 is not listed twice nor ended, s2 is unchanged, and only s3 ended
-        assert!(again.is_none());
+        let new_again = diff.observe(session("s-new", "ACTIVE"));
+        let s2 = diff.observe(session("s2", "ACTIVE"));
+        let s2 = resolve(&diff, &table, s2).unwrap();
+        let ended = end_all(&mut diff, &table);
+        // THEN s1 (and a session new in the first part) is not listed twice nor ended, s2 is
+        // unchanged, only s3 ended, and the seen sessions carry over to a later part
+        assert_eq!((again, new_again), (Seen::Repeated, Seen::Repeated));
         assert_eq!(s2.change, None);
+        let mut expected: Vec<u64> = ["s1", "s-new", "s2"].iter().map(|id| id_fingerprint(id)).collect();
+        expected.sort_unstable();
+        assert_eq!(diff.seen(), expected);
         let ended: Vec<&str> = ended.iter().map(|o| o.record.session_id.as_str()).collect();
         assert_eq!(ended, ["s3"]);
     }

@@ -6,8 +6,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use aws_sdk_dynamodb::error::ProvideErrorMetadata;
-use aws_sdk_dynamodb::types::{AttributeValue, PutRequest, WriteRequest};
+use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes, PutRequest, WriteRequest};
 use aws_sdk_dynamodb::Client;
+use futures::Stream;
 use tracing::{instrument, warn};
 
 use super::item::{self, Item, LEASE_SK};
@@ -16,11 +17,20 @@ use crate::error::{Error, Result};
 use crate::model::Timestamp;
 
 /// The DynamoDB actions this adapter calls (the template grants exactly these, on the table).
-pub const IAM_ACTIONS: [&str; 5] =
-    ["dynamodb:Query", "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:DeleteItem", "dynamodb:BatchWriteItem"];
+pub const IAM_ACTIONS: [&str; 6] = [
+    "dynamodb:Query",
+    "dynamodb:GetItem",
+    "dynamodb:BatchGetItem",
+    "dynamodb:PutItem",
+    "dynamodb:DeleteItem",
+    "dynamodb:BatchWriteItem",
+];
 
 /// DynamoDB's limit of items per BatchWriteItem call.
 pub const BATCH_WRITE_MAX_ITEMS: usize = 25;
+
+/// DynamoDB's limit of keys per BatchGetItem call.
+pub const BATCH_GET_MAX_KEYS: usize = 100;
 
 /// How BatchWriteItem's `UnprocessedItems` are retried: exponential backoff with full jitter.
 #[derive(Clone, Copy, Debug)]
@@ -54,7 +64,10 @@ pub struct WriteCounters {
     pub items_written: AtomicU64,
     /// Items sent again because DynamoDB returned them unprocessed.
     pub items_retried: AtomicU64,
+    /// Query pages read.
     pub queries: AtomicU64,
+    /// BatchGetItem calls (stored items of changed sessions).
+    pub batch_gets: AtomicU64,
     pub items_read: AtomicU64,
     /// PutItem, GetItem and DeleteItem calls (manifests, lease, progress).
     pub single_item_calls: AtomicU64,
@@ -180,13 +193,65 @@ impl DynamoSnapshotStore {
             requests = unprocessed;
         }
     }
+
+    /// Reads one batch of at most 100 keys, asking again for exactly the unprocessed ones.
+    async fn get_batch(&self, mut keys: Vec<Item>) -> Result<Vec<Item>> {
+        let mut found = Vec::with_capacity(keys.len());
+        let mut attempt = 1;
+        loop {
+            self.count(&self.counters.batch_gets, 1);
+            let request = KeysAndAttributes::builder()
+                .set_keys(Some(keys))
+                // Eventually consistent, as the listing's Query: the previous run ended long before.
+                .consistent_read(false)
+                .build()
+                .map_err(|e| Error::Mapping(format!("BatchGetItem keys: {e}")))?;
+            let output = self
+                .client
+                .batch_get_item()
+                .request_items(&self.table_name, request)
+                .send()
+                .await
+                .map_err(|e| self.storage_error("DynamoDB BatchGetItem", e))?;
+            let items = output.responses.and_then(|mut tables| tables.remove(&self.table_name)).unwrap_or_default();
+            self.count(&self.counters.items_read, items.len() as u64);
+            found.extend(items);
+            let unprocessed = output
+                .unprocessed_keys
+                .and_then(|mut tables| tables.remove(&self.table_name))
+                .map(|left| left.keys)
+                .unwrap_or_default();
+            if unprocessed.is_empty() {
+                return Ok(found);
+            }
+            if attempt >= self.retry.max_attempts {
+                return Err(Error::Storage {
+                    operation: "DynamoDB BatchGetItem",
+                    resource: format!("table {}", self.table_name),
+                    code: "UnprocessedKeys".into(),
+                    message: format!(
+                        "{} of the batch's keys were still unprocessed after {attempt} attempts",
+                        unprocessed.len()
+                    ),
+                    status: None,
+                    retryable: true,
+                });
+            }
+            attempt += 1;
+            warn!(unprocessed = unprocessed.len(), attempt, "DynamoDB left keys unprocessed; asking again for them");
+            tokio::time::sleep(self.retry.delay(attempt)).await;
+            keys = unprocessed;
+        }
+    }
 }
 
 impl SnapshotStore for DynamoSnapshotStore {
-    #[instrument(skip(self), fields(table = %self.table_name))]
-    async fn load_listing(&self, scope: &Scope, parent_id: Option<&str>) -> Result<HashMap<String, StoredSession>> {
-        self.count(&self.counters.queries, 1);
-        let items: Vec<Item> = self
+    fn stored_pages<'a>(
+        &'a self,
+        scope: &'a Scope,
+        parent_id: Option<&'a str>,
+    ) -> impl Stream<Item = Result<Vec<StoredSession>>> + Send + 'a {
+        let pages = self
             .client
             .query()
             .table_name(&self.table_name)
@@ -195,13 +260,44 @@ impl SnapshotStore for DynamoSnapshotStore {
             // Eventually consistent: half the read cost; the previous run ended long before.
             .consistent_read(false)
             .into_paginator()
-            .items()
-            .send()
-            .try_collect()
-            .await
-            .map_err(|e| self.storage_error("DynamoDB Query", e))?;
-        self.count(&self.counters.items_read, items.len() as u64);
-        items.iter().map(|item| item::stored_session(scope, item).map(|s| (s.record.session_id.clone(), s))).collect()
+            .send();
+        futures::stream::unfold(pages, move |mut pages| async move {
+            let page = pages.next().await?;
+            self.count(&self.counters.queries, 1);
+            let sessions = page.map_err(|e| self.storage_error("DynamoDB Query", e)).and_then(|output| {
+                let items = output.items.unwrap_or_default();
+                self.count(&self.counters.items_read, items.len() as u64);
+                items.iter().map(|item| item::stored_session(scope, item)).collect::<Result<Vec<_>>>()
+            });
+            Some((sessions, pages))
+        })
+    }
+
+    #[instrument(skip(self, session_ids), fields(table = %self.table_name, ids = session_ids.len()))]
+    async fn get_sessions(
+        &self,
+        scope: &Scope,
+        parent_id: Option<&str>,
+        session_ids: &[&str],
+    ) -> Result<HashMap<String, StoredSession>> {
+        let pk = scope.session_pk(parent_id);
+        let mut found = HashMap::with_capacity(session_ids.len());
+        for chunk in session_ids.chunks(BATCH_GET_MAX_KEYS) {
+            let keys = chunk
+                .iter()
+                .map(|id| {
+                    HashMap::from([
+                        ("pk".to_owned(), AttributeValue::S(pk.clone())),
+                        ("sk".to_owned(), AttributeValue::S((*id).to_owned())),
+                    ])
+                })
+                .collect();
+            for item in self.get_batch(keys).await? {
+                let stored = item::stored_session(scope, &item)?;
+                found.insert(stored.record.session_id.clone(), stored);
+            }
+        }
+        Ok(found)
     }
 
     #[instrument(skip(self, sessions), fields(table = %self.table_name, items = sessions.len()))]
@@ -383,11 +479,11 @@ mod tests {
             .collect()
     }
 
-    /// Which of a call's items (by session id) DynamoDB leaves unprocessed, by call number.
+    /// Which of a call's items or keys (by session id) DynamoDB leaves unprocessed, by call number.
     type Plan = fn(usize, &[String]) -> Vec<String>;
 
-    /// A DynamoDB endpoint that answers BatchWriteItem (awsJson1.0) by a plan and records the
-    /// session ids of every call.
+    /// A DynamoDB endpoint that answers BatchWriteItem and BatchGetItem (awsJson1.0) by a plan,
+    /// keeps the items it took, and records the session ids of every call.
     struct FakeDynamo {
         calls: Arc<Mutex<Vec<Vec<String>>>>,
         url: String,
@@ -396,27 +492,48 @@ mod tests {
     impl FakeDynamo {
         async fn start(plan: Plan) -> Self {
             let calls: Arc<Mutex<Vec<Vec<String>>>> = Arc::default();
+            let table: Arc<Mutex<HashMap<String, Json>>> = Arc::default();
             let seen = calls.clone();
             let app = axum::Router::new().route(
                 "/",
                 post(move |headers: HeaderMap, body: String| async move {
                     let target = headers.get("x-amz-target").and_then(|v| v.to_str().ok()).unwrap_or_default();
-                    assert_eq!(target, "DynamoDB_20120810.BatchWriteItem");
                     let request: Json = serde_json::from_str(&body).unwrap();
-                    let puts = request["RequestItems"]["sessions"].as_array().unwrap().clone();
-                    let id = |put: &Json| put["PutRequest"]["Item"]["sk"]["S"].as_str().unwrap().to_owned();
-                    let ids: Vec<String> = puts.iter().map(id).collect();
+                    let (entries, id): (Vec<Json>, fn(&Json) -> String) = match target {
+                        "DynamoDB_20120810.BatchWriteItem" => {
+                            (request["RequestItems"]["sessions"].as_array().unwrap().clone(), |put| {
+                                put["PutRequest"]["Item"]["sk"]["S"].as_str().unwrap().to_owned()
+                            })
+                        }
+                        "DynamoDB_20120810.BatchGetItem" => {
+                            (request["RequestItems"]["sessions"]["Keys"].as_array().unwrap().clone(), |key| {
+                                key["sk"]["S"].as_str().unwrap().to_owned()
+                            })
+                        }
+                        other => panic!("unexpected call {other}"),
+                    };
+                    let ids: Vec<String> = entries.iter().map(id).collect();
                     let call = {
                         let mut calls = seen.lock().unwrap();
                         calls.push(ids.clone());
                         calls.len()
                     };
                     let left = plan(call, &ids);
-                    let unprocessed: Vec<&Json> = puts.iter().filter(|p| left.contains(&id(p))).collect();
-                    let body = if unprocessed.is_empty() {
-                        json!({"UnprocessedItems": {}})
+                    let (unprocessed, taken): (Vec<&Json>, Vec<&Json>) =
+                        entries.iter().partition(|entry| left.contains(&id(entry)));
+                    let mut table = table.lock().unwrap();
+                    let body = if target.ends_with("BatchWriteItem") {
+                        for put in taken {
+                            table.insert(id(put), put["PutRequest"]["Item"].clone());
+                        }
+                        let unprocessed =
+                            if unprocessed.is_empty() { json!({}) } else { json!({"sessions": unprocessed}) };
+                        json!({ "UnprocessedItems": unprocessed })
                     } else {
-                        json!({"UnprocessedItems": {"sessions": unprocessed}})
+                        let found: Vec<&Json> = taken.iter().filter_map(|key| table.get(&id(key))).collect();
+                        let unprocessed =
+                            if unprocessed.is_empty() { json!({}) } else { json!({"sessions": {"Keys": unprocessed}}) };
+                        json!({ "Responses": {"sessions": found}, "UnprocessedKeys": unprocessed })
                     };
                     ([("content-type", "application/x-amz-json-1.0")], body.to_string())
                 }),
@@ -480,6 +597,32 @@ mod tests {
         assert!(err.is_retryable());
         assert_eq!(dynamo.calls(), vec![vec!["s-000", "s-001"], vec!["s-001"], vec!["s-001"]]);
         assert_eq!(store.counters().items_written(), 1);
+    }
+
+    #[tokio::test]
+    async fn stored_items_are_read_in_batches_of_100_asking_again_for_unprocessed_keys_only() {
+        // GIVEN 130 stored sessions, and DynamoDB leaving 2 keys of the first read unprocessed
+        let dynamo = FakeDynamo::start(|call, _| match call {
+            7 => vec!["s-004".into(), "s-050".into()],
+            _ => Vec::new(),
+        })
+        .await;
+        let store = dynamo.store().await;
+        store.write_sessions(&scope(), &sessions(130)).await.unwrap();
+
+        // WHEN 120 of them and one never stored are asked for
+        let mut ids: Vec<String> = (0..120).map(|i| format!("s-{i:03}")).collect();
+        ids.push("s-999".into());
+        let wanted: Vec<&str> = ids.iter().map(String::as_str).collect();
+        let found = store.get_sessions(&scope(), None, &wanted).await.unwrap();
+
+        // THEN 100 keys, the 2 left over exactly, then the last 21; the 120 come back whole
+        let calls = dynamo.calls();
+        assert_eq!(calls[6..].iter().map(Vec::len).collect::<Vec<_>>(), vec![100, 2, 21]);
+        assert_eq!(calls[7], vec!["s-004", "s-050"]);
+        assert_eq!(found.len(), 120);
+        assert_eq!(found["s-050"], sessions(130)[50]);
+        assert!(!found.contains_key("s-999"));
     }
 
     #[test]

@@ -14,9 +14,11 @@ pub mod progress;
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
 
+use futures::Stream;
+
 use serde::{Deserialize, Serialize};
 
-pub use diff::{ListingDiff, Observation, RunMark};
+pub use diff::{ListingDiff, Observation, RunMark, Seen};
 pub use dynamodb::{DynamoSnapshotStore, WriteCounters};
 pub use progress::{Cursor, Progress};
 
@@ -165,11 +167,21 @@ pub enum LeaseOutcome {
 
 /// The table of current state, as the run needs it.
 pub trait SnapshotStore: Send + Sync {
-    /// Every stored session of one listing (live and ended), by session id.
-    fn load_listing(
+    /// Every stored session of one listing (live and ended), a page at a time in session id
+    /// order, so a listing of any size is read in bounded memory.
+    fn stored_pages<'a>(
+        &'a self,
+        scope: &'a Scope,
+        parent_id: Option<&'a str>,
+    ) -> impl Stream<Item = Result<Vec<StoredSession>>> + Send + 'a;
+
+    /// The stored sessions of one listing with these ids (BatchGetItem, at most 100 per call);
+    /// ids without an item are left out.
+    fn get_sessions(
         &self,
         scope: &Scope,
         parent_id: Option<&str>,
+        session_ids: &[&str],
     ) -> impl Future<Output = Result<HashMap<String, StoredSession>>> + Send;
 
     /// Writes whole session items (BatchWriteItem, at most 25 per call).

@@ -6,10 +6,10 @@
 //! under the same keys, so no history line is written twice.
 //!
 //! The progress names the listings that are done and, for each listing stopped mid-pagination,
-//! its next token and the ids of the sessions it has already seen: those are not listed again
-//! (no snapshot line twice) and are not taken for ended when the listing completes. A listing
-//! whose token the service no longer accepts starts again from its first page with the same
-//! seen ids.
+//! its next token and the sessions it has already seen (8-byte fingerprints of their ids): those
+//! are not listed again (no snapshot line twice) and are not taken for ended when the listing
+//! completes. A listing whose token the service no longer accepts starts again from its first
+//! page with the same seen sessions.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read, Write};
@@ -56,8 +56,8 @@ pub struct Cursor {
     /// The token of the next page; `None` to start the listing again from its first page.
     pub next_token: Option<String>,
     pub pages_done: u64,
-    /// Sessions the listing has returned so far.
-    pub seen: BTreeSet<String>,
+    /// Sessions the listing has returned so far, by [`super::diff::id_fingerprint`] (sorted).
+    pub seen: Vec<u64>,
 }
 
 impl Progress {
@@ -112,11 +112,7 @@ mod tests {
             done: BTreeSet::from(["pool-a".into()]),
             cursors: BTreeMap::from([(
                 "pool-b".into(),
-                Cursor {
-                    next_token: Some("t3".into()),
-                    pages_done: 2,
-                    seen: BTreeSet::from(["s1".into(), "s2".into()]),
-                },
+                Cursor { next_token: Some("t3".into()), pages_done: 2, seen: vec![3, u64::MAX] },
             )]),
             updated_at: Timestamp::parse("2026-11-22T10:14:00Z").unwrap(),
         }
@@ -137,8 +133,8 @@ mod tests {
     #[test]
     fn progress_too_big_for_an_item_is_refused_naming_the_run() {
         let mut p = progress();
-        // Random ids do not compress: 60,000 of them are well past 380 KB.
-        let seen = (0..60_000u64).map(|i| format!("{:016x}", i.wrapping_mul(0x9E37_79B9_7F4A_7C15))).collect();
+        // Fingerprints do not compress: 60,000 of them are well past 380 KB.
+        let seen = (0..60_000u64).map(|i| i.wrapping_mul(0x9E37_79B9_7F4A_7C15)).collect();
         p.cursors.insert("pool-c".into(), Cursor { next_token: None, pages_done: 400, seen });
         let err = p.encode().unwrap_err().to_string();
         assert!(err.contains("progress of run evt-1 is") && err.contains("lower MAX_CONCURRENT_LISTINGS"), "{err}");

@@ -10,6 +10,7 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use serde_json::Value as Json;
 use session_archiver::model::ColumnType;
 use session_archiver::run::{run, RunOutcome};
+use session_archiver::snapshot::diff::id_fingerprint;
 use session_archiver::snapshot::{RunStatus, SnapshotStore};
 use session_archiver::sources::SourceOptions;
 use session_archiver::ServiceId;
@@ -431,7 +432,7 @@ async fn a_run_progress_is_kept_per_source_options_until_deleted() {
             session_archiver::snapshot::Cursor {
                 next_token: Some("opaque-token".into()),
                 pages_done: 12,
-                seen: ["st-1".to_owned(), "st-2".to_owned()].into(),
+                seen: vec![id_fingerprint("st-1"), id_fingerprint("st-2")],
             },
         )]
         .into(),

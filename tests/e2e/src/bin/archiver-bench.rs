@@ -304,7 +304,11 @@ fn cost(traffic: &BTreeMap<String, Traffic>, summary: &Json, wall: Duration) -> 
         + get("DynamoDB PutItem").requests
         + get("DynamoDB DeleteItem").requests;
     // Queries are eventually consistent: one read unit per 8 KB returned; GetItem is strong.
-    let rru = get("DynamoDB Query").bytes_received.div_ceil(8192) + get("DynamoDB GetItem").requests;
+    // BatchGetItem fetches the stored item of each changed session, eventually consistent and
+    // under 4 KB: half a unit each.
+    let rru = get("DynamoDB Query").bytes_received.div_ceil(8192)
+        + get("DynamoDB GetItem").requests
+        + summary["changed"].as_u64().unwrap_or(0).div_ceil(2);
     let s3_puts: u64 = traffic
         .iter()
         .filter(|(op, _)| op.starts_with("S3 ") && op.as_str() != "S3 GetObject")
