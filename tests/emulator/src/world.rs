@@ -88,6 +88,9 @@ pub struct EmulatorConfig {
     pub tick_seconds: i64,
     /// Simulated time of tick 0 (epoch seconds).
     pub start_epoch: i64,
+    /// Share of session slots, in thousandths, that move on with the clock; the others keep
+    /// their tick-0 session for good. 1000 (all) by default; lower it for a calm account.
+    pub moving_per_mille: u32,
 }
 
 impl Default for EmulatorConfig {
@@ -104,6 +107,7 @@ impl Default for EmulatorConfig {
             connection_status_page_size: 25,
             tick_seconds: 300,
             start_epoch: 1_767_225_600, // 2026-01-01T00:00:00Z
+            moving_per_mille: 1000,
         }
     }
 }
@@ -250,6 +254,8 @@ impl World {
         let seed = self.config.seed;
         let life = api.lifetime();
         let slot_hash = mix_all(&[seed, api.salt(), u64::from(p), u64::from(k)]);
+        let moves = mix(slot_hash ^ 0x00C0_FFEE) % 1000 < u64::from(self.config.moving_per_mille);
+        let tick = if moves { tick } else { 0 };
         let offset = (slot_hash % life as u64) as i64;
         let x = tick as i64 + offset;
         let generation = x.div_euclid(life);
@@ -361,6 +367,24 @@ impl World {
         s
     }
 
+    /// Changes between two ticks as a share of the sessions, counted as the archiver counts
+    /// them: a slot whose session was replaced is one ended and one opened, a session whose
+    /// state moved is one changed.
+    pub fn churn(&self, api: Api, from: u64, to: u64) -> f64 {
+        let before = self.all_sessions(api, from);
+        let after = self.all_sessions(api, to);
+        let changes: usize = before
+            .iter()
+            .zip(&after)
+            .map(|(a, b)| match (a.id == b.id, a == b) {
+                (false, _) => 2,
+                (true, false) => 1,
+                (true, true) => 0,
+            })
+            .sum();
+        changes as f64 / before.len().max(1) as f64
+    }
+
     /// Every session of an API at `tick`, in listing order: the emulator's ground truth.
     pub fn all_sessions(&self, api: Api, tick: u64) -> Vec<SimSession> {
         let parents = match api {
@@ -399,5 +423,22 @@ mod tests {
         assert!(changed > 0 && replaced > 0, "changed {changed}, replaced {replaced}");
         let ids: std::collections::HashSet<_> = later.iter().map(|s| &s.id).collect();
         assert_eq!(ids.len(), later.len(), "session ids are unique");
+    }
+
+    #[test]
+    fn only_the_moving_share_of_the_slots_changes() {
+        // GIVEN the same account with every slot moving, a tenth of them, and none
+        let world = |moving_per_mille| {
+            World::new(EmulatorConfig {
+                gamelift_stream_sessions: Shape::account(4000),
+                moving_per_mille,
+                ..EmulatorConfig::default()
+            })
+        };
+        let [all, tenth, none] = [1000, 100, 0].map(|m| world(m).churn(Api::GameliftStreamSessions, 0, 1));
+        // THEN churn scales with the share, and a still account does not change at all
+        assert!(all > 0.3, "{all}");
+        assert!((tenth - all / 10.0).abs() < all / 30.0, "all {all}, a tenth moving {tenth}");
+        assert_eq!(none, 0.0);
     }
 }

@@ -1,6 +1,6 @@
 //! `make bench`: the real function binaries (release build) through the local Runtime API against
 //! the emulator and moto, at n sessions per service spread over many parents, in three scenarios:
-//! first run, unchanged rerun, churn. Reports wall and CPU time, peak RSS, cold init, list calls
+//! first run, unchanged rerun, 10 % churn. Reports wall and CPU time, peak RSS, cold init, list calls
 //! against their floor, DynamoDB and S3 requests, and an estimated AWS cost; writes the results to
 //! `target/bench/<time>-<commit>.json` and compares them with the previous file.
 //!
@@ -17,10 +17,13 @@ use archiver_e2e::{api_of, CountingProxy, Traffic};
 use serde::Serialize;
 use serde_json::Value as Json;
 use session_archiver::aws::SdkSettings;
-use session_archiver::model::Timestamp;
+use session_archiver::model::{SessionRecord, Timestamp};
 use session_archiver::sources::{pages, AnySource, SessionSource, SourceOptions};
 use session_archiver::ServiceId;
-use session_emulator::{Api, EmulatorConfig, Shape};
+use session_emulator::{Api, Emulator, EmulatorConfig, Shape};
+
+/// Share of the sessions the churn scenario opens, changes or ends.
+const CHURN: f64 = 0.10;
 
 /// Sessions per parent for the services listed per parent (pools, channels, voice connectors).
 const PER_PARENT: u32 = 100;
@@ -143,7 +146,6 @@ fn world(service: ServiceId, n: u32) -> EmulatorConfig {
         ivs_stream_sessions: none,
         chime_proxy_sessions: none,
         gamelift_stream_sessions: none,
-        // A short tick: about a tenth of the sessions move on between two runs.
         tick_seconds: 30,
         ..EmulatorConfig::default()
     };
@@ -185,24 +187,48 @@ fn process_usage(pid: u32) -> (Duration, f64) {
     (Duration::from_secs_f64(ticks as f64 / hz), hwm_kib / 1024.0)
 }
 
-/// Sessions per second the emulator serves to one client reading every page, in-process.
-async fn emulator_rate(stage: &LocalStage, service: ServiceId) -> Result<f64, Box<dyn std::error::Error>> {
+/// Every session the emulator at `url` lists for `service`, read as the archiver reads it.
+async fn list_all(url: &str, service: ServiceId) -> Result<Vec<SessionRecord>, Box<dyn std::error::Error>> {
     use futures::TryStreamExt;
-    let sdk = SdkSettings::local(stage.emulator.url()).load().await;
+    let sdk = SdkSettings::local(url).load().await;
     let source = AnySource::new(service, &sdk, SourceOptions::default())?;
-    let started = Instant::now();
-    let mut sessions = 0u64;
+    let mut sessions = Vec::new();
     for listing in source.listings().await?.listings {
         let mut stream = std::pin::pin!(pages(&source, &listing, None));
         while let Some(page) = stream.try_next().await? {
-            sessions += page.sessions.len() as u64;
+            sessions.extend(page.sessions);
         }
     }
+    Ok(sessions)
+}
+
+/// Sessions per second the emulator serves to one client reading every page, in-process.
+async fn emulator_rate(stage: &LocalStage, service: ServiceId) -> Result<f64, Box<dyn std::error::Error>> {
+    let started = Instant::now();
+    let sessions = list_all(&stage.emulator.url(), service).await?.len();
     Ok(sessions as f64 / started.elapsed().as_secs_f64())
 }
 
+/// Sets the share of moving slots so that one tick opens, changes or ends [`CHURN`] of the
+/// sessions, as the archiver counts them (by record hash), measured on a scratch emulator.
+async fn calm_down(service: ServiceId, config: &mut EmulatorConfig) -> Result<(), Box<dyn std::error::Error>> {
+    let scratch = Emulator::start(EmulatorConfig { moving_per_mille: 1000, ..config.clone() }).await?;
+    let hashes = |sessions: Vec<SessionRecord>| -> BTreeMap<String, String> {
+        sessions.into_iter().map(|s| (s.session_id.clone(), s.record_hash())).collect()
+    };
+    let before = hashes(list_all(&scratch.url(), service).await?);
+    scratch.advance(1);
+    let after = hashes(list_all(&scratch.url(), service).await?);
+    let changes = before.iter().filter(|(id, hash)| after.get(*id) != Some(*hash)).count()
+        + after.keys().filter(|id| !before.contains_key(*id)).count();
+    let churn_all_moving = changes as f64 / before.len().max(1) as f64;
+    config.moving_per_mille = ((CHURN * 1000.0 / churn_all_moving).round() as u32).clamp(1, 1000);
+    Ok(())
+}
+
 async fn bench_one(service: ServiceId, n: u32) -> Result<Vec<Row>, Box<dyn std::error::Error>> {
-    let config = world(service, n);
+    let mut config = world(service, n);
+    calm_down(service, &mut config).await?;
     let (list_floor, discovery_floor) = floors(service, &config);
     let stage = LocalStage::start(config).await?;
     let moto = stage.moto.url().trim_start_matches("http://").parse()?;
