@@ -10,6 +10,7 @@ use lambda_runtime::{service_fn, Diagnostic, LambdaEvent};
 use serde_json::Value as Json;
 use tracing::{error, info};
 
+use crate::aws::SdkSettings;
 use crate::config::FunctionConfig;
 use crate::error::{Error, Result};
 use crate::event::parse_invocation;
@@ -25,7 +26,11 @@ pub use lambda_runtime::Error as LambdaError;
 /// What a warm function keeps between invocations: configuration and clients, built once.
 pub struct Function {
     config: FunctionConfig,
-    personal_data: PersonalData,
+    personal_data: tokio::sync::OnceCell<PersonalData>,
+    /// The read of the personal-data key started at cold start, until an invocation takes it.
+    key_read: tokio::sync::Mutex<Option<tokio::task::JoinHandle<Result<PersonalData>>>>,
+    storage_settings: SdkSettings,
+    storage_sdk: aws_config::SdkConfig,
     session_sdk: aws_config::SdkConfig,
     source: AnySource,
     store: DynamoSnapshotStore,
@@ -33,21 +38,54 @@ pub struct Function {
 }
 
 impl Function {
-    /// Builds the clients once, from a validated configuration.
+    /// Builds the clients once, from a validated configuration. The personal-data key is read
+    /// from Secrets Manager in the background, so the read overlaps the Runtime API's first poll
+    /// instead of delaying it; the first invocation waits for it.
     pub async fn new(config: FunctionConfig) -> Result<Self> {
-        let session_sdk = config.session_api_sdk().load().await;
-        let storage_settings = config.storage_sdk();
-        let storage_sdk = storage_settings.load().await;
+        let (session_settings, storage_settings) = (config.session_api_sdk(), config.storage_sdk());
+        let (session_sdk, storage_sdk) = tokio::join!(session_settings.load(), storage_settings.load());
         let source = AnySource::new(config.service, &session_sdk, config.options.clone())?;
         let store = DynamoSnapshotStore::new(storage_settings.dynamodb_client(&storage_sdk), &config.table_name);
         let objects = S3ObjectStore::new(storage_settings.s3_client(&storage_sdk), &config.bucket_name);
-        let key = match (&config.personal_data_key_secret, config.personal_data.needs_key()) {
-            (Some(secret), true) => Some(storage_settings.read_secret(&storage_sdk, secret).await?),
-            _ => None,
-        };
-        let personal_data = PersonalData::new(config.personal_data.clone(), key)?;
+        let personal_data = tokio::sync::OnceCell::new();
+        let mut key_read = None;
+        match (&config.personal_data_key_secret, config.personal_data.needs_key()) {
+            (Some(secret), true) => {
+                let read = read_personal_data(&config, secret, &storage_settings, &storage_sdk);
+                key_read = Some(tokio::spawn(read));
+            }
+            _ => {
+                let _ = personal_data.set(PersonalData::new(config.personal_data.clone(), None)?);
+            }
+        }
         info!(personal_data = config.personal_data.describe(), "personal data policy");
-        Ok(Function { config, personal_data, session_sdk, source, store, objects })
+        Ok(Function {
+            config,
+            personal_data,
+            key_read: tokio::sync::Mutex::new(key_read),
+            storage_settings,
+            storage_sdk,
+            session_sdk,
+            source,
+            store,
+            objects,
+        })
+    }
+
+    /// The policy with its key: the cold start's read, or, after a read that failed (which
+    /// failed its invocation), a new one.
+    async fn personal_data(&self) -> Result<&PersonalData> {
+        self.personal_data
+            .get_or_try_init(|| async {
+                if let Some(started) = self.key_read.lock().await.take() {
+                    return started
+                        .await
+                        .map_err(|e| Error::Config(format!("reading the personal-data key stopped: {e}")))?;
+                }
+                let secret = self.config.personal_data_key_secret.as_deref().unwrap_or_default();
+                read_personal_data(&self.config, secret, &self.storage_settings, &self.storage_sdk).await
+            })
+            .await
     }
 
     /// One invocation: validate the event, run, return the summary.
@@ -57,7 +95,7 @@ impl Function {
         invocation.request.stop_at = Some(stop_at(context.deadline, self.config.deadline_margin));
         let account_id = account_of(&context.invoked_function_arn)?;
         let mut run_config = self.config.run_config(&account_id);
-        run_config.personal_data = self.personal_data.clone();
+        run_config.personal_data = self.personal_data().await?.clone();
         let replay_source = match invocation.options {
             Some(options) => Some(AnySource::new(self.config.service, &self.session_sdk, options)?),
             None => None,
@@ -75,6 +113,21 @@ impl Function {
         let result = Box::pin(run(source, &self.store, &self.objects, &run_config, &invocation.request)).await;
         println!("{}", metrics_line(self.config.service, &result, Timestamp::now().epoch_seconds() * 1000));
         result
+    }
+}
+
+/// Reads the HMAC key from Secrets Manager and checks it against the policy.
+fn read_personal_data(
+    config: &FunctionConfig,
+    secret: &str,
+    settings: &SdkSettings,
+    sdk: &aws_config::SdkConfig,
+) -> impl std::future::Future<Output = Result<PersonalData>> + Send + 'static {
+    let (policy, secret, settings, sdk) =
+        (config.personal_data.clone(), secret.to_owned(), settings.clone(), sdk.clone());
+    async move {
+        let key = settings.read_secret(&sdk, &secret).await?;
+        PersonalData::new(policy, Some(key))
     }
 }
 

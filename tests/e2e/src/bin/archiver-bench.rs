@@ -4,7 +4,8 @@
 //! against their floor, DynamoDB and S3 requests, and an estimated AWS cost; writes the results to
 //! `target/bench/<time>-<commit>.json` and compares them with the previous file.
 //!
-//! `BENCH_SIZES` (default `10000,100000`) and `BENCH_SERVICES` (default all five) choose the runs.
+//! `BENCH_SIZES` (default `10000,100000`) and `BENCH_SERVICES` (default all five) choose the runs;
+//! `BENCH_FUNCTION_<NAME>=<value>` sets a variable of the function's environment.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -236,6 +237,13 @@ async fn bench_one(service: ServiceId, n: u32) -> Result<Vec<Row>, Box<dyn std::
     let mut env: Vec<(String, String)> =
         stage.function_env().into_iter().filter(|(k, _)| k != "STORAGE_ENDPOINT_URL").collect();
     env.push(("STORAGE_ENDPOINT_URL".into(), proxy.url()));
+    // BENCH_FUNCTION_<NAME>=<value> sets the function's <NAME> (PERSONAL_DATA=keep, PAGE_SIZE, …).
+    for (name, value) in std::env::vars() {
+        if let Some(name) = name.strip_prefix("BENCH_FUNCTION_") {
+            env.retain(|(k, _)| k != name);
+            env.push((name.to_owned(), value));
+        }
+    }
     let rate = emulator_rate(&stage, service).await?;
     let name = service.as_str();
     let mut rows = Vec::new();
