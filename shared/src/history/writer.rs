@@ -11,8 +11,9 @@ use crate::error::Result;
 
 /// The smallest part S3 takes (all but the last part).
 pub const S3_MIN_PART_SIZE: usize = 5 * 1024 * 1024;
-/// The default size of a part: an object goes multipart once its gzip'd bytes pass it.
-pub const DEFAULT_PART_SIZE: usize = 8 * 1024 * 1024;
+/// The default size of a part: an object goes multipart once its gzip'd bytes pass it. S3's
+/// smallest, since a run buffers a part of each of its two objects; 10,000 parts still allow 48 GiB.
+pub const DEFAULT_PART_SIZE: usize = S3_MIN_PART_SIZE;
 
 /// A history object written by [`HistoryObject::finish`].
 #[derive(Clone, Debug, PartialEq, Eq)]
