@@ -154,6 +154,19 @@ impl DynamoSnapshotStore {
         Ok(output.item)
     }
 
+    /// The retryable error of a batch call whose `left` items or keys DynamoDB still left
+    /// unprocessed after its last attempt.
+    fn still_unprocessed(&self, operation: &'static str, code: &str, what: &str, left: usize, attempts: u32) -> Error {
+        Error::Storage {
+            operation,
+            resource: format!("table {}", self.table_name),
+            code: code.into(),
+            message: format!("{left} of the batch's {what} were still unprocessed after {attempts} attempts"),
+            status: None,
+            retryable: true,
+        }
+    }
+
     /// Sends one batch of at most 25 items, retrying exactly the unprocessed ones.
     async fn write_batch(&self, mut requests: Vec<WriteRequest>) -> Result<()> {
         let mut attempt = 1;
@@ -174,17 +187,13 @@ impl DynamoSnapshotStore {
                 return Ok(());
             }
             if attempt >= self.retry.max_attempts {
-                return Err(Error::Storage {
-                    operation: "DynamoDB BatchWriteItem",
-                    resource: format!("table {}", self.table_name),
-                    code: "UnprocessedItems".into(),
-                    message: format!(
-                        "{} of the batch's items were still unprocessed after {attempt} attempts",
-                        unprocessed.len()
-                    ),
-                    status: None,
-                    retryable: true,
-                });
+                return Err(self.still_unprocessed(
+                    "DynamoDB BatchWriteItem",
+                    "UnprocessedItems",
+                    "items",
+                    unprocessed.len(),
+                    attempt,
+                ));
             }
             attempt += 1;
             self.count(&self.counters.items_retried, unprocessed.len() as u64);
@@ -225,17 +234,13 @@ impl DynamoSnapshotStore {
                 return Ok(found);
             }
             if attempt >= self.retry.max_attempts {
-                return Err(Error::Storage {
-                    operation: "DynamoDB BatchGetItem",
-                    resource: format!("table {}", self.table_name),
-                    code: "UnprocessedKeys".into(),
-                    message: format!(
-                        "{} of the batch's keys were still unprocessed after {attempt} attempts",
-                        unprocessed.len()
-                    ),
-                    status: None,
-                    retryable: true,
-                });
+                return Err(self.still_unprocessed(
+                    "DynamoDB BatchGetItem",
+                    "UnprocessedKeys",
+                    "keys",
+                    unprocessed.len(),
+                    attempt,
+                ));
             }
             attempt += 1;
             warn!(unprocessed = unprocessed.len(), attempt, "DynamoDB left keys unprocessed; asking again for them");
