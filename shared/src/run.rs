@@ -588,7 +588,7 @@ where
         return Ok((key, counts, ListingEnd::NotStarted));
     }
     let cursor = shared.progress.cursors.get(&key);
-    let mut diff = ListingDiff::resume(shared.mark, cursor.map(|c| c.seen.clone()).unwrap_or_default());
+    let mut diff = ListingDiff::resume(shared.mark, cursor.into_iter().flat_map(|c| c.seen.iter().copied()));
     let mut stored = std::pin::pin!(shared.store.stored_pages(shared.scope, parent_id));
     while let Some(page) = stored.try_next().await? {
         page.iter().for_each(|session| diff.remember(session));
