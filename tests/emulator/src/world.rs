@@ -367,24 +367,6 @@ impl World {
         s
     }
 
-    /// Changes between two ticks as a share of the sessions, counted as the archiver counts
-    /// them: a slot whose session was replaced is one ended and one opened, a session whose
-    /// state moved is one changed.
-    pub fn churn(&self, api: Api, from: u64, to: u64) -> f64 {
-        let before = self.all_sessions(api, from);
-        let after = self.all_sessions(api, to);
-        let changes: usize = before
-            .iter()
-            .zip(&after)
-            .map(|(a, b)| match (a.id == b.id, a == b) {
-                (false, _) => 2,
-                (true, false) => 1,
-                (true, true) => 0,
-            })
-            .sum();
-        changes as f64 / before.len().max(1) as f64
-    }
-
     /// Every session of an API at `tick`, in listing order: the emulator's ground truth.
     pub fn all_sessions(&self, api: Api, tick: u64) -> Vec<SimSession> {
         let parents = match api {
@@ -425,6 +407,24 @@ mod tests {
         assert_eq!(ids.len(), later.len(), "session ids are unique");
     }
 
+    /// Changes between two ticks as a share of the sessions, counted as the archiver counts
+    /// them: a slot whose session was replaced is one ended and one opened, a session whose
+    /// state moved is one changed.
+    fn churn(world: &World, api: Api, from: u64, to: u64) -> f64 {
+        let before = world.all_sessions(api, from);
+        let after = world.all_sessions(api, to);
+        let changes: usize = before
+            .iter()
+            .zip(&after)
+            .map(|(a, b)| match (a.id == b.id, a == b) {
+                (false, _) => 2,
+                (true, false) => 1,
+                (true, true) => 0,
+            })
+            .sum();
+        changes as f64 / before.len().max(1) as f64
+    }
+
     #[test]
     fn only_the_moving_share_of_the_slots_changes() {
         // GIVEN the same account with every slot moving, a tenth of them, and none
@@ -435,7 +435,7 @@ mod tests {
                 ..EmulatorConfig::default()
             })
         };
-        let [all, tenth, none] = [1000, 100, 0].map(|m| world(m).churn(Api::GameliftStreamSessions, 0, 1));
+        let [all, tenth, none] = [1000, 100, 0].map(|m| churn(&world(m), Api::GameliftStreamSessions, 0, 1));
         // THEN churn scales with the share, and a still account does not change at all
         assert!(all > 0.3, "{all}");
         assert!((tenth - all / 10.0).abs() < all / 30.0, "all {all}, a tenth moving {tenth}");
