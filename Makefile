@@ -90,12 +90,15 @@ cp target/lambda/$(1)/bootstrap $(ARTIFACTS_DIR)/bootstrap
 endef
 
 BENCH_SIZES ?= 10000,100000
+# The bench's moto: the pinned moto with fast DynamoDB Query and response paths (tests/e2e/bench_moto.py;
+# a test checks it answers as the pinned moto does). BENCH_MOTO=$(MOTO_SERVER) runs the plain one.
+BENCH_MOTO ?= $(abspath tests/e2e/bench-moto-server)
 
 bench: moto build bench-build ## Benchmark the release functions at n = 10,000 and 100,000 sessions: Markdown table + target/bench/*.json
-	BENCH_SIZES=$(BENCH_SIZES) target/debug/archiver-bench
+	MOTO_SERVER=$(BENCH_MOTO) BENCH_SIZES=$(BENCH_SIZES) target/debug/archiver-bench
 
 bench-large: moto build bench-build ## The benchmark at n = 1,000,000 sessions
-	BENCH_SIZES=1000000 target/debug/archiver-bench
+	MOTO_SERVER=$(BENCH_MOTO) BENCH_SIZES=1000000 target/debug/archiver-bench
 
 bench-build: ## Build the five functions in release for this machine (what the benchmark runs)
 	$(CARGO) build --release --locked $(addprefix -p ,$(FUNCTIONS))

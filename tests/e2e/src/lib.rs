@@ -64,7 +64,11 @@ impl MotoServer {
 
     /// Starts moto and waits until it answers HTTP (at most 60 s).
     pub fn start() -> std::io::Result<Self> {
-        let binary = Self::binary();
+        Self::start_command(&Self::binary())
+    }
+
+    /// Starts `binary` (a moto server taking `-H` and `-p`) and waits until it answers HTTP.
+    pub fn start_command(binary: &std::path::Path) -> std::io::Result<Self> {
         if !binary.exists() {
             return Err(std::io::Error::new(
                 std::io::ErrorKind::NotFound,
@@ -75,7 +79,7 @@ impl MotoServer {
             ));
         }
         let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-        let child = Command::new(&binary)
+        let child = Command::new(binary)
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
             .stdin(Stdio::null())
             .stdout(Stdio::null())

@@ -394,6 +394,7 @@ fn machine() -> BTreeMap<&'static str, String> {
         ("cpu_model", model.unwrap_or_else(|| "unknown".into())),
         ("memory", memory.split_whitespace().skip(1).collect::<Vec<_>>().join(" ")),
         ("os", std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim().to_owned()),
+        ("moto", archiver_e2e::MotoServer::binary().display().to_string()),
     ])
 }
 

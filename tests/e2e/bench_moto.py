@@ -1,0 +1,274 @@
+"""The pinned moto server with three of its DynamoDB hot paths made fast, for `make bench` only.
+
+moto answers a DynamoDB Query by walking every item of the table, sorting the partition and
+skipping to the start key, for every 1 MB page: a listing's read is quadratic in the table's size.
+It then turns each item into its wire form through a generic, model-driven serializer at a few
+milliseconds an item. At 100,000 sessions one read of a listing took 17.8 minutes; at 1,000,000 it
+would take days, and the benchmark would measure moto, not the archiver.
+
+This module changes how moto computes three things and nothing else it answers:
+
+* Query on a table's own key, forward, hands moto's own Query only the items that can make the
+  page: the partition's items after the start key, in key order, as many as fit a page plus one.
+  moto then applies its conditions, limits, projection and `LastEvaluatedKey` as it always does.
+* An item is checked against the size limit once, not once per attribute as it is built.
+* Item-bearing results (Query, Scan, GetItem, BatchGetItem, writes) are written as JSON directly:
+  DynamoDB's wire format is the JSON of the attribute values, blobs base64'd.
+
+`bench-moto-server --self-check` answers a set of requests (every attribute type, page sizes,
+start keys, key conditions, reverse order, batch reads) with and without the change and fails on
+the first response that differs; a test in `make test` runs it. Any other arguments go to moto's
+server, as `make bench` starts it.
+"""
+
+import base64
+import bisect
+import datetime
+import decimal
+import json
+import sys
+import threading
+
+from moto.dynamodb import responses as dynamodb_responses
+from moto.dynamodb.models import table as dynamodb_table
+from moto.dynamodb.exceptions import ItemSizeTooLarge
+from moto.dynamodb.models import dynamo_type
+from moto.dynamodb.models.dynamo_type import DynamoType, LimitedSizeDict
+from moto.dynamodb.models.utilities import bytesize
+
+ENABLED = True
+
+# Operations whose results are attribute maps and plain scalars, written as JSON directly.
+DIRECT_JSON_OPERATIONS = {
+    "Query",
+    "Scan",
+    "GetItem",
+    "BatchGetItem",
+    "PutItem",
+    "DeleteItem",
+    "UpdateItem",
+    "BatchWriteItem",
+    "TransactGetItems",
+    "TransactWriteItems",
+}
+
+_original_execute_result = dynamodb_responses.DynamoResult.execute_result
+_original_query = dynamodb_table.Table.query
+_original_all_items = dynamodb_table.Table.all_items
+_original_item_init = dynamo_type.Item.__init__
+_narrowed = threading.local()
+# moto's item size limit (LimitedSizeDict): DynamoDB's 400 KB, as moto measured it.
+ITEM_SIZE_LIMIT = 405000
+
+
+def _json_value(value):
+    if isinstance(value, (bytes, bytearray)):
+        return base64.b64encode(value).decode("ascii")
+    if isinstance(value, datetime.datetime):
+        return value.timestamp()
+    if isinstance(value, decimal.Decimal):
+        return float(value)
+    raise TypeError(f"not JSON: {type(value).__name__}")
+
+
+def _without_none(value):
+    if isinstance(value, dict):
+        return {k: _without_none(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_without_none(v) for v in value]
+    return value
+
+
+def execute_result(self, context):
+    if not ENABLED or context.operation_model.name not in DIRECT_JSON_OPERATIONS or not isinstance(self.result, dict):
+        return _original_execute_result(self, context)
+    body = json.dumps(_without_none(self.result), default=_json_value, separators=(",", ":"))
+    return 200, {"Content-Type": "application/x-amz-json-1.0"}, body
+
+
+def item_init(self, hash_key, range_key, attrs):
+    """An item checked against the 400 KB limit once, not once per attribute (quadratic in attributes)."""
+    if not ENABLED:
+        return _original_item_init(self, hash_key, range_key, attrs)
+    converted = {key: DynamoType(value) for key, value in attrs.items()}
+    if sum(bytesize(key) + value.size() for key, value in converted.items()) > ITEM_SIZE_LIMIT:
+        raise ItemSizeTooLarge
+    self.hash_key = hash_key
+    self.range_key = range_key
+    self.attrs = LimitedSizeDict.__new__(LimitedSizeDict)
+    dict.update(self.attrs, converted)
+
+
+def all_items(self):
+    narrowed = getattr(_narrowed, "items", None)
+    if narrowed is not None and narrowed[0] is self:
+        return narrowed[1]
+    return _original_all_items(self)
+
+
+def _page_candidates(table, hash_key, exclusive_start_key, limit):
+    """The partition's items after the start key, in key order, enough to fill one page and one more."""
+    partition = table.items.get(hash_key) if hash_key in table.items else None
+    if not partition:
+        return []
+    keys = sorted(partition, key=lambda k: k.cast_value)
+    start = 0
+    if exclusive_start_key:
+        after = DynamoType(exclusive_start_key[table.range_key_attr]).cast_value
+        start = bisect.bisect_right(keys, after, key=lambda k: k.cast_value)
+    candidates, size = [], 0
+    for key in keys[start:]:
+        item = partition[key]
+        candidates.append(item)
+        size += item.size()
+        if (limit and len(candidates) > limit) or size > dynamodb_table.RESULT_SIZE_LIMIT:
+            break
+    return candidates
+
+
+def query(self, hash_key, range_comparison, range_objs, limit, exclusive_start_key, scan_index_forward,
+          projection_expressions, index_name=None, consistent_read=False, filter_expression=None,
+          hash_key_conditions=None, range_key_conditions=None, **filter_kwargs):
+    args = (hash_key, range_comparison, range_objs, limit, exclusive_start_key, scan_index_forward,
+            projection_expressions, index_name, consistent_read, filter_expression)
+    kwargs = dict(filter_kwargs, hash_key_conditions=hash_key_conditions, range_key_conditions=range_key_conditions)
+    # Conditions on the sort key skip items without counting them toward the page: leave those to moto.
+    plain = ENABLED and self.range_key_attr and not index_name and not range_comparison and not filter_kwargs
+    if not plain or scan_index_forward is False or hash_key is None:
+        return _original_query(self, *args, **kwargs)
+    _narrowed.items = (self, _page_candidates(self, hash_key, exclusive_start_key, limit))
+    try:
+        return _original_query(self, *args, **kwargs)
+    finally:
+        _narrowed.items = None
+
+
+dynamodb_responses.DynamoResult.execute_result = execute_result
+dynamodb_table.Table.all_items = all_items
+dynamodb_table.Table.query = query
+dynamo_type.Item.__init__ = item_init
+
+
+def self_check():
+    """Every request answered the same with and without the change, as the SDK parses it and as JSON."""
+    global ENABLED
+    import random
+
+    import boto3
+    from moto import mock_aws
+
+    rng = random.Random(7)
+    failures = []
+    with mock_aws():
+        client = boto3.client("dynamodb", region_name="us-east-1")
+        client.create_table(
+            TableName="t",
+            BillingMode="PAY_PER_REQUEST",
+            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
+            AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"},
+                                  {"AttributeName": "sk", "AttributeType": "S"}],
+        )
+        for p in range(3):
+            for i in range(rng.randrange(200, 400)):
+                item = {
+                    "pk": {"S": f"part#{p}"},
+                    "sk": {"S": f"{rng.choice(['a', 'b', 'é', 'Z'])}{rng.randrange(10**9):09d}"},
+                    "s": {"S": "x" * rng.randrange(0, 8000)},
+                    "n": {"N": str(rng.randrange(-10**6, 10**6) / 7)},
+                    "b": {"B": bytes(rng.randrange(256) for _ in range(rng.randrange(1, 64)))},
+                    "t": {"BOOL": bool(i % 2)},
+                    "z": {"NULL": True},
+                    "m": {"M": {"k": {"S": "v"}, "l": {"L": [{"N": "1"}, {"S": "two"}, {"B": b"\x00\x01"}]}}},
+                    "ss": {"SS": ["a", "b"]},
+                    "ns": {"NS": ["1", "2.5"]},
+                    "bs": {"BS": [b"\x02", b"\x03"]},
+                }
+                client.put_item(TableName="t", Item=item)
+
+        def both(name, **request):
+            global ENABLED
+            answers = []
+            for enabled in (False, True):
+                ENABLED = enabled
+                try:
+                    answers.append(getattr(client, name)(**request))
+                except client.exceptions.ClientError as error:
+                    answers.append(("error", error.response["Error"]))
+                if isinstance(answers[-1], dict):
+                    answers[-1].pop("ResponseMetadata", None)
+            ENABLED = True
+            if answers[0] != answers[1]:
+                failures.append(f"{name} {json.dumps(request, default=str)[:300]}: responses differ")
+            return answers[0]
+
+        def paginate(**query):
+            start, pages = None, 0
+            while True:
+                request = dict(query, **({"ExclusiveStartKey": start} if start else {}))
+                page = both("query", **request)
+                if isinstance(page, tuple):
+                    return
+                pages += 1
+                start = page.get("LastEvaluatedKey")
+                if not start:
+                    return
+
+        for p in range(4):
+            base = dict(TableName="t", KeyConditionExpression="pk = :p",
+                        ExpressionAttributeValues={":p": {"S": f"part#{p}"}})
+            paginate(**base)
+            paginate(**base, ConsistentRead=True, Limit=37)
+            paginate(**base, ScanIndexForward=False, Limit=101)
+            paginate(**base, ProjectionExpression="pk, sk, n")
+            paginate(TableName="t", KeyConditionExpression="pk = :p AND begins_with(sk, :s)",
+                     ExpressionAttributeValues={":p": {"S": f"part#{p}"}, ":s": {"S": "b"}})
+            paginate(TableName="t", KeyConditionExpression="pk = :p AND sk > :s", Limit=50,
+                     ExpressionAttributeValues={":p": {"S": f"part#{p}"}, ":s": {"S": "a5"}})
+            paginate(**dict(base, ExpressionAttributeValues={":p": {"S": f"part#{p}"}, ":t": {"BOOL": True}}),
+                     FilterExpression="t = :t", Limit=60)
+        both("query", TableName="missing", KeyConditionExpression="pk = :p",
+             ExpressionAttributeValues={":p": {"S": "x"}})
+        items = client.scan(TableName="t", Limit=120)["Items"]
+        keys = [{"pk": i["pk"], "sk": i["sk"]} for i in items]
+        both("batch_get_item", RequestItems={"t": {"Keys": keys[:100], "ConsistentRead": True}})
+        both("get_item", TableName="t", Key=keys[0])
+        both("get_item", TableName="t", Key={"pk": {"S": "none"}, "sk": {"S": "none"}})
+        both("scan", TableName="t", Limit=200)
+        written = {}
+        for enabled in (False, True):
+            ENABLED = enabled
+            table = f"written-{enabled}"
+            client.create_table(
+                TableName=table,
+                BillingMode="PAY_PER_REQUEST",
+                KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
+                AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"},
+                                      {"AttributeName": "sk", "AttributeType": "S"}],
+            )
+            for batch in range(0, len(items), 25):
+                client.batch_write_item(RequestItems={table: [{"PutRequest": {"Item": i}} for i in items[batch:batch + 25]]})
+            errors = []
+            for size in (404_000, 406_000):
+                try:
+                    client.put_item(TableName=table, Item={"pk": {"S": "big"}, "sk": {"S": str(size)}, "s": {"S": "x" * size}})
+                except client.exceptions.ClientError as error:
+                    errors.append(error.response["Error"])
+            written[enabled] = (client.scan(TableName=table, ConsistentRead=True, Limit=500)["Items"], errors)
+        ENABLED = True
+        if written[False] != written[True]:
+            failures.append("BatchWriteItem/PutItem: the items written (or the size errors) differ")
+        elif len(written[True][1]) != 1:
+            failures.append(f"PutItem past 400 KB: expected one ItemSizeTooLarge, got {written[True][1]}")
+    if failures:
+        print("bench moto self-check FAILED:", *failures, sep="\n  ", file=sys.stderr)
+        sys.exit(1)
+    print("bench moto self-check: every response the same with and without the fast paths")
+
+
+if __name__ == "__main__":
+    if sys.argv[1:] == ["--self-check"]:
+        self_check()
+    else:
+        from moto.server import main
+
+        main(sys.argv[1:])
