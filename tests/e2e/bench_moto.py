@@ -9,7 +9,8 @@ would take days, and the benchmark would measure moto, not the archiver.
 This module changes how moto computes three things and nothing else it answers:
 
 * Query on a table's own key, forward, hands moto's own Query only the items that can make the
-  page: the partition's items after the start key, in key order, as many as fit a page plus one.
+  page: the partition's items after the start key, in key order (the sorted keys kept until a
+  put or a delete), as many as fit a page plus one.
   moto then applies its conditions, limits, projection and `LastEvaluatedKey` as it always does.
 * An item is checked against the size limit once, not once per attribute as it is built.
 * Item-bearing results (Query, Scan, GetItem, BatchGetItem, writes) are written as JSON directly:
@@ -57,6 +58,9 @@ _original_query = dynamodb_table.Table.query
 _original_all_items = dynamodb_table.Table.all_items
 _original_item_init = dynamo_type.Item.__init__
 _narrowed = threading.local()
+_original_put_item = dynamodb_table.Table.put_item
+_original_delete_item = dynamodb_table.Table.delete_item
+_sorted_key_cache = {}
 # moto's item size limit (LimitedSizeDict): DynamoDB's 400 KB, as moto measured it.
 ITEM_SIZE_LIMIT = 405000
 
@@ -99,6 +103,16 @@ def item_init(self, hash_key, range_key, attrs):
     dict.update(self.attrs, converted)
 
 
+def put_item(self, *args, **kwargs):
+    self._bench_version = getattr(self, "_bench_version", 0) + 1
+    return _original_put_item(self, *args, **kwargs)
+
+
+def delete_item(self, *args, **kwargs):
+    self._bench_version = getattr(self, "_bench_version", 0) + 1
+    return _original_delete_item(self, *args, **kwargs)
+
+
 def all_items(self):
     narrowed = getattr(_narrowed, "items", None)
     if narrowed is not None and narrowed[0] is self:
@@ -106,12 +120,25 @@ def all_items(self):
     return _original_all_items(self)
 
 
+def _sorted_keys(table, hash_key, partition):
+    """The partition's sort keys in order, kept until the partition's keys change (a put or a
+    delete bumps the table's version): sorting a million keys for every page would make a
+    listing's read quadratic again."""
+    version = getattr(table, "_bench_version", 0)
+    cached = _sorted_key_cache.get((id(table), hash_key))
+    if cached and cached[0] == version and cached[1] is table and len(cached[2]) == len(partition):
+        return cached[2]
+    keys = sorted(partition, key=lambda k: k.cast_value)
+    _sorted_key_cache[(id(table), hash_key)] = (version, table, keys)
+    return keys
+
+
 def _page_candidates(table, hash_key, exclusive_start_key, limit):
     """The partition's items after the start key, in key order, enough to fill one page and one more."""
     partition = table.items.get(hash_key) if hash_key in table.items else None
     if not partition:
         return []
-    keys = sorted(partition, key=lambda k: k.cast_value)
+    keys = _sorted_keys(table, hash_key, partition)
     start = 0
     if exclusive_start_key:
         after = DynamoType(exclusive_start_key[table.range_key_attr]).cast_value
@@ -146,6 +173,8 @@ def query(self, hash_key, range_comparison, range_objs, limit, exclusive_start_k
 dynamodb_responses.DynamoResult.execute_result = execute_result
 dynamodb_table.Table.all_items = all_items
 dynamodb_table.Table.query = query
+dynamodb_table.Table.put_item = put_item
+dynamodb_table.Table.delete_item = delete_item
 dynamo_type.Item.__init__ = item_init
 
 
@@ -226,6 +255,16 @@ def self_check():
                      ExpressionAttributeValues={":p": {"S": f"part#{p}"}, ":s": {"S": "a5"}})
             paginate(**dict(base, ExpressionAttributeValues={":p": {"S": f"part#{p}"}, ":t": {"BOOL": True}}),
                      FilterExpression="t = :t", Limit=60)
+        # Writes between reads: a sort-key order kept from an earlier read must not hide them.
+        base = dict(TableName="t", KeyConditionExpression="pk = :p", ExpressionAttributeValues={":p": {"S": "part#0"}})
+        paginate(**base, Limit=90)
+        for i in range(40):
+            client.put_item(TableName="t", Item={"pk": {"S": "part#0"}, "sk": {"S": f"b{i:09d}x"}, "n": {"N": str(i)}})
+        first = client.query(**base, Limit=5)["Items"]
+        client.delete_item(TableName="t", Key={"pk": first[0]["pk"], "sk": first[0]["sk"]})
+        client.put_item(TableName="t", Item={"pk": {"S": "part#0"}, "sk": {"S": "0first"}})
+        paginate(**base, Limit=90)
+        paginate(**base)
         both("query", TableName="missing", KeyConditionExpression="pk = :p",
              ExpressionAttributeValues={":p": {"S": "x"}})
         items = client.scan(TableName="t", Limit=120)["Items"]
