@@ -228,6 +228,7 @@ pub async fn run_function(service: ServiceId) -> Result<(), LambdaError> {
 }
 
 /// The threshold from which glibc maps a block on its own (its default starting value).
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
 const MMAP_THRESHOLD: i32 = 128 * 1024;
 
 /// Fixes glibc's mmap threshold, so every block from 128 KiB up (a history part, a Query page, the
