@@ -236,7 +236,7 @@ const MMAP_THRESHOLD: i32 = 128 * 1024;
 /// glibc raises the threshold to the size of each large block freed (up to 32 MiB), after which
 /// such blocks come from the heap and its high-water mark stays: `make bench` measured 9 MiB more
 /// peak RSS at 100,000 sessions (35.0 MiB against 26.3). `false` if glibc refused.
-pub fn map_large_blocks_apart() -> bool {
+fn map_large_blocks_apart() -> bool {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {
         // SAFETY: mallopt sets one allocator parameter under glibc's own lock; no memory is touched.

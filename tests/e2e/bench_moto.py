@@ -135,7 +135,7 @@ def _sorted_keys(table, hash_key, partition):
 
 def _page_candidates(table, hash_key, exclusive_start_key, limit):
     """The partition's items after the start key, in key order, enough to fill one page and one more."""
-    partition = table.items.get(hash_key) if hash_key in table.items else None
+    partition = table.items.get(hash_key)  # .get: the defaultdict adds no empty partition
     if not partition:
         return []
     keys = _sorted_keys(table, hash_key, partition)
