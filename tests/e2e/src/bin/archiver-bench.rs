@@ -82,6 +82,17 @@ struct Row {
     archiver_cpu_share_pct: f64,
 }
 
+impl Row {
+    /// The row in brief, printed as soon as it is measured.
+    fn one_line(&self) -> String {
+        format!(
+            "{} n={} {}: {} sessions, wall {:.1} s, CPU {:.1} s, peak RSS {:.1} MiB, cold init {:.1} ms, list calls {}/{}, items written {}",
+            self.service, self.n, self.scenario, self.sessions, self.wall_ms / 1000.0, self.cpu_ms / 1000.0,
+            self.peak_rss_mib, self.cold_init_ms, self.list_calls, self.list_floor, self.items_written
+        )
+    }
+}
+
 #[derive(Serialize)]
 struct Report {
     commit: String,
@@ -110,41 +121,56 @@ async fn bench() -> Result<(), Box<dyn std::error::Error>> {
     let sizes: Vec<u32> = list_of("BENCH_SIZES", "10000,100000", |s| s.parse().ok().filter(|n| *n >= PER_PARENT))?;
     let all = ServiceId::ALL.map(|s| s.as_str()).join(",");
     let services: Vec<ServiceId> = list_of("BENCH_SERVICES", &all, |s| s.parse().ok())?;
-    for service in &services {
-        let binary = LocalFunction::binary_of("release", service.as_str());
-        if !binary.exists() {
-            return Err(
-                format!("{} is missing: `make bench` builds it (cargo build --release)", binary.display()).into()
-            );
-        }
-    }
-    let mut rows = Vec::new();
+    let mut report =
+        Report { commit: commit(), machine: machine(), at: Timestamp::now().as_str().to_owned(), rows: Vec::new() };
+    let previous = last_report(Path::new("target/bench"));
+    std::fs::create_dir_all("target/bench")?;
+    let stem = format!("{}-{}", report.at.replace(':', ""), &report.commit[..report.commit.len().min(12)]);
+    let path = PathBuf::from(format!("target/bench/{stem}.json"));
+    let binaries = copy_binaries(&services, &Path::new("target/bench").join(format!("bin-{stem}")))?;
     let mut failures = Vec::new();
     for &n in &sizes {
         for &service in &services {
             eprintln!("bench: {service} at n = {n} ...");
             // A service that fails is reported and the others still run; the exit says so.
-            match bench_one(service, n).await {
-                Ok(done) => rows.extend(done),
+            match bench_one(service, n, &binaries[&service]).await {
+                Ok(done) => {
+                    for row in &done {
+                        eprintln!("bench: {}", row.one_line());
+                    }
+                    report.rows.extend(done);
+                }
                 Err(err) => failures.push(format!("{service} at n = {n}: {err}")),
             }
+            // Written after each service, so a run stopped part way keeps what it measured.
+            std::fs::write(&path, serde_json::to_string_pretty(&report)?)?;
         }
     }
-    let report = Report { commit: commit(), machine: machine(), at: Timestamp::now().as_str().to_owned(), rows };
-    let previous = last_report(Path::new("target/bench"));
+    // Only copies: a failure to remove them loses nothing.
+    let _ = std::fs::remove_dir_all(Path::new("target/bench").join(format!("bin-{stem}")));
     print_table(&report, previous.as_ref());
-    std::fs::create_dir_all("target/bench")?;
-    let path = PathBuf::from(format!(
-        "target/bench/{}-{}.json",
-        report.at.replace(':', ""),
-        &report.commit[..report.commit.len().min(12)]
-    ));
-    std::fs::write(&path, serde_json::to_string_pretty(&report)?)?;
     println!("\nresults: {}", path.display());
     if failures.is_empty() {
         return Ok(());
     }
     Err(format!("{} failed:\n  {}", failures.len(), failures.join("\n  ")).into())
+}
+
+/// Copies of the release binaries the run starts with, so a build during a long run does not
+/// change what its later scenarios measure.
+fn copy_binaries(services: &[ServiceId], dir: &Path) -> Result<BTreeMap<ServiceId, PathBuf>, String> {
+    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    services
+        .iter()
+        .map(|service| {
+            let binary = LocalFunction::binary_of("release", service.as_str());
+            let copy = dir.join(service.as_str());
+            std::fs::copy(&binary, &copy).map_err(|e| {
+                format!("{}: {e} (`make bench` builds it with cargo build --release)", binary.display())
+            })?;
+            Ok((*service, copy))
+        })
+        .collect()
 }
 
 /// A world with n sessions of `service` (and none of the others).
@@ -241,7 +267,7 @@ async fn calm_down(service: ServiceId, config: &mut EmulatorConfig) -> Result<()
     Ok(())
 }
 
-async fn bench_one(service: ServiceId, n: u32) -> Result<Vec<Row>, Box<dyn std::error::Error>> {
+async fn bench_one(service: ServiceId, n: u32, binary: &Path) -> Result<Vec<Row>, Box<dyn std::error::Error>> {
     let mut config = world(service, n);
     calm_down(service, &mut config).await?;
     let (list_floor, discovery_floor) = floors(service, &config);
@@ -265,15 +291,7 @@ async fn bench_one(service: ServiceId, n: u32) -> Result<Vec<Row>, Box<dyn std::
         if scenario == "churn" {
             stage.emulator.advance(1);
         }
-        let mut function = LocalFunction::start(
-            &LocalFunction::binary_of("release", name),
-            name,
-            ACCOUNT_ID,
-            REGION,
-            &env,
-            FUNCTION_TIMEOUT,
-        )
-        .await?;
+        let mut function = LocalFunction::start(binary, name, ACCOUNT_ID, REGION, &env, FUNCTION_TIMEOUT).await?;
         let cold_init = function.cold_init().await.unwrap_or_default();
         let pid = function.pid().ok_or("the function has no pid")?;
         stage.emulator.reset_calls();
