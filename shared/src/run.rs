@@ -589,9 +589,9 @@ where
     }
     let cursor = shared.progress.cursors.get(&key);
     let mut diff = ListingDiff::resume(shared.mark, cursor.into_iter().flat_map(|c| c.seen.iter().copied()));
-    let mut stored = std::pin::pin!(shared.store.stored_pages(shared.scope, parent_id));
+    let mut stored = std::pin::pin!(shared.store.stored_states(shared.scope, parent_id));
     while let Some(page) = stored.try_next().await? {
-        page.iter().for_each(|session| diff.remember(session));
+        page.iter().for_each(|state| diff.remember(state));
     }
     let mut token = cursor.and_then(|c| c.next_token.clone());
     let mut pages_done = cursor.map_or(0, |c| c.pages_done);

@@ -24,7 +24,7 @@ use std::collections::HashSet;
 
 use sha2::{Digest, Sha256};
 
-use super::StoredSession;
+use super::{StoredSession, StoredState};
 use crate::history::Change;
 use crate::model::{SessionRecord, Timestamp};
 
@@ -116,8 +116,9 @@ pub struct RunMark {
 }
 
 impl RunMark {
-    fn carries(&self, stored: &StoredSession) -> bool {
-        self.carried_runs.contains(&stored.last_run) || stored.last_run == self.run_id
+    /// Whether this run records again the change the run `last_run` recorded.
+    fn carries(&self, last_run: &str) -> bool {
+        self.carried_runs.contains(last_run) || last_run == self.run_id
     }
 }
 
@@ -222,18 +223,18 @@ impl<'a> ListingDiff<'a> {
     }
 
     /// One stored session of the listing's previous state.
-    pub fn remember(&mut self, stored: &StoredSession) {
+    pub fn remember(&mut self, stored: &StoredState) {
         let mut word = hash_fingerprint(&stored.record_hash);
-        if stored.is_live() {
+        if stored.live {
             word |= LIVE;
         }
-        if self.run.carries(stored) {
+        if self.run.carries(&stored.last_run) {
             word |= CARRIED;
         }
         if stored.change == Change::Ended {
             word |= ENDED;
         }
-        self.previous.push(Known { id: id_fingerprint(&stored.record.session_id), word });
+        self.previous.push(Known { id: id_fingerprint(&stored.session_id), word });
         self.sorted = false;
     }
 
@@ -301,7 +302,7 @@ impl<'a> ListingDiff<'a> {
             return written(run, record, hash, None, Change::Opened, None);
         };
         let previous_status = before.record.status.clone();
-        if run.carries(&before) {
+        if run.carries(&before.last_run) {
             // The change that run recorded, relative to the state before it.
             let (change, previous) = if before.is_live() {
                 (before.change, before.previous_status.clone())
@@ -347,7 +348,7 @@ impl<'a> ListingDiff<'a> {
             let change = Some((Change::Ended, after.previous_status.clone()));
             let record_hash = before.record.record_hash();
             Some(Observation { record: before.record, record_hash, change, write: Some(after) })
-        } else if run.carries(&before) && before.change == Change::Ended {
+        } else if run.carries(&before.last_run) && before.change == Change::Ended {
             let change = Some((Change::Ended, before.previous_status.clone()));
             let write = (before.last_run != run.run_id)
                 .then(|| StoredSession { last_run: run.run_id.clone(), ..before.clone() });
@@ -431,7 +432,7 @@ mod tests {
 
     fn remembering<'a>(run: &'a RunMark, table: &HashMap<String, StoredSession>, seen: &[&str]) -> ListingDiff<'a> {
         let mut diff = ListingDiff::resume(run, seen.iter().map(|id| id_fingerprint(id)));
-        table.values().for_each(|stored| diff.remember(stored));
+        table.values().for_each(|stored| diff.remember(&stored.into()));
         diff
     }
 

@@ -6,13 +6,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use aws_sdk_dynamodb::error::ProvideErrorMetadata;
+use aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder;
 use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes, PutRequest, WriteRequest};
 use aws_sdk_dynamodb::Client;
 use futures::Stream;
 use tracing::{instrument, warn};
 
 use super::item::{self, Item, LEASE_SK};
-use super::{LeaseOutcome, Manifest, Progress, RunStatus, Scope, SnapshotStore, StoredSession};
+use super::{LeaseOutcome, Manifest, Progress, RunStatus, Scope, SnapshotStore, StoredSession, StoredState};
 use crate::error::{Error, Result};
 use crate::model::Timestamp;
 
@@ -203,6 +204,38 @@ impl DynamoSnapshotStore {
         }
     }
 
+    /// The Query of one listing's session items.
+    fn session_query(&self, scope: &Scope, parent_id: Option<&str>) -> QueryFluentBuilder {
+        self.client
+            .query()
+            .table_name(&self.table_name)
+            .key_condition_expression("pk = :pk")
+            .expression_attribute_values(":pk", AttributeValue::S(scope.session_pk(parent_id)))
+            // Eventually consistent: half the read cost; the previous run ended long before.
+            .consistent_read(false)
+    }
+
+    /// The pages of a Query, each item read by `read`.
+    fn session_pages<'a, T: Send + 'a>(
+        &'a self,
+        query: QueryFluentBuilder,
+        read: impl Fn(&Item) -> Result<T> + Clone + Send + 'a,
+    ) -> impl Stream<Item = Result<Vec<T>>> + Send + 'a {
+        futures::stream::unfold(query.into_paginator().send(), move |mut pages| {
+            let read = read.clone();
+            async move {
+                let page = pages.next().await?;
+                self.count(&self.counters.queries, 1);
+                let items = page.map_err(|e| self.storage_error("DynamoDB Query", e)).and_then(|output| {
+                    let items = output.items.unwrap_or_default();
+                    self.count(&self.counters.items_read, items.len() as u64);
+                    items.iter().map(&read).collect::<Result<Vec<_>>>()
+                });
+                Some((items, pages))
+            }
+        })
+    }
+
     /// Reads one batch of at most 100 keys, asking again for exactly the unprocessed ones.
     async fn get_batch(&self, mut keys: Vec<Item>) -> Result<Vec<Item>> {
         let mut found = Vec::with_capacity(keys.len());
@@ -251,31 +284,27 @@ impl DynamoSnapshotStore {
 }
 
 impl SnapshotStore for DynamoSnapshotStore {
+    fn stored_states<'a>(
+        &'a self,
+        scope: &'a Scope,
+        parent_id: Option<&'a str>,
+    ) -> impl Stream<Item = Result<Vec<StoredState>>> + Send + 'a {
+        // Attribute names through placeholders: none can clash with a reserved word.
+        let mut query = self.session_query(scope, parent_id);
+        let mut placeholders = Vec::new();
+        for (i, name) in item::STATE_PROJECTION.iter().enumerate() {
+            query = query.expression_attribute_names(format!("#a{i}"), *name);
+            placeholders.push(format!("#a{i}"));
+        }
+        self.session_pages(query.projection_expression(placeholders.join(", ")), item::stored_state)
+    }
+
     fn stored_pages<'a>(
         &'a self,
         scope: &'a Scope,
         parent_id: Option<&'a str>,
     ) -> impl Stream<Item = Result<Vec<StoredSession>>> + Send + 'a {
-        let pages = self
-            .client
-            .query()
-            .table_name(&self.table_name)
-            .key_condition_expression("pk = :pk")
-            .expression_attribute_values(":pk", AttributeValue::S(scope.session_pk(parent_id)))
-            // Eventually consistent: half the read cost; the previous run ended long before.
-            .consistent_read(false)
-            .into_paginator()
-            .send();
-        futures::stream::unfold(pages, move |mut pages| async move {
-            let page = pages.next().await?;
-            self.count(&self.counters.queries, 1);
-            let sessions = page.map_err(|e| self.storage_error("DynamoDB Query", e)).and_then(|output| {
-                let items = output.items.unwrap_or_default();
-                self.count(&self.counters.items_read, items.len() as u64);
-                items.iter().map(|item| item::stored_session(scope, item)).collect::<Result<Vec<_>>>()
-            });
-            Some((sessions, pages))
-        })
+        self.session_pages(self.session_query(scope, parent_id), move |item| item::stored_session(scope, item))
     }
 
     #[instrument(skip(self, session_ids), fields(table = %self.table_name, ids = session_ids.len()))]

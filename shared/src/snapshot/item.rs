@@ -14,7 +14,7 @@ use std::collections::HashMap;
 
 use aws_sdk_dynamodb::types::AttributeValue;
 
-use super::{Manifest, Progress, RunCounts, RunStatus, Scope, StoredSession};
+use super::{Manifest, Progress, RunCounts, RunStatus, Scope, StoredSession, StoredState};
 use crate::error::{Error, Result};
 use crate::history::Change;
 use crate::model::{Column, ColumnType, SessionRecord, Timestamp, Value};
@@ -123,19 +123,31 @@ pub fn stored_session(scope: &Scope, item: &Item) -> Result<StoredSession> {
         };
         record.set(column.name, value)?;
     }
-    let change_text = reader.string("change")?;
-    let change = Change::parse(&change_text)
-        .ok_or_else(|| reader.bad("change", format!("`{change_text}` is not opened, changed or ended")))?;
     Ok(StoredSession {
         record,
         record_hash: reader.string("record_hash")?,
         first_seen: reader.timestamp("first_seen")?,
         last_seen: reader.timestamp("last_seen")?,
         last_run: reader.string("last_run")?,
-        change,
+        change: reader.change()?,
         previous_status: reader.optional_string("previous_status")?,
         gone_at: reader.optional_timestamp("gone_at")?,
         expires_at: reader.optional_number("expires_at")?,
+    })
+}
+
+/// The attributes of a session item that make its [`StoredState`] (a Query's projection).
+pub const STATE_PROJECTION: [&str; 5] = ["sk", "record_hash", "gone_at", "last_run", "change"];
+
+/// Reads the state of a session from its item, whole or projected to [`STATE_PROJECTION`].
+pub fn stored_state(item: &Item) -> Result<StoredState> {
+    let reader = ItemReader { item, what: "session item" };
+    Ok(StoredState {
+        session_id: reader.string("sk")?,
+        record_hash: reader.string("record_hash")?,
+        live: reader.optional_timestamp("gone_at")?.is_none(),
+        last_run: reader.string("last_run")?,
+        change: reader.change()?,
     })
 }
 
@@ -249,6 +261,8 @@ impl ItemReader<'_> {
     fn bad(&self, name: &str, detail: impl std::fmt::Display) -> Error {
         let key = match (self.item.get("pk"), self.item.get("sk")) {
             (Some(AttributeValue::S(pk)), Some(AttributeValue::S(sk))) => format!(" {pk} / {sk}"),
+            // A projected item (its state) has no partition key.
+            (None, Some(AttributeValue::S(sk))) => format!(" {sk}"),
             _ => String::new(),
         };
         Error::Store(format!("{}{key}: attribute `{name}`: {detail}", self.what))
@@ -272,6 +286,11 @@ impl ItemReader<'_> {
 
     fn timestamp(&self, name: &str) -> Result<Timestamp> {
         self.optional_timestamp(name)?.ok_or_else(|| self.bad(name, "missing"))
+    }
+
+    fn change(&self) -> Result<Change> {
+        let text = self.string("change")?;
+        Change::parse(&text).ok_or_else(|| self.bad("change", format!("`{text}` is not opened, changed or ended")))
     }
 
     fn optional_number(&self, name: &str) -> Result<Option<i64>> {
@@ -392,6 +411,35 @@ mod tests {
         let ivs = StoredSession { record_hash: ivs.record_hash(), record: ivs, ..stored };
         let scope = super::Scope { service: ServiceId::IvsStreamSessions, ..scope };
         assert_eq!(stored_session(&scope, &session_item(&scope, &ivs)).unwrap(), ivs);
+    }
+
+    /// The item as a Query projected to the state's attributes returns it.
+    fn projected(item: &Item) -> Item {
+        let mut projected = item.clone();
+        projected.retain(|name, _| STATE_PROJECTION.contains(&name.as_str()));
+        projected
+    }
+
+    #[test]
+    fn a_session_state_reads_the_same_from_the_whole_item_and_from_its_projection() {
+        let scope = scope(ServiceId::ChimeProxySessions);
+        let live = chime_session();
+        let ended = StoredSession {
+            gone_at: Some(at("2026-11-23T00:00:00Z")),
+            change: Change::Ended,
+            last_run: "evt-2".into(),
+            ..chime_session()
+        };
+        for stored in [live, ended] {
+            let item = session_item(&scope, &stored);
+            assert!(projected(&item).len() < item.len() / 2, "the projection leaves most of the item out");
+            assert_eq!(stored_state(&item).unwrap(), StoredState::from(&stored));
+            assert_eq!(stored_state(&projected(&item)).unwrap(), StoredState::from(&stored));
+        }
+        let mut projected = projected(&session_item(&scope, &chime_session()));
+        projected.insert("change".into(), s("closed"));
+        let err = stored_state(&projected).unwrap_err().to_string();
+        assert!(err.contains("ps-1: attribute `change`: `closed` is not opened, changed or ended"), "{err}");
     }
 
     #[test]

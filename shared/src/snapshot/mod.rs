@@ -62,6 +62,29 @@ impl StoredSession {
     }
 }
 
+/// What a listing's diff needs of a stored session, read with a projection: a fraction of the
+/// item's bytes, so the previous state of a large listing is read in less memory and time.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StoredState {
+    pub session_id: String,
+    pub record_hash: String,
+    pub live: bool,
+    pub last_run: String,
+    pub change: Change,
+}
+
+impl From<&StoredSession> for StoredState {
+    fn from(stored: &StoredSession) -> Self {
+        StoredState {
+            session_id: stored.record.session_id.clone(),
+            record_hash: stored.record_hash.clone(),
+            live: stored.is_live(),
+            last_run: stored.last_run.clone(),
+            change: stored.change,
+        }
+    }
+}
+
 /// How a run ended, as its manifest says.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -167,8 +190,16 @@ pub enum LeaseOutcome {
 
 /// The table of current state, as the run needs it.
 pub trait SnapshotStore: Send + Sync {
-    /// Every stored session of one listing (live and ended), a page at a time in session id
-    /// order, so a listing of any size is read in bounded memory.
+    /// The state of every stored session of one listing (live and ended), a page at a time in
+    /// session id order, so a listing of any size is read in bounded memory: what its diff remembers.
+    fn stored_states<'a>(
+        &'a self,
+        scope: &'a Scope,
+        parent_id: Option<&'a str>,
+    ) -> impl Stream<Item = Result<Vec<StoredState>>> + Send + 'a;
+
+    /// Every stored session of one listing (live and ended), whole, a page at a time in session
+    /// id order: for ending the sessions a complete listing did not return.
     fn stored_pages<'a>(
         &'a self,
         scope: &'a Scope,
