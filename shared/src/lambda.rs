@@ -209,11 +209,22 @@ impl From<Error> for Diagnostic {
     }
 }
 
-/// Everything a function's `main` does: tracing (JSON when `AWS_LAMBDA_LOG_FORMAT=JSON`),
-/// configuration validated once, clients built once, then the Lambda runtime loop.
-pub async fn run_function(service: ServiceId) -> Result<(), LambdaError> {
+/// Everything a function's `main` does: the allocator tuned, then on a single-threaded runtime,
+/// tracing (JSON when `AWS_LAMBDA_LOG_FORMAT=JSON`), configuration validated once, clients built
+/// once, and the Lambda runtime loop.
+///
+/// One thread, because a run is one task waiting on the network most of the time (its CPU is a
+/// fifth of its wall time or less) and a function of 512 MB gets a third of a vCPU: worker threads
+/// would only add their stacks and glibc arenas, each with its own high-water mark.
+pub fn main(service: ServiceId) -> Result<(), LambdaError> {
+    let large_blocks_apart = map_large_blocks_apart();
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    runtime.block_on(run_function(service, large_blocks_apart))
+}
+
+async fn run_function(service: ServiceId, large_blocks_apart: bool) -> Result<(), LambdaError> {
     lambda_runtime::tracing::init_default_subscriber();
-    if !map_large_blocks_apart() {
+    if !large_blocks_apart {
         tracing::warn!("could not fix the allocator's mmap threshold: large buffers may stay in the heap");
     }
     let config = FunctionConfig::from_env(service).inspect_err(|err| error!(%err, "configuration refused"))?;

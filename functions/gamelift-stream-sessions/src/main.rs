@@ -1,9 +1,8 @@
 //! Lambda function: archives GameLift Streams stream sessions (`ListStreamSessionsByAccount`).
 
-use session_archiver::lambda::{run_function, LambdaError};
+use session_archiver::lambda::LambdaError;
 use session_archiver::ServiceId;
 
-#[tokio::main]
-async fn main() -> Result<(), LambdaError> {
-    run_function(ServiceId::GameliftStreamSessions).await
+fn main() -> Result<(), LambdaError> {
+    session_archiver::lambda::main(ServiceId::GameliftStreamSessions)
 }

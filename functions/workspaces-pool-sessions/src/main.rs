@@ -1,9 +1,8 @@
 //! Lambda function: archives WorkSpaces Pools sessions (`DescribeWorkspacesPoolSessions`, every pool from `DescribeWorkspacesPools`).
 
-use session_archiver::lambda::{run_function, LambdaError};
+use session_archiver::lambda::LambdaError;
 use session_archiver::ServiceId;
 
-#[tokio::main]
-async fn main() -> Result<(), LambdaError> {
-    run_function(ServiceId::WorkspacesPoolSessions).await
+fn main() -> Result<(), LambdaError> {
+    session_archiver::lambda::main(ServiceId::WorkspacesPoolSessions)
 }
