@@ -13,12 +13,13 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use archiver_e2e::lambda::{LocalFunction, Outcome};
-use archiver_e2e::stage::{LocalStage, ACCOUNT_ID, REGION};
+use archiver_e2e::stage::{LocalStage, ACCOUNT_ID, REGION, TABLE};
 use archiver_e2e::{api_of, CountingProxy, Traffic};
 use serde::Serialize;
 use serde_json::Value as Json;
 use session_archiver::aws::SdkSettings;
 use session_archiver::model::{SessionRecord, Timestamp};
+use session_archiver::snapshot::{DynamoSnapshotStore, Scope, SnapshotStore};
 use session_archiver::sources::{pages, AnySource, SessionSource, SourceOptions};
 use session_archiver::ServiceId;
 use session_emulator::{Api, Emulator, EmulatorConfig, Shape};
@@ -250,6 +251,30 @@ async fn emulator_rate(stage: &LocalStage, service: ServiceId) -> Result<f64, Bo
     Ok(sessions as f64 / started.elapsed().as_secs_f64())
 }
 
+/// Whole-item bytes over the bytes of the same items projected to what a listing's diff reads, on
+/// the first Query page of one listing. DynamoDB charges a Query's read units on whole items
+/// whatever its projection, so the cost estimate scales the runs' Query bytes by this ratio.
+async fn projection_ratio(
+    proxy: &CountingProxy,
+    service: ServiceId,
+    emulator_url: &str,
+) -> Result<f64, Box<dyn std::error::Error>> {
+    use futures::StreamExt;
+    let sdk = SdkSettings::local(emulator_url).load().await;
+    let source = AnySource::new(service, &sdk, SourceOptions::default())?;
+    let parent_id = source.listings().await?.listings.into_iter().next().and_then(|listing| listing.parent_id);
+    let settings = SdkSettings { region: Some(REGION.into()), ..SdkSettings::local(proxy.url()) };
+    let store = DynamoSnapshotStore::new(settings.dynamodb_client(&settings.load().await), TABLE);
+    let scope = Scope { service, account_id: ACCOUNT_ID.into(), region: REGION.into() };
+    let query_bytes = |op: &str| proxy.take().get(op).map_or(0, |t| t.bytes_received);
+    proxy.take();
+    std::pin::pin!(store.stored_pages(&scope, parent_id.as_deref())).next().await.transpose()?;
+    let whole = query_bytes("DynamoDB Query");
+    std::pin::pin!(store.stored_states(&scope, parent_id.as_deref())).next().await.transpose()?;
+    let projected = query_bytes("DynamoDB Query (projected)");
+    Ok(whole as f64 / projected.max(1) as f64)
+}
+
 /// Sets the share of moving slots so that one tick opens, changes or ends [`CHURN`] of the
 /// sessions, as the archiver counts them (by record hash), measured on a scratch emulator.
 async fn calm_down(service: ServiceId, config: &mut EmulatorConfig) -> Result<(), Box<dyn std::error::Error>> {
@@ -287,7 +312,12 @@ async fn bench_one(service: ServiceId, n: u32, binary: &Path) -> Result<Vec<Row>
     let rate = emulator_rate(&stage, service).await?;
     let name = service.as_str();
     let mut rows = Vec::new();
+    // The first run reads an empty table.
+    let mut whole_per_projected_byte = 1.0;
     for (round, scenario) in ["first run", "unchanged rerun", "churn"].into_iter().enumerate() {
+        if scenario == "unchanged rerun" {
+            whole_per_projected_byte = projection_ratio(&proxy, service, &stage.emulator.url()).await?;
+        }
         if scenario == "churn" {
             stage.emulator.advance(1);
         }
@@ -345,7 +375,7 @@ async fn bench_one(service: ServiceId, n: u32, binary: &Path) -> Result<Vec<Row>
             items_written: count("items_written"),
             s3_requests: s3.requests,
             s3_bytes: s3.bytes_sent,
-            estimated_cost_usd: cost(&traffic, &summary, wall),
+            estimated_cost_usd: cost(&traffic, &summary, wall, whole_per_projected_byte),
             emulator_sessions_per_s: rate,
             archiver_cpu_share_pct: 100.0 * cpu.as_secs_f64() / wall.as_secs_f64().max(1e-9),
         });
@@ -361,18 +391,22 @@ fn add(a: Traffic, b: Traffic) -> Traffic {
     }
 }
 
-/// The run's estimated AWS bill from its counts (see [`price`]).
-fn cost(traffic: &BTreeMap<String, Traffic>, summary: &Json, wall: Duration) -> f64 {
+/// The run's estimated AWS bill from its counts (see [`price`]); `whole_per_projected_byte` scales
+/// the Query bytes to the whole items DynamoDB charges for (see [`projection_ratio`]).
+fn cost(traffic: &BTreeMap<String, Traffic>, summary: &Json, wall: Duration, whole_per_projected_byte: f64) -> f64 {
     let get = |op: &str| traffic.get(op).copied().unwrap_or_default();
     let lambda = price::LAMBDA_REQUEST + wall.as_secs_f64() * price::LAMBDA_MEMORY_GB * price::LAMBDA_GB_SECOND;
     // Items are well under 1 KB: one write unit each; a put or delete of a run item, one more.
     let wru = summary["items_written"].as_u64().unwrap_or(0)
         + get("DynamoDB PutItem").requests
         + get("DynamoDB DeleteItem").requests;
-    // Queries are eventually consistent: one read unit per 8 KB returned; GetItem is strong.
+    // Queries are eventually consistent: one read unit per 8 KB of whole items read, projected or
+    // not; GetItem is strong.
     // BatchGetItem fetches the stored item of each changed session, eventually consistent and
     // under 4 KB: half a unit each.
-    let rru = get("DynamoDB Query").bytes_received.div_ceil(8192)
+    let query_bytes = get("DynamoDB Query").bytes_received as f64
+        + get("DynamoDB Query (projected)").bytes_received as f64 * whole_per_projected_byte;
+    let rru = (query_bytes / 8192.0).ceil() as u64
         + get("DynamoDB GetItem").requests
         + summary["changed"].as_u64().unwrap_or(0).div_ceil(2);
     let s3_puts: u64 = traffic
