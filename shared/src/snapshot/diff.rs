@@ -5,15 +5,17 @@
 //! (DynamoDB charges a write unit even for a failed conditional write, so the skip must come from
 //! the read), and after a **complete** listing the live sessions it did not return are ended.
 //!
-//! Memory stays flat in the size of a listing: the previous state is held as 16 bytes per session
-//! (a fingerprint of its id, a fingerprint of its `record_hash` and four flags), built as the
-//! table's pages stream by, and a listed session the table does not know as its 8-byte id
-//! fingerprint ([`FingerprintSet`]). The common case, an unchanged live session, is decided from that
-//! alone. A session that changed (or whose last change must be recorded again) is decided once
-//! its whole stored item is fetched by id ([`Seen::NeedsPrevious`]); the sessions a complete
-//! listing did not return are ended from a second read of the table's pages
-//! ([`ListingDiff::end`]), done only when there are such sessions. Fingerprints are 64-bit (ids)
-//! and 60-bit (hashes): a collision among a listing's sessions is about 10⁻⁸ likely at a million.
+//! Memory stays flat in the size of a listing: the previous state is held as 12 to 18 bytes per
+//! session (a fingerprint of its id, a fingerprint of its `record_hash` and four flags; see
+//! [`PreviousState`]), built as the table's pages stream by, and a listed session the table does
+//! not know as its 8-byte id fingerprint ([`FingerprintSet`]). The common case, an unchanged live
+//! session, is decided from that alone. A session that changed (or whose last change must be
+//! recorded again) is decided once its whole stored item is fetched by id
+//! ([`Seen::NeedsPrevious`]); the sessions a complete listing did not return are ended from a
+//! second read of the table's pages ([`ListingDiff::end`]), done only when there are such sessions.
+//! Fingerprints are 64-bit (ids) and 44-bit (hashes): two of a listing's ids collide with a chance
+//! of about 3 × 10⁻⁸ at a million sessions, and a changed session whose new hash matches its old
+//! one in 44 bits (a chance of 6 × 10⁻¹⁴ a change) would be taken for unchanged.
 //!
 //! Exactly-once history: an item carries the run that last wrote it (`last_run`) and the change
 //! that run recorded. If that run is this very run (a redelivered event) or a run whose manifest
@@ -24,6 +26,7 @@ use std::collections::HashSet;
 
 use sha2::{Digest, Sha256};
 
+use super::previous::{self, PreviousState};
 use super::{StoredSession, StoredState};
 use crate::history::Change;
 use crate::model::{SessionRecord, Timestamp};
@@ -129,14 +132,17 @@ pub fn id_fingerprint(session_id: &str) -> u64 {
     u64::from_be_bytes(digest[..8].try_into().expect("a SHA-256 digest has 32 bytes"))
 }
 
-/// 60 bits of a `record_hash` (hex), or of the hash of any other text.
+/// 44 bits of a `record_hash` (hex), or of the hash of any other text, above [`FLAG_BITS`] free bits.
 fn hash_fingerprint(record_hash: &str) -> u64 {
-    let bits = match record_hash.get(..15).and_then(|hex| u64::from_str_radix(hex, 16).ok()) {
+    let bits = match record_hash.get(..HASH_HEX_DIGITS).and_then(|hex| u64::from_str_radix(hex, 16).ok()) {
         Some(bits) => bits,
-        None => id_fingerprint(record_hash) >> 4,
+        None => id_fingerprint(record_hash) >> (64 - 4 * HASH_HEX_DIGITS),
     };
     bits << FLAG_BITS
 }
+
+/// A hash fingerprint's hex digits: with the flags, a [`previous::WORD_BITS`] word.
+const HASH_HEX_DIGITS: usize = ((previous::WORD_BITS - FLAG_BITS) / 4) as usize;
 
 const FLAG_BITS: u32 = 4;
 const LIVE: u64 = 1;
@@ -147,11 +153,10 @@ const ENDED: u64 = 4;
 /// Returned by the listing in this run.
 const SEEN: u64 = 8;
 
-/// One stored session, as the diff remembers it.
+/// One stored session, as the diff remembers it: [`hash_fingerprint`] with the flags in the low
+/// [`FLAG_BITS`] (its id is the key it is found by).
 #[derive(Clone, Copy, Debug)]
 struct Known {
-    id: u64,
-    /// [`hash_fingerprint`] with the flags in the low [`FLAG_BITS`].
     word: u64,
 }
 
@@ -204,16 +209,17 @@ pub enum Seen {
 #[derive(Debug)]
 pub struct ListingDiff<'a> {
     run: &'a RunMark,
-    /// Sorted by id once the first listed session comes.
-    previous: Vec<Known>,
-    sorted: bool,
+    /// Sealed (sorted by id) once the first listed session comes.
+    previous: PreviousState,
+    /// Whether `previous` is sealed and the resumed listing's seen ids are flagged on it.
+    sealed: bool,
     /// Listed sessions the table did not know (and seen ones an earlier part listed).
     seen_new: FingerprintSet,
 }
 
 impl<'a> ListingDiff<'a> {
     pub fn new(run: &'a RunMark) -> Self {
-        ListingDiff { run, previous: Vec::new(), sorted: true, seen_new: FingerprintSet::default() }
+        ListingDiff { run, previous: PreviousState::default(), sealed: true, seen_new: FingerprintSet::default() }
     }
 
     /// The diff of a listing an earlier part of the run stopped in: the sessions it had seen
@@ -234,38 +240,38 @@ impl<'a> ListingDiff<'a> {
         if stored.change == Change::Ended {
             word |= ENDED;
         }
-        self.previous.push(Known { id: id_fingerprint(&stored.session_id), word });
-        self.sorted = false;
+        self.previous.push(id_fingerprint(&stored.session_id), word);
+        self.sealed = false;
     }
 
     fn ready(&mut self) {
-        if self.sorted {
+        if self.sealed {
             return;
         }
-        self.previous.sort_unstable_by_key(|known| known.id);
-        self.previous.shrink_to_fit();
+        self.previous.seal();
         // Seen ids an earlier part listed: flagged on the stored sessions they name.
         let seen_new = std::mem::take(&mut self.seen_new);
         for id in seen_new.iter() {
-            match self.find(id) {
-                Some(at) => self.previous[at].word |= SEEN,
+            match self.previous.find(id) {
+                Some(at) => self.previous.set_bits(at, SEEN as u32),
                 None => {
                     self.seen_new.insert(id);
                 }
             }
         }
-        self.sorted = true;
+        self.sealed = true;
     }
 
-    fn find(&self, id: u64) -> Option<usize> {
-        self.previous.binary_search_by_key(&id, |known| known.id).ok()
+    fn known(&self, at: usize) -> Known {
+        Known { word: self.previous.word(at) }
     }
 
     /// The fingerprints of the sessions the listing has returned so far, for a run that stops
     /// before it ends.
     pub fn seen(&mut self) -> Vec<u64> {
         self.ready();
-        let mut seen: Vec<u64> = self.previous.iter().filter(|k| k.has(SEEN)).map(|k| k.id).collect();
+        let mut seen: Vec<u64> =
+            self.previous.iter().filter(|&(_, word)| Known { word }.has(SEEN)).map(|(id, _)| id).collect();
         seen.extend(self.seen_new.iter());
         seen.sort_unstable();
         seen
@@ -275,18 +281,18 @@ impl<'a> ListingDiff<'a> {
     pub fn observe(&mut self, record: SessionRecord) -> Seen {
         self.ready();
         let id = id_fingerprint(&record.session_id);
-        let Some(at) = self.find(id) else {
+        let Some(at) = self.previous.find(id) else {
             if !self.seen_new.insert(id) {
                 return Seen::Repeated;
             }
             let hash = record.record_hash();
             return Seen::Decided(written(self.run, record, hash, None, Change::Opened, None));
         };
-        let known = self.previous[at];
+        let known = self.known(at);
         if known.has(SEEN) {
             return Seen::Repeated;
         }
-        self.previous[at].word |= SEEN;
+        self.previous.set_bits(at, SEEN as u32);
         let record_hash = record.record_hash();
         if known.has(LIVE) && !known.has(CARRIED) && known.hash() == hash_fingerprint(&record_hash) {
             return Seen::Decided(Observation { record, record_hash, change: None, write: None });
@@ -326,15 +332,15 @@ impl<'a> ListingDiff<'a> {
     /// Whether a complete listing ended sessions, so the table must be read again for them.
     pub fn has_ended(&mut self) -> bool {
         self.ready();
-        self.previous.iter().any(|known| known.ends())
+        self.previous.iter().any(|(_, word)| Known { word }.ends())
     }
 
     /// For one stored session, after a complete listing: the end to record if the listing did
     /// not return it (a live session ends; an end an unfinished run recorded is recorded again).
     pub fn end(&mut self, before: StoredSession) -> Option<Observation> {
         self.ready();
-        let at = self.find(id_fingerprint(&before.record.session_id))?;
-        if !self.previous[at].ends() {
+        let at = self.previous.find(id_fingerprint(&before.record.session_id))?;
+        if !self.known(at).ends() {
             return None;
         }
         let run = self.run;
@@ -559,8 +565,7 @@ mod tests {
     }
 
     #[test]
-    fn the_previous_state_costs_sixteen_bytes_a_session() {
-        assert_eq!(std::mem::size_of::<Known>(), 16);
+    fn the_previous_state_costs_at_most_eighteen_bytes_a_session() {
         let r1 = run("r1", "2026-11-22T10:00:00Z");
         let table: HashMap<String, StoredSession> = (0..1000)
             .filter_map(|i| list(&r1, &HashMap::new(), &[session(&format!("s{i}"), "ACTIVE")]).remove(0).write)
@@ -568,7 +573,8 @@ mod tests {
             .collect();
         let mut diff = remembering(&r1, &table, &[]);
         diff.ready();
-        assert_eq!(diff.previous.capacity(), 1000);
+        assert_eq!(diff.previous.len(), 1000);
+        assert!(diff.previous.bytes() <= 18 * 1000, "{} bytes", diff.previous.bytes());
     }
 
     #[test]

@@ -2,13 +2,15 @@
 //! manifests, the run lease and the progress of a run that spans invocations.
 //!
 //! - [`item`]: pure mapping between the model and DynamoDB items (keys, attributes);
-//! - [`diff`]: pure decision, per session, of what to write and which change to record;
+//! - [`diff`]: pure decision, per session, of what to write and which change to record, over a
+//!   listing's previous state held compactly (`previous`);
 //! - [`progress`]: pure encoding of where a run that stopped early stands;
 //! - [`dynamodb`]: the DynamoDB adapter behind the [`SnapshotStore`] port.
 
 pub mod diff;
 pub mod dynamodb;
 pub mod item;
+mod previous;
 pub mod progress;
 
 use std::collections::{HashMap, HashSet};
