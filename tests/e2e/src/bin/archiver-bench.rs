@@ -135,12 +135,7 @@ async fn bench() -> Result<(), Box<dyn std::error::Error>> {
             eprintln!("bench: {service} at n = {n} ...");
             // A service that fails is reported and the others still run; the exit says so.
             match bench_one(service, n, &binaries[&service]).await {
-                Ok(done) => {
-                    for row in &done {
-                        eprintln!("bench: {}", row.one_line());
-                    }
-                    report.rows.extend(done);
-                }
+                Ok(done) => report.rows.extend(done),
                 Err(err) => failures.push(format!("{service} at n = {n}: {err}")),
             }
             // Written after each service, so a run stopped part way keeps what it measured.
@@ -379,6 +374,7 @@ async fn bench_one(service: ServiceId, n: u32, binary: &Path) -> Result<Vec<Row>
             emulator_sessions_per_s: rate,
             archiver_cpu_share_pct: 100.0 * cpu.as_secs_f64() / wall.as_secs_f64().max(1e-9),
         });
+        eprintln!("bench: {}", rows.last().expect("pushed above").one_line());
     }
     Ok(rows)
 }
