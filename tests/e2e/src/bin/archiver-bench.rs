@@ -133,13 +133,17 @@ async fn bench() -> Result<(), Box<dyn std::error::Error>> {
     for &n in &sizes {
         for &service in &services {
             eprintln!("bench: {service} at n = {n} ...");
+            // Each run's row is saved as soon as it is measured, so a bench stopped part way
+            // keeps what it measured.
+            let mut save = |row: Row| -> std::io::Result<()> {
+                eprintln!("bench: {}", row.one_line());
+                report.rows.push(row);
+                std::fs::write(&path, serde_json::to_string_pretty(&report)?)
+            };
             // A service that fails is reported and the others still run; the exit says so.
-            match bench_one(service, n, &binaries[&service]).await {
-                Ok(done) => report.rows.extend(done),
-                Err(err) => failures.push(format!("{service} at n = {n}: {err}")),
+            if let Err(err) = bench_one(service, n, &binaries[&service], &mut save).await {
+                failures.push(format!("{service} at n = {n}: {err}"));
             }
-            // Written after each service, so a run stopped part way keeps what it measured.
-            std::fs::write(&path, serde_json::to_string_pretty(&report)?)?;
         }
     }
     // Only copies: a failure to remove them loses nothing.
@@ -287,7 +291,13 @@ async fn calm_down(service: ServiceId, config: &mut EmulatorConfig) -> Result<()
     Ok(())
 }
 
-async fn bench_one(service: ServiceId, n: u32, binary: &Path) -> Result<Vec<Row>, Box<dyn std::error::Error>> {
+/// The three runs of one service at n sessions, each row handed to `save` as it is measured.
+async fn bench_one(
+    service: ServiceId,
+    n: u32,
+    binary: &Path,
+    save: &mut impl FnMut(Row) -> std::io::Result<()>,
+) -> Result<(), Box<dyn std::error::Error>> {
     let mut config = world(service, n);
     calm_down(service, &mut config).await?;
     let (list_floor, discovery_floor) = floors(service, &config);
@@ -306,7 +316,6 @@ async fn bench_one(service: ServiceId, n: u32, binary: &Path) -> Result<Vec<Row>
     }
     let rate = emulator_rate(&stage, service).await?;
     let name = service.as_str();
-    let mut rows = Vec::new();
     // The first run reads an empty table.
     let mut whole_per_projected_byte = 1.0;
     for (round, scenario) in ["first run", "unchanged rerun", "churn"].into_iter().enumerate() {
@@ -350,7 +359,7 @@ async fn bench_one(service: ServiceId, n: u32, binary: &Path) -> Result<Vec<Row>
         };
         let dynamodb = sum("DynamoDB");
         let s3 = sum("S3");
-        rows.push(Row {
+        save(Row {
             service: name.to_owned(),
             n,
             scenario,
@@ -373,10 +382,9 @@ async fn bench_one(service: ServiceId, n: u32, binary: &Path) -> Result<Vec<Row>
             estimated_cost_usd: cost(&traffic, &summary, wall, whole_per_projected_byte),
             emulator_sessions_per_s: rate,
             archiver_cpu_share_pct: 100.0 * cpu.as_secs_f64() / wall.as_secs_f64().max(1e-9),
-        });
-        eprintln!("bench: {}", rows.last().expect("pushed above").one_line());
+        })?;
     }
-    Ok(rows)
+    Ok(())
 }
 
 fn add(a: Traffic, b: Traffic) -> Traffic {
