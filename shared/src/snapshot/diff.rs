@@ -211,15 +211,13 @@ pub struct ListingDiff<'a> {
     run: &'a RunMark,
     /// Sealed (sorted by id) once the first listed session comes.
     previous: PreviousState,
-    /// Whether `previous` is sealed and the resumed listing's seen ids are flagged on it.
-    sealed: bool,
     /// Listed sessions the table did not know (and seen ones an earlier part listed).
     seen_new: FingerprintSet,
 }
 
 impl<'a> ListingDiff<'a> {
     pub fn new(run: &'a RunMark) -> Self {
-        ListingDiff { run, previous: PreviousState::default(), sealed: true, seen_new: FingerprintSet::default() }
+        ListingDiff { run, previous: PreviousState::default(), seen_new: FingerprintSet::default() }
     }
 
     /// The diff of a listing an earlier part of the run stopped in: the sessions it had seen
@@ -241,14 +239,12 @@ impl<'a> ListingDiff<'a> {
             word |= ENDED;
         }
         self.previous.push(id_fingerprint(&stored.session_id), word);
-        self.sealed = false;
     }
 
     fn ready(&mut self) {
-        if self.sealed {
+        if !self.previous.seal() || self.previous.is_empty() {
             return;
         }
-        self.previous.seal();
         // Seen ids an earlier part listed: flagged on the stored sessions they name.
         let seen_new = std::mem::take(&mut self.seen_new);
         for id in seen_new.iter() {
@@ -259,7 +255,6 @@ impl<'a> ListingDiff<'a> {
                 }
             }
         }
-        self.sealed = true;
     }
 
     fn known(&self, at: usize) -> Known {

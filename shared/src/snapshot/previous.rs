@@ -45,10 +45,11 @@ impl PreviousState {
         self.words.extend([(id >> 32) as u32, id as u32, (word >> 32) as u32, word as u32]);
     }
 
-    /// Sorts the entries by id and packs them into three words each, in place.
-    pub fn seal(&mut self) {
+    /// Sorts the entries by id and packs them into three words each, in place; `false` if it was
+    /// sealed already.
+    pub fn seal(&mut self) -> bool {
         if self.sealed {
-            return;
+            return false;
         }
         let (entries, _) = self.words.as_chunks_mut::<OPEN>();
         entries.sort_unstable_by_key(|entry| (entry[0], entry[1]));
@@ -75,29 +76,22 @@ impl PreviousState {
         self.prefixes.shrink_to_fit();
         self.starts.shrink_to_fit();
         self.sealed = true;
+        true
     }
 
-    /// Back to four words an entry, for more pushes (entry i moves from 3i to 4i, from the back).
+    /// Back to four words an entry, for more pushes after a seal.
     fn unseal(&mut self) {
         if !self.sealed {
             return;
         }
-        let n = self.len();
-        let ids: Vec<u64> = (0..n).map(|at| self.id(at)).collect();
-        self.words.resize(OPEN * n, 0);
-        for at in (0..n).rev() {
-            let word = self.sealed_word(at);
-            let id = ids[at];
-            self.words[OPEN * at..OPEN * (at + 1)].copy_from_slice(&[
-                (id >> 32) as u32,
-                id as u32,
-                (word >> 32) as u32,
-                word as u32,
-            ]);
-        }
+        let entries: Vec<(u64, u64)> = self.iter().collect();
+        self.words.clear();
         self.prefixes.clear();
         self.starts.clear();
         self.sealed = false;
+        for (id, word) in entries {
+            self.words.extend([(id >> 32) as u32, id as u32, (word >> 32) as u32, word as u32]);
+        }
     }
 
     /// Where the session with this id is, once sealed.
@@ -123,10 +117,16 @@ impl PreviousState {
         self.words[SEALED * at + 2] |= bits;
     }
 
-    /// Every (id, word), in id order, once sealed.
+    /// Every (id, word), in id order, once sealed: each run of entries with its prefix.
     pub fn iter(&self) -> impl Iterator<Item = (u64, u64)> + '_ {
         assert!(self.sealed || self.is_empty(), "sealed before it is read");
-        (0..self.len()).map(|at| (self.id(at), self.sealed_word(at)))
+        let (entries, _) = self.words.as_chunks::<SEALED>();
+        self.prefixes.iter().enumerate().flat_map(move |(run, &prefix)| {
+            let start = self.starts[run] as usize;
+            let end = self.starts.get(run + 1).map_or(entries.len(), |&next| next as usize);
+            (start..end)
+                .map(move |at| ((u64::from(prefix) << SUFFIX_BITS) | suffix_of(&entries[at]), self.sealed_word(at)))
+        })
     }
 
     /// Bytes held (for the memory test).
@@ -138,12 +138,6 @@ impl PreviousState {
     fn sealed_word(&self, at: usize) -> u64 {
         let entry = &self.words[SEALED * at..SEALED * (at + 1)];
         (u64::from(entry[1] & 0xFFFF) << 32) | u64::from(entry[2])
-    }
-
-    fn id(&self, at: usize) -> u64 {
-        let run = self.starts.partition_point(|&start| start as usize <= at) - 1;
-        let entry: &[u32; SEALED] = self.words[SEALED * at..SEALED * (at + 1)].try_into().expect("three words");
-        (u64::from(self.prefixes[run]) << SUFFIX_BITS) | suffix_of(entry)
     }
 }
 
