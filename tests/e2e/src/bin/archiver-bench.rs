@@ -128,7 +128,8 @@ async fn bench() -> Result<(), Box<dyn std::error::Error>> {
     std::fs::create_dir_all("target/bench")?;
     let stem = format!("{}-{}", report.at.replace(':', ""), &report.commit[..report.commit.len().min(12)]);
     let path = PathBuf::from(format!("target/bench/{stem}.json"));
-    let binaries = copy_binaries(&services, &Path::new("target/bench").join(format!("bin-{stem}")))?;
+    let copies = Path::new("target/bench").join(format!("bin-{stem}"));
+    let binaries = copy_binaries(&services, &copies)?;
     let mut failures = Vec::new();
     for &n in &sizes {
         for &service in &services {
@@ -147,7 +148,7 @@ async fn bench() -> Result<(), Box<dyn std::error::Error>> {
         }
     }
     // Only copies: a failure to remove them loses nothing.
-    let _ = std::fs::remove_dir_all(Path::new("target/bench").join(format!("bin-{stem}")));
+    let _ = std::fs::remove_dir_all(&copies);
     print_table(&report, previous.as_ref());
     println!("\nresults: {}", path.display());
     if failures.is_empty() {
