@@ -150,8 +150,15 @@ where
                     None if status.is_some_and(|s| (200..300).contains(&s)) => "MalformedResponse".to_owned(),
                     None => "UnknownError".to_owned(),
                 };
-                let message =
-                    inner.message().map(str::to_owned).unwrap_or_else(|| DisplayErrorContext(inner).to_string());
+                let message = match (inner.message(), inner.code(), status) {
+                    (Some(message), _, _) => message.to_owned(),
+                    // An error status with an empty or foreign body (a proxy, a load balancer):
+                    // the status is all there is to say.
+                    (None, None, Some(status)) if !(200..300).contains(&status) => {
+                        format!("HTTP {status} with no AWS error code or message in the body")
+                    }
+                    (None, _, _) => DisplayErrorContext(inner).to_string(),
+                };
                 (code, message)
             }
             SdkError::TimeoutError(_) => ("TimeoutError".to_owned(), DisplayErrorContext(&err).to_string()),
@@ -208,5 +215,47 @@ pub trait HttpStatus {
 impl HttpStatus for aws_smithy_runtime_api::http::Response {
     fn status_code(&self) -> u16 {
         self.status().as_u16()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use aws_sdk_dynamodb::operation::batch_write_item::BatchWriteItemError;
+    use aws_smithy_runtime_api::http::{Response, StatusCode};
+    use aws_smithy_types::body::SdkBody;
+    use aws_smithy_types::error::ErrorMetadata;
+
+    use super::*;
+
+    fn storage_error(status: u16, metadata: ErrorMetadata) -> Error {
+        let response = Response::new(StatusCode::try_from(status).unwrap(), SdkBody::empty());
+        let err = SdkError::service_error(BatchWriteItemError::generic(metadata), response);
+        Error::from_storage_sdk("DynamoDB BatchWriteItem", "sessions", err)
+    }
+
+    #[test]
+    fn an_error_status_without_an_aws_error_names_the_status() {
+        // GIVEN a 502 with an empty body, as a proxy in front of DynamoDB answers
+        let err = storage_error(502, ErrorMetadata::builder().build());
+        // THEN the error says so in one line, and trying again later can help
+        assert_eq!(
+            err.to_string(),
+            "DynamoDB BatchWriteItem on sessions failed: UnknownError: HTTP 502 with no AWS error code or message in the body"
+        );
+        assert!(err.is_retryable());
+    }
+
+    #[test]
+    fn an_aws_error_keeps_its_code_and_message() {
+        // GIVEN DynamoDB's own error
+        let metadata =
+            ErrorMetadata::builder().code("ValidationException").message("Item size has exceeded the maximum").build();
+        let err = storage_error(400, metadata);
+        // THEN its code and message are what the error says
+        assert_eq!(
+            err.to_string(),
+            "DynamoDB BatchWriteItem on sessions failed: ValidationException: Item size has exceeded the maximum"
+        );
+        assert!(!err.is_retryable());
     }
 }
