@@ -21,6 +21,8 @@ This module changes how moto computes five things and nothing else it answers:
 * The server finds a request's backend once for each host, not by listing moto's package
   directory and matching every service's URL patterns for every request.
 
+The server also logs no line per request (the bench sends its output nowhere).
+
 `bench-moto-server --self-check` answers a set of requests (every attribute type, page sizes,
 start keys, key conditions, reverse order, batch reads) with and without the change and fails on
 the first response that differs; a test in `make test` runs it. Any other arguments go to moto's
@@ -32,6 +34,7 @@ import bisect
 import datetime
 import decimal
 import json
+import logging
 import sys
 import threading
 
@@ -354,4 +357,5 @@ if __name__ == "__main__":
     else:
         from moto.server import main
 
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)
         main(sys.argv[1:])
