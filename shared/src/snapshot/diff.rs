@@ -12,7 +12,8 @@
 //! session, is decided from that alone. A session that changed (or whose last change must be
 //! recorded again) is decided once its whole stored item is fetched by id
 //! ([`Seen::NeedsPrevious`]); the sessions a complete listing did not return are ended from a
-//! second read of the table's pages ([`ListingDiff::end`]), done only when there are such sessions.
+//! second read of the previous state ([`ListingDiff::ends`]) and fetched whole by id
+//! ([`ListingDiff::end`]), done only when there are such sessions.
 //! Fingerprints are 64-bit (ids) and 44-bit (hashes): two of a listing's ids collide with a chance
 //! of about 3 × 10⁻⁸ at a million sessions, and a changed session whose new hash matches its old
 //! one in 44 bits (a chance of 6 × 10⁻¹⁴ a change) would be taken for unchanged.
@@ -330,6 +331,13 @@ impl<'a> ListingDiff<'a> {
         self.previous.iter().any(|(_, word)| Known { word }.ends())
     }
 
+    /// Whether [`ListingDiff::end`] records something for this stored session, after a complete
+    /// listing: decided from the previous state alone, so only such sessions are fetched whole.
+    pub fn ends(&mut self, stored: &StoredState) -> bool {
+        self.ready();
+        self.previous.find(id_fingerprint(&stored.session_id)).is_some_and(|at| self.known(at).ends())
+    }
+
     /// For one stored session, after a complete listing: the end to record if the listing did
     /// not return it (a live session ends; an end an unfinished run recorded is recorded again).
     pub fn end(&mut self, before: StoredSession) -> Option<Observation> {
@@ -448,14 +456,16 @@ mod tests {
         }
     }
 
-    /// The second read of the table, in id order, when the diff says something ended.
+    /// The second read of the table's states, in id order, when the diff says something ended;
+    /// the sessions that end fetched whole.
     fn end_all(diff: &mut ListingDiff<'_>, table: &HashMap<String, StoredSession>) -> Vec<Observation> {
         if !diff.has_ended() {
             return Vec::new();
         }
         let mut stored: Vec<&StoredSession> = table.values().collect();
         stored.sort_by(|a, b| a.record.session_id.cmp(&b.record.session_id));
-        stored.into_iter().filter_map(|s| diff.end(s.clone())).collect()
+        let ending: Vec<&StoredSession> = stored.into_iter().filter(|s| diff.ends(&(*s).into())).collect();
+        ending.into_iter().map(|s| diff.end(s.clone()).expect("a session the states say ends, ends")).collect()
     }
 
     /// Lists on the table, then applies the writes; returns the observations.

@@ -201,7 +201,8 @@ pub trait SnapshotStore: Send + Sync {
     ) -> impl Stream<Item = Result<Vec<StoredState>>> + Send + 'a;
 
     /// Every stored session of one listing (live and ended), whole, a page at a time in session
-    /// id order: for ending the sessions a complete listing did not return.
+    /// id order. A run never needs it (it reads [`SnapshotStore::stored_states`] and fetches whole
+    /// items by id); the bench compares its bytes with the projected read's.
     fn stored_pages<'a>(
         &'a self,
         scope: &'a Scope,

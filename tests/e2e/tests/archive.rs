@@ -157,6 +157,40 @@ async fn after_churn_exactly_the_opened_changed_and_ended_sessions_are_written()
 }
 
 #[tokio::test]
+async fn a_churn_run_fetches_the_stored_items_it_needs_100_a_call() {
+    // GIVEN 2,000 WorkSpaces listed 25 a page (80 pages), archived once, then a tenth of them moving
+    let world = EmulatorConfig { connection_status: Shape::account(2000), moving_per_mille: 100, ..small_world() };
+    let rig = Rig::start(world).await;
+    let service = ServiceId::WorkspacesConnectionStatus;
+    rig.run(service, "before").await.unwrap();
+    rig.emulator.advance(1);
+
+    // WHEN the next run completes
+    let store = rig.aws.snapshot_store();
+    let source = rig.source(service).await;
+    let summary = run(&source, &store, &rig.aws.object_store(), &rig.config, &request("after", false)).await.unwrap();
+
+    // THEN the changed sessions' items are fetched 100 a call, not a call for each page holding
+    // one, and so are the ended sessions' items
+    let counts = &summary.counts;
+    assert!(counts.changed > 100 && counts.ended > 0, "the world moved enough: {counts:?}");
+    let batch_gets = store.counters().batch_gets.load(std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(batch_gets, counts.changed.div_ceil(100) + counts.ended.div_ceil(100), "{counts:?}");
+    // AND every change is recorded and written once
+    let changes = rig.aws.read(&key("changes", service, "after")).await.lines;
+    let by_kind = changes_by_kind(&changes);
+    let kind = |name: &str| by_kind.get(name).map_or(0, |ids| ids.len() as u64);
+    assert_eq!((kind("opened"), kind("changed"), kind("ended")), (counts.new, counts.changed, counts.ended));
+    assert_eq!(changes.len() as u64, counts.new + counts.changed + counts.ended);
+    assert_eq!(store.counters().items_written(), counts.new + counts.changed + counts.ended);
+    // AND the table holds each listed WorkSpace live and each ended one gone
+    let items = rig.aws.sessions().await;
+    let gone = items.values().filter(|item| item.contains_key("gone_at")).count() as u64;
+    assert_eq!(gone, counts.ended);
+    assert_eq!(items.len() as u64 - gone, counts.sessions);
+}
+
+#[tokio::test]
 async fn the_same_event_twice_changes_nothing_the_second_time() {
     // GIVEN a complete run of IVS stream sessions
     let rig = Rig::start(small_world()).await;
