@@ -103,6 +103,11 @@ impl MotoServer {
         self.port
     }
 
+    /// The server's process id (the Python process itself: `bench-moto-server` execs it).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn url(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
     }

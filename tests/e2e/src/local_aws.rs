@@ -148,7 +148,6 @@ impl LocalAws {
         out.uploads.map_or(0, |u| u.len())
     }
 
-    /// An object's lines, each parsed as a JSON object, and its headers.
     /// The raw bytes of an object, as stored (gzip'd).
     pub async fn object_bytes(&self, key: &str) -> Vec<u8> {
         let object = self.s3.get_object().bucket(&self.bucket).key(key).send().await.expect("get object");
@@ -160,6 +159,7 @@ impl LocalAws {
         self.s3.put_object().bucket(&self.bucket).key(key).body(bytes.into()).send().await.expect("put object");
     }
 
+    /// An object's lines, each parsed as a JSON object, and its headers.
     pub async fn read(&self, key: &str) -> HistoryObjectRead {
         let object = self.s3.get_object().bucket(&self.bucket).key(key).send().await.expect("get object");
         let content_type = object.content_type.clone();

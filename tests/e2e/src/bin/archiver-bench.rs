@@ -81,15 +81,18 @@ struct Row {
     emulator_sessions_per_s: f64,
     /// Function CPU time over wall time: under 50 %, the stand-ins set the pace, not the archiver.
     archiver_cpu_share_pct: f64,
+    /// moto's peak RSS since it started for this service: what the local stand-in needs, not the archiver.
+    moto_peak_rss_mib: f64,
 }
 
 impl Row {
     /// The row in brief, printed as soon as it is measured.
     fn one_line(&self) -> String {
         format!(
-            "{} n={} {}: {} sessions, wall {:.1} s, CPU {:.1} s, peak RSS {:.1} MiB, cold init {:.1} ms, list calls {}/{}, items written {}",
+            "{} n={} {}: {} sessions, wall {:.1} s, CPU {:.1} s, peak RSS {:.1} MiB, cold init {:.1} ms, list calls {}/{}, items written {}, moto peak RSS {:.0} MiB",
             self.service, self.n, self.scenario, self.sessions, self.wall_ms / 1000.0, self.cpu_ms / 1000.0,
-            self.peak_rss_mib, self.cold_init_ms, self.list_calls, self.list_floor, self.items_written
+            self.peak_rss_mib, self.cold_init_ms, self.list_calls, self.list_floor, self.items_written,
+            self.moto_peak_rss_mib
         )
     }
 }
@@ -383,6 +386,7 @@ async fn bench_one(
             estimated_cost_usd: cost(&traffic, &summary, wall, whole_per_projected_byte),
             emulator_sessions_per_s: rate,
             archiver_cpu_share_pct: 100.0 * cpu.as_secs_f64() / wall.as_secs_f64().max(1e-9),
+            moto_peak_rss_mib: process_usage(stage.moto.pid()).1,
         })?;
     }
     Ok(())
@@ -488,15 +492,16 @@ fn print_table(report: &Report, previous: Option<&Json>) {
             previous["at"].as_str().unwrap_or("?")
         );
     }
-    println!("| service | n | scenario | wall ms | CPU ms | CPU µs/session | peak RSS MiB | cold init ms | list calls / floor | discovery / floor | DynamoDB req | items written | S3 req | S3 bytes | churn % | est. cost USD | emulator sessions/s | archiver CPU share |");
-    println!("|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("| service | n | scenario | wall ms | CPU ms | CPU µs/session | peak RSS MiB | cold init ms | list calls / floor | discovery / floor | DynamoDB req | items written | S3 req | S3 bytes | churn % | est. cost USD | emulator sessions/s | archiver CPU share | moto peak RSS MiB |");
+    println!("|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for r in &report.rows {
         println!(
-            "| {} | {} | {} | {:.0}{} | {:.0} | {:.1} | {:.1}{} | {:.1} | {} / {} | {} / {} | {} | {} | {} | {} | {:.1} | {:.6} | {:.0} | {:.0} % |",
+            "| {} | {} | {} | {:.0}{} | {:.0} | {:.1} | {:.1}{} | {:.1} | {} / {} | {} / {} | {} | {} | {} | {} | {:.1} | {:.6} | {:.0} | {:.0} % | {:.0} |",
             r.service, r.n, r.scenario, r.wall_ms, delta(r, "wall_ms", r.wall_ms), r.cpu_ms, r.cpu_us_per_session,
             r.peak_rss_mib, delta(r, "peak_rss_mib", r.peak_rss_mib), r.cold_init_ms, r.list_calls, r.list_floor,
             r.discovery_calls, r.discovery_floor, r.dynamodb_requests, r.items_written, r.s3_requests, r.s3_bytes,
-            r.churn_pct, r.estimated_cost_usd, r.emulator_sessions_per_s, r.archiver_cpu_share_pct
+            r.churn_pct, r.estimated_cost_usd, r.emulator_sessions_per_s, r.archiver_cpu_share_pct,
+            r.moto_peak_rss_mib
         );
     }
     println!("\ntargets:");
