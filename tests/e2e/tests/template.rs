@@ -79,6 +79,15 @@ fn every_function_has_its_crate_makefile_target_and_sample_events() {
     assert_eq!(globals["ReservedConcurrentExecutions"].as_i64(), Some(1), "one run at a time per function");
     assert_eq!(globals["LoggingConfig"]["LogFormat"].as_str(), Some("JSON"));
     assert_eq!(globals["Tracing"].as_str(), Some("Active"));
+    // AND the memory (so the CPU) and the list-call pace are parameters with the code's defaults
+    assert_eq!(globals["MemorySize"].as_str(), Some("FunctionMemorySize"));
+    assert_eq!(template["Parameters"]["FunctionMemorySize"]["Default"].as_i64(), Some(512));
+    assert_eq!(globals["Environment"]["Variables"]["MAX_CALLS_PER_SECOND"].as_str(), Some("MaxCallsPerSecond"));
+    let pace = &template["Parameters"]["MaxCallsPerSecond"];
+    assert_eq!(
+        (pace["Default"].as_i64(), pace["MinValue"].as_i64(), pace["MaxValue"].as_i64()),
+        (Some(10), Some(0), Some(1000))
+    );
 }
 
 #[test]
