@@ -28,7 +28,7 @@ help: ## List the targets
 
 test: lint moto build sam-build ## All checks and tests: lint, template lint, Lambda build, unit and end-to-end tests
 	@mkdir -p target; status=0; \
-	$(CARGO) test --workspace --locked 2>&1 | tee target/test-output.log || status=$$?; \
+	$(CARGO) test --workspace --locked --no-fail-fast 2>&1 | tee target/test-output.log || status=$$?; \
 	awk '/^test result:/ {p += $$4; f += $$6} END {printf "summary: %d passed, %d failed\n", p, f}' target/test-output.log; \
 	exit $$status
 
