@@ -97,7 +97,7 @@ BENCH_MOTO ?= $(abspath tests/e2e/bench-moto-server)
 bench: moto build bench-build ## Benchmark the release functions at n = 10,000 and 100,000 sessions: Markdown table + target/bench/*.json
 	MOTO_SERVER=$(BENCH_MOTO) BENCH_SIZES=$(BENCH_SIZES) target/debug/archiver-bench
 
-bench-large: moto build bench-build ## The benchmark at n = 1,000,000 sessions (here 40-70 min and up to 12 GiB of RAM for moto, per service)
+bench-large: moto build bench-build ## The benchmark at n = 1,000,000 sessions (here 30-45 min and 4-8 GiB of RAM for moto, per service)
 	MOTO_SERVER=$(BENCH_MOTO) BENCH_SIZES=1000000 target/debug/archiver-bench
 
 bench-build: ## Build the five functions in release for this machine (what the benchmark runs)
