@@ -21,12 +21,14 @@ const KEY: &str = "audit-test-key-0123456789abcdef0123456789abcdef";
 /// The emulator's record at one run: every session with its status.
 struct Moment {
     run_id: String,
+    /// The UTC day of the run's event, the day its history is partitioned under.
+    day: String,
     seen_at: i64,
     sessions: Vec<SimSession>,
 }
 
 /// A scheduled run's request with the event's time now, as the schedule sends it, so its history
-/// lands in today's partition, the one the audits below read (the rig's fixed event day would
+/// lands in the partition of the day it runs, the one the audits below read (the rig's fixed event day would
 /// fall out of their range as the calendar moves on).
 fn scheduled_now(run_id: &str) -> RunRequest {
     RunRequest { event_time: Timestamp::now(), ..request(run_id, false) }
@@ -38,13 +40,13 @@ async fn archive_with_churn(rig: &Rig, service: ServiceId) -> Vec<Moment> {
     let mut moments = Vec::new();
     for n in 0..3 {
         let run_id = format!("audit-{service}-{n}");
+        let request = scheduled_now(&run_id);
         let summary =
-            run(&source, &rig.aws.snapshot_store(), &rig.aws.object_store(), &rig.config, &scheduled_now(&run_id))
-                .await
-                .unwrap();
+            run(&source, &rig.aws.snapshot_store(), &rig.aws.object_store(), &rig.config, &request).await.unwrap();
         assert_eq!(summary.outcome, RunOutcome::Complete);
         moments.push(Moment {
             run_id,
+            day: request.event_time.as_str()[..10].to_owned(),
             seen_at: summary.started_at.epoch_seconds(),
             sessions: rig.emulator.sessions(archiver_e2e::api_of(service)),
         });
@@ -55,9 +57,10 @@ async fn archive_with_churn(rig: &Rig, service: ServiceId) -> Vec<Moment> {
     moments
 }
 
-/// The UTC day the runs happen on (the range starts there: every run of the test is in it).
-fn today() -> String {
-    Timestamp::now().as_str()[..10].to_owned()
+/// The UTC day of the first run: a range from there holds every run of the test, even one that
+/// crossed midnight.
+fn first_day(moments: &[Moment]) -> String {
+    moments[0].day.clone()
 }
 
 fn moto_url(rig: &Rig) -> String {
@@ -91,12 +94,12 @@ async fn the_audit_answers_match_what_the_emulator_had_at_each_run() {
     let service = ServiceId::GameliftStreamSessions;
     let moments = archive_with_churn(&rig, service).await;
     let everyone: BTreeSet<String> = moments.iter().flat_map(|m| m.sessions.iter().map(|s| s.id.clone())).collect();
-    let today = today();
-    let today = today.as_str();
+    let from = first_day(&moments);
+    let from = from.as_str();
 
     // WHEN an auditor lists the sessions of the day
     let rows = json_rows(
-        &audit(&rig, &["sessions", "--service", service.as_str(), "--from", today, "--format", "json"]).await.unwrap(),
+        &audit(&rig, &["sessions", "--service", service.as_str(), "--from", from, "--format", "json"]).await.unwrap(),
     );
     // THEN they are every session any run saw, each with its last observed status
     assert_eq!(ids(&rows), everyone);
@@ -119,7 +122,7 @@ async fn the_audit_answers_match_what_the_emulator_had_at_each_run() {
         copy.to_str().unwrap(),
         "sessions",
         "--from",
-        today,
+        from,
         "--format",
         "json",
     ])
@@ -129,7 +132,7 @@ async fn the_audit_answers_match_what_the_emulator_had_at_each_run() {
     // AND filtering by user gives that user's sessions only
     let user = moments[0].sessions.iter().find_map(|s| s.user_id.clone()).unwrap();
     let mine =
-        json_rows(&audit(&rig, &["sessions", "--from", today, "--user", &user, "--format", "json"]).await.unwrap());
+        json_rows(&audit(&rig, &["sessions", "--from", from, "--user", &user, "--format", "json"]).await.unwrap());
     let expected: BTreeSet<String> = moments
         .iter()
         .flat_map(|m| m.sessions.iter())
@@ -163,7 +166,7 @@ async fn the_audit_answers_match_what_the_emulator_had_at_each_run() {
         .find(|s| moments[1].sessions.iter().any(|t| t.id == s.id && t.status != s.status))
         .expect("a session changed status");
     let timeline =
-        json_rows(&audit(&rig, &["timeline", &changed.id, "--from", today, "--format", "json"]).await.unwrap());
+        json_rows(&audit(&rig, &["timeline", &changed.id, "--from", from, "--format", "json"]).await.unwrap());
     // THEN its observed states are the emulator's, run by run, with the transition shown
     let observed: Vec<(String, String)> = timeline
         .iter()
@@ -180,7 +183,7 @@ async fn the_audit_answers_match_what_the_emulator_had_at_each_run() {
 
     // WHEN they ask for the daily summary
     let summary =
-        json_rows(&audit(&rig, &["summary", "--by", "day", "--from", today, "--format", "json"]).await.unwrap());
+        json_rows(&audit(&rig, &["summary", "--by", "day", "--from", from, "--format", "json"]).await.unwrap());
     // THEN sessions started per day are the emulator's, by each session's start
     let mut expected: BTreeMap<String, u64> = BTreeMap::new();
     let mut by_id: BTreeMap<String, &SimSession> = BTreeMap::new();
@@ -196,14 +199,17 @@ async fn the_audit_answers_match_what_the_emulator_had_at_each_run() {
         .map(|r| (r["bucket"].as_str().unwrap()[..10].to_owned(), r["started"].as_u64().unwrap()))
         .collect();
     assert_eq!(started, expected);
-    // AND the peak concurrency of today is the most sessions a run saw active
-    let peak = moments
-        .iter()
-        .map(|m| m.sessions.iter().filter(|s| is_active_status(Some(s.status)) && s.ended.is_none()).count())
-        .max()
-        .unwrap();
-    let today_row = summary.iter().find(|r| r["bucket"].as_str().unwrap().starts_with(today)).unwrap();
-    assert_eq!(today_row["peak_concurrency"].as_u64(), Some(peak as u64));
+    // AND each day's peak concurrency is the most sessions a run of that day saw active
+    let mut peaks: BTreeMap<&str, u64> = BTreeMap::new();
+    for m in &moments {
+        let active = m.sessions.iter().filter(|s| is_active_status(Some(s.status)) && s.ended.is_none()).count();
+        let peak = peaks.entry(m.day.as_str()).or_default();
+        *peak = (*peak).max(active as u64);
+    }
+    for (day, peak) in peaks {
+        let row = summary.iter().find(|r| r["bucket"].as_str().unwrap().starts_with(day)).unwrap();
+        assert_eq!(row["peak_concurrency"].as_u64(), Some(peak), "{day}");
+    }
 }
 
 #[tokio::test]
@@ -211,17 +217,18 @@ async fn the_concurrency_plot_is_an_svg_and_a_png_with_one_series_per_service() 
     // GIVEN three runs of two services
     let rig = Rig::start(small_world()).await;
     let services = [ServiceId::IvsStreamSessions, ServiceId::ChimeProxySessions];
+    let mut moments = Vec::new();
     for service in services {
-        archive_with_churn(&rig, service).await;
+        moments.extend(archive_with_churn(&rig, service).await);
     }
     let dir = std::env::temp_dir().join(format!("session-audit-plot-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let out = dir.join("concurrency");
-    let today = today();
-    let today = today.as_str();
+    let from = first_day(&moments);
+    let from = from.as_str();
 
     // WHEN the plot is drawn
-    let written = audit(&rig, &["plot", "concurrency", "--from", today, "--out", out.to_str().unwrap()]).await.unwrap();
+    let written = audit(&rig, &["plot", "concurrency", "--from", from, "--out", out.to_str().unwrap()]).await.unwrap();
 
     // THEN the SVG names each service in its legend and draws one line per service
     assert!(written.contains("concurrency.svg") && written.contains("concurrency.png"));
@@ -255,15 +262,15 @@ async fn hashed_user_ids_are_found_by_their_clear_value_with_the_key() {
     let user = moments[2].sessions.iter().find_map(|s| s.user_id.clone()).unwrap();
     let key_file = std::env::temp_dir().join(format!("session-audit-key-{}", std::process::id()));
     std::fs::write(&key_file, format!("{KEY}\n")).unwrap();
-    let today = today();
-    let today = today.as_str();
+    let from = first_day(&moments);
+    let from = from.as_str();
 
     // WHEN the auditor searches for the user in clear, without and with the key
     let without =
-        json_rows(&audit(&rig, &["sessions", "--from", today, "--user", &user, "--format", "json"]).await.unwrap());
+        json_rows(&audit(&rig, &["sessions", "--from", from, "--user", &user, "--format", "json"]).await.unwrap());
     let key = key_file.to_str().unwrap();
     let with = json_rows(
-        &audit(&rig, &["sessions", "--from", today, "--user", &user, "--key-file", key, "--format", "json"])
+        &audit(&rig, &["sessions", "--from", from, "--user", &user, "--key-file", key, "--format", "json"])
             .await
             .unwrap(),
     );
@@ -289,9 +296,9 @@ fn binary() -> PathBuf {
 async fn bad_input_gets_a_clear_message_and_a_non_zero_exit() {
     // GIVEN a bucket with one run's history and one corrupt object
     let rig = Rig::start(small_world()).await;
-    archive_with_churn(&rig, ServiceId::IvsStreamSessions).await;
-    let today = today();
-    let corrupt_key = format!("history/snapshots/chime-proxy-sessions/dt={today}/corrupt.jsonl.gz");
+    let moments = archive_with_churn(&rig, ServiceId::IvsStreamSessions).await;
+    let from = first_day(&moments);
+    let corrupt_key = format!("history/snapshots/chime-proxy-sessions/dt={from}/corrupt.jsonl.gz");
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
     std::io::Write::write_all(&mut gz, b"{\"snapshot_at\":\"2026-11-22T10:00:00Z\",\"run_id\":\"r\",\"service\":\"chime-proxy-sessions\",\"session_id\":\"s\"}\nnot json\n").unwrap();
     rig.aws.put_object(&corrupt_key, gz.finish().unwrap()).await;
@@ -304,7 +311,7 @@ async fn bad_input_gets_a_clear_message_and_a_non_zero_exit() {
         (vec!["active-at", "noon"], 2, "the instant `noon` is not a time".into()),
         (vec!["sessions", "--bucket", "no-such-bucket"], 1, "bucket no-such-bucket: no such bucket".into()),
         (
-            vec!["sessions", "--service", "chime-proxy-sessions", "--from", today.as_str()],
+            vec!["sessions", "--service", "chime-proxy-sessions", "--from", from.as_str()],
             1,
             format!("{corrupt_key} line 2: not JSON"),
         ),

@@ -43,6 +43,8 @@ async fn demo(keep: bool) -> Result<(), Box<dyn std::error::Error>> {
         functions.push((service, stage.function(service).await?));
     }
 
+    // The audits ask from the day of the first run: a demo that crosses midnight still sees it.
+    let first_day = Timestamp::now().as_str()[..10].to_owned();
     let mut rows = Vec::new();
     for round in 1..=2 {
         if round == 2 {
@@ -69,7 +71,7 @@ async fn demo(keep: bool) -> Result<(), Box<dyn std::error::Error>> {
 
     print_table(&rows);
     show_a_sample(&stage, &rows).await;
-    audit_the_history(&stage).await?;
+    audit_the_history(&stage, &first_day).await?;
 
     if keep {
         println!("\nthe stand-ins stay up until Ctrl-C. Look with the AWS CLI:");
@@ -88,20 +90,19 @@ async fn demo(keep: bool) -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
-/// What an auditor sees: `session-audit` on the history the runs just wrote.
-async fn audit_the_history(stage: &LocalStage) -> Result<(), Box<dyn std::error::Error>> {
+/// What an auditor sees: `session-audit` on the history the runs just wrote, from `first_day`.
+async fn audit_the_history(stage: &LocalStage, first_day: &str) -> Result<(), Box<dyn std::error::Error>> {
     let url = stage.moto.url();
-    let today = Timestamp::now().as_str()[..10].to_owned();
     let now = Timestamp::now().as_str().to_owned();
     std::fs::create_dir_all("target/demo")?;
     // The CLI finds credentials as the AWS CLI does; moto takes any.
     std::env::set_var("AWS_ACCESS_KEY_ID", "AKIDLOCALSTANDIN");
     std::env::set_var("AWS_SECRET_ACCESS_KEY", "local-stand-in-secret");
     let questions: [&[&str]; 4] = [
-        &["summary", "--by", "hour", "--from", &today],
+        &["summary", "--by", "hour", "--from", first_day],
         &["active-at", &now, "--service", "gamelift-stream-sessions", "--user", "user-054"],
-        &["sessions", "--from", &today, "--user", "user-007", "--format", "csv"],
-        &["plot", "concurrency", "--from", &today, "--out", "target/demo/concurrency"],
+        &["sessions", "--from", first_day, "--user", "user-007", "--format", "csv"],
+        &["plot", "concurrency", "--from", first_day, "--out", "target/demo/concurrency"],
     ];
     for question in questions {
         let mut argv = vec!["session-audit", "--bucket", BUCKET, "--endpoint-url", &url, "--region", "us-east-1"];
