@@ -28,8 +28,8 @@ struct Moment {
 }
 
 /// A scheduled run's request with the event's time now, as the schedule sends it, so its history
-/// lands in the partition of the day it runs, the one the audits below read (the rig's fixed event day would
-/// fall out of their range as the calendar moves on).
+/// lands in the partition of the day it runs, the one the audits below read (the rig's fixed
+/// event day would fall out of their range as the calendar moves on).
 fn scheduled_now(run_id: &str) -> RunRequest {
     RunRequest { event_time: Timestamp::now(), ..request(run_id, false) }
 }
