@@ -315,6 +315,11 @@ impl Timestamp {
         &self.0
     }
 
+    /// The UTC day, `YYYY-MM-DD`: the `dt` partition of history written at this instant.
+    pub fn day(&self) -> &str {
+        &self.0[..10]
+    }
+
     pub fn to_datetime(&self) -> DateTime {
         DateTime::from_str(&self.0, Format::DateTime).expect("Timestamp holds RFC 3339 by construction")
     }
@@ -556,6 +561,7 @@ mod tests {
         let t = Timestamp::from_datetime(&DateTime::from_secs(1_714_557_600));
         assert_eq!(t.as_str(), "2024-05-01T10:00:00Z");
         assert_eq!(Timestamp::parse("2024-05-01T10:00:00Z").unwrap(), t);
+        assert_eq!(Timestamp::parse("2024-05-01T23:59:59.999Z").unwrap().day(), "2024-05-01");
         assert!(Timestamp::parse("yesterday").is_err());
     }
 }

@@ -68,7 +68,7 @@ pub fn object_key(
     run: &RunId,
     part: u32,
 ) -> String {
-    let day = &event_time.as_str()[..10];
+    let day = event_time.day();
     let prefix = prefix.trim_matches('/');
     let part = if part == 0 { String::new() } else { format!(".part-{part:04}") };
     let tail = format!("{}/{service}/dt={day}/{run}{part}.jsonl.gz", kind.as_str());

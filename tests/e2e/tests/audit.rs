@@ -46,7 +46,7 @@ async fn archive_with_churn(rig: &Rig, service: ServiceId) -> Vec<Moment> {
         assert_eq!(summary.outcome, RunOutcome::Complete);
         moments.push(Moment {
             run_id,
-            day: request.event_time.as_str()[..10].to_owned(),
+            day: request.event_time.day().to_owned(),
             seen_at: summary.started_at.epoch_seconds(),
             sessions: rig.emulator.sessions(archiver_e2e::api_of(service)),
         });

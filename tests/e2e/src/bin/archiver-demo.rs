@@ -44,7 +44,7 @@ async fn demo(keep: bool) -> Result<(), Box<dyn std::error::Error>> {
     }
 
     // The audits ask from the day of the first run: a demo that crosses midnight still sees it.
-    let first_day = Timestamp::now().as_str()[..10].to_owned();
+    let first_day = Timestamp::now().day().to_owned();
     let mut rows = Vec::new();
     for round in 1..=2 {
         if round == 2 {
