@@ -1,11 +1,14 @@
 //! The AWS SDK configuration every function shares: region, optional endpoint override (the
-//! local stand-ins), and retries.
+//! local stand-ins), retries and timeouts. Every client (session APIs, DynamoDB, S3, Secrets
+//! Manager) is built from one [`SdkSettings::load`], so none waits without a bound.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use aws_config::retry::RetryConfig;
+use aws_config::stalled_stream_protection::StalledStreamProtectionConfig;
+use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_smithy_runtime_api::box_error::BoxError;
 use aws_smithy_runtime_api::client::interceptors::context::{
@@ -29,7 +32,18 @@ pub struct SdkSettings {
     pub initial_backoff: Duration,
     /// Adaptive mode adds a client-side rate limiter that slows down under throttling.
     pub adaptive: bool,
+    /// The longest one attempt of a call may take, connection to last byte: a connection that
+    /// goes silent is given up and the call retried on another.
+    pub attempt_timeout: Duration,
+    /// The longest a call may take, its retries and their backoff included.
+    pub operation_timeout: Duration,
 }
+
+/// The longest a new connection (TCP and TLS) may take.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// How long an upload or download may move no bytes before it is cut.
+pub const STALLED_STREAM_GRACE: Duration = Duration::from_secs(5);
 
 impl Default for SdkSettings {
     fn default() -> Self {
@@ -40,6 +54,8 @@ impl Default for SdkSettings {
             max_attempts: 8,
             initial_backoff: Duration::from_millis(200),
             adaptive: true,
+            attempt_timeout: Duration::from_secs(10),
+            operation_timeout: Duration::from_secs(20),
         }
     }
 }
@@ -54,7 +70,16 @@ impl SdkSettings {
             max_attempts: 10,
             initial_backoff: Duration::from_millis(2),
             adaptive: false,
+            ..SdkSettings::default()
         }
+    }
+
+    pub fn timeout_config(&self) -> TimeoutConfig {
+        TimeoutConfig::builder()
+            .connect_timeout(CONNECT_TIMEOUT.min(self.attempt_timeout))
+            .operation_attempt_timeout(self.attempt_timeout)
+            .operation_timeout(self.operation_timeout)
+            .build()
     }
 
     pub fn retry_config(&self) -> RetryConfig {
@@ -65,7 +90,12 @@ impl SdkSettings {
     }
 
     pub async fn load(&self) -> SdkConfig {
-        let mut loader = aws_config::defaults(BehaviorVersion::latest()).retry_config(self.retry_config());
+        let mut loader = aws_config::defaults(BehaviorVersion::latest())
+            .retry_config(self.retry_config())
+            .timeout_config(self.timeout_config())
+            .stalled_stream_protection(
+                StalledStreamProtectionConfig::enabled().grace_period(STALLED_STREAM_GRACE).build(),
+            );
         if let Some(region) = &self.region {
             loader = loader.region(Region::new(region.clone()));
         }
@@ -202,6 +232,27 @@ pub fn is_throttling(status: u16, error_type_header: Option<&str>, body: Option<
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn every_client_is_built_with_attempt_and_operation_timeouts_and_stall_protection() {
+        // GIVEN the settings a function builds its clients from
+        let settings = SdkSettings {
+            attempt_timeout: Duration::from_secs(7),
+            operation_timeout: Duration::from_secs(15),
+            ..SdkSettings::local("http://127.0.0.1:9")
+        };
+        // WHEN the SDK configuration is loaded
+        let sdk = settings.load().await;
+        // THEN it bounds a connection, an attempt and a whole call
+        let timeouts = sdk.timeout_config().unwrap();
+        assert_eq!(timeouts.connect_timeout(), Some(CONNECT_TIMEOUT));
+        assert_eq!(timeouts.operation_attempt_timeout(), Some(Duration::from_secs(7)));
+        assert_eq!(timeouts.operation_timeout(), Some(Duration::from_secs(15)));
+        // AND uploads and downloads that stall are cut
+        let stalls = sdk.stalled_stream_protection().unwrap();
+        assert!(stalls.upload_enabled() && stalls.download_enabled());
+        assert_eq!(stalls.grace_period(), STALLED_STREAM_GRACE);
+    }
 
     #[test]
     fn throttling_is_told_by_status_header_or_body() {

@@ -16,6 +16,9 @@
 //! | `PERSONAL_DATA` | phone numbers hashed, user ids kept | `column=keep\|hash\|drop,…` for `user_id`, `participant_phone_numbers`, `participant_proxy_phone_numbers` |
 //! | `PERSONAL_DATA_KEY_SECRET` | none (required when a column is hashed) | Secrets Manager secret (ARN or name) holding the HMAC key |
 //! | `SDK_MAX_ATTEMPTS` | `8` | attempts per AWS call, retries included (adaptive retry mode) |
+//! | `SDK_ATTEMPT_TIMEOUT_SECONDS` | `10` | the longest one attempt of an AWS call may take; twice this plus a second is kept before the deadline to record a failure |
+//! | `SDK_OPERATION_TIMEOUT_SECONDS` | `20` | the longest an AWS call may take, retries included |
+//! | `HISTORY_START_DATE` | `2024-01-01` | the first day of the history (the Glue tables' partition projection): events dated before it are refused |
 //! | `SESSION_API_ENDPOINT_URL` | none | send the session API calls there (local emulator) |
 //! | `STORAGE_ENDPOINT_URL` | none | send DynamoDB and S3 calls there (local moto server) |
 //! | `AWS_REGION` | set by Lambda | region of the APIs, table and bucket |
@@ -23,8 +26,9 @@
 use std::time::Duration;
 
 use crate::aws::SdkSettings;
+use crate::error::quoted;
 use crate::error::{Error, Result};
-use crate::model::ServiceId;
+use crate::model::{ServiceId, Timestamp};
 use crate::personal::PersonalDataPolicy;
 use crate::sources::SourceOptions;
 
@@ -48,6 +52,11 @@ pub struct FunctionConfig {
     /// The Secrets Manager secret of the personal-data key (read at cold start, never logged).
     pub personal_data_key_secret: Option<String>,
     pub sdk_max_attempts: u32,
+    pub sdk_attempt_timeout: Duration,
+    pub sdk_operation_timeout: Duration,
+    /// The first day of the history: an event dated before it would write a partition the Glue
+    /// tables never read.
+    pub history_start: Timestamp,
     pub session_api_endpoint: Option<String>,
     pub storage_endpoint: Option<String>,
 }
@@ -60,7 +69,7 @@ impl FunctionConfig {
         let number = |name: &str, default: u64, range: std::ops::RangeInclusive<u64>| -> Result<u64> {
             let Some(text) = get(name) else { return Ok(default) };
             let value: u64 =
-                text.parse().map_err(|_| Error::Config(format!("{name}=`{text}` is not a whole number")))?;
+                text.parse().map_err(|_| Error::Config(format!("{name}={} is not a whole number", quoted(&text))))?;
             if !range.contains(&value) {
                 return Err(Error::Config(format!(
                     "{name}={value} is out of range: {} to {}",
@@ -76,7 +85,8 @@ impl FunctionConfig {
             && table_name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
         if !table_ok {
             return Err(Error::Config(format!(
-                "TABLE_NAME=`{table_name}` is not a DynamoDB table name (3-255 of a-z A-Z 0-9 _ - .)"
+                "TABLE_NAME={} is not a DynamoDB table name (3-255 of a-z A-Z 0-9 _ - .)",
+                quoted(&table_name)
             )));
         }
         let bucket_name = required("BUCKET_NAME")?;
@@ -86,18 +96,21 @@ impl FunctionConfig {
             && bucket_name.ends_with(|c: char| c.is_ascii_alphanumeric());
         if !bucket_ok {
             return Err(Error::Config(format!(
-                "BUCKET_NAME=`{bucket_name}` is not an S3 bucket name (3-63 of a-z 0-9 - ., starting and ending with a letter or digit)"
+                "BUCKET_NAME={} is not an S3 bucket name (3-63 of a-z 0-9 - ., starting and ending with a letter or digit)",
+                quoted(&bucket_name)
             )));
         }
         let region = required("AWS_REGION")?;
 
         let mut options = match get("SOURCE_OPTIONS") {
             Some(json) => serde_json::from_str::<SourceOptions>(&json)
-                .map_err(|e| Error::Config(format!("SOURCE_OPTIONS is not valid: {e}")))?,
+                .map_err(|e| Error::Config(crate::error::bounded(format!("SOURCE_OPTIONS is not valid: {e}"))))?,
             None => SourceOptions::default(),
         };
         if let Some(text) = get("PAGE_SIZE") {
-            let size = text.parse().map_err(|_| Error::Config(format!("PAGE_SIZE=`{text}` is not a whole number")))?;
+            let size = text
+                .parse()
+                .map_err(|_| Error::Config(format!("PAGE_SIZE={} is not a whole number", quoted(&text))))?;
             options.page_size = Some(size);
         }
         options.validate(service)?;
@@ -115,11 +128,15 @@ impl FunctionConfig {
         let endpoint = |name: &str| -> Result<Option<String>> {
             match get(name) {
                 Some(url) if !(url.starts_with("http://") || url.starts_with("https://")) => {
-                    Err(Error::Config(format!("{name}=`{url}` is not an http(s) URL")))
+                    Err(Error::Config(format!("{name}={} is not an http(s) URL", quoted(&url))))
                 }
                 other => Ok(other),
             }
         };
+        let sdk_attempt_timeout = Duration::from_secs(number("SDK_ATTEMPT_TIMEOUT_SECONDS", 10, 1..=120)?);
+        let attempt = sdk_attempt_timeout.as_secs();
+        let sdk_operation_timeout =
+            Duration::from_secs(number("SDK_OPERATION_TIMEOUT_SECONDS", 2 * attempt, attempt..=900)?);
         let config = FunctionConfig {
             service,
             table_name,
@@ -135,13 +152,30 @@ impl FunctionConfig {
             personal_data,
             personal_data_key_secret,
             sdk_max_attempts: number("SDK_MAX_ATTEMPTS", 8, 1..=20)? as u32,
+            sdk_attempt_timeout,
+            sdk_operation_timeout,
+            history_start: history_start(get("HISTORY_START_DATE"))?,
             session_api_endpoint: endpoint("SESSION_API_ENDPOINT_URL")?,
             storage_endpoint: endpoint("STORAGE_ENDPOINT_URL")?,
         };
+        if config.deadline_margin <= config.failure_reserve() {
+            return Err(Error::Config(format!(
+                "DEADLINE_MARGIN_SECONDS={} leaves no time to write a part: it must be above the {} s kept to record a failure (twice SDK_ATTEMPT_TIMEOUT_SECONDS, plus one)",
+                config.deadline_margin.as_secs(),
+                config.failure_reserve().as_secs()
+            )));
+        }
         // The run's own checks (prefix, retention, lease) with a placeholder account: the account
         // comes with each invocation.
         config.run_config("000000000000").validate()?;
         Ok(config)
+    }
+
+    /// The time kept before the Lambda deadline for recording a failure (the manifest, the
+    /// uploads, the lease): two attempts of a call and a second, so a first attempt on a dead
+    /// connection still leaves one.
+    pub fn failure_reserve(&self) -> Duration {
+        2 * self.sdk_attempt_timeout + Duration::from_secs(1)
     }
 
     pub fn from_env(service: ServiceId) -> Result<Self> {
@@ -174,9 +208,26 @@ impl FunctionConfig {
             region: Some(self.region.clone()),
             endpoint_url,
             max_attempts: self.sdk_max_attempts,
+            attempt_timeout: self.sdk_attempt_timeout,
+            operation_timeout: self.sdk_operation_timeout,
             ..SdkSettings::default()
         }
     }
+}
+
+/// The default first day of the history: the Glue tables' partition projection starts there.
+pub const DEFAULT_HISTORY_START: &str = "2024-01-01";
+
+/// `HISTORY_START_DATE`: a day (`YYYY-MM-DD`) from 2000-01-01 on.
+fn history_start(value: Option<String>) -> Result<Timestamp> {
+    let day = value.unwrap_or_else(|| DEFAULT_HISTORY_START.to_owned());
+    let start = Timestamp::parse(&format!("{day}T00:00:00Z"))
+        .ok()
+        .filter(|start| start.day() == day && start.as_str() >= "2000-01-01")
+        .ok_or_else(|| {
+            Error::Config(format!("HISTORY_START_DATE={} is not a day (YYYY-MM-DD) from 2000-01-01 on", quoted(&day)))
+        })?;
+    Ok(start)
 }
 
 #[cfg(test)]
@@ -206,6 +257,17 @@ mod tests {
         assert_eq!(config.max_calls_per_second, Some(10.0));
         assert_eq!(config.options, SourceOptions::default());
         assert_eq!(config.session_api_endpoint, None);
+        assert_eq!(
+            (config.sdk_attempt_timeout, config.sdk_operation_timeout),
+            (Duration::from_secs(10), Duration::from_secs(20))
+        );
+        assert_eq!(config.failure_reserve(), Duration::from_secs(21));
+        assert_eq!(config.history_start.as_str(), "2024-01-01T00:00:00Z");
+        let storage = config.storage_sdk();
+        assert_eq!(
+            (storage.attempt_timeout, storage.operation_timeout),
+            (Duration::from_secs(10), Duration::from_secs(20))
+        );
     }
 
     #[test]
@@ -253,12 +315,26 @@ mod tests {
             (&[("PERSONAL_DATA", "email=hash")], "`email` is not a personal-data column"),
             (&[("PERSONAL_DATA", "user_id=encrypt")], "`encrypt` is not keep, hash or drop"),
             (&[("PERSONAL_DATA_KEY_SECRET", "")], "PERSONAL_DATA_KEY_SECRET is not set"),
+            (&[("SDK_ATTEMPT_TIMEOUT_SECONDS", "0")], "SDK_ATTEMPT_TIMEOUT_SECONDS=0 is out of range: 1 to 120"),
+            (
+                &[("SDK_ATTEMPT_TIMEOUT_SECONDS", "5"), ("SDK_OPERATION_TIMEOUT_SECONDS", "4")],
+                "SDK_OPERATION_TIMEOUT_SECONDS=4 is out of range: 5 to 900",
+            ),
+            (
+                &[("SDK_ATTEMPT_TIMEOUT_SECONDS", "30")],
+                "DEADLINE_MARGIN_SECONDS=60 leaves no time to write a part: it must be above the 61 s kept",
+            ),
+            (&[("HISTORY_START_DATE", "1999-12-31")], "HISTORY_START_DATE=`1999-12-31` is not a day"),
+            (&[("HISTORY_START_DATE", "2024-02-30")], "HISTORY_START_DATE=`2024-02-30` is not a day"),
+            (&[("HISTORY_START_DATE", "yesterday")], "HISTORY_START_DATE=`yesterday` is not a day"),
+            (&[("PAGE_SIZE", &"9".repeat(100))], "PAGE_SIZE=`99999999"),
         ];
         for (pairs, expected) in cases {
             let err = FunctionConfig::from_vars(ServiceId::IvsStreamSessions, vars(pairs)).unwrap_err();
             let message = err.to_string();
             assert!(message.starts_with("invalid configuration: "), "{message}");
             assert!(message.contains(expected), "{expected}: {message}");
+            assert!(message.len() < 400, "a bad value is quoted, not echoed: {message}");
             assert!(!err.is_retryable());
         }
     }

@@ -78,6 +78,38 @@ pub enum Error {
     /// A mapping from an API type to the schema is wrong (a bug in the archiver).
     #[error("session mapping error: {0}")]
     Mapping(String),
+
+    /// The invocation's deadline came while the run was still waiting: it stopped waiting with
+    /// the time left kept for recording the failure (manifest, uploads, lease).
+    #[error("gave up waiting for {waiting_for}: the invocation's deadline is {reserve_seconds} s away, the time kept to record the failure")]
+    Timeout { waiting_for: &'static str, reserve_seconds: u64 },
+}
+
+/// The longest piece of an outside value (an event field, a variable, an id) an error quotes.
+pub const QUOTE_LIMIT: usize = 64;
+
+/// The longest error message a function returns or logs.
+pub const MESSAGE_LIMIT: usize = 2048;
+
+/// `value` in backquotes for an error message, cut to [`QUOTE_LIMIT`] characters with its full
+/// length said: a megabyte id or time is named, not echoed into the logs.
+pub fn quoted(value: &str) -> String {
+    match value.char_indices().nth(QUOTE_LIMIT) {
+        None => format!("`{value}`"),
+        Some((end, _)) => format!("`{}…` ({} bytes)", &value[..end], value.len()),
+    }
+}
+
+/// `message` cut to [`MESSAGE_LIMIT`] bytes (at a character boundary), with the cut said.
+pub fn bounded(message: String) -> String {
+    if message.len() <= MESSAGE_LIMIT {
+        return message;
+    }
+    let mut end = MESSAGE_LIMIT;
+    while !message.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}… ({} bytes in all)", &message[..end], message.len())
 }
 
 impl Error {
@@ -85,6 +117,7 @@ impl Error {
     pub fn is_retryable(&self) -> bool {
         match self {
             Error::Api { retryable, .. } | Error::Storage { retryable, .. } => *retryable,
+            Error::Timeout { .. } => true,
             Error::Store(_)
             | Error::Event(_)
             | Error::Config(_)
@@ -243,6 +276,21 @@ mod tests {
             "DynamoDB BatchWriteItem on sessions failed: UnknownError: HTTP 502 with no AWS error code or message in the body"
         );
         assert!(err.is_retryable());
+    }
+
+    #[test]
+    fn outside_values_are_quoted_and_messages_bounded() {
+        // GIVEN a short value and a megabyte one
+        assert_eq!(quoted("evt-1"), "`evt-1`");
+        let huge = "é".repeat(512 * 1024);
+        // WHEN quoted THEN the huge one is cut, its length said
+        let text = quoted(&huge);
+        assert!(text.starts_with(&format!("`{}…`", "é".repeat(QUOTE_LIMIT))), "{text}");
+        assert!(text.ends_with("(1048576 bytes)"), "{text}");
+        // AND a long message is cut at a character boundary
+        let message = bounded(format!("invalid event: {huge}"));
+        assert!(message.len() < MESSAGE_LIMIT + 40 && message.ends_with("(1048591 bytes in all)"), "{}", message.len());
+        assert_eq!(bounded("short".into()), "short");
     }
 
     #[test]

@@ -8,13 +8,17 @@
 //!   required, `time` defaults to now (give it, so replaying the same file writes the same keys),
 //!   `dry_run` to false, and `options` (parents, filters) to the function's own.
 //!
-//! Anything else is refused with an error that names what is wrong; nothing is read or written.
+//! Anything else is refused with an error that names what is wrong, quoting bad values cut to a
+//! bounded length; nothing is read or written. An event time must fall between the first day of
+//! the history (`HISTORY_START_DATE`: the Glue tables read no partition before it) and a day
+//! ahead of the clock.
 
 use aws_lambda_events::event::eventbridge::EventBridgeEvent;
 use serde::Deserialize;
 use serde_json::Value as Json;
 
-use crate::error::{Error, Result};
+use crate::deadline::Deadlines;
+use crate::error::{bounded, quoted, Error, Result};
 use crate::history::RunId;
 use crate::model::{ServiceId, Timestamp};
 use crate::run::{RunRequest, Trigger};
@@ -50,21 +54,49 @@ struct Replay {
 }
 
 fn refuse(detail: impl std::fmt::Display) -> Error {
-    Error::Event(detail.to_string())
+    Error::Event(bounded(detail.to_string()))
 }
 
-/// Validates the payload a function of `service` was invoked with, at `now`.
-pub fn parse_invocation(service: ServiceId, payload: &Json, now: &Timestamp) -> Result<Invocation> {
+/// The times an event may name: from the first day of the history to a day ahead of `now`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct EventWindow {
+    pub now: Timestamp,
+    /// Midnight UTC of `HISTORY_START_DATE`.
+    pub history_start: Timestamp,
+}
+
+impl EventWindow {
+    /// The window of an invocation at `now` for history starting at `history_start`.
+    pub fn new(now: Timestamp, history_start: Timestamp) -> Self {
+        EventWindow { now, history_start }
+    }
+
+    fn check(&self, field: &str, time: &Timestamp) -> Result<()> {
+        if time < &self.history_start {
+            return Err(refuse(format!(
+                "{field} {time} is before {}, the first day of the history (HISTORY_START_DATE): the Glue tables read no partition before it",
+                self.history_start.day()
+            )));
+        }
+        if time.epoch_seconds() > self.now.epoch_seconds() + MAX_CLOCK_SKEW_SECONDS {
+            return Err(refuse(format!("{field} {time} is more than a day ahead of the clock ({})", self.now)));
+        }
+        Ok(())
+    }
+}
+
+/// Validates the payload a function of `service` was invoked with, in `window`.
+pub fn parse_invocation(service: ServiceId, payload: &Json, window: &EventWindow) -> Result<Invocation> {
     let Json::Object(fields) = payload else {
         return Err(refuse(format!("the event must be a JSON object, not {}", kind_of(payload))));
     };
     if fields.contains_key("replay") {
-        return parse_replay(service, payload, now);
+        return parse_replay(service, payload, window);
     }
     if fields.contains_key("detail-type") || fields.contains_key("source") {
-        return parse_scheduled(payload, now);
+        return parse_scheduled(payload, window);
     }
-    let mut keys: Vec<&str> = fields.keys().map(String::as_str).collect();
+    let mut keys: Vec<String> = fields.keys().map(|key| quoted(key)).collect();
     keys.sort_unstable();
     Err(refuse(format!(
         "expected an EventBridge scheduled event or {{\"replay\": {{\"id\": ...}}}}, got an object with keys [{}]",
@@ -72,23 +104,24 @@ pub fn parse_invocation(service: ServiceId, payload: &Json, now: &Timestamp) -> 
     )))
 }
 
-fn parse_scheduled(payload: &Json, now: &Timestamp) -> Result<Invocation> {
+fn parse_scheduled(payload: &Json, window: &EventWindow) -> Result<Invocation> {
     let event: EventBridgeEvent =
         serde_json::from_value(payload.clone()).map_err(|e| refuse(format!("not an EventBridge event: {e}")))?;
     if event.source != "aws.events" || event.detail_type != "Scheduled Event" {
         return Err(refuse(format!(
-            "an EventBridge event from `{}` of type `{}` is not a schedule; expected source `aws.events`, detail-type `Scheduled Event`",
-            event.source, event.detail_type
+            "an EventBridge event from {} of type {} is not a schedule; expected source `aws.events`, detail-type `Scheduled Event`",
+            quoted(&event.source),
+            quoted(&event.detail_type)
         )));
     }
     let id = event.id.filter(|id| !id.is_empty()).ok_or_else(|| refuse("the scheduled event has no `id`"))?;
-    let run_id = RunId::parse(&id).map_err(|e| refuse(format!("event `id`: {e}")))?;
-    let time = event.time.ok_or_else(|| refuse("the scheduled event has no `time`"))?;
-    let event_time = Timestamp::from_datetime(&aws_smithy_types::DateTime::from_secs_and_nanos(
-        time.timestamp(),
-        time.timestamp_subsec_nanos(),
-    ));
-    check_not_ahead(&event_time, now)?;
+    let run_id = RunId::parse(&id).map_err(|e| refuse(format!("event `id`: {}", config_detail(&e))))?;
+    event.time.ok_or_else(|| refuse("the scheduled event has no `time`"))?;
+    // The text itself, not chrono's reading of it: chrono takes years 0000 and beyond 9999, and
+    // leap seconds, which no partition can be named after.
+    let text = payload["time"].as_str().unwrap_or_default();
+    let event_time = Timestamp::parse(text).map_err(|e| refuse(format!("event `time`: {}", config_detail(&e))))?;
+    window.check("event `time`", &event_time)?;
     Ok(Invocation {
         request: RunRequest {
             run_id,
@@ -96,24 +129,25 @@ fn parse_scheduled(payload: &Json, now: &Timestamp) -> Result<Invocation> {
             event_time,
             trigger: Trigger::Scheduled,
             dry_run: false,
-            stop_at: None,
+            invocation_id: RunRequest::local_invocation_id(),
+            deadlines: Deadlines::none(),
         },
         options: None,
     })
 }
 
-fn parse_replay(service: ServiceId, payload: &Json, now: &Timestamp) -> Result<Invocation> {
+fn parse_replay(service: ServiceId, payload: &Json, window: &EventWindow) -> Result<Invocation> {
     let envelope: ReplayEnvelope =
         serde_json::from_value(payload.clone()).map_err(|e| refuse(format!("replay event: {e}")))?;
     let replay = envelope.replay;
-    let run_id = RunId::parse(&replay.id).map_err(|e| refuse(format!("replay `id`: {e}")))?;
+    let run_id = RunId::parse(&replay.id).map_err(|e| refuse(format!("replay `id`: {}", config_detail(&e))))?;
     let event_time = match &replay.time {
-        Some(text) => Timestamp::parse(text).map_err(|e| refuse(format!("replay `time`: {e}")))?,
-        None => now.clone(),
+        Some(text) => Timestamp::parse(text).map_err(|e| refuse(format!("replay `time`: {}", config_detail(&e))))?,
+        None => window.now.clone(),
     };
-    check_not_ahead(&event_time, now)?;
+    window.check("replay `time`", &event_time)?;
     if let Some(options) = &replay.options {
-        options.validate(service).map_err(|e| refuse(format!("replay `options`: {e}")))?;
+        options.validate(service).map_err(|e| refuse(format!("replay `options`: {}", config_detail(&e))))?;
     }
     Ok(Invocation {
         request: RunRequest {
@@ -122,17 +156,20 @@ fn parse_replay(service: ServiceId, payload: &Json, now: &Timestamp) -> Result<I
             event_time,
             trigger: Trigger::Replay,
             dry_run: replay.dry_run,
-            stop_at: None,
+            invocation_id: RunRequest::local_invocation_id(),
+            deadlines: Deadlines::none(),
         },
         options: replay.options,
     })
 }
 
-fn check_not_ahead(event_time: &Timestamp, now: &Timestamp) -> Result<()> {
-    if event_time.epoch_seconds() > now.epoch_seconds() + MAX_CLOCK_SKEW_SECONDS {
-        return Err(refuse(format!("event time {event_time} is more than a day ahead of the clock ({now})")));
+/// What a validation error says, without its "invalid configuration: " heading: in an event it
+/// is the event that is invalid.
+fn config_detail(err: &Error) -> String {
+    match err {
+        Error::Config(detail) => detail.clone(),
+        other => other.to_string(),
     }
-    Ok(())
 }
 
 fn kind_of(value: &Json) -> &'static str {
@@ -170,8 +207,12 @@ mod tests {
         })
     }
 
+    fn window() -> EventWindow {
+        EventWindow::new(now(), Timestamp::parse("2024-01-01T00:00:00Z").unwrap())
+    }
+
     fn parse(payload: Json) -> Result<Invocation> {
-        parse_invocation(ServiceId::IvsStreamSessions, &payload, &now())
+        parse_invocation(ServiceId::IvsStreamSessions, &payload, &window())
     }
 
     fn error(payload: Json) -> String {
@@ -222,14 +263,14 @@ mod tests {
         ahead["time"] = json!("2026-11-24T10:00:00Z");
         let cases = [
             (json!([1, 2]), "the event must be a JSON object, not an array"),
-            (json!({"hello": 1}), "got an object with keys [hello]"),
+            (json!({"hello": 1}), "got an object with keys [`hello`]"),
             (no_id, "the scheduled event has no `id`"),
             (no_time, "the scheduled event has no `time`"),
             (not_schedule, "is not a schedule"),
             (bad_time, "not an EventBridge event"),
             (ahead, "more than a day ahead of the clock"),
             (json!({"replay": {}}), "replay event: missing field `id`"),
-            (json!({"replay": {"id": "../etc"}}), "replay `id`: invalid configuration: run id `../etc`"),
+            (json!({"replay": {"id": "../etc"}}), "replay `id`: run id `../etc`"),
             (json!({"replay": {"id": "r", "when": "now"}}), "unknown field `when`"),
             (json!({"replay": {"id": "r", "time": "10 o'clock"}}), "replay `time`"),
             (
@@ -242,6 +283,62 @@ mod tests {
             let message = error(payload.clone());
             assert!(message.starts_with("invalid event: "), "{message}");
             assert!(message.contains(expected), "{payload}: {message}");
+        }
+    }
+
+    #[test]
+    fn event_times_outside_the_history_or_ahead_of_the_clock_are_refused_naming_the_field() {
+        // GIVEN scheduled and replay events dated in year 0000, year 0001, before the history's
+        // first day, and far ahead
+        let scheduled_at = |time: &str| {
+            let mut event = scheduled();
+            event["time"] = json!(time);
+            event
+        };
+        let cases = [
+            (scheduled_at("0000-01-01T00:00:00Z"), "event `time`"),
+            (scheduled_at("0001-01-01T00:00:00Z"), "event `time` 0001-01-01T00:00:00Z is before 2024-01-01"),
+            (scheduled_at("2023-12-31T23:59:59Z"), "is before 2024-01-01, the first day of the history"),
+            (scheduled_at("9999-12-31T23:59:59Z"), "event `time` 9999-12-31T23:59:59Z is more than a day ahead"),
+            (json!({"replay": {"id": "r", "time": "0000-06-01T00:00:00Z"}}), "replay `time`"),
+            (
+                json!({"replay": {"id": "r", "time": "0001-01-01T00:00:00Z"}}),
+                "replay `time` 0001-01-01T00:00:00Z is before",
+            ),
+            (json!({"replay": {"id": "r", "time": "+10000-01-01T00:00:00Z"}}), "replay `time`"),
+            (json!({"replay": {"id": "r", "time": "2030-01-01T00:00:00Z"}}), "more than a day ahead of the clock"),
+        ];
+        for (payload, expected) in cases {
+            // WHEN each is parsed THEN it is refused as an invalid event naming the field
+            let message = error(payload.clone());
+            assert!(message.starts_with("invalid event: ") && message.contains(expected), "{payload}: {message}");
+        }
+        // AND the first instant of the history is accepted, and a leap second is read as the
+        // last instant of its day
+        assert!(parse(scheduled_at("2024-01-01T00:00:00Z")).is_ok());
+        let leap = parse(scheduled_at("2026-06-30T23:59:60Z")).unwrap();
+        assert_eq!(leap.request.event_time.day(), "2026-06-30");
+    }
+
+    #[test]
+    fn a_megabyte_value_is_named_not_echoed() {
+        // GIVEN events whose id, time or a key is a megabyte long
+        let huge = "a".repeat(1 << 20);
+        let mut scheduled_id = scheduled();
+        scheduled_id["id"] = json!(huge.clone());
+        let cases = [
+            (json!({"replay": {"id": huge.clone()}}), "replay `id`: run id `aaaa"),
+            (json!({"replay": {"id": "r", "time": huge.clone()}}), "replay `time`: `aaaa"),
+            (json!({"replay": {"id": "r", "dry_run": huge.clone()}}), "invalid type: string"),
+            (scheduled_id, "event `id`: run id `aaaa"),
+            (json!({huge.clone(): 1}), "got an object with keys [`aaaa"),
+        ];
+        for (payload, expected) in cases {
+            // WHEN each is parsed
+            let message = error(payload);
+            // THEN the error names the field and quotes the value cut short
+            assert!(message.contains(expected), "{}", &message[..200.min(message.len())]);
+            assert!(message.len() <= crate::error::MESSAGE_LIMIT + 64, "{} bytes", message.len());
         }
     }
 }

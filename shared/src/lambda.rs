@@ -12,8 +12,9 @@ use tracing::{error, info};
 
 use crate::aws::SdkSettings;
 use crate::config::FunctionConfig;
-use crate::error::{Error, Result};
-use crate::event::parse_invocation;
+use crate::deadline::Deadlines;
+use crate::error::{bounded, Error, Result};
+use crate::event::{parse_invocation, EventWindow};
 use crate::history::S3ObjectStore;
 use crate::model::{ServiceId, Timestamp};
 use crate::personal::PersonalData;
@@ -91,11 +92,15 @@ impl Function {
     /// One invocation: validate the event, run, return the summary.
     pub async fn handle(&self, event: LambdaEvent<Json>) -> Result<RunSummary> {
         let (payload, context) = event.into_parts();
-        let mut invocation = parse_invocation(self.config.service, &payload, &Timestamp::now())?;
-        invocation.request.stop_at = Some(stop_at(context.deadline, self.config.deadline_margin));
+        let deadlines = Deadlines::lambda(context.deadline, self.config.deadline_margin, self.config.failure_reserve());
+        let window = EventWindow::new(Timestamp::now(), self.config.history_start.clone());
+        let mut invocation = parse_invocation(self.config.service, &payload, &window)?;
+        invocation.request.deadlines = deadlines;
+        invocation.request.invocation_id = context.request_id.clone();
         let account_id = account_of(&context.invoked_function_arn)?;
         let mut run_config = self.config.run_config(&account_id);
-        run_config.personal_data = self.personal_data().await?.clone();
+        let key_read = deadlines.work("Secrets Manager: the personal-data key", self.personal_data());
+        run_config.personal_data = key_read.await?.clone();
         let replay_source = match invocation.options {
             Some(options) => Some(AnySource::new(self.config.service, &self.session_sdk, options)?),
             None => None,
@@ -129,14 +134,6 @@ fn read_personal_data(
         let key = settings.read_secret(&sdk, &secret).await?;
         PersonalData::new(policy, Some(key))
     }
-}
-
-/// When paging must stop: `margin` before the invocation's deadline (epoch milliseconds), to
-/// leave time to write the part and save the run's place.
-pub fn stop_at(deadline_ms: u64, margin: std::time::Duration) -> tokio::time::Instant {
-    let deadline = std::time::UNIX_EPOCH + std::time::Duration::from_millis(deadline_ms);
-    let left = deadline.duration_since(std::time::SystemTime::now()).unwrap_or_default();
-    tokio::time::Instant::now() + left.saturating_sub(margin)
 }
 
 /// One CloudWatch Embedded Metric Format line (namespace `SessionArchiver`, dimension `Service`):
@@ -203,9 +200,10 @@ impl From<Error> for Diagnostic {
             Error::Storage { .. } => "Storage",
             Error::Store(_) => "UnreadableItem",
             Error::Mapping(_) => "Mapping",
+            Error::Timeout { .. } => "Timeout",
         };
         let class = if err.is_retryable() { "Retryable" } else { "NonRetryable" };
-        Diagnostic { error_type: format!("{class}.{kind}"), error_message: err.to_string() }
+        Diagnostic { error_type: format!("{class}.{kind}"), error_message: bounded(err.to_string()) }
     }
 }
 

@@ -10,11 +10,13 @@
 //! - [`personal`]: user ids and phone numbers kept, hashed (HMAC-SHA256) or dropped;
 //! - [`run`]: the one run that joins a source and the two sinks;
 //! - [`config`]: a function's environment, validated at cold start;
+//! - [`deadline`]: the times an invocation works to, so every wait ends before its deadline;
 //! - [`aws`]: the SDK configuration the functions share;
 //! - [`error`]: the one error type.
 
 pub mod aws;
 pub mod config;
+pub mod deadline;
 pub mod error;
 pub mod event;
 pub mod history;
@@ -26,4 +28,7 @@ pub mod snapshot;
 pub mod sources;
 
 pub use error::{Error, Result};
+
+#[cfg(test)]
+mod arbitrary_input;
 pub use model::{ServiceId, SessionRecord};

@@ -285,19 +285,28 @@ pub static GAMELIFT_STREAM_SESSIONS: Schema = Schema {
 pub struct Timestamp(String);
 
 impl Timestamp {
-    pub fn from_datetime(value: &DateTime) -> Self {
-        // `Format::DateTime` always renders UTC with a `Z` suffix; it only fails for instants
-        // outside years 0001-9999, which AWS does not return. Fall back to epoch seconds there.
-        match value.fmt(Format::DateTime) {
-            Ok(text) => Timestamp(text),
-            Err(_) => Timestamp(format!("{}", value.secs())),
-        }
+    /// The instant in RFC 3339, or an error for one outside years 0001-9999, which RFC 3339
+    /// cannot write (an API returning such a time, or an event naming one).
+    pub fn from_datetime(value: &DateTime) -> Result<Self, Error> {
+        // `Format::DateTime` renders UTC with a `Z` suffix, and fails only outside 0001-9999.
+        value.fmt(Format::DateTime).map(Timestamp).map_err(|_| {
+            Error::Mapping(format!("the instant {} s from the Unix epoch is outside years 0001-9999", value.secs()))
+        })
     }
 
     /// The current instant, to the millisecond.
     pub fn now() -> Self {
-        let now = DateTime::from(std::time::SystemTime::now());
-        Timestamp::from_datetime(&DateTime::from_millis(now.to_millis().unwrap_or_default()))
+        Timestamp::from_system_time(std::time::SystemTime::now())
+    }
+
+    /// A clock reading, to the millisecond. A clock outside years 0001-9999 reads as the epoch.
+    pub fn from_system_time(time: std::time::SystemTime) -> Self {
+        let millis = DateTime::from(time).to_millis().unwrap_or_default();
+        Timestamp::from_datetime(&DateTime::from_millis(millis)).unwrap_or_else(|_| Timestamp::epoch())
+    }
+
+    fn epoch() -> Self {
+        Timestamp("1970-01-01T00:00:00Z".to_owned())
     }
 
     /// Whole seconds since the Unix epoch.
@@ -307,21 +316,24 @@ impl Timestamp {
 
     pub fn parse(text: &str) -> Result<Self, Error> {
         let parsed = DateTime::from_str(text, Format::DateTime)
-            .map_err(|e| Error::Config(format!("`{text}` is not an RFC 3339 timestamp: {e}")))?;
-        Ok(Timestamp::from_datetime(&parsed))
+            .map_err(|e| Error::Config(format!("{} is not an RFC 3339 timestamp: {e}", crate::error::quoted(text))))?;
+        Timestamp::from_datetime(&parsed)
+            .map_err(|_| Error::Config(format!("{} is outside years 0001-9999", crate::error::quoted(text))))
     }
 
     pub fn as_str(&self) -> &str {
         &self.0
     }
 
-    /// The UTC day, `YYYY-MM-DD`: the `dt` partition of history written at this instant.
+    /// The UTC day, `YYYY-MM-DD`: the `dt` partition of history written at this instant. Every
+    /// value is RFC 3339 of years 0001-9999, so the day is its first ten characters.
     pub fn day(&self) -> &str {
-        &self.0[..10]
+        self.0.get(..10).unwrap_or(&self.0)
     }
 
     pub fn to_datetime(&self) -> DateTime {
-        DateTime::from_str(&self.0, Format::DateTime).expect("Timestamp holds RFC 3339 by construction")
+        // Only `from_datetime` builds a value, from text `DateTime` wrote and so reads back.
+        DateTime::from_str(&self.0, Format::DateTime).unwrap_or(DateTime::from_secs(0))
     }
 }
 
@@ -380,9 +392,9 @@ impl From<Option<&str>> for Value {
         v.map_or(Value::Null, |s| Value::String(s.to_owned()))
     }
 }
-impl From<Option<&DateTime>> for Value {
-    fn from(v: Option<&DateTime>) -> Self {
-        v.map_or(Value::Null, |d| Value::Timestamp(Timestamp::from_datetime(d)))
+impl From<Option<Timestamp>> for Value {
+    fn from(v: Option<Timestamp>) -> Self {
+        v.map_or(Value::Null, Value::Timestamp)
     }
 }
 impl From<bool> for Value {
@@ -549,7 +561,8 @@ mod tests {
         let make = |checked: i64| {
             let mut r = SessionRecord::new(ServiceId::WorkspacesConnectionStatus, "ws-abcd1234");
             r.status = Some("CONNECTED".into());
-            r.set("connection_state_check_timestamp", Some(&DateTime::from_secs(checked))).unwrap();
+            r.set("connection_state_check_timestamp", Timestamp::from_datetime(&DateTime::from_secs(checked)).ok())
+                .unwrap();
             r
         };
         assert_eq!(make(1_714_557_600).record_hash(), make(1_714_561_200).record_hash());
@@ -558,10 +571,27 @@ mod tests {
 
     #[test]
     fn timestamps_render_as_rfc3339_utc() {
-        let t = Timestamp::from_datetime(&DateTime::from_secs(1_714_557_600));
+        let t = Timestamp::from_datetime(&DateTime::from_secs(1_714_557_600)).unwrap();
         assert_eq!(t.as_str(), "2024-05-01T10:00:00Z");
         assert_eq!(Timestamp::parse("2024-05-01T10:00:00Z").unwrap(), t);
         assert_eq!(Timestamp::parse("2024-05-01T23:59:59.999Z").unwrap().day(), "2024-05-01");
         assert!(Timestamp::parse("yesterday").is_err());
+    }
+
+    #[test]
+    fn an_instant_rfc_3339_cannot_write_is_refused_not_kept() {
+        // GIVEN instants before year 1 and after year 9999, as a page or an event could carry
+        for secs in [-62_135_596_801, 253_402_300_800, i64::MIN, i64::MAX] {
+            // WHEN they are made timestamps THEN each is refused, naming the instant
+            let err = Timestamp::from_datetime(&DateTime::from_secs(secs)).unwrap_err().to_string();
+            assert!(err.contains(&format!("{secs} s from the Unix epoch is outside years 0001-9999")), "{err}");
+        }
+        // AND the first and last instants RFC 3339 can write are kept, with their day
+        let first = Timestamp::from_datetime(&DateTime::from_secs(-62_135_596_800)).unwrap();
+        assert_eq!((first.as_str(), first.day()), ("0001-01-01T00:00:00Z", "0001-01-01"));
+        let last = Timestamp::from_datetime(&DateTime::from_secs(253_402_300_799)).unwrap();
+        assert_eq!(last.epoch_seconds(), 253_402_300_799);
+        // AND text of year 0000 is refused as a value
+        assert!(Timestamp::parse("0000-12-31T23:59:59Z").is_err());
     }
 }

@@ -19,14 +19,15 @@ use futures::{StreamExt, TryStreamExt};
 use serde::Serialize;
 use tracing::{info, warn};
 
-use crate::error::{Error, Result};
+use crate::deadline::Deadlines;
+use crate::error::{quoted, Error, Result};
 use crate::history::{line, object_key, Change, HistoryKind, HistoryObject, ObjectStore, RunContext, RunId};
 use crate::model::{ServiceId, SessionRecord, Timestamp};
 use crate::personal::PersonalData;
 use crate::snapshot::dynamodb::{BATCH_GET_MAX_KEYS, BATCH_WRITE_MAX_ITEMS};
 use crate::snapshot::{
-    Cursor, LeaseOutcome, ListingDiff, Manifest, Observation, Progress, RunCounts, RunMark, RunStatus, Scope, Seen,
-    SnapshotStore, StoredSession,
+    Cursor, LeaseHolder, LeaseOutcome, ListingDiff, Manifest, Observation, Progress, RunCounts, RunMark, RunStatus,
+    Scope, Seen, SnapshotStore, StoredSession,
 };
 use crate::sources::{pages, Listing, SessionSource};
 
@@ -75,21 +76,21 @@ impl RunConfig {
     pub fn validate(&self) -> Result<()> {
         let bad = |what: String| Err(Error::Config(what));
         if self.account_id.len() != 12 || !self.account_id.bytes().all(|b| b.is_ascii_digit()) {
-            return bad(format!("account id `{}` is not 12 digits", self.account_id));
+            return bad(format!("account id {} is not 12 digits", quoted(&self.account_id)));
         }
         let region_ok = !self.region.is_empty()
             && self.region.len() <= 32
             && self.region.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
         if !region_ok {
-            return bad(format!("region `{}` is not an AWS region name like eu-west-1", self.region));
+            return bad(format!("region {} is not an AWS region name like eu-west-1", quoted(&self.region)));
         }
         let prefix_ok = self.history_prefix.len() <= 512
             && !self.history_prefix.split('/').any(|part| part == "." || part == "..")
             && self.history_prefix.chars().all(|c| c.is_ascii_alphanumeric() || "/!-_.*'()=".contains(c));
         if !prefix_ok {
             return bad(format!(
-                "history prefix `{}` must be at most 512 characters of letters, digits and / ! - _ . * ' ( ) =, without . or .. segments",
-                self.history_prefix
+                "history prefix {} must be at most 512 characters of letters, digits and / ! - _ . * ' ( ) =, without . or .. segments",
+                quoted(&self.history_prefix)
             ));
         }
         let days = self.ended_retention.as_secs() / 86_400;
@@ -151,8 +152,18 @@ pub struct RunRequest {
     pub trigger: Trigger,
     /// Read and report, write nothing.
     pub dry_run: bool,
-    /// When to stop paging (the Lambda deadline less a safety margin); `None` for no deadline.
-    pub stop_at: Option<tokio::time::Instant>,
+    /// Who runs it: Lambda's request id, which a retry of a failed attempt keeps. A second
+    /// delivery of the same event, running at the same time, has another and is skipped.
+    pub invocation_id: String,
+    /// When to stop paging, to give up waiting, and to end; none outside Lambda.
+    pub deadlines: Deadlines,
+}
+
+impl RunRequest {
+    /// An invocation id for a run started outside Lambda: unique to this process and moment.
+    pub fn local_invocation_id() -> String {
+        format!("local-{}-{:016x}", std::process::id(), fastrand::u64(..))
+    }
 }
 
 /// How a run ended.
@@ -196,7 +207,9 @@ pub struct RunSummary {
 }
 
 /// Runs one pass of `source` into `store` and `objects`: the event's run, or the run with the
-/// same source options that an earlier invocation left partial.
+/// same source options that an earlier invocation left partial. Every wait is bounded by the
+/// request's [`Deadlines`]: a run still waiting when they come fails with [`Error::Timeout`] and
+/// records the failure before the invocation's end.
 pub async fn run<S, D, O>(
     source: &S,
     store: &D,
@@ -212,22 +225,7 @@ where
     let service = source.service();
     let scope = Scope { service, account_id: config.account_id.clone(), region: config.region.clone() };
     let started_at = Timestamp::now();
-    let now = started_at.epoch_seconds();
-    let options = source.options().fingerprint();
-    let fresh = Progress {
-        run_id: request.run_id.as_str().to_owned(),
-        event_id: request.event_id.clone(),
-        event_time: request.event_time.clone(),
-        trigger: request.trigger.as_str().into(),
-        started_at: started_at.clone(),
-        options: options.clone(),
-        parts: 0,
-        counts: RunCounts::default(),
-        s3_keys: Vec::new(),
-        done: Default::default(),
-        cursors: Default::default(),
-        updated_at: started_at.clone(),
-    };
+    let fresh = fresh_progress(request, source.options().fingerprint(), &started_at);
     let summary = |run_id: &str, outcome, part| RunSummary {
         service,
         run_id: run_id.to_owned(),
@@ -244,30 +242,53 @@ where
 
     if request.dry_run {
         let mark = run_mark(config, &fresh.run_id, &started_at, Default::default());
-        let part = pass(source, store, None::<&O>, config, &fresh, request.stop_at, &scope, &mark).await?;
+        let part = pass(source, store, None::<&O>, config, &fresh, &request.deadlines, &scope, &mark).await?;
         let listings_left = part.listings_left;
         return Ok(RunSummary { counts: part.counts, listings_left, ..summary(&fresh.run_id, RunOutcome::DryRun, 0) });
     }
 
-    let lease_until = now + config.lease_duration.as_secs() as i64;
-    if let LeaseOutcome::HeldBy { run_id: holder, expires_at } =
-        store.acquire_lease(&scope, request.run_id.as_str(), now, lease_until).await?
-    {
-        info!(%service, holder, expires_at, "another run holds the lease; skipping");
+    let deadlines = &request.deadlines;
+    let holder =
+        LeaseHolder { run_id: request.run_id.as_str().to_owned(), invocation_id: request.invocation_id.clone() };
+    let now = started_at.epoch_seconds();
+    let lease_until = deadlines.lease_until(now, config.lease_duration);
+    let taken = deadlines.work("DynamoDB: the run's lease", store.acquire_lease(&scope, &holder, now, lease_until));
+    if let LeaseOutcome::HeldBy { run_id: holder, invocation_id, expires_at } = taken.await? {
+        if holder == request.run_id.as_str() {
+            info!(%service, holder, invocation_id, expires_at, "another invocation is running this event's run; skipping");
+        } else {
+            info!(%service, holder, expires_at, "another run holds the lease; skipping");
+        }
         return Ok(RunSummary { lease_held_by: Some(holder), ..summary(&fresh.run_id, RunOutcome::Skipped, 0) });
     }
     let outcome = carry_on(source, store, objects, config, request, &scope, fresh, &started_at).await;
-    if let Err(err) = store.release_lease(&scope, request.run_id.as_str()).await {
-        warn!(error = %err, "could not release the lease; it expires by itself");
-    }
-    let ((run_id, part_number), result) = match outcome? {
+    // The failure path: the manifest and the lease at the same time, each bounded by the end.
+    let failed_manifest = match &outcome {
+        Ok(Carried::Failed { manifest, .. }) => Some(manifest),
+        _ => None,
+    };
+    let record_failure = async {
+        let Some(manifest) = failed_manifest else { return };
+        let recorded = deadlines.last("DynamoDB: the run manifest", store.put_manifest(&scope, manifest));
+        if let Err(also) = recorded.await {
+            warn!(error = %also, "could not record the failure in the run manifest");
+        }
+    };
+    let release = async {
+        let released = deadlines.last("DynamoDB: the run's lease", store.release_lease(&scope, &holder));
+        if let Err(err) = released.await {
+            warn!(error = %err, "could not release the lease; it expires by itself at the invocation's deadline");
+        }
+    };
+    tokio::join!(record_failure, release);
+    let (run_id, part_number, part) = match outcome? {
         Carried::AlreadyComplete(run_id) => {
             info!(%service, run_id, "the event's run is already complete; nothing to do");
             return Ok(RunSummary { already_complete: true, ..summary(&run_id, RunOutcome::Skipped, 0) });
         }
-        Carried::Ran { run_id, part, result } => ((run_id, part), result),
+        Carried::Failed { error, .. } => return Err(error),
+        Carried::Ran { run_id, part, result } => (run_id, part, result),
     };
-    let part = result?;
     let outcome = if part.listings_left == 0 { RunOutcome::Complete } else { RunOutcome::Partial };
     info!(%service, run_id, part = part_number, ?outcome, counts = ?part.counts, "run part done");
     Ok(RunSummary {
@@ -278,12 +299,42 @@ where
     })
 }
 
+/// Where a run that starts with this request stands: nothing done yet.
+fn fresh_progress(request: &RunRequest, options: String, started_at: &Timestamp) -> Progress {
+    Progress {
+        run_id: request.run_id.as_str().to_owned(),
+        event_id: request.event_id.clone(),
+        event_time: request.event_time.clone(),
+        trigger: request.trigger.as_str().into(),
+        started_at: started_at.clone(),
+        options,
+        parts: 0,
+        counts: RunCounts::default(),
+        s3_keys: Vec::new(),
+        done: Default::default(),
+        cursors: Default::default(),
+        updated_at: started_at.clone(),
+    }
+}
+
 /// What happened under the lease.
 enum Carried {
     /// The event's run had already completed.
     AlreadyComplete(String),
-    /// A part of a run was attempted: the run, the part, and how it went.
-    Ran { run_id: String, part: u32, result: Result<PartResult> },
+    /// A part of a run was done: the run, the part, and what it did.
+    Ran { run_id: String, part: u32, result: PartResult },
+    /// A part failed: its manifest, saying so, is still to be written.
+    Failed { error: Error, manifest: Manifest },
+}
+
+/// The run a part works on, chosen under the lease.
+struct Chosen {
+    progress: Progress,
+    /// Whether an earlier part saved the run's place.
+    resuming: bool,
+    /// Recent runs that never completed: their changes are recorded again.
+    unfinished: std::collections::HashSet<String>,
+    manifest: Manifest,
 }
 
 /// Under the lease: picks the run (a partial one with the same options, or the event's own),
@@ -304,7 +355,42 @@ where
     D: SnapshotStore,
     O: ObjectStore,
 {
-    let mut progress = match store.get_progress(scope, &fresh.options).await? {
+    let deadlines = &request.deadlines;
+    let chosen =
+        deadlines.work("DynamoDB: the run's progress and manifests", choose_run(store, scope, config, request, fresh));
+    let Some(Chosen { mut progress, resuming, unfinished, mut manifest }) = chosen.await? else {
+        return Ok(Carried::AlreadyComplete(request.run_id.as_str().to_owned()));
+    };
+    let mark = run_mark(config, &progress.run_id, started_at, unfinished);
+    let result = pass(source, store, Some(objects), config, &progress, deadlines, scope, &mark).await;
+
+    manifest.finished_at = Some(Timestamp::now());
+    let part = match result {
+        Ok(part) => part,
+        Err(err) => {
+            // A run with a saved place stays partial: the next invocation carries on from it.
+            manifest.status = if resuming { RunStatus::Partial } else { RunStatus::Failed };
+            manifest.parts = progress.parts;
+            manifest.error = Some(err.to_string());
+            return Ok(Carried::Failed { error: err, manifest });
+        }
+    };
+    let ran_part = progress.parts;
+    let recorded = record_part(store, scope, &mut progress, &mut manifest, &part, resuming);
+    deadlines.work("DynamoDB: the part's manifest and progress", recorded).await?;
+    Ok(Carried::Ran { run_id: progress.run_id, part: ran_part, result: part })
+}
+
+/// Picks the run to work on and marks its manifest `running`; `None` when the event's own run
+/// is already complete.
+async fn choose_run<D: SnapshotStore>(
+    store: &D,
+    scope: &Scope,
+    config: &RunConfig,
+    request: &RunRequest,
+    fresh: Progress,
+) -> Result<Option<Chosen>> {
+    let progress = match store.get_progress(scope, &fresh.options).await? {
         Some(kept) => match store.run_status(scope, &kept.event_time, &kept.run_id).await? {
             // Completed after its progress was saved, before the progress was removed.
             Some(RunStatus::Complete) => {
@@ -320,7 +406,7 @@ where
     if !resuming
         && store.run_status(scope, &request.event_time, request.run_id.as_str()).await? == Some(RunStatus::Complete)
     {
-        return Ok(Carried::AlreadyComplete(progress.run_id));
+        return Ok(None);
     }
     if resuming {
         info!(
@@ -332,12 +418,11 @@ where
             "carrying on a partial run"
         );
     }
-
-    let carried = store.unfinished_runs(scope, config.unfinished_runs_window).await?;
-    if carried.iter().any(|r| r != &progress.run_id) {
-        info!(runs = ?carried, "recording again the changes of unfinished runs");
+    let unfinished = store.unfinished_runs(scope, config.unfinished_runs_window).await?;
+    if unfinished.iter().any(|r| r != &progress.run_id) {
+        info!(runs = ?unfinished, "recording again the changes of unfinished runs");
     }
-    let mut manifest = Manifest {
+    let manifest = Manifest {
         run_id: progress.run_id.clone(),
         event_time: progress.event_time.clone(),
         started_at: progress.started_at.clone(),
@@ -351,34 +436,29 @@ where
         error: None,
     };
     store.put_manifest(scope, &manifest).await?;
-    let mark = run_mark(config, &progress.run_id, started_at, carried);
-    let result = pass(source, store, Some(objects), config, &progress, request.stop_at, scope, &mark).await;
+    Ok(Some(Chosen { progress, resuming, unfinished, manifest }))
+}
 
-    manifest.finished_at = Some(Timestamp::now());
-    let part = match result {
-        Ok(part) => part,
-        Err(err) => {
-            // A run with a saved place stays partial: the next invocation carries on from it.
-            manifest.status = if resuming { RunStatus::Partial } else { RunStatus::Failed };
-            manifest.parts = progress.parts;
-            manifest.error = Some(err.to_string());
-            if let Err(also) = store.put_manifest(scope, &manifest).await {
-                warn!(error = %also, "could not record the failure in the run manifest");
-            }
-            return Ok(Carried::Ran { run_id: progress.run_id, part: progress.parts, result: Err(err) });
-        }
-    };
+/// Records a part that ran: the manifest `complete` (and the progress gone), or the progress
+/// saved and the manifest `partial`.
+async fn record_part<D: SnapshotStore>(
+    store: &D,
+    scope: &Scope,
+    progress: &mut Progress,
+    manifest: &mut Manifest,
+    part: &PartResult,
+    resuming: bool,
+) -> Result<()> {
     manifest.counts.add(&part.counts);
     manifest.s3_keys.extend(part.keys.iter().cloned());
     if part.listings_left == 0 {
         manifest.status = RunStatus::Complete;
-        store.put_manifest(scope, &manifest).await?;
+        store.put_manifest(scope, manifest).await?;
         if resuming {
             store.delete_progress(scope, &progress.options).await?;
         }
-        return Ok(Carried::Ran { run_id: progress.run_id, part: progress.parts, result: Ok(part) });
+        return Ok(());
     }
-    let ran_part = progress.parts;
     for key in &part.done {
         progress.cursors.remove(key);
         progress.done.insert(key.clone());
@@ -390,10 +470,9 @@ where
     progress.updated_at = Timestamp::now();
     // The commit point of the part: its items and objects are written; from here on the next
     // invocation starts after them.
-    store.put_progress(scope, &progress).await?;
+    store.put_progress(scope, progress).await?;
     manifest.status = RunStatus::Partial;
-    store.put_manifest(scope, &manifest).await?;
-    Ok(Carried::Ran { run_id: progress.run_id, part: ran_part, result: Ok(part) })
+    store.put_manifest(scope, manifest).await
 }
 
 fn run_mark(
@@ -476,7 +555,7 @@ async fn pass<S, D, O>(
     objects: Option<&O>,
     config: &RunConfig,
     progress: &Progress,
-    stop_at: Option<tokio::time::Instant>,
+    deadlines: &Deadlines,
     scope: &Scope,
     mark: &RunMark,
 ) -> Result<PartResult>
@@ -495,7 +574,7 @@ where
         scope,
         mark,
         progress,
-        stop_at,
+        stop_at: deadlines.stop_paging,
         ctx: RunContext {
             snapshot_at: mark.snapshot_at.clone(),
             run_id: mark.run_id.clone(),
@@ -513,7 +592,7 @@ where
         pages_read: Default::default(),
         personal_data: &config.personal_data,
     };
-    let result = async {
+    let listings = async {
         let discovery = source.listings().await?;
         let mut part = PartResult {
             counts: RunCounts { api_calls: discovery.api_calls, ..RunCounts::default() },
@@ -534,40 +613,56 @@ where
             }
         }
         Ok::<_, Error>(part)
-    }
-    .await;
+    };
+    // Dropped whole at the give-up time: whatever it waits on (a page, the previous state, a
+    // write, a part upload), the objects below are still here to abort.
+    let result = deadlines.work(LISTINGS_WAIT, listings).await;
     let result = result.map(|mut part| {
         part.counts.throttles = source.throttles().saturating_sub(throttles_before);
         part
     });
 
-    let Some(histories) = shared.histories.map(tokio::sync::Mutex::into_inner) else {
+    let Some(mut histories) = shared.histories.map(tokio::sync::Mutex::into_inner) else {
         return result;
     };
-    let mut part = match result {
-        Ok(part) => part,
-        Err(err) => {
-            histories.snapshots.abort().await;
-            histories.changes.abort().await;
-            return Err(err);
-        }
+    let written = match result {
+        Ok(part) => deadlines.work("S3: the part's history objects", histories.finish(part)).await,
+        Err(err) => Err(err),
     };
-    let has_changes = histories.changes.lines() > 0;
-    match histories.snapshots.finish().await {
-        Ok(written) => part.keys.push(written.key),
-        Err(err) => {
-            histories.changes.abort().await;
-            return Err(err);
+    if written.is_err() {
+        // Nothing of a failed part stays open: an aborted object never completes.
+        let aborted = async {
+            histories.abort().await;
+            Ok(())
+        };
+        let _ = deadlines.last("S3: aborting the part's uploads", aborted).await;
+    }
+    written
+}
+
+/// What the listings of a pass wait on, as a timeout names it.
+const LISTINGS_WAIT: &str = "the listings (session API pages, the table's reads and writes, history parts)";
+
+impl<O: ObjectStore> Histories<'_, O> {
+    /// Writes both objects of a part and adds their keys to it.
+    async fn finish(&mut self, mut part: PartResult) -> Result<PartResult> {
+        let has_changes = self.changes.lines() > 0;
+        part.keys.push(self.snapshots.finish().await?.key);
+        // No changes, no object: a redelivered event's changes are recorded again, so an absent
+        // object never hides one that was written.
+        if has_changes {
+            part.keys.push(self.changes.finish().await?.key);
+        } else {
+            self.changes.abort().await;
         }
+        Ok(part)
     }
-    // No changes, no object: a redelivered event's changes are recorded again, so an absent
-    // object never hides one that was written.
-    if has_changes {
-        part.keys.push(histories.changes.finish().await?.key);
-    } else {
-        histories.changes.abort().await;
+
+    /// Aborts whatever upload either object has open.
+    async fn abort(&mut self) {
+        self.snapshots.abort().await;
+        self.changes.abort().await;
     }
-    Ok(part)
 }
 
 /// One listing: its previous state, its pages (from where an earlier part stopped), the diff,

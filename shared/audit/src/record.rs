@@ -57,9 +57,9 @@ pub fn parse_line(text: &str) -> Result<AuditLine, String> {
     })
 }
 
-/// RFC 3339 text of epoch seconds.
+/// RFC 3339 text of epoch seconds (the seconds themselves outside years 0001-9999).
 pub fn format_time(epoch: i64) -> String {
-    Timestamp::from_datetime(&DateTime::from_secs(epoch)).as_str().to_owned()
+    Timestamp::from_datetime(&DateTime::from_secs(epoch)).map_or_else(|_| epoch.to_string(), String::from)
 }
 
 /// Parses a time given on the command line: RFC 3339 (`2026-11-22T10:00:00Z`) or a day

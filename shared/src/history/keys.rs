@@ -42,7 +42,8 @@ impl RunId {
             Ok(RunId(value.to_owned()))
         } else {
             Err(Error::Config(format!(
-                "run id `{value}` must be 1 to 128 characters of letters, digits, '.', '_' or '-', not starting with '.' nor holding `.part-`"
+                "run id {} must be 1 to 128 characters of letters, digits, '.', '_' or '-', not starting with '.' nor holding `.part-`",
+                crate::error::quoted(value)
             )))
         }
     }

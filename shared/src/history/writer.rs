@@ -85,8 +85,9 @@ impl<'a, O: ObjectStore> HistoryObject<'a, O> {
     }
 
     /// Writes the object: the last part and the completion, or one PutObject. On failure the
-    /// upload is aborted before the error is returned.
-    pub async fn finish(mut self) -> Result<WrittenObject> {
+    /// upload is aborted before the error is returned. The object stays the caller's, so a finish
+    /// given up half-way (its future dropped at a deadline) can still be aborted.
+    pub async fn finish(&mut self) -> Result<WrittenObject> {
         let lines = self.gzip.lines();
         let rest = std::mem::take(&mut self.gzip).finish();
         let result = match self.upload.take() {
@@ -119,7 +120,7 @@ impl<'a, O: ObjectStore> HistoryObject<'a, O> {
 
     /// Gives the object up: aborts its multipart upload, if any, so no parts are left behind.
     /// Best effort: a failure to abort is logged (a bucket lifecycle rule cleans up after it).
-    pub async fn abort(mut self) {
+    pub async fn abort(&mut self) {
         if let Some(upload) = self.upload.take() {
             if let Err(err) = self.store.abort_multipart(&self.key, &upload.id).await {
                 warn!(key = %self.key, error = %err, "could not abort the multipart upload");

@@ -13,7 +13,9 @@ use futures::Stream;
 use tracing::{instrument, warn};
 
 use super::item::{self, Item, LEASE_SK};
-use super::{LeaseOutcome, Manifest, Progress, RunStatus, Scope, SnapshotStore, StoredSession, StoredState};
+use super::{
+    LeaseHolder, LeaseOutcome, Manifest, Progress, RunStatus, Scope, SnapshotStore, StoredSession, StoredState,
+};
 use crate::error::{Error, Result};
 use crate::model::Timestamp;
 
@@ -353,7 +355,13 @@ impl SnapshotStore for DynamoSnapshotStore {
     }
 
     #[instrument(skip(self), fields(table = %self.table_name))]
-    async fn acquire_lease(&self, scope: &Scope, run_id: &str, now: i64, expires_at: i64) -> Result<LeaseOutcome> {
+    async fn acquire_lease(
+        &self,
+        scope: &Scope,
+        holder: &LeaseHolder,
+        now: i64,
+        expires_at: i64,
+    ) -> Result<LeaseOutcome> {
         self.count(&self.counters.single_item_calls, 1);
         let result = self
             .client
@@ -362,11 +370,12 @@ impl SnapshotStore for DynamoSnapshotStore {
             .item("pk", AttributeValue::S(scope.lease_pk()))
             .item("sk", AttributeValue::S(LEASE_SK.into()))
             .item("item_type", AttributeValue::S("lease".into()))
-            .item("holder", AttributeValue::S(run_id.into()))
+            .item("holder", AttributeValue::S(holder.run_id.clone()))
+            .item("invocation", AttributeValue::S(holder.invocation_id.clone()))
             .item("expires_at", AttributeValue::N(expires_at.to_string()))
-            .condition_expression("attribute_not_exists(pk) OR expires_at < :now OR holder = :run")
+            .condition_expression("attribute_not_exists(pk) OR expires_at < :now OR invocation = :invocation")
             .expression_attribute_values(":now", AttributeValue::N(now.to_string()))
-            .expression_attribute_values(":run", AttributeValue::S(run_id.into()))
+            .expression_attribute_values(":invocation", AttributeValue::S(holder.invocation_id.clone()))
             .send()
             .await;
         match result {
@@ -376,6 +385,7 @@ impl SnapshotStore for DynamoSnapshotStore {
                 let field = |name: &str| holder.as_ref().and_then(|i| i.get(name)).cloned();
                 Ok(LeaseOutcome::HeldBy {
                     run_id: field("holder").and_then(|v| v.as_s().ok().cloned()).unwrap_or_default(),
+                    invocation_id: field("invocation").and_then(|v| v.as_s().ok().cloned()).unwrap_or_default(),
                     expires_at: field("expires_at")
                         .and_then(|v| v.as_n().ok().and_then(|n| n.parse().ok()))
                         .unwrap_or_default(),
@@ -386,7 +396,7 @@ impl SnapshotStore for DynamoSnapshotStore {
     }
 
     #[instrument(skip(self), fields(table = %self.table_name))]
-    async fn release_lease(&self, scope: &Scope, run_id: &str) -> Result<()> {
+    async fn release_lease(&self, scope: &Scope, holder: &LeaseHolder) -> Result<()> {
         self.count(&self.counters.single_item_calls, 1);
         let result = self
             .client
@@ -394,14 +404,14 @@ impl SnapshotStore for DynamoSnapshotStore {
             .table_name(&self.table_name)
             .key("pk", AttributeValue::S(scope.lease_pk()))
             .key("sk", AttributeValue::S(LEASE_SK.into()))
-            .condition_expression("holder = :run")
-            .expression_attribute_values(":run", AttributeValue::S(run_id.into()))
+            .condition_expression("invocation = :invocation")
+            .expression_attribute_values(":invocation", AttributeValue::S(holder.invocation_id.clone()))
             .send()
             .await;
         match result {
             Ok(_) => Ok(()),
             Err(err) if err.as_service_error().is_some_and(|e| e.is_conditional_check_failed_exception()) => {
-                warn!(run_id, "the lease had already passed to another run");
+                warn!(run_id = holder.run_id, "the lease had already passed to another invocation");
                 Ok(())
             }
             Err(err) => Err(self.storage_error("DynamoDB DeleteItem (lease)", err)),

@@ -358,7 +358,9 @@ mod tests {
         record.set("capabilities", Some(vec!["Voice".to_owned(), "SMS".to_owned()])).unwrap();
         record.set("expiry_minutes", Some(60)).unwrap();
         record.set("participant_phone_numbers", Some(Vec::new())).unwrap();
-        record.set("updated_at", Some(&aws_smithy_types::DateTime::from_secs(1_790_000_000))).unwrap();
+        record
+            .set("updated_at", Timestamp::from_datetime(&aws_smithy_types::DateTime::from_secs(1_790_000_000)).ok())
+            .unwrap();
         StoredSession {
             record_hash: record.record_hash(),
             record,

@@ -179,13 +179,23 @@ pub struct Manifest {
     pub error: Option<String>,
 }
 
+/// Who holds a scope's lease: a run, in one invocation.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LeaseHolder {
+    pub run_id: String,
+    /// Lambda's request id, the same in a retry of a failed attempt.
+    pub invocation_id: String,
+}
+
 /// Whether the lease was taken.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum LeaseOutcome {
     Acquired,
-    /// Another run holds it until `expires_at` (epoch seconds).
+    /// Another invocation holds it until `expires_at` (epoch seconds): another run's, or one
+    /// running the same run (a second delivery of the same event).
     HeldBy {
         run_id: String,
+        invocation_id: String,
         expires_at: i64,
     },
 }
@@ -221,18 +231,19 @@ pub trait SnapshotStore: Send + Sync {
     /// Writes whole session items (BatchWriteItem, at most 25 per call).
     fn write_sessions(&self, scope: &Scope, sessions: &[StoredSession]) -> impl Future<Output = Result<()>> + Send;
 
-    /// Takes the one-run-at-a-time lease of the scope until `expires_at` (epoch seconds). The run
-    /// that holds it may take it again (a retried event).
+    /// Takes the one-run-at-a-time lease of the scope until `expires_at` (epoch seconds): when
+    /// nobody holds it, when it has expired, or when `holder`'s invocation holds it already
+    /// (Lambda's retry of an attempt that could not give it back).
     fn acquire_lease(
         &self,
         scope: &Scope,
-        run_id: &str,
+        holder: &LeaseHolder,
         now: i64,
         expires_at: i64,
     ) -> impl Future<Output = Result<LeaseOutcome>> + Send;
 
-    /// Gives the lease back if `run_id` still holds it.
-    fn release_lease(&self, scope: &Scope, run_id: &str) -> impl Future<Output = Result<()>> + Send;
+    /// Gives the lease back if `holder`'s invocation still holds it.
+    fn release_lease(&self, scope: &Scope, holder: &LeaseHolder) -> impl Future<Output = Result<()>> + Send;
 
     fn put_manifest(&self, scope: &Scope, manifest: &Manifest) -> impl Future<Output = Result<()>> + Send;
 

@@ -4,10 +4,10 @@ use aws_config::SdkConfig;
 use aws_sdk_chimesdkvoice::types::{ProxySession, ProxySessionStatus};
 use aws_sdk_chimesdkvoice::Client;
 
-use super::{discover_all, required, Discovery, Listing, RawPage, SessionSource, SourceOptions};
+use super::{discover_all, required, time, Discovery, Listing, RawPage, SessionSource, SourceOptions};
 use crate::aws::{ThrottleCounter, ThrottleStatusClassifier};
 use crate::error::{CallSite, Error, Result};
-use crate::model::{ServiceId, SessionRecord, Timestamp};
+use crate::model::{ServiceId, SessionRecord};
 
 pub struct ChimeProxySessions {
     client: Client,
@@ -100,8 +100,8 @@ pub fn map_proxy_session(site: &CallSite, s: &ProxySession) -> Result<SessionRec
     let mut r = SessionRecord::new(ServiceId::ChimeProxySessions, session_id);
     r.parent_id = site.parent.clone().or_else(|| s.voice_connector_id().map(str::to_owned));
     r.status = s.status().map(|v| v.as_str().to_owned());
-    r.started_at = s.created_timestamp().map(Timestamp::from_datetime);
-    r.ended_at = s.ended_timestamp().map(Timestamp::from_datetime);
+    r.started_at = time(site, "CreatedTimestamp", s.created_timestamp())?;
+    r.ended_at = time(site, "EndedTimestamp", s.ended_timestamp())?;
     let capabilities: Option<Vec<String>> =
         s.capabilities.as_ref().map(|c| c.iter().map(|c| c.as_str().to_owned()).collect());
     let participants = s.participants.as_deref();
@@ -113,7 +113,7 @@ pub fn map_proxy_session(site: &CallSite, s: &ProxySession) -> Result<SessionRec
     r.set("name", s.name())?
         .set("capabilities", capabilities)?
         .set("expiry_minutes", s.expiry_minutes())?
-        .set("updated_at", s.updated_timestamp())?
+        .set("updated_at", time(site, "UpdatedTimestamp", s.updated_timestamp())?)?
         .set("number_selection_behavior", s.number_selection_behavior().map(|v| v.as_str()))?
         .set("geo_match_level", s.geo_match_level().map(|v| v.as_str()))?
         .set("geo_match_country", geo.map(|g| g.country()))?
@@ -125,6 +125,7 @@ pub fn map_proxy_session(site: &CallSite, s: &ProxySession) -> Result<SessionRec
 
 #[cfg(test)]
 mod tests {
+    use crate::model::Timestamp;
     use aws_sdk_chimesdkvoice::primitives::DateTime;
     use aws_sdk_chimesdkvoice::types::{
         Capability, GeoMatchLevel, GeoMatchParams, NumberSelectionBehavior, Participant,

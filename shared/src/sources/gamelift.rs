@@ -5,10 +5,10 @@ use aws_config::SdkConfig;
 use aws_sdk_gameliftstreams::types::{ExportFilesStatus, StreamSessionStatus, StreamSessionSummary};
 use aws_sdk_gameliftstreams::Client;
 
-use super::{required, Discovery, Listing, RawPage, SessionSource, SourceOptions};
+use super::{required, time, Discovery, Listing, RawPage, SessionSource, SourceOptions};
 use crate::aws::{ThrottleCounter, ThrottleStatusClassifier};
 use crate::error::{CallSite, Error, Result};
-use crate::model::{ServiceId, SessionRecord, Timestamp};
+use crate::model::{ServiceId, SessionRecord};
 
 pub struct GameliftStreamSessions {
     client: Client,
@@ -69,15 +69,15 @@ pub fn map_stream_session(site: &CallSite, s: &StreamSessionSummary) -> Result<S
     let mut r = SessionRecord::new(ServiceId::GameliftStreamSessions, arn);
     let status = s.status();
     r.status = status.map(|v| v.as_str().to_owned());
-    r.started_at = s.created_at().map(Timestamp::from_datetime);
+    r.started_at = time(site, "CreatedAt", s.created_at())?;
     if matches!(status, Some(StreamSessionStatus::Terminated | StreamSessionStatus::Error)) {
-        r.ended_at = s.last_updated_at().map(Timestamp::from_datetime);
+        r.ended_at = time(site, "LastUpdatedAt", s.last_updated_at())?;
     }
     r.user_id = s.user_id().map(str::to_owned);
     let export = s.export_files_metadata();
     r.set("status_reason", s.status_reason().map(|v| v.as_str()))?
         .set("protocol", s.protocol().map(|v| v.as_str()))?
-        .set("last_updated_at", s.last_updated_at())?
+        .set("last_updated_at", time(site, "LastUpdatedAt", s.last_updated_at())?)?
         .set("application_arn", s.application_arn())?
         .set("location", s.location())?
         .set("role_arn", s.role_arn())?
@@ -89,6 +89,7 @@ pub fn map_stream_session(site: &CallSite, s: &StreamSessionSummary) -> Result<S
 
 #[cfg(test)]
 mod tests {
+    use crate::model::Timestamp;
     use aws_sdk_gameliftstreams::primitives::DateTime;
     use aws_sdk_gameliftstreams::types::{ExportFilesMetadata, Protocol, StreamSessionStatusReason};
 

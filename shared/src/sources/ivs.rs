@@ -4,10 +4,10 @@ use aws_config::SdkConfig;
 use aws_sdk_ivs::types::StreamSessionSummary;
 use aws_sdk_ivs::Client;
 
-use super::{discover_all, required, Discovery, Listing, RawPage, SessionSource, SourceOptions};
+use super::{discover_all, required, time, Discovery, Listing, RawPage, SessionSource, SourceOptions};
 use crate::aws::{ThrottleCounter, ThrottleStatusClassifier};
 use crate::error::{CallSite, Error, Result};
-use crate::model::{ServiceId, SessionRecord, Timestamp};
+use crate::model::{ServiceId, SessionRecord};
 
 /// IVS has no status on a stream session; the archiver names it with IVS's own stream states:
 /// `LIVE` while `endTime` is absent, `OFFLINE` once it is set.
@@ -92,8 +92,8 @@ pub fn map_stream_session(site: &CallSite, s: &StreamSessionSummary) -> Result<S
     let stream_id = required(site, "streamId", s.stream_id())?;
     let mut r = SessionRecord::new(ServiceId::IvsStreamSessions, stream_id);
     r.parent_id = site.parent.clone();
-    r.started_at = s.start_time().map(Timestamp::from_datetime);
-    r.ended_at = s.end_time().map(Timestamp::from_datetime);
+    r.started_at = time(site, "startTime", s.start_time())?;
+    r.ended_at = time(site, "endTime", s.end_time())?;
     r.status = Some(if r.ended_at.is_some() { OFFLINE } else { LIVE }.to_owned());
     r.set("has_error_event", s.has_error_event())?;
     Ok(r)
@@ -101,6 +101,7 @@ pub fn map_stream_session(site: &CallSite, s: &StreamSessionSummary) -> Result<S
 
 #[cfg(test)]
 mod tests {
+    use crate::model::Timestamp;
     use aws_sdk_ivs::primitives::DateTime;
 
     use super::*;

@@ -5,11 +5,11 @@
 //! with the largest page size the API allows, that stops with an error on a repeated next token.
 //! Pages are yielded one by one, so memory does not grow with the number of sessions.
 
-mod chime;
-mod gamelift;
-mod ivs;
+pub(crate) mod chime;
+pub(crate) mod gamelift;
+pub(crate) mod ivs;
 mod options;
-mod workspaces;
+pub(crate) mod workspaces;
 
 use std::collections::HashSet;
 use std::future::Future;
@@ -195,6 +195,23 @@ pub(crate) fn required(site: &CallSite, field: &str, value: Option<&str>) -> Res
         Some(v) if !v.trim().is_empty() => Ok(v.to_owned()),
         _ => Err(Error::BadPage { site: site.clone(), detail: format!("a session has no {field}") }),
     }
+}
+
+/// A time field of a session: `None` when absent, and a bad page when RFC 3339 cannot write it
+/// (outside years 0001-9999), naming the field.
+pub(crate) fn time(
+    site: &CallSite,
+    field: &str,
+    value: Option<&aws_smithy_types::DateTime>,
+) -> Result<Option<crate::model::Timestamp>> {
+    value
+        .map(|instant| {
+            crate::model::Timestamp::from_datetime(instant).map_err(|e| Error::BadPage {
+                site: site.clone(),
+                detail: format!("a session's {field}: {}", e.to_string().trim_start_matches("session mapping error: ")),
+            })
+        })
+        .transpose()
 }
 
 /// Any of the five sources, chosen by service id at run time.

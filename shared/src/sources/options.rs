@@ -85,7 +85,7 @@ impl SourceOptions {
                     }
                     _ => "a voice connector id (1-128 characters, not blank)",
                 };
-                return Err(Error::Config(format!("parent `{bad}` is not {expected}")));
+                return Err(Error::Config(format!("parent {} is not {expected}", crate::error::quoted(bad))));
             }
             let mut unique = self.parents.clone();
             unique.sort();
@@ -117,7 +117,8 @@ impl SourceOptions {
             }
             if let Some(bad) = self.workspace_ids.iter().find(|id| !is_workspace_id(id)) {
                 return Err(Error::Config(format!(
-                    "workspace id `{bad}` is not a WorkSpace id (^ws-[0-9a-z]{{8,63}}$)"
+                    "workspace id {} is not a WorkSpace id (^ws-[0-9a-z]{{8,63}}$)",
+                    crate::error::quoted(bad)
                 )));
             }
         }
@@ -165,7 +166,11 @@ fn check_enum(
         return Err(Error::Config(format!("`{field}` does not apply to {service}")));
     }
     if !allowed.contains(&value.as_str()) {
-        return Err(Error::Config(format!("{field} `{value}` is not one of {}", allowed.join(", "))));
+        return Err(Error::Config(format!(
+            "{field} {} is not one of {}",
+            crate::error::quoted(value),
+            allowed.join(", ")
+        )));
     }
     Ok(())
 }

@@ -5,10 +5,10 @@ use aws_config::SdkConfig;
 use aws_sdk_workspaces::types::{WorkspaceConnectionStatus, WorkspacesPoolSession};
 use aws_sdk_workspaces::Client;
 
-use super::{discover_all, required, Discovery, Listing, RawPage, SessionSource, SourceOptions};
+use super::{discover_all, required, time, Discovery, Listing, RawPage, SessionSource, SourceOptions};
 use crate::aws::{ThrottleCounter, ThrottleStatusClassifier};
 use crate::error::{CallSite, Error, Result};
-use crate::model::{ServiceId, SessionRecord, Timestamp};
+use crate::model::{ServiceId, SessionRecord};
 
 /// DescribeWorkspacesConnectionStatus accepts at most 25 WorkspaceIds per call.
 pub const WORKSPACE_IDS_PER_CALL: usize = 25;
@@ -103,12 +103,12 @@ pub fn map_pool_session(site: &CallSite, s: &WorkspacesPoolSession) -> Result<Se
     let mut r = SessionRecord::new(ServiceId::WorkspacesPoolSessions, session_id);
     r.parent_id = Some(pool_id);
     r.status = s.connection_state().map(|v| v.as_str().to_owned());
-    r.started_at = s.start_time().map(Timestamp::from_datetime);
+    r.started_at = time(site, "StartTime", s.start_time())?;
     r.user_id = Some(s.user_id()).filter(|u| !u.is_empty()).map(str::to_owned);
     let network = s.network_access_configuration();
     r.set("authentication_type", s.authentication_type().map(|v| v.as_str()))?
         .set("instance_id", s.instance_id())?
-        .set("expiration_time", s.expiration_time())?
+        .set("expiration_time", time(site, "ExpirationTime", s.expiration_time())?)?
         .set("eni_id", network.and_then(|n| n.eni_id()))?
         .set("eni_private_ip_address", network.and_then(|n| n.eni_private_ip_address()))?;
     Ok(r)
@@ -178,13 +178,15 @@ pub fn map_connection_status(site: &CallSite, s: &WorkspaceConnectionStatus) -> 
     let workspace_id = required(site, "WorkspaceId", s.workspace_id())?;
     let mut r = SessionRecord::new(ServiceId::WorkspacesConnectionStatus, workspace_id);
     r.status = s.connection_state().map(|v| v.as_str().to_owned());
-    r.set("connection_state_check_timestamp", s.connection_state_check_timestamp())?
-        .set("last_known_user_connection_timestamp", s.last_known_user_connection_timestamp())?;
+    let checked = time(site, "ConnectionStateCheckTimestamp", s.connection_state_check_timestamp())?;
+    let last_connected = time(site, "LastKnownUserConnectionTimestamp", s.last_known_user_connection_timestamp())?;
+    r.set("connection_state_check_timestamp", checked)?.set("last_known_user_connection_timestamp", last_connected)?;
     Ok(r)
 }
 
 #[cfg(test)]
 mod tests {
+    use crate::model::Timestamp;
     use aws_sdk_workspaces::primitives::DateTime;
     use aws_sdk_workspaces::types::{
         AuthenticationType, ConnectionState, NetworkAccessConfiguration, SessionConnectionState,

@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -181,6 +182,7 @@ pub struct LocalFunction {
     spawned_at: std::time::Instant,
     log: Arc<Mutex<Vec<String>>>,
     invocations: u64,
+    last_request_id: Option<String>,
     timeout: Duration,
 }
 
@@ -240,13 +242,21 @@ impl LocalFunction {
         if let Some(stderr) = child.stderr.take() {
             collect_lines(stderr, log.clone());
         }
-        Ok(LocalFunction { api, child, spawned_at, log, invocations: 0, timeout })
+        Ok(LocalFunction { api, child, spawned_at, log, invocations: 0, last_request_id: None, timeout })
     }
 
-    /// Sends one event and waits for the function's answer.
+    /// Sends one event, under a request id of its own, and waits for the function's answer.
     pub async fn invoke(&mut self, payload: Json) -> Result<Outcome, InvokeError> {
+        static INVOCATIONS: AtomicU64 = AtomicU64::new(0);
+        let number = INVOCATIONS.fetch_add(1, Ordering::Relaxed) + 1;
+        let request_id = format!("{:08x}-0000-4000-8000-{number:012x}", std::process::id());
+        self.invoke_as(request_id, payload).await
+    }
+
+    /// Sends one event under `request_id`: Lambda's retry of an attempt keeps its request id.
+    pub async fn invoke_as(&mut self, request_id: String, payload: Json) -> Result<Outcome, InvokeError> {
         self.invocations += 1;
-        let request_id = format!("{:08x}-0000-4000-8000-{:012x}", std::process::id(), self.invocations);
+        self.last_request_id = Some(request_id.clone());
         let mut answer = self.api.enqueue(request_id, payload);
         let deadline = tokio::time::Instant::now() + self.timeout + Duration::from_secs(5);
         loop {
@@ -268,6 +278,11 @@ impl LocalFunction {
                 }
             }
         }
+    }
+
+    /// The request id of the last invocation sent, for a retry of it.
+    pub fn last_request_id(&self) -> Option<String> {
+        self.last_request_id.clone()
     }
 
     /// The process id, to read its CPU time and memory from `/proc`.

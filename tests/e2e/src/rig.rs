@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::{Map, Value as Json};
 use session_archiver::aws::SdkSettings;
+use session_archiver::deadline::Deadlines;
 use session_archiver::history::RunId;
 use session_archiver::run::{run, RunConfig, RunRequest, RunSummary, Trigger};
 use session_archiver::sources::{AnySource, SourceOptions};
@@ -60,7 +61,8 @@ impl Rig {
         event_id: &str,
         budget: std::time::Duration,
     ) -> Result<RunSummary, Error> {
-        let request = RunRequest { stop_at: Some(tokio::time::Instant::now() + budget), ..request(event_id, false) };
+        let deadlines = Deadlines::paging_until(tokio::time::Instant::now() + budget);
+        let request = RunRequest { deadlines, ..request(event_id, false) };
         run(source, &self.aws.snapshot_store(), &self.aws.object_store(), &self.config, &request).await
     }
 
@@ -90,8 +92,15 @@ pub fn request(event_id: &str, dry_run: bool) -> RunRequest {
         event_time: session_archiver::model::Timestamp::parse("2026-11-22T10:00:00Z").unwrap(),
         trigger: Trigger::Scheduled,
         dry_run,
-        stop_at: None,
+        invocation_id: invocation_of(event_id),
+        deadlines: Deadlines::none(),
     }
+}
+
+/// The invocation id [`request`] gives a run of `event_id`: the same for every run of it, as
+/// Lambda's retries of one event have one request id.
+pub fn invocation_of(event_id: &str) -> String {
+    format!("invocation-{event_id}")
 }
 
 pub fn key(kind: &str, service: ServiceId, event_id: &str) -> String {

@@ -4,14 +4,16 @@
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
-use archiver_e2e::rig::{changes_by_kind, ids, key, request, scope, set, small_world, text, Rig, BUCKET, TABLE};
+use archiver_e2e::rig::{
+    changes_by_kind, ids, invocation_of, key, request, scope, set, small_world, text, Rig, BUCKET, TABLE,
+};
 use archiver_e2e::{CutProxy, LocalAws, MotoServer};
 use aws_sdk_dynamodb::types::AttributeValue;
 use serde_json::Value as Json;
 use session_archiver::model::ColumnType;
 use session_archiver::run::{run, RunOutcome};
 use session_archiver::snapshot::diff::id_fingerprint;
-use session_archiver::snapshot::{RunStatus, SnapshotStore};
+use session_archiver::snapshot::{LeaseHolder, RunStatus, SnapshotStore};
 use session_archiver::sources::SourceOptions;
 use session_archiver::ServiceId;
 use session_emulator::{EmulatorConfig, FaultPlan, Shape};
@@ -271,7 +273,8 @@ async fn moto_going_away_mid_run_fails_retryably_and_a_rerun_converges() {
     // WHEN the lease has expired and the next scheduled run completes
     let scope = scope(service);
     let now = session_archiver::model::Timestamp::now().epoch_seconds();
-    rig.aws.snapshot_store().acquire_lease(&scope, "evt-cut", now, now - 1).await.unwrap();
+    let cut_holder = LeaseHolder { run_id: "evt-cut".into(), invocation_id: invocation_of("evt-cut") };
+    rig.aws.snapshot_store().acquire_lease(&scope, &cut_holder, now, now - 1).await.unwrap();
     let rerun = rig.run_on(&through_proxy, service, "evt-next", false).await.unwrap();
     assert_eq!(rerun.outcome, RunOutcome::Complete);
 
@@ -380,7 +383,8 @@ async fn a_run_while_another_holds_the_lease_is_skipped_and_writes_nothing() {
     let store = rig.aws.snapshot_store();
     let scope = scope(service);
     let now = session_archiver::model::Timestamp::now().epoch_seconds();
-    store.acquire_lease(&scope, "someone-else", now, now + 600).await.unwrap();
+    let other = LeaseHolder { run_id: "someone-else".into(), invocation_id: "their-invocation".into() };
+    store.acquire_lease(&scope, &other, now, now + 600).await.unwrap();
     // WHEN a run starts
     let summary = rig.run(service, "late").await.unwrap();
     // THEN it is skipped, naming the holder, and nothing but the lease is in the table
@@ -389,7 +393,7 @@ async fn a_run_while_another_holds_the_lease_is_skipped_and_writes_nothing() {
     assert_eq!(rig.aws.scan().await.len(), 1);
     assert!(rig.aws.keys("").await.is_empty());
     // AND once the lease has expired, a run takes it and completes
-    store.acquire_lease(&scope, "someone-else", now, now - 1).await.unwrap();
+    store.acquire_lease(&scope, &other, now, now - 1).await.unwrap();
     assert_eq!(rig.run(service, "later").await.unwrap().outcome, RunOutcome::Complete);
 }
 

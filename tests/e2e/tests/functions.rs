@@ -282,14 +282,15 @@ fn assert_each_once(ids: &[String], truth: &BTreeSet<String>, what: &str) {
 
 #[tokio::test]
 async fn the_lambda_deadline_makes_a_run_partial_and_the_next_invocations_carry_it_on() {
-    // GIVEN a GameLift account that takes many slow pages, and a function with a 4 s timeout
-    // that stops paging 2 s before its deadline
+    // GIVEN a GameLift account that takes many slow pages, and a function with a 10 s timeout
+    // that stops paging 6 s before its deadline (and gives up waiting 5 s before it)
     let service = ServiceId::GameliftStreamSessions;
-    let stage = slow_stage(service.list_operation(), 150).await;
+    let stage = slow_stage(service.list_operation(), 400).await;
     let mut env = stage.function_env();
-    env.push(("DEADLINE_MARGIN_SECONDS".into(), "2".into()));
+    env.push(("DEADLINE_MARGIN_SECONDS".into(), "6".into()));
+    env.push(("SDK_ATTEMPT_TIMEOUT_SECONDS".into(), "2".into()));
     let name = service.as_str();
-    let mut function = start_function(service, &env, Duration::from_secs(4)).await.unwrap();
+    let mut function = start_function(service, &env, Duration::from_secs(10)).await.unwrap();
     let event = read_json(&events_dir().join(name).join("scheduled.json")).unwrap();
     let run_id = event["id"].as_str().unwrap().to_owned();
 
@@ -337,11 +338,14 @@ async fn a_function_killed_mid_run_and_invoked_again_converges() {
             }
         } => {}
     }
+    let killed_request = function.last_request_id();
     function.kill().await;
     assert!(!stage.aws.sessions().await.is_empty());
-    // AND Lambda retries the event on a new process
+    // AND Lambda retries the event on a new process, under the same request id, while the
+    // killed attempt's lease has not expired
     let mut retry = stage.function(service).await.unwrap();
-    let summary = summary(retry.invoke(event).await.unwrap(), "scheduled.json (retry)");
+    let outcome = retry.invoke_as(killed_request.unwrap(), event).await.unwrap();
+    let summary = summary(outcome, "scheduled.json (retry)");
 
     // THEN the retried run completes under the same run id
     assert_eq!((summary["outcome"].as_str(), summary["run_id"].as_str()), (Some("complete"), Some(run_id.as_str())));
