@@ -225,12 +225,16 @@ async fn run_function(service: ServiceId, large_blocks_apart: bool) -> Result<()
     if !large_blocks_apart {
         tracing::warn!("could not fix the allocator's mmap threshold: large buffers may stay in the heap");
     }
-    let config = FunctionConfig::from_env(service).inspect_err(|err| error!(%err, "configuration refused"))?;
-    let function = Function::new(config).await.inspect_err(|err| error!(%err, "cold start failed"))?;
+    let config = FunctionConfig::from_env(service)
+        .inspect_err(|err| error!(err = bounded(err.to_string()), "configuration refused"))?;
+    let function =
+        Function::new(config).await.inspect_err(|err| error!(err = bounded(err.to_string()), "cold start failed"))?;
     let function = &function;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Json>| {
         Box::pin(async move {
-            function.handle(event).await.inspect_err(|err| error!(%err, retryable = err.is_retryable(), "run failed"))
+            let result = function.handle(event).await;
+            result
+                .inspect_err(|err| error!(err = bounded(err.to_string()), retryable = err.is_retryable(), "run failed"))
         })
     }))
     .await

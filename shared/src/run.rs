@@ -371,7 +371,8 @@ where
             // A run with a saved place stays partial: the next invocation carries on from it.
             manifest.status = if resuming { RunStatus::Partial } else { RunStatus::Failed };
             manifest.parts = progress.parts;
-            manifest.error = Some(err.to_string());
+            // Bounded: the manifest is one DynamoDB item.
+            manifest.error = Some(crate::error::bounded(err.to_string()));
             return Ok(Carried::Failed { error: err, manifest });
         }
     };

@@ -83,6 +83,16 @@ fn every_function_has_its_crate_makefile_target_and_sample_events() {
     assert_eq!(globals["MemorySize"].as_str(), Some("FunctionMemorySize"));
     assert_eq!(template["Parameters"]["FunctionMemorySize"]["Default"].as_i64(), Some(512));
     assert_eq!(globals["Environment"]["Variables"]["MAX_CALLS_PER_SECOND"].as_str(), Some("MaxCallsPerSecond"));
+    // AND the history's first day and the deadline margin are parameters with the code's defaults
+    let start = &template["Parameters"]["HistoryStartDate"];
+    assert_eq!(start["Default"].as_str(), Some(session_archiver::config::DEFAULT_HISTORY_START));
+    assert_eq!(globals["Environment"]["Variables"]["HISTORY_START_DATE"].as_str(), Some("HistoryStartDate"));
+    let margin = &template["Parameters"]["DeadlineMarginSeconds"];
+    let defaults = [("TABLE_NAME", "t-1"), ("BUCKET_NAME", "b-1"), ("AWS_REGION", "eu-west-1")];
+    let var = |name: &str| defaults.iter().find(|(k, _)| *k == name).map(|(_, v)| (*v).to_owned());
+    let config = session_archiver::config::FunctionConfig::from_vars(ServiceId::IvsStreamSessions, var).unwrap();
+    let least = config.failure_reserve().as_secs() as i64 + 1;
+    assert_eq!((margin["Default"].as_i64(), margin["MinValue"].as_i64()), (Some(60), Some(least)));
     let pace = &template["Parameters"]["MaxCallsPerSecond"];
     assert_eq!(
         (pace["Default"].as_i64(), pace["MinValue"].as_i64(), pace["MaxValue"].as_i64()),
@@ -152,6 +162,8 @@ fn the_glue_tables_have_the_code_columns_and_project_dt() {
             let parameters = &input["Parameters"];
             assert_eq!(parameters["projection.enabled"].as_str(), Some("true"), "{name}");
             assert_eq!(parameters["projection.dt.format"].as_str(), Some("yyyy-MM-dd"));
+            // The projection starts on the day the functions refuse events before.
+            assert_eq!(parameters["projection.dt.range"].as_str(), Some("${HistoryStartDate},NOW"), "{name}");
             let location = parameters["storage.location.template"].as_str().unwrap();
             assert!(location.ends_with(&format!("/{kind}/{service}/dt=${{!dt}}/")), "{name}: {location}");
             assert_eq!(strings(&input["PartitionKeys"][0]["Name"]), vec!["dt"]);
