@@ -252,6 +252,12 @@ mod tests {
         let stalls = sdk.stalled_stream_protection().unwrap();
         assert!(stalls.upload_enabled() && stalls.download_enabled());
         assert_eq!(stalls.grace_period(), STALLED_STREAM_GRACE);
+        // AND the storage clients built from it keep all of this
+        let dynamodb = settings.dynamodb_client(&sdk);
+        assert_eq!(dynamodb.config().timeout_config(), Some(timeouts));
+        let s3 = settings.s3_client(&sdk);
+        assert_eq!(s3.config().timeout_config(), Some(timeouts));
+        assert!(s3.config().stalled_stream_protection().unwrap().upload_enabled());
     }
 
     #[test]

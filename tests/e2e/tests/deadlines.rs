@@ -229,8 +229,11 @@ async fn two_deliveries_of_one_event_at_the_same_moment_run_it_once() {
     assert!(first.cold_init().await.is_some() && second.cold_init().await.is_some());
     let event = scheduled("evt-twice");
 
-    // WHEN the same event reaches both at the same moment
-    let (a, b) = tokio::join!(first.invoke(event.clone()), second.invoke(event));
+    // WHEN the same event reaches both, the second while the first is running it
+    let (a, b) = tokio::join!(first.invoke(event.clone()), async {
+        first_items_written(&stage).await;
+        second.invoke(event).await
+    });
 
     // THEN one runs it to completion and the other is skipped, naming the run in progress
     let mut summaries = [summary_of(a.unwrap()), summary_of(b.unwrap())];
