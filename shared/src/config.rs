@@ -3,24 +3,24 @@
 //!
 //! | variable | default | meaning |
 //! |---|---|---|
-//! | `TABLE_NAME` | required | DynamoDB table of current state |
-//! | `BUCKET_NAME` | required | S3 bucket of the history |
-//! | `HISTORY_PREFIX` | `history` | key prefix of the history objects |
-//! | `ENDED_RETENTION_DAYS` | `90` | days an ended session stays in the table (TTL) |
-//! | `LEASE_SECONDS` | `960` | how long a run holds the one-run lease (above the function timeout) |
+//! | `TABLE_NAME` | required | DynamoDB table of current state (set by the template) |
+//! | `BUCKET_NAME` | required | S3 bucket of the history (set by the template) |
+//! | `HISTORY_PREFIX` | `history` | key prefix of the history objects (template parameter `HistoryPrefix`) |
+//! | `ENDED_RETENTION_DAYS` | `90` | days an ended session stays in the table, its TTL (`EndedRetentionDays`) |
+//! | `LEASE_SECONDS` | `960` | the longest a run holds the one-run lease; in Lambda it expires at the invocation's deadline |
 //! | `PAGE_SIZE` | the API's largest | page size asked of the list operation |
-//! | `SOURCE_OPTIONS` | none | JSON: `parents`, filters (as in a replay event) |
+//! | `SOURCE_OPTIONS` | none | JSON: `parents` and filters, as in a replay event |
 //! | `MAX_CONCURRENT_LISTINGS` | `4` | parents read at the same time |
-//! | `MAX_CALLS_PER_SECOND` | `10` | client-side pace of list calls; `0` = none |
-//! | `DEADLINE_MARGIN_SECONDS` | `60` | paging stops this long before the Lambda deadline; the run saves its place and returns `partial` |
-//! | `PERSONAL_DATA` | phone numbers hashed, user ids kept | `column=keep\|hash\|drop,…` for `user_id`, `participant_phone_numbers`, `participant_proxy_phone_numbers` |
-//! | `PERSONAL_DATA_KEY_SECRET` | none (required when a column is hashed) | Secrets Manager secret (ARN or name) holding the HMAC key |
+//! | `MAX_CALLS_PER_SECOND` | `10` | client-side pace of list calls, `0` for none; the SDK's adaptive retry slows down further under throttling (`MaxCallsPerSecond`) |
+//! | `DEADLINE_MARGIN_SECONDS` | `60` | paging stops this long before the Lambda deadline and the run returns `partial`; above the failure reserve (`DeadlineMarginSeconds`) |
+//! | `PERSONAL_DATA` | phone numbers hashed, user ids kept | `column=keep\|hash\|drop,…` for `user_id`, `participant_phone_numbers`, `participant_proxy_phone_numbers` (`PersonalDataPolicy`) |
+//! | `PERSONAL_DATA_KEY_SECRET` | required while a column is hashed | Secrets Manager secret (ARN or name) of the HMAC key; the template creates it |
 //! | `SDK_MAX_ATTEMPTS` | `8` | attempts per AWS call, retries included (adaptive retry mode) |
-//! | `SDK_ATTEMPT_TIMEOUT_SECONDS` | `10` | the longest one attempt of an AWS call may take; twice this plus a second is kept before the deadline to record a failure |
-//! | `SDK_OPERATION_TIMEOUT_SECONDS` | `20` | the longest an AWS call may take, retries included |
-//! | `HISTORY_START_DATE` | `2024-01-01` | the first day of the history (the Glue tables' partition projection): events dated before it are refused |
-//! | `SESSION_API_ENDPOINT_URL` | none | send the session API calls there (local emulator) |
-//! | `STORAGE_ENDPOINT_URL` | none | send DynamoDB and S3 calls there (local moto server) |
+//! | `SDK_ATTEMPT_TIMEOUT_SECONDS` | `10` | one attempt of an AWS call, connection to last byte; twice this plus 1 s is the failure reserve, kept before the deadline to record a failure |
+//! | `SDK_OPERATION_TIMEOUT_SECONDS` | twice the attempt timeout | one AWS call, retries included |
+//! | `HISTORY_START_DATE` | `2024-01-01` | first day of the history: events dated before it are refused (`HistoryStartDate`, also the Glue tables' projection start) |
+//! | `SESSION_API_ENDPOINT_URL` | none | send the session API calls there (the local emulator) |
+//! | `STORAGE_ENDPOINT_URL` | none | send DynamoDB, S3 and Secrets Manager calls there (local moto) |
 //! | `AWS_REGION` | set by Lambda | region of the APIs, table and bucket |
 
 use std::time::Duration;

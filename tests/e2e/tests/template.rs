@@ -88,7 +88,12 @@ fn every_function_has_its_crate_makefile_target_and_sample_events() {
     assert_eq!(start["Default"].as_str(), Some(session_archiver::config::DEFAULT_HISTORY_START));
     assert_eq!(globals["Environment"]["Variables"]["HISTORY_START_DATE"].as_str(), Some("HistoryStartDate"));
     let margin = &template["Parameters"]["DeadlineMarginSeconds"];
-    let defaults = [("TABLE_NAME", "t-1"), ("BUCKET_NAME", "b-1"), ("AWS_REGION", "eu-west-1")];
+    let defaults = [
+        ("TABLE_NAME", "t-1"),
+        ("BUCKET_NAME", "b-1"),
+        ("AWS_REGION", "eu-west-1"),
+        ("PERSONAL_DATA", "user_id=keep,participant_phone_numbers=drop,participant_proxy_phone_numbers=drop"),
+    ];
     let var = |name: &str| defaults.iter().find(|(k, _)| *k == name).map(|(_, v)| (*v).to_owned());
     let config = session_archiver::config::FunctionConfig::from_vars(ServiceId::IvsStreamSessions, var).unwrap();
     let least = config.failure_reserve().as_secs() as i64 + 1;
@@ -196,19 +201,19 @@ fn the_table_and_bucket_are_kept_safe() {
 #[test]
 fn iam_names_every_action_and_encryption_covers_rest_and_transit() {
     let template = template();
-    let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
+    let operations = std::fs::read_to_string(root().join("docs/operations.md")).unwrap();
     for (logical, function) in resources_of_type(&template, "AWS::Serverless::Function") {
         for statement in function["Properties"]["Policies"][0]["Statement"].as_vec().unwrap() {
             let actions = strings(&statement["Action"]);
             // No wildcard action: every action is named.
             assert!(actions.iter().all(|a| !a.contains('*')), "{logical}: {actions:?}");
             // `Resource: "*"` only for List/Describe actions that AWS offers at `*`, each named in
-            // the README's IAM table.
+            // the IAM table of docs/operations.md.
             if statement["Resource"].as_str() == Some("*") {
                 for action in &actions {
                     let verb = action.split(':').nth(1).unwrap();
                     assert!(verb.starts_with("List") || verb.starts_with("Describe"), "{logical}: {action} on *");
-                    assert!(readme.contains(&format!("`{action}`")), "README names {action}");
+                    assert!(operations.contains(&format!("`{action}`")), "docs/operations.md names {action}");
                 }
             }
         }
