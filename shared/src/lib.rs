@@ -31,4 +31,8 @@ pub use error::{Error, Result};
 
 #[cfg(test)]
 mod arbitrary_input;
+#[cfg(test)]
+mod run_states;
+#[cfg(test)]
+pub(crate) mod testing;
 pub use model::{ServiceId, SessionRecord};

@@ -241,8 +241,7 @@ where
     };
 
     if request.dry_run {
-        let mark = run_mark(config, &fresh.run_id, &started_at, Default::default());
-        let part = pass(source, store, None::<&O>, config, &fresh, &request.deadlines, &scope, &mark).await?;
+        let part = Box::pin(dry_run::<S, D, O>(source, store, config, &fresh, &request.deadlines, &scope)).await?;
         let listings_left = part.listings_left;
         return Ok(RunSummary { counts: part.counts, listings_left, ..summary(&fresh.run_id, RunOutcome::DryRun, 0) });
     }
@@ -261,7 +260,9 @@ where
         }
         return Ok(RunSummary { lease_held_by: Some(holder), ..summary(&fresh.run_id, RunOutcome::Skipped, 0) });
     }
-    let outcome = carry_on(source, store, objects, config, request, &scope, fresh, &started_at).await;
+    // Boxed, as the pass below: a run's future is deep, and kept on the heap it does not weigh on
+    // the stack of whatever polls it (a test thread's 2 MiB, in a debug build).
+    let outcome = Box::pin(carry_on(source, store, objects, config, request, &scope, fresh, &started_at)).await;
     // The failure path: the manifest and the lease at the same time, each bounded by the end.
     let failed_manifest = match &outcome {
         Ok(Carried::Failed { manifest, .. }) => Some(manifest),
@@ -297,6 +298,19 @@ where
         s3_keys: part.keys,
         ..summary(&run_id, outcome, part_number)
     })
+}
+
+/// A pass that reads and diffs every listing and writes nothing.
+async fn dry_run<S: SessionSource, D: SnapshotStore, O: ObjectStore>(
+    source: &S,
+    store: &D,
+    config: &RunConfig,
+    fresh: &Progress,
+    deadlines: &Deadlines,
+    scope: &Scope,
+) -> Result<PartResult> {
+    let mark = run_mark(config, &fresh.run_id, &fresh.started_at, Default::default());
+    pass(source, store, None::<&O>, config, fresh, deadlines, scope, &mark).await
 }
 
 /// Where a run that starts with this request stands: nothing done yet.
@@ -362,7 +376,7 @@ where
         return Ok(Carried::AlreadyComplete(request.run_id.as_str().to_owned()));
     };
     let mark = run_mark(config, &progress.run_id, started_at, unfinished);
-    let result = pass(source, store, Some(objects), config, &progress, deadlines, scope, &mark).await;
+    let result = Box::pin(pass(source, store, Some(objects), config, &progress, deadlines, scope, &mark)).await;
 
     manifest.finished_at = Some(Timestamp::now());
     let part = match result {

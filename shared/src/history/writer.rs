@@ -131,86 +131,8 @@ impl<'a, O: ObjectStore> HistoryObject<'a, O> {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
-    use std::io::Read;
-    use std::sync::Mutex;
-
-    use flate2::read::MultiGzDecoder;
-
     use super::*;
-    use crate::error::Error;
-
-    /// Parts uploaded so far, by upload id.
-    type Parts = BTreeMap<String, Vec<(i32, Vec<u8>)>>;
-
-    /// An object store in memory that can be told to fail one operation.
-    #[derive(Default)]
-    struct MemoryStore {
-        objects: Mutex<BTreeMap<String, Vec<u8>>>,
-        uploads: Mutex<Parts>,
-        aborted: Mutex<Vec<String>>,
-        fail: Option<&'static str>,
-    }
-
-    impl MemoryStore {
-        fn failing(operation: &'static str) -> Self {
-            MemoryStore { fail: Some(operation), ..Default::default() }
-        }
-
-        fn check(&self, operation: &'static str) -> Result<()> {
-            if self.fail == Some(operation) {
-                return Err(Error::Storage {
-                    operation,
-                    resource: "memory".into(),
-                    code: "InternalError".into(),
-                    message: "injected".into(),
-                    status: Some(500),
-                    retryable: true,
-                });
-            }
-            Ok(())
-        }
-
-        fn text(&self, key: &str) -> String {
-            let mut text = String::new();
-            MultiGzDecoder::new(&self.objects.lock().unwrap()[key][..]).read_to_string(&mut text).unwrap();
-            text
-        }
-    }
-
-    impl ObjectStore for MemoryStore {
-        async fn put_object(&self, key: &str, body: Vec<u8>) -> Result<()> {
-            self.check("put")?;
-            self.objects.lock().unwrap().insert(key.into(), body);
-            Ok(())
-        }
-        async fn create_multipart(&self, key: &str) -> Result<String> {
-            self.check("create")?;
-            self.uploads.lock().unwrap().insert(format!("up-{key}"), Vec::new());
-            Ok(format!("up-{key}"))
-        }
-        async fn upload_part(&self, _key: &str, upload_id: &str, number: i32, body: Vec<u8>) -> Result<UploadedPart> {
-            self.check("part")?;
-            self.uploads.lock().unwrap().get_mut(upload_id).unwrap().push((number, body));
-            Ok(UploadedPart { number, etag: format!("e{number}"), checksum_crc32: None })
-        }
-        async fn complete_multipart(&self, key: &str, upload_id: &str, parts: Vec<UploadedPart>) -> Result<()> {
-            self.check("complete")?;
-            let uploaded = self.uploads.lock().unwrap().remove(upload_id).unwrap();
-            assert_eq!(
-                parts.iter().map(|p| p.number).collect::<Vec<_>>(),
-                (1..=uploaded.len() as i32).collect::<Vec<_>>()
-            );
-            let body = uploaded.into_iter().flat_map(|(_, b)| b).collect();
-            self.objects.lock().unwrap().insert(key.into(), body);
-            Ok(())
-        }
-        async fn abort_multipart(&self, _key: &str, upload_id: &str) -> Result<()> {
-            self.uploads.lock().unwrap().remove(upload_id);
-            self.aborted.lock().unwrap().push(upload_id.into());
-            Ok(())
-        }
-    }
+    use crate::testing::MemoryBucket;
 
     /// Lines that gzip poorly, so a few MiB of them pass the part size.
     fn noisy_line(i: u64) -> String {
@@ -228,7 +150,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_small_object_is_one_put_with_every_line() {
-        let store = MemoryStore::default();
+        let store = MemoryBucket::default();
         let mut object = HistoryObject::new(&store, "k".into(), DEFAULT_PART_SIZE);
         for i in 0..100 {
             object.push(&noisy_line(i)).await.unwrap();
@@ -240,7 +162,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_large_object_goes_multipart_with_parts_of_at_least_the_part_size() {
-        let store = MemoryStore::default();
+        let store = MemoryBucket::default();
         let mut object = HistoryObject::new(&store, "big".into(), S3_MIN_PART_SIZE);
         let mut max_pending = 0;
         for i in 0..40_000 {
@@ -257,27 +179,28 @@ mod tests {
 
     #[tokio::test]
     async fn a_failed_completion_aborts_the_upload() {
-        let store = MemoryStore::failing("complete");
+        let store = MemoryBucket::default();
+        store.failing("complete");
         let mut object = HistoryObject::new(&store, "big".into(), S3_MIN_PART_SIZE);
         for i in 0..40_000 {
             object.push(&noisy_line(i)).await.unwrap();
         }
         let err = object.finish().await.unwrap_err();
         assert!(err.is_retryable(), "{err}");
-        assert_eq!(store.aborted.lock().unwrap().as_slice(), ["up-big"]);
-        assert!(store.uploads.lock().unwrap().is_empty(), "no parts left behind");
-        assert!(store.objects.lock().unwrap().is_empty());
+        assert_eq!(store.aborted(), ["upload-big"]);
+        assert_eq!(store.open_uploads(), 0, "no parts left behind");
+        assert!(store.keys().is_empty());
     }
 
     #[tokio::test]
     async fn an_abandoned_object_aborts_its_upload() {
-        let store = MemoryStore::default();
+        let store = MemoryBucket::default();
         let mut object = HistoryObject::new(&store, "big".into(), S3_MIN_PART_SIZE);
         for i in 0..30_000 {
             object.push(&noisy_line(i)).await.unwrap();
         }
         object.abort().await;
-        assert_eq!(store.aborted.lock().unwrap().len(), 1);
-        assert!(store.objects.lock().unwrap().is_empty());
+        assert_eq!(store.aborted().len(), 1);
+        assert!(store.keys().is_empty());
     }
 }

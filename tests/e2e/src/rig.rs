@@ -51,7 +51,9 @@ impl Rig {
         dry_run: bool,
     ) -> Result<RunSummary, Error> {
         let source = self.source(service).await;
-        run(&source, &aws.snapshot_store(), &aws.object_store(), &self.config, &request(event_id, dry_run)).await
+        let (store, objects, request) = (aws.snapshot_store(), aws.object_store(), request(event_id, dry_run));
+        // Boxed: a run's future is large in a debug build, and a test thread's stack is 2 MiB.
+        Box::pin(run(&source, &store, &objects, &self.config, &request)).await
     }
 
     /// One invocation of a run that must stop paging `budget` after it starts (its deadline).
@@ -63,7 +65,8 @@ impl Rig {
     ) -> Result<RunSummary, Error> {
         let deadlines = Deadlines::paging_until(tokio::time::Instant::now() + budget);
         let request = RunRequest { deadlines, ..request(event_id, false) };
-        run(source, &self.aws.snapshot_store(), &self.aws.object_store(), &self.config, &request).await
+        let (store, objects) = (self.aws.snapshot_store(), self.aws.object_store());
+        Box::pin(run(source, &store, &objects, &self.config, &request)).await
     }
 
     /// The lines of every part of a run's history of one kind (`snapshots` or `changes`).

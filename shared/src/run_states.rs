@@ -1,0 +1,274 @@
+//! The run's states, on the in-memory twins of its ports (no moto, no emulator): a fresh run, a
+//! held lease, a complete event, a partial run resumed, a failed run's changes recorded again, an
+//! expired token, ended sessions, a dry run, and a silent table given up before the deadline.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde_json::{Map, Value as Json};
+
+use crate::deadline::Deadlines;
+use crate::history::RunId;
+use crate::model::{ServiceId, Timestamp};
+use crate::run::{run, RunConfig, RunOutcome, RunRequest, Trigger};
+use crate::snapshot::{LeaseHolder, RunStatus, Scope, SnapshotStore};
+use crate::testing::{MemoryBucket, MemoryTable, ScriptedSource};
+
+const SERVICE: ServiceId = ServiceId::IvsStreamSessions;
+
+fn config() -> RunConfig {
+    RunConfig::new("123456789012", "eu-west-1")
+}
+
+fn scope() -> Scope {
+    Scope { service: SERVICE, account_id: "123456789012".into(), region: "eu-west-1".into() }
+}
+
+/// A scheduled event's request, at `time`.
+fn request_at(id: &str, time: &str) -> RunRequest {
+    RunRequest {
+        run_id: RunId::parse(id).unwrap(),
+        event_id: id.into(),
+        event_time: Timestamp::parse(time).unwrap(),
+        trigger: Trigger::Scheduled,
+        dry_run: false,
+        invocation_id: format!("invocation-{id}"),
+        deadlines: Deadlines::none(),
+    }
+}
+
+fn request(id: &str) -> RunRequest {
+    request_at(id, "2026-11-22T10:00:00Z")
+}
+
+/// A part that stops paging at once: it reads its first page or two, then saves its place.
+fn short(mut request: RunRequest) -> RunRequest {
+    request.deadlines = Deadlines::paging_until(tokio::time::Instant::now());
+    request
+}
+
+/// Two channels, of five and three sessions, two sessions a page.
+fn source() -> ScriptedSource {
+    ScriptedSource::new(
+        SERVICE,
+        vec![(Some("channel-a"), vec!["a1", "a2", "a3", "a4", "a5"]), (Some("channel-b"), vec!["b1", "b2", "b3"])],
+        2,
+    )
+}
+
+fn ids(lines: &[Map<String, Json>]) -> Vec<String> {
+    lines.iter().map(|l| l["session_id"].as_str().unwrap().to_owned()).collect()
+}
+
+fn set(ids: impl IntoIterator<Item = String>) -> BTreeSet<String> {
+    ids.into_iter().collect()
+}
+
+/// The changes lines of a run, by kind.
+fn changes(bucket: &MemoryBucket, run_id: &str) -> BTreeMap<String, BTreeSet<String>> {
+    let mut kinds: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for line in bucket.lines_of(&format!("changes/{SERVICE}/dt=2026-11-22/{run_id}.")) {
+        let id = line["session_id"].as_str().unwrap().to_owned();
+        assert!(kinds.entry(line["change"].as_str().unwrap().to_owned()).or_default().insert(id), "a change twice");
+    }
+    kinds
+}
+
+fn opened(ids: &BTreeSet<String>) -> BTreeMap<String, BTreeSet<String>> {
+    BTreeMap::from([("opened".to_owned(), ids.clone())])
+}
+
+#[tokio::test]
+async fn a_fresh_run_writes_every_session_once_completes_and_gives_the_lease_back() {
+    // GIVEN two channels and an empty table
+    let (source, table, bucket) = (source(), MemoryTable::default(), MemoryBucket::default());
+    // WHEN a scheduled event runs
+    let summary = run(&source, &table, &bucket, &config(), &request("evt-1")).await.unwrap();
+    // THEN it completes, every session in the table and once in each history object
+    let truth = set(source.truth());
+    assert_eq!((summary.outcome, summary.counts.sessions, summary.counts.new), (RunOutcome::Complete, 8, 8));
+    assert_eq!(set(table.sessions().into_keys()), truth);
+    let snapshot = bucket.lines(&format!("history/snapshots/{SERVICE}/dt=2026-11-22/evt-1.jsonl.gz"));
+    assert_eq!((snapshot.len(), set(ids(&snapshot))), (8, truth.clone()));
+    assert_eq!(changes(&bucket, "evt-1"), opened(&truth));
+    // AND its manifest says complete, and nobody holds the lease
+    let manifests = table.manifests();
+    assert_eq!((manifests.len(), manifests[0].status, manifests[0].parts), (1, RunStatus::Complete, 1));
+    assert_eq!(table.lease_holder(&scope()), None);
+}
+
+#[tokio::test]
+async fn a_run_finding_the_lease_held_is_skipped_and_lambdas_retry_takes_its_own_lease_over() {
+    // GIVEN another invocation holding the lease for ten minutes
+    let (source, table, bucket) = (source(), MemoryTable::default(), MemoryBucket::default());
+    let now = Timestamp::now().epoch_seconds();
+    let other = LeaseHolder { run_id: "evt-0".into(), invocation_id: "someone-else".into() };
+    table.acquire_lease(&scope(), &other, now, now + 600).await.unwrap();
+    // WHEN a run starts
+    let skipped = run(&source, &table, &bucket, &config(), &request("evt-1")).await.unwrap();
+    // THEN it is skipped naming the holder, and reads and writes nothing
+    assert_eq!((skipped.outcome, skipped.lease_held_by.as_deref()), (RunOutcome::Skipped, Some("evt-0")));
+    assert_eq!((source.calls(), table.sessions().len(), bucket.keys().len()), (0, 0, 0));
+    // WHEN the holder's own invocation comes again (Lambda's retry keeps its request id)
+    let mut retry = request("evt-0");
+    retry.invocation_id = "someone-else".into();
+    // THEN it takes its lease over and completes
+    assert_eq!(run(&source, &table, &bucket, &config(), &retry).await.unwrap().outcome, RunOutcome::Complete);
+}
+
+#[tokio::test]
+async fn an_event_whose_run_is_complete_is_skipped_and_writes_nothing_more() {
+    // GIVEN a complete run
+    let (source, table, bucket) = (source(), MemoryTable::default(), MemoryBucket::default());
+    run(&source, &table, &bucket, &config(), &request("evt-1")).await.unwrap();
+    let (keys, calls) = (bucket.keys(), source.calls());
+    // WHEN its event is delivered again
+    let again = run(&source, &table, &bucket, &config(), &request("evt-1")).await.unwrap();
+    // THEN it is skipped as already complete: no call, no object, one manifest
+    assert!(again.already_complete && again.outcome == RunOutcome::Skipped, "{again:?}");
+    assert_eq!((bucket.keys(), source.calls(), table.manifests().len()), (keys, calls, 1));
+}
+
+#[tokio::test]
+async fn a_partial_run_is_carried_on_by_the_next_event_under_its_own_id_and_day() {
+    // GIVEN a run whose invocation stopped paging after its first pages
+    let (source, table, bucket) = (source(), MemoryTable::default(), MemoryBucket::default());
+    let first = run(&source, &table, &bucket, &config(), &short(request("evt-1"))).await.unwrap();
+    assert_eq!((first.outcome, table.progress_items()), (RunOutcome::Partial, 1));
+    // WHEN the next schedule's event comes, the day after
+    let next = request_at("evt-2", "2026-11-23T00:05:00Z");
+    let carried = run(&source, &table, &bucket, &config(), &next).await.unwrap();
+    // THEN it carries the first run on: its id, its part 1, its day
+    assert_eq!((carried.outcome, carried.run_id.as_str(), carried.part), (RunOutcome::Complete, "evt-1", 1));
+    assert!(carried.s3_keys.iter().all(|k| k.contains("/dt=2026-11-22/evt-1.part-0001.")), "{:?}", carried.s3_keys);
+    // AND over both parts every session is listed once and opened once
+    let truth = set(source.truth());
+    let snapshot = ids(&bucket.lines_of(&format!("snapshots/{SERVICE}/dt=2026-11-22/evt-1.")));
+    assert_eq!((snapshot.len(), set(snapshot)), (8, truth.clone()));
+    assert_eq!(changes(&bucket, "evt-1"), opened(&truth));
+    // AND one manifest says complete over two parts, and no progress is left
+    let manifests = table.manifests();
+    assert_eq!((manifests.len(), manifests[0].status, manifests[0].parts), (1, RunStatus::Complete, 2));
+    assert_eq!(table.progress_items(), 0);
+}
+
+#[tokio::test]
+async fn a_run_that_failed_after_writing_items_has_their_changes_recorded_by_the_next_run() {
+    // GIVEN a table that refuses writes once it holds three sessions
+    let (source, table, bucket) = (source(), MemoryTable::default(), MemoryBucket::default());
+    table.fail_writes_at(3);
+    // WHEN a run writes its first listing and fails on the second
+    let err = run(&source, &table, &bucket, &config(), &request("evt-1")).await.unwrap_err();
+    // THEN it fails retryably, its manifest says so, no history object is written, and the lease
+    // is given back; the items it wrote stay
+    assert!(err.is_retryable(), "{err}");
+    assert_eq!(table.manifests()[0].status, RunStatus::Failed);
+    assert!(bucket.keys().is_empty() && bucket.open_uploads() == 0, "{:?}", bucket.keys());
+    assert!(!table.sessions().is_empty());
+    assert_eq!(table.lease_holder(&scope()), None);
+    // WHEN the table is back and the next event runs
+    table.heal();
+    run(&source, &table, &bucket, &config(), &request("evt-2")).await.unwrap();
+    // THEN every session's opening is in the history once, the failed run's included
+    assert_eq!(changes(&bucket, "evt-2"), opened(&set(source.truth())));
+}
+
+#[tokio::test]
+async fn an_expired_next_token_restarts_its_listing_with_no_session_twice() {
+    // GIVEN a run stopped mid-pagination
+    let (source, table, bucket) = (source(), MemoryTable::default(), MemoryBucket::default());
+    assert_eq!(
+        run(&source, &table, &bucket, &config(), &short(request("evt-1"))).await.unwrap().outcome,
+        RunOutcome::Partial
+    );
+    // WHEN the service refuses the token it had handed out
+    source.expire_next_token();
+    let carried = run(&source, &table, &bucket, &config(), &request("evt-2")).await.unwrap();
+    // THEN that listing is read again from its first page, and no session is listed twice
+    assert_eq!((carried.outcome, carried.counts.restarted_listings), (RunOutcome::Complete, 1));
+    let snapshot = ids(&bucket.lines_of(&format!("snapshots/{SERVICE}/dt=2026-11-22/evt-1.")));
+    assert_eq!((snapshot.len(), set(snapshot)), (8, set(source.truth())));
+}
+
+#[tokio::test]
+async fn sessions_that_change_or_end_are_recorded_as_such() {
+    // GIVEN an archived account in which one session changes and one ends
+    let (mut source, table, bucket) = (source(), MemoryTable::default(), MemoryBucket::default());
+    run(&source, &table, &bucket, &config(), &request("evt-1")).await.unwrap();
+    source.set_status("a2", "OFFLINE");
+    source.remove("b3");
+    // WHEN the next run comes
+    let summary = run(&source, &table, &bucket, &config(), &request("evt-2")).await.unwrap();
+    // THEN it records one change and one end, and rewrites only those two items
+    let expected =
+        BTreeMap::from([("changed".to_owned(), set(["a2".to_owned()])), ("ended".to_owned(), set(["b3".to_owned()]))]);
+    assert_eq!(changes(&bucket, "evt-2"), expected);
+    assert_eq!((summary.counts.changed, summary.counts.ended, summary.counts.items_written), (1, 1, 2));
+    assert!(!table.sessions()["b3"].is_live());
+}
+
+#[tokio::test]
+async fn a_session_api_failing_mid_run_fails_it_retryably_with_no_history_and_the_next_run_converges() {
+    // GIVEN a service that fails every call from the third on
+    let (source, table, bucket) = (source(), MemoryTable::default(), MemoryBucket::default());
+    source.fail_from_call(3);
+    // WHEN a run reads it
+    let err = run(&source, &table, &bucket, &config(), &request("evt-1")).await.unwrap_err();
+    // THEN it fails retryably naming the operation, writes no history object, and says so
+    assert!(err.is_retryable() && err.to_string().contains("ListStreamSessions"), "{err}");
+    assert!(bucket.keys().is_empty());
+    assert_eq!(table.manifests()[0].status, RunStatus::Failed);
+    // WHEN the service is back
+    source.heal();
+    run(&source, &table, &bucket, &config(), &request("evt-2")).await.unwrap();
+    // THEN the next run records every opening once
+    assert_eq!(changes(&bucket, "evt-2"), opened(&set(source.truth())));
+}
+
+#[tokio::test]
+async fn a_history_object_that_cannot_be_written_fails_the_part_and_leaves_no_upload() {
+    // GIVEN a bucket refusing PutObject
+    let (source, table, bucket) = (source(), MemoryTable::default(), MemoryBucket::default());
+    bucket.failing("put");
+    // WHEN a run finishes its listings
+    let err = run(&source, &table, &bucket, &config(), &request("evt-1")).await.unwrap_err();
+    // THEN it fails retryably, with no object and no upload left, and the manifest says failed
+    assert!(err.is_retryable(), "{err}");
+    assert!(bucket.keys().is_empty() && bucket.open_uploads() == 0);
+    assert_eq!(table.manifests()[0].status, RunStatus::Failed);
+    // WHEN the bucket is back THEN the next run records the items the failed one wrote
+    bucket.heal();
+    run(&source, &table, &bucket, &config(), &request("evt-2")).await.unwrap();
+    assert_eq!(changes(&bucket, "evt-2"), opened(&set(source.truth())));
+}
+
+#[tokio::test]
+async fn a_dry_run_reads_everything_and_writes_nothing() {
+    let (source, table, bucket) = (source(), MemoryTable::default(), MemoryBucket::default());
+    let mut dry = request("evt-dry");
+    dry.dry_run = true;
+    let summary = run(&source, &table, &bucket, &config(), &dry).await.unwrap();
+    assert_eq!((summary.outcome, summary.counts.sessions), (RunOutcome::DryRun, 8));
+    assert!(table.sessions().is_empty() && table.manifests().is_empty() && bucket.keys().is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_table_gone_silent_is_given_up_before_the_deadline_and_the_failure_recorded() {
+    // GIVEN an invocation 10 s from its deadline (paging stops 6 s before it, waits give up 3 s
+    // before it), and a table that accepts writes and never answers them
+    let (source, table, bucket) = (source(), MemoryTable::default(), MemoryBucket::default());
+    table.go_silent();
+    let deadline_ms = (SystemTime::now().duration_since(UNIX_EPOCH).unwrap() + Duration::from_secs(10)).as_millis();
+    let mut request = request("evt-1");
+    request.deadlines = Deadlines::lambda(deadline_ms as u64, Duration::from_secs(6), Duration::from_secs(3));
+    let started = tokio::time::Instant::now();
+    // WHEN it runs
+    let err = run(&source, &table, &bucket, &config(), &request).await.unwrap_err();
+    // THEN it stops waiting at the give-up time with a retryable timeout
+    assert!(err.is_retryable() && err.to_string().starts_with("gave up waiting for the listings"), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(10), "{:?}", started.elapsed());
+    // AND records the failure in the time kept for it: manifest failed, lease given back
+    assert_eq!(table.manifests()[0].status, RunStatus::Failed);
+    assert_eq!(table.lease_holder(&scope()), None);
+    assert!(bucket.keys().is_empty() && bucket.open_uploads() == 0);
+}
