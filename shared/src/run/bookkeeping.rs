@@ -1,0 +1,324 @@
+//! The run's bookkeeping: the lease, which run a part works on (the event's own, or a partial one
+//! it resumes), the manifest's status, and the progress item, the part's commit point.
+//!
+//! lease taken (or `skipped`) → run chosen (or `skipped`: already complete) → manifest `running`
+//! → the part's pass → manifest `complete` and progress gone, or progress saved and manifest
+//! `partial`, or (the pass failed) manifest `failed` (`partial` when an earlier part saved its
+//! place) → lease released. Every wait is bounded by the request's deadlines; the failure path
+//! (manifest and lease, at the same time) by the invocation's end.
+
+use std::collections::HashSet;
+
+use tracing::{info, warn};
+
+use super::config::RunConfig;
+use super::pass::PartResult;
+use super::request::{RunOutcome, RunRequest, RunSummary};
+use crate::error::{bounded, Error, Result};
+use crate::history::ObjectStore;
+use crate::model::Timestamp;
+use crate::snapshot::{
+    LeaseHolder, LeaseOutcome, Manifest, Progress, RunCounts, RunMark, RunStatus, Scope, SnapshotStore,
+};
+use crate::sources::SessionSource;
+
+/// One invocation's run: its ports, its settings, and when it started.
+pub(super) struct Run<'a, S, D, O> {
+    pub(super) source: &'a S,
+    pub(super) store: &'a D,
+    pub(super) objects: &'a O,
+    pub(super) config: &'a RunConfig,
+    pub(super) request: &'a RunRequest,
+    pub(super) scope: Scope,
+    pub(super) started_at: Timestamp,
+}
+
+/// What happened under the lease.
+enum Carried {
+    /// The event's run had already completed.
+    AlreadyComplete,
+    /// A part of a run was done: the run, the part, and what it did.
+    Ran { run_id: String, part: u32, result: PartResult },
+    /// A part failed: its manifest, saying so, is still to be written.
+    Failed { error: Error, manifest: Manifest },
+}
+
+/// The run a part works on, chosen under the lease.
+struct Chosen {
+    progress: Progress,
+    /// Whether an earlier part saved the run's place: the run is resumed.
+    resuming: bool,
+    /// Recent runs that never completed: their changes are recorded again.
+    unfinished: HashSet<String>,
+    manifest: Manifest,
+}
+
+impl<'a, S, D, O> Run<'a, S, D, O>
+where
+    S: SessionSource,
+    D: SnapshotStore,
+    O: ObjectStore,
+{
+    pub(super) fn new(
+        source: &'a S,
+        store: &'a D,
+        objects: &'a O,
+        config: &'a RunConfig,
+        request: &'a RunRequest,
+    ) -> Self {
+        let scope =
+            Scope { service: source.service(), account_id: config.account_id.clone(), region: config.region.clone() };
+        Run { source, store, objects, config, request, scope, started_at: Timestamp::now() }
+    }
+
+    /// The run, start to end: a dry run, or a part under the lease.
+    pub(super) async fn execute(&self) -> Result<RunSummary> {
+        let fresh = self.fresh_progress();
+        if self.request.dry_run {
+            let mark = self.mark(&fresh.run_id, HashSet::new());
+            let part = Box::pin(self.pass(&fresh, &mark, None)).await?;
+            let summary = self.summary(&fresh.run_id, RunOutcome::DryRun, 0);
+            return Ok(RunSummary { counts: part.counts, listings_left: part.listings_left, ..summary });
+        }
+        let holder = LeaseHolder {
+            run_id: self.request.run_id.as_str().to_owned(),
+            invocation_id: self.request.invocation_id.clone(),
+        };
+        if let Some(skipped) = self.take_lease(&holder).await? {
+            return Ok(skipped);
+        }
+        // Boxed: a run's future is deep, and on the heap it does not weigh on the stack of what
+        // polls it.
+        let carried = Box::pin(self.carry_on(fresh)).await;
+        self.let_go(&carried, &holder).await;
+        self.summarise(carried?)
+    }
+
+    /// Takes the scope's lease; the summary of a skipped run when another invocation holds it.
+    async fn take_lease(&self, holder: &LeaseHolder) -> Result<Option<RunSummary>> {
+        let now = self.started_at.epoch_seconds();
+        let deadlines = &self.request.deadlines;
+        let until = deadlines.lease_until(now, self.config.lease_duration);
+        let taken =
+            deadlines.work("DynamoDB: the run's lease", self.store.acquire_lease(&self.scope, holder, now, until));
+        let LeaseOutcome::HeldBy { run_id: held_by, invocation_id, expires_at } = taken.await? else {
+            return Ok(None);
+        };
+        let service = self.scope.service;
+        if held_by == holder.run_id {
+            info!(%service, held_by, invocation_id, expires_at, "another invocation is running this event's run; skipping");
+        } else {
+            info!(%service, held_by, expires_at, "another run holds the lease; skipping");
+        }
+        let summary = self.summary(&holder.run_id, RunOutcome::Skipped, 0);
+        Ok(Some(RunSummary { lease_held_by: Some(held_by), ..summary }))
+    }
+
+    /// Under the lease: picks the run, runs one part of it, and records how it went.
+    async fn carry_on(&self, fresh: Progress) -> Result<Carried> {
+        let deadlines = &self.request.deadlines;
+        let chosen = deadlines.work("DynamoDB: the run's progress and manifests", self.choose_run(fresh));
+        let Some(Chosen { mut progress, resuming, unfinished, mut manifest }) = chosen.await? else {
+            return Ok(Carried::AlreadyComplete);
+        };
+        let mark = self.mark(&progress.run_id, unfinished);
+        let result = Box::pin(self.pass(&progress, &mark, Some(self.objects))).await;
+        manifest.finished_at = Some(Timestamp::now());
+        let part = match result {
+            Ok(part) => part,
+            Err(error) => {
+                // A run with a saved place stays partial: the next invocation carries it on.
+                manifest.status = if resuming { RunStatus::Partial } else { RunStatus::Failed };
+                manifest.parts = progress.parts;
+                // Bounded: the manifest is one DynamoDB item.
+                manifest.error = Some(bounded(error.to_string()));
+                return Ok(Carried::Failed { error, manifest });
+            }
+        };
+        let ran_part = progress.parts;
+        let recorded = self.record_part(&mut progress, &mut manifest, &part, resuming);
+        deadlines.work("DynamoDB: the part's manifest and progress", recorded).await?;
+        Ok(Carried::Ran { run_id: progress.run_id, part: ran_part, result: part })
+    }
+
+    /// Picks the run to work on (a partial one with the same source options, or the event's own)
+    /// and marks its manifest `running`; `None` when the event's own run is already complete.
+    async fn choose_run(&self, fresh: Progress) -> Result<Option<Chosen>> {
+        let (store, scope) = (self.store, &self.scope);
+        let mut kept = store.get_progress(scope, &fresh.options).await?;
+        if let Some(partial) = &kept {
+            // Completed after its progress was saved, before the progress was removed.
+            if store.run_status(scope, &partial.event_time, &partial.run_id).await? == Some(RunStatus::Complete) {
+                store.delete_progress(scope, &partial.options).await?;
+                kept = None;
+            }
+        }
+        let progress = kept.unwrap_or(fresh);
+        let resuming = progress.parts > 0;
+        let request = self.request;
+        if !resuming
+            && store.run_status(scope, &request.event_time, request.run_id.as_str()).await? == Some(RunStatus::Complete)
+        {
+            return Ok(None);
+        }
+        if resuming {
+            info!(
+                run_id = progress.run_id,
+                part = progress.parts,
+                done = progress.done.len(),
+                stopped = progress.cursors.len(),
+                invoked_by = request.run_id.as_str(),
+                "resuming a partial run"
+            );
+        }
+        let unfinished = store.unfinished_runs(scope, self.config.unfinished_runs_window).await?;
+        if unfinished.iter().any(|r| r != &progress.run_id) {
+            info!(runs = ?unfinished, "recording again the changes of unfinished runs");
+        }
+        let manifest = running_manifest(&progress);
+        store.put_manifest(scope, &manifest).await?;
+        Ok(Some(Chosen { progress, resuming, unfinished, manifest }))
+    }
+
+    /// Records a part that ran: the manifest `complete` (and the progress gone), or the progress
+    /// saved and the manifest `partial`.
+    async fn record_part(
+        &self,
+        progress: &mut Progress,
+        manifest: &mut Manifest,
+        part: &PartResult,
+        resuming: bool,
+    ) -> Result<()> {
+        let (store, scope) = (self.store, &self.scope);
+        manifest.counts.add(&part.counts);
+        manifest.s3_keys.extend(part.keys.iter().cloned());
+        if part.listings_left == 0 {
+            manifest.status = RunStatus::Complete;
+            store.put_manifest(scope, manifest).await?;
+            if resuming {
+                store.delete_progress(scope, &progress.options).await?;
+            }
+            return Ok(());
+        }
+        for key in &part.done {
+            progress.cursors.remove(key);
+            progress.done.insert(key.clone());
+        }
+        progress.cursors.extend(part.cursors.clone());
+        progress.parts += 1;
+        progress.counts = manifest.counts.clone();
+        progress.s3_keys = manifest.s3_keys.clone();
+        progress.updated_at = Timestamp::now();
+        // The commit point of the part: its items and objects are written; from here on the next
+        // invocation starts after them.
+        store.put_progress(scope, progress).await?;
+        manifest.status = RunStatus::Partial;
+        store.put_manifest(scope, manifest).await
+    }
+
+    /// The end of a part under the lease: a failed part's manifest written and the lease given
+    /// back, at the same time, each bounded by the invocation's end.
+    async fn let_go(&self, carried: &Result<Carried>, holder: &LeaseHolder) {
+        let deadlines = &self.request.deadlines;
+        let record_failure = async {
+            let Ok(Carried::Failed { manifest, .. }) = carried else { return };
+            let recorded = deadlines.last("DynamoDB: the run manifest", self.store.put_manifest(&self.scope, manifest));
+            if let Err(also) = recorded.await {
+                warn!(error = %also, "could not record the failure in the run manifest");
+            }
+        };
+        let release = async {
+            let released = deadlines.last("DynamoDB: the run's lease", self.store.release_lease(&self.scope, holder));
+            if let Err(err) = released.await {
+                warn!(error = %err, "could not release the lease; it expires by itself at the invocation's deadline");
+            }
+        };
+        tokio::join!(record_failure, release);
+    }
+
+    /// What the invocation returns, from how its part went.
+    fn summarise(&self, carried: Carried) -> Result<RunSummary> {
+        let service = self.scope.service;
+        match carried {
+            Carried::AlreadyComplete => {
+                let run_id = self.request.run_id.as_str();
+                info!(%service, run_id, "the event's run is already complete; nothing to do");
+                Ok(RunSummary { already_complete: true, ..self.summary(run_id, RunOutcome::Skipped, 0) })
+            }
+            Carried::Failed { error, .. } => Err(error),
+            Carried::Ran { run_id, part: number, result: part } => {
+                let outcome = if part.listings_left == 0 { RunOutcome::Complete } else { RunOutcome::Partial };
+                info!(%service, run_id, part = number, ?outcome, counts = ?part.counts, "run part done");
+                Ok(RunSummary {
+                    counts: part.counts,
+                    listings_left: part.listings_left,
+                    s3_keys: part.keys,
+                    ..self.summary(&run_id, outcome, number)
+                })
+            }
+        }
+    }
+
+    /// A summary of `outcome` with nothing counted yet.
+    fn summary(&self, run_id: &str, outcome: RunOutcome, part: u32) -> RunSummary {
+        RunSummary {
+            service: self.scope.service,
+            run_id: run_id.to_owned(),
+            outcome,
+            part,
+            started_at: self.started_at.clone(),
+            finished_at: Timestamp::now(),
+            counts: RunCounts::default(),
+            listings_left: 0,
+            s3_keys: Vec::new(),
+            lease_held_by: None,
+            already_complete: false,
+        }
+    }
+
+    /// Where a run that starts with this request stands: nothing done yet.
+    fn fresh_progress(&self) -> Progress {
+        let request = self.request;
+        Progress {
+            run_id: request.run_id.as_str().to_owned(),
+            event_id: request.event_id.clone(),
+            event_time: request.event_time.clone(),
+            trigger: request.trigger.as_str().into(),
+            started_at: self.started_at.clone(),
+            options: self.source.options().fingerprint(),
+            parts: 0,
+            counts: RunCounts::default(),
+            s3_keys: Vec::new(),
+            done: Default::default(),
+            cursors: Default::default(),
+            updated_at: self.started_at.clone(),
+        }
+    }
+
+    /// What the diff needs to know of the run: its id, its clock, and the unfinished runs.
+    fn mark(&self, run_id: &str, unfinished: HashSet<String>) -> RunMark {
+        RunMark {
+            run_id: run_id.to_owned(),
+            snapshot_at: self.started_at.clone(),
+            ended_expires_at: self.started_at.epoch_seconds() + self.config.ended_retention.as_secs() as i64,
+            carried_runs: unfinished,
+        }
+    }
+}
+
+/// The manifest of a part starting: `running`, with the counts and objects of the parts before.
+fn running_manifest(progress: &Progress) -> Manifest {
+    Manifest {
+        run_id: progress.run_id.clone(),
+        event_time: progress.event_time.clone(),
+        started_at: progress.started_at.clone(),
+        finished_at: None,
+        status: RunStatus::Running,
+        trigger: progress.trigger.clone(),
+        event_id: progress.event_id.clone(),
+        counts: progress.counts.clone(),
+        s3_keys: progress.s3_keys.clone(),
+        parts: progress.parts + 1,
+        error: None,
+    }
+}

@@ -1,0 +1,137 @@
+//! How a run is set up: the settings a function validates once at cold start.
+
+use std::time::Duration;
+
+use crate::error::{quoted, Error, Result};
+use crate::personal::PersonalData;
+
+/// How a run is set up, validated once at cold start.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RunConfig {
+    pub account_id: String,
+    pub region: String,
+    /// Key prefix of the history objects in the bucket (may be empty).
+    pub history_prefix: String,
+    /// How long an ended session stays in the table (its TTL).
+    pub ended_retention: Duration,
+    /// How long a run holds the lease: longer than the function's timeout.
+    pub lease_duration: Duration,
+    /// Size of a multipart part; an object goes multipart once past it.
+    pub part_size: usize,
+    /// How many recent runs are checked for unfinished ones whose changes must be recorded again.
+    pub unfinished_runs_window: i32,
+    /// Listings (parents) read at the same time.
+    pub max_concurrent_listings: usize,
+    /// Client-side pace of list calls; `None` for none (the SDK's adaptive retry still slows down
+    /// under throttling).
+    pub max_calls_per_second: Option<f64>,
+    /// What happens to user ids and phone numbers. [`RunConfig::new`] keeps them; a function
+    /// sets its policy and key from `PERSONAL_DATA` and `PERSONAL_DATA_KEY_SECRET`.
+    pub personal_data: PersonalData,
+}
+
+impl RunConfig {
+    pub fn new(account_id: impl Into<String>, region: impl Into<String>) -> Self {
+        RunConfig {
+            account_id: account_id.into(),
+            region: region.into(),
+            history_prefix: "history".into(),
+            ended_retention: Duration::from_secs(90 * 86_400),
+            lease_duration: Duration::from_secs(16 * 60),
+            part_size: crate::history::DEFAULT_PART_SIZE,
+            unfinished_runs_window: 50,
+            max_concurrent_listings: 4,
+            max_calls_per_second: None,
+            personal_data: PersonalData::keep_all(),
+        }
+    }
+
+    /// Checks every value, naming the one that is wrong.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |what: String| Err(Error::Config(what));
+        if self.account_id.len() != 12 || !self.account_id.bytes().all(|b| b.is_ascii_digit()) {
+            return bad(format!("account id {} is not 12 digits", quoted(&self.account_id)));
+        }
+        let region_ok = !self.region.is_empty()
+            && self.region.len() <= 32
+            && self.region.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+        if !region_ok {
+            return bad(format!("region {} is not an AWS region name like eu-west-1", quoted(&self.region)));
+        }
+        let prefix_ok = self.history_prefix.len() <= 512
+            && !self.history_prefix.split('/').any(|part| part == "." || part == "..")
+            && self.history_prefix.chars().all(|c| c.is_ascii_alphanumeric() || "/!-_.*'()=".contains(c));
+        if !prefix_ok {
+            return bad(format!(
+                "history prefix {} must be at most 512 characters of letters, digits and / ! - _ . * ' ( ) =, without . or .. segments",
+                quoted(&self.history_prefix)
+            ));
+        }
+        let days = self.ended_retention.as_secs() / 86_400;
+        if !(1..=3650).contains(&days) || !self.ended_retention.as_secs().is_multiple_of(86_400) {
+            return bad(format!(
+                "ended-session retention must be 1 to 3650 whole days, not {:?}",
+                self.ended_retention
+            ));
+        }
+        if !(60..=86_400).contains(&self.lease_duration.as_secs()) {
+            return bad(format!("lease duration must be 60 s to 24 h, not {:?}", self.lease_duration));
+        }
+        if !(crate::history::S3_MIN_PART_SIZE..=5 * 1024 * 1024 * 1024).contains(&self.part_size) {
+            return bad(format!("part size must be 5 MiB to 5 GiB, not {} bytes", self.part_size));
+        }
+        if !(1..=64).contains(&self.max_concurrent_listings) {
+            return bad(format!("concurrent listings must be 1 to 64, not {}", self.max_concurrent_listings));
+        }
+        if self.max_calls_per_second.is_some_and(|pace| !(pace > 0.0 && pace <= 1000.0)) {
+            return bad(format!(
+                "calls per second must be above 0 and at most 1000, not {:?}",
+                self.max_calls_per_second
+            ));
+        }
+        if !(1..=1000).contains(&self.unfinished_runs_window) {
+            return bad(format!("unfinished runs window must be 1 to 1000, not {}", self.unfinished_runs_window));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_config_is_valid() {
+        RunConfig::new("123456789012", "eu-west-1").validate().unwrap();
+    }
+
+    #[test]
+    fn each_bad_config_value_is_named() {
+        let base = RunConfig::new("123456789012", "eu-west-1");
+        let cases: Vec<(RunConfig, &str)> = vec![
+            (RunConfig { account_id: "12345".into(), ..base.clone() }, "account id `12345` is not 12 digits"),
+            (RunConfig { region: "EU West".into(), ..base.clone() }, "region `EU West`"),
+            (RunConfig { history_prefix: "a/../b".into(), ..base.clone() }, "history prefix `a/../b`"),
+            (RunConfig { history_prefix: "with space".into(), ..base.clone() }, "history prefix `with space`"),
+            (
+                RunConfig { ended_retention: Duration::from_secs(0), ..base.clone() },
+                "retention must be 1 to 3650 whole days",
+            ),
+            (
+                RunConfig { ended_retention: Duration::from_secs(3600), ..base.clone() },
+                "retention must be 1 to 3650 whole days",
+            ),
+            (
+                RunConfig { lease_duration: Duration::from_secs(5), ..base.clone() },
+                "lease duration must be 60 s to 24 h",
+            ),
+            (RunConfig { part_size: 1024, ..base.clone() }, "part size must be 5 MiB to 5 GiB"),
+            (RunConfig { unfinished_runs_window: 0, ..base.clone() }, "unfinished runs window must be 1 to 1000"),
+        ];
+        for (config, expected) in cases {
+            let message = config.validate().unwrap_err().to_string();
+            assert!(message.starts_with("invalid configuration: "), "{message}");
+            assert!(message.contains(expected), "{expected}: {message}");
+        }
+    }
+}

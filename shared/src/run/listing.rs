@@ -1,0 +1,217 @@
+//! One listing of a part: its previous state, its pages (from where an earlier part stopped), the
+//! diff, the decisions that need a stored item, the writes and the lines, until it ends (then
+//! its missing sessions end) or paging must stop (then its place is kept).
+
+use futures::TryStreamExt;
+use tracing::warn;
+
+use super::pass::{ListingEnd, Pass};
+use super::recorder::Recorder;
+use crate::error::Result;
+use crate::history::ObjectStore;
+use crate::model::SessionRecord;
+use crate::snapshot::dynamodb::BATCH_GET_MAX_KEYS;
+use crate::snapshot::{Cursor, ListingDiff, RunCounts, Seen, SnapshotStore};
+use crate::sources::{pages, Listing, SessionSource};
+
+/// A listing being archived.
+pub(super) struct ListingRun<'p, 'a, S, D, O: ObjectStore> {
+    pass: &'p Pass<'a, S, D, O>,
+    listing: &'p Listing,
+    diff: ListingDiff<'p>,
+    recorder: Recorder<'p, 'a, S, D, O>,
+    /// Listed sessions whose stored item the diff needs, kept across pages until a
+    /// BatchGetItem's worth waits (see docs/decisions.md), and all decided before the listing
+    /// ends or stops, so a saved place never names a session whose change is not written.
+    undecided: Vec<(SessionRecord, String)>,
+    token: Option<String>,
+    pages_done: u64,
+    /// Whether the listing was read again from its first page after its token was refused.
+    restarted: bool,
+}
+
+/// How far a listing's pages went.
+enum Paged {
+    /// The last page was read.
+    ToTheEnd,
+    /// Paging had to stop: the listing keeps its place.
+    Stopped,
+}
+
+impl<'p, 'a, S, D, O> ListingRun<'p, 'a, S, D, O>
+where
+    S: SessionSource,
+    D: SnapshotStore,
+    O: ObjectStore,
+{
+    /// Archives `listing` as far as this part goes: its key, its counts, and how it ended.
+    pub(super) async fn archive(
+        pass: &'p Pass<'a, S, D, O>,
+        listing: &'p Listing,
+    ) -> Result<(String, RunCounts, ListingEnd)> {
+        let key = listing.key();
+        if pass.past_deadline() {
+            return Ok((key, RunCounts::default(), ListingEnd::NotStarted));
+        }
+        let mut this = ListingRun::open(pass, listing).await?;
+        let end = match this.read_pages().await? {
+            Paged::Stopped => {
+                this.decide_waiting().await?;
+                let seen = this.diff.seen();
+                ListingEnd::Stopped(Cursor { next_token: this.token.take(), pages_done: this.pages_done, seen })
+            }
+            Paged::ToTheEnd => {
+                this.decide_waiting().await?;
+                this.end_missing().await?;
+                this.recorder.counts.parents = 1;
+                ListingEnd::Done
+            }
+        };
+        this.recorder.flush().await?;
+        Ok((key, this.recorder.counts, end))
+    }
+
+    /// The listing with its previous state read: what the table holds of its parent, and the
+    /// sessions an earlier part of the run has seen.
+    async fn open(pass: &'p Pass<'a, S, D, O>, listing: &'p Listing) -> Result<Self> {
+        let cursor = pass.progress.cursors.get(&listing.key());
+        let mut diff = ListingDiff::resume(pass.mark, cursor.into_iter().flat_map(|c| c.seen.iter().copied()));
+        let mut stored = std::pin::pin!(pass.store.stored_states(pass.scope, listing.parent_id.as_deref()));
+        while let Some(page) = stored.try_next().await? {
+            page.iter().for_each(|state| diff.remember(state));
+        }
+        Ok(ListingRun {
+            pass,
+            listing,
+            diff,
+            recorder: Recorder::new(pass),
+            undecided: Vec::new(),
+            token: cursor.and_then(|c| c.next_token.clone()),
+            pages_done: cursor.map_or(0, |c| c.pages_done),
+            restarted: false,
+        })
+    }
+
+    /// Reads pages until the last one or until paging must stop. A next token the service
+    /// refuses (expired) restarts the listing from its first page, once; the sessions already
+    /// seen are not listed twice.
+    async fn read_pages(&mut self) -> Result<Paged> {
+        loop {
+            match self.read_from_token().await {
+                Ok(paged) => return Ok(paged),
+                Err(err) if self.token.is_some() && !self.restarted && err.is_token_refusal() => {
+                    let listing = self.listing.key();
+                    warn!(listing, error = %err, "next token refused; reading the listing again from its first page");
+                    self.restarted = true;
+                    self.recorder.counts.restarted_listings += 1;
+                    self.token = None;
+                    self.pages_done = 0;
+                }
+                Err(err) => return Err(err),
+            }
+        }
+    }
+
+    /// Reads pages from the current token on.
+    async fn read_from_token(&mut self) -> Result<Paged> {
+        let (pass, listing) = (self.pass, self.listing);
+        let mut stream = std::pin::pin!(pages(pass.source, listing, self.token.clone()));
+        loop {
+            pass.pacer.lock().await.wait().await;
+            if pass.past_deadline() {
+                return Ok(Paged::Stopped);
+            }
+            let Some(page) = stream.try_next().await? else { return Ok(Paged::ToTheEnd) };
+            self.recorder.counts.pages += 1;
+            self.recorder.counts.api_calls += 1;
+            self.pages_done += 1;
+            pass.count_page();
+            self.observe(page.sessions).await?;
+            self.token = page.next_token;
+            if self.token.is_none() {
+                return Ok(Paged::ToTheEnd);
+            }
+        }
+    }
+
+    /// The sessions of one page: each diffed, recorded when the diff can tell alone, kept for
+    /// its stored item otherwise (fetched a full BatchGetItem at a time).
+    async fn observe(&mut self, sessions: Vec<SessionRecord>) -> Result<()> {
+        for mut record in sessions {
+            // Before anything else sees it: the diff, the table, the history, the logs.
+            self.pass.personal_data.apply(&mut record)?;
+            match self.diff.observe(record) {
+                Seen::Repeated => self.recorder.counts.duplicates += 1,
+                Seen::Decided(observation) => self.recorder.listed(observation).await?,
+                Seen::NeedsPrevious { record, record_hash } => self.undecided.push((record, record_hash)),
+            }
+        }
+        while self.undecided.len() >= BATCH_GET_MAX_KEYS {
+            let batch: Vec<_> = self.undecided.drain(..BATCH_GET_MAX_KEYS).collect();
+            self.decide(batch).await?;
+        }
+        Ok(())
+    }
+
+    /// Decides every session still waiting for its stored item.
+    async fn decide_waiting(&mut self) -> Result<()> {
+        let waiting = std::mem::take(&mut self.undecided);
+        self.decide(waiting).await
+    }
+
+    /// Decides listed sessions from their stored items, fetched by id (a BatchGetItem for each
+    /// 100), and records what the diff makes of each.
+    async fn decide(&mut self, waiting: Vec<(SessionRecord, String)>) -> Result<()> {
+        if waiting.is_empty() {
+            return Ok(());
+        }
+        let ids: Vec<&str> = waiting.iter().map(|(record, _)| record.session_id.as_str()).collect();
+        let mut found = self.pass.store.get_sessions(self.pass.scope, self.listing.parent_id.as_deref(), &ids).await?;
+        for (record, record_hash) in waiting {
+            let before = found.remove(&record.session_id);
+            let observation = self.diff.decide(record, record_hash, before);
+            self.recorder.listed(observation).await?;
+        }
+        Ok(())
+    }
+
+    /// After a complete listing, the stored sessions it did not return end, only when some did
+    /// not come back: found in a second read of the previous state (projected, as the first),
+    /// then fetched whole by id, a BatchGetItem's worth at a time. A filtered listing is not
+    /// complete and ends nothing.
+    async fn end_missing(&mut self) -> Result<()> {
+        if !self.pass.complete_listings || !self.diff.has_ended() {
+            return Ok(());
+        }
+        let (pass, parent_id) = (self.pass, self.listing.parent_id.as_deref());
+        let mut ending: Vec<String> = Vec::with_capacity(BATCH_GET_MAX_KEYS);
+        let mut stored = std::pin::pin!(pass.store.stored_states(pass.scope, parent_id));
+        while let Some(page) = stored.try_next().await? {
+            for state in page {
+                if self.diff.ends(&state) {
+                    ending.push(state.session_id);
+                }
+                if ending.len() == BATCH_GET_MAX_KEYS {
+                    self.end(std::mem::take(&mut ending)).await?;
+                }
+            }
+        }
+        self.end(ending).await
+    }
+
+    /// Ends the stored sessions with these ids from their whole items; an item gone since the
+    /// previous state was read (removed by its TTL) has nothing left to end.
+    async fn end(&mut self, ids: Vec<String>) -> Result<()> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let keys: Vec<&str> = ids.iter().map(String::as_str).collect();
+        let mut found = self.pass.store.get_sessions(self.pass.scope, self.listing.parent_id.as_deref(), &keys).await?;
+        for id in &ids {
+            if let Some(observation) = found.remove(id).and_then(|before| self.diff.end(before)) {
+                self.recorder.observed(observation).await?;
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,58 @@
+//! The run: one source, the table and the history, joined.
+//!
+//! lease → the run to work on (a partial one with the same source options, resumed; or the
+//! event's own) → unfinished runs (their changes are recorded again) → manifest `running` → for
+//! each listing not done: previous state, pages (from where an earlier part stopped), the stored
+//! items of changed sessions, diff, change-only writes, snapshot and change lines, until the
+//! listing ends or paging must stop; ended sessions found in a second read of the previous state,
+//! fetched by id → history objects of the part → manifest `complete`, or progress saved and
+//! manifest `partial` → lease released.
+//!
+//! Any failure aborts the part's history uploads, marks the manifest `failed` (or keeps it
+//! `partial` when an earlier part saved its place) and returns the error; the items already
+//! written stay, and the next run records their changes again (see [`crate::snapshot::diff`]).
+//! A part that is done again after a crash writes the same keys, so no line is written twice
+//! (see [`crate::snapshot::progress`]).
+//!
+//! - `config`: [`RunConfig`], the settings of a run;
+//! - `request`: what starts a run ([`RunRequest`]) and what it returns ([`RunSummary`]);
+//! - `bookkeeping`: the lease, the run chosen, the manifest, the progress commit point;
+//! - `pass`: one part's listings and its two history objects;
+//! - `listing`: one listing, previous state to writes;
+//! - `recorder`: an observation into lines, a table write and counts;
+//! - `pacer`: the pace of the list calls.
+
+mod bookkeeping;
+mod config;
+mod listing;
+mod pacer;
+mod pass;
+mod recorder;
+mod request;
+
+pub use config::RunConfig;
+pub use request::{RunOutcome, RunRequest, RunSummary, Trigger};
+
+use crate::error::Result;
+use crate::history::ObjectStore;
+use crate::snapshot::SnapshotStore;
+use crate::sources::SessionSource;
+
+/// Runs one part of `source` into `store` and `objects`: the event's run, or the run with the
+/// same source options that an earlier invocation left partial. Every wait is bounded by the
+/// request's [`crate::deadline::Deadlines`]: a run still waiting when they come fails with
+/// [`crate::Error::Timeout`] and records the failure before the invocation's end.
+pub async fn run<S, D, O>(
+    source: &S,
+    store: &D,
+    objects: &O,
+    config: &RunConfig,
+    request: &RunRequest,
+) -> Result<RunSummary>
+where
+    S: SessionSource,
+    D: SnapshotStore,
+    O: ObjectStore,
+{
+    bookkeeping::Run::new(source, store, objects, config, request).execute().await
+}
