@@ -64,111 +64,50 @@ pub struct FunctionConfig {
 impl FunctionConfig {
     /// Reads the configuration through `var` (the process environment in a function).
     pub fn from_vars(service: ServiceId, var: impl Fn(&str) -> Option<String>) -> Result<Self> {
-        let get = |name: &str| var(name).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
-        let required = |name: &str| get(name).ok_or_else(|| Error::Config(format!("{name} is not set")));
-        let number = |name: &str, default: u64, range: std::ops::RangeInclusive<u64>| -> Result<u64> {
-            let Some(text) = get(name) else { return Ok(default) };
-            let value: u64 =
-                text.parse().map_err(|_| Error::Config(format!("{name}={} is not a whole number", quoted(&text))))?;
-            if !range.contains(&value) {
-                return Err(Error::Config(format!(
-                    "{name}={value} is out of range: {} to {}",
-                    range.start(),
-                    range.end()
-                )));
-            }
-            Ok(value)
-        };
-
-        let table_name = required("TABLE_NAME")?;
-        let table_ok = (3..=255).contains(&table_name.len())
-            && table_name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
-        if !table_ok {
-            return Err(Error::Config(format!(
-                "TABLE_NAME={} is not a DynamoDB table name (3-255 of a-z A-Z 0-9 _ - .)",
-                quoted(&table_name)
-            )));
-        }
-        let bucket_name = required("BUCKET_NAME")?;
-        let bucket_ok = (3..=63).contains(&bucket_name.len())
-            && bucket_name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'-' | b'.'))
-            && bucket_name.starts_with(|c: char| c.is_ascii_alphanumeric())
-            && bucket_name.ends_with(|c: char| c.is_ascii_alphanumeric());
-        if !bucket_ok {
-            return Err(Error::Config(format!(
-                "BUCKET_NAME={} is not an S3 bucket name (3-63 of a-z 0-9 - ., starting and ending with a letter or digit)",
-                quoted(&bucket_name)
-            )));
-        }
-        let region = required("AWS_REGION")?;
-
-        let mut options = match get("SOURCE_OPTIONS") {
-            Some(json) => serde_json::from_str::<SourceOptions>(&json)
-                .map_err(|e| Error::Config(crate::error::bounded(format!("SOURCE_OPTIONS is not valid: {e}"))))?,
-            None => SourceOptions::default(),
-        };
-        if let Some(text) = get("PAGE_SIZE") {
-            let size = text
-                .parse()
-                .map_err(|_| Error::Config(format!("PAGE_SIZE={} is not a whole number", quoted(&text))))?;
-            options.page_size = Some(size);
-        }
-        options.validate(service)?;
-
-        let personal_data = PersonalDataPolicy::parse(&get("PERSONAL_DATA").unwrap_or_default())?;
-        let personal_data_key_secret = get("PERSONAL_DATA_KEY_SECRET");
-        if personal_data.needs_key() && personal_data_key_secret.is_none() {
-            return Err(Error::Config(format!(
-                "PERSONAL_DATA_KEY_SECRET is not set, and the personal data policy `{}` hashes columns: name the Secrets Manager secret of the key, or set PERSONAL_DATA to keep or drop them",
-                personal_data.describe()
-            )));
-        }
-
-        let pace = number("MAX_CALLS_PER_SECOND", 10, 0..=1000)?;
-        let endpoint = |name: &str| -> Result<Option<String>> {
-            match get(name) {
-                Some(url) if !(url.starts_with("http://") || url.starts_with("https://")) => {
-                    Err(Error::Config(format!("{name}={} is not an http(s) URL", quoted(&url))))
-                }
-                other => Ok(other),
-            }
-        };
-        let sdk_attempt_timeout = Duration::from_secs(number("SDK_ATTEMPT_TIMEOUT_SECONDS", 10, 1..=120)?);
+        let vars = Vars(var);
+        let (table_name, bucket_name, region) = (vars.table_name()?, vars.bucket_name()?, vars.required("AWS_REGION")?);
+        let options = vars.source_options(service)?;
+        let (personal_data, personal_data_key_secret) = vars.personal_data()?;
+        let pace = vars.number("MAX_CALLS_PER_SECOND", 10, 0..=1000)?;
+        let sdk_attempt_timeout = vars.seconds("SDK_ATTEMPT_TIMEOUT_SECONDS", 10, 1..=120)?;
         let attempt = sdk_attempt_timeout.as_secs();
-        let sdk_operation_timeout =
-            Duration::from_secs(number("SDK_OPERATION_TIMEOUT_SECONDS", 2 * attempt, attempt..=900)?);
         let config = FunctionConfig {
             service,
             table_name,
             bucket_name,
             region,
-            history_prefix: get("HISTORY_PREFIX").unwrap_or_else(|| "history".into()),
-            ended_retention: Duration::from_secs(number("ENDED_RETENTION_DAYS", 90, 1..=3650)? * 86_400),
-            lease_duration: Duration::from_secs(number("LEASE_SECONDS", 960, 60..=86_400)?),
+            history_prefix: vars.get("HISTORY_PREFIX").unwrap_or_else(|| "history".into()),
+            ended_retention: Duration::from_secs(vars.number("ENDED_RETENTION_DAYS", 90, 1..=3650)? * 86_400),
+            lease_duration: vars.seconds("LEASE_SECONDS", 960, 60..=86_400)?,
             options,
-            max_concurrent_listings: number("MAX_CONCURRENT_LISTINGS", 4, 1..=64)? as usize,
+            max_concurrent_listings: vars.number("MAX_CONCURRENT_LISTINGS", 4, 1..=64)? as usize,
             max_calls_per_second: (pace > 0).then_some(pace as f64),
-            deadline_margin: Duration::from_secs(number("DEADLINE_MARGIN_SECONDS", 60, 1..=600)?),
+            deadline_margin: vars.seconds("DEADLINE_MARGIN_SECONDS", 60, 1..=600)?,
             personal_data,
             personal_data_key_secret,
-            sdk_max_attempts: number("SDK_MAX_ATTEMPTS", 8, 1..=20)? as u32,
+            sdk_max_attempts: vars.number("SDK_MAX_ATTEMPTS", 8, 1..=20)? as u32,
             sdk_attempt_timeout,
-            sdk_operation_timeout,
-            history_start: history_start(get("HISTORY_START_DATE"))?,
-            session_api_endpoint: endpoint("SESSION_API_ENDPOINT_URL")?,
-            storage_endpoint: endpoint("STORAGE_ENDPOINT_URL")?,
+            sdk_operation_timeout: vars.seconds("SDK_OPERATION_TIMEOUT_SECONDS", 2 * attempt, attempt..=900)?,
+            history_start: history_start(vars.get("HISTORY_START_DATE"))?,
+            session_api_endpoint: vars.endpoint("SESSION_API_ENDPOINT_URL")?,
+            storage_endpoint: vars.endpoint("STORAGE_ENDPOINT_URL")?,
         };
-        if config.deadline_margin <= config.failure_reserve() {
+        config.check_together()?;
+        Ok(config)
+    }
+
+    /// The checks that take more than one value.
+    fn check_together(&self) -> Result<()> {
+        if self.deadline_margin <= self.failure_reserve() {
             return Err(Error::Config(format!(
                 "DEADLINE_MARGIN_SECONDS={} leaves no time to write a part: it must be above the {} s kept to record a failure (twice SDK_ATTEMPT_TIMEOUT_SECONDS, plus one)",
-                config.deadline_margin.as_secs(),
-                config.failure_reserve().as_secs()
+                self.deadline_margin.as_secs(),
+                self.failure_reserve().as_secs()
             )));
         }
         // The run's own checks (prefix, retention, lease) with a placeholder account: the account
         // comes with each invocation.
-        config.run_config("000000000000").validate()?;
-        Ok(config)
+        self.run_config("000000000000").validate()
     }
 
     /// The time kept before the Lambda deadline for recording a failure (the manifest, the
@@ -212,6 +151,102 @@ impl FunctionConfig {
             operation_timeout: self.sdk_operation_timeout,
             ..SdkSettings::default()
         }
+    }
+}
+
+/// A function's environment, each variable read with its check: trimmed, and empty as unset.
+struct Vars<F>(F);
+
+impl<F: Fn(&str) -> Option<String>> Vars<F> {
+    fn get(&self, name: &str) -> Option<String> {
+        (self.0)(name).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty())
+    }
+
+    fn required(&self, name: &str) -> Result<String> {
+        self.get(name).ok_or_else(|| Error::Config(format!("{name} is not set")))
+    }
+
+    /// A whole number in `range`, `default` when unset.
+    fn number(&self, name: &str, default: u64, range: std::ops::RangeInclusive<u64>) -> Result<u64> {
+        let Some(text) = self.get(name) else { return Ok(default) };
+        let value: u64 =
+            text.parse().map_err(|_| Error::Config(format!("{name}={} is not a whole number", quoted(&text))))?;
+        if !range.contains(&value) {
+            let (start, end) = (range.start(), range.end());
+            return Err(Error::Config(format!("{name}={value} is out of range: {start} to {end}")));
+        }
+        Ok(value)
+    }
+
+    fn seconds(&self, name: &str, default: u64, range: std::ops::RangeInclusive<u64>) -> Result<Duration> {
+        self.number(name, default, range).map(Duration::from_secs)
+    }
+
+    fn endpoint(&self, name: &str) -> Result<Option<String>> {
+        match self.get(name) {
+            Some(url) if !(url.starts_with("http://") || url.starts_with("https://")) => {
+                Err(Error::Config(format!("{name}={} is not an http(s) URL", quoted(&url))))
+            }
+            other => Ok(other),
+        }
+    }
+
+    fn table_name(&self) -> Result<String> {
+        let name = self.required("TABLE_NAME")?;
+        let ok = (3..=255).contains(&name.len())
+            && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
+        if !ok {
+            return Err(Error::Config(format!(
+                "TABLE_NAME={} is not a DynamoDB table name (3-255 of a-z A-Z 0-9 _ - .)",
+                quoted(&name)
+            )));
+        }
+        Ok(name)
+    }
+
+    fn bucket_name(&self) -> Result<String> {
+        let name = self.required("BUCKET_NAME")?;
+        let ok = (3..=63).contains(&name.len())
+            && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'-' | b'.'))
+            && name.starts_with(|c: char| c.is_ascii_alphanumeric())
+            && name.ends_with(|c: char| c.is_ascii_alphanumeric());
+        if !ok {
+            return Err(Error::Config(format!(
+                "BUCKET_NAME={} is not an S3 bucket name (3-63 of a-z 0-9 - ., starting and ending with a letter or digit)",
+                quoted(&name)
+            )));
+        }
+        Ok(name)
+    }
+
+    /// `SOURCE_OPTIONS` with `PAGE_SIZE` over it, checked for `service`.
+    fn source_options(&self, service: ServiceId) -> Result<SourceOptions> {
+        let mut options = match self.get("SOURCE_OPTIONS") {
+            Some(json) => serde_json::from_str::<SourceOptions>(&json)
+                .map_err(|e| Error::Config(crate::error::bounded(format!("SOURCE_OPTIONS is not valid: {e}"))))?,
+            None => SourceOptions::default(),
+        };
+        if let Some(text) = self.get("PAGE_SIZE") {
+            let size = text
+                .parse()
+                .map_err(|_| Error::Config(format!("PAGE_SIZE={} is not a whole number", quoted(&text))))?;
+            options.page_size = Some(size);
+        }
+        options.validate(service)?;
+        Ok(options)
+    }
+
+    /// The personal-data policy and the secret of its key, required while a column is hashed.
+    fn personal_data(&self) -> Result<(PersonalDataPolicy, Option<String>)> {
+        let policy = PersonalDataPolicy::parse(&self.get("PERSONAL_DATA").unwrap_or_default())?;
+        let secret = self.get("PERSONAL_DATA_KEY_SECRET");
+        if policy.needs_key() && secret.is_none() {
+            return Err(Error::Config(format!(
+                "PERSONAL_DATA_KEY_SECRET is not set, and the personal data policy `{}` hashes columns: name the Secrets Manager secret of the key, or set PERSONAL_DATA to keep or drop them",
+                policy.describe()
+            )));
+        }
+        Ok((policy, secret))
     }
 }
 

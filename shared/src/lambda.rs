@@ -247,8 +247,8 @@ const MMAP_THRESHOLD: i32 = 128 * 1024;
 /// Fixes glibc's mmap threshold, so every block from 128 KiB up (a history part, a Query page, the
 /// fingerprint vectors) is mapped on its own and returned to the system when freed. Left dynamic,
 /// glibc raises the threshold to the size of each large block freed (up to 32 MiB), after which
-/// such blocks come from the heap and its high-water mark stays: `make bench` measured 9 MiB more
-/// peak RSS at 100,000 sessions (35.0 MiB against 26.3). `false` if glibc refused.
+/// such blocks come from the heap and its high-water mark stays (measured in docs/performance.md,
+/// decision 13 in docs/decisions.md). `false` if glibc refused.
 fn map_large_blocks_apart() -> bool {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {

@@ -67,45 +67,60 @@ impl SourceOptions {
 
     /// Checks every option against the API's documented limits and patterns.
     pub fn validate(&self, service: ServiceId) -> Result<()> {
-        let refuse = |field: &str| Err(Error::Config(format!("`{field}` does not apply to {service}")));
-        if !self.parents.is_empty() {
-            let check: fn(&str) -> bool = match service {
-                ServiceId::WorkspacesPoolSessions => is_pool_id,
-                ServiceId::IvsStreamSessions => is_channel_arn,
-                ServiceId::ChimeProxySessions => is_voice_connector_id,
-                ServiceId::WorkspacesConnectionStatus | ServiceId::GameliftStreamSessions => {
-                    return refuse("parents");
-                }
-            };
-            if let Some(bad) = self.parents.iter().find(|p| !check(p)) {
-                let expected = match service {
-                    ServiceId::WorkspacesPoolSessions => "a pool id like wspool-abc123def (^wspool-[0-9a-z]{9}$)",
-                    ServiceId::IvsStreamSessions => {
-                        "a channel ARN like arn:aws:ivs:us-west-2:123456789012:channel/abcdABCD1234"
-                    }
-                    _ => "a voice connector id (1-128 characters, not blank)",
-                };
-                return Err(Error::Config(format!("parent {} is not {expected}", crate::error::quoted(bad))));
-            }
-            let mut unique = self.parents.clone();
-            unique.sort();
-            unique.dedup();
-            if unique.len() != self.parents.len() {
-                return Err(Error::Config("`parents` names a parent twice".into()));
-            }
+        self.validate_parents(service)?;
+        self.validate_page_size(service)?;
+        self.validate_filters(service)
+    }
+
+    fn validate_parents(&self, service: ServiceId) -> Result<()> {
+        if self.parents.is_empty() {
+            return Ok(());
         }
+        let check: fn(&str) -> bool = match service {
+            ServiceId::WorkspacesPoolSessions => is_pool_id,
+            ServiceId::IvsStreamSessions => is_channel_arn,
+            ServiceId::ChimeProxySessions => is_voice_connector_id,
+            ServiceId::WorkspacesConnectionStatus | ServiceId::GameliftStreamSessions => {
+                return Err(does_not_apply("parents", service));
+            }
+        };
+        if let Some(bad) = self.parents.iter().find(|p| !check(p)) {
+            let expected = match service {
+                ServiceId::WorkspacesPoolSessions => "a pool id like wspool-abc123def (^wspool-[0-9a-z]{9}$)",
+                ServiceId::IvsStreamSessions => {
+                    "a channel ARN like arn:aws:ivs:us-west-2:123456789012:channel/abcdABCD1234"
+                }
+                _ => "a voice connector id (1-128 characters, not blank)",
+            };
+            return Err(Error::Config(format!("parent {} is not {expected}", crate::error::quoted(bad))));
+        }
+        let mut unique = self.parents.clone();
+        unique.sort();
+        unique.dedup();
+        if unique.len() != self.parents.len() {
+            return Err(Error::Config("`parents` names a parent twice".into()));
+        }
+
+        Ok(())
+    }
+
+    fn validate_page_size(&self, service: ServiceId) -> Result<()> {
         if let Some(size) = self.page_size {
             match service.max_page_size() {
-                None => return refuse("page_size"),
+                None => return Err(does_not_apply("page_size", service)),
                 Some(max) if !(1..=max).contains(&size) => {
                     return Err(Error::Config(format!("page_size {size} is out of range for {service}: 1 to {max}")));
                 }
                 Some(_) => {}
             }
         }
+        Ok(())
+    }
+
+    fn validate_filters(&self, service: ServiceId) -> Result<()> {
         if let Some(user) = &self.user_id {
             if service != ServiceId::WorkspacesPoolSessions {
-                return refuse("user_id");
+                return Err(does_not_apply("user_id", service));
             }
             if !(2..=128).contains(&user.chars().count()) {
                 return Err(Error::Config("user_id must be 2 to 128 characters".into()));
@@ -113,7 +128,7 @@ impl SourceOptions {
         }
         if !self.workspace_ids.is_empty() {
             if service != ServiceId::WorkspacesConnectionStatus {
-                return refuse("workspace_ids");
+                return Err(does_not_apply("workspace_ids", service));
             }
             if let Some(bad) = self.workspace_ids.iter().find(|id| !is_workspace_id(id)) {
                 return Err(Error::Config(format!(
@@ -154,6 +169,11 @@ impl SourceOptions {
     }
 }
 
+/// An option given to a service it does not apply to.
+fn does_not_apply(field: &str, service: ServiceId) -> Error {
+    Error::Config(format!("`{field}` does not apply to {service}"))
+}
+
 fn check_enum(
     service: ServiceId,
     owner: ServiceId,
@@ -163,7 +183,7 @@ fn check_enum(
 ) -> Result<()> {
     let Some(value) = value else { return Ok(()) };
     if service != owner {
-        return Err(Error::Config(format!("`{field}` does not apply to {service}")));
+        return Err(does_not_apply(field, service));
     }
     if !allowed.contains(&value.as_str()) {
         return Err(Error::Config(format!(

@@ -31,7 +31,7 @@ fn the_readme_configuration_table_is_the_one_in_config_rs() {
     // AND the table names every variable the code reads
     let source = read(&root().join("shared/src/config.rs"));
     let mut read_by_code = BTreeSet::new();
-    for call in ["get(\"", "required(\"", "number(\"", "endpoint(\""] {
+    for call in ["get(\"", "required(\"", "number(\"", "seconds(\"", "endpoint(\""] {
         for piece in source.split(call).skip(1) {
             let name: String = piece.chars().take_while(|c| c.is_ascii_uppercase() || *c == '_').collect();
             if name.len() > 2 {
