@@ -216,19 +216,25 @@ fn apply_odd_page(body: &mut Value, shape: &ListShape, request_token: Option<&st
     }
 }
 
-/// Pages through `slots` positions from a token, keeping what `select` returns.
-#[allow(clippy::too_many_arguments)]
-fn page<T>(
-    shared: &Shared,
-    svc: Svc,
+/// Which positions a page call covers: the operation, parent and filter its tokens are bound to,
+/// the token it came with, how many positions there are, and how many a page holds.
+struct PageCall<'t> {
     operation: u64,
     parent: u32,
     filter: u64,
-    token: Option<&str>,
+    token: Option<&'t str>,
     slots: u32,
     limit: u32,
+}
+
+/// Pages through `call.slots` positions from its token, keeping what `select` returns.
+fn page<T>(
+    shared: &Shared,
+    svc: Svc,
+    call: PageCall<'_>,
     select: impl Fn(u32) -> Option<T>,
 ) -> Result<(Vec<T>, Option<String>), ApiError> {
+    let PageCall { operation, parent, filter, token, slots, limit } = call;
     let secret = shared.config().seed ^ 0x70CE;
     let expected = Cursor { operation, parent, filter, position: 0, epoch: shared.token_epoch() };
     let mut position = match token {
@@ -429,12 +435,14 @@ fn describe_pool_sessions(shared: &Shared, fields: &Fields) -> Result<Value, Api
     let (sessions, next) = page(
         shared,
         svc,
-        1,
-        p,
-        filter_sig(&[user.as_deref()]),
-        token.as_deref(),
-        world.slots(Api::PoolSessions, p),
-        limit,
+        PageCall {
+            operation: 1,
+            parent: p,
+            filter: filter_sig(&[user.as_deref()]),
+            token: token.as_deref(),
+            slots: world.slots(Api::PoolSessions, p),
+            limit,
+        },
         |k| Some(world.session(Api::PoolSessions, p, k, tick)).filter(|s| user.is_none() || s.user_id == user),
     )?;
     let sessions: Vec<Value> = sessions
@@ -475,12 +483,14 @@ fn describe_pools(shared: &Shared, fields: &Fields) -> Result<Value, ApiError> {
     let (chosen, next) = page(
         shared,
         svc,
-        2,
-        0,
-        filter_sig(&[wanted.as_ref().map(|w| w.join(",")).as_deref()]),
-        token.as_deref(),
-        pools.len() as u32,
-        limit,
+        PageCall {
+            operation: 2,
+            parent: 0,
+            filter: filter_sig(&[wanted.as_ref().map(|w| w.join(",")).as_deref()]),
+            token: token.as_deref(),
+            slots: pools.len() as u32,
+            limit,
+        },
         |k| wanted.as_ref().is_none_or(|w| w.contains(&pools[k as usize])).then_some(k),
     )?;
     let items: Vec<Value> = chosen
@@ -526,12 +536,14 @@ fn describe_connection_status(shared: &Shared, fields: &Fields) -> Result<Value,
     let (statuses, next) = page(
         shared,
         svc,
-        3,
-        0,
-        filter_sig(&[ids.as_ref().map(|w| w.join(",")).as_deref()]),
-        token.as_deref(),
-        world.slots(Api::ConnectionStatus, 0),
-        world.config.connection_status_page_size.max(1),
+        PageCall {
+            operation: 3,
+            parent: 0,
+            filter: filter_sig(&[ids.as_ref().map(|w| w.join(",")).as_deref()]),
+            token: token.as_deref(),
+            slots: world.slots(Api::ConnectionStatus, 0),
+            limit: world.config.connection_status_page_size.max(1),
+        },
         |k| {
             let s = world.session(Api::ConnectionStatus, 0, k, tick);
             // Unknown ids are left out of the answer, not refused.
@@ -606,12 +618,14 @@ async fn ivs_list_stream_sessions(State(shared): State<AppState>, headers: Heade
         let (sessions, next) = page(
             shared,
             svc,
-            4,
-            p,
-            0,
-            token.as_deref(),
-            world.slots(Api::IvsStreamSessions, p),
-            limit,
+            PageCall {
+                operation: 4,
+                parent: p,
+                filter: 0,
+                token: token.as_deref(),
+                slots: world.slots(Api::IvsStreamSessions, p),
+                limit,
+            },
             |k| Some(world.session(Api::IvsStreamSessions, p, k, tick)),
         )?;
         let items: Vec<Value> = sessions
@@ -647,12 +661,14 @@ async fn ivs_list_channels(State(shared): State<AppState>, headers: HeaderMap, b
         let (chosen, next) = page(
             shared,
             svc,
-            5,
-            0,
-            filter_sig(&[name_filter.as_deref()]),
-            token.as_deref(),
-            channels.len() as u32,
-            limit,
+            PageCall {
+                operation: 5,
+                parent: 0,
+                filter: filter_sig(&[name_filter.as_deref()]),
+                token: token.as_deref(),
+                slots: channels.len() as u32,
+                limit,
+            },
             |k| name_filter.as_ref().is_none_or(|f| name(k).contains(f.as_str())).then_some(k),
         )?;
         let items: Vec<Value> = chosen
@@ -713,12 +729,14 @@ async fn chime_list_proxy_sessions(
         let (sessions, next) = page(
             shared,
             svc,
-            6,
-            p,
-            filter_sig(&[status.map(String::as_str)]),
-            token.as_deref(),
-            world.slots(Api::ChimeProxySessions, p),
-            limit,
+            PageCall {
+                operation: 6,
+                parent: p,
+                filter: filter_sig(&[status.map(String::as_str)]),
+                token: token.as_deref(),
+                slots: world.slots(Api::ChimeProxySessions, p),
+                limit,
+            },
             |k| {
                 Some(world.session(Api::ChimeProxySessions, p, k, tick))
                     .filter(|s| status.is_none_or(|want| s.status == want))
@@ -769,7 +787,19 @@ async fn chime_list_voice_connectors(
         check_token_length(svc, &token, 65_535)?;
         let config = shared.config();
         let connectors = &shared.world.parents(Api::ChimeProxySessions).ids;
-        let (chosen, next) = page(shared, svc, 7, 0, 0, token.as_deref(), connectors.len() as u32, limit, Some)?;
+        let (chosen, next) = page(
+            shared,
+            svc,
+            PageCall {
+                operation: 7,
+                parent: 0,
+                filter: 0,
+                token: token.as_deref(),
+                slots: connectors.len() as u32,
+                limit,
+            },
+            Some,
+        )?;
         let created = iso8601(config.start_epoch - 86_400);
         let items: Vec<Value> = chosen
             .into_iter()
@@ -832,12 +862,14 @@ async fn gamelift_list_stream_sessions_by_account(
         let (sessions, next) = page(
             shared,
             svc,
-            8,
-            0,
-            filter_sig(&[status.map(String::as_str), export.map(String::as_str)]),
-            token.as_deref(),
-            world.slots(Api::GameliftStreamSessions, 0),
-            limit,
+            PageCall {
+                operation: 8,
+                parent: 0,
+                filter: filter_sig(&[status.map(String::as_str), export.map(String::as_str)]),
+                token: token.as_deref(),
+                slots: world.slots(Api::GameliftStreamSessions, 0),
+                limit,
+            },
             |k| {
                 Some(world.session(Api::GameliftStreamSessions, 0, k, tick)).filter(|s| {
                     status.is_none_or(|want| s.status == want)
