@@ -10,7 +10,7 @@ use crate::config::FunctionConfig;
 use crate::error::{CallSite, MESSAGE_LIMIT};
 use crate::event::{parse_invocation, EventWindow};
 use crate::model::{ServiceId, Timestamp};
-use crate::snapshot::Progress;
+use crate::table::Progress;
 
 fn service() -> impl Strategy<Value = ServiceId> {
     prop::sample::select(ServiceId::ALL.to_vec())

@@ -71,9 +71,10 @@ pub enum Error {
         retryable: bool,
     },
 
-    /// An item in the table that the archiver cannot read back (changed by hand, or a bug).
+    /// An item in the table that the archiver cannot read back (changed by hand, or a bug), or
+    /// cannot write (too large).
     #[error("unreadable {0}")]
-    Store(String),
+    UnreadableItem(String),
 
     /// A mapping from an API type to the schema is wrong (a bug in the archiver).
     #[error("session mapping error: {0}")]
@@ -118,7 +119,7 @@ impl Error {
         match self {
             Error::Api { retryable, .. } | Error::Storage { retryable, .. } => *retryable,
             Error::Timeout { .. } => true,
-            Error::Store(_)
+            Error::UnreadableItem(_)
             | Error::Event(_)
             | Error::Config(_)
             | Error::RepeatedNextToken { .. }

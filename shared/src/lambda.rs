@@ -19,8 +19,8 @@ use crate::history::S3ObjectStore;
 use crate::model::{ServiceId, Timestamp};
 use crate::personal::PersonalData;
 use crate::run::{run, RunSummary};
-use crate::snapshot::DynamoSnapshotStore;
 use crate::sources::AnySource;
+use crate::table::DynamoTable;
 
 pub use lambda_runtime::Error as LambdaError;
 
@@ -34,7 +34,7 @@ pub struct Function {
     storage_sdk: aws_config::SdkConfig,
     session_sdk: aws_config::SdkConfig,
     source: AnySource,
-    store: DynamoSnapshotStore,
+    store: DynamoTable,
     objects: S3ObjectStore,
 }
 
@@ -46,7 +46,7 @@ impl Function {
         let (session_settings, storage_settings) = (config.session_api_sdk(), config.storage_sdk());
         let (session_sdk, storage_sdk) = tokio::join!(session_settings.load(), storage_settings.load());
         let source = AnySource::new(config.service, &session_sdk, config.options.clone())?;
-        let store = DynamoSnapshotStore::new(storage_settings.dynamodb_client(&storage_sdk), &config.table_name);
+        let store = DynamoTable::new(storage_settings.dynamodb_client(&storage_sdk), &config.table_name);
         let objects = S3ObjectStore::new(storage_settings.s3_client(&storage_sdk), &config.bucket_name);
         let personal_data = tokio::sync::OnceCell::new();
         let mut key_read = None;
@@ -198,7 +198,7 @@ impl From<Error> for Diagnostic {
             Error::Api { .. } => "SessionApi",
             Error::RepeatedNextToken { .. } | Error::BadPage { .. } => "BadPage",
             Error::Storage { .. } => "Storage",
-            Error::Store(_) => "UnreadableItem",
+            Error::UnreadableItem(_) => "UnreadableItem",
             Error::Mapping(_) => "Mapping",
             Error::Timeout { .. } => "Timeout",
         };

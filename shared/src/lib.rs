@@ -3,7 +3,7 @@
 //!
 //! - [`model`]: service ids, the column list of every service, [`model::SessionRecord`];
 //! - [`sources`]: one source per API (parent discovery, paging, mapping);
-//! - [`snapshot`]: current state in DynamoDB (port, adapter, diff);
+//! - [`table`]: current state in DynamoDB (port, adapter, diff);
 //! - [`history`]: history in S3 (keys, NDJSON.gz lines, streaming writer, adapter);
 //! - [`event`]: the scheduled and replay events, validated;
 //! - [`lambda`]: cold start and the handler every function runs;
@@ -24,8 +24,8 @@ pub mod lambda;
 pub mod model;
 pub mod personal;
 pub mod run;
-pub mod snapshot;
 pub mod sources;
+pub mod table;
 
 pub use error::{Error, Result};
 

@@ -279,6 +279,28 @@ pub static GAMELIFT_STREAM_SESSIONS: Schema = Schema {
     ],
 };
 
+/// What happened to a session between two runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Change {
+    Opened,
+    Changed,
+    Ended,
+}
+
+impl Change {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Change::Opened => "opened",
+            Change::Changed => "changed",
+            Change::Ended => "ended",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        [Change::Opened, Change::Changed, Change::Ended].into_iter().find(|c| c.as_str() == text)
+    }
+}
+
 /// A UTC instant, held in its RFC 3339 form (`2024-05-01T10:00:00Z`, fractions only when present).
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]

@@ -11,7 +11,7 @@ use crate::deadline::Deadlines;
 use crate::history::RunId;
 use crate::model::{ServiceId, Timestamp};
 use crate::run::{run, RunConfig, RunOutcome, RunRequest, Trigger};
-use crate::snapshot::{LeaseHolder, RunStatus, Scope, SnapshotStore};
+use crate::table::{LeaseHolder, RunLedger, RunStatus, Scope};
 use crate::testing::{MemoryBucket, MemoryTable, ScriptedSource};
 
 const SERVICE: ServiceId = ServiceId::IvsStreamSessions;

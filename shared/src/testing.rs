@@ -15,11 +15,12 @@ use serde_json::{Map, Value as Json};
 use crate::error::{CallSite, Error, Result};
 use crate::history::{ObjectStore, UploadedPart};
 use crate::model::{ServiceId, SessionRecord, Timestamp};
-use crate::snapshot::item::manifest_sk;
-use crate::snapshot::{
-    LeaseHolder, LeaseOutcome, Manifest, Progress, RunStatus, Scope, SnapshotStore, StoredSession, StoredState,
-};
 use crate::sources::{Discovery, Listing, RawPage, SessionSource, SourceOptions};
+use crate::table::item::manifest_sk;
+use crate::table::{
+    LeaseHolder, LeaseOutcome, Manifest, Progress, RunLedger, RunStatus, Scope, SessionTable, StoredSession,
+    StoredState,
+};
 
 /// An injected failure of an AWS call, retryable as a 5xx is.
 pub fn injected(operation: &'static str) -> Error {
@@ -87,7 +88,7 @@ impl MemoryTable {
     }
 }
 
-impl SnapshotStore for MemoryTable {
+impl SessionTable for MemoryTable {
     fn stored_states<'a>(
         &'a self,
         scope: &'a Scope,
@@ -136,7 +137,9 @@ impl SnapshotStore for MemoryTable {
         }
         Ok(())
     }
+}
 
+impl RunLedger for MemoryTable {
     async fn acquire_lease(
         &self,
         scope: &Scope,

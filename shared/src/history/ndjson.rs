@@ -7,7 +7,7 @@ use flate2::write::GzEncoder;
 use flate2::Compression;
 use serde_json::Value as Json;
 
-use crate::model::{Column, ColumnType, SessionRecord, Timestamp, CONTEXT_COLUMNS, HASH_COLUMN};
+use crate::model::{Change, Column, ColumnType, SessionRecord, Timestamp, CONTEXT_COLUMNS, HASH_COLUMN};
 
 /// What a run knows that the API does not: when, which run, where.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -16,28 +16,6 @@ pub struct RunContext {
     pub run_id: String,
     pub account_id: String,
     pub region: String,
-}
-
-/// What happened to a session between two runs.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Change {
-    Opened,
-    Changed,
-    Ended,
-}
-
-impl Change {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Change::Opened => "opened",
-            Change::Changed => "changed",
-            Change::Ended => "ended",
-        }
-    }
-
-    pub fn parse(text: &str) -> Option<Self> {
-        [Change::Opened, Change::Changed, Change::Ended].into_iter().find(|c| c.as_str() == text)
-    }
 }
 
 /// The columns a changes line has after the snapshot columns.

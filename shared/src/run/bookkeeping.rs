@@ -17,10 +17,8 @@ use super::request::{RunOutcome, RunRequest, RunSummary};
 use crate::error::{bounded, Error, Result};
 use crate::history::ObjectStore;
 use crate::model::Timestamp;
-use crate::snapshot::{
-    LeaseHolder, LeaseOutcome, Manifest, Progress, RunCounts, RunMark, RunStatus, Scope, SnapshotStore,
-};
 use crate::sources::SessionSource;
+use crate::table::{LeaseHolder, LeaseOutcome, Manifest, Progress, RunCounts, RunMark, RunStatus, Scope, Table};
 
 /// One invocation's run: its ports, its settings, and when it started.
 pub(super) struct Run<'a, S, D, O> {
@@ -34,7 +32,7 @@ pub(super) struct Run<'a, S, D, O> {
 }
 
 /// What happened under the lease.
-enum Carried {
+enum PartOutcome {
     /// The event's run had already completed.
     AlreadyComplete,
     /// A part of a run was done: the run, the part, and what it did.
@@ -56,7 +54,7 @@ struct Chosen {
 impl<'a, S, D, O> Run<'a, S, D, O>
 where
     S: SessionSource,
-    D: SnapshotStore,
+    D: Table,
     O: ObjectStore,
 {
     pub(super) fn new(
@@ -89,9 +87,9 @@ where
         }
         // Boxed: a run's future is deep, and on the heap it does not weigh on the stack of what
         // polls it.
-        let carried = Box::pin(self.carry_on(fresh)).await;
-        self.let_go(&carried, &holder).await;
-        self.summarise(carried?)
+        let outcome = Box::pin(self.run_part(fresh)).await;
+        self.let_go(&outcome, &holder).await;
+        self.summarise(outcome?)
     }
 
     /// Takes the scope's lease; the summary of a skipped run when another invocation holds it.
@@ -115,11 +113,11 @@ where
     }
 
     /// Under the lease: picks the run, runs one part of it, and records how it went.
-    async fn carry_on(&self, fresh: Progress) -> Result<Carried> {
+    async fn run_part(&self, fresh: Progress) -> Result<PartOutcome> {
         let deadlines = &self.request.deadlines;
         let chosen = deadlines.work("DynamoDB: the run's progress and manifests", self.choose_run(fresh));
         let Some(Chosen { mut progress, resuming, unfinished, mut manifest }) = chosen.await? else {
-            return Ok(Carried::AlreadyComplete);
+            return Ok(PartOutcome::AlreadyComplete);
         };
         let mark = self.mark(&progress.run_id, unfinished);
         let result = Box::pin(self.pass(&progress, &mark, Some(self.objects))).await;
@@ -132,13 +130,13 @@ where
                 manifest.parts = progress.parts;
                 // Bounded: the manifest is one DynamoDB item.
                 manifest.error = Some(bounded(error.to_string()));
-                return Ok(Carried::Failed { error, manifest });
+                return Ok(PartOutcome::Failed { error, manifest });
             }
         };
         let ran_part = progress.parts;
         let recorded = self.record_part(&mut progress, &mut manifest, &part, resuming);
         deadlines.work("DynamoDB: the part's manifest and progress", recorded).await?;
-        Ok(Carried::Ran { run_id: progress.run_id, part: ran_part, result: part })
+        Ok(PartOutcome::Ran { run_id: progress.run_id, part: ran_part, result: part })
     }
 
     /// Picks the run to work on (a partial one with the same source options, or the event's own)
@@ -218,10 +216,10 @@ where
 
     /// The end of a part under the lease: a failed part's manifest written and the lease given
     /// back, at the same time, each bounded by the invocation's end.
-    async fn let_go(&self, carried: &Result<Carried>, holder: &LeaseHolder) {
+    async fn let_go(&self, outcome: &Result<PartOutcome>, holder: &LeaseHolder) {
         let deadlines = &self.request.deadlines;
         let record_failure = async {
-            let Ok(Carried::Failed { manifest, .. }) = carried else { return };
+            let Ok(PartOutcome::Failed { manifest, .. }) = outcome else { return };
             let recorded = deadlines.last("DynamoDB: the run manifest", self.store.put_manifest(&self.scope, manifest));
             if let Err(also) = recorded.await {
                 warn!(error = %also, "could not record the failure in the run manifest");
@@ -237,16 +235,16 @@ where
     }
 
     /// What the invocation returns, from how its part went.
-    fn summarise(&self, carried: Carried) -> Result<RunSummary> {
+    fn summarise(&self, outcome: PartOutcome) -> Result<RunSummary> {
         let service = self.scope.service;
-        match carried {
-            Carried::AlreadyComplete => {
+        match outcome {
+            PartOutcome::AlreadyComplete => {
                 let run_id = self.request.run_id.as_str();
                 info!(%service, run_id, "the event's run is already complete; nothing to do");
                 Ok(RunSummary { already_complete: true, ..self.summary(run_id, RunOutcome::Skipped, 0) })
             }
-            Carried::Failed { error, .. } => Err(error),
-            Carried::Ran { run_id, part: number, result: part } => {
+            PartOutcome::Failed { error, .. } => Err(error),
+            PartOutcome::Ran { run_id, part: number, result: part } => {
                 let outcome = if part.listings_left == 0 { RunOutcome::Complete } else { RunOutcome::Partial };
                 info!(%service, run_id, part = number, ?outcome, counts = ?part.counts, "run part done");
                 Ok(RunSummary {
@@ -301,7 +299,7 @@ where
             run_id: run_id.to_owned(),
             snapshot_at: self.started_at.clone(),
             ended_expires_at: self.started_at.epoch_seconds() + self.config.ended_retention.as_secs() as i64,
-            carried_runs: unfinished,
+            unfinished_runs: unfinished,
         }
     }
 }

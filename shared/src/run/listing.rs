@@ -10,9 +10,9 @@ use super::recorder::Recorder;
 use crate::error::Result;
 use crate::history::ObjectStore;
 use crate::model::SessionRecord;
-use crate::snapshot::dynamodb::BATCH_GET_MAX_KEYS;
-use crate::snapshot::{Cursor, ListingDiff, RunCounts, Seen, SnapshotStore};
 use crate::sources::{pages, Listing, SessionSource};
+use crate::table::dynamodb::BATCH_GET_MAX_KEYS;
+use crate::table::{Cursor, ListingDiff, RunCounts, Seen, SessionTable};
 
 /// A listing being archived.
 pub(super) struct ListingRun<'p, 'a, S, D, O: ObjectStore> {
@@ -41,7 +41,7 @@ enum Paged {
 impl<'p, 'a, S, D, O> ListingRun<'p, 'a, S, D, O>
 where
     S: SessionSource,
-    D: SnapshotStore,
+    D: SessionTable,
     O: ObjectStore,
 {
     /// Archives `listing` as far as this part goes: its key, its counts, and how it ended.

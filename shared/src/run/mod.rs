@@ -10,9 +10,9 @@
 //!
 //! Any failure aborts the part's history uploads, marks the manifest `failed` (or keeps it
 //! `partial` when an earlier part saved its place) and returns the error; the items already
-//! written stay, and the next run records their changes again (see [`crate::snapshot::diff`]).
+//! written stay, and the next run records their changes again (see [`crate::table::diff`]).
 //! A part that is done again after a crash writes the same keys, so no line is written twice
-//! (see [`crate::snapshot::progress`]).
+//! (see [`crate::table::progress`]).
 //!
 //! - `config`: [`RunConfig`], the settings of a run;
 //! - `request`: what starts a run ([`RunRequest`]) and what it returns ([`RunSummary`]);
@@ -35,8 +35,8 @@ pub use request::{RunOutcome, RunRequest, RunSummary, Trigger};
 
 use crate::error::Result;
 use crate::history::ObjectStore;
-use crate::snapshot::SnapshotStore;
 use crate::sources::SessionSource;
+use crate::table::Table;
 
 /// Runs one part of `source` into `store` and `objects`: the event's run, or the run with the
 /// same source options that an earlier invocation left partial. Every wait is bounded by the
@@ -51,7 +51,7 @@ pub async fn run<S, D, O>(
 ) -> Result<RunSummary>
 where
     S: SessionSource,
-    D: SnapshotStore,
+    D: Table,
     O: ObjectStore,
 {
     bookkeeping::Run::new(source, store, objects, config, request).execute().await

@@ -13,8 +13,8 @@ use super::pacer::Pacer;
 use crate::error::Result;
 use crate::history::{object_key, HistoryKind, HistoryObject, ObjectStore, RunContext, RunId};
 use crate::personal::PersonalData;
-use crate::snapshot::{Cursor, Progress, RunCounts, RunMark, Scope, SnapshotStore};
 use crate::sources::SessionSource;
+use crate::table::{Cursor, Progress, RunCounts, RunMark, Scope, SessionTable};
 
 /// What the listings of a pass wait on, as a timeout names it.
 const LISTINGS_WAIT: &str = "the listings (session API pages, the table's reads and writes, history parts)";
@@ -107,7 +107,7 @@ impl<S, D, O: ObjectStore> Pass<'_, S, D, O> {
 impl<'a, S, D, O> Run<'a, S, D, O>
 where
     S: SessionSource,
-    D: SnapshotStore,
+    D: SessionTable,
     O: ObjectStore,
 {
     /// Reads the listings the run has not finished and writes what changed, into `objects` (none
@@ -183,7 +183,7 @@ where
 impl<S, D, O> Pass<'_, S, D, O>
 where
     S: SessionSource,
-    D: SnapshotStore,
+    D: SessionTable,
     O: ObjectStore,
 {
     /// The listings not done yet, `max_concurrent_listings` at a time, each to its end or until

@@ -3,9 +3,10 @@
 
 use super::pass::Pass;
 use crate::error::Result;
-use crate::history::{line, Change, ObjectStore};
-use crate::snapshot::dynamodb::BATCH_WRITE_MAX_ITEMS;
-use crate::snapshot::{Observation, RunCounts, Scope, SnapshotStore, StoredSession};
+use crate::history::{line, ObjectStore};
+use crate::model::Change;
+use crate::table::dynamodb::BATCH_WRITE_MAX_ITEMS;
+use crate::table::{Observation, RunCounts, Scope, SessionTable, StoredSession};
 
 /// Records one listing's observations.
 pub(super) struct Recorder<'p, 'a, S, D, O: ObjectStore> {
@@ -16,7 +17,7 @@ pub(super) struct Recorder<'p, 'a, S, D, O: ObjectStore> {
 
 impl<'p, 'a, S, D, O> Recorder<'p, 'a, S, D, O>
 where
-    D: SnapshotStore,
+    D: SessionTable,
     O: ObjectStore,
 {
     pub(super) fn new(pass: &'p Pass<'a, S, D, O>) -> Self {
@@ -75,7 +76,7 @@ struct PendingWrites<'a, D> {
     written: u64,
 }
 
-impl<'a, D: SnapshotStore> PendingWrites<'a, D> {
+impl<'a, D: SessionTable> PendingWrites<'a, D> {
     fn new(store: &'a D, scope: &'a Scope, enabled: bool) -> Self {
         PendingWrites { store, scope, items: Vec::with_capacity(BATCH_WRITE_MAX_ITEMS), enabled, written: 0 }
     }

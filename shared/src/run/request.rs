@@ -5,7 +5,7 @@ use serde::Serialize;
 use crate::deadline::Deadlines;
 use crate::history::RunId;
 use crate::model::{ServiceId, Timestamp};
-use crate::snapshot::RunCounts;
+use crate::table::RunCounts;
 
 /// What started a run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -69,10 +69,10 @@ pub enum RunOutcome {
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct RunSummary {
     pub service: ServiceId,
-    /// The run this invocation worked on: the event's own, or the one it carried on.
+    /// The run this invocation worked on: the event's own, or the partial one it resumed.
     pub run_id: String,
     pub outcome: RunOutcome,
-    /// 0 for the first invocation of a run, 1… for the ones that carried it on.
+    /// 0 for the first invocation of a run, 1… for the ones that resumed it.
     pub part: u32,
     pub started_at: Timestamp,
     pub finished_at: Timestamp,

@@ -10,8 +10,8 @@ use flate2::read::MultiGzDecoder;
 use serde_json::{Map, Value as Json};
 use session_archiver::aws::SdkSettings;
 use session_archiver::history::S3ObjectStore;
-use session_archiver::snapshot::item::{self, Item};
-use session_archiver::snapshot::{DynamoSnapshotStore, Manifest};
+use session_archiver::table::item::{self, Item};
+use session_archiver::table::{DynamoTable, Manifest};
 
 /// A table and a bucket on a local endpoint (moto, or a proxy in front of it).
 pub struct LocalAws {
@@ -65,8 +65,8 @@ impl LocalAws {
         aws
     }
 
-    pub fn snapshot_store(&self) -> DynamoSnapshotStore {
-        DynamoSnapshotStore::new(self.dynamodb.clone(), &self.table)
+    pub fn table(&self) -> DynamoTable {
+        DynamoTable::new(self.dynamodb.clone(), &self.table)
     }
 
     pub fn object_store(&self) -> S3ObjectStore {

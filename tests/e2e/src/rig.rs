@@ -51,7 +51,7 @@ impl Rig {
         dry_run: bool,
     ) -> Result<RunSummary, Error> {
         let source = self.source(service).await;
-        let (store, objects, request) = (aws.snapshot_store(), aws.object_store(), request(event_id, dry_run));
+        let (store, objects, request) = (aws.table(), aws.object_store(), request(event_id, dry_run));
         // Boxed: a run's future is large in a debug build, and a test thread's stack is 2 MiB.
         Box::pin(run(&source, &store, &objects, &self.config, &request)).await
     }
@@ -65,7 +65,7 @@ impl Rig {
     ) -> Result<RunSummary, Error> {
         let deadlines = Deadlines::paging_until(tokio::time::Instant::now() + budget);
         let request = RunRequest { deadlines, ..request(event_id, false) };
-        let (store, objects) = (self.aws.snapshot_store(), self.aws.object_store());
+        let (store, objects) = (self.aws.table(), self.aws.object_store());
         Box::pin(run(source, &store, &objects, &self.config, &request)).await
     }
 
@@ -84,8 +84,8 @@ impl Rig {
     }
 }
 
-pub fn scope(service: ServiceId) -> session_archiver::snapshot::Scope {
-    session_archiver::snapshot::Scope { service, account_id: "123456789012".into(), region: "us-east-1".into() }
+pub fn scope(service: ServiceId) -> session_archiver::table::Scope {
+    session_archiver::table::Scope { service, account_id: "123456789012".into(), region: "us-east-1".into() }
 }
 
 pub fn request(event_id: &str, dry_run: bool) -> RunRequest {

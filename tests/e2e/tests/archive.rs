@@ -12,9 +12,9 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use serde_json::Value as Json;
 use session_archiver::model::ColumnType;
 use session_archiver::run::{run, RunOutcome};
-use session_archiver::snapshot::diff::id_fingerprint;
-use session_archiver::snapshot::{LeaseHolder, RunStatus, SnapshotStore};
 use session_archiver::sources::SourceOptions;
+use session_archiver::table::diff::id_fingerprint;
+use session_archiver::table::{LeaseHolder, RunLedger, RunStatus};
 use session_archiver::ServiceId;
 use session_emulator::{EmulatorConfig, FaultPlan, Shape};
 
@@ -74,7 +74,7 @@ async fn an_identical_second_run_writes_no_session_item_and_no_changes_object() 
     let n = before.len() as u64;
 
     // WHEN a second run sees the same sessions
-    let store = rig.aws.snapshot_store();
+    let store = rig.aws.table();
     let source = rig.source(service).await;
     let summary = run(&source, &store, &rig.aws.object_store(), &rig.config, &request("run-2", false)).await.unwrap();
 
@@ -105,7 +105,7 @@ async fn after_churn_exactly_the_opened_changed_and_ended_sessions_are_written()
         let after = rig.truth(service);
 
         // WHEN the next run completes
-        let store = rig.aws.snapshot_store();
+        let store = rig.aws.table();
         let source = rig.source(service).await;
         let summary =
             run(&source, &store, &rig.aws.object_store(), &rig.config, &request("after", false)).await.unwrap();
@@ -168,7 +168,7 @@ async fn a_churn_run_fetches_the_stored_items_it_needs_100_a_call() {
     rig.emulator.advance(1);
 
     // WHEN the next run completes
-    let store = rig.aws.snapshot_store();
+    let store = rig.aws.table();
     let source = rig.source(service).await;
     let summary = run(&source, &store, &rig.aws.object_store(), &rig.config, &request("after", false)).await.unwrap();
 
@@ -204,7 +204,7 @@ async fn the_same_event_twice_changes_nothing_the_second_time() {
     rig.emulator.reset_calls();
 
     // WHEN EventBridge delivers the same event again
-    let store = rig.aws.snapshot_store();
+    let store = rig.aws.table();
     let source = rig.source(service).await;
     let again = run(&source, &store, &rig.aws.object_store(), &rig.config, &request("evt-same", false)).await.unwrap();
 
@@ -274,7 +274,7 @@ async fn moto_going_away_mid_run_fails_retryably_and_a_rerun_converges() {
     let scope = scope(service);
     let now = session_archiver::model::Timestamp::now().epoch_seconds();
     let cut_holder = LeaseHolder { run_id: "evt-cut".into(), invocation_id: invocation_of("evt-cut") };
-    rig.aws.snapshot_store().acquire_lease(&scope, &cut_holder, now, now - 1).await.unwrap();
+    rig.aws.table().acquire_lease(&scope, &cut_holder, now, now - 1).await.unwrap();
     let rerun = rig.run_on(&through_proxy, service, "evt-next", false).await.unwrap();
     assert_eq!(rerun.outcome, RunOutcome::Complete);
 
@@ -380,7 +380,7 @@ async fn a_run_while_another_holds_the_lease_is_skipped_and_writes_nothing() {
     // GIVEN another run holding the lease of the service in this account and region
     let rig = Rig::start(small_world()).await;
     let service = ServiceId::IvsStreamSessions;
-    let store = rig.aws.snapshot_store();
+    let store = rig.aws.table();
     let scope = scope(service);
     let now = session_archiver::model::Timestamp::now().epoch_seconds();
     let other = LeaseHolder { run_id: "someone-else".into(), invocation_id: "their-invocation".into() };
@@ -445,7 +445,7 @@ async fn a_run_progress_is_kept_per_source_options_until_deleted() {
     // GIVEN the table on moto
     let moto = MotoServer::start().unwrap();
     let aws = LocalAws::create(&moto.url(), TABLE, BUCKET).await;
-    let store = aws.snapshot_store();
+    let store = aws.table();
     let scope = scope(ServiceId::IvsStreamSessions);
     let at = |t: &str| session_archiver::model::Timestamp::parse(t).unwrap();
     let scheduled = SourceOptions::default().fingerprint();
@@ -454,7 +454,7 @@ async fn a_run_progress_is_kept_per_source_options_until_deleted() {
         ..SourceOptions::default()
     }
     .fingerprint();
-    let progress = session_archiver::snapshot::Progress {
+    let progress = session_archiver::table::Progress {
         run_id: "evt-long".into(),
         event_id: "evt-long".into(),
         event_time: at("2026-11-22T10:00:00Z"),
@@ -467,7 +467,7 @@ async fn a_run_progress_is_kept_per_source_options_until_deleted() {
         done: ["arn:aws:ivs:us-east-1:123456789012:channel/done".to_owned()].into(),
         cursors: [(
             "arn:aws:ivs:us-east-1:123456789012:channel/half".to_owned(),
-            session_archiver::snapshot::Cursor {
+            session_archiver::table::Cursor {
                 next_token: Some("opaque-token".into()),
                 pages_done: 12,
                 seen: vec![id_fingerprint("st-1"), id_fingerprint("st-2")],

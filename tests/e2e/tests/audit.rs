@@ -41,8 +41,7 @@ async fn archive_with_churn(rig: &Rig, service: ServiceId) -> Vec<Moment> {
     for n in 0..3 {
         let run_id = format!("audit-{service}-{n}");
         let request = scheduled_now(&run_id);
-        let summary =
-            run(&source, &rig.aws.snapshot_store(), &rig.aws.object_store(), &rig.config, &request).await.unwrap();
+        let summary = run(&source, &rig.aws.table(), &rig.aws.object_store(), &rig.config, &request).await.unwrap();
         assert_eq!(summary.outcome, RunOutcome::Complete);
         moments.push(Moment {
             run_id,

@@ -11,7 +11,7 @@ use archiver_e2e::lambda::{LocalFunction, Outcome};
 use archiver_e2e::stage::{events_dir, local_world, read_json, start_function, LocalStage};
 use archiver_e2e::CutProxy;
 use serde_json::Value as Json;
-use session_archiver::snapshot::RunStatus;
+use session_archiver::table::RunStatus;
 use session_archiver::ServiceId;
 
 const SERVICE: ServiceId = ServiceId::ChimeProxySessions;

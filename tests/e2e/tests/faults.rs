@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use archiver_e2e::rig::{changes_by_kind, ids, request, set, text, Rig};
 use session_archiver::run::{run, RunOutcome, RunSummary};
-use session_archiver::snapshot::RunStatus;
+use session_archiver::table::RunStatus;
 use session_archiver::ServiceId;
 use session_emulator::{EmulatorConfig, FaultPlan, OddPage, Shape};
 
@@ -220,7 +220,7 @@ async fn a_run_resumed_by_a_later_event_keeps_its_own_id_and_partition() {
     );
 
     // WHEN the next scheduled event comes
-    let store = rig.aws.snapshot_store();
+    let store = rig.aws.table();
     let next = run(&source, &store, &rig.aws.object_store(), &rig.config, &request("evt-second", false)).await.unwrap();
 
     // THEN it carries on the first run rather than starting its own

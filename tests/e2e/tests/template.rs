@@ -127,7 +127,7 @@ fn each_function_may_call_exactly_the_operations_its_code_calls() {
         let (list, _) = actions("ListSessions");
         assert_eq!(list, sorted(service.iam_actions()), "{logical}");
         let (table, resource) = actions("CurrentState");
-        assert_eq!(table, sorted(session_archiver::snapshot::dynamodb::IAM_ACTIONS.map(String::from).to_vec()));
+        assert_eq!(table, sorted(session_archiver::table::dynamodb::IAM_ACTIONS.map(String::from).to_vec()));
         assert_eq!(resource.as_str(), Some("SessionTable.Arn"), "{logical}: the table only");
         let (history, resource) = actions("History");
         assert_eq!(history, sorted(session_archiver::history::store::IAM_ACTIONS.map(String::from).to_vec()));

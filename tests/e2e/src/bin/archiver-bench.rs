@@ -19,8 +19,8 @@ use serde::Serialize;
 use serde_json::Value as Json;
 use session_archiver::aws::SdkSettings;
 use session_archiver::model::{SessionRecord, Timestamp};
-use session_archiver::snapshot::{DynamoSnapshotStore, Scope, SnapshotStore};
 use session_archiver::sources::{pages, AnySource, SessionSource, SourceOptions};
+use session_archiver::table::{DynamoTable, Scope, SessionTable};
 use session_archiver::ServiceId;
 use session_emulator::{Api, Emulator, EmulatorConfig, Shape};
 
@@ -267,7 +267,7 @@ async fn projection_ratio(
     let source = AnySource::new(service, &sdk, SourceOptions::default())?;
     let parent_id = source.listings().await?.listings.into_iter().next().and_then(|listing| listing.parent_id);
     let settings = SdkSettings { region: Some(REGION.into()), ..SdkSettings::local(proxy.url()) };
-    let store = DynamoSnapshotStore::new(settings.dynamodb_client(&settings.load().await), TABLE);
+    let store = DynamoTable::new(settings.dynamodb_client(&settings.load().await), TABLE);
     let scope = Scope { service, account_id: ACCOUNT_ID.into(), region: REGION.into() };
     let query_bytes = |op: &str| proxy.take().get(op).map_or(0, |t| t.bytes_received);
     proxy.take();

@@ -1,4 +1,4 @@
-//! The DynamoDB adapter of [`SnapshotStore`].
+//! The DynamoDB adapter of both table ports, [`SessionTable`] and [`RunLedger`].
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -14,7 +14,8 @@ use tracing::{instrument, warn};
 
 use super::item::{self, Item, LEASE_SK};
 use super::{
-    LeaseHolder, LeaseOutcome, Manifest, Progress, RunStatus, Scope, SnapshotStore, StoredSession, StoredState,
+    LeaseHolder, LeaseOutcome, Manifest, Progress, RunLedger, RunStatus, Scope, SessionTable, StoredSession,
+    StoredState,
 };
 use crate::error::{Error, Result};
 use crate::model::Timestamp;
@@ -84,21 +85,16 @@ impl WriteCounters {
 
 /// The table of current state in DynamoDB.
 #[derive(Clone, Debug)]
-pub struct DynamoSnapshotStore {
+pub struct DynamoTable {
     client: Client,
     table_name: String,
     retry: BatchRetry,
     counters: Arc<WriteCounters>,
 }
 
-impl DynamoSnapshotStore {
+impl DynamoTable {
     pub fn new(client: Client, table_name: impl Into<String>) -> Self {
-        DynamoSnapshotStore {
-            client,
-            table_name: table_name.into(),
-            retry: BatchRetry::default(),
-            counters: Arc::default(),
-        }
+        DynamoTable { client, table_name: table_name.into(), retry: BatchRetry::default(), counters: Arc::default() }
     }
 
     pub fn with_batch_retry(mut self, retry: BatchRetry) -> Self {
@@ -285,7 +281,7 @@ impl DynamoSnapshotStore {
     }
 }
 
-impl SnapshotStore for DynamoSnapshotStore {
+impl SessionTable for DynamoTable {
     fn stored_states<'a>(
         &'a self,
         scope: &'a Scope,
@@ -353,7 +349,9 @@ impl SnapshotStore for DynamoSnapshotStore {
         }
         Ok(())
     }
+}
 
+impl RunLedger for DynamoTable {
     #[instrument(skip(self), fields(table = %self.table_name))]
     async fn acquire_lease(
         &self,
@@ -492,7 +490,7 @@ mod tests {
 
     use super::*;
     use crate::aws::SdkSettings;
-    use crate::history::Change;
+    use crate::model::Change;
     use crate::model::{ServiceId, SessionRecord, Timestamp};
 
     fn scope() -> Scope {
@@ -588,10 +586,10 @@ mod tests {
             FakeDynamo { calls, url }
         }
 
-        async fn store(&self) -> DynamoSnapshotStore {
+        async fn store(&self) -> DynamoTable {
             let settings = SdkSettings::local(&self.url);
             let client = settings.dynamodb_client(&settings.load().await);
-            DynamoSnapshotStore::new(client, "sessions").with_batch_retry(BatchRetry {
+            DynamoTable::new(client, "sessions").with_batch_retry(BatchRetry {
                 max_attempts: 3,
                 base_delay: Duration::from_millis(1),
                 max_delay: Duration::from_millis(2),

@@ -1,4 +1,4 @@
-//! Where a run that stopped early stands, so the next invocation carries on: pure, no I/O.
+//! Where a run that stopped early stands, so the next invocation resumes it: pure, no I/O.
 //!
 //! A run that reaches its deadline stops paging, writes what it has (items, then its part of the
 //! history), and only then saves its [`Progress`] in one item: that put is the commit point of
@@ -63,14 +63,14 @@ pub struct Cursor {
 impl Progress {
     /// Gzip'd JSON, refused if it would not fit a DynamoDB item.
     pub fn encode(&self) -> Result<Vec<u8>> {
-        let json =
-            serde_json::to_vec(self).map_err(|e| Error::Store(format!("progress of run {}: {e}", self.run_id)))?;
+        let json = serde_json::to_vec(self)
+            .map_err(|e| Error::UnreadableItem(format!("progress of run {}: {e}", self.run_id)))?;
         let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
         gz.write_all(&json).and_then(|_| gz.finish()).map_or_else(
-            |e| Err(Error::Store(format!("progress of run {}: {e}", self.run_id))),
+            |e| Err(Error::UnreadableItem(format!("progress of run {}: {e}", self.run_id))),
             |bytes| {
                 if bytes.len() > MAX_ENCODED_PROGRESS {
-                    Err(Error::Store(format!(
+                    Err(Error::UnreadableItem(format!(
                         "progress of run {} is {} bytes gzip'd ({} sessions seen by {} unfinished listings), above the {} bytes a DynamoDB item can hold; lower MAX_CONCURRENT_LISTINGS or raise the function timeout",
                         self.run_id,
                         bytes.len(),
@@ -89,8 +89,9 @@ impl Progress {
         let mut json = Vec::new();
         flate2::read::GzDecoder::new(bytes)
             .read_to_end(&mut json)
-            .map_err(|e| Error::Store(format!("the run progress item is not gzip: {e}")))?;
-        serde_json::from_slice(&json).map_err(|e| Error::Store(format!("the run progress item cannot be read: {e}")))
+            .map_err(|e| Error::UnreadableItem(format!("the run progress item is not gzip: {e}")))?;
+        serde_json::from_slice(&json)
+            .map_err(|e| Error::UnreadableItem(format!("the run progress item cannot be read: {e}")))
     }
 }
 

@@ -5,7 +5,7 @@
 //! - [`diff`]: pure decision, per session, of what to write and which change to record, over a
 //!   listing's previous state held compactly (`previous`);
 //! - [`progress`]: pure encoding of where a run that stopped early stands;
-//! - [`dynamodb`]: the DynamoDB adapter behind the [`SnapshotStore`] port.
+//! - [`dynamodb`]: the DynamoDB adapter of both ports, [`SessionTable`] and [`RunLedger`].
 
 pub mod diff;
 pub mod dynamodb;
@@ -21,11 +21,11 @@ use futures::Stream;
 use serde::{Deserialize, Serialize};
 
 pub use diff::{ListingDiff, Observation, RunMark, Seen};
-pub use dynamodb::{DynamoSnapshotStore, WriteCounters};
+pub use dynamodb::{DynamoTable, WriteCounters};
 pub use progress::{Cursor, Progress};
 
 use crate::error::Result;
-use crate::history::Change;
+use crate::model::Change;
 use crate::model::{ServiceId, SessionRecord, Timestamp};
 
 /// Where a run's items live: one service in one account and region.
@@ -94,7 +94,7 @@ pub enum RunStatus {
     /// Started and not finished: still running, or stopped without a word (a crash, a timeout).
     Running,
     Complete,
-    /// Stopped at its deadline with its place kept; the next invocation carries on.
+    /// Stopped at its deadline with its place kept; the next invocation resumes it.
     Partial,
     Failed,
 }
@@ -200,8 +200,8 @@ pub enum LeaseOutcome {
     },
 }
 
-/// The table of current state, as the run needs it.
-pub trait SnapshotStore: Send + Sync {
+/// The table's sessions, as a listing reads and writes them.
+pub trait SessionTable: Send + Sync {
     /// The state of every stored session of one listing (live and ended), a page at a time in
     /// session id order, so a listing of any size is read in bounded memory: what its diff remembers.
     fn stored_states<'a>(
@@ -211,7 +211,7 @@ pub trait SnapshotStore: Send + Sync {
     ) -> impl Stream<Item = Result<Vec<StoredState>>> + Send + 'a;
 
     /// Every stored session of one listing (live and ended), whole, a page at a time in session
-    /// id order. A run never needs it (it reads [`SnapshotStore::stored_states`] and fetches whole
+    /// id order. A run never needs it (it reads [`Table::stored_states`] and fetches whole
     /// items by id); the bench compares its bytes with the projected read's.
     fn stored_pages<'a>(
         &'a self,
@@ -230,7 +230,11 @@ pub trait SnapshotStore: Send + Sync {
 
     /// Writes whole session items (BatchWriteItem, at most 25 per call).
     fn write_sessions(&self, scope: &Scope, sessions: &[StoredSession]) -> impl Future<Output = Result<()>> + Send;
+}
 
+/// The run's own records in the table: the one-run lease, the run manifests, and the progress of
+/// a run that stopped early.
+pub trait RunLedger: Send + Sync {
     /// Takes the one-run-at-a-time lease of the scope until `expires_at` (epoch seconds): when
     /// nobody holds it, when it has expired, or when `holder`'s invocation holds it already
     /// (Lambda's retry of an attempt that could not give it back).
@@ -268,3 +272,8 @@ pub trait SnapshotStore: Send + Sync {
     /// Forgets the scope's progress once its run completes (or is given up).
     fn delete_progress(&self, scope: &Scope, options: &str) -> impl Future<Output = Result<()>> + Send;
 }
+
+/// The one table of current state: its sessions and the run's records.
+pub trait Table: SessionTable + RunLedger {}
+
+impl<T: SessionTable + RunLedger> Table for T {}

@@ -16,7 +16,7 @@ use aws_sdk_dynamodb::types::AttributeValue;
 
 use super::{Manifest, Progress, RunCounts, RunStatus, Scope, StoredSession, StoredState};
 use crate::error::{Error, Result};
-use crate::history::Change;
+use crate::model::Change;
 use crate::model::{Column, ColumnType, SessionRecord, Timestamp, Value};
 
 pub type Item = HashMap<String, AttributeValue>;
@@ -247,7 +247,7 @@ pub fn progress_item(scope: &Scope, progress: &Progress) -> Result<Item> {
 pub fn progress(item: &Item) -> Result<Progress> {
     match item.get("state") {
         Some(AttributeValue::B(blob)) => Progress::decode(blob.as_ref()),
-        _ => Err(Error::Store("the run progress item has no binary `state`".into())),
+        _ => Err(Error::UnreadableItem("the run progress item has no binary `state`".into())),
     }
 }
 
@@ -265,7 +265,7 @@ impl ItemReader<'_> {
             (None, Some(AttributeValue::S(sk))) => format!(" {sk}"),
             _ => String::new(),
         };
-        Error::Store(format!("{}{key}: attribute `{name}`: {detail}", self.what))
+        Error::UnreadableItem(format!("{}{key}: attribute `{name}`: {detail}", self.what))
     }
 
     fn optional_string(&self, name: &str) -> Result<Option<String>> {

@@ -29,7 +29,7 @@ use sha2::{Digest, Sha256};
 
 use super::previous::{self, PreviousState};
 use super::{StoredSession, StoredState};
-use crate::history::Change;
+use crate::model::Change;
 use crate::model::{SessionRecord, Timestamp};
 
 /// A set of id fingerprints at 8 bytes each: a sorted vector, and a few recent inserts in a small
@@ -116,13 +116,13 @@ pub struct RunMark {
     /// TTL of a session ended by this run (epoch seconds).
     pub ended_expires_at: i64,
     /// Runs whose recorded changes this run records again: itself and the unfinished runs.
-    pub carried_runs: HashSet<String>,
+    pub unfinished_runs: HashSet<String>,
 }
 
 impl RunMark {
     /// Whether this run records again the change the run `last_run` recorded.
-    fn carries(&self, last_run: &str) -> bool {
-        self.carried_runs.contains(last_run) || last_run == self.run_id
+    fn records_again(&self, last_run: &str) -> bool {
+        self.unfinished_runs.contains(last_run) || last_run == self.run_id
     }
 }
 
@@ -233,7 +233,7 @@ impl<'a> ListingDiff<'a> {
         if stored.live {
             word |= LIVE;
         }
-        if self.run.carries(&stored.last_run) {
+        if self.run.records_again(&stored.last_run) {
             word |= CARRIED;
         }
         if stored.change == Change::Ended {
@@ -304,7 +304,7 @@ impl<'a> ListingDiff<'a> {
             return written(run, record, hash, None, Change::Opened, None);
         };
         let previous_status = before.record.status.clone();
-        if run.carries(&before.last_run) {
+        if run.records_again(&before.last_run) {
             // The change that run recorded, relative to the state before it.
             let (change, previous) = if before.is_live() {
                 (before.change, before.previous_status.clone())
@@ -357,7 +357,7 @@ impl<'a> ListingDiff<'a> {
             let change = Some((Change::Ended, after.previous_status.clone()));
             let record_hash = before.record.record_hash();
             Some(Observation { record: before.record, record_hash, change, write: Some(after) })
-        } else if run.carries(&before.last_run) && before.change == Change::Ended {
+        } else if run.records_again(&before.last_run) && before.change == Change::Ended {
             let change = Some((Change::Ended, before.previous_status.clone()));
             let write = (before.last_run != run.run_id)
                 .then(|| StoredSession { last_run: run.run_id.clone(), ..before.clone() });
@@ -407,7 +407,7 @@ mod tests {
             run_id: id.into(),
             snapshot_at: at(when),
             ended_expires_at: 1_900_000_000,
-            carried_runs: HashSet::new(),
+            unfinished_runs: HashSet::new(),
         }
     }
 
@@ -641,7 +641,7 @@ mod tests {
         step(&mut table, &run("r2", "2026-11-22T10:05:00Z"), &[session("a", "ACTIVE")]);
 
         let mut r3 = run("r3", "2026-11-22T10:10:00Z");
-        r3.carried_runs.insert("r2".into());
+        r3.unfinished_runs.insert("r2".into());
         let out = list(&r3, &table, &[session("a", "ACTIVE")]);
         assert_eq!(changes(&out), vec![("a".into(), Change::Changed, Some("ACTIVATING".into()))]);
         assert_eq!(out[0].write.as_ref().unwrap().last_run, "r3", "handed over so it is recorded once");
@@ -657,7 +657,7 @@ mod tests {
         step(&mut table, &run("r1", "2026-11-22T10:00:00Z"), &[session("a", "ACTIVE")]);
         step(&mut table, &run("r2", "2026-11-22T10:05:00Z"), &[]);
         let mut r3 = run("r3", "2026-11-22T10:10:00Z");
-        r3.carried_runs.insert("r2".into());
+        r3.unfinished_runs.insert("r2".into());
         let out = list(&r3, &table, &[]);
         assert_eq!(changes(&out), vec![("a".into(), Change::Ended, Some("ACTIVE".into()))]);
         assert_eq!(out[0].write.as_ref().unwrap().gone_at, Some(at("2026-11-22T10:05:00Z")), "first gone time kept");
