@@ -2,6 +2,7 @@
 //! of every session, and appends the history.
 //!
 //! - [`model`]: service ids, the column list of every service, [`model::SessionRecord`];
+//! - [`services`]: one place per API: operations, page sizes, parents, filters, columns;
 //! - [`sources`]: one source per API (parent discovery, paging, mapping);
 //! - [`table`]: current state in DynamoDB (port, adapter, diff);
 //! - [`history`]: history in S3 (keys, NDJSON.gz lines, streaming writer, adapter);
@@ -24,6 +25,7 @@ pub mod lambda;
 pub mod model;
 pub mod personal;
 pub mod run;
+pub mod services;
 pub mod sources;
 pub mod table;
 

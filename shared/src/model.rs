@@ -41,66 +41,33 @@ impl ServiceId {
     ];
 
     pub fn as_str(self) -> &'static str {
-        match self {
-            ServiceId::WorkspacesPoolSessions => "workspaces-pool-sessions",
-            ServiceId::WorkspacesConnectionStatus => "workspaces-connection-status",
-            ServiceId::IvsStreamSessions => "ivs-stream-sessions",
-            ServiceId::ChimeProxySessions => "chime-proxy-sessions",
-            ServiceId::GameliftStreamSessions => "gamelift-stream-sessions",
-        }
+        self.spec().id
     }
 
     /// The AWS operation that lists this service's sessions.
     pub fn list_operation(self) -> &'static str {
-        match self {
-            ServiceId::WorkspacesPoolSessions => "DescribeWorkspacesPoolSessions",
-            ServiceId::WorkspacesConnectionStatus => "DescribeWorkspacesConnectionStatus",
-            ServiceId::IvsStreamSessions => "ListStreamSessions",
-            ServiceId::ChimeProxySessions => "ListProxySessions",
-            ServiceId::GameliftStreamSessions => "ListStreamSessionsByAccount",
-        }
+        self.spec().list_operation
     }
 
     /// The operation that discovers the parents, for services that have parents.
     pub fn parent_operation(self) -> Option<&'static str> {
-        match self {
-            ServiceId::WorkspacesPoolSessions => Some("DescribeWorkspacesPools"),
-            ServiceId::IvsStreamSessions => Some("ListChannels"),
-            ServiceId::ChimeProxySessions => Some("ListVoiceConnectors"),
-            ServiceId::WorkspacesConnectionStatus | ServiceId::GameliftStreamSessions => None,
-        }
+        self.spec().parents.as_ref().map(|parents| parents.operation)
     }
 
     /// The largest page the list operation accepts (`None`: the service chooses the page size).
     pub fn max_page_size(self) -> Option<i32> {
-        match self {
-            ServiceId::WorkspacesPoolSessions => Some(50),
-            ServiceId::WorkspacesConnectionStatus => None,
-            ServiceId::IvsStreamSessions => Some(100),
-            ServiceId::ChimeProxySessions => Some(100),
-            ServiceId::GameliftStreamSessions => Some(100),
-        }
+        self.spec().max_page_size
     }
 
     /// The largest page the parent discovery operation accepts.
     pub fn max_parent_page_size(self) -> Option<i32> {
-        match self {
-            ServiceId::WorkspacesPoolSessions => Some(25),
-            ServiceId::IvsStreamSessions => Some(100),
-            ServiceId::ChimeProxySessions => Some(100),
-            ServiceId::WorkspacesConnectionStatus | ServiceId::GameliftStreamSessions => None,
-        }
+        self.spec().parents.as_ref().map(|parents| parents.max_page_size)
     }
 
     /// The IAM actions the function of this service calls: its list operation and the parent
     /// discovery operation (the template grants exactly these).
     pub fn iam_actions(self) -> Vec<String> {
-        let prefix = match self {
-            ServiceId::WorkspacesPoolSessions | ServiceId::WorkspacesConnectionStatus => "workspaces",
-            ServiceId::IvsStreamSessions => "ivs",
-            ServiceId::ChimeProxySessions => "chime",
-            ServiceId::GameliftStreamSessions => "gameliftstreams",
-        };
+        let prefix = self.spec().iam_prefix;
         self.parent_operation()
             .into_iter()
             .chain([self.list_operation()])
@@ -109,13 +76,7 @@ impl ServiceId {
     }
 
     pub fn schema(self) -> &'static Schema {
-        match self {
-            ServiceId::WorkspacesPoolSessions => &WORKSPACES_POOL_SESSIONS,
-            ServiceId::WorkspacesConnectionStatus => &WORKSPACES_CONNECTION_STATUS,
-            ServiceId::IvsStreamSessions => &IVS_STREAM_SESSIONS,
-            ServiceId::ChimeProxySessions => &CHIME_PROXY_SESSIONS,
-            ServiceId::GameliftStreamSessions => &GAMELIFT_STREAM_SESSIONS,
-        }
+        self.spec().schema
     }
 }
 

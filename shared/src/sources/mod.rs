@@ -8,7 +8,7 @@
 pub(crate) mod chime;
 pub(crate) mod gamelift;
 pub(crate) mod ivs;
-mod options;
+pub(crate) mod options;
 pub(crate) mod workspaces;
 
 use std::collections::HashSet;

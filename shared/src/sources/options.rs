@@ -76,22 +76,11 @@ impl SourceOptions {
         if self.parents.is_empty() {
             return Ok(());
         }
-        let check: fn(&str) -> bool = match service {
-            ServiceId::WorkspacesPoolSessions => is_pool_id,
-            ServiceId::IvsStreamSessions => is_channel_arn,
-            ServiceId::ChimeProxySessions => is_voice_connector_id,
-            ServiceId::WorkspacesConnectionStatus | ServiceId::GameliftStreamSessions => {
-                return Err(does_not_apply("parents", service));
-            }
+        let Some(parents) = &service.spec().parents else {
+            return Err(does_not_apply("parents", service));
         };
-        if let Some(bad) = self.parents.iter().find(|p| !check(p)) {
-            let expected = match service {
-                ServiceId::WorkspacesPoolSessions => "a pool id like wspool-abc123def (^wspool-[0-9a-z]{9}$)",
-                ServiceId::IvsStreamSessions => {
-                    "a channel ARN like arn:aws:ivs:us-west-2:123456789012:channel/abcdABCD1234"
-                }
-                _ => "a voice connector id (1-128 characters, not blank)",
-            };
+        if let Some(bad) = self.parents.iter().find(|p| !(parents.is_valid)(p)) {
+            let expected = parents.looks_like;
             return Err(Error::Config(format!("parent {} is not {expected}", crate::error::quoted(bad))));
         }
         let mut unique = self.parents.clone();
@@ -118,41 +107,28 @@ impl SourceOptions {
     }
 
     fn validate_filters(&self, service: ServiceId) -> Result<()> {
-        if let Some(user) = &self.user_id {
-            if service != ServiceId::WorkspacesPoolSessions {
-                return Err(does_not_apply("user_id", service));
-            }
-            if !(2..=128).contains(&user.chars().count()) {
-                return Err(Error::Config("user_id must be 2 to 128 characters".into()));
-            }
+        let given = [
+            ("user_id", self.user_id.is_some()),
+            ("workspace_ids", !self.workspace_ids.is_empty()),
+            ("proxy_status", self.proxy_status.is_some()),
+            ("stream_status", self.stream_status.is_some()),
+            ("export_files_status", self.export_files_status.is_some()),
+        ];
+        if let Some((field, _)) = given.iter().find(|(field, set)| *set && !service.spec().filters.contains(field)) {
+            return Err(does_not_apply(field, service));
         }
-        if !self.workspace_ids.is_empty() {
-            if service != ServiceId::WorkspacesConnectionStatus {
-                return Err(does_not_apply("workspace_ids", service));
-            }
-            if let Some(bad) = self.workspace_ids.iter().find(|id| !is_workspace_id(id)) {
-                return Err(Error::Config(format!(
-                    "workspace id {} is not a WorkSpace id (^ws-[0-9a-z]{{8,63}}$)",
-                    crate::error::quoted(bad)
-                )));
-            }
+        if self.user_id.as_ref().is_some_and(|user| !(2..=128).contains(&user.chars().count())) {
+            return Err(Error::Config("user_id must be 2 to 128 characters".into()));
         }
-        check_enum(service, ServiceId::ChimeProxySessions, "proxy_status", &self.proxy_status, PROXY_SESSION_STATUSES)?;
-        check_enum(
-            service,
-            ServiceId::GameliftStreamSessions,
-            "stream_status",
-            &self.stream_status,
-            STREAM_SESSION_STATUSES,
-        )?;
-        check_enum(
-            service,
-            ServiceId::GameliftStreamSessions,
-            "export_files_status",
-            &self.export_files_status,
-            EXPORT_FILES_STATUSES,
-        )?;
-        Ok(())
+        if let Some(bad) = self.workspace_ids.iter().find(|id| !is_workspace_id(id)) {
+            return Err(Error::Config(format!(
+                "workspace id {} is not a WorkSpace id (^ws-[0-9a-z]{{8,63}}$)",
+                crate::error::quoted(bad)
+            )));
+        }
+        check_enum("proxy_status", &self.proxy_status, PROXY_SESSION_STATUSES)?;
+        check_enum("stream_status", &self.stream_status, STREAM_SESSION_STATUSES)?;
+        check_enum("export_files_status", &self.export_files_status, EXPORT_FILES_STATUSES)
     }
 
     /// The listings of the parents named in the options, which replace discovery.
@@ -174,17 +150,9 @@ fn does_not_apply(field: &str, service: ServiceId) -> Error {
     Error::Config(format!("`{field}` does not apply to {service}"))
 }
 
-fn check_enum(
-    service: ServiceId,
-    owner: ServiceId,
-    field: &str,
-    value: &Option<String>,
-    allowed: &[&str],
-) -> Result<()> {
+/// A status filter: one of the values the API documents.
+fn check_enum(field: &str, value: &Option<String>, allowed: &[&str]) -> Result<()> {
     let Some(value) = value else { return Ok(()) };
-    if service != owner {
-        return Err(does_not_apply(field, service));
-    }
     if !allowed.contains(&value.as_str()) {
         return Err(Error::Config(format!(
             "{field} {} is not one of {}",

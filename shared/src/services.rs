@@ -1,0 +1,128 @@
+//! One place per session API: its id, operations, page sizes, parents, filters and columns,
+//! declared once. [`ServiceId`]'s methods, the option checks and the template test read this
+//! table; adding an API adds an entry here (see "Adding an API" in docs/architecture.md).
+
+use crate::model::{
+    Schema, ServiceId, CHIME_PROXY_SESSIONS, GAMELIFT_STREAM_SESSIONS, IVS_STREAM_SESSIONS,
+    WORKSPACES_CONNECTION_STATUS, WORKSPACES_POOL_SESSIONS,
+};
+use crate::sources::options::{is_channel_arn, is_pool_id, is_voice_connector_id};
+
+/// Everything the archiver knows of one session API.
+#[derive(Debug)]
+pub struct ServiceSpec {
+    /// The service id: the function's name, the history's `service` column and key segment.
+    pub id: &'static str,
+    /// The prefix of its IAM actions.
+    pub iam_prefix: &'static str,
+    /// The operation that lists the sessions.
+    pub list_operation: &'static str,
+    /// The largest page the list operation accepts; `None` where the service chooses.
+    pub max_page_size: Option<i32>,
+    /// The parents the sessions are listed per, if any.
+    pub parents: Option<ParentSpec>,
+    /// The filters (`SourceOptions` fields) the list operation takes.
+    pub filters: &'static [&'static str],
+    /// The columns of its history.
+    pub schema: &'static Schema,
+}
+
+/// The parents of an API listed per parent.
+#[derive(Debug)]
+pub struct ParentSpec {
+    /// The operation that discovers them.
+    pub operation: &'static str,
+    /// The largest page it accepts.
+    pub max_page_size: i32,
+    /// Whether an id given in the options is one.
+    pub is_valid: fn(&str) -> bool,
+    /// What one looks like, for the error that refuses another.
+    pub looks_like: &'static str,
+}
+
+/// The five APIs, in [`ServiceId::ALL`] order.
+static SERVICES: [ServiceSpec; 5] = [
+    ServiceSpec {
+        id: "workspaces-pool-sessions",
+        iam_prefix: "workspaces",
+        list_operation: "DescribeWorkspacesPoolSessions",
+        max_page_size: Some(50),
+        parents: Some(ParentSpec {
+            operation: "DescribeWorkspacesPools",
+            max_page_size: 25,
+            is_valid: is_pool_id,
+            looks_like: "a pool id like wspool-abc123def (^wspool-[0-9a-z]{9}$)",
+        }),
+        filters: &["user_id"],
+        schema: &WORKSPACES_POOL_SESSIONS,
+    },
+    ServiceSpec {
+        id: "workspaces-connection-status",
+        iam_prefix: "workspaces",
+        list_operation: "DescribeWorkspacesConnectionStatus",
+        max_page_size: None,
+        parents: None,
+        filters: &["workspace_ids"],
+        schema: &WORKSPACES_CONNECTION_STATUS,
+    },
+    ServiceSpec {
+        id: "ivs-stream-sessions",
+        iam_prefix: "ivs",
+        list_operation: "ListStreamSessions",
+        max_page_size: Some(100),
+        parents: Some(ParentSpec {
+            operation: "ListChannels",
+            max_page_size: 100,
+            is_valid: is_channel_arn,
+            looks_like: "a channel ARN like arn:aws:ivs:us-west-2:123456789012:channel/abcdABCD1234",
+        }),
+        filters: &[],
+        schema: &IVS_STREAM_SESSIONS,
+    },
+    ServiceSpec {
+        id: "chime-proxy-sessions",
+        iam_prefix: "chime",
+        list_operation: "ListProxySessions",
+        max_page_size: Some(100),
+        parents: Some(ParentSpec {
+            operation: "ListVoiceConnectors",
+            max_page_size: 100,
+            is_valid: is_voice_connector_id,
+            looks_like: "a voice connector id (1-128 characters, not blank)",
+        }),
+        filters: &["proxy_status"],
+        schema: &CHIME_PROXY_SESSIONS,
+    },
+    ServiceSpec {
+        id: "gamelift-stream-sessions",
+        iam_prefix: "gameliftstreams",
+        list_operation: "ListStreamSessionsByAccount",
+        max_page_size: Some(100),
+        parents: None,
+        filters: &["stream_status", "export_files_status"],
+        schema: &GAMELIFT_STREAM_SESSIONS,
+    },
+];
+
+impl ServiceId {
+    /// The API's entry in the registry.
+    pub fn spec(self) -> &'static ServiceSpec {
+        &SERVICES[self as usize]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_service_has_its_own_entry_in_order() {
+        for (index, id) in ServiceId::ALL.into_iter().enumerate() {
+            assert_eq!(id as usize, index);
+            // The serde name of the id is the entry's id.
+            assert_eq!(serde_json::to_value(id).unwrap(), id.spec().id);
+        }
+        let ids: std::collections::BTreeSet<&str> = SERVICES.iter().map(|s| s.id).collect();
+        assert_eq!(ids.len(), SERVICES.len());
+    }
+}
