@@ -262,6 +262,41 @@ impl Change {
     }
 }
 
+/// The id of a run, derived from its triggering event (EventBridge `id`, or a replay event's own
+/// id), so a redelivered event writes the same keys again.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct RunId(String);
+
+impl RunId {
+    /// 1-128 characters of `[A-Za-z0-9._-]`, not starting with a dot and without `.part-` (the
+    /// mark of a later part's key): safe in an S3 key and a DynamoDB sort key, and what
+    /// EventBridge ids (UUIDs) already are.
+    pub fn parse(value: &str) -> Result<Self, Error> {
+        let valid = (1..=128).contains(&value.len())
+            && !value.starts_with('.')
+            && !value.contains(".part-")
+            && value.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+        if valid {
+            Ok(RunId(value.to_owned()))
+        } else {
+            Err(Error::Config(format!(
+                "run id {} must be 1 to 128 characters of letters, digits, '.', '_' or '-', not starting with '.' nor holding `.part-`",
+                crate::error::quoted(value)
+            )))
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for RunId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 /// A UTC instant, held in its RFC 3339 form (`2024-05-01T10:00:00Z`, fractions only when present).
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]

@@ -6,9 +6,9 @@ mod ndjson;
 pub mod store;
 mod writer;
 
-/// The change a changes line records (one of the model's types).
-pub use crate::model::Change;
-pub use keys::{object_key, HistoryKind, RunId};
+/// The change a changes line records and the run a key names (both of the model).
+pub use crate::model::{Change, RunId};
+pub use keys::{object_key, HistoryKind};
 pub use ndjson::{change_columns, line, GzipLines, RunContext};
 pub use store::{ObjectStore, S3ObjectStore, UploadCounters, UploadedPart};
 pub use writer::{HistoryObject, WrittenObject, DEFAULT_PART_SIZE, S3_MIN_PART_SIZE};
