@@ -243,6 +243,18 @@ async fn a_history_object_that_cannot_be_written_fails_the_part_and_leaves_no_up
 }
 
 #[tokio::test]
+async fn throttled_calls_are_counted_in_the_summary_and_the_manifest() {
+    // GIVEN a service that throttles every other list call once
+    let (source, table, bucket) = (source(), MemoryTable::default(), MemoryBucket::default());
+    source.throttle_every(2);
+    // WHEN a run reads its five pages
+    let summary = run(&source, &table, &bucket, &config(), &request("evt-1")).await.unwrap();
+    // THEN it completes, and the two throttled calls are counted where a user looks
+    assert_eq!((summary.outcome, summary.counts.pages, summary.counts.throttles), (RunOutcome::Complete, 5, 2));
+    assert_eq!(table.manifests()[0].counts.throttles, 2);
+}
+
+#[tokio::test]
 async fn a_dry_run_reads_everything_and_writes_nothing() {
     let (source, table, bucket) = (source(), MemoryTable::default(), MemoryBucket::default());
     let mut dry = request("evt-dry");

@@ -306,8 +306,9 @@ impl ObjectStore for MemoryBucket {
 }
 
 /// A session API that serves fixed listings, `page_size` sessions a page, with the page number
-/// as its next token. It can refuse the first next token it is given (an expired token) and fail
-/// any call from a given one on.
+/// as its next token. It can throttle (every `n`th call is answered with a throttling error first,
+/// which the SDK's retry gets past), refuse the first next token it is given (an expired token),
+/// and fail any call from a given one on.
 pub struct ScriptedSource {
     service: ServiceId,
     options: SourceOptions,
@@ -315,6 +316,8 @@ pub struct ScriptedSource {
     page_size: usize,
     refuse_next_token: AtomicBool,
     fail_from_call: Mutex<Option<u64>>,
+    throttle_every: Mutex<Option<u64>>,
+    throttled: AtomicU64,
     calls: AtomicU64,
 }
 
@@ -336,6 +339,8 @@ impl ScriptedSource {
             page_size,
             refuse_next_token: AtomicBool::new(false),
             fail_from_call: Mutex::new(None),
+            throttle_every: Mutex::new(None),
+            throttled: AtomicU64::new(0),
             calls: AtomicU64::new(0),
         }
     }
@@ -343,6 +348,12 @@ impl ScriptedSource {
     /// Refuses the next call that carries a next token, as a service refuses an expired one.
     pub fn expire_next_token(&self) {
         self.refuse_next_token.store(true, Ordering::SeqCst);
+    }
+
+    /// Throttles every `n`th list call once: counted as the SDK's throttle counter counts an
+    /// attempt answered with a throttling error, then answered, as the retry is.
+    pub fn throttle_every(&self, n: u64) {
+        *self.throttle_every.lock().unwrap() = Some(n);
     }
 
     /// Every list call from the `n`th (1-based, counted over the source's life) on fails.
@@ -402,12 +413,19 @@ impl SessionSource for ScriptedSource {
         &self.options
     }
 
+    fn throttles(&self) -> u64 {
+        self.throttled.load(Ordering::SeqCst)
+    }
+
     async fn listings(&self) -> Result<Discovery> {
         Ok(Discovery { listings: self.listings.iter().map(|(l, _)| l.clone()).collect(), api_calls: 0 })
     }
 
     async fn list_page(&self, listing: &Listing, next_token: Option<String>) -> Result<RawPage> {
         let call = self.calls.fetch_add(1, Ordering::SeqCst) + 1;
+        if self.throttle_every.lock().unwrap().is_some_and(|n| call.is_multiple_of(n)) {
+            self.throttled.fetch_add(1, Ordering::SeqCst);
+        }
         let site = self.site(listing);
         if self.fail_from_call.lock().unwrap().is_some_and(|from| call >= from) {
             let code = "ServiceUnavailableException".to_owned();
