@@ -12,7 +12,7 @@ use std::sync::Mutex;
 use futures::Stream;
 use serde_json::{Map, Value as Json};
 
-use crate::error::{CallSite, Error, Result};
+use crate::error::{Error, Result};
 use crate::history::{ObjectStore, UploadedPart};
 use crate::model::{ServiceId, SessionRecord, Timestamp};
 use crate::sources::{Discovery, Listing, RawPage, SessionSource, SourceOptions};
@@ -390,10 +390,6 @@ impl ScriptedSource {
             records.retain(|r| r.session_id != session_id);
         }
     }
-
-    fn site(&self, listing: &Listing) -> CallSite {
-        self.list_site(listing)
-    }
 }
 
 /// A session of `service` with an id and a status.
@@ -426,7 +422,7 @@ impl SessionSource for ScriptedSource {
         if self.throttle_every.lock().unwrap().is_some_and(|n| call.is_multiple_of(n)) {
             self.throttled.fetch_add(1, Ordering::SeqCst);
         }
-        let site = self.site(listing);
+        let site = self.list_site(listing);
         if self.fail_from_call.lock().unwrap().is_some_and(|from| call >= from) {
             let code = "ServiceUnavailableException".to_owned();
             let message = "injected failure".to_owned();

@@ -206,9 +206,12 @@ pub(crate) fn time(
 ) -> Result<Option<crate::model::Timestamp>> {
     value
         .map(|instant| {
-            crate::model::Timestamp::from_datetime(instant).map_err(|e| Error::BadPage {
+            crate::model::Timestamp::from_datetime(instant).map_err(|_| Error::BadPage {
                 site: site.clone(),
-                detail: format!("a session's {field}: {}", e.to_string().trim_start_matches("session mapping error: ")),
+                detail: format!(
+                    "a session's {field}: the instant {} s from the Unix epoch is outside years 0001-9999",
+                    instant.secs()
+                ),
             })
         })
         .transpose()
