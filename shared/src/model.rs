@@ -262,6 +262,14 @@ impl Change {
     }
 }
 
+/// Where a run reads and its items live: one service in one account and region.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Scope {
+    pub service: ServiceId,
+    pub account_id: String,
+    pub region: String,
+}
+
 /// The id of a run, derived from its triggering event (EventBridge `id`, or a replay event's own
 /// id), so a redelivered event writes the same keys again.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]

@@ -67,7 +67,7 @@ fn set(ids: impl IntoIterator<Item = String>) -> BTreeSet<String> {
 /// The changes lines of a run, by kind.
 fn changes(bucket: &MemoryBucket, run_id: &str) -> BTreeMap<String, BTreeSet<String>> {
     let mut kinds: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-    for line in bucket.lines_of(&format!("changes/{SERVICE}/dt=2026-11-22/{run_id}.")) {
+    for line in bucket.lines_of(&format!("changes/{SERVICE}/dt=2026-11-22/123456789012.eu-west-1.{run_id}.")) {
         let id = line["session_id"].as_str().unwrap().to_owned();
         assert!(kinds.entry(line["change"].as_str().unwrap().to_owned()).or_default().insert(id), "a change twice");
     }
@@ -88,7 +88,8 @@ async fn a_fresh_run_writes_every_session_once_completes_and_gives_the_lease_bac
     let truth = set(source.truth());
     assert_eq!((summary.outcome, summary.counts.sessions, summary.counts.new), (RunOutcome::Complete, 8, 8));
     assert_eq!(set(table.sessions().into_keys()), truth);
-    let snapshot = bucket.lines(&format!("history/snapshots/{SERVICE}/dt=2026-11-22/evt-1.jsonl.gz"));
+    let snapshot =
+        bucket.lines(&format!("history/snapshots/{SERVICE}/dt=2026-11-22/123456789012.eu-west-1.evt-1.jsonl.gz"));
     assert_eq!((snapshot.len(), set(ids(&snapshot))), (8, truth.clone()));
     assert_eq!(changes(&bucket, "evt-1"), opened(&truth));
     // AND its manifest says complete, and nobody holds the lease
@@ -140,10 +141,14 @@ async fn a_partial_run_is_carried_on_by_the_next_event_under_its_own_id_and_day(
     let carried = run(&source, &table, &bucket, &config(), &next).await.unwrap();
     // THEN it carries the first run on: its id, its part 1, its day
     assert_eq!((carried.outcome, carried.run_id.as_str(), carried.part), (RunOutcome::Complete, "evt-1", 1));
-    assert!(carried.s3_keys.iter().all(|k| k.contains("/dt=2026-11-22/evt-1.part-0001.")), "{:?}", carried.s3_keys);
+    assert!(
+        carried.s3_keys.iter().all(|k| k.contains("/dt=2026-11-22/123456789012.eu-west-1.evt-1.part-0001.")),
+        "{:?}",
+        carried.s3_keys
+    );
     // AND over both parts every session is listed once and opened once
     let truth = set(source.truth());
-    let snapshot = ids(&bucket.lines_of(&format!("snapshots/{SERVICE}/dt=2026-11-22/evt-1.")));
+    let snapshot = ids(&bucket.lines_of(&format!("snapshots/{SERVICE}/dt=2026-11-22/123456789012.eu-west-1.evt-1.")));
     assert_eq!((snapshot.len(), set(snapshot)), (8, truth.clone()));
     assert_eq!(changes(&bucket, "evt-1"), opened(&truth));
     // AND one manifest says complete over two parts, and no progress is left
@@ -186,7 +191,7 @@ async fn an_expired_next_token_restarts_its_listing_with_no_session_twice() {
     let carried = run(&source, &table, &bucket, &config(), &request("evt-2")).await.unwrap();
     // THEN that listing is read again from its first page, and no session is listed twice
     assert_eq!((carried.outcome, carried.counts.restarted_listings), (RunOutcome::Complete, 1));
-    let snapshot = ids(&bucket.lines_of(&format!("snapshots/{SERVICE}/dt=2026-11-22/evt-1.")));
+    let snapshot = ids(&bucket.lines_of(&format!("snapshots/{SERVICE}/dt=2026-11-22/123456789012.eu-west-1.evt-1.")));
     assert_eq!((snapshot.len(), set(snapshot)), (8, set(source.truth())));
 }
 

@@ -1,7 +1,10 @@
-//! S3 keys of the history: `<prefix>/<kind>/<service>/dt=YYYY-MM-DD/<run_id>.jsonl.gz`, and
-//! `<run_id>.part-NNNN.jsonl.gz` for the later parts of a run that spanned invocations.
+//! S3 keys of the history:
+//! `<prefix>/<kind>/<service>/dt=YYYY-MM-DD/<account>.<region>.<run_id>.jsonl.gz`, and
+//! `….<run_id>.part-NNNN.jsonl.gz` for the later parts of a run that spanned invocations. The
+//! account and region make a key unique across the scopes of one event (an organization's runs
+//! share the planner's event); the run id keeps it the same when an event is delivered again.
 
-use crate::model::{RunId, ServiceId, Timestamp};
+use crate::model::{RunId, Scope, Timestamp};
 
 /// The two datasets of the history.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -21,12 +24,12 @@ impl HistoryKind {
     }
 }
 
-/// The key of one history object: part 0 of a run, or a later part when the run spanned
+/// The key of one history object of `scope`: part 0 of a run, or a later part when the run spanned
 /// invocations. The `dt` partition is the UTC day of the run's event, the same for every part.
 pub fn object_key(
     prefix: &str,
     kind: HistoryKind,
-    service: ServiceId,
+    scope: &Scope,
     event_time: &Timestamp,
     run: &RunId,
     part: u32,
@@ -34,7 +37,8 @@ pub fn object_key(
     let day = event_time.day();
     let prefix = prefix.trim_matches('/');
     let part = if part == 0 { String::new() } else { format!(".part-{part:04}") };
-    let tail = format!("{}/{service}/dt={day}/{run}{part}.jsonl.gz", kind.as_str());
+    let Scope { service, account_id, region } = scope;
+    let tail = format!("{}/{service}/dt={day}/{account_id}.{region}.{run}{part}.jsonl.gz", kind.as_str());
     if prefix.is_empty() {
         tail
     } else {
@@ -45,9 +49,14 @@ pub fn object_key(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::ServiceId;
 
     fn at(text: &str) -> Timestamp {
         Timestamp::parse(text).unwrap()
+    }
+
+    fn scope(service: ServiceId) -> Scope {
+        Scope { service, account_id: "123456789012".into(), region: "eu-west-1".into() }
     }
 
     #[test]
@@ -57,34 +66,34 @@ mod tests {
             object_key(
                 "history",
                 HistoryKind::Snapshots,
-                ServiceId::IvsStreamSessions,
+                &scope(ServiceId::IvsStreamSessions),
                 &at("2026-11-22T23:59:59Z"),
                 &run,
                 0
             ),
-            "history/snapshots/ivs-stream-sessions/dt=2026-11-22/7bf73129-1428-4cd3-a780-95db273d1602.jsonl.gz"
+            "history/snapshots/ivs-stream-sessions/dt=2026-11-22/123456789012.eu-west-1.7bf73129-1428-4cd3-a780-95db273d1602.jsonl.gz"
         );
         assert_eq!(
             object_key(
                 "/a/b/",
                 HistoryKind::Changes,
-                ServiceId::ChimeProxySessions,
+                &scope(ServiceId::ChimeProxySessions),
                 &at("2026-01-01T00:00:00Z"),
                 &run,
                 0
             ),
-            "a/b/changes/chime-proxy-sessions/dt=2026-01-01/7bf73129-1428-4cd3-a780-95db273d1602.jsonl.gz"
+            "a/b/changes/chime-proxy-sessions/dt=2026-01-01/123456789012.eu-west-1.7bf73129-1428-4cd3-a780-95db273d1602.jsonl.gz"
         );
         assert_eq!(
             object_key(
                 "",
                 HistoryKind::Changes,
-                ServiceId::GameliftStreamSessions,
+                &scope(ServiceId::GameliftStreamSessions),
                 &at("2026-01-01T00:00:00Z"),
                 &run,
                 3
             ),
-            "changes/gamelift-stream-sessions/dt=2026-01-01/7bf73129-1428-4cd3-a780-95db273d1602.part-0003.jsonl.gz"
+            "changes/gamelift-stream-sessions/dt=2026-01-01/123456789012.eu-west-1.7bf73129-1428-4cd3-a780-95db273d1602.part-0003.jsonl.gz"
         );
     }
 
@@ -95,7 +104,7 @@ mod tests {
             object_key(
                 "h",
                 HistoryKind::Snapshots,
-                ServiceId::WorkspacesPoolSessions,
+                &scope(ServiceId::WorkspacesPoolSessions),
                 &at("2026-03-01T10:00:00Z"),
                 &run,
                 0,
@@ -103,6 +112,20 @@ mod tests {
         };
         assert_eq!(key("evt-1"), key("evt-1"));
         assert_ne!(key("evt-1"), key("evt-2"));
+    }
+
+    #[test]
+    fn the_scopes_of_one_event_write_apart() {
+        let run = RunId::parse("evt-1").unwrap();
+        let key = |account_id: &str, region: &str| {
+            let scope =
+                Scope { account_id: account_id.into(), region: region.into(), ..scope(ServiceId::IvsStreamSessions) };
+            object_key("h", HistoryKind::Changes, &scope, &at("2026-03-01T10:00:00Z"), &run, 0)
+        };
+        let keys =
+            [key("111111111111", "eu-west-1"), key("111111111111", "us-east-1"), key("222222222222", "eu-west-1")];
+        assert_eq!(keys.iter().collect::<std::collections::HashSet<_>>().len(), 3, "{keys:?}");
+        assert!(keys[1].ends_with("/dt=2026-03-01/111111111111.us-east-1.evt-1.jsonl.gz"), "{}", keys[1]);
     }
 
     #[test]

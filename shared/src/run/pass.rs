@@ -146,11 +146,10 @@ where
         mark: &'p RunMark,
         objects: Option<&'a O>,
     ) -> Result<Pass<'p, S, D, O>> {
-        let service = self.scope.service;
         let run_id = RunId::parse(&progress.run_id)?;
         let config = self.config;
         let key =
-            |kind| object_key(&config.history_prefix, kind, service, &progress.event_time, &run_id, progress.parts);
+            |kind| object_key(&config.history_prefix, kind, &self.scope, &progress.event_time, &run_id, progress.parts);
         let histories = objects.map(|objects| {
             Mutex::new(Histories {
                 snapshots: HistoryObject::new(objects, key(HistoryKind::Snapshots), config.part_size),

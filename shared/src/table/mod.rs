@@ -26,15 +26,8 @@ pub use progress::{Cursor, Progress};
 
 use crate::error::Result;
 use crate::model::Change;
-use crate::model::{ServiceId, SessionRecord, Timestamp};
-
-/// Where a run's items live: one service in one account and region.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub struct Scope {
-    pub service: ServiceId,
-    pub account_id: String,
-    pub region: String,
-}
+pub use crate::model::Scope;
+use crate::model::{SessionRecord, Timestamp};
 
 /// A session as the table holds it: its last written state and what the archiver knows of it.
 #[derive(Clone, Debug, PartialEq)]

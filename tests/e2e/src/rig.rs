@@ -72,7 +72,9 @@ impl Rig {
     /// The lines of every part of a run's history of one kind (`snapshots` or `changes`).
     pub async fn run_lines(&self, kind: &str, service: ServiceId, run_id: &str) -> Vec<Map<String, Json>> {
         let mut lines = Vec::new();
-        for key in self.aws.keys(&format!("history/{kind}/{service}/dt=2026-11-22/{run_id}.")).await {
+        for key in
+            self.aws.keys(&format!("history/{kind}/{service}/dt=2026-11-22/123456789012.us-east-1.{run_id}.")).await
+        {
             lines.extend(self.aws.read(&key).await.lines);
         }
         lines
@@ -107,7 +109,7 @@ pub fn invocation_of(event_id: &str) -> String {
 }
 
 pub fn key(kind: &str, service: ServiceId, event_id: &str) -> String {
-    format!("history/{kind}/{service}/dt=2026-11-22/{event_id}.jsonl.gz")
+    format!("history/{kind}/{service}/dt=2026-11-22/123456789012.us-east-1.{event_id}.jsonl.gz")
 }
 
 pub fn small_world() -> EmulatorConfig {

@@ -225,7 +225,7 @@ async fn a_run_resumed_by_a_later_event_keeps_its_own_id_and_partition() {
 
     // THEN it carries on the first run rather than starting its own
     assert_eq!((next.outcome, next.run_id.as_str(), next.part), (RunOutcome::Complete, "evt-first", 1));
-    assert!(next.s3_keys.iter().all(|k| k.contains("/evt-first.part-0001.")), "{:?}", next.s3_keys);
+    assert!(next.s3_keys.iter().all(|k| k.contains(".us-east-1.evt-first.part-0001.")), "{:?}", next.s3_keys);
     let manifests = rig.aws.manifests().await;
     assert_eq!(manifests.len(), 1);
     assert_eq!((manifests[0].run_id.as_str(), manifests[0].status), ("evt-first", RunStatus::Complete));

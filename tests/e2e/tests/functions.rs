@@ -92,7 +92,7 @@ async fn every_function_archives_with_every_sample_event_through_the_runtime_api
             assert_eq!(summary["outcome"], "complete", "{service} {name}: {summary}");
             let snapshot_key = summary["s3_keys"][0].as_str().unwrap();
             assert!(snapshot_key.starts_with(&format!("history/snapshots/{service}/dt=")), "{snapshot_key}");
-            assert!(snapshot_key.ends_with(&format!("/{run_id}.jsonl.gz")), "{snapshot_key}");
+            assert!(snapshot_key.ends_with(&format!("/123456789012.us-east-1.{run_id}.jsonl.gz")), "{snapshot_key}");
             let lines = stage.aws.read(snapshot_key).await.lines;
             let listed: BTreeSet<String> = lines.iter().map(|l| l["session_id"].as_str().unwrap().to_owned()).collect();
             assert_eq!(summary["sessions"], lines.len(), "{name}");

@@ -137,7 +137,7 @@ fn print_table(rows: &[(u32, ServiceId, Json)]) {
             keys.join(" + ")
         );
     }
-    println!("objects: s3://{BUCKET}/history/<snapshots|changes>/<service>/dt=<event day>/<event id>.jsonl.gz");
+    println!("objects: s3://{BUCKET}/history/<snapshots|changes>/<service>/dt=<event day>/<account>.<region>.<event id>.jsonl.gz");
 }
 
 async fn show_a_sample(stage: &LocalStage, rows: &[(u32, ServiceId, Json)]) {
