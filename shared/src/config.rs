@@ -19,9 +19,25 @@
 //! | `SDK_ATTEMPT_TIMEOUT_SECONDS` | `10` | one attempt of an AWS call, connection to last byte; twice this plus 1 s is the failure reserve, kept before the deadline to record a failure |
 //! | `SDK_OPERATION_TIMEOUT_SECONDS` | twice the attempt timeout | one AWS call, retries included |
 //! | `HISTORY_START_DATE` | `2024-01-01` | first day of the history: events dated before it are refused (`HistoryStartDate`, also the Glue tables' projection start) |
+//! | `MEMBER_ROLE_NAME` | `session-archiver-member` | the role a function assumes in a scope's account other than its own |
+//! | `MEMBER_ROLE_EXTERNAL_ID` | none | the ExternalId the member role's trust policy asks for |
 //! | `SESSION_API_ENDPOINT_URL` | none | send the session API calls there (the local emulator) |
-//! | `STORAGE_ENDPOINT_URL` | none | send DynamoDB, S3 and Secrets Manager calls there (local moto) |
+//! | `STORAGE_ENDPOINT_URL` | none | send DynamoDB, S3, Secrets Manager, STS, SQS and Organizations calls there (local moto) |
 //! | `AWS_REGION` | set by Lambda | region of the APIs, table and bucket |
+//!
+//! The planner (`scope-planner`, which fans an organization's scopes out to the functions'
+//! queues) reads these:
+//!
+//! | variable | default | meaning |
+//! |---|---|---|
+//! | `ACCOUNTS` | `self` | accounts to plan: `self` (the planner's own), `organization` (every ACTIVE account of AWS Organizations), or account ids, comma-separated |
+//! | `ORGANIZATION_UNITS` | none | with `ACCOUNTS=organization`: only the accounts under these roots or OUs (`r-…`, `ou-…-…`), nested OUs included |
+//! | `EXCLUDE_ACCOUNTS` | none | account ids never planned |
+//! | `REGIONS` | `self` | regions of every account: `self` (the planner's own) or region names, comma-separated |
+//! | `SCOPE_QUEUES` | required | each service's queue: `service=queue URL`, comma-separated (set by the template) |
+//! | `HISTORY_START_DATE` | `2024-01-01` | a plan event dated before it is refused, as the functions refuse it |
+//! | `STORAGE_ENDPOINT_URL` | none | send the Organizations and SQS calls there (local moto) |
+//! | `AWS_REGION` | set by Lambda | the planner's own region (`REGIONS=self`), and that of its calls |
 
 use std::time::Duration;
 
@@ -30,7 +46,35 @@ use crate::error::quoted;
 use crate::error::{Error, Result};
 use crate::model::{ServiceId, Timestamp};
 use crate::personal::PersonalDataPolicy;
+use crate::plan::{AccountSource, PlanConfig};
 use crate::sources::SourceOptions;
+
+/// What the planner needs besides what it plans: its region, endpoint and history start.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PlannerConfig {
+    pub plan: PlanConfig,
+    pub region: String,
+    pub history_start: Timestamp,
+    pub endpoint: Option<String>,
+}
+
+impl PlannerConfig {
+    pub fn from_vars(var: impl Fn(&str) -> Option<String>) -> Result<Self> {
+        let vars = Vars(&var);
+        let (region, endpoint) = (vars.required("AWS_REGION")?, vars.endpoint("STORAGE_ENDPOINT_URL")?);
+        let history_start = history_start(vars.get("HISTORY_START_DATE"))?;
+        Ok(PlannerConfig { plan: PlanConfig::from_vars(var)?, region, history_start, endpoint })
+    }
+
+    pub fn from_env() -> Result<Self> {
+        Self::from_vars(|name| std::env::var(name).ok())
+    }
+
+    /// SDK settings of the Organizations and SQS clients.
+    pub fn sdk(&self) -> SdkSettings {
+        SdkSettings { region: Some(self.region.clone()), endpoint_url: self.endpoint.clone(), ..SdkSettings::default() }
+    }
+}
 
 /// What a function needs to know, validated.
 #[derive(Clone, Debug, PartialEq)]
@@ -57,6 +101,9 @@ pub struct FunctionConfig {
     /// The first day of the history: an event dated before it would write a partition the Glue
     /// tables never read.
     pub history_start: Timestamp,
+    /// The role assumed in a scope's account other than the function's own.
+    pub member_role_name: String,
+    pub member_role_external_id: Option<String>,
     pub session_api_endpoint: Option<String>,
     pub storage_endpoint: Option<String>,
 }
@@ -89,6 +136,8 @@ impl FunctionConfig {
             sdk_attempt_timeout,
             sdk_operation_timeout: vars.seconds("SDK_OPERATION_TIMEOUT_SECONDS", 2 * attempt, attempt..=900)?,
             history_start: history_start(vars.get("HISTORY_START_DATE"))?,
+            member_role_name: vars.role_word("MEMBER_ROLE_NAME", 64)?.unwrap_or_else(|| DEFAULT_MEMBER_ROLE.into()),
+            member_role_external_id: vars.role_word("MEMBER_ROLE_EXTERNAL_ID", 1224)?,
             session_api_endpoint: vars.endpoint("SESSION_API_ENDPOINT_URL")?,
             storage_endpoint: vars.endpoint("STORAGE_ENDPOINT_URL")?,
         };
@@ -107,7 +156,7 @@ impl FunctionConfig {
         }
         // The run's own checks (prefix, retention, lease) with a placeholder account: the account
         // comes with each invocation.
-        self.run_config("000000000000").validate()
+        self.run_config("000000000000", &self.region).validate()
     }
 
     /// The time kept before the Lambda deadline for recording a failure (the manifest, the
@@ -121,9 +170,9 @@ impl FunctionConfig {
         Self::from_vars(service, |name| std::env::var(name).ok())
     }
 
-    /// The run settings for an invocation in `account_id`.
-    pub fn run_config(&self, account_id: &str) -> crate::run::RunConfig {
-        let mut run = crate::run::RunConfig::new(account_id, &self.region);
+    /// The run settings for an invocation in `account_id` and `region`.
+    pub fn run_config(&self, account_id: &str, region: &str) -> crate::run::RunConfig {
+        let mut run = crate::run::RunConfig::new(account_id, region);
         run.history_prefix = self.history_prefix.clone();
         run.ended_retention = self.ended_retention;
         run.lease_duration = self.lease_duration;
@@ -154,6 +203,95 @@ impl FunctionConfig {
     }
 }
 
+impl PlanConfig {
+    /// Reads the planner's configuration through `var` (the process environment in Lambda):
+    /// every value is checked, and the first bad one named, before anything is listed or sent.
+    pub fn from_vars(var: impl Fn(&str) -> Option<String>) -> Result<Self> {
+        let vars = Vars(var);
+        let own_region = vars.required("AWS_REGION")?;
+        let units = vars.list("ORGANIZATION_UNITS")?.unwrap_or_default();
+        let accounts = match vars.get("ACCOUNTS").as_deref() {
+            None | Some("self") => AccountSource::Own,
+            Some("organization") => AccountSource::Organization { parents: organization_units(units.clone())? },
+            Some(_) => AccountSource::Listed(account_ids("ACCOUNTS", vars.list("ACCOUNTS")?.unwrap_or_default())?),
+        };
+        if !units.is_empty() && !matches!(accounts, AccountSource::Organization { .. }) {
+            return Err(Error::Config(
+                "ORGANIZATION_UNITS is set, and ACCOUNTS is not `organization`: set ACCOUNTS=organization to plan the accounts of these OUs".into(),
+            ));
+        }
+        let exclude = account_ids("EXCLUDE_ACCOUNTS", vars.list("EXCLUDE_ACCOUNTS")?.unwrap_or_default())?;
+        let regions = match vars.get("REGIONS").as_deref() {
+            None | Some("self") => vec![own_region],
+            Some(_) => region_names(vars.list("REGIONS")?.unwrap_or_default())?,
+        };
+        let queues = scope_queues(&vars.required("SCOPE_QUEUES")?)?;
+        Ok(PlanConfig { accounts, exclude: exclude.into_iter().collect(), regions, queues })
+    }
+}
+
+/// Each value once, each one checked by `valid`; `what` names a value in the error.
+fn distinct(name: &str, values: Vec<String>, valid: fn(&str) -> bool, what: &str) -> Result<Vec<String>> {
+    let mut seen = std::collections::BTreeSet::new();
+    for value in &values {
+        if !valid(value) {
+            return Err(Error::Config(format!("{name}: {} is not {what}", quoted(value))));
+        }
+        if !seen.insert(value.as_str()) {
+            return Err(Error::Config(format!("{name}: {} is listed twice", quoted(value))));
+        }
+    }
+    Ok(values)
+}
+
+fn account_ids(name: &str, values: Vec<String>) -> Result<Vec<String>> {
+    distinct(name, values, crate::model::is_account_id, "an account id (12 digits)")
+}
+
+fn region_names(values: Vec<String>) -> Result<Vec<String>> {
+    distinct("REGIONS", values, crate::model::is_region, "a region name like eu-west-1")
+}
+
+/// Roots (`r-` and 4-32 of a-z 0-9) and OUs (`ou-`, the root's 4-32, `-`, 8-32 of a-z 0-9).
+fn organization_units(values: Vec<String>) -> Result<Vec<String>> {
+    fn is_parent_id(value: &str) -> bool {
+        let word = |part: &str, lengths: std::ops::RangeInclusive<usize>| {
+            lengths.contains(&part.len()) && part.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+        };
+        match value.split('-').collect::<Vec<_>>().as_slice() {
+            ["r", root] => word(root, 4..=32),
+            ["ou", root, unit] => word(root, 4..=32) && word(unit, 8..=32),
+            _ => false,
+        }
+    }
+    distinct("ORGANIZATION_UNITS", values, is_parent_id, "a root id (r-…) or an OU id (ou-…-…)")
+}
+
+/// `SCOPE_QUEUES`: `service=url` pairs, each service once.
+fn scope_queues(text: &str) -> Result<std::collections::BTreeMap<ServiceId, String>> {
+    let mut queues = std::collections::BTreeMap::new();
+    for pair in text.split(',').map(str::trim).filter(|pair| !pair.is_empty()) {
+        let (service, url) = pair
+            .split_once('=')
+            .ok_or_else(|| Error::Config(format!("SCOPE_QUEUES: {} is not service=queue URL", quoted(pair))))?;
+        let service: ServiceId = service.trim().parse().map_err(|e: Error| match e {
+            Error::Config(detail) => Error::Config(format!("SCOPE_QUEUES: {detail}")),
+            other => other,
+        })?;
+        let url = url.trim();
+        if !(url.starts_with("https://") || url.starts_with("http://")) {
+            return Err(Error::Config(format!("SCOPE_QUEUES: the queue of {service}, {}, is not a URL", quoted(url))));
+        }
+        if queues.insert(service, url.to_owned()).is_some() {
+            return Err(Error::Config(format!("SCOPE_QUEUES: {service} has two queues")));
+        }
+    }
+    if queues.is_empty() {
+        return Err(Error::Config("SCOPE_QUEUES names no queue".into()));
+    }
+    Ok(queues)
+}
+
 /// A function's environment, each variable read with its check: trimmed, and empty as unset.
 struct Vars<F>(F);
 
@@ -180,6 +318,32 @@ impl<F: Fn(&str) -> Option<String>> Vars<F> {
 
     fn seconds(&self, name: &str, default: u64, range: std::ops::RangeInclusive<u64>) -> Result<Duration> {
         self.number(name, default, range).map(Duration::from_secs)
+    }
+
+    /// A role name or ExternalId: 2 to `limit` of letters, digits and `+=,.@-` (and `:/` in an
+    /// ExternalId), as IAM and STS take them.
+    fn role_word(&self, name: &str, limit: usize) -> Result<Option<String>> {
+        let Some(value) = self.get(name) else { return Ok(None) };
+        let extra = if limit > 64 { "+=,.@-_:/" } else { "+=,.@-_" };
+        if !(2..=limit).contains(&value.len()) || !value.chars().all(|c| c.is_ascii_alphanumeric() || extra.contains(c))
+        {
+            return Err(Error::Config(format!(
+                "{name}={} must be 2 to {limit} of letters, digits and {extra}",
+                quoted(&value)
+            )));
+        }
+        Ok(Some(value))
+    }
+
+    /// A comma-separated list, its items trimmed; `None` when unset, an error when it lists nothing.
+    fn list(&self, name: &str) -> Result<Option<Vec<String>>> {
+        let Some(text) = self.get(name) else { return Ok(None) };
+        let items: Vec<String> =
+            text.split(',').map(str::trim).filter(|item| !item.is_empty()).map(str::to_owned).collect();
+        if items.is_empty() {
+            return Err(Error::Config(format!("{name}={} lists nothing", quoted(&text))));
+        }
+        Ok(Some(items))
     }
 
     fn endpoint(&self, name: &str) -> Result<Option<String>> {
@@ -249,6 +413,9 @@ impl<F: Fn(&str) -> Option<String>> Vars<F> {
         Ok((policy, secret))
     }
 }
+
+/// The member role's name when `MEMBER_ROLE_NAME` is not set: the member template's default.
+pub const DEFAULT_MEMBER_ROLE: &str = "session-archiver-member";
 
 /// The default first day of the history: the Glue tables' partition projection starts there.
 pub const DEFAULT_HISTORY_START: &str = "2024-01-01";
@@ -363,6 +530,9 @@ mod tests {
             (&[("HISTORY_START_DATE", "2024-02-30")], "HISTORY_START_DATE=`2024-02-30` is not a day"),
             (&[("HISTORY_START_DATE", "yesterday")], "HISTORY_START_DATE=`yesterday` is not a day"),
             (&[("PAGE_SIZE", &"9".repeat(100))], "PAGE_SIZE=`99999999"),
+            (&[("MEMBER_ROLE_NAME", "role with spaces")], "MEMBER_ROLE_NAME=`role with spaces` must be 2 to 64"),
+            (&[("MEMBER_ROLE_NAME", &"r".repeat(65))], "MEMBER_ROLE_NAME=`rrrr"),
+            (&[("MEMBER_ROLE_EXTERNAL_ID", "x")], "MEMBER_ROLE_EXTERNAL_ID=`x` must be 2 to 1224"),
         ];
         for (pairs, expected) in cases {
             let err = FunctionConfig::from_vars(ServiceId::IvsStreamSessions, vars(pairs)).unwrap_err();
@@ -371,6 +541,80 @@ mod tests {
             assert!(message.contains(expected), "{expected}: {message}");
             assert!(message.len() < 400, "a bad value is quoted, not echoed: {message}");
             assert!(!err.is_retryable());
+        }
+    }
+
+    fn plan_vars(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let mut map: HashMap<String, String> = HashMap::from([
+            ("AWS_REGION".to_owned(), "eu-west-1".to_owned()),
+            ("SCOPE_QUEUES".to_owned(), "ivs-stream-sessions=https://sqs.eu-west-1.amazonaws.com/1/q".to_owned()),
+        ]);
+        for (k, v) in pairs {
+            map.insert((*k).to_owned(), (*v).to_owned());
+        }
+        move |name| map.get(name).cloned()
+    }
+
+    #[test]
+    fn the_planner_plans_its_own_scope_by_default() {
+        let config = PlanConfig::from_vars(plan_vars(&[])).unwrap();
+        assert_eq!((config.accounts, config.regions), (AccountSource::Own, vec!["eu-west-1".to_owned()]));
+        assert_eq!(config.queues[&ServiceId::IvsStreamSessions], "https://sqs.eu-west-1.amazonaws.com/1/q");
+    }
+
+    #[test]
+    fn the_planner_reads_lists_of_accounts_units_and_regions() {
+        let config = PlanConfig::from_vars(plan_vars(&[
+            ("ACCOUNTS", "organization"),
+            ("ORGANIZATION_UNITS", "ou-ab12-cdefgh34, r-ab12"),
+            ("EXCLUDE_ACCOUNTS", "111111111111"),
+            ("REGIONS", "eu-west-1,us-east-1"),
+        ]))
+        .unwrap();
+        let parents = vec!["ou-ab12-cdefgh34".to_owned(), "r-ab12".to_owned()];
+        assert_eq!(config.accounts, AccountSource::Organization { parents });
+        assert!(config.exclude.contains("111111111111"));
+        assert_eq!(config.regions, ["eu-west-1", "us-east-1"]);
+        let listed = PlanConfig::from_vars(plan_vars(&[("ACCOUNTS", "111111111111,222222222222")])).unwrap();
+        assert_eq!(listed.accounts, AccountSource::Listed(vec!["111111111111".into(), "222222222222".into()]));
+    }
+
+    #[test]
+    fn each_bad_planner_value_is_refused_naming_it() {
+        let cases: &[(&[(&str, &str)], &str)] = &[
+            (&[("ACCOUNTS", "1234")], "ACCOUNTS: `1234` is not an account id (12 digits)"),
+            (&[("ACCOUNTS", "111111111111,111111111111")], "ACCOUNTS: `111111111111` is listed twice"),
+            (&[("ACCOUNTS", ", ,")], "ACCOUNTS=`, ,` lists nothing"),
+            (
+                &[("ACCOUNTS", "organization"), ("ORGANIZATION_UNITS", "ou-x")],
+                "ORGANIZATION_UNITS: `ou-x` is not a root id",
+            ),
+            (
+                &[("ORGANIZATION_UNITS", "ou-ab12-cdefgh34")],
+                "ORGANIZATION_UNITS is set, and ACCOUNTS is not `organization`",
+            ),
+            (&[("EXCLUDE_ACCOUNTS", "abc")], "EXCLUDE_ACCOUNTS: `abc` is not an account id"),
+            (&[("REGIONS", "eu-west-1,Mars")], "REGIONS: `Mars` is not a region name"),
+            (&[("REGIONS", ",")], "REGIONS=`,` lists nothing"),
+            (&[("SCOPE_QUEUES", "")], "SCOPE_QUEUES is not set"),
+            (
+                &[("SCOPE_QUEUES", "ivs-stream-sessions")],
+                "SCOPE_QUEUES: `ivs-stream-sessions` is not service=queue URL",
+            ),
+            (&[("SCOPE_QUEUES", "ec2=https://q")], "SCOPE_QUEUES: unknown service `ec2`"),
+            (
+                &[("SCOPE_QUEUES", "ivs-stream-sessions=queue")],
+                "the queue of ivs-stream-sessions, `queue`, is not a URL",
+            ),
+            (
+                &[("SCOPE_QUEUES", "ivs-stream-sessions=https://a,ivs-stream-sessions=https://b")],
+                "SCOPE_QUEUES: ivs-stream-sessions has two queues",
+            ),
+        ];
+        for (pairs, expected) in cases {
+            let err = PlanConfig::from_vars(plan_vars(pairs)).unwrap_err();
+            assert!(err.to_string().starts_with("invalid configuration: "), "{err}");
+            assert!(err.to_string().contains(expected), "{expected}: {err}");
         }
     }
 }

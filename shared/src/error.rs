@@ -58,10 +58,12 @@ pub enum Error {
     #[error("{site} returned a page that cannot be archived: {detail}")]
     BadPage { site: CallSite, detail: String },
 
-    /// A call to the archiver's own storage (DynamoDB table, S3 bucket) failed.
+    /// A call to the archiver's own side of AWS failed: its storage (DynamoDB table, S3 bucket,
+    /// Secrets Manager), its queues (SQS), the organization's directory (Organizations), or the
+    /// member role of a scope's account (STS).
     #[error("{operation} on {resource} failed: {code}: {message}")]
     Storage {
-        /// `DynamoDB BatchWriteItem`, `S3 UploadPart`, …
+        /// `DynamoDB BatchWriteItem`, `S3 UploadPart`, `STS AssumeRole`, …
         operation: &'static str,
         /// The table, or the bucket and key.
         resource: String,
@@ -84,6 +86,10 @@ pub enum Error {
     /// the time left kept for recording the failure (manifest, uploads, lease).
     #[error("gave up waiting for {waiting_for}: the invocation's deadline is {reserve_seconds} s away, the time kept to record the failure")]
     Timeout { waiting_for: &'static str, reserve_seconds: u64 },
+
+    /// The run of one scope (an account and region of an organization) failed.
+    #[error("account {account_id}, region {region}: {source}")]
+    InScope { account_id: String, region: String, source: Box<Error> },
 }
 
 /// The longest piece of an outside value (an event field, a variable, an id) an error quotes.
@@ -119,6 +125,7 @@ impl Error {
         match self {
             Error::Api { retryable, .. } | Error::Storage { retryable, .. } => *retryable,
             Error::Timeout { .. } => true,
+            Error::InScope { source, .. } => source.is_retryable(),
             Error::UnreadableItem(_)
             | Error::Event(_)
             | Error::Config(_)
@@ -132,6 +139,7 @@ impl Error {
     /// 400 whose message names the token. The listing can start again from its first page.
     pub fn is_token_refusal(&self) -> bool {
         match self {
+            Error::InScope { source, .. } => source.is_token_refusal(),
             Error::Api { status: Some(400), code, message, .. } => {
                 message.to_ascii_lowercase().contains("token") && !code.contains("Throttl")
             }
@@ -222,11 +230,17 @@ where
     }
 }
 
-/// Error codes that mean "later may work" on the four session services.
+/// Error codes that mean "later may work" on the four session services and the archiver's own
+/// side (DynamoDB, S3, SQS, STS, Organizations).
 pub fn is_retryable_code(code: &str) -> bool {
     matches!(
         code,
         "ThrottlingException"
+            | "Throttling"
+            | "TooManyRequestsException"
+            | "RequestThrottled"
+            | "ServiceException"
+            | "IDPCommunicationError"
             | "ThrottledClientException"
             | "ServiceFailureException"
             | "ServiceUnavailableException"

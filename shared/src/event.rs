@@ -8,19 +8,23 @@
 //!   required, `time` defaults to now (give it, so replaying the same file writes the same keys),
 //!   `dry_run` to false, and `options` (parents, filters) to the function's own.
 //!
+//! - a **scope message** from the service's queue (an SQS record's body), sent by the planner for
+//!   one account and region: `{"service", "account_id", "region", "run_id", "event_time"}`, the
+//!   run id and time being the planner's scheduled event's, shared by every scope it planned.
+//!
 //! Anything else is refused with an error that names what is wrong, quoting bad values cut to a
 //! bounded length; nothing is read or written. An event time must fall between the first day of
 //! the history (`HISTORY_START_DATE`: the Glue tables read no partition before it) and a day
 //! ahead of the clock.
 
 use aws_lambda_events::event::eventbridge::EventBridgeEvent;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value as Json;
 
 use crate::deadline::Deadlines;
 use crate::error::{bounded, quoted, Error, Result};
 use crate::history::RunId;
-use crate::model::{ServiceId, Timestamp};
+use crate::model::{is_account_id, is_region, Scope, ServiceId, Timestamp};
 use crate::run::{RunRequest, Trigger};
 use crate::sources::SourceOptions;
 
@@ -33,6 +37,37 @@ pub struct Invocation {
     pub request: RunRequest,
     /// Options of a replay event, in place of the function's own.
     pub options: Option<SourceOptions>,
+    /// The account and region of a scope message; `None`: the function's own.
+    pub scope: Option<Scope>,
+}
+
+/// The message the planner sends for one scope, and a function takes from its queue.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScopeMessage {
+    pub service: ServiceId,
+    pub account_id: String,
+    pub region: String,
+    /// The planner's event id: the run id in every scope it planned.
+    pub run_id: String,
+    /// The planner's event time: the history partition.
+    pub event_time: String,
+}
+
+impl ScopeMessage {
+    pub fn new(scope: &Scope, run_id: &RunId, event_time: &Timestamp) -> Self {
+        ScopeMessage {
+            service: scope.service,
+            account_id: scope.account_id.clone(),
+            region: scope.region.clone(),
+            run_id: run_id.to_string(),
+            event_time: event_time.to_string(),
+        }
+    }
+
+    pub fn scope(&self) -> Scope {
+        Scope { service: self.service, account_id: self.account_id.clone(), region: self.region.clone() }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -104,6 +139,77 @@ pub fn parse_invocation(service: ServiceId, payload: &Json, window: &EventWindow
     )))
 }
 
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PlanEnvelope {
+    plan: PlanFields,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PlanFields {
+    service: ServiceId,
+    id: String,
+    time: String,
+}
+
+/// Validates the planner's event, `{"plan": {"service": "...", "id": "...", "time": "..."}}`: each
+/// service's schedule sends it (its rule's input transformer puts the scheduled event's id and
+/// time in), and so may a person planning one service by hand.
+pub fn parse_plan_event(payload: &Json, window: &EventWindow) -> Result<crate::plan::PlanRequest> {
+    let envelope: PlanEnvelope = serde_json::from_value(payload.clone())
+        .map_err(|e| refuse(format!("expected {{\"plan\": {{\"service\", \"id\", \"time\"}}}}: {e}")))?;
+    let plan = envelope.plan;
+    let run_id = RunId::parse(&plan.id).map_err(|e| refuse(format!("plan `id`: {}", config_detail(&e))))?;
+    let event_time = Timestamp::parse(&plan.time).map_err(|e| refuse(format!("plan `time`: {}", config_detail(&e))))?;
+    window.check("plan `time`", &event_time)?;
+    Ok(crate::plan::PlanRequest { service: plan.service, run_id, event_time })
+}
+
+/// Validates a scope message (an SQS record's body) for a function of `service`, in `window`.
+pub fn parse_scope_message(service: ServiceId, body: &str, window: &EventWindow) -> Result<Invocation> {
+    let message: ScopeMessage =
+        serde_json::from_str(body).map_err(|e| refuse(format!("scope message {}: {e}", quoted(body))))?;
+    if message.service != service {
+        return Err(refuse(format!(
+            "the scope message is for {}, and this function archives {service}: check the queue's event source mapping",
+            message.service
+        )));
+    }
+    if !is_account_id(&message.account_id) {
+        return Err(refuse(format!("scope message `account_id` {} is not 12 digits", quoted(&message.account_id))));
+    }
+    if !is_region(&message.region) {
+        return Err(refuse(format!(
+            "scope message `region` {} is not an AWS region name like eu-west-1",
+            quoted(&message.region)
+        )));
+    }
+    let run_id =
+        RunId::parse(&message.run_id).map_err(|e| refuse(format!("scope message `run_id`: {}", config_detail(&e))))?;
+    let event_time = Timestamp::parse(&message.event_time)
+        .map_err(|e| refuse(format!("scope message `event_time`: {}", config_detail(&e))))?;
+    window.check("scope message `event_time`", &event_time)?;
+    Ok(scheduled_run(run_id, message.run_id.clone(), event_time, Some(message.scope())))
+}
+
+/// The run of a schedule: the planner's through a scope message, or the function's own.
+fn scheduled_run(run_id: RunId, event_id: String, event_time: Timestamp, scope: Option<Scope>) -> Invocation {
+    Invocation {
+        request: RunRequest {
+            run_id,
+            event_id,
+            event_time,
+            trigger: Trigger::Scheduled,
+            dry_run: false,
+            invocation_id: RunRequest::local_invocation_id(),
+            deadlines: Deadlines::none(),
+        },
+        options: None,
+        scope,
+    }
+}
+
 fn parse_scheduled(payload: &Json, window: &EventWindow) -> Result<Invocation> {
     let event: EventBridgeEvent =
         serde_json::from_value(payload.clone()).map_err(|e| refuse(format!("not an EventBridge event: {e}")))?;
@@ -122,18 +228,7 @@ fn parse_scheduled(payload: &Json, window: &EventWindow) -> Result<Invocation> {
     let text = payload["time"].as_str().unwrap_or_default();
     let event_time = Timestamp::parse(text).map_err(|e| refuse(format!("event `time`: {}", config_detail(&e))))?;
     window.check("event `time`", &event_time)?;
-    Ok(Invocation {
-        request: RunRequest {
-            run_id,
-            event_id: id,
-            event_time,
-            trigger: Trigger::Scheduled,
-            dry_run: false,
-            invocation_id: RunRequest::local_invocation_id(),
-            deadlines: Deadlines::none(),
-        },
-        options: None,
-    })
+    Ok(scheduled_run(run_id, id, event_time, None))
 }
 
 fn parse_replay(service: ServiceId, payload: &Json, window: &EventWindow) -> Result<Invocation> {
@@ -160,6 +255,7 @@ fn parse_replay(service: ServiceId, payload: &Json, window: &EventWindow) -> Res
             deadlines: Deadlines::none(),
         },
         options: replay.options,
+        scope: None,
     })
 }
 
@@ -339,6 +435,88 @@ mod tests {
             // THEN the error names the field and quotes the value cut short
             assert!(message.contains(expected), "{}", &message[..200.min(message.len())]);
             assert!(message.len() <= crate::error::MESSAGE_LIMIT + 64, "{} bytes", message.len());
+        }
+    }
+
+    fn scope_message() -> Json {
+        json!({
+            "service": "ivs-stream-sessions",
+            "account_id": "111122223333",
+            "region": "eu-west-1",
+            "run_id": "53dc4d37-cffa-4f76-80c9-8b7d4a4d2eaa",
+            "event_time": "2026-11-22T10:00:00Z"
+        })
+    }
+
+    #[test]
+    fn a_scope_message_runs_the_planners_event_in_its_account_and_region() {
+        // GIVEN the planner's message for one scope
+        let body = scope_message().to_string();
+        // WHEN the IVS function takes it from its queue
+        let invocation = parse_scope_message(ServiceId::IvsStreamSessions, &body, &window()).unwrap();
+        // THEN it runs the planner's event in that account and region
+        let scope = invocation.scope.unwrap();
+        assert_eq!((scope.account_id.as_str(), scope.region.as_str()), ("111122223333", "eu-west-1"));
+        assert_eq!(invocation.request.run_id.as_str(), "53dc4d37-cffa-4f76-80c9-8b7d4a4d2eaa");
+        assert_eq!(invocation.request.event_time.as_str(), "2026-11-22T10:00:00Z");
+        assert_eq!(invocation.request.trigger, Trigger::Scheduled);
+        // AND the message the planner builds for that scope reads back the same
+        let rebuilt = ScopeMessage::new(&scope, &invocation.request.run_id, &invocation.request.event_time);
+        assert_eq!(serde_json::to_value(&rebuilt).unwrap(), scope_message());
+    }
+
+    #[test]
+    fn a_bad_scope_message_is_refused_naming_the_field() {
+        let with = |field: &str, value: Json| {
+            let mut message = scope_message();
+            message[field] = value;
+            message.to_string()
+        };
+        let cases = [
+            ("not json".to_owned(), "scope message `not json`: expected ident"),
+            (
+                with("service", json!("chime-proxy-sessions")),
+                "is for chime-proxy-sessions, and this function archives ivs-stream-sessions",
+            ),
+            (with("service", json!("ec2")), "unknown variant `ec2`"),
+            (with("account_id", json!("1111")), "`account_id` `1111` is not 12 digits"),
+            (with("region", json!("mars-1")), "`region` `mars-1` is not an AWS region name"),
+            (with("run_id", json!("a/b")), "scope message `run_id`: run id `a/b`"),
+            (
+                with("event_time", json!("2023-12-31T23:59:59Z")),
+                "`event_time` 2023-12-31T23:59:59Z is before 2024-01-01",
+            ),
+            (with("extra", json!(1)), "unknown field `extra`"),
+        ];
+        for (body, expected) in cases {
+            let err = parse_scope_message(ServiceId::IvsStreamSessions, &body, &window()).unwrap_err();
+            assert!(!err.is_retryable(), "{err}");
+            assert!(err.to_string().contains(expected), "{expected}: {err}");
+        }
+    }
+
+    #[test]
+    fn a_plan_event_names_the_service_and_the_schedules_id_and_time() {
+        let payload =
+            json!({"plan": {"service": "gamelift-stream-sessions", "id": "53dc4d37", "time": "2026-11-22T10:00:00Z"}});
+        let request = parse_plan_event(&payload, &window()).unwrap();
+        assert_eq!(request.service, ServiceId::GameliftStreamSessions);
+        assert_eq!((request.run_id.as_str(), request.event_time.as_str()), ("53dc4d37", "2026-11-22T10:00:00Z"));
+        let cases = [
+            (json!({"plan": {"service": "ec2", "id": "a", "time": "2026-11-22T10:00:00Z"}}), "unknown variant `ec2`"),
+            (
+                json!({"plan": {"service": "gamelift-stream-sessions", "id": "a/b", "time": "2026-11-22T10:00:00Z"}}),
+                "plan `id`: run id `a/b`",
+            ),
+            (
+                json!({"plan": {"service": "gamelift-stream-sessions", "id": "a", "time": "2030-01-01T00:00:00Z"}}),
+                "plan `time` 2030-01-01T00:00:00Z is more than a day ahead",
+            ),
+            (scheduled(), "expected {\"plan\""),
+        ];
+        for (payload, expected) in cases {
+            let err = parse_plan_event(&payload, &window()).unwrap_err();
+            assert!(err.to_string().contains(expected), "{expected}: {err}");
         }
     }
 }

@@ -92,7 +92,7 @@ impl FromStr for ServiceId {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         ServiceId::ALL.into_iter().find(|id| id.as_str() == s).ok_or_else(|| {
             let known: Vec<&str> = ServiceId::ALL.iter().map(|id| id.as_str()).collect();
-            Error::Config(format!("unknown service `{s}`; expected one of {}", known.join(", ")))
+            Error::Config(format!("unknown service {}; expected one of {}", crate::error::quoted(s), known.join(", ")))
         })
     }
 }
@@ -263,11 +263,34 @@ impl Change {
 }
 
 /// Where a run reads and its items live: one service in one account and region.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Scope {
     pub service: ServiceId,
     pub account_id: String,
     pub region: String,
+}
+
+/// Whether `value` is an AWS account id: 12 digits.
+pub fn is_account_id(value: &str) -> bool {
+    value.len() == 12 && value.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// Whether `value` reads as an AWS region name (`eu-west-1`, `us-gov-west-1`, `ap-southeast-5`):
+/// two letters, one or two words, a number.
+pub fn is_region(value: &str) -> bool {
+    let parts: Vec<&str> = value.split('-').collect();
+    let letters = |part: &&str| !part.is_empty() && part.bytes().all(|b| b.is_ascii_lowercase());
+    match parts.as_slice() {
+        [area, middle @ .., number] => {
+            area.len() == 2
+                && letters(area)
+                && (1..=2).contains(&middle.len())
+                && middle.iter().all(letters)
+                && (1..=2).contains(&number.len())
+                && number.bytes().all(|b| b.is_ascii_digit())
+        }
+        _ => false,
+    }
 }
 
 /// The id of a run, derived from its triggering event (EventBridge `id`, or a replay event's own
@@ -527,6 +550,22 @@ mod tests {
         let err = "workspaces".parse::<ServiceId>().unwrap_err().to_string();
         assert!(err.contains("unknown service `workspaces`"), "{err}");
         assert!(err.contains("gamelift-stream-sessions"), "{err}");
+    }
+
+    #[test]
+    fn account_ids_and_region_names_are_told_apart_from_anything_else() {
+        for region in ["us-east-1", "eu-central-2", "us-gov-west-1", "ap-southeast-5", "us-isob-east-1", "il-central-1"]
+        {
+            assert!(is_region(region), "{region}");
+        }
+        for bad in ["", "EU-west-1", "eu west 1", "eu-west", "europe-west-1", "eu--1", "eu-west-100", "eu-a-b-c-1", "*"]
+        {
+            assert!(!is_region(bad), "{bad}");
+        }
+        assert!(is_account_id("012345678901"));
+        for bad in ["", "12345678901", "1234567890123", "12345678901a", " 12345678901"] {
+            assert!(!is_account_id(bad), "{bad}");
+        }
     }
 
     #[test]

@@ -49,13 +49,10 @@ impl RunConfig {
     /// Checks every value, naming the one that is wrong.
     pub fn validate(&self) -> Result<()> {
         let bad = |what: String| Err(Error::Config(what));
-        if self.account_id.len() != 12 || !self.account_id.bytes().all(|b| b.is_ascii_digit()) {
+        if !crate::model::is_account_id(&self.account_id) {
             return bad(format!("account id {} is not 12 digits", quoted(&self.account_id)));
         }
-        let region_ok = !self.region.is_empty()
-            && self.region.len() <= 32
-            && self.region.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
-        if !region_ok {
+        if !crate::model::is_region(&self.region) {
             return bad(format!("region {} is not an AWS region name like eu-west-1", quoted(&self.region)));
         }
         let prefix_ok = self.history_prefix.len() <= 512

@@ -107,7 +107,7 @@ async fn assert_converged(stage: &LocalStage, run_id: &str) {
     for kind in ["snapshots", "changes"] {
         let mut ids = Vec::new();
         for key in stage.aws.keys(&format!("history/{kind}/{SERVICE}/")).await {
-            if key.contains(&format!("/{run_id}.")) {
+            if key.contains(&format!("/123456789012.us-east-1.{run_id}.")) {
                 ids.extend(
                     stage.aws.read(&key).await.lines.iter().map(|l| l["session_id"].as_str().unwrap().to_owned()),
                 );

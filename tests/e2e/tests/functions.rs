@@ -266,7 +266,7 @@ async fn slow_stage(operation: &str, latency_ms: u64) -> LocalStage {
 async fn run_history(stage: &LocalStage, kind: &str, service: ServiceId, run_id: &str) -> Vec<String> {
     let mut ids = Vec::new();
     for key in stage.aws.keys(&format!("history/{kind}/{service}/")).await {
-        if key.contains(&format!("/{run_id}.")) {
+        if key.contains(&format!("/123456789012.us-east-1.{run_id}.")) {
             let lines = stage.aws.read(&key).await.lines;
             ids.extend(lines.iter().map(|l| l["session_id"].as_str().unwrap().to_owned()));
         }

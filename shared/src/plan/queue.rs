@@ -1,0 +1,103 @@
+//! The scope queues on SQS: messages sent ten to a `SendMessageBatch` call, the entries SQS did
+//! not take sent again.
+
+use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
+
+use super::ScopeQueue;
+use crate::error::{bounded, Error, Result};
+use crate::event::ScopeMessage;
+
+/// The most entries one `SendMessageBatch` call takes.
+const BATCH: usize = 10;
+
+/// Times the entries SQS failed on its side are sent again (the SDK retries the calls themselves).
+const ENTRY_ATTEMPTS: usize = 3;
+
+/// Sends scope messages to SQS queues.
+#[derive(Clone, Debug)]
+pub struct SqsScopeQueue {
+    client: aws_sdk_sqs::Client,
+}
+
+impl SqsScopeQueue {
+    pub fn new(client: aws_sdk_sqs::Client) -> Self {
+        SqsScopeQueue { client }
+    }
+
+    /// Sends one batch; returns the entries SQS failed on its side (to send again), and fails on
+    /// an entry refused for what it holds.
+    async fn send_batch(&self, queue_url: &str, batch: &[(usize, String)]) -> Result<Vec<(usize, String)>> {
+        let entries = batch
+            .iter()
+            .map(|(index, body)| {
+                SendMessageBatchRequestEntry::builder()
+                    .id(index.to_string())
+                    .message_body(body)
+                    .build()
+                    .map_err(|e| Error::Mapping(format!("SQS entry: {e}")))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let output = self
+            .client
+            .send_message_batch()
+            .queue_url(queue_url)
+            .set_entries(Some(entries))
+            .send()
+            .await
+            .map_err(|e| Error::from_storage_sdk("SQS SendMessageBatch", format!("queue {queue_url}"), e))?;
+        let mut again = Vec::new();
+        for failed in output.failed() {
+            let refused = || Error::Storage {
+                operation: "SQS SendMessageBatch",
+                resource: format!("queue {queue_url}"),
+                code: failed.code().to_owned(),
+                message: bounded(failed.message().unwrap_or("an entry was not sent").to_owned()),
+                status: None,
+                retryable: !failed.sender_fault(),
+            };
+            if failed.sender_fault() {
+                return Err(refused());
+            }
+            match batch.iter().find(|(index, _)| index.to_string() == failed.id()) {
+                Some(entry) => again.push(entry.clone()),
+                None => return Err(refused()),
+            }
+        }
+        Ok(again)
+    }
+}
+
+impl ScopeQueue for SqsScopeQueue {
+    async fn send(&self, queue_url: &str, messages: &[ScopeMessage]) -> Result<()> {
+        let bodies = messages
+            .iter()
+            .map(|message| serde_json::to_string(message).map_err(|e| Error::Mapping(format!("scope message: {e}"))))
+            .collect::<Result<Vec<String>>>()?;
+        let mut pending: Vec<(usize, String)> = bodies.into_iter().enumerate().collect();
+        for attempt in 1..=ENTRY_ATTEMPTS {
+            let mut again = Vec::new();
+            for batch in pending.chunks(BATCH) {
+                again.extend(self.send_batch(queue_url, batch).await?);
+            }
+            if again.is_empty() {
+                return Ok(());
+            }
+            if attempt == ENTRY_ATTEMPTS {
+                return Err(Error::Storage {
+                    operation: "SQS SendMessageBatch",
+                    resource: format!("queue {queue_url}"),
+                    code: "EntriesNotSent".into(),
+                    message: format!(
+                        "{} of {} messages were not sent after {ENTRY_ATTEMPTS} attempts",
+                        again.len(),
+                        messages.len()
+                    ),
+                    status: None,
+                    retryable: true,
+                });
+            }
+            pending = again;
+        }
+        Ok(())
+    }
+}

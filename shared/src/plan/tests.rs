@@ -1,0 +1,162 @@
+//! The planner on in-memory twins of Organizations and SQS.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Mutex;
+
+use super::*;
+use crate::Error;
+
+/// An organization: each parent's accounts and child OUs.
+#[derive(Default)]
+struct MemoryDirectory {
+    parents: BTreeMap<String, (Vec<Account>, Vec<String>)>,
+    calls: Mutex<usize>,
+}
+
+impl MemoryDirectory {
+    fn with(mut self, parent: &str, accounts: &[(&str, &str)], units: &[&str]) -> Self {
+        let accounts =
+            accounts.iter().map(|(id, state)| Account { id: (*id).into(), state: (*state).into() }).collect();
+        self.parents.insert(parent.into(), (accounts, units.iter().map(|u| (*u).to_owned()).collect()));
+        self
+    }
+}
+
+impl AccountDirectory for MemoryDirectory {
+    async fn accounts(&self, parents: &[String]) -> Result<Vec<Account>> {
+        *self.calls.lock().unwrap() += 1;
+        let mut found = BTreeMap::new();
+        let mut to_walk: Vec<String> = if parents.is_empty() { vec!["r-root".into()] } else { parents.to_vec() };
+        while let Some(parent) = to_walk.pop() {
+            let (accounts, units) = self.parents.get(&parent).ok_or_else(|| Error::Storage {
+                operation: "Organizations ListAccountsForParent",
+                resource: format!("parent {parent}"),
+                code: "ParentNotFoundException".into(),
+                message: "You specified a root or OU that doesn't exist.".into(),
+                status: Some(400),
+                retryable: false,
+            })?;
+            found.extend(accounts.iter().map(|a| (a.id.clone(), a.clone())));
+            to_walk.extend(units.iter().cloned());
+        }
+        Ok(found.into_values().collect())
+    }
+}
+
+#[derive(Default)]
+struct MemoryQueue {
+    sent: Mutex<BTreeMap<String, Vec<ScopeMessage>>>,
+}
+
+impl ScopeQueue for MemoryQueue {
+    async fn send(&self, queue_url: &str, messages: &[ScopeMessage]) -> Result<()> {
+        self.sent.lock().unwrap().entry(queue_url.into()).or_default().extend_from_slice(messages);
+        Ok(())
+    }
+}
+
+const QUEUE: &str = "https://sqs.eu-west-1.amazonaws.com/999999999999/ivs-stream-sessions-scopes";
+
+fn config(accounts: AccountSource, regions: &[&str]) -> PlanConfig {
+    PlanConfig {
+        accounts,
+        exclude: BTreeSet::new(),
+        regions: regions.iter().map(|r| (*r).to_owned()).collect(),
+        queues: BTreeMap::from([(ServiceId::IvsStreamSessions, QUEUE.to_owned())]),
+    }
+}
+
+fn request() -> PlanRequest {
+    PlanRequest {
+        service: ServiceId::IvsStreamSessions,
+        run_id: RunId::parse("plan-1").unwrap(),
+        event_time: Timestamp::parse("2026-11-22T10:00:00Z").unwrap(),
+    }
+}
+
+/// An organization of a root with two accounts, an OU with one active and one suspended
+/// account, and a nested OU with one more.
+fn organization() -> MemoryDirectory {
+    MemoryDirectory::default()
+        .with("r-root", &[("111111111111", "ACTIVE"), ("999999999999", "ACTIVE")], &["ou-root-workload"])
+        .with("ou-root-workload", &[("222222222222", "ACTIVE"), ("333333333333", "SUSPENDED")], &["ou-root-nested1"])
+        .with("ou-root-nested1", &[("444444444444", "ACTIVE")], &[])
+}
+
+fn scopes_sent(queue: &MemoryQueue) -> Vec<(String, String)> {
+    let sent = queue.sent.lock().unwrap();
+    sent.get(QUEUE).into_iter().flatten().map(|m| (m.account_id.clone(), m.region.clone())).collect()
+}
+
+#[tokio::test]
+async fn by_default_the_planner_plans_its_own_account_and_region_without_organizations() {
+    // GIVEN the default configuration
+    let (directory, queue) = (MemoryDirectory::default(), MemoryQueue::default());
+    let config = config(AccountSource::Own, &["eu-west-1"]);
+    // WHEN it plans
+    let summary = plan(&directory, &queue, &config, "999999999999", &request()).await.unwrap();
+    // THEN one message goes to the service's queue, for its own scope, and Organizations is not asked
+    assert_eq!(scopes_sent(&queue), [("999999999999".to_owned(), "eu-west-1".to_owned())]);
+    assert_eq!((summary.accounts, summary.scopes, summary.messages_sent), (1, 1, 1));
+    assert_eq!(*directory.calls.lock().unwrap(), 0);
+    let message = &queue.sent.lock().unwrap()[QUEUE][0];
+    assert_eq!((message.run_id.as_str(), message.event_time.as_str()), ("plan-1", "2026-11-22T10:00:00Z"));
+}
+
+#[tokio::test]
+async fn every_active_account_of_the_organization_is_planned_in_every_region() {
+    // GIVEN the whole organization, two regions, and one account excluded
+    let (directory, queue) = (organization(), MemoryQueue::default());
+    let mut config = config(AccountSource::Organization { parents: vec![] }, &["eu-west-1", "us-east-1"]);
+    config.exclude.insert("999999999999".into());
+    // WHEN it plans
+    let summary = plan(&directory, &queue, &config, "999999999999", &request()).await.unwrap();
+    // THEN every active, not excluded account gets a message per region, nested OUs included
+    let sent = scopes_sent(&queue);
+    let accounts: BTreeSet<&str> = sent.iter().map(|(a, _)| a.as_str()).collect();
+    assert_eq!(accounts, BTreeSet::from(["111111111111", "222222222222", "444444444444"]));
+    assert_eq!(sent.len(), 6);
+    // AND the summary says what was left out and why
+    assert_eq!((summary.accounts, summary.scopes, summary.messages_sent), (3, 6, 6));
+    assert_eq!(summary.excluded, ["999999999999"]);
+    assert_eq!(summary.inactive, [Account { id: "333333333333".into(), state: "SUSPENDED".into() }]);
+}
+
+#[tokio::test]
+async fn an_ou_plans_the_accounts_under_it_only() {
+    let (directory, queue) = (organization(), MemoryQueue::default());
+    let config = config(AccountSource::Organization { parents: vec!["ou-root-workload".into()] }, &["eu-west-1"]);
+    plan(&directory, &queue, &config, "999999999999", &request()).await.unwrap();
+    let accounts: Vec<String> = scopes_sent(&queue).into_iter().map(|(a, _)| a).collect();
+    assert_eq!(accounts, ["222222222222", "444444444444"]);
+}
+
+#[tokio::test]
+async fn an_unknown_ou_sends_nothing_and_names_the_ou() {
+    // GIVEN an OU the organization does not have
+    let (directory, queue) = (organization(), MemoryQueue::default());
+    let config = config(AccountSource::Organization { parents: vec!["ou-root-gone1234".into()] }, &["eu-west-1"]);
+    // WHEN it plans
+    let err = plan(&directory, &queue, &config, "999999999999", &request()).await.unwrap_err();
+    // THEN the error names the OU, and no message was sent
+    assert!(err.to_string().contains("parent ou-root-gone1234"), "{err}");
+    assert!(err.to_string().contains("ParentNotFoundException"), "{err}");
+    assert!(queue.sent.lock().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_service_without_a_queue_is_refused_and_nothing_is_sent() {
+    let (directory, queue) = (organization(), MemoryQueue::default());
+    let config = config(AccountSource::Own, &["eu-west-1"]);
+    let request = PlanRequest { service: ServiceId::GameliftStreamSessions, ..request() };
+    let err = plan(&directory, &queue, &config, "999999999999", &request).await.unwrap_err();
+    assert!(err.to_string().contains("no queue is configured for gamelift-stream-sessions"), "{err}");
+    assert!(queue.sent.lock().unwrap().is_empty());
+}
+
+#[test]
+fn a_listed_account_twice_in_the_directory_is_planned_once() {
+    let accounts = [Account::active("111111111111"), Account::active("111111111111")];
+    let planned = plan_scopes(ServiceId::IvsStreamSessions, &accounts, &config(AccountSource::Own, &["eu-west-1"]));
+    assert_eq!(planned.scopes.len(), 1);
+}
