@@ -153,16 +153,17 @@ impl Function {
         let deadlines = Deadlines::lambda(context.deadline, self.config.deadline_margin, self.config.failure_reserve());
         invocation.request.deadlines = deadlines;
         invocation.request.invocation_id = context.request_id.clone();
-        let own_account = account_of(&context.invoked_function_arn)?;
-        let scope = invocation.scope.take().unwrap_or_else(|| Scope {
+        // The function's own scope: its account and region, and its clients.
+        let home = Scope {
             service: self.config.service,
-            account_id: own_account.clone(),
+            account_id: account_of(&context.invoked_function_arn)?,
             region: self.config.region.clone(),
-        });
-        let result = Box::pin(self.run_in_scope(invocation, &scope, &own_account, deadlines)).await;
+        };
+        let scope = invocation.scope.take().unwrap_or_else(|| home.clone());
+        let result = Box::pin(self.run_in_scope(invocation, &scope, &home, deadlines)).await;
         println!("{}", metrics_line(&scope, &result, Timestamp::now().epoch_seconds() * 1000));
         match result {
-            Err(err) if scope.account_id != own_account || scope.region != self.config.region => {
+            Err(err) if scope != home => {
                 Err(Error::InScope { account_id: scope.account_id, region: scope.region, source: Box::new(err) })
             }
             other => other,
@@ -173,17 +174,16 @@ impl Function {
         &self,
         invocation: Invocation,
         scope: &Scope,
-        own_account: &str,
+        home: &Scope,
         deadlines: Deadlines,
     ) -> Result<RunSummary> {
         let mut run_config = self.config.run_config(&scope.account_id, &scope.region);
         let key_read = deadlines.work("Secrets Manager: the personal-data key", self.personal_data());
         run_config.personal_data = key_read.await?.clone();
-        let own_scope = scope.account_id == own_account && scope.region == self.config.region;
-        let scoped_source = match (own_scope, invocation.options) {
+        let scoped_source = match (scope == home, invocation.options) {
             (true, None) => None,
             (_, options) => {
-                let sdk = self.scope_sdk(scope, own_account, invocation.request.run_id.as_str(), deadlines).await?;
+                let sdk = self.scope_sdk(scope, home, invocation.request.run_id.as_str(), deadlines).await?;
                 let options = options.unwrap_or_else(|| self.config.options.clone());
                 Some(AnySource::new(self.config.service, &sdk, options)?)
             }
@@ -208,12 +208,12 @@ impl Function {
     async fn scope_sdk(
         &self,
         scope: &Scope,
-        own_account: &str,
+        home: &Scope,
         run_id: &str,
         deadlines: Deadlines,
     ) -> Result<aws_config::SdkConfig> {
         let mut sdk = self.session_sdk.to_builder().region(aws_config::Region::new(scope.region.clone()));
-        if scope.account_id != own_account {
+        if scope.account_id != home.account_id {
             let assumed = deadlines
                 .work("STS: the member role", self.member_roles.credentials(&scope.account_id, run_id))
                 .await?;
