@@ -135,8 +135,7 @@ impl Function {
                 error!(
                     message_id,
                     receive_count = record.attributes.get("ApproximateReceiveCount").map(String::as_str),
-                    retryable = err.is_retryable(),
-                    error_type = error_kind(&err),
+                    error_type = error_type(&err),
                     err = bounded(err.to_string()),
                     "scope message failed: it returns to the queue"
                 );
@@ -314,9 +313,14 @@ pub fn account_of(function_arn: &str) -> Result<String> {
 
 impl From<Error> for Diagnostic {
     fn from(err: Error) -> Self {
-        let class = if err.is_retryable() { "Retryable" } else { "NonRetryable" };
-        Diagnostic { error_type: format!("{class}.{}", error_kind(&err)), error_message: bounded(err.to_string()) }
+        Diagnostic { error_type: error_type(&err), error_message: bounded(err.to_string()) }
     }
+}
+
+/// `Retryable.<Kind>` or `NonRetryable.<Kind>`: whether a retry can help, and what failed.
+pub fn error_type(err: &Error) -> String {
+    let class = if err.is_retryable() { "Retryable" } else { "NonRetryable" };
+    format!("{class}.{}", error_kind(err))
 }
 
 /// The kind an `errorType` names: what failed, for alarms and the failure destination to tell apart.
@@ -452,5 +456,19 @@ mod tests {
             retryable: true,
         };
         assert_eq!(Diagnostic::from(throttled).error_type, "Retryable.Storage");
+        // AND a scope's failure is typed by its cause and names its account and region first
+        let denied = Error::Storage {
+            operation: "STS AssumeRole",
+            resource: "role arn:aws:iam::111122223333:role/session-archiver-member".into(),
+            code: "AccessDenied".into(),
+            message: "not authorized".into(),
+            status: Some(403),
+            retryable: false,
+        };
+        let in_scope =
+            Error::InScope { account_id: "111122223333".into(), region: "eu-west-1".into(), source: Box::new(denied) };
+        let diagnostic = Diagnostic::from(in_scope);
+        assert_eq!(diagnostic.error_type, "NonRetryable.MemberRole");
+        assert!(diagnostic.error_message.starts_with("account 111122223333, region eu-west-1: STS AssumeRole on role"));
     }
 }

@@ -11,6 +11,9 @@ use aws_credential_types::Credentials;
 
 use crate::error::{Error, Result};
 
+/// The IAM action a function calls to read another account.
+pub const IAM_ACTIONS: [&str; 1] = ["sts:AssumeRole"];
+
 /// Credentials this close to their expiry are not used again: a run may take fifteen minutes, and
 /// the SDK signs its last calls with them.
 const REFRESH_BEFORE_EXPIRY: Duration = Duration::from_secs(5 * 60);

@@ -8,8 +8,8 @@
 //! message is sent: a plan that cannot be made sends nothing.
 
 pub mod function;
-mod organizations;
-mod queue;
+pub mod organizations;
+pub mod queue;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;

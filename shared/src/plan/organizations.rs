@@ -7,6 +7,13 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use super::{Account, AccountDirectory};
 use crate::error::{Error, Result};
 
+/// The IAM actions this directory calls (the template grants exactly these).
+pub const IAM_ACTIONS: [&str; 3] = [
+    "organizations:ListAccounts",
+    "organizations:ListAccountsForParent",
+    "organizations:ListOrganizationalUnitsForParent",
+];
+
 /// The largest page `ListAccounts`, `ListAccountsForParent` and
 /// `ListOrganizationalUnitsForParent` return.
 const PAGE_SIZE: i32 = 20;

@@ -7,6 +7,9 @@ use super::ScopeQueue;
 use crate::error::{bounded, Error, Result};
 use crate::event::ScopeMessage;
 
+/// The IAM action the planner's queue calls (`SendMessageBatch` is authorised as `SendMessage`).
+pub const IAM_ACTIONS: [&str; 1] = ["sqs:SendMessage"];
+
 /// The most entries one `SendMessageBatch` call takes.
 const BATCH: usize = 10;
 
