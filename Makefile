@@ -19,7 +19,8 @@ LAMBDA_GLIBC := 2.34
 ZIGBUILD_VERSION := 0.24.0
 ZIGLANG_VERSION := 0.15.2
 SAM_CLI_VERSION := 1.170.0
-FUNCTIONS := workspaces-pool-sessions workspaces-connection-status ivs-stream-sessions chime-proxy-sessions gamelift-stream-sessions
+SESSION_FUNCTIONS := workspaces-pool-sessions workspaces-connection-status ivs-stream-sessions chime-proxy-sessions gamelift-stream-sessions
+FUNCTIONS := $(SESSION_FUNCTIONS) scope-planner
 
 .PHONY: help test lint lint-template unit e2e build lambda sam-build demo invoke emulator moto tools bench bench-large bench-build clean
 
@@ -39,9 +40,10 @@ lint: lint-template ## rustfmt, clippy (warnings are errors), one TLS stack only
 	  echo "lint: ring is in the build: the SDK compiles a second TLS stack (check default features)"; exit 1; \
 	else echo "lint: one TLS stack (rustls + aws-lc-rs, no ring)"; fi
 
-lint-template: tools ## sam validate --lint and cfn-lint on template.yaml
+lint-template: tools ## sam validate --lint and cfn-lint on template.yaml and member-role.yaml
 	$(VENV)/bin/sam validate --lint --template template.yaml --region us-east-1
-	$(VENV)/bin/cfn-lint template.yaml
+	$(VENV)/bin/sam validate --lint --template member-role.yaml --region us-east-1
+	$(VENV)/bin/cfn-lint template.yaml member-role.yaml
 
 unit: ## Unit tests of the library and the emulator only
 	$(CARGO) test --locked -p session-archiver -p session-emulator
@@ -49,7 +51,7 @@ unit: ## Unit tests of the library and the emulator only
 e2e: moto build ## End-to-end tests: the real SDK clients and function binaries against the emulator and moto
 	$(CARGO) test --locked -p archiver-e2e
 
-build: ## Build the five function binaries and the local tools (debug, for the local stand-ins)
+build: ## Build the function binaries (five session functions, the planner) and the local tools (debug, for the local stand-ins)
 	$(CARGO) build --workspace --bins --locked
 
 moto: $(MOTO_SERVER) ## Install the pinned moto server (local DynamoDB and S3) into .venv
@@ -69,7 +71,7 @@ $(VENV)/bin/cargo-zigbuild: | $(VENV)/bin/python
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check "cargo-zigbuild==$(ZIGBUILD_VERSION)" "ziglang==$(ZIGLANG_VERSION)"
 	rustup target add $(LAMBDA_TARGET)
 
-lambda: tools ## Build the five functions for Lambda (arm64, glibc <= 2.34): target/lambda/<function>/bootstrap
+lambda: tools ## Build the six functions for Lambda (arm64, glibc <= 2.34): target/lambda/<function>/bootstrap
 	PATH="$(abspath $(VENV))/bin:$$PATH" $(CARGO) zigbuild --release --locked --target $(LAMBDA_TARGET).$(LAMBDA_GLIBC) $(addprefix -p ,$(FUNCTIONS))
 	@for f in $(FUNCTIONS); do mkdir -p target/lambda/$$f && cp target/$(LAMBDA_TARGET)/release/$$f target/lambda/$$f/bootstrap; done
 	@echo "lambda: target/lambda/<function>/bootstrap for $(LAMBDA_TARGET), glibc $(LAMBDA_GLIBC)"
@@ -83,6 +85,7 @@ build-WorkspacesConnectionStatusFunction: ; $(call lambda-artifact,workspaces-co
 build-IvsStreamSessionsFunction: ; $(call lambda-artifact,ivs-stream-sessions)
 build-ChimeProxySessionsFunction: ; $(call lambda-artifact,chime-proxy-sessions)
 build-GameliftStreamSessionsFunction: ; $(call lambda-artifact,gamelift-stream-sessions)
+build-ScopePlannerFunction: ; $(call lambda-artifact,scope-planner)
 
 define lambda-artifact
 @test -f target/lambda/$(1)/bootstrap || $(MAKE) lambda
@@ -100,8 +103,8 @@ bench: moto build bench-build ## Benchmark the release functions at n = 10,000 a
 bench-large: moto build bench-build ## The benchmark at n = 1,000,000 sessions (here 30-45 min and 4-8 GiB of RAM for moto, per service)
 	MOTO_SERVER=$(BENCH_MOTO) BENCH_SIZES=1000000 target/debug/archiver-bench
 
-bench-build: ## Build the five functions in release for this machine (what the benchmark runs)
-	$(CARGO) build --release --locked $(addprefix -p ,$(FUNCTIONS))
+bench-build: ## Build the five session functions in release for this machine (what the benchmark runs)
+	$(CARGO) build --release --locked $(addprefix -p ,$(SESSION_FUNCTIONS))
 
 demo: moto build ## Run the five functions twice on the local stand-ins and show what they archived (KEEP=1: stay up)
 	target/debug/archiver-demo $(if $(KEEP),--keep)

@@ -19,8 +19,8 @@
 //! | `SDK_ATTEMPT_TIMEOUT_SECONDS` | `10` | one attempt of an AWS call, connection to last byte; twice this plus 1 s is the failure reserve, kept before the deadline to record a failure |
 //! | `SDK_OPERATION_TIMEOUT_SECONDS` | twice the attempt timeout | one AWS call, retries included |
 //! | `HISTORY_START_DATE` | `2024-01-01` | first day of the history: events dated before it are refused (`HistoryStartDate`, also the Glue tables' projection start) |
-//! | `MEMBER_ROLE_NAME` | `session-archiver-member` | the role a function assumes in a scope's account other than its own |
-//! | `MEMBER_ROLE_EXTERNAL_ID` | none | the ExternalId the member role's trust policy asks for |
+//! | `MEMBER_ROLE_NAME` | `session-archiver-member` | the role a function assumes in a scope's account other than its own (`MemberRoleName`) |
+//! | `MEMBER_ROLE_EXTERNAL_ID` | none | the ExternalId the member role's trust policy asks for (`MemberRoleExternalId`) |
 //! | `SESSION_API_ENDPOINT_URL` | none | send the session API calls there (the local emulator) |
 //! | `STORAGE_ENDPOINT_URL` | none | send DynamoDB, S3, Secrets Manager, STS, SQS and Organizations calls there (local moto) |
 //! | `AWS_REGION` | set by Lambda | region of the APIs, table and bucket |
@@ -30,10 +30,10 @@
 //!
 //! | variable | default | meaning |
 //! |---|---|---|
-//! | `ACCOUNTS` | `self` | accounts to plan: `self` (the planner's own), `organization` (every ACTIVE account of AWS Organizations), or account ids, comma-separated |
-//! | `ORGANIZATION_UNITS` | none | with `ACCOUNTS=organization`: only the accounts under these roots or OUs (`r-…`, `ou-…-…`), nested OUs included |
-//! | `EXCLUDE_ACCOUNTS` | none | account ids never planned |
-//! | `REGIONS` | `self` | regions of every account: `self` (the planner's own) or region names, comma-separated |
+//! | `ACCOUNTS` | `self` | accounts to plan: `self` (the planner's own), `organization` (every ACTIVE account of AWS Organizations), or account ids, comma-separated (`Accounts`) |
+//! | `ORGANIZATION_UNITS` | none | with `ACCOUNTS=organization`: only the accounts under these roots or OUs (`r-…`, `ou-…-…`), nested OUs included (`OrganizationUnits`) |
+//! | `EXCLUDE_ACCOUNTS` | none | account ids never planned (`ExcludeAccounts`) |
+//! | `REGIONS` | `self` | regions of every account: `self` (the planner's own) or region names, comma-separated (`Regions`) |
 //! | `SCOPE_QUEUES` | required | each service's queue: `service=queue URL`, comma-separated (set by the template) |
 //! | `HISTORY_START_DATE` | `2024-01-01` | a plan event dated before it is refused, as the functions refuse it |
 //! | `STORAGE_ENDPOINT_URL` | none | send the Organizations and SQS calls there (local moto) |

@@ -67,10 +67,12 @@ fn glibc_version(name: &str) -> Option<(u32, u32)> {
 
 #[test]
 fn every_bootstrap_is_an_arm64_binary_needing_at_most_glibc_2_34() {
-    for service in ServiceId::ALL {
-        let logical = format!("{}Function", archiver_e2e::pascal_case(service));
+    let sessions =
+        ServiceId::ALL.map(|service| (service.as_str(), format!("{}Function", archiver_e2e::pascal_case(service))));
+    let planner = [("scope-planner", "ScopePlannerFunction".to_owned())];
+    for (name, logical) in sessions.into_iter().chain(planner) {
         for path in [
-            root().join("target/lambda").join(service.as_str()).join("bootstrap"),
+            root().join("target/lambda").join(name).join("bootstrap"),
             root().join(".aws-sam/build").join(&logical).join("bootstrap"),
         ] {
             // GIVEN the bootstrap `make lambda` and `sam build` left

@@ -46,6 +46,7 @@ fn every_function_has_its_crate_makefile_target_and_sample_events() {
     let mut names: Vec<String> = functions.iter().map(|(name, _)| name.clone()).collect();
     names.sort();
     let mut expected: Vec<String> = ServiceId::ALL.iter().map(|s| format!("{}Function", pascal(*s))).collect();
+    expected.push("ScopePlannerFunction".into());
     expected.sort();
     assert_eq!(names, expected);
     for service in ServiceId::ALL {
@@ -64,19 +65,55 @@ fn every_function_has_its_crate_makefile_target_and_sample_events() {
             .filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().starts_with("replay-"))
             .count();
         assert!(replays >= 1, "events/{service} has a replay event");
-        // AND a schedule whose rate and on/off are parameters
-        let schedule = &function["Properties"]["Events"]["Schedule"];
-        assert_eq!(schedule["Type"].as_str(), Some("Schedule"));
+        // AND its queue of scope messages, one at a time, up to the scope concurrency, with
+        // the failed ones handed back
+        let scopes = &function["Properties"]["Events"]["Scopes"];
+        assert_eq!(scopes["Type"].as_str(), Some("SQS"));
+        let queue = format!("{}ScopeQueue", pascal(service));
+        assert_eq!(scopes["Properties"]["Queue"].as_str(), Some(format!("{queue}.Arn").as_str()));
+        assert_eq!(scopes["Properties"]["BatchSize"].as_i64(), Some(1));
+        assert_eq!(strings(&scopes["Properties"]["FunctionResponseTypes"]), ["ReportBatchItemFailures"]);
+        assert_eq!(scopes["Properties"]["ScalingConfig"]["MaximumConcurrency"].as_str(), Some("ScopeConcurrency"));
+        assert_eq!(function["Properties"]["ReservedConcurrentExecutions"].as_str(), Some("ScopeConcurrency"));
+        // AND the queue goes to a watched dead-letter queue after ScopeMaxReceives deliveries
+        let queue = &template["Resources"][queue.as_str()]["Properties"];
+        let redrive = &queue["RedrivePolicy"];
+        let dead_letter = format!("{}ScopeDeadLetterQueue", pascal(service));
+        assert_eq!(redrive["deadLetterTargetArn"].as_str(), Some(format!("{dead_letter}.Arn").as_str()));
+        assert_eq!(redrive["maxReceiveCount"].as_str(), Some("ScopeMaxReceives"));
+        assert!(queue["VisibilityTimeout"].as_i64().unwrap() >= 6 * 900, "six times the function's timeout");
+        let alarm = &template["Resources"][format!("{}ScopeDeadLetterAlarm", pascal(service)).as_str()]["Properties"];
+        assert_eq!(alarm["Dimensions"][0]["Value"].as_str(), Some(format!("{dead_letter}.QueueName").as_str()));
+        // AND a schedule, whose rate and on/off are parameters, sends the planner this service's plan event
+        let rule = &template["Resources"][format!("{}PlanSchedule", pascal(service)).as_str()]["Properties"];
         let parameter = format!("{}Schedule", pascal(service));
+        assert_eq!(rule["ScheduleExpression"].as_str(), Some(parameter.as_str()));
         assert!(!template["Parameters"][parameter.as_str()].is_badvalue(), "parameter {parameter}");
         assert!(!template["Parameters"][format!("{}Enabled", pascal(service)).as_str()].is_badvalue());
+        let target = &rule["Targets"][0];
+        assert_eq!(target["Arn"].as_str(), Some("ScopePlannerFunction.Arn"));
+        let input = target["InputTransformer"]["InputTemplate"].as_str().unwrap();
+        let event = input.replace("<id>", "\"53dc4d37\"").replace("<time>", "\"2026-11-22T10:00:00Z\"");
+        let window = session_archiver::event::EventWindow::new(
+            session_archiver::model::Timestamp::parse("2026-11-22T10:00:30Z").unwrap(),
+            session_archiver::model::Timestamp::parse("2024-01-01T00:00:00Z").unwrap(),
+        );
+        let plan = session_archiver::event::parse_plan_event(&serde_json::from_str(&event).unwrap(), &window).unwrap();
+        assert_eq!(plan.service, service, "{input}");
+    }
+    // AND the planner sends to the five queues, named by service as the code reads them
+    let planner = &template["Resources"]["ScopePlannerFunction"]["Properties"];
+    assert!(makefile.contains("lambda-artifact,scope-planner)"));
+    let queues = planner["Environment"]["Variables"]["SCOPE_QUEUES"].as_str().unwrap();
+    for service in ServiceId::ALL {
+        assert!(queues.contains(&format!("{service}=${{{}ScopeQueue}}", pascal(service))), "{queues}");
     }
     let globals = &template["Globals"]["Function"];
     assert_eq!(globals["Runtime"].as_str(), Some("provided.al2023"));
     assert_eq!(globals["Handler"].as_str(), Some("bootstrap"));
     assert_eq!(strings(&globals["Architectures"]), vec!["arm64"], "the Makefile builds for arm64");
     assert!(makefile.contains("LAMBDA_TARGET := aarch64-unknown-linux-gnu"));
-    assert_eq!(globals["ReservedConcurrentExecutions"].as_i64(), Some(1), "one run at a time per function");
+    assert_eq!(globals["RolePath"].as_str(), Some("/session-archiver/"), "the path the member roles trust");
     assert_eq!(globals["LoggingConfig"]["LogFormat"].as_str(), Some("JSON"));
     assert_eq!(globals["Tracing"].as_str(), Some("Active"));
     // AND the memory (so the CPU) and the list-call pace are parameters with the code's defaults
@@ -135,8 +172,65 @@ fn each_function_may_call_exactly_the_operations_its_code_calls() {
         let (key, resource) = actions("PersonalDataKey");
         assert_eq!(key, session_archiver::personal::IAM_ACTIONS.map(String::from).to_vec());
         assert_eq!(resource.as_str(), Some("PersonalDataKey"), "{logical}: its own secret only");
-        assert_eq!(statements.len(), 4, "{logical}: nothing else");
+        let (assume, resource) = actions("MemberRole");
+        assert_eq!(assume, ["sts:AssumeRole"]);
+        assert_eq!(
+            resource.as_str(),
+            Some("arn:${AWS::Partition}:iam::*:role/${MemberRoleName}"),
+            "{logical}: the member role only"
+        );
+        assert_eq!(statements.len(), 5, "{logical}: nothing else");
+        assert_eq!(assume, session_archiver::member::IAM_ACTIONS.map(String::from).to_vec());
     }
+    // AND the planner may list the organization and send to the five queues, nothing else
+    let statements =
+        template["Resources"]["ScopePlannerFunction"]["Properties"]["Policies"][0]["Statement"].as_vec().unwrap();
+    assert_eq!(statements.len(), 2);
+    let mut listing = strings(&statements[0]["Action"]);
+    listing.sort();
+    assert_eq!(listing, session_archiver::plan::organizations::IAM_ACTIONS.map(String::from).to_vec());
+    assert_eq!(
+        strings(&statements[1]["Action"]),
+        session_archiver::plan::queue::IAM_ACTIONS.map(String::from).to_vec()
+    );
+    let queues: Vec<String> =
+        statements[1]["Resource"].as_vec().unwrap().iter().map(|q| q.as_str().unwrap().to_owned()).collect();
+    let expected: Vec<String> = ServiceId::ALL.iter().map(|s| format!("{}ScopeQueue.Arn", pascal(*s))).collect();
+    assert_eq!(queues, expected);
+}
+
+#[test]
+fn the_member_role_lists_exactly_the_five_apis_for_the_archive_functions_only() {
+    // GIVEN the member role's template
+    let text = std::fs::read_to_string(root().join("member-role.yaml")).unwrap();
+    let member = yaml_rust2::YamlLoader::load_from_str(&text).unwrap().remove(0);
+    let role = &member["Resources"]["MemberRole"]["Properties"];
+    // THEN it may call exactly the operations the five functions call, each named
+    let statements = role["Policies"][0]["PolicyDocument"]["Statement"].as_vec().unwrap();
+    assert_eq!(statements.len(), 1);
+    let mut actions = strings(&statements[0]["Action"]);
+    actions.sort();
+    let mut expected: Vec<String> = ServiceId::ALL.iter().flat_map(|s| s.iam_actions()).collect();
+    expected.sort();
+    assert_eq!(actions, expected);
+    assert!(actions.iter().all(|a| !a.contains('*')));
+    // AND only the archive account's function roles may assume it, with the ExternalId, from the organization
+    let trust = &role["AssumeRolePolicyDocument"]["Statement"][0];
+    assert_eq!(trust["Action"].as_str(), Some("sts:AssumeRole"));
+    assert_eq!(trust["Condition"]["StringEquals"]["sts:ExternalId"].as_str(), Some("ExternalId"));
+    assert_eq!(trust["Condition"]["StringEquals"]["aws:PrincipalOrgID"].as_str(), Some("OrganizationId"));
+    let path = trust["Condition"]["ArnLike"]["aws:PrincipalArn"].as_str().unwrap();
+    let archive_path = template()["Globals"]["Function"]["RolePath"].as_str().unwrap().to_owned();
+    assert!(path.ends_with(&format!(":role{archive_path}*")), "{path} trusts the archive's role path {archive_path}");
+    // AND its default name is the one the functions assume by default
+    assert_eq!(
+        member["Parameters"]["MemberRoleName"]["Default"].as_str(),
+        Some(session_archiver::config::DEFAULT_MEMBER_ROLE)
+    );
+    assert_eq!(
+        template()["Parameters"]["MemberRoleName"]["Default"].as_str(),
+        Some(session_archiver::config::DEFAULT_MEMBER_ROLE)
+    );
 }
 
 #[test]
@@ -223,7 +317,9 @@ fn iam_names_every_action_and_encryption_covers_rest_and_transit() {
     assert_eq!(resources["SessionTable"]["Properties"]["SSESpecification"]["SSEEnabled"].as_bool(), Some(true));
     let sse = &resources["HistoryBucket"]["Properties"]["BucketEncryption"]["ServerSideEncryptionConfiguration"][0];
     assert_eq!(sse["ServerSideEncryptionByDefault"]["SSEAlgorithm"].as_str(), Some("AES256"));
-    assert_eq!(resources["FailedRunQueue"]["Properties"]["SqsManagedSseEnabled"].as_bool(), Some(true));
+    for (logical, queue) in resources_of_type(&template, "AWS::SQS::Queue") {
+        assert_eq!(queue["Properties"]["SqsManagedSseEnabled"].as_bool(), Some(true), "{logical}");
+    }
     assert!(resources["AlarmTopic"]["Properties"]["KmsMasterKeyId"].as_str().is_some());
     assert_eq!(resources["PersonalDataKey"]["Type"].as_str(), Some("AWS::SecretsManager::Secret"));
     // In transit: the bucket refuses any request without TLS (the AWS APIs are HTTPS only).
