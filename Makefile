@@ -19,6 +19,9 @@ LAMBDA_GLIBC := 2.34
 ZIGBUILD_VERSION := 0.24.0
 ZIGLANG_VERSION := 0.15.2
 SAM_CLI_VERSION := 1.170.0
+CHECKOV_VERSION := 3.3.30
+# checkov in a venv of its own: its pins differ from the SAM CLI's.
+CHECKOV := $(VENV)/checkov/bin/checkov
 SESSION_FUNCTIONS := workspaces-pool-sessions workspaces-connection-status ivs-stream-sessions chime-proxy-sessions gamelift-stream-sessions
 FUNCTIONS := $(SESSION_FUNCTIONS) scope-planner
 
@@ -33,17 +36,22 @@ test: lint moto build sam-build ## All checks and tests: lint, template lint, La
 	awk '/^test result:/ {p += $$4; f += $$6} END {printf "summary: %d passed, %d failed\n", p, f}' target/test-output.log; \
 	exit $$status
 
-lint: lint-template ## rustfmt, clippy (warnings are errors), one TLS stack only, sam validate --lint and cfn-lint
+lint: lint-template ## rustfmt, clippy (warnings are errors), one TLS stack only, sam validate --lint, cfn-lint and checkov
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
 	@if $(CARGO) tree --locked --target all -e normal -i ring 2>/dev/null | grep -q '^ring'; then \
 	  echo "lint: ring is in the build: the SDK compiles a second TLS stack (check default features)"; exit 1; \
 	else echo "lint: one TLS stack (rustls + aws-lc-rs, no ring)"; fi
 
-lint-template: tools ## sam validate --lint and cfn-lint on template.yaml and member-role.yaml
+lint-template: tools $(CHECKOV) ## sam validate --lint, cfn-lint and checkov (0 failed; skips carry their reason) on template.yaml and member-role.yaml
 	$(VENV)/bin/sam validate --lint --template template.yaml --region us-east-1
 	$(VENV)/bin/sam validate --lint --template member-role.yaml --region us-east-1
 	$(VENV)/bin/cfn-lint template.yaml member-role.yaml
+	$(CHECKOV) --quiet --compact --skip-download --framework cloudformation -f template.yaml -f member-role.yaml
+
+$(CHECKOV): | $(VENV)/bin/python
+	$(PYTHON) -m venv $(VENV)/checkov
+	$(VENV)/checkov/bin/pip install --quiet --disable-pip-version-check "checkov==$(CHECKOV_VERSION)"
 
 unit: ## Unit tests of the library and the emulator only
 	$(CARGO) test --locked -p session-archiver -p session-emulator
