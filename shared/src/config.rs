@@ -21,6 +21,8 @@
 //! | `HISTORY_START_DATE` | `2024-01-01` | first day of the history: events dated before it are refused (`HistoryStartDate`, also the Glue tables' projection start) |
 //! | `MEMBER_ROLE_NAME` | `session-archiver-member` | the role a function assumes in a scope's account other than its own (`MemberRoleName`) |
 //! | `MEMBER_ROLE_EXTERNAL_ID` | none | the ExternalId the member role's trust policy asks for (`MemberRoleExternalId`) |
+//! | `SCOPE_DEAD_LETTER_QUEUE_URL` | none | where a scope message goes, with its error as attributes, when its failure cannot pass with a retry or it was delivered `SCOPE_MAX_RECEIVES` times (set by the template); none: SQS's redrive moves it, without the error |
+//! | `SCOPE_MAX_RECEIVES` | `3` | the scope queue's `maxReceiveCount` (`ScopeMaxReceives`) |
 //! | `SESSION_API_ENDPOINT_URL` | none | send the session API calls there (the local emulator) |
 //! | `STORAGE_ENDPOINT_URL` | none | send DynamoDB, S3, Secrets Manager, STS, SQS and Organizations calls there (local moto) |
 //! | `AWS_REGION` | set by Lambda | region of the APIs, table and bucket |
@@ -104,6 +106,9 @@ pub struct FunctionConfig {
     /// The role assumed in a scope's account other than the function's own.
     pub member_role_name: String,
     pub member_role_external_id: Option<String>,
+    /// The function's dead-letter queue, and the deliveries after which a message goes there.
+    pub scope_dead_letter_queue: Option<String>,
+    pub scope_max_receives: u32,
     pub session_api_endpoint: Option<String>,
     pub storage_endpoint: Option<String>,
 }
@@ -138,6 +143,8 @@ impl FunctionConfig {
             history_start: history_start(vars.get("HISTORY_START_DATE"))?,
             member_role_name: vars.role_word("MEMBER_ROLE_NAME", 64)?.unwrap_or_else(|| DEFAULT_MEMBER_ROLE.into()),
             member_role_external_id: vars.role_word("MEMBER_ROLE_EXTERNAL_ID", 1224)?,
+            scope_dead_letter_queue: vars.endpoint("SCOPE_DEAD_LETTER_QUEUE_URL")?,
+            scope_max_receives: vars.number("SCOPE_MAX_RECEIVES", 3, 1..=10)? as u32,
             session_api_endpoint: vars.endpoint("SESSION_API_ENDPOINT_URL")?,
             storage_endpoint: vars.endpoint("STORAGE_ENDPOINT_URL")?,
         };
@@ -533,6 +540,8 @@ mod tests {
             (&[("MEMBER_ROLE_NAME", "role with spaces")], "MEMBER_ROLE_NAME=`role with spaces` must be 2 to 64"),
             (&[("MEMBER_ROLE_NAME", &"r".repeat(65))], "MEMBER_ROLE_NAME=`rrrr"),
             (&[("MEMBER_ROLE_EXTERNAL_ID", "x")], "MEMBER_ROLE_EXTERNAL_ID=`x` must be 2 to 1224"),
+            (&[("SCOPE_DEAD_LETTER_QUEUE_URL", "dlq")], "SCOPE_DEAD_LETTER_QUEUE_URL=`dlq` is not an http(s) URL"),
+            (&[("SCOPE_MAX_RECEIVES", "0")], "SCOPE_MAX_RECEIVES=0 is out of range: 1 to 10"),
         ];
         for (pairs, expected) in cases {
             let err = FunctionConfig::from_vars(ServiceId::IvsStreamSessions, vars(pairs)).unwrap_err();

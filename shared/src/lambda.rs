@@ -4,7 +4,9 @@
 //! A function takes an EventBridge schedule or a replay event (its own account and region), or
 //! an SQS event of scope messages from its queue (any account and region the planner planned):
 //! it answers those with the messages that failed (`ReportBatchItemFailures`), which SQS delivers
-//! again and, after the queue's `maxReceiveCount`, moves to the dead-letter queue.
+//! again. A message whose failure a retry cannot mend, or on its last delivery, the function moves
+//! to its dead-letter queue itself, with the error as message attributes; SQS's own redrive after
+//! the queue's `maxReceiveCount` stays as the backstop.
 //!
 //! Errors reach Lambda with an `errorType` that says whether a retry can help:
 //! `Retryable.<Kind>` (throttling that outlasted the retries, a 5xx, a timeout, DynamoDB or S3
@@ -25,6 +27,7 @@ use crate::history::S3ObjectStore;
 use crate::member::MemberRoles;
 use crate::model::{Scope, ServiceId, Timestamp};
 use crate::personal::PersonalData;
+use crate::plan::SqsScopeQueue;
 use crate::run::{run, RunSummary};
 use crate::sources::AnySource;
 use crate::table::DynamoTable;
@@ -44,6 +47,8 @@ pub struct Function {
     store: DynamoTable,
     objects: S3ObjectStore,
     member_roles: MemberRoles,
+    /// The queue client and URL of the function's dead-letter queue, when configured.
+    dead_letters: Option<(SqsScopeQueue, String)>,
 }
 
 impl Function {
@@ -74,6 +79,10 @@ impl Function {
             &config.member_role_name,
             config.member_role_external_id.clone(),
         );
+        let dead_letters = config
+            .scope_dead_letter_queue
+            .clone()
+            .map(|url| (SqsScopeQueue::new(aws_sdk_sqs::Client::new(&storage_sdk)), url));
         Ok(Function {
             config,
             personal_data,
@@ -85,6 +94,7 @@ impl Function {
             store,
             objects,
             member_roles,
+            dead_letters,
         })
     }
 
@@ -121,7 +131,8 @@ impl Function {
         serde_json::to_value(summary).map_err(|e| Error::Mapping(format!("run summary: {e}")))
     }
 
-    /// Runs each scope message in turn; a message whose run fails is reported, to come again.
+    /// Runs each scope message in turn. A failed message comes back to the queue, unless it goes
+    /// to the dead-letter queue with its error (see [`Function::dead_letter`]).
     async fn handle_queue(&self, event: SqsEvent, context: &Context, window: &EventWindow) -> SqsBatchResponse {
         let mut response = SqsBatchResponse::default();
         for record in event.records {
@@ -131,20 +142,41 @@ impl Function {
                 Ok(invocation) => self.run_invocation(invocation, context).await.map(|_| ()),
                 Err(err) => Err(err),
             };
-            if let Err(err) = result {
-                error!(
-                    message_id,
-                    receive_count = record.attributes.get("ApproximateReceiveCount").map(String::as_str),
-                    error_type = error_type(&err),
-                    err = bounded(err.to_string()),
-                    "scope message failed: it returns to the queue"
-                );
+            let Err(err) = result else { continue };
+            let receives = record.attributes.get("ApproximateReceiveCount").and_then(|n| n.parse().ok()).unwrap_or(1);
+            let dead_lettered = self.dead_letter(body, &err, receives).await;
+            error!(
+                message_id,
+                receives,
+                error_type = error_type(&err),
+                err = bounded(err.to_string()),
+                dead_lettered,
+                "scope message failed"
+            );
+            if !dead_lettered {
                 let mut failure = BatchItemFailure::default();
                 failure.item_identifier = message_id;
                 response.batch_item_failures.push(failure);
             }
         }
         response
+    }
+
+    /// Moves a failed message to the dead-letter queue when no retry can help (a non-retryable
+    /// error, or its last delivery): whether it did. If the move fails, the message comes back
+    /// and SQS's redrive moves it in the end.
+    async fn dead_letter(&self, body: &str, err: &Error, receives: u32) -> bool {
+        let Some((queue, url)) = &self.dead_letters else { return false };
+        if err.is_retryable() && receives < self.config.scope_max_receives {
+            return false;
+        }
+        queue
+            .dead_letter(url, body, err, receives)
+            .await
+            .inspect_err(|e| {
+                error!(err = bounded(e.to_string()), "could not move the message to the dead-letter queue")
+            })
+            .is_ok()
     }
 
     /// One run: in the invocation's scope (or the function's own), to the invocation's deadline.

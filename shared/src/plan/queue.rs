@@ -1,13 +1,14 @@
 //! The scope queues on SQS: messages sent ten to a `SendMessageBatch` call, the entries SQS did
 //! not take sent again.
 
-use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
+use aws_sdk_sqs::types::{MessageAttributeValue, SendMessageBatchRequestEntry};
 
 use super::ScopeQueue;
 use crate::error::{bounded, Error, Result};
 use crate::event::ScopeMessage;
 
-/// The IAM action the planner's queue calls (`SendMessageBatch` is authorised as `SendMessage`).
+/// The IAM action the planner's queue calls (`SendMessageBatch` is authorised as `SendMessage`),
+/// and a function calls on its dead-letter queue.
 pub const IAM_ACTIONS: [&str; 1] = ["sqs:SendMessage"];
 
 /// The most entries one `SendMessageBatch` call takes.
@@ -25,6 +26,30 @@ pub struct SqsScopeQueue {
 impl SqsScopeQueue {
     pub fn new(client: aws_sdk_sqs::Client) -> Self {
         SqsScopeQueue { client }
+    }
+
+    /// Moves a scope message that will not succeed to `queue_url` (its dead-letter queue), with
+    /// why: its `ErrorType` (`NonRetryable.MemberRole`, …), `ErrorMessage` and `ReceiveCount` as
+    /// message attributes, so the dead-letter queue says what failed without a look at the logs.
+    pub async fn dead_letter(&self, queue_url: &str, body: &str, error: &Error, receives: u32) -> Result<()> {
+        let attribute = |data_type: &str, value: String| {
+            MessageAttributeValue::builder()
+                .data_type(data_type)
+                .string_value(value)
+                .build()
+                .map_err(|e| Error::Mapping(format!("SQS message attribute: {e}")))
+        };
+        self.client
+            .send_message()
+            .queue_url(queue_url)
+            .message_body(body)
+            .message_attributes("ErrorType", attribute("String", crate::lambda::error_type(error))?)
+            .message_attributes("ErrorMessage", attribute("String", bounded(error.to_string()))?)
+            .message_attributes("ReceiveCount", attribute("Number", receives.to_string())?)
+            .send()
+            .await
+            .map_err(|e| Error::from_storage_sdk("SQS SendMessage", format!("queue {queue_url}"), e))?;
+        Ok(())
     }
 
     /// Sends one batch; returns the entries SQS failed on its side (to send again), and fails on

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use archiver_e2e::api_of;
 use archiver_e2e::lambda::Outcome;
-use archiver_e2e::stage::{local_world, LocalStage};
+use archiver_e2e::stage::{local_world, start_function, LocalStage};
 use archiver_e2e::MotoServer;
 use serde_json::{json, Value as Json};
 use session_archiver::aws::SdkSettings;
@@ -73,6 +73,91 @@ async fn a_function_runs_the_scope_messages_of_its_queue_and_hands_back_the_ones
     assert!(log.contains("m-bad") && log.contains("scope message"), "{log}");
 }
 
+/// Every message of a queue, taken off it: its body and its string attributes (a dead letter's
+/// `ErrorType`, `ErrorMessage` and `ReceiveCount`).
+async fn drain(sqs: &aws_sdk_sqs::Client, queue_url: &str) -> Vec<(Json, BTreeMap<String, String>)> {
+    let mut letters = Vec::new();
+    loop {
+        let page = sqs
+            .receive_message()
+            .queue_url(queue_url)
+            .max_number_of_messages(10)
+            .message_attribute_names("All")
+            .send()
+            .await
+            .unwrap();
+        if page.messages().is_empty() {
+            return letters;
+        }
+        for message in page.messages() {
+            let attributes = message
+                .message_attributes()
+                .into_iter()
+                .flatten()
+                .map(|(name, value)| (name.clone(), value.string_value().unwrap_or_default().to_owned()))
+                .collect();
+            letters.push((serde_json::from_str(message.body().unwrap()).unwrap_or(Json::Null), attributes));
+            sqs.delete_message()
+                .queue_url(queue_url)
+                .receipt_handle(message.receipt_handle().unwrap())
+                .send()
+                .await
+                .unwrap();
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_scope_message_no_retry_can_mend_goes_to_the_dead_letter_queue_with_its_error() {
+    // GIVEN the IVS function with its dead-letter queue on moto, one attempt per call, and a
+    // session API answering 503 to every call
+    let service = ServiceId::IvsStreamSessions;
+    let stage = LocalStage::start(local_world().unwrap()).await.unwrap();
+    let sqs = aws_sdk_sqs::Client::new(&stage.aws.settings.load().await);
+    let dead_letter_queue =
+        sqs.create_queue().queue_name("ivs-dead-letters").send().await.unwrap().queue_url().unwrap().to_owned();
+    let mut env = stage.function_env();
+    env.push(("SCOPE_DEAD_LETTER_QUEUE_URL".into(), dead_letter_queue.clone()));
+    env.push(("SDK_MAX_ATTEMPTS".into(), "1".into()));
+    let mut function = start_function(service, &env, std::time::Duration::from_secs(120)).await.unwrap();
+    stage.emulator.set_faults("*", session_emulator::FaultPlan::server_errors(1.0, 503));
+    let scope = json!({
+        "service": service.as_str(),
+        "account_id": "123456789012",
+        "region": "us-east-1",
+        "run_id": "plan-evt-2",
+        "event_time": "2026-11-22T10:00:00Z"
+    })
+    .to_string();
+    let malformed = "{\"account_id\": 7}".to_owned();
+
+    // WHEN a batch holds a malformed message and a scope on its first delivery
+    let first = function.invoke(sqs_event(&[("m-bad", malformed.clone()), ("m-scope", scope.clone())])).await.unwrap();
+
+    // THEN the scope comes back for another delivery, and the malformed message is dead-lettered
+    // at once with its error
+    let Outcome::Response(first) = first else { panic!("{first:?}") };
+    assert_eq!(first, json!({"batchItemFailures": [{"itemIdentifier": "m-scope"}]}));
+    let letters = drain(&sqs, &dead_letter_queue).await;
+    assert_eq!(letters.len(), 1, "{letters:?}");
+    assert_eq!(letters[0].1["ErrorType"], "NonRetryable.InvalidEvent");
+    assert!(letters[0].1["ErrorMessage"].contains("scope message"), "{letters:?}");
+
+    // WHEN the scope comes on its third delivery (SCOPE_MAX_RECEIVES) and fails again
+    let mut last = sqs_event(&[("m-scope", scope.clone())]);
+    last["Records"][0]["attributes"]["ApproximateReceiveCount"] = json!("3");
+    let Outcome::Response(last) = function.invoke(last).await.unwrap() else { panic!("the batch failed whole") };
+
+    // THEN it is not handed back but dead-lettered, with the session API's error and the count
+    assert_eq!(last, json!({"batchItemFailures": []}));
+    let letters = drain(&sqs, &dead_letter_queue).await;
+    assert_eq!(letters.len(), 1, "{letters:?}");
+    let (body, attributes) = &letters[0];
+    assert_eq!(body["account_id"], "123456789012");
+    assert_eq!((attributes["ErrorType"].as_str(), attributes["ReceiveCount"].as_str()), ("Retryable.SessionApi", "3"));
+    assert!(attributes["ErrorMessage"].contains("ServiceUnavailable"), "{attributes:?}");
+}
+
 /// moto's Organizations with a root, an OU holding a nested OU, and accounts in each; one of the
 /// OU's accounts closed (SUSPENDED).
 struct Organization {
@@ -116,22 +201,8 @@ async fn organization(sdk: &aws_config::SdkConfig) -> Organization {
 }
 
 async fn received(sqs: &aws_sdk_sqs::Client, queue_url: &str) -> Vec<ScopeMessage> {
-    let mut messages = Vec::new();
-    loop {
-        let page = sqs.receive_message().queue_url(queue_url).max_number_of_messages(10).send().await.unwrap();
-        if page.messages().is_empty() {
-            return messages;
-        }
-        for message in page.messages() {
-            messages.push(serde_json::from_str(message.body().unwrap()).unwrap());
-            sqs.delete_message()
-                .queue_url(queue_url)
-                .receipt_handle(message.receipt_handle().unwrap())
-                .send()
-                .await
-                .unwrap();
-        }
-    }
+    let drained = drain(sqs, queue_url).await;
+    drained.into_iter().map(|(body, _)| serde_json::from_value(body).unwrap()).collect()
 }
 
 #[tokio::test]

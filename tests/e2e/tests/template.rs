@@ -81,6 +81,8 @@ fn every_function_has_its_crate_makefile_target_and_sample_events() {
         let dead_letter = format!("{}ScopeDeadLetterQueue", pascal(service));
         assert_eq!(redrive["deadLetterTargetArn"].as_str(), Some(format!("{dead_letter}.Arn").as_str()));
         assert_eq!(redrive["maxReceiveCount"].as_str(), Some("ScopeMaxReceives"));
+        let globals = &template["Globals"]["Function"]["Environment"]["Variables"];
+        assert_eq!(globals["SCOPE_MAX_RECEIVES"].as_str(), Some("ScopeMaxReceives"), "the function counts as SQS does");
         assert!(queue["VisibilityTimeout"].as_i64().unwrap() >= 6 * 900, "six times the function's timeout");
         let alarm = &template["Resources"][format!("{}ScopeDeadLetterAlarm", pascal(service)).as_str()]["Properties"];
         assert_eq!(alarm["Dimensions"][0]["Value"].as_str(), Some(format!("{dead_letter}.QueueName").as_str()));
@@ -179,7 +181,13 @@ fn each_function_may_call_exactly_the_operations_its_code_calls() {
             Some("arn:${AWS::Partition}:iam::*:role/${MemberRoleName}"),
             "{logical}: the member role only"
         );
-        assert_eq!(statements.len(), 5, "{logical}: nothing else");
+        let (dead_letters, resource) = actions("DeadLetters");
+        assert_eq!(dead_letters, session_archiver::plan::queue::IAM_ACTIONS.map(String::from).to_vec());
+        let dead_letter_queue = format!("{}ScopeDeadLetterQueue", pascal(service));
+        assert_eq!(resource.as_str(), Some(format!("{dead_letter_queue}.Arn").as_str()), "{logical}: its own");
+        let variables = &template["Resources"][logical.as_str()]["Properties"]["Environment"]["Variables"];
+        assert_eq!(variables["SCOPE_DEAD_LETTER_QUEUE_URL"].as_str(), Some(dead_letter_queue.as_str()));
+        assert_eq!(statements.len(), 6, "{logical}: nothing else");
         assert_eq!(assume, session_archiver::member::IAM_ACTIONS.map(String::from).to_vec());
     }
     // AND the planner may list the organization and send to the five queues, nothing else
