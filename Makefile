@@ -10,8 +10,10 @@ EMULATOR_CONFIG ?=
 PYTHON ?= python3
 VENV := .venv
 MOTO_VERSION := 5.2.5
-MOTO_SERVER := $(VENV)/bin/moto_server
-export MOTO_SERVER := $(abspath $(MOTO_SERVER))
+MOTO_INSTALLED := $(VENV)/bin/moto_server
+# The tests' and the demo's moto: the installed one, with AssumeRole checking the role and its trust
+# as STS does (tests/e2e/local_moto.py).
+export MOTO_SERVER := $(abspath tests/e2e/local-moto-server)
 export SAM_CLI_TELEMETRY := 0
 # Lambda: arm64 (Graviton), linked against AL2023's glibc 2.34 by cargo-zigbuild + zig, no Docker.
 LAMBDA_TARGET := aarch64-unknown-linux-gnu
@@ -62,12 +64,12 @@ e2e: moto build ## End-to-end tests: the real SDK clients and function binaries 
 build: ## Build the function binaries (five session functions, the planner) and the local tools (debug, for the local stand-ins)
 	$(CARGO) build --workspace --bins --locked
 
-moto: $(MOTO_SERVER) ## Install the pinned moto server (local DynamoDB and S3) into .venv
+moto: $(MOTO_INSTALLED) ## Install the pinned moto server (local DynamoDB, S3, SQS, STS, Organizations, Secrets Manager) into .venv
 
 $(VENV)/bin/python:
 	@$(PYTHON) -m venv $(VENV) || { echo "'$(PYTHON) -m venv' failed: on Debian, apt-get install python3-venv"; exit 1; }
 
-$(MOTO_SERVER): | $(VENV)/bin/python
+$(MOTO_INSTALLED): | $(VENV)/bin/python
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check "moto[server]==$(MOTO_VERSION)"
 
 tools: $(VENV)/bin/sam $(VENV)/bin/cargo-zigbuild ## Install the pinned build tools into .venv: SAM CLI, cfn-lint, cargo-zigbuild, zig
@@ -102,7 +104,7 @@ endef
 
 BENCH_SIZES ?= 10000,100000
 # The bench's moto: the pinned moto with fast DynamoDB Query and response paths (tests/e2e/bench_moto.py;
-# a test checks it answers as the pinned moto does). BENCH_MOTO=$(MOTO_SERVER) runs the plain one.
+# a test checks it answers as the pinned moto does). BENCH_MOTO=$(MOTO_INSTALLED) runs the plain one.
 BENCH_MOTO ?= $(abspath tests/e2e/bench-moto-server)
 
 bench: moto build bench-build ## Benchmark the release functions at n = 10,000 and 100,000 sessions: Markdown table + target/bench/*.json

@@ -54,30 +54,36 @@ pub struct MotoServer {
     port: u16,
 }
 
+/// An error naming `path` and how to install it, when it is missing.
+fn installed(path: &std::path::Path) -> std::io::Result<()> {
+    if path.exists() {
+        return Ok(());
+    }
+    Err(std::io::Error::new(
+        std::io::ErrorKind::NotFound,
+        format!("{} is missing: run `make moto` (make test does) to install the pinned moto server", path.display()),
+    ))
+}
+
 impl MotoServer {
-    /// The `moto_server` the Makefile installs into the project venv (`make moto`), or `$MOTO_SERVER`.
+    /// `$MOTO_SERVER`, or `local-moto-server`: the moto the Makefile installs into the project
+    /// venv (`make moto`), with AssumeRole checking as STS does (`local_moto.py`).
     pub fn binary() -> PathBuf {
         std::env::var_os("MOTO_SERVER")
             .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../.venv/bin/moto_server"))
+            .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("local-moto-server"))
     }
 
     /// Starts moto and waits until it answers HTTP (at most 60 s).
     pub fn start() -> std::io::Result<Self> {
+        // The wrappers run the installed moto: say so when it is not there.
+        installed(&PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../.venv/bin/moto_server"))?;
         Self::start_command(&Self::binary())
     }
 
     /// Starts `binary` (a moto server taking `-H` and `-p`) and waits until it answers HTTP.
     pub fn start_command(binary: &std::path::Path) -> std::io::Result<Self> {
-        if !binary.exists() {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::NotFound,
-                format!(
-                    "{} is missing: run `make moto` (make test does) to install the pinned moto server",
-                    binary.display()
-                ),
-            ));
-        }
+        installed(binary)?;
         let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
         let child = Command::new(binary)
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])

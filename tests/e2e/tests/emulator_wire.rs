@@ -153,3 +153,57 @@ async fn the_control_api_ticks_and_reports_calls() {
     let sessions: Vec<serde_json::Value> = serde_json::from_str(&body).unwrap();
     assert_eq!(sessions.len(), emulator.sessions(Api::GameliftStreamSessions).len());
 }
+
+/// The SDK settings of a caller holding `access_key_id` (as moto's STS issues it) in `region`.
+async fn signed_as(emulator: &Emulator, access_key_id: &str, region: &str) -> aws_config::SdkConfig {
+    let sdk = sdk(emulator).await;
+    let credentials =
+        aws_credential_types::Credentials::new(access_key_id, "secret", Some("token".into()), None, "test");
+    sdk.to_builder()
+        .region(aws_config::Region::new(region.to_owned()))
+        .credentials_provider(aws_credential_types::provider::SharedCredentialsProvider::new(credentials))
+        .build()
+}
+
+#[tokio::test]
+async fn each_account_and_region_is_a_world_of_its_own_answering_only_its_own_signers() {
+    // GIVEN the home account in us-east-1, and account 111122223333 in eu-west-1 and us-east-1
+    let config = EmulatorConfig {
+        other_scopes: vec![
+            session_emulator::ScopeWorld { account_id: "111122223333".into(), region: "eu-west-1".into() },
+            session_emulator::ScopeWorld { account_id: "111122223333".into(), region: "us-east-1".into() },
+        ],
+        ..EmulatorConfig::default()
+    };
+    let emulator = Emulator::start(config).await.unwrap();
+    // A temporary key of 111122223333, as moto's STS issues it (the key id encodes the account).
+    let key = "ASIARTX3GSDS4FQTHS2Y";
+    let ids = |sessions: Vec<session_emulator::SimSession>| sessions.into_iter().map(|s| s.id).collect::<Vec<_>>();
+
+    // WHEN each world is listed by a caller signed for it
+    let mut listed = Vec::new();
+    for (sdk, account, region) in [
+        (sdk(&emulator).await, "123456789012", "us-east-1"),
+        (signed_as(&emulator, key, "eu-west-1").await, "111122223333", "eu-west-1"),
+        (signed_as(&emulator, key, "us-east-1").await, "111122223333", "us-east-1"),
+    ] {
+        let gamelift = aws_sdk_gameliftstreams::Client::new(&sdk);
+        let page = gamelift.list_stream_sessions_by_account().max_results(100).send().await.unwrap();
+        let got: Vec<String> = page.items().iter().map(|s| s.arn().unwrap_or_default().to_owned()).collect();
+        // THEN it gets that world's sessions, named in that account and region
+        let truth = ids(emulator.sessions_in(account, region, Api::GameliftStreamSessions).unwrap());
+        assert_eq!(got, truth, "{account} {region}");
+        assert!(got.iter().all(|arn| arn.contains(&format!(":{region}:{account}:"))), "{got:?}");
+        listed.push(got);
+    }
+    // AND the three worlds hold different sessions
+    assert!(listed[0] != listed[1] && listed[1] != listed[2]);
+
+    // WHEN the account is called in a region it has no world in
+    let ivs = aws_sdk_ivs::Client::new(&signed_as(&emulator, key, "ap-south-1").await);
+    let err = ivs.list_channels().send().await.unwrap_err().into_service_error();
+    // THEN it is refused as AWS refuses a region the account has not enabled
+    assert_eq!(code(&err), "UnrecognizedClientException");
+    // AND the truth API answers per account and region too
+    assert!(emulator.sessions_in("111122223333", "ap-south-1", Api::IvsStreamSessions).is_none());
+}

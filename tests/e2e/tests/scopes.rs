@@ -10,6 +10,7 @@ use archiver_e2e::MotoServer;
 use serde_json::{json, Value as Json};
 use session_archiver::aws::SdkSettings;
 use session_archiver::event::ScopeMessage;
+use session_archiver::member::MemberRoles;
 use session_archiver::plan::{plan, AccountSource, OrganizationsDirectory, PlanConfig, PlanRequest, SqsScopeQueue};
 use session_archiver::ServiceId;
 
@@ -267,4 +268,103 @@ async fn the_planner_sends_one_message_per_active_account_and_region_of_an_ou_an
     // THEN the error names it, and nothing was sent
     assert!(err.to_string().contains(&format!("parent {unknown}")), "{err}");
     assert!(received(&sqs, &queue_url).await.is_empty());
+}
+
+/// An SDK configuration signed with `credentials`.
+fn signed_with(sdk: &aws_config::SdkConfig, credentials: aws_credential_types::Credentials) -> aws_config::SdkConfig {
+    let provider = aws_credential_types::provider::SharedCredentialsProvider::new(credentials);
+    sdk.to_builder().credentials_provider(provider).build()
+}
+
+/// Credentials of `role_arn`, assumed with `sdk`'s.
+async fn assumed(sdk: &aws_config::SdkConfig, role_arn: &str) -> aws_credential_types::Credentials {
+    let sts = aws_sdk_sts::Client::new(sdk);
+    let out = sts.assume_role().role_arn(role_arn).role_session_name("harness").send().await.unwrap();
+    let c = out.credentials().unwrap();
+    aws_credential_types::Credentials::new(
+        c.access_key_id(),
+        c.secret_access_key(),
+        Some(c.session_token().to_owned()),
+        None,
+        "harness",
+    )
+}
+
+/// Deploys `member-role.yaml` in `account` (through its OrganizationAccountAccessRole, as the
+/// StackSet would) with `external_id`.
+async fn deploy_member_role(sdk: &aws_config::SdkConfig, account: &str, organization_id: &str, external_id: &str) {
+    let admin = assumed(sdk, &format!("arn:aws:iam::{account}:role/OrganizationAccountAccessRole")).await;
+    let cloudformation = aws_sdk_cloudformation::Client::new(&signed_with(sdk, admin));
+    let template = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../member-role.yaml")).unwrap();
+    let parameter = |key: &str, value: &str| {
+        aws_sdk_cloudformation::types::Parameter::builder().parameter_key(key).parameter_value(value).build()
+    };
+    cloudformation
+        .create_stack()
+        .stack_name("session-archiver-member")
+        .template_body(template)
+        .capabilities(aws_sdk_cloudformation::types::Capability::CapabilityNamedIam)
+        .parameters(parameter("ArchiveAccountId", "123456789012"))
+        .parameters(parameter("OrganizationId", organization_id))
+        .parameters(parameter("ExternalId", external_id))
+        .send()
+        .await
+        .unwrap();
+}
+
+/// The archive's function role (under `/session-archiver/`, as the template's RolePath puts it),
+/// and credentials of it, as Lambda gives a function its execution role's.
+async fn function_credentials(sdk: &aws_config::SdkConfig, path: &str) -> aws_credential_types::Credentials {
+    let iam = aws_sdk_iam::Client::new(sdk);
+    let trust = r#"{"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::123456789012:root"}, "Action": "sts:AssumeRole"}]}"#;
+    let role = iam
+        .create_role()
+        .role_name("ivs-stream-sessions")
+        .path(path)
+        .assume_role_policy_document(trust)
+        .send()
+        .await
+        .unwrap();
+    assumed(sdk, role.role().unwrap().arn()).await
+}
+
+#[tokio::test]
+async fn the_member_role_lets_in_the_archive_functions_with_the_external_id_and_no_one_else() {
+    // GIVEN an organization whose account A has the member role (member-role.yaml) for ExternalId
+    // `ext-1`, account B none, and account C one for another ExternalId
+    let moto = MotoServer::start().unwrap();
+    let sdk = SdkSettings::local(moto.url()).load().await;
+    let org = organization(&sdk).await;
+    let organizations = aws_sdk_organizations::Client::new(&sdk);
+    let organization_id =
+        organizations.describe_organization().send().await.unwrap().organization().unwrap().id().unwrap().to_owned();
+    let (a, b, c) = (&org.accounts["in-workload"], &org.accounts["at-root"], &org.accounts["in-nested"]);
+    deploy_member_role(&sdk, a, &organization_id, "ext-1").await;
+    deploy_member_role(&sdk, c, &organization_id, "other").await;
+    // AND the IVS function's credentials, of its role under /session-archiver/
+    let function = signed_with(&sdk, function_credentials(&sdk, "/session-archiver/").await);
+    let roles = |sdk: &aws_config::SdkConfig| {
+        MemberRoles::new(aws_sdk_sts::Client::new(sdk), "aws", "session-archiver-member", Some("ext-1".into()))
+    };
+
+    // WHEN the function assumes the member role in A
+    let credentials = roles(&function).credentials(a, "plan-evt-1").await.unwrap();
+    // THEN it gets A's credentials (the key id names A, as the emulator reads it)
+    assert_eq!(session_emulator::identity::account_of(credentials.access_key_id()).as_deref(), Some(a.as_str()));
+
+    // WHEN it tries B (no role) and C (another ExternalId)
+    for (account, why) in [(b, "no member role"), (c, "another ExternalId")] {
+        let err = roles(&function).credentials(account, "plan-evt-1").await.unwrap_err();
+        // THEN STS refuses, and the error names the role and what to check
+        let text = err.to_string();
+        assert!(
+            text.contains(&format!("role arn:aws:iam::{account}:role/session-archiver-member failed: AccessDenied")),
+            "{why}: {text}"
+        );
+        assert!(text.contains("is the member role deployed in this account"), "{why}: {text}");
+        assert!(!err.is_retryable(), "{why}");
+    }
+    // AND a caller outside /session-archiver/ (the plain local key) is refused in A too
+    let err = roles(&sdk).credentials(a, "plan-evt-1").await.unwrap_err();
+    assert!(err.to_string().contains("AccessDenied"), "{err}");
 }

@@ -10,8 +10,15 @@
 //! Control API (JSON, under `/_emulator/`): `POST tick?n=1`, `PUT faults/{operation|*}`,
 //! `DELETE faults`, `POST expire-tokens`, `GET calls`, `DELETE calls`, `GET sessions/{api}`,
 //! `GET config`. In-process tests use the same controls as methods of [`Emulator`].
+//!
+//! Besides its home account and region, it serves `other_scopes`, each a world of its own: a
+//! request is answered from the world of the account its access key id encodes (the fixed local
+//! key: the home account) in the region it was signed for, and refused with
+//! `UnrecognizedClientException` where that account has no world in that region. The truth API
+//! takes `?account_id=…&region=…`.
 
 mod faults;
+pub mod identity;
 mod time;
 mod token;
 mod wire;
@@ -23,11 +30,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 pub use faults::{FaultPlan, OddPage, OpCounts};
-pub use world::{Api, EmulatorConfig, Shape, SimSession, World};
+pub use world::{Api, EmulatorConfig, ScopeWorld, Shape, SimSession, World};
 
 /// The state every request handler shares.
 pub struct Shared {
+    /// The home account and region's world.
     pub(crate) world: World,
+    /// The other scopes' worlds, by account and region.
+    others: HashMap<(String, String), World>,
     tick: AtomicU64,
     token_epoch: AtomicU64,
     requests: AtomicU64,
@@ -37,8 +47,14 @@ pub struct Shared {
 
 impl Shared {
     pub fn new(config: EmulatorConfig) -> Arc<Self> {
+        let others = config
+            .other_scopes
+            .iter()
+            .map(|scope| ((scope.account_id.clone(), scope.region.clone()), World::new(config.for_scope(scope))))
+            .collect();
         Arc::new(Shared {
             world: World::new(config),
+            others,
             tick: AtomicU64::new(0),
             token_epoch: AtomicU64::new(0),
             requests: AtomicU64::new(0),
@@ -100,6 +116,20 @@ impl Shared {
     /// Every session of an API right now: the emulator's own record, to check the archiver against.
     pub fn sessions(&self, api: Api) -> Vec<SimSession> {
         self.world.all_sessions(api, self.tick())
+    }
+
+    /// The world of `account_id` in `region`, if the emulator serves it.
+    pub fn world_of(&self, account_id: &str, region: &str) -> Option<&World> {
+        let home = &self.world.config;
+        if home.account_id == account_id && home.region == region {
+            return Some(&self.world);
+        }
+        self.others.get(&(account_id.to_owned(), region.to_owned()))
+    }
+
+    /// Every session of an API in `account_id` and `region` right now, if the emulator serves it.
+    pub fn sessions_in(&self, account_id: &str, region: &str, api: Api) -> Option<Vec<SimSession>> {
+        Some(self.world_of(account_id, region)?.all_sessions(api, self.tick()))
     }
 
     pub fn parents(&self, api: Api) -> Vec<String> {

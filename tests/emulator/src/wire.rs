@@ -17,7 +17,7 @@ use serde_json::{json, Map, Value};
 use crate::faults::{FaultPlan, OddPage};
 use crate::time::iso8601;
 use crate::token::{self, Cursor, TokenError};
-use crate::world::{mix, Api, SimSession};
+use crate::world::{mix, Api, EmulatorConfig, SimSession, World};
 use crate::Shared;
 
 type AppState = Arc<Shared>;
@@ -106,6 +106,18 @@ impl Svc {
         ApiError { status, code, message: "Request is missing a SigV4 Authorization header".into(), resource_id: None }
     }
 
+    /// What AWS answers a request signed for a region the account has not enabled (or with a
+    /// key no account of the emulator holds).
+    fn unrecognized(self, region: &str) -> ApiError {
+        let status = if self == Svc::WorkSpaces { 400 } else { 403 };
+        ApiError {
+            status,
+            code: "UnrecognizedClientException",
+            message: format!("The security token included in the request is invalid (region {region})"),
+            resource_id: None,
+        }
+    }
+
     fn content_type(self) -> &'static str {
         match self {
             Svc::WorkSpaces => "application/x-amz-json-1.1",
@@ -145,6 +157,28 @@ struct ListShape {
     next: &'static str,
 }
 
+/// What a request is answered from: the emulator's clock and tokens, and the world of the account
+/// and region it was signed for.
+#[derive(Clone, Copy)]
+struct Here<'a> {
+    shared: &'a Shared,
+    world: &'a World,
+}
+
+impl Here<'_> {
+    fn tick(&self) -> u64 {
+        self.shared.tick()
+    }
+
+    fn token_epoch(&self) -> u64 {
+        self.shared.token_epoch()
+    }
+
+    fn config(&self) -> &EmulatorConfig {
+        &self.world.config
+    }
+}
+
 /// Runs one operation: counts it, applies faults, renders the answer or the error.
 async fn serve(
     shared: &Shared,
@@ -152,21 +186,24 @@ async fn serve(
     operation: &'static str,
     headers: &HeaderMap,
     list: Option<(&ListShape, Option<&str>)>,
-    handle: impl FnOnce(&Shared) -> Result<Value, ApiError>,
+    handle: impl FnOnce(Here<'_>) -> Result<Value, ApiError>,
 ) -> Response {
     shared.count(operation, |c| c.calls += 1);
     let plan = shared.plan_for(operation);
     if plan.latency_ms > 0 {
         tokio::time::sleep(Duration::from_millis(plan.latency_ms)).await;
     }
-    let signed = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("AWS4-HMAC-SHA256"));
-    if !signed {
+    let signer = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(crate::identity::signer);
+    let Some(signer) = signer else {
         shared.count(operation, |c| c.client_errors += 1);
         return svc.render(svc.unsigned());
-    }
+    };
+    let account =
+        crate::identity::account_of(&signer.access_key_id).unwrap_or_else(|| shared.world.config.account_id.clone());
+    let Some(world) = shared.world_of(&account, &signer.region) else {
+        shared.count(operation, |c| c.client_errors += 1);
+        return svc.render(svc.unrecognized(&signer.region));
+    };
     let draw = shared.draw();
     if draw < plan.throttle_rate {
         shared.count(operation, |c| c.throttled += 1);
@@ -176,7 +213,7 @@ async fn serve(
         shared.count(operation, |c| c.server_errors += 1);
         return svc.render(svc.server_error(plan.server_error_status.unwrap_or(500)));
     }
-    match handle(shared) {
+    match handle(Here { shared, world }) {
         Ok(mut body) => {
             if let (Some((shape, request_token)), Some(odd)) = (list, plan.odd_page) {
                 apply_odd_page(&mut body, shape, request_token, odd);
@@ -229,7 +266,7 @@ struct PageCall<'t> {
 
 /// Pages through `call.slots` positions from its token, keeping what `select` returns.
 fn page<T>(
-    shared: &Shared,
+    shared: Here<'_>,
     svc: Svc,
     call: PageCall<'_>,
     select: impl Fn(u32) -> Option<T>,
@@ -409,7 +446,7 @@ fn is_pool_id(id: &str) -> bool {
         .is_some_and(|r| r.len() == 9 && r.bytes().all(|b| b.is_ascii_digit() || b.is_ascii_lowercase()))
 }
 
-fn describe_pool_sessions(shared: &Shared, fields: &Fields) -> Result<Value, ApiError> {
+fn describe_pool_sessions(shared: Here<'_>, fields: &Fields) -> Result<Value, ApiError> {
     let svc = Svc::WorkSpaces;
     let pool_id = fields.string("PoolId")?.ok_or_else(|| svc.invalid("PoolId is required"))?;
     if !is_pool_id(&pool_id) {
@@ -426,7 +463,7 @@ fn describe_pool_sessions(shared: &Shared, fields: &Fields) -> Result<Value, Api
     }
     let token = fields.string("NextToken")?;
     check_token_length(svc, &token, 2048)?;
-    let world = &shared.world;
+    let world = shared.world;
     let p = world
         .parents(Api::PoolSessions)
         .position(&pool_id)
@@ -467,7 +504,7 @@ fn describe_pool_sessions(shared: &Shared, fields: &Fields) -> Result<Value, Api
     Ok(list_body("Sessions", sessions, "NextToken", next))
 }
 
-fn describe_pools(shared: &Shared, fields: &Fields) -> Result<Value, ApiError> {
+fn describe_pools(shared: Here<'_>, fields: &Fields) -> Result<Value, ApiError> {
     let svc = Svc::WorkSpaces;
     let limit = check_range(svc, "limit", fields.int("Limit")?, 1, 25)?.unwrap_or(25);
     let token = fields.string("NextToken")?;
@@ -520,7 +557,7 @@ fn describe_pools(shared: &Shared, fields: &Fields) -> Result<Value, ApiError> {
     Ok(list_body("WorkspacesPools", items, "NextToken", next))
 }
 
-fn describe_connection_status(shared: &Shared, fields: &Fields) -> Result<Value, ApiError> {
+fn describe_connection_status(shared: Here<'_>, fields: &Fields) -> Result<Value, ApiError> {
     let svc = Svc::WorkSpaces;
     let ids = fields.strings("WorkspaceIds")?;
     if let Some(ids) = &ids {
@@ -530,7 +567,7 @@ fn describe_connection_status(shared: &Shared, fields: &Fields) -> Result<Value,
     }
     let token = fields.string("NextToken")?;
     check_token_length(svc, &token, 2048)?;
-    let world = &shared.world;
+    let world = shared.world;
     let tick = shared.tick();
     let now = world.now(tick);
     let (statuses, next) = page(
@@ -609,7 +646,7 @@ async fn ivs_list_stream_sessions(State(shared): State<AppState>, headers: Heade
         let limit = check_range(svc, "maxResults", fields.int("maxResults")?, 1, 100)?.unwrap_or(100);
         let token = fields.string("nextToken")?;
         check_token_length(svc, &token, 1024)?;
-        let world = &shared.world;
+        let world = shared.world;
         let p = world
             .parents(Api::IvsStreamSessions)
             .position(&channel)
@@ -720,7 +757,7 @@ async fn chime_list_proxy_sessions(
         let status = query.get("status");
         check_enum(svc, "Status", status, PROXY_STATUSES)?;
         check_token_length(svc, &token, 65_535)?;
-        let world = &shared.world;
+        let world = shared.world;
         let p = world
             .parents(Api::ChimeProxySessions)
             .position(&voice_connector_id)
@@ -856,7 +893,7 @@ async fn gamelift_list_stream_sessions_by_account(
         let export = query.get("ExportFilesStatus");
         check_enum(svc, "ExportFilesStatus", export, EXPORT_STATUSES)?;
         check_token_length(svc, &token, 2048)?;
-        let world = &shared.world;
+        let world = shared.world;
         let config = shared.config();
         let tick = shared.tick();
         let (sessions, next) = page(
@@ -939,10 +976,21 @@ async fn control_reset_calls(State(shared): State<AppState>) -> Response {
     StatusCode::NO_CONTENT.into_response()
 }
 
-async fn control_sessions(State(shared): State<AppState>, Path(api): Path<String>) -> Response {
-    match serde_json::from_value::<Api>(Value::String(api.clone())) {
-        Ok(api) => Json(shared.sessions(api)).into_response(),
-        Err(_) => (StatusCode::NOT_FOUND, format!("unknown api `{api}`")).into_response(),
+/// The sessions of an API in the home world, or in `?account_id=…&region=…`.
+async fn control_sessions(
+    State(shared): State<AppState>,
+    Path(api): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Response {
+    let Ok(api) = serde_json::from_value::<Api>(Value::String(api.clone())) else {
+        return (StatusCode::NOT_FOUND, format!("unknown api `{api}`")).into_response();
+    };
+    let home = &shared.config();
+    let account = query.get("account_id").unwrap_or(&home.account_id);
+    let region = query.get("region").unwrap_or(&home.region);
+    match shared.sessions_in(account, region, api) {
+        Some(sessions) => Json(sessions).into_response(),
+        None => (StatusCode::NOT_FOUND, format!("no world for account {account} in {region}")).into_response(),
     }
 }
 

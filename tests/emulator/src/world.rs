@@ -70,7 +70,16 @@ impl Shape {
     }
 }
 
-/// The seeded account the emulator serves.
+/// Another account and region the emulator serves, with a world of its own.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScopeWorld {
+    pub account_id: String,
+    pub region: String,
+}
+
+/// The seeded account the emulator serves (its home: `account_id` in `region`), and the other
+/// accounts and regions it serves with the same shapes.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct EmulatorConfig {
@@ -91,6 +100,11 @@ pub struct EmulatorConfig {
     /// Share of session slots, in thousandths, that move on with the clock; the others keep
     /// their tick-0 session for good. 1000 (all) by default; lower it for a calm account.
     pub moving_per_mille: u32,
+    /// Other accounts and regions, each a distinct world of the same shapes (its seed mixed with
+    /// its account and region). A request is answered from the world of the account its access
+    /// key belongs to and the region it was signed for; none: refused as AWS refuses a region the
+    /// account has not enabled.
+    pub other_scopes: Vec<ScopeWorld>,
 }
 
 impl Default for EmulatorConfig {
@@ -108,11 +122,24 @@ impl Default for EmulatorConfig {
             tick_seconds: 300,
             start_epoch: 1_767_225_600, // 2026-01-01T00:00:00Z
             moving_per_mille: 1000,
+            other_scopes: Vec::new(),
         }
     }
 }
 
 impl EmulatorConfig {
+    /// The configuration of the world of `scope`: the same shapes, a seed of its own.
+    pub fn for_scope(&self, scope: &ScopeWorld) -> EmulatorConfig {
+        let text = |value: &str| mix_all(&value.bytes().map(u64::from).collect::<Vec<_>>());
+        EmulatorConfig {
+            seed: mix_all(&[self.seed, text(&scope.account_id), text(&scope.region)]),
+            account_id: scope.account_id.clone(),
+            region: scope.region.clone(),
+            other_scopes: Vec::new(),
+            ..self.clone()
+        }
+    }
+
     pub fn shape(&self, api: Api) -> Shape {
         match api {
             Api::PoolSessions => self.pool_sessions,
