@@ -6,6 +6,8 @@
 mod counting_proxy;
 pub mod lambda;
 mod local_aws;
+pub mod organization;
+pub mod poller;
 mod proxy;
 pub mod rig;
 pub mod stage;

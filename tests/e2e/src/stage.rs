@@ -50,14 +50,7 @@ impl LocalStage {
         let moto = MotoServer::start()?;
         let aws = LocalAws::create(&moto.url(), TABLE, BUCKET).await;
         let emulator = Emulator::start(world).await?;
-        let secrets = aws_sdk_secretsmanager::Client::new(&aws.settings.load().await);
-        secrets
-            .create_secret()
-            .name(KEY_SECRET)
-            .secret_string(LOCAL_KEY)
-            .send()
-            .await
-            .map_err(|e| std::io::Error::other(format!("create the personal-data key secret: {e}")))?;
+        create_key_secret(&aws).await?;
         Ok(LocalStage { emulator, aws, moto })
     }
 
@@ -82,6 +75,19 @@ impl LocalStage {
     pub async fn function(&self, service: ServiceId) -> std::io::Result<LocalFunction> {
         start_function(service, &self.function_env(), Duration::from_secs(120)).await
     }
+}
+
+/// The personal-data key's secret, as the template creates it.
+pub async fn create_key_secret(aws: &LocalAws) -> std::io::Result<()> {
+    let secrets = aws_sdk_secretsmanager::Client::new(&aws.settings.load().await);
+    secrets
+        .create_secret()
+        .name(KEY_SECRET)
+        .secret_string(LOCAL_KEY)
+        .send()
+        .await
+        .map_err(|e| std::io::Error::other(format!("create the personal-data key secret: {e}")))?;
+    Ok(())
 }
 
 /// Starts the function binary of `service` with exactly `env` and a Lambda timeout.

@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use archiver_e2e::api_of;
 use archiver_e2e::lambda::Outcome;
+use archiver_e2e::organization::{deploy_member_role, drain_queue, function_credentials, signed_with};
 use archiver_e2e::stage::{local_world, start_function, LocalStage};
 use archiver_e2e::MotoServer;
 use serde_json::{json, Value as Json};
@@ -74,40 +75,6 @@ async fn a_function_runs_the_scope_messages_of_its_queue_and_hands_back_the_ones
     assert!(log.contains("m-bad") && log.contains("scope message"), "{log}");
 }
 
-/// Every message of a queue, taken off it: its body and its string attributes (a dead letter's
-/// `ErrorType`, `ErrorMessage` and `ReceiveCount`).
-async fn drain(sqs: &aws_sdk_sqs::Client, queue_url: &str) -> Vec<(Json, BTreeMap<String, String>)> {
-    let mut letters = Vec::new();
-    loop {
-        let page = sqs
-            .receive_message()
-            .queue_url(queue_url)
-            .max_number_of_messages(10)
-            .message_attribute_names("All")
-            .send()
-            .await
-            .unwrap();
-        if page.messages().is_empty() {
-            return letters;
-        }
-        for message in page.messages() {
-            let attributes = message
-                .message_attributes()
-                .into_iter()
-                .flatten()
-                .map(|(name, value)| (name.clone(), value.string_value().unwrap_or_default().to_owned()))
-                .collect();
-            letters.push((serde_json::from_str(message.body().unwrap()).unwrap_or(Json::Null), attributes));
-            sqs.delete_message()
-                .queue_url(queue_url)
-                .receipt_handle(message.receipt_handle().unwrap())
-                .send()
-                .await
-                .unwrap();
-        }
-    }
-}
-
 #[tokio::test]
 async fn a_scope_message_no_retry_can_mend_goes_to_the_dead_letter_queue_with_its_error() {
     // GIVEN the IVS function with its dead-letter queue on moto, one attempt per call, and a
@@ -139,7 +106,7 @@ async fn a_scope_message_no_retry_can_mend_goes_to_the_dead_letter_queue_with_it
     // at once with its error
     let Outcome::Response(first) = first else { panic!("{first:?}") };
     assert_eq!(first, json!({"batchItemFailures": [{"itemIdentifier": "m-scope"}]}));
-    let letters = drain(&sqs, &dead_letter_queue).await;
+    let letters = drain_queue(&sqs, &dead_letter_queue).await;
     assert_eq!(letters.len(), 1, "{letters:?}");
     assert_eq!(letters[0].1["ErrorType"], "NonRetryable.InvalidEvent");
     assert!(letters[0].1["ErrorMessage"].contains("scope message"), "{letters:?}");
@@ -151,7 +118,7 @@ async fn a_scope_message_no_retry_can_mend_goes_to_the_dead_letter_queue_with_it
 
     // THEN it is not handed back but dead-lettered, with the session API's error and the count
     assert_eq!(last, json!({"batchItemFailures": []}));
-    let letters = drain(&sqs, &dead_letter_queue).await;
+    let letters = drain_queue(&sqs, &dead_letter_queue).await;
     assert_eq!(letters.len(), 1, "{letters:?}");
     let (body, attributes) = &letters[0];
     assert_eq!(body["account_id"], "123456789012");
@@ -202,7 +169,7 @@ async fn organization(sdk: &aws_config::SdkConfig) -> Organization {
 }
 
 async fn received(sqs: &aws_sdk_sqs::Client, queue_url: &str) -> Vec<ScopeMessage> {
-    let drained = drain(sqs, queue_url).await;
+    let drained = drain_queue(sqs, queue_url).await;
     drained.into_iter().map(|(body, _)| serde_json::from_value(body).unwrap()).collect()
 }
 
@@ -268,64 +235,6 @@ async fn the_planner_sends_one_message_per_active_account_and_region_of_an_ou_an
     // THEN the error names it, and nothing was sent
     assert!(err.to_string().contains(&format!("parent {unknown}")), "{err}");
     assert!(received(&sqs, &queue_url).await.is_empty());
-}
-
-/// An SDK configuration signed with `credentials`.
-fn signed_with(sdk: &aws_config::SdkConfig, credentials: aws_credential_types::Credentials) -> aws_config::SdkConfig {
-    let provider = aws_credential_types::provider::SharedCredentialsProvider::new(credentials);
-    sdk.to_builder().credentials_provider(provider).build()
-}
-
-/// Credentials of `role_arn`, assumed with `sdk`'s.
-async fn assumed(sdk: &aws_config::SdkConfig, role_arn: &str) -> aws_credential_types::Credentials {
-    let sts = aws_sdk_sts::Client::new(sdk);
-    let out = sts.assume_role().role_arn(role_arn).role_session_name("harness").send().await.unwrap();
-    let c = out.credentials().unwrap();
-    aws_credential_types::Credentials::new(
-        c.access_key_id(),
-        c.secret_access_key(),
-        Some(c.session_token().to_owned()),
-        None,
-        "harness",
-    )
-}
-
-/// Deploys `member-role.yaml` in `account` (through its OrganizationAccountAccessRole, as the
-/// StackSet would) with `external_id`.
-async fn deploy_member_role(sdk: &aws_config::SdkConfig, account: &str, organization_id: &str, external_id: &str) {
-    let admin = assumed(sdk, &format!("arn:aws:iam::{account}:role/OrganizationAccountAccessRole")).await;
-    let cloudformation = aws_sdk_cloudformation::Client::new(&signed_with(sdk, admin));
-    let template = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../member-role.yaml")).unwrap();
-    let parameter = |key: &str, value: &str| {
-        aws_sdk_cloudformation::types::Parameter::builder().parameter_key(key).parameter_value(value).build()
-    };
-    cloudformation
-        .create_stack()
-        .stack_name("session-archiver-member")
-        .template_body(template)
-        .capabilities(aws_sdk_cloudformation::types::Capability::CapabilityNamedIam)
-        .parameters(parameter("ArchiveAccountId", "123456789012"))
-        .parameters(parameter("OrganizationId", organization_id))
-        .parameters(parameter("ExternalId", external_id))
-        .send()
-        .await
-        .unwrap();
-}
-
-/// The archive's function role (under `/session-archiver/`, as the template's RolePath puts it),
-/// and credentials of it, as Lambda gives a function its execution role's.
-async fn function_credentials(sdk: &aws_config::SdkConfig, path: &str) -> aws_credential_types::Credentials {
-    let iam = aws_sdk_iam::Client::new(sdk);
-    let trust = r#"{"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::123456789012:root"}, "Action": "sts:AssumeRole"}]}"#;
-    let role = iam
-        .create_role()
-        .role_name("ivs-stream-sessions")
-        .path(path)
-        .assume_role_policy_document(trust)
-        .send()
-        .await
-        .unwrap();
-    assumed(sdk, role.role().unwrap().arn()).await
 }
 
 #[tokio::test]

@@ -1,0 +1,296 @@
+//! A local AWS Organization to archive: moto's Organizations with member accounts (some with the
+//! member role, deployed from `member-role.yaml` through moto's CloudFormation as the StackSet
+//! would), the emulator serving a world per account and region, a scope queue and dead-letter
+//! queue per service, the planner and the functions as real binaries with the credentials of a
+//! role under `/session-archiver/` (as Lambda gives a function its execution role's). Used by the
+//! organization tests and `make demo`.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use aws_credential_types::provider::SharedCredentialsProvider;
+use aws_credential_types::Credentials;
+use serde_json::{json, Value as Json};
+use session_archiver::ServiceId;
+use session_emulator::{Emulator, EmulatorConfig, ScopeWorld};
+
+use crate::lambda::{LocalFunction, Outcome};
+use crate::poller::{PollReport, QueueSource};
+use crate::stage::{LocalStage, ACCOUNT_ID, REGION};
+use crate::MotoServer;
+
+/// The ExternalId the member roles ask for and the functions give.
+pub const EXTERNAL_ID: &str = "local-external-id";
+
+/// The regions of every account: the archive's own and one more.
+pub const REGIONS: [&str; 2] = [REGION, "eu-west-1"];
+
+/// How long a handed-back message stays invisible before it comes again.
+const VISIBILITY: Duration = Duration::from_secs(1);
+
+/// The deliveries after which a message goes to the dead-letter queue (the template's default).
+pub const MAX_RECEIVES: u32 = 3;
+
+/// A member account to create: its name, and whether the member role is deployed in it.
+#[derive(Clone, Copy, Debug)]
+pub struct Member<'a> {
+    pub name: &'a str,
+    pub member_role: bool,
+}
+
+/// A service's scope queue and dead-letter queue.
+#[derive(Clone, Debug)]
+pub struct ScopeQueues {
+    pub queue: String,
+    pub dead_letters: String,
+}
+
+pub struct LocalOrganization {
+    pub stage: LocalStage,
+    /// The management (and archive) account's SDK settings.
+    pub sdk: aws_config::SdkConfig,
+    pub sqs: aws_sdk_sqs::Client,
+    pub organization_id: String,
+    /// The member accounts, by name.
+    pub accounts: BTreeMap<String, String>,
+    pub queues: BTreeMap<ServiceId, ScopeQueues>,
+    function_credentials: Credentials,
+}
+
+impl LocalOrganization {
+    /// The archive account (the management account) and `members`, each served by the emulator in
+    /// every region of [`REGIONS`] with `world`'s shapes.
+    pub async fn start(world: EmulatorConfig, members: &[Member<'_>]) -> std::io::Result<Self> {
+        let moto = MotoServer::start()?;
+        let aws = crate::LocalAws::create(&moto.url(), crate::stage::TABLE, crate::stage::BUCKET).await;
+        crate::stage::create_key_secret(&aws).await?;
+        let sdk = aws.settings.load().await;
+        let organizations = aws_sdk_organizations::Client::new(&sdk);
+        organizations.create_organization().feature_set("ALL".into()).send().await.map_err(other)?;
+        let described = organizations.describe_organization().send().await.map_err(other)?;
+        let organization_id = described.organization().and_then(|o| o.id()).unwrap_or_default().to_owned();
+        let mut accounts = BTreeMap::new();
+        for member in members {
+            accounts.insert(member.name.to_owned(), create_member(&sdk, &organization_id, *member).await);
+        }
+        let other_scopes = std::iter::once(ACCOUNT_ID.to_owned())
+            .chain(accounts.values().cloned())
+            .flat_map(|account| REGIONS.map(|region| ScopeWorld { account_id: account.clone(), region: region.into() }))
+            .filter(|scope| !(scope.account_id == world.account_id && scope.region == world.region))
+            .collect();
+        let emulator = Emulator::start(EmulatorConfig { other_scopes, ..world }).await?;
+        let sqs = aws_sdk_sqs::Client::new(&sdk);
+        let mut queues = BTreeMap::new();
+        for service in ServiceId::ALL {
+            queues.insert(service, scope_queues(&sqs, service).await);
+        }
+        let function_credentials = function_credentials(&sdk, "/session-archiver/").await;
+        let stage = LocalStage { emulator, aws, moto };
+        Ok(LocalOrganization { stage, sdk, sqs, organization_id, accounts, queues, function_credentials })
+    }
+
+    /// Adds a member account after the start (the emulator serves no world for it).
+    pub async fn add_member(&mut self, member: Member<'_>) -> String {
+        let id = create_member(&self.sdk, &self.organization_id, member).await;
+        self.accounts.insert(member.name.to_owned(), id.clone());
+        id
+    }
+
+    /// A function's environment: the stage's, with the credentials of its role under
+    /// `/session-archiver/`, the ExternalId and its dead-letter queue.
+    pub fn function_env(&self, service: ServiceId) -> Vec<(String, String)> {
+        let mut env: Vec<(String, String)> =
+            self.stage.function_env().into_iter().filter(|(name, _)| !name.starts_with("AWS_")).collect();
+        let c = &self.function_credentials;
+        env.extend([
+            ("AWS_ACCESS_KEY_ID".to_owned(), c.access_key_id().to_owned()),
+            ("AWS_SECRET_ACCESS_KEY".to_owned(), c.secret_access_key().to_owned()),
+            ("AWS_SESSION_TOKEN".to_owned(), c.session_token().unwrap_or_default().to_owned()),
+            ("MEMBER_ROLE_EXTERNAL_ID".to_owned(), EXTERNAL_ID.to_owned()),
+            ("SCOPE_MAX_RECEIVES".to_owned(), MAX_RECEIVES.to_string()),
+            ("SCOPE_DEAD_LETTER_QUEUE_URL".to_owned(), self.queues[&service].dead_letters.clone()),
+        ]);
+        env
+    }
+
+    /// The planner's environment: the whole organization, in [`REGIONS`], to the five queues.
+    pub fn planner_env(&self) -> Vec<(String, String)> {
+        let queues: Vec<String> = self.queues.iter().map(|(service, q)| format!("{service}={}", q.queue)).collect();
+        [
+            ("ACCOUNTS", "organization".to_owned()),
+            ("REGIONS", REGIONS.join(",")),
+            ("SCOPE_QUEUES", queues.join(",")),
+            ("STORAGE_ENDPOINT_URL", self.stage.moto.url()),
+            ("AWS_ACCESS_KEY_ID", "AKIDLOCALSTANDIN".to_owned()),
+            ("AWS_SECRET_ACCESS_KEY", "local-stand-in-secret".to_owned()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect()
+    }
+
+    /// Runs the planner binary once for `service` with the schedule's `id` and `time`: its summary.
+    pub async fn plan(&self, service: ServiceId, id: &str, time: &str) -> Json {
+        let binary = LocalFunction::binary("scope-planner");
+        let mut planner = LocalFunction::start(
+            &binary,
+            "scope-planner",
+            ACCOUNT_ID,
+            REGION,
+            &self.planner_env(),
+            Duration::from_secs(60),
+        )
+        .await
+        .expect("the planner starts");
+        let event = json!({"plan": {"service": service.as_str(), "id": id, "time": time}});
+        match planner.invoke(event).await.expect("the planner answers") {
+            Outcome::Response(summary) => summary,
+            Outcome::Error { error_type, error_message } => panic!("plan failed: {error_type}: {error_message}"),
+        }
+    }
+
+    /// Starts `service`'s function binary as the organization's archive deploys it.
+    pub async fn function(&self, service: ServiceId) -> std::io::Result<LocalFunction> {
+        crate::stage::start_function(service, &self.function_env(service), Duration::from_secs(120)).await
+    }
+
+    /// Delivers `service`'s queue to `function` until it is empty (the event source mapping).
+    pub async fn drain(&self, service: ServiceId, function: &mut LocalFunction) -> PollReport {
+        let source =
+            QueueSource { sqs: &self.sqs, url: &self.queues[&service].queue, region: REGION, visibility: VISIBILITY };
+        source.drain_into(function).await
+    }
+
+    /// Every message of `service`'s dead-letter queue, taken off it: its body and its attributes.
+    pub async fn dead_letters(&self, service: ServiceId) -> Vec<(Json, BTreeMap<String, String>)> {
+        drain_queue(&self.sqs, &self.queues[&service].dead_letters).await
+    }
+}
+
+/// Creates a member account under the root, with the member role if it is to have it: its id.
+async fn create_member(sdk: &aws_config::SdkConfig, organization_id: &str, member: Member<'_>) -> String {
+    let organizations = aws_sdk_organizations::Client::new(sdk);
+    let made = organizations
+        .create_account()
+        .account_name(member.name)
+        .email(format!("{}@example.com", member.name))
+        .send()
+        .await
+        .unwrap();
+    let id = made.create_account_status().and_then(|s| s.account_id()).unwrap_or_default().to_owned();
+    if member.member_role {
+        deploy_member_role(sdk, &id, organization_id, EXTERNAL_ID).await;
+    }
+    id
+}
+
+fn other(err: impl std::fmt::Display) -> std::io::Error {
+    std::io::Error::other(err.to_string())
+}
+
+/// A service's scope queue, its messages going to its dead-letter queue after [`MAX_RECEIVES`].
+async fn scope_queues(sqs: &aws_sdk_sqs::Client, service: ServiceId) -> ScopeQueues {
+    use aws_sdk_sqs::types::QueueAttributeName;
+    let dead_letters = sqs.create_queue().queue_name(format!("{service}-dead-letters")).send().await.unwrap();
+    let dead_letters = dead_letters.queue_url().unwrap().to_owned();
+    let attributes = sqs
+        .get_queue_attributes()
+        .queue_url(&dead_letters)
+        .attribute_names(QueueAttributeName::QueueArn)
+        .send()
+        .await
+        .unwrap();
+    let arn = attributes.attributes().unwrap()[&QueueAttributeName::QueueArn].clone();
+    let redrive = json!({"deadLetterTargetArn": arn, "maxReceiveCount": MAX_RECEIVES}).to_string();
+    let queue = sqs
+        .create_queue()
+        .queue_name(format!("{service}-scopes"))
+        .attributes(QueueAttributeName::RedrivePolicy, redrive)
+        .send()
+        .await
+        .unwrap();
+    ScopeQueues { queue: queue.queue_url().unwrap().to_owned(), dead_letters }
+}
+
+/// Every message of a queue, taken off it: its body and its string attributes (a dead letter's
+/// `ErrorType`, `ErrorMessage` and `ReceiveCount`).
+pub async fn drain_queue(sqs: &aws_sdk_sqs::Client, queue_url: &str) -> Vec<(Json, BTreeMap<String, String>)> {
+    let mut letters = Vec::new();
+    loop {
+        let page = sqs
+            .receive_message()
+            .queue_url(queue_url)
+            .max_number_of_messages(10)
+            .message_attribute_names("All")
+            .send()
+            .await
+            .unwrap();
+        if page.messages().is_empty() {
+            return letters;
+        }
+        for message in page.messages() {
+            let attributes = message
+                .message_attributes()
+                .into_iter()
+                .flatten()
+                .map(|(name, value)| (name.clone(), value.string_value().unwrap_or_default().to_owned()))
+                .collect();
+            letters.push((serde_json::from_str(message.body().unwrap_or_default()).unwrap_or(Json::Null), attributes));
+            let handle = message.receipt_handle().unwrap_or_default();
+            sqs.delete_message().queue_url(queue_url).receipt_handle(handle).send().await.unwrap();
+        }
+    }
+}
+
+/// An SDK configuration signed with `credentials`.
+pub fn signed_with(sdk: &aws_config::SdkConfig, credentials: Credentials) -> aws_config::SdkConfig {
+    sdk.to_builder().credentials_provider(SharedCredentialsProvider::new(credentials)).build()
+}
+
+/// Credentials of `role_arn`, assumed with `sdk`'s.
+pub async fn assumed(sdk: &aws_config::SdkConfig, role_arn: &str) -> Credentials {
+    let sts = aws_sdk_sts::Client::new(sdk);
+    let out = sts.assume_role().role_arn(role_arn).role_session_name("harness").send().await.unwrap();
+    let c = out.credentials().unwrap();
+    Credentials::new(c.access_key_id(), c.secret_access_key(), Some(c.session_token().to_owned()), None, "harness")
+}
+
+/// Deploys `member-role.yaml` in `account` (through its OrganizationAccountAccessRole, as the
+/// StackSet would) for `external_id`.
+pub async fn deploy_member_role(sdk: &aws_config::SdkConfig, account: &str, organization_id: &str, external_id: &str) {
+    let admin = assumed(sdk, &format!("arn:aws:iam::{account}:role/OrganizationAccountAccessRole")).await;
+    let cloudformation = aws_sdk_cloudformation::Client::new(&signed_with(sdk, admin));
+    let template = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../member-role.yaml")).unwrap();
+    let parameter = |key: &str, value: &str| {
+        aws_sdk_cloudformation::types::Parameter::builder().parameter_key(key).parameter_value(value).build()
+    };
+    cloudformation
+        .create_stack()
+        .stack_name("session-archiver-member")
+        .template_body(template)
+        .capabilities(aws_sdk_cloudformation::types::Capability::CapabilityNamedIam)
+        .parameters(parameter("ArchiveAccountId", ACCOUNT_ID))
+        .parameters(parameter("OrganizationId", organization_id))
+        .parameters(parameter("ExternalId", external_id))
+        .send()
+        .await
+        .unwrap();
+}
+
+/// Credentials of a new archive function role under `path` (the template's RolePath), as Lambda
+/// gives a function its execution role's.
+pub async fn function_credentials(sdk: &aws_config::SdkConfig, path: &str) -> Credentials {
+    let iam = aws_sdk_iam::Client::new(sdk);
+    let trust = format!(
+        r#"{{"Version": "2012-10-17", "Statement": [{{"Effect": "Allow", "Principal": {{"AWS": "arn:aws:iam::{ACCOUNT_ID}:root"}}, "Action": "sts:AssumeRole"}}]}}"#
+    );
+    let role = iam
+        .create_role()
+        .role_name("session-archiver-function")
+        .path(path)
+        .assume_role_policy_document(trust)
+        .send()
+        .await
+        .unwrap();
+    assumed(sdk, role.role().unwrap().arn()).await
+}

@@ -1,0 +1,150 @@
+//! A whole organization end to end on the stand-ins: the real planner binary plans a service from
+//! its schedule's event over moto's Organizations, a local event source mapping delivers the queue
+//! to the real function binary, which assumes the member role (deployed from `member-role.yaml`)
+//! in each account and reads the emulator's world of each account and region.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use archiver_e2e::api_of;
+use archiver_e2e::organization::{drain_queue, LocalOrganization, Member, REGIONS};
+use archiver_e2e::stage::{local_world, ACCOUNT_ID};
+use serde_json::Value as Json;
+use session_archiver::ServiceId;
+
+const SERVICE: ServiceId = ServiceId::IvsStreamSessions;
+const DAY: &str = "2026-11-22";
+
+fn member(name: &str, member_role: bool) -> Member<'_> {
+    Member { name, member_role }
+}
+
+/// The session ids the table holds for one scope.
+async fn items_of(org: &LocalOrganization, account: &str, region: &str) -> BTreeSet<String> {
+    let prefix = format!("{SERVICE}#{account}#{region}#");
+    let items = org.stage.aws.scan().await;
+    items
+        .iter()
+        .filter(|i| i["pk"].as_s().is_ok_and(|pk| pk.starts_with(&prefix)))
+        .map(|i| i["sk"].as_s().unwrap().clone())
+        .collect()
+}
+
+/// The statuses of a scope's run manifests.
+async fn manifest_statuses(org: &LocalOrganization, account: &str, region: &str) -> Vec<String> {
+    let pk = format!("RUN#{SERVICE}#{account}#{region}");
+    let items = org.stage.aws.scan().await;
+    items
+        .iter()
+        .filter(|i| i["pk"].as_s().is_ok_and(|p| *p == pk))
+        .map(|i| i["status"].as_s().unwrap().clone())
+        .collect()
+}
+
+/// The session ids of a scope's snapshot of `run`, in line order.
+async fn snapshot_of(org: &LocalOrganization, account: &str, region: &str, run: &str) -> Vec<String> {
+    let key = format!("history/snapshots/{SERVICE}/dt={DAY}/{account}.{region}.{run}.jsonl.gz");
+    let lines = org.stage.aws.read(&key).await.lines;
+    lines.iter().map(|l| l["session_id"].as_str().unwrap().to_owned()).collect()
+}
+
+fn truth(org: &LocalOrganization, account: &str, region: &str) -> BTreeSet<String> {
+    let sessions = org.stage.emulator.sessions_in(account, region, api_of(SERVICE)).expect("a world");
+    sessions.into_iter().map(|s| s.id).collect()
+}
+
+#[tokio::test]
+async fn an_organization_converges_scope_by_scope_and_a_scope_without_the_member_role_fails_alone() {
+    // GIVEN an organization: the archive's own account, alpha and beta with the member role,
+    // gamma without, each in two regions
+    let members = [member("alpha", true), member("beta", true), member("gamma", false)];
+    let org = LocalOrganization::start(local_world().unwrap(), &members).await.unwrap();
+    let (alpha, beta, gamma) = (&org.accounts["alpha"], &org.accounts["beta"], &org.accounts["gamma"]);
+
+    // WHEN the planner plans IVS from its schedule's event, and the queue is delivered to the
+    // IVS function
+    let summary = org.plan(SERVICE, "plan-evt-1", &format!("{DAY}T10:00:00Z")).await;
+    let mut function = org.function(SERVICE).await.unwrap();
+    let report = org.drain(SERVICE, &mut function).await;
+
+    // THEN every account was planned in both regions, and each message delivered once
+    assert_eq!((summary["accounts"].as_u64(), summary["scopes"].as_u64()), (Some(4), Some(8)), "{summary}");
+    assert_eq!((report.invocations, report.handed_back), (8, 0), "{report:?}");
+    // AND each scope with the member role holds its own world in the table and in its run's
+    // history, each session once, its run complete
+    for account in [ACCOUNT_ID, alpha.as_str(), beta.as_str()] {
+        for region in REGIONS {
+            let truth = truth(&org, account, region);
+            assert!(!truth.is_empty());
+            assert_eq!(items_of(&org, account, region).await, truth, "{account} {region}: the table");
+            let snapshot = snapshot_of(&org, account, region, "plan-evt-1").await;
+            assert_eq!(snapshot.len(), truth.len(), "{account} {region}: a session twice");
+            assert_eq!(snapshot.into_iter().collect::<BTreeSet<_>>(), truth, "{account} {region}: the history");
+            assert_eq!(manifest_statuses(&org, account, region).await, ["complete"], "{account} {region}");
+        }
+    }
+    // AND gamma's two scopes, and nothing else, are in the dead-letter queue, each with its reason
+    let letters = org.dead_letters(SERVICE).await;
+    let regions: BTreeSet<&str> = letters.iter().map(|(body, _)| body["region"].as_str().unwrap()).collect();
+    assert_eq!(regions, BTreeSet::from(REGIONS), "{letters:?}");
+    for (body, attributes) in &letters {
+        assert_eq!(body["account_id"].as_str(), Some(gamma.as_str()));
+        assert_eq!(attributes["ErrorType"], "NonRetryable.MemberRole");
+        let reason = &attributes["ErrorMessage"];
+        let expected = format!(
+            "account {gamma}, region {}: STS AssumeRole on role arn:aws:iam::{gamma}:role/session-archiver-member failed: AccessDenied",
+            body["region"].as_str().unwrap()
+        );
+        assert!(reason.starts_with(&expected), "{reason}");
+    }
+    assert!(items_of(&org, gamma, REGIONS[0]).await.is_empty(), "nothing written for gamma");
+}
+
+#[tokio::test]
+async fn a_scope_delivered_twice_archives_once_and_the_next_plan_follows_the_organization() {
+    // GIVEN an organization of alpha and beta, planned and archived once
+    let mut org =
+        LocalOrganization::start(local_world().unwrap(), &[member("alpha", true), member("beta", true)]).await.unwrap();
+    let (alpha, beta) = (org.accounts["alpha"].clone(), org.accounts["beta"].clone());
+    org.plan(SERVICE, "plan-evt-1", &format!("{DAY}T10:00:00Z")).await;
+    let mut function = org.function(SERVICE).await.unwrap();
+    org.drain(SERVICE, &mut function).await;
+    let keys_before = org.stage.aws.keys("history/").await;
+
+    // WHEN alpha's message is delivered again (SQS delivers at least once)
+    let queue = org.queues[&SERVICE].queue.clone();
+    let body = serde_json::json!({
+        "service": SERVICE.as_str(), "account_id": alpha, "region": REGIONS[0],
+        "run_id": "plan-evt-1", "event_time": format!("{DAY}T10:00:00Z")
+    });
+    org.sqs.send_message().queue_url(&queue).message_body(body.to_string()).send().await.unwrap();
+    let report = org.drain(SERVICE, &mut function).await;
+
+    // THEN it succeeds without writing: one run, one history object, each session once
+    assert_eq!((report.invocations, report.handed_back), (1, 0));
+    assert_eq!(org.stage.aws.keys("history/").await, keys_before);
+    assert_eq!(manifest_statuses(&org, &alpha, REGIONS[0]).await, ["complete"]);
+    let snapshot = snapshot_of(&org, &alpha, REGIONS[0], "plan-evt-1").await;
+    assert_eq!(snapshot.len(), snapshot.iter().collect::<BTreeSet<_>>().len());
+
+    // WHEN beta is closed, delta joins with the member role, and the next schedule comes
+    let organizations = aws_sdk_organizations::Client::new(&org.sdk);
+    organizations.close_account().account_id(&beta).send().await.unwrap();
+    let delta = org.add_member(member("delta", true)).await;
+    let summary = org.plan(SERVICE, "plan-evt-2", &format!("{DAY}T10:05:00Z")).await;
+
+    // THEN the plan leaves beta out, naming its state, and plans delta
+    let planned: BTreeMap<String, usize> =
+        drain_queue(&org.sqs, &queue).await.into_iter().fold(BTreeMap::new(), |mut by, (body, _)| {
+            *by.entry(body["account_id"].as_str().unwrap().to_owned()).or_default() += 1;
+            by
+        });
+    let expected: BTreeMap<String, usize> = [ACCOUNT_ID.to_owned(), alpha, delta].into_iter().map(|a| (a, 2)).collect();
+    assert_eq!(planned, expected);
+    let inactive: Vec<(&str, &str)> = summary["inactive"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a: &Json| (a["id"].as_str().unwrap(), a["state"].as_str().unwrap()))
+        .collect();
+    assert_eq!(inactive, [(beta.as_str(), "SUSPENDED")]);
+}
