@@ -31,11 +31,13 @@ const VISIBILITY: Duration = Duration::from_secs(1);
 /// The deliveries after which a message goes to the dead-letter queue (the template's default).
 pub const MAX_RECEIVES: u32 = 3;
 
-/// A member account to create: its name, and whether the member role is deployed in it.
+/// A member account to create: its name, whether the member role is deployed in it, and a region
+/// where a service control policy denies the session APIs.
 #[derive(Clone, Copy, Debug)]
 pub struct Member<'a> {
     pub name: &'a str,
     pub member_role: bool,
+    pub denied_in: Option<&'a str>,
 }
 
 /// A service's scope queue and dead-letter queue.
@@ -73,9 +75,17 @@ impl LocalOrganization {
         for member in members {
             accounts.insert(member.name.to_owned(), create_member(&sdk, &organization_id, *member).await);
         }
+        let denied: Vec<(String, &str)> =
+            members.iter().filter_map(|m| Some((accounts[m.name].clone(), m.denied_in?))).collect();
         let other_scopes = std::iter::once(ACCOUNT_ID.to_owned())
             .chain(accounts.values().cloned())
-            .flat_map(|account| REGIONS.map(|region| ScopeWorld { account_id: account.clone(), region: region.into() }))
+            .flat_map(|account| {
+                REGIONS.map(|region| ScopeWorld {
+                    denied: denied.contains(&(account.clone(), region)),
+                    account_id: account.clone(),
+                    region: region.into(),
+                })
+            })
             .filter(|scope| !(scope.account_id == world.account_id && scope.region == world.region))
             .collect();
         let emulator = Emulator::start(EmulatorConfig { other_scopes, ..world }).await?;

@@ -170,8 +170,21 @@ async fn each_account_and_region_is_a_world_of_its_own_answering_only_its_own_si
     // GIVEN the home account in us-east-1, and account 111122223333 in eu-west-1 and us-east-1
     let config = EmulatorConfig {
         other_scopes: vec![
-            session_emulator::ScopeWorld { account_id: "111122223333".into(), region: "eu-west-1".into() },
-            session_emulator::ScopeWorld { account_id: "111122223333".into(), region: "us-east-1".into() },
+            session_emulator::ScopeWorld {
+                account_id: "111122223333".into(),
+                region: "eu-west-1".into(),
+                denied: false,
+            },
+            session_emulator::ScopeWorld {
+                account_id: "111122223333".into(),
+                region: "us-east-1".into(),
+                denied: false,
+            },
+            session_emulator::ScopeWorld {
+                account_id: "111122223333".into(),
+                region: "eu-central-1".into(),
+                denied: true,
+            },
         ],
         ..EmulatorConfig::default()
     };
@@ -204,6 +217,12 @@ async fn each_account_and_region_is_a_world_of_its_own_answering_only_its_own_si
     let err = ivs.list_channels().send().await.unwrap_err().into_service_error();
     // THEN it is refused as AWS refuses a region the account has not enabled
     assert_eq!(code(&err), "UnrecognizedClientException");
+    // AND a scope whose calls a service control policy denies answers AccessDeniedException, naming it
+    let ivs = aws_sdk_ivs::Client::new(&signed_as(&emulator, key, "eu-central-1").await);
+    let err = ivs.list_channels().send().await.unwrap_err().into_service_error();
+    assert_eq!(code(&err), "AccessDeniedException");
+    let text = aws_smithy_types::error::display::DisplayErrorContext(&err).to_string();
+    assert!(text.contains("ivs:ListChannels with an explicit deny in a service control policy"), "{text}");
     // AND the truth API answers per account and region too
     assert!(emulator.sessions_in("111122223333", "ap-south-1", Api::IvsStreamSessions).is_none());
 }

@@ -15,7 +15,7 @@ const SERVICE: ServiceId = ServiceId::IvsStreamSessions;
 const DAY: &str = "2026-11-22";
 
 fn member(name: &str, member_role: bool) -> Member<'_> {
-    Member { name, member_role }
+    Member { name, member_role, denied_in: None }
 }
 
 /// The session ids the table holds for one scope.
@@ -53,10 +53,12 @@ fn truth(org: &LocalOrganization, account: &str, region: &str) -> BTreeSet<Strin
 }
 
 #[tokio::test]
-async fn an_organization_converges_scope_by_scope_and_a_scope_without_the_member_role_fails_alone() {
+async fn an_organization_converges_scope_by_scope_and_failing_scopes_fail_alone_with_their_reason() {
     // GIVEN an organization: the archive's own account, alpha and beta with the member role,
-    // gamma without, each in two regions
-    let members = [member("alpha", true), member("beta", true), member("gamma", false)];
+    // gamma without, each in two regions, and a service control policy denying the session APIs
+    // to beta in eu-west-1
+    let beta_denied = Member { denied_in: Some(REGIONS[1]), ..member("beta", true) };
+    let members = [member("alpha", true), beta_denied, member("gamma", false)];
     let org = LocalOrganization::start(local_world().unwrap(), &members).await.unwrap();
     let (alpha, beta, gamma) = (&org.accounts["alpha"], &org.accounts["beta"], &org.accounts["gamma"]);
 
@@ -69,10 +71,13 @@ async fn an_organization_converges_scope_by_scope_and_a_scope_without_the_member
     // THEN every account was planned in both regions, and each message delivered once
     assert_eq!((summary["accounts"].as_u64(), summary["scopes"].as_u64()), (Some(4), Some(8)), "{summary}");
     assert_eq!((report.invocations, report.handed_back), (8, 0), "{report:?}");
-    // AND each scope with the member role holds its own world in the table and in its run's
-    // history, each session once, its run complete
+    // AND each scope with the member role and no denial holds its own world in the table and in
+    // its run's history, each session once, its run complete
     for account in [ACCOUNT_ID, alpha.as_str(), beta.as_str()] {
         for region in REGIONS {
+            if account == beta && region == REGIONS[1] {
+                continue;
+            }
             let truth = truth(&org, account, region);
             assert!(!truth.is_empty());
             assert_eq!(items_of(&org, account, region).await, truth, "{account} {region}: the table");
@@ -82,10 +87,29 @@ async fn an_organization_converges_scope_by_scope_and_a_scope_without_the_member
             assert_eq!(manifest_statuses(&org, account, region).await, ["complete"], "{account} {region}");
         }
     }
-    // AND gamma's two scopes, and nothing else, are in the dead-letter queue, each with its reason
-    let letters = org.dead_letters(SERVICE).await;
-    let regions: BTreeSet<&str> = letters.iter().map(|(body, _)| body["region"].as_str().unwrap()).collect();
-    assert_eq!(regions, BTreeSet::from(REGIONS), "{letters:?}");
+    // AND gamma's two scopes and beta's denied one, and nothing else, are in the dead-letter
+    // queue, each with its reason
+    let mut letters = org.dead_letters(SERVICE).await;
+    let scopes: BTreeSet<(&str, &str)> = letters
+        .iter()
+        .map(|(body, _)| (body["account_id"].as_str().unwrap(), body["region"].as_str().unwrap()))
+        .collect();
+    let expected =
+        BTreeSet::from([(gamma.as_str(), REGIONS[0]), (gamma.as_str(), REGIONS[1]), (beta.as_str(), REGIONS[1])]);
+    assert_eq!(scopes, expected, "{letters:?}");
+    let position = letters.iter().position(|(body, _)| body["account_id"] == beta.as_str()).unwrap();
+    let (_, denied) = letters.remove(position);
+    assert_eq!(denied["ErrorType"], "NonRetryable.SessionApi");
+    let reason = &denied["ErrorMessage"];
+    assert!(
+        reason.starts_with(&format!(
+            "account {beta}, region {}: ivs-stream-sessions ListChannels failed: AccessDeniedException",
+            REGIONS[1]
+        )),
+        "{reason}"
+    );
+    assert!(reason.contains("explicit deny in a service control policy"), "{reason}");
+    assert!(items_of(&org, beta, REGIONS[1]).await.is_empty(), "nothing written for the denied scope");
     for (body, attributes) in &letters {
         assert_eq!(body["account_id"].as_str(), Some(gamma.as_str()));
         assert_eq!(attributes["ErrorType"], "NonRetryable.MemberRole");

@@ -38,6 +38,8 @@ pub struct Shared {
     pub(crate) world: World,
     /// The other scopes' worlds, by account and region.
     others: HashMap<(String, String), World>,
+    /// The scopes where every call is denied.
+    denied: std::collections::HashSet<(String, String)>,
     tick: AtomicU64,
     token_epoch: AtomicU64,
     requests: AtomicU64,
@@ -52,9 +54,16 @@ impl Shared {
             .iter()
             .map(|scope| ((scope.account_id.clone(), scope.region.clone()), World::new(config.for_scope(scope))))
             .collect();
+        let denied = config
+            .other_scopes
+            .iter()
+            .filter(|scope| scope.denied)
+            .map(|scope| (scope.account_id.clone(), scope.region.clone()))
+            .collect();
         Arc::new(Shared {
             world: World::new(config),
             others,
+            denied,
             tick: AtomicU64::new(0),
             token_epoch: AtomicU64::new(0),
             requests: AtomicU64::new(0),
@@ -125,6 +134,11 @@ impl Shared {
             return Some(&self.world);
         }
         self.others.get(&(account_id.to_owned(), region.to_owned()))
+    }
+
+    /// Whether every call in `account_id` and `region` is denied.
+    pub fn is_denied(&self, account_id: &str, region: &str) -> bool {
+        self.denied.contains(&(account_id.to_owned(), region.to_owned()))
     }
 
     /// Every session of an API in `account_id` and `region` right now, if the emulator serves it.

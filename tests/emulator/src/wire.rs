@@ -118,6 +118,21 @@ impl Svc {
         }
     }
 
+    /// What AWS answers a call a service control policy denies.
+    fn denied(self, account: &str, operation: &str) -> ApiError {
+        let status = if self == Svc::WorkSpaces { 400 } else { 403 };
+        let prefix = match self {
+            Svc::WorkSpaces => "workspaces",
+            Svc::Ivs => "ivs",
+            Svc::Chime => "chime",
+            Svc::GameLift => "gameliftstreams",
+        };
+        let message = format!(
+            "User: arn:aws:sts::{account}:assumed-role/session-archiver-member/session is not authorized to perform: {prefix}:{operation} with an explicit deny in a service control policy"
+        );
+        ApiError { status, code: "AccessDeniedException", message, resource_id: None }
+    }
+
     fn content_type(self) -> &'static str {
         match self {
             Svc::WorkSpaces => "application/x-amz-json-1.1",
@@ -204,6 +219,10 @@ async fn serve(
         shared.count(operation, |c| c.client_errors += 1);
         return svc.render(svc.unrecognized(&signer.region));
     };
+    if shared.is_denied(&account, &signer.region) {
+        shared.count(operation, |c| c.client_errors += 1);
+        return svc.render(svc.denied(&account, operation));
+    }
     let draw = shared.draw();
     if draw < plan.throttle_rate {
         shared.count(operation, |c| c.throttled += 1);

@@ -76,6 +76,10 @@ impl Shape {
 pub struct ScopeWorld {
     pub account_id: String,
     pub region: String,
+    /// Every call in this scope is denied (`AccessDeniedException`), as a service control policy
+    /// denying the session APIs there makes it.
+    #[serde(default)]
+    pub denied: bool,
 }
 
 /// The seeded account the emulator serves (its home: `account_id` in `region`), and the other
