@@ -8,7 +8,7 @@ use session_archiver::ServiceId;
 use crate::archive::Archive;
 use crate::output::{render, Format};
 use crate::query::{self, Bucket, Filter};
-use crate::record::{format_time, parse_time};
+use crate::record::{format_time, parse_time, AuditLine};
 use crate::{load, AuditError, Result, CHANGES, SNAPSHOTS};
 
 /// Answers "who was connected when" from the session archiver's history in S3 (or a local copy).
@@ -32,7 +32,7 @@ pub struct Cli {
     pub profile: Option<String>,
     /// AWS region of the bucket.
     #[arg(long, global = true)]
-    pub region: Option<String>,
+    pub bucket_region: Option<String>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -48,6 +48,41 @@ pub struct Range {
     /// End of the time range. Default: now.
     #[arg(long)]
     pub to: Option<String>,
+    #[command(flatten)]
+    pub scope: Where,
+}
+
+/// Which accounts and regions of an organization's history to read.
+#[derive(Debug, Args)]
+pub struct Where {
+    /// Only these accounts (repeat or comma-separate); all by default.
+    #[arg(long = "account", value_delimiter = ',')]
+    pub accounts: Vec<String>,
+    /// Only these regions (repeat or comma-separate); all by default.
+    #[arg(long = "region", value_delimiter = ',')]
+    pub regions: Vec<String>,
+}
+
+impl Where {
+    /// Checks each value, naming a bad one.
+    fn check(&self) -> Result<()> {
+        for account in &self.accounts {
+            if !session_archiver::model::is_account_id(account) {
+                return Err(AuditError::Usage(format!("--account `{account}` is not an account id (12 digits)")));
+            }
+        }
+        for region in &self.regions {
+            if !session_archiver::model::is_region(region) {
+                return Err(AuditError::Usage(format!("--region `{region}` is not a region name like eu-west-1")));
+            }
+        }
+        Ok(())
+    }
+
+    fn keeps(&self, line: &AuditLine) -> bool {
+        (self.accounts.is_empty() || self.accounts.contains(&line.account_id))
+            && (self.regions.is_empty() || self.regions.contains(&line.region))
+    }
 }
 
 #[derive(Debug, Args)]
@@ -92,6 +127,8 @@ pub enum Command {
         #[arg(long = "service", value_delimiter = ',', value_parser = parse_service)]
         services: Vec<ServiceId>,
         #[command(flatten)]
+        scope: Where,
+        #[command(flatten)]
         who: Who,
         #[arg(long, value_enum, default_value = "table")]
         format: Format,
@@ -100,6 +137,13 @@ pub enum Command {
     Summary {
         #[arg(long, value_enum, default_value = "day")]
         by: By,
+        #[command(flatten)]
+        range: Range,
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
+    },
+    /// Per service, account and region: sessions, runs, peak concurrency, first and last seen.
+    Scopes {
         #[command(flatten)]
         range: Range,
         #[arg(long, value_enum, default_value = "table")]
@@ -202,7 +246,7 @@ impl Cli {
                 if let Some(profile) = &self.profile {
                     loader = loader.profile_name(profile);
                 }
-                if let Some(region) = &self.region {
+                if let Some(region) = &self.bucket_region {
                     loader = loader.region(aws_config::Region::new(region.clone()));
                 }
                 if let Some(url) = &self.endpoint_url {
@@ -227,6 +271,22 @@ impl Cli {
         }
     }
 
+    /// The lines of `kinds` for `services` in the partitions of `[from, to]`, in the accounts and
+    /// regions asked for.
+    async fn lines(
+        &self,
+        kinds: &[&str],
+        services: &[ServiceId],
+        from: i64,
+        to: i64,
+        scope: &Where,
+    ) -> Result<Vec<AuditLine>> {
+        scope.check()?;
+        let mut lines = load(&self.archive().await?, kinds, &names(services), from, to).await?;
+        lines.retain(|line| scope.keeps(line));
+        Ok(lines)
+    }
+
     /// Runs the command; returns what to print on stdout.
     pub async fn run(&self, now: i64) -> Result<String> {
         const SESSION_COLUMNS: [&str; 10] = [
@@ -245,13 +305,12 @@ impl Cli {
             Command::Sessions { range, who, format } => {
                 let (from, to) = range.bounds(now)?;
                 let filter = who.filter()?;
-                let lines = load(&self.archive().await?, &[SNAPSHOTS], &names(&range.services), from, to).await?;
+                let lines = self.lines(&[SNAPSHOTS], &range.services, from, to, &range.scope).await?;
                 Ok(render(&query::sessions(&lines, from, to, &filter), &SESSION_COLUMNS, *format))
             }
             Command::Timeline { session_id, range, format } => {
                 let (from, to) = range.bounds(now)?;
-                let lines =
-                    load(&self.archive().await?, &[SNAPSHOTS, CHANGES], &names(&range.services), from, to).await?;
+                let lines = self.lines(&[SNAPSHOTS, CHANGES], &range.services, from, to, &range.scope).await?;
                 let rows: Vec<_> =
                     query::timeline(&lines, session_id).into_iter().filter(|r| (from..=to).contains(&r.at)).collect();
                 if rows.is_empty() {
@@ -263,10 +322,10 @@ impl Cli {
                 }
                 Ok(render(&rows, &["at", "service", "run_id", "event", "status", "transition"], *format))
             }
-            Command::ActiveAt { at, services, who, format } => {
+            Command::ActiveAt { at, services, scope, who, format } => {
                 let at = time("the instant", at)?;
                 let filter = who.filter()?;
-                let lines = load(&self.archive().await?, &[SNAPSHOTS], &names(services), at - 86_400, at).await?;
+                let lines = self.lines(&[SNAPSHOTS], services, at - 86_400, at, scope).await?;
                 Ok(render(&query::active_at(&lines, at, &filter), &SESSION_COLUMNS, *format))
             }
             Command::Summary { by, range, format } => {
@@ -275,7 +334,7 @@ impl Cli {
                     By::Hour => Bucket::Hour,
                     By::Day => Bucket::Day,
                 };
-                let lines = load(&self.archive().await?, &[SNAPSHOTS], &names(&range.services), from, to).await?;
+                let lines = self.lines(&[SNAPSHOTS], &range.services, from, to, &range.scope).await?;
                 let columns = [
                     "bucket",
                     "service",
@@ -288,9 +347,24 @@ impl Cli {
                 ];
                 Ok(render(&query::summary(&lines, from, to, bucket), &columns, *format))
             }
+            Command::Scopes { range, format } => {
+                let (from, to) = range.bounds(now)?;
+                let lines = self.lines(&[SNAPSHOTS], &range.services, from, to, &range.scope).await?;
+                let columns = [
+                    "service",
+                    "account_id",
+                    "region",
+                    "sessions",
+                    "runs",
+                    "peak_concurrency",
+                    "first_seen",
+                    "last_seen",
+                ];
+                Ok(render(&query::scopes(&lines, from, to), &columns, *format))
+            }
             Command::Plot { what: PlotKind::Concurrency, range, out } => {
                 let (from, to) = range.bounds(now)?;
-                let lines = load(&self.archive().await?, &[SNAPSHOTS], &names(&range.services), from, to).await?;
+                let lines = self.lines(&[SNAPSHOTS], &range.services, from, to, &range.scope).await?;
                 let series = query::concurrency(&lines, from, to);
                 let (svg, png) = crate::plot::concurrency(&series, out)?;
                 Ok(format!("{}\n{}\n", svg.display(), png.display()))

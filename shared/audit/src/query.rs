@@ -317,6 +317,56 @@ pub fn summary(lines: &[AuditLine], from: i64, to: i64, by: Bucket) -> Vec<Summa
         .collect()
 }
 
+/// One scope (a service in an account and region) over a time range.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ScopeRow {
+    pub service: String,
+    pub account_id: String,
+    pub region: String,
+    /// Distinct sessions seen.
+    pub sessions: u64,
+    /// Runs that saw the scope.
+    pub runs: u64,
+    /// The most sessions one run saw active.
+    pub peak_concurrency: u64,
+    pub first_seen: i64,
+    pub last_seen: i64,
+}
+
+/// Per service, account and region: the sessions and runs observed in `[from, to]`.
+pub fn scopes(lines: &[AuditLine], from: i64, to: i64) -> Vec<ScopeRow> {
+    #[derive(Default)]
+    struct Acc {
+        sessions: BTreeSet<String>,
+        active_per_run: BTreeMap<String, u64>,
+        first_seen: Option<i64>,
+        last_seen: i64,
+    }
+    let mut scopes: BTreeMap<(String, String, String), Acc> = BTreeMap::new();
+    for line in snapshots(lines).filter(|l| (from..=to).contains(&l.seen_at)) {
+        let key = (line.service.clone(), line.account_id.clone(), line.region.clone());
+        let acc = scopes.entry(key).or_default();
+        acc.sessions.insert(line.session_id.clone());
+        let active = acc.active_per_run.entry(line.run_id.clone()).or_default();
+        *active += u64::from(is_active_status(line.status.as_deref()));
+        acc.first_seen = Some(acc.first_seen.map_or(line.seen_at, |f| f.min(line.seen_at)));
+        acc.last_seen = acc.last_seen.max(line.seen_at);
+    }
+    scopes
+        .into_iter()
+        .map(|((service, account_id, region), acc)| ScopeRow {
+            service,
+            account_id,
+            region,
+            sessions: acc.sessions.len() as u64,
+            runs: acc.active_per_run.len() as u64,
+            peak_concurrency: acc.active_per_run.values().copied().max().unwrap_or(0),
+            first_seen: acc.first_seen.unwrap_or(acc.last_seen),
+            last_seen: acc.last_seen,
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -325,6 +375,8 @@ mod tests {
         AuditLine {
             seen_at: at,
             run_id: run.into(),
+            account_id: "123456789012".into(),
+            region: "eu-west-1".into(),
             service: "gamelift-stream-sessions".into(),
             parent_id: None,
             session_id: id.into(),
@@ -384,5 +436,22 @@ mod tests {
         assert_eq!(row.duration_p50, Some(950));
         assert_eq!(percentile(&[1, 2, 3, 4, 5, 6, 7, 8, 9, 10], 90), Some(9));
         assert_eq!(percentile(&[], 50), None);
+    }
+
+    #[test]
+    fn each_account_and_region_is_summed_apart() {
+        // GIVEN one account's two runs and another account's one, in the same service
+        let mut lines = history();
+        let mut other = line("r9", 1500, "z", "ACTIVE", 1400, None);
+        other.account_id = "111122223333".into();
+        lines.push(other);
+        // WHEN summed per scope
+        let rows = scopes(&lines, 0, 10_000);
+        // THEN each account is a row of its own
+        let by_account: Vec<(&str, u64, u64)> =
+            rows.iter().map(|r| (r.account_id.as_str(), r.sessions, r.runs)).collect();
+        assert_eq!(by_account[0], ("111122223333", 1, 1));
+        assert_eq!(by_account[1].0, "123456789012");
+        assert_eq!(rows[0].peak_concurrency, 1);
     }
 }

@@ -11,6 +11,8 @@ pub struct AuditLine {
     /// Epoch seconds of `snapshot_at`: when the run saw the session.
     pub seen_at: i64,
     pub run_id: String,
+    pub account_id: String,
+    pub region: String,
     pub service: String,
     pub parent_id: Option<String>,
     pub session_id: String,
@@ -45,6 +47,8 @@ pub fn parse_line(text: &str) -> Result<AuditLine, String> {
     Ok(AuditLine {
         seen_at: time("snapshot_at")?.ok_or("`snapshot_at` is missing")?,
         run_id: required("run_id")?,
+        account_id: required("account_id")?,
+        region: required("region")?,
         service: required("service")?,
         parent_id: string("parent_id")?,
         session_id: required("session_id")?,
@@ -86,7 +90,10 @@ mod tests {
         assert_eq!((line.seen_at - line.started_at.unwrap(), line.status.as_deref()), (3600, Some("LIVE")));
         assert!(parse_line("{").unwrap_err().starts_with("not JSON"));
         assert_eq!(
-            parse_line(r#"{"snapshot_at":"2026-11-22T10:00:00Z","run_id":"r","service":"x"}"#).unwrap_err(),
+            parse_line(
+                r#"{"snapshot_at":"2026-11-22T10:00:00Z","run_id":"r","account_id":"1","region":"x","service":"x"}"#
+            )
+            .unwrap_err(),
             "`session_id` is missing"
         );
         assert!(parse_line(r#"{"snapshot_at":"yesterday"}"#).unwrap_err().contains("`snapshot_at` is not a time"));

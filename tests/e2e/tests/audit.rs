@@ -72,7 +72,8 @@ async fn audit(rig: &Rig, args: &[&str]) -> Result<String, session_audit::AuditE
     std::env::set_var("AWS_ACCESS_KEY_ID", "AKIDLOCALSTANDIN");
     std::env::set_var("AWS_SECRET_ACCESS_KEY", "local-stand-in-secret");
     let url = moto_url(rig);
-    let mut argv = vec!["session-audit", "--bucket", BUCKET, "--endpoint-url", url.as_str(), "--region", "us-east-1"];
+    let mut argv =
+        vec!["session-audit", "--bucket", BUCKET, "--endpoint-url", url.as_str(), "--bucket-region", "us-east-1"];
     argv.extend_from_slice(args);
     let cli = Cli::try_parse_from(argv).unwrap_or_else(|e| panic!("{args:?}: {e}"));
     cli.run(Timestamp::now().epoch_seconds()).await
@@ -299,15 +300,17 @@ async fn bad_input_gets_a_clear_message_and_a_non_zero_exit() {
     let from = first_day(&moments);
     let corrupt_key = format!("history/snapshots/chime-proxy-sessions/dt={from}/corrupt.jsonl.gz");
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-    std::io::Write::write_all(&mut gz, b"{\"snapshot_at\":\"2026-11-22T10:00:00Z\",\"run_id\":\"r\",\"service\":\"chime-proxy-sessions\",\"session_id\":\"s\"}\nnot json\n").unwrap();
+    std::io::Write::write_all(&mut gz, b"{\"snapshot_at\":\"2026-11-22T10:00:00Z\",\"run_id\":\"r\",\"account_id\":\"123456789012\",\"region\":\"us-east-1\",\"service\":\"chime-proxy-sessions\",\"session_id\":\"s\"}\nnot json\n").unwrap();
     rig.aws.put_object(&corrupt_key, gz.finish().unwrap()).await;
     let url = moto_url(&rig);
-    let base = ["--bucket", BUCKET, "--endpoint-url", url.as_str(), "--region", "us-east-1"];
+    let base = ["--bucket", BUCKET, "--endpoint-url", url.as_str(), "--bucket-region", "us-east-1"];
     let cases: Vec<(Vec<&str>, i32, String)> = vec![
         (vec!["sessions", "--service", "ec2-instances"], 2, "unknown service `ec2-instances`".into()),
         (vec!["sessions", "--from", "2026-11-22", "--to", "2026-11-01"], 2, "the time range is reversed".into()),
         (vec!["sessions", "--from", "last tuesday"], 2, "--from `last tuesday` is not a time".into()),
         (vec!["active-at", "noon"], 2, "the instant `noon` is not a time".into()),
+        (vec!["sessions", "--account", "alpha"], 2, "--account `alpha` is not an account id (12 digits)".into()),
+        (vec!["scopes", "--region", "Europe"], 2, "--region `Europe` is not a region name like eu-west-1".into()),
         (vec!["sessions", "--bucket", "no-such-bucket"], 1, "bucket no-such-bucket: no such bucket".into()),
         (
             vec!["sessions", "--service", "chime-proxy-sessions", "--from", from.as_str()],

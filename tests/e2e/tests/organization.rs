@@ -121,6 +121,48 @@ async fn an_organization_converges_scope_by_scope_and_failing_scopes_fail_alone_
         assert!(reason.starts_with(&expected), "{reason}");
     }
     assert!(items_of(&org, gamma, REGIONS[0]).await.is_empty(), "nothing written for gamma");
+
+    // WHEN the history is audited per account and region, and for one account in one region
+    // (the runs' partition is the schedule's day; they saw the sessions now)
+    let scopes = audit(&org, &["scopes", "--from", DAY, "--format", "json"]).await;
+    let alpha_there = ["sessions", "--from", DAY, "--account", alpha, "--region", REGIONS[1], "--format", "json"];
+    let sessions_of_alpha = audit(&org, &alpha_there).await;
+    // THEN the summary has a row for each archived scope, with its sessions
+    let rows = scopes.as_array().unwrap();
+    assert_eq!(rows.len(), 5, "{scopes}");
+    for row in rows {
+        let (account, region) = (row["account_id"].as_str().unwrap(), row["region"].as_str().unwrap());
+        assert_eq!(row["sessions"].as_u64(), Some(truth(&org, account, region).len() as u64), "{row}");
+        assert_eq!(row["runs"].as_u64(), Some(1));
+    }
+    // AND the filtered question answers with exactly that scope's sessions
+    let ids: BTreeSet<String> =
+        sessions_of_alpha.as_array().unwrap().iter().map(|r| r["session_id"].as_str().unwrap().to_owned()).collect();
+    assert_eq!(ids, truth(&org, alpha, REGIONS[1]));
+}
+
+/// Runs `session-audit` in-process over the organization's bucket: its JSON answer.
+async fn audit(org: &LocalOrganization, args: &[&str]) -> Json {
+    use clap::Parser;
+    let url = org.stage.moto.url();
+    let mut argv = vec![
+        "session-audit",
+        "--bucket",
+        archiver_e2e::stage::BUCKET,
+        "--endpoint-url",
+        url.as_str(),
+        "--bucket-region",
+        "us-east-1",
+    ];
+    argv.extend_from_slice(args);
+    std::env::set_var("AWS_ACCESS_KEY_ID", "AKIDLOCALSTANDIN");
+    std::env::set_var("AWS_SECRET_ACCESS_KEY", "local-stand-in-secret");
+    let cli = session_audit::cli::Cli::try_parse_from(argv).unwrap_or_else(|e| panic!("{args:?}: {e}"));
+    let text = cli
+        .run(session_archiver::model::Timestamp::now().epoch_seconds())
+        .await
+        .unwrap_or_else(|e| panic!("{args:?}: {e}"));
+    serde_json::from_str(&text).unwrap()
 }
 
 #[tokio::test]
