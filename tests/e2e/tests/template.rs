@@ -381,6 +381,7 @@ fn athena_has_the_audit_questions_as_named_queries_over_every_service() {
             "AuditActiveAtQuery",
             "AuditConcurrencyQuery",
             "AuditDailySummaryQuery",
+            "AuditScopesQuery",
             "AuditSessionsQuery",
             "AuditTimelineQuery"
         ]
@@ -392,6 +393,10 @@ fn athena_has_the_audit_questions_as_named_queries_over_every_service() {
         for service in ServiceId::ALL {
             let table = format!("snapshots_{}", service.as_str().replace('-', "_"));
             assert!(sql.contains(&table), "{name} reads {table}");
+        }
+        // Account and region: the sessions and the per-scope queries answer with them.
+        if ["AuditSessionsQuery", "AuditScopesQuery"].contains(&name.as_str()) {
+            assert!(sql.contains("GROUP BY service, account_id, region"), "{name}");
         }
         // Partition pruning: every query bounds `dt` or names one session.
         assert!(sql.contains("dt BETWEEN") || sql.contains("session_id = ?"), "{name}");
