@@ -116,7 +116,7 @@ bench-large: moto build bench-build ## The benchmark at n = 1,000,000 sessions (
 bench-build: ## Build the five session functions in release for this machine (what the benchmark runs)
 	$(CARGO) build --release --locked $(addprefix -p ,$(SESSION_FUNCTIONS))
 
-demo: moto build ## Run the five functions twice on the local stand-ins and show what they archived (KEEP=1: stay up)
+demo: moto build ## Run the functions on the local stand-ins: one account twice, then a seeded organization (KEEP=1: stay up)
 	target/debug/archiver-demo $(if $(KEEP),--keep)
 
 invoke: moto build ## Send EVENT=<file> to FUNCTION=<id> through the real binary (local; AWS=1: your account)

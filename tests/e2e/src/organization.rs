@@ -171,6 +171,28 @@ impl LocalOrganization {
         source.drain_into(function).await
     }
 
+    /// Every scope's runs as their manifests say: (service, account, region, status, sessions).
+    pub async fn scope_runs(&self) -> Vec<(String, String, String, String, u64)> {
+        let mut runs: Vec<_> = self
+            .stage
+            .aws
+            .scan()
+            .await
+            .iter()
+            .filter_map(|item| {
+                let pk = item.get("pk")?.as_s().ok()?.strip_prefix("RUN#")?.to_owned();
+                let mut parts = pk.splitn(3, '#').map(str::to_owned);
+                let (service, account, region) = (parts.next()?, parts.next()?, parts.next()?);
+                let status = item.get("status")?.as_s().ok()?.clone();
+                let sessions =
+                    item.get("sessions").and_then(|n| n.as_n().ok()).and_then(|n| n.parse().ok()).unwrap_or(0);
+                Some((service, account, region, status, sessions))
+            })
+            .collect();
+        runs.sort();
+        runs
+    }
+
     /// Every message of `service`'s dead-letter queue, taken off it: its body and its attributes.
     pub async fn dead_letters(&self, service: ServiceId) -> Vec<(Json, BTreeMap<String, String>)> {
         drain_queue(&self.sqs, &self.queues[&service].dead_letters).await

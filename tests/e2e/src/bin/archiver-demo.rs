@@ -3,11 +3,16 @@
 //! through a local Lambda Runtime API with its scheduled sample event, lets time pass in the
 //! emulator (sessions change and end), runs them again, shows what was archived, and asks
 //! `session-audit` the auditor's questions about it (plot in `target/demo/`).
+//! Then it archives a seeded organization: the archive account and two members in two regions,
+//! one member without the member role, each service planned by the real planner and delivered
+//! through its queue to its function; it shows each account and region's run and the scopes that
+//! failed, with their reason from the dead-letter queue.
 //! `--keep` keeps the stand-ins up afterwards so you can look with the AWS CLI (Ctrl-C stops).
 
 use std::process::ExitCode;
 
 use archiver_e2e::lambda::Outcome;
+use archiver_e2e::organization::{LocalOrganization, Member};
 use archiver_e2e::stage::{events_dir, local_world, read_json, LocalStage, BUCKET, TABLE};
 use clap::Parser;
 use serde_json::Value as Json;
@@ -72,6 +77,7 @@ async fn demo(keep: bool) -> Result<(), Box<dyn std::error::Error>> {
     print_table(&rows);
     show_a_sample(&stage, &rows).await;
     audit_the_history(&stage, &first_day).await?;
+    archive_an_organization().await?;
 
     if keep {
         println!("\nthe stand-ins stay up until Ctrl-C. Look with the AWS CLI:");
@@ -105,11 +111,65 @@ async fn audit_the_history(stage: &LocalStage, first_day: &str) -> Result<(), Bo
         &["plot", "concurrency", "--from", first_day, "--out", "target/demo/concurrency"],
     ];
     for question in questions {
-        let mut argv = vec!["session-audit", "--bucket", BUCKET, "--endpoint-url", &url, "--region", "us-east-1"];
+        let mut argv =
+            vec!["session-audit", "--bucket", BUCKET, "--endpoint-url", &url, "--bucket-region", "us-east-1"];
         argv.extend_from_slice(question);
         println!("\n$ session-audit {}", question.join(" "));
         let cli = session_audit::cli::Cli::try_parse_from(&argv)?;
         print!("{}", cli.run(Timestamp::now().epoch_seconds()).await?);
+    }
+    Ok(())
+}
+
+/// A seeded organization of three accounts in two regions, one member without the member role:
+/// planned, queued and archived service by service.
+async fn archive_an_organization() -> Result<(), Box<dyn std::error::Error>> {
+    println!("\n--- an organization: the archive account and two members, in two regions ---");
+    let members = [
+        Member { name: "alpha", member_role: true, denied_in: None },
+        Member { name: "beta", member_role: false, denied_in: None },
+    ];
+    let org = LocalOrganization::start(local_world()?, &members).await?;
+    println!(
+        "  archive account 123456789012, alpha {}, beta {} (no member role)",
+        org.accounts["alpha"], org.accounts["beta"]
+    );
+    let time = format!("{}Z", &Timestamp::now().as_str()[..19]);
+    for service in ServiceId::ALL {
+        let summary = org.plan(service, &format!("plan-{service}"), &time).await;
+        let mut function = org.function(service).await?;
+        let delivered = org.drain(service, &mut function).await;
+        println!(
+            "  {:<30} planned {} scopes in {} accounts; {} messages delivered",
+            service.as_str(),
+            summary["scopes"],
+            summary["accounts"],
+            delivered.invocations
+        );
+    }
+    let names: std::collections::BTreeMap<&str, &str> = std::iter::once(("123456789012", "archive"))
+        .chain(org.accounts.iter().map(|(name, id)| (id.as_str(), name.as_str())))
+        .collect();
+    println!("\n{:<30} {:<22} {:<10} {:<9} {:>8}", "service", "account", "region", "run", "sessions");
+    for (service, account, region, status, sessions) in org.scope_runs().await {
+        let account = format!("{account} {}", names.get(account.as_str()).unwrap_or(&""));
+        println!("{service:<30} {account:<22} {region:<10} {status:<9} {sessions:>8}");
+    }
+    println!("\nfailed scopes, from the dead-letter queues (each message carries its error):");
+    let mut reasons = std::collections::BTreeSet::new();
+    for service in ServiceId::ALL {
+        for (body, attributes) in org.dead_letters(service).await {
+            let account = body["account_id"].as_str().unwrap_or_default().to_owned();
+            let region = body["region"].as_str().unwrap_or_default();
+            let name = names.get(account.as_str()).unwrap_or(&"");
+            let error_type = attributes.get("ErrorType").map_or("", String::as_str);
+            println!("  {:<30} {account} {name:<8} {region:<10} {error_type}", service.as_str());
+            let reason = attributes.get("ErrorMessage").cloned().unwrap_or_default();
+            reasons.insert(reason.replace(region, "<region>"));
+        }
+    }
+    for reason in reasons {
+        println!("  reason: {reason}");
     }
     Ok(())
 }
