@@ -27,7 +27,7 @@ CHECKOV := $(VENV)/checkov/bin/checkov
 SESSION_FUNCTIONS := workspaces-pool-sessions workspaces-connection-status ivs-stream-sessions chime-proxy-sessions gamelift-stream-sessions
 FUNCTIONS := $(SESSION_FUNCTIONS) scope-planner
 
-.PHONY: help test lint lint-template unit e2e build lambda sam-build demo invoke emulator moto tools bench bench-large bench-build clean
+.PHONY: help test lint lint-template unit e2e build lambda sam-build demo invoke emulator moto tools bench bench-large bench-build bench-org clean
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -107,14 +107,18 @@ BENCH_SIZES ?= 10000,100000
 # a test checks it answers as the pinned moto does). BENCH_MOTO=$(MOTO_INSTALLED) runs the plain one.
 BENCH_MOTO ?= $(abspath tests/e2e/bench-moto-server)
 
-bench: moto build bench-build ## Benchmark the release functions at n = 10,000 and 100,000 sessions: Markdown table + target/bench/*.json
+bench: moto build bench-build ## Benchmark the release functions at n = 10,000 and 100,000 sessions, then an organization's fan-out: Markdown tables + target/bench/*.json
 	MOTO_SERVER=$(BENCH_MOTO) BENCH_SIZES=$(BENCH_SIZES) target/debug/archiver-bench
+	target/debug/archiver-org-bench
 
 bench-large: moto build bench-build ## The benchmark at n = 1,000,000 sessions (here 30-45 min and 4-8 GiB of RAM for moto, per service)
 	MOTO_SERVER=$(BENCH_MOTO) BENCH_SIZES=1000000 target/debug/archiver-bench
 
-bench-build: ## Build the five session functions in release for this machine (what the benchmark runs)
-	$(CARGO) build --release --locked $(addprefix -p ,$(SESSION_FUNCTIONS))
+bench-build: ## Build the functions in release for this machine (what the benchmarks run)
+	$(CARGO) build --release --locked $(addprefix -p ,$(FUNCTIONS))
+
+bench-org: moto build bench-build ## Benchmark an organization's fan-out: 200 accounts × 5 regions through planner, queue and functions (ORG_BENCH_*)
+	target/debug/archiver-org-bench
 
 demo: moto build ## Run the functions on the local stand-ins: one account twice, then a seeded organization (KEEP=1: stay up)
 	target/debug/archiver-demo $(if $(KEEP),--keep)

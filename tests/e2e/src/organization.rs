@@ -25,8 +25,10 @@ pub const EXTERNAL_ID: &str = "local-external-id";
 /// The regions of every account: the archive's own and one more.
 pub const REGIONS: [&str; 2] = [REGION, "eu-west-1"];
 
-/// How long a handed-back message stays invisible before it comes again.
-const VISIBILITY: Duration = Duration::from_secs(1);
+/// How long a received message stays invisible (longer than a run), and how soon a handed-back
+/// one comes again.
+pub const VISIBILITY: Duration = Duration::from_secs(600);
+pub const RETRY_AFTER: Duration = Duration::from_secs(1);
 
 /// The deliveries after which a message goes to the dead-letter queue (the template's default).
 pub const MAX_RECEIVES: u32 = 3;
@@ -56,13 +58,27 @@ pub struct LocalOrganization {
     /// The member accounts, by name.
     pub accounts: BTreeMap<String, String>,
     pub queues: BTreeMap<ServiceId, ScopeQueues>,
+    /// The regions of every account.
+    pub regions: Vec<String>,
+    /// The cargo profile of the function and planner binaries (`debug`, or `release` to bench).
+    pub profile: &'static str,
     function_credentials: Credentials,
 }
 
 impl LocalOrganization {
     /// The archive account (the management account) and `members`, each served by the emulator in
-    /// every region of [`REGIONS`] with `world`'s shapes.
+    /// every region of [`REGIONS`] with `world`'s shapes; the debug binaries.
     pub async fn start(world: EmulatorConfig, members: &[Member<'_>]) -> std::io::Result<Self> {
+        Self::start_in(world, members, &REGIONS, "debug").await
+    }
+
+    /// As [`LocalOrganization::start`], in `regions`, with the binaries of cargo `profile`.
+    pub async fn start_in(
+        world: EmulatorConfig,
+        members: &[Member<'_>],
+        regions: &[&str],
+        profile: &'static str,
+    ) -> std::io::Result<Self> {
         let moto = MotoServer::start()?;
         let aws = crate::LocalAws::create(&moto.url(), crate::stage::TABLE, crate::stage::BUCKET).await;
         crate::stage::create_key_secret(&aws).await?;
@@ -80,11 +96,14 @@ impl LocalOrganization {
         let other_scopes = std::iter::once(ACCOUNT_ID.to_owned())
             .chain(accounts.values().cloned())
             .flat_map(|account| {
-                REGIONS.map(|region| ScopeWorld {
-                    denied: denied.contains(&(account.clone(), region)),
-                    account_id: account.clone(),
-                    region: region.into(),
-                })
+                regions
+                    .iter()
+                    .map(|region| ScopeWorld {
+                        denied: denied.contains(&(account.clone(), *region)),
+                        account_id: account.clone(),
+                        region: (*region).into(),
+                    })
+                    .collect::<Vec<_>>()
             })
             .filter(|scope| !(scope.account_id == world.account_id && scope.region == world.region))
             .collect();
@@ -96,7 +115,18 @@ impl LocalOrganization {
         }
         let function_credentials = function_credentials(&sdk, "/session-archiver/").await;
         let stage = LocalStage { emulator, aws, moto };
-        Ok(LocalOrganization { stage, sdk, sqs, organization_id, accounts, queues, function_credentials })
+        let regions = regions.iter().map(|r| (*r).to_owned()).collect();
+        Ok(LocalOrganization {
+            stage,
+            sdk,
+            sqs,
+            organization_id,
+            accounts,
+            queues,
+            regions,
+            profile,
+            function_credentials,
+        })
     }
 
     /// Adds a member account after the start (the emulator serves no world for it).
@@ -128,7 +158,7 @@ impl LocalOrganization {
         let queues: Vec<String> = self.queues.iter().map(|(service, q)| format!("{service}={}", q.queue)).collect();
         [
             ("ACCOUNTS", "organization".to_owned()),
-            ("REGIONS", REGIONS.join(",")),
+            ("REGIONS", self.regions.join(",")),
             ("SCOPE_QUEUES", queues.join(",")),
             ("STORAGE_ENDPOINT_URL", self.stage.moto.url()),
             ("AWS_ACCESS_KEY_ID", "AKIDLOCALSTANDIN".to_owned()),
@@ -141,7 +171,7 @@ impl LocalOrganization {
 
     /// Runs the planner binary once for `service` with the schedule's `id` and `time`: its summary.
     pub async fn plan(&self, service: ServiceId, id: &str, time: &str) -> Json {
-        let binary = LocalFunction::binary("scope-planner");
+        let binary = LocalFunction::binary_of(self.profile, "scope-planner");
         let mut planner = LocalFunction::start(
             &binary,
             "scope-planner",
@@ -161,13 +191,20 @@ impl LocalOrganization {
 
     /// Starts `service`'s function binary as the organization's archive deploys it.
     pub async fn function(&self, service: ServiceId) -> std::io::Result<LocalFunction> {
-        crate::stage::start_function(service, &self.function_env(service), Duration::from_secs(120)).await
+        let binary = LocalFunction::binary_of(self.profile, service.as_str());
+        let env = self.function_env(service);
+        LocalFunction::start(&binary, service.as_str(), ACCOUNT_ID, REGION, &env, Duration::from_secs(120)).await
     }
 
     /// Delivers `service`'s queue to `function` until it is empty (the event source mapping).
     pub async fn drain(&self, service: ServiceId, function: &mut LocalFunction) -> PollReport {
-        let source =
-            QueueSource { sqs: &self.sqs, url: &self.queues[&service].queue, region: REGION, visibility: VISIBILITY };
+        let source = QueueSource {
+            sqs: &self.sqs,
+            url: &self.queues[&service].queue,
+            region: REGION,
+            visibility: VISIBILITY,
+            retry_after: RETRY_AFTER,
+        };
         source.drain_into(function).await
     }
 

@@ -1,8 +1,10 @@
 //! Lambda's SQS event source mapping, locally: messages received from a queue on moto (batch
 //! size 1, as the template maps them) are delivered to a real function binary as SQS events
-//! through the Runtime API. What the function does not hand back is deleted; what it hands back
-//! (`batchItemFailures`), or a whole invocation that failed, becomes visible again after the
-//! visibility timeout and comes again, and the queue's redrive policy moves a message received
+//! through the Runtime API. A received message stays invisible for the visibility timeout, longer
+//! than a run, so no other poller takes it meanwhile. What the function does not hand back is
+//! deleted; what it hands back (`batchItemFailures`), or a whole invocation that failed, comes
+//! again after `retry_after` (Lambda waits out the visibility timeout; the local poller shortens
+//! that wait so tests need not), and the queue's redrive policy moves a message received
 //! `maxReceiveCount` times to the dead-letter queue (moto applies it on receive, as SQS does).
 
 use std::time::Duration;
@@ -28,9 +30,10 @@ pub struct QueueSource<'a> {
     pub sqs: &'a aws_sdk_sqs::Client,
     pub url: &'a str,
     pub region: &'a str,
-    /// How long a received message stays invisible (the queue's own in AWS; short here, so a
-    /// handed-back message comes again quickly).
+    /// How long a received message stays invisible: longer than a run.
     pub visibility: Duration,
+    /// How soon a handed-back message comes again.
+    pub retry_after: Duration,
 }
 
 impl QueueSource<'_> {
@@ -118,11 +121,20 @@ impl QueueSource<'_> {
                 }
                 Outcome::Error { .. } => true,
             };
+            let handle = message.receipt_handle().unwrap_or_default();
             if handed_back {
                 report.handed_back += 1;
+                let retry = self.retry_after.as_secs() as i32;
+                let change = self.sqs.change_message_visibility().queue_url(self.url).receipt_handle(handle);
+                change.visibility_timeout(retry).send().await.expect("the message is still ours");
             } else {
-                let handle = message.receipt_handle().unwrap_or_default();
-                self.sqs.delete_message().queue_url(self.url).receipt_handle(handle).send().await.unwrap();
+                self.sqs
+                    .delete_message()
+                    .queue_url(self.url)
+                    .receipt_handle(handle)
+                    .send()
+                    .await
+                    .expect("the message is still ours");
             }
         }
     }

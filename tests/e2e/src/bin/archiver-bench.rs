@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use archiver_e2e::lambda::{LocalFunction, Outcome};
 use archiver_e2e::stage::{LocalStage, ACCOUNT_ID, REGION, TABLE};
-use archiver_e2e::{api_of, CountingProxy, Traffic};
+use archiver_e2e::{api_of, process_usage, CountingProxy, Traffic};
 use serde::Serialize;
 use serde_json::Value as Json;
 use session_archiver::aws::SdkSettings;
@@ -212,24 +212,6 @@ fn floors(service: ServiceId, config: &EmulatorConfig) -> (u64, u64) {
     let parents = u64::from(shape.parents + shape.empty_parents);
     let discovery = service.max_parent_page_size().map_or(0, |p| parents.div_ceil(p as u64).max(1));
     (parents * per_parent, discovery)
-}
-
-/// (user + system CPU time, peak RSS) of a process, from `/proc`.
-fn process_usage(pid: u32) -> (Duration, f64) {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // Fields after the command name (which may hold spaces): utime and stime are the 12th and 13th.
-    let after = stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or_default();
-    let fields: Vec<&str> = after.split_whitespace().collect();
-    let ticks: u64 = fields.get(11).and_then(|f| f.parse().ok()).unwrap_or(0)
-        + fields.get(12).and_then(|f| f.parse().ok()).unwrap_or(0);
-    let hz = 100.0; // USER_HZ on Linux
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let hwm_kib: f64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0.0);
-    (Duration::from_secs_f64(ticks as f64 / hz), hwm_kib / 1024.0)
 }
 
 /// Every session the emulator at `url` lists for `service`, read as the archiver reads it.

@@ -1,0 +1,145 @@
+//! `make bench-org`: a simulated organization through the whole fan-out, with the release
+//! binaries: moto's Organizations with `ORG_BENCH_ACCOUNTS` member accounts (200) in
+//! `ORG_BENCH_REGIONS` (5 regions), 2 % of the accounts without the member role (so 2 % of the
+//! scopes fail), small IVS worlds (two channels of five sessions and an empty one); the planner
+//! plans IVS, and `ORG_BENCH_CONCURRENCY` function processes (4) take the queue through a local
+//! event source mapping. Reports the setup, plan and drain wall times, messages, list calls
+//! against their floor, the failed scopes, and each function process's CPU and peak RSS; writes
+//! `target/bench/org-<time>.json`. `ORG_BENCH_PROFILE=debug` runs the debug binaries instead.
+
+use std::collections::BTreeSet;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use archiver_e2e::organization::{LocalOrganization, Member, RETRY_AFTER, VISIBILITY};
+use archiver_e2e::poller::QueueSource;
+use serde_json::json;
+use session_archiver::model::Timestamp;
+use session_archiver::ServiceId;
+use session_emulator::{EmulatorConfig, Shape};
+
+const SERVICE: ServiceId = ServiceId::IvsStreamSessions;
+
+fn setting(name: &str, default: usize) -> usize {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).filter(|n| *n > 0).unwrap_or(default)
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    match bench().await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("org bench failed: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn bench() -> Result<(), Box<dyn std::error::Error>> {
+    let accounts = setting("ORG_BENCH_ACCOUNTS", 200);
+    let all_regions =
+        ["us-east-1", "eu-west-1", "us-west-2", "ap-southeast-2", "eu-central-1", "ap-northeast-1", "sa-east-1"];
+    let regions = &all_regions[..setting("ORG_BENCH_REGIONS", 5).min(all_regions.len())];
+    let concurrency = setting("ORG_BENCH_CONCURRENCY", 4);
+    let failing = (accounts * 2).div_ceil(100);
+    let names: Vec<String> = (0..accounts).map(|i| format!("member-{i:04}")).collect();
+    let members: Vec<Member> =
+        names.iter().enumerate().map(|(i, name)| Member { name, member_role: i >= failing, denied_in: None }).collect();
+    let world = EmulatorConfig { ivs_stream_sessions: Shape::new(2, 5, 1), ..EmulatorConfig::default() };
+
+    println!("organization bench: {accounts} member accounts (+ the archive account) × {} regions, {failing} accounts without the member role, {concurrency} function processes", regions.len());
+    let started = Instant::now();
+    // `ORG_BENCH_PROFILE=debug` runs the debug binaries (a quick check of the bench itself).
+    let profile = if std::env::var("ORG_BENCH_PROFILE").as_deref() == Ok("debug") { "debug" } else { "release" };
+    let org = LocalOrganization::start_in(world, &members, regions, profile).await?;
+    let setup = started.elapsed();
+
+    let started = Instant::now();
+    let time = format!("{}Z", &Timestamp::now().as_str()[..19]);
+    let summary = org.plan(SERVICE, "org-bench-1", &time).await;
+    let plan = started.elapsed();
+
+    let mut functions = Vec::new();
+    for _ in 0..concurrency {
+        functions.push(org.function(SERVICE).await?);
+    }
+    org.stage.emulator.reset_calls();
+    let started = Instant::now();
+    let queue = org.queues[&SERVICE].queue.clone();
+    let mut tasks = Vec::new();
+    for mut function in functions {
+        let (sqs, queue) = (org.sqs.clone(), queue.clone());
+        tasks.push(tokio::spawn(async move {
+            let source = QueueSource {
+                sqs: &sqs,
+                url: &queue,
+                region: "us-east-1",
+                visibility: VISIBILITY,
+                retry_after: RETRY_AFTER,
+            };
+            let report = source.drain_into(&mut function).await;
+            let (cpu, rss) = function.pid().map(archiver_e2e::process_usage).unwrap_or_default();
+            let cpu = cpu.as_secs_f64();
+            (report, cpu, rss)
+        }));
+    }
+    let mut delivered = 0;
+    let mut handed_back = 0;
+    let mut processes = Vec::new();
+    for task in tasks {
+        let (report, cpu, rss) = task.await?;
+        delivered += report.invocations;
+        handed_back += report.handed_back;
+        processes.push((report.invocations, cpu, rss));
+    }
+    let drain = started.elapsed();
+
+    let calls = org.stage.emulator.calls();
+    let count = |op: &str| calls.get(op).map_or(0, |c| c.calls);
+    let scopes = summary["scopes"].as_u64().unwrap_or(0);
+    let failed_scopes = (failing * regions.len()) as u64;
+    let archived = scopes - failed_scopes;
+    // Per archived scope: ListChannels once, ListStreamSessions once per channel (three, one empty).
+    let floor = archived * 4;
+    let letters = org.dead_letters(SERVICE).await;
+    let failed_accounts: BTreeSet<String> =
+        letters.iter().filter_map(|(body, _)| body["account_id"].as_str().map(str::to_owned)).collect();
+    let expected_failed: BTreeSet<String> = names[..failing].iter().map(|n| org.accounts[n].clone()).collect();
+    let runs = org.scope_runs().await;
+    let complete = runs.iter().filter(|r| r.3 == "complete").count() as u64;
+
+    println!("\n| measure | value |\n|---|---|");
+    println!("| scopes planned | {scopes} ({} accounts × {} regions) |", summary["accounts"], regions.len());
+    println!("| setup (organization, member roles, queues) | {:.1} s |", setup.as_secs_f64());
+    println!("| plan (list the organization, send the messages) | {:.2} s |", plan.as_secs_f64());
+    println!(
+        "| drain ({concurrency} function processes) | {:.1} s ({:.1} scopes/s) |",
+        drain.as_secs_f64(),
+        delivered as f64 / drain.as_secs_f64()
+    );
+    println!("| messages delivered / handed back | {delivered} / {handed_back} |");
+    println!("| scopes complete | {complete} of {archived} |");
+    println!("| scopes in the dead-letter queue | {} (expected {failed_scopes}), all of the accounts without the member role: {} |", letters.len(), failed_accounts == expected_failed);
+    println!("| list calls / floor | {} / {floor} |", count("ListChannels") + count("ListStreamSessions"));
+    for (i, (invocations, cpu, rss)) in processes.iter().enumerate() {
+        println!("| function process {i}: invocations, CPU, peak RSS | {invocations}, {cpu:.2} s, {rss:.1} MiB |");
+    }
+
+    let report = json!({
+        "at": Timestamp::now().as_str(),
+        "accounts": accounts, "regions": regions, "failing_accounts": failing, "concurrency": concurrency,
+        "scopes": scopes, "setup_s": setup.as_secs_f64(), "plan_s": plan.as_secs_f64(), "drain_s": drain.as_secs_f64(),
+        "delivered": delivered, "handed_back": handed_back, "complete": complete, "dead_letters": letters.len(),
+        "failures_isolated": failed_accounts == expected_failed,
+        "list_calls": count("ListChannels") + count("ListStreamSessions"), "list_floor": floor,
+        "processes": processes.iter().map(|(n, cpu, rss)| json!({"invocations": n, "cpu_s": cpu, "peak_rss_mib": rss})).collect::<Vec<_>>(),
+    });
+    std::fs::create_dir_all("target/bench")?;
+    let path = format!("target/bench/org-{}.json", Timestamp::now().as_str().replace(':', ""));
+    std::fs::write(&path, serde_json::to_string_pretty(&report)?)?;
+    println!("\nwritten to {path}");
+    if complete != archived || letters.len() as u64 != failed_scopes || failed_accounts != expected_failed {
+        return Err("the organization did not converge as planned".into());
+    }
+    Ok(())
+}
