@@ -449,6 +449,18 @@ mod tests {
     }
 
     #[test]
+    fn a_queue_event_is_told_from_the_others_and_a_region_names_its_partition() {
+        let sqs = serde_json::json!({"Records": [{"eventSource": "aws:sqs", "body": "{}"}]});
+        let s3 = serde_json::json!({"Records": [{"eventSource": "aws:s3"}]});
+        assert!(is_queue_event(&sqs));
+        assert!(!is_queue_event(&s3) && !is_queue_event(&serde_json::json!({"replay": {}})));
+        assert_eq!(
+            [partition_of("eu-west-1"), partition_of("cn-north-1"), partition_of("us-gov-west-1")],
+            ["aws", "aws-cn", "aws-us-gov"]
+        );
+    }
+
+    #[test]
     fn a_failed_run_is_one_failed_run_in_the_metrics() {
         let scope = Scope {
             service: ServiceId::IvsStreamSessions,

@@ -169,21 +169,19 @@ impl LocalOrganization {
         .collect()
     }
 
+    /// Starts the planner binary with `env`.
+    pub async fn planner(&self, env: &[(String, String)]) -> LocalFunction {
+        let binary = LocalFunction::binary_of(self.profile, "scope-planner");
+        let timeout = Duration::from_secs(60);
+        LocalFunction::start(&binary, "scope-planner", ACCOUNT_ID, REGION, env, timeout)
+            .await
+            .expect("the planner starts")
+    }
+
     /// Runs the planner binary once for `service` with the schedule's `id` and `time`: its summary.
     pub async fn plan(&self, service: ServiceId, id: &str, time: &str) -> Json {
-        let binary = LocalFunction::binary_of(self.profile, "scope-planner");
-        let mut planner = LocalFunction::start(
-            &binary,
-            "scope-planner",
-            ACCOUNT_ID,
-            REGION,
-            &self.planner_env(),
-            Duration::from_secs(60),
-        )
-        .await
-        .expect("the planner starts");
-        let event = json!({"plan": {"service": service.as_str(), "id": id, "time": time}});
-        match planner.invoke(event).await.expect("the planner answers") {
+        let mut planner = self.planner(&self.planner_env()).await;
+        match planner.invoke(plan_event(service, id, time)).await.expect("the planner answers") {
             Outcome::Response(summary) => summary,
             Outcome::Error { error_type, error_message } => panic!("plan failed: {error_type}: {error_message}"),
         }
@@ -251,6 +249,11 @@ async fn create_member(sdk: &aws_config::SdkConfig, organization_id: &str, membe
         deploy_member_role(sdk, &id, organization_id, EXTERNAL_ID).await;
     }
     id
+}
+
+/// The event a service's schedule sends the planner.
+pub fn plan_event(service: ServiceId, id: &str, time: &str) -> Json {
+    json!({"plan": {"service": service.as_str(), "id": id, "time": time}})
 }
 
 fn other(err: impl std::fmt::Display) -> std::io::Error {

@@ -6,7 +6,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use archiver_e2e::api_of;
-use archiver_e2e::organization::{drain_queue, LocalOrganization, Member, REGIONS};
+use archiver_e2e::lambda::{InvokeError, Outcome};
+use archiver_e2e::organization::{drain_queue, plan_event, LocalOrganization, Member, REGIONS};
 use archiver_e2e::stage::{local_world, ACCOUNT_ID};
 use serde_json::Value as Json;
 use session_archiver::ServiceId;
@@ -213,4 +214,44 @@ async fn a_scope_delivered_twice_archives_once_and_the_next_plan_follows_the_org
         .map(|a: &Json| (a["id"].as_str().unwrap(), a["state"].as_str().unwrap()))
         .collect();
     assert_eq!(inactive, [(beta.as_str(), "SUSPENDED")]);
+}
+
+#[tokio::test]
+async fn a_bad_planner_configuration_or_an_unknown_ou_is_refused_naming_it_and_nothing_is_sent() {
+    // GIVEN an organization, and the planner with one bad value each time
+    let org = LocalOrganization::start(local_world().unwrap(), &[member("alpha", true)]).await.unwrap();
+    let event = plan_event(SERVICE, "plan-evt-1", &format!("{DAY}T10:00:00Z"));
+    let with = |name: &str, value: &str| {
+        let mut env: Vec<(String, String)> = org.planner_env().into_iter().filter(|(k, _)| k != name).collect();
+        env.push((name.to_owned(), value.to_owned()));
+        env
+    };
+    let cases = [
+        (with("ACCOUNTS", "12345"), "ACCOUNTS: `12345` is not an account id (12 digits)"),
+        (with("REGIONS", "eu-west-1,Mars"), "REGIONS: `Mars` is not a region name like eu-west-1"),
+        (with("EXCLUDE_ACCOUNTS", " , "), "EXCLUDE_ACCOUNTS=`,` lists nothing"),
+        (with("SCOPE_QUEUES", "ivs-stream-sessions=sqs"), "the queue of ivs-stream-sessions, `sqs`, is not a URL"),
+    ];
+    for (env, expected) in cases {
+        // WHEN it starts
+        let mut planner = org.planner(&env).await;
+        // THEN it stops at cold start, naming the value
+        match planner.invoke(event.clone()).await {
+            Err(InvokeError::Exited { log, .. }) => assert!(log.contains(expected), "{expected}: {log}"),
+            other => panic!("{expected}: the planner ran: {other:?}"),
+        }
+    }
+    // WHEN it is asked for an OU the organization does not have
+    let mut env = with("ORGANIZATION_UNITS", "ou-zzzz-zzzzzzzz");
+    env.retain(|(k, _)| k != "ACCOUNTS");
+    env.push(("ACCOUNTS".into(), "organization".into()));
+    let outcome = org.planner(&env).await.invoke(event.clone()).await.unwrap();
+    // THEN the plan fails naming it
+    let Outcome::Error { error_type, error_message } = outcome else { panic!("planned an unknown OU: {outcome:?}") };
+    assert_eq!(error_type, "NonRetryable.Organizations");
+    assert!(error_message.contains("parent ou-zzzz-zzzzzzzz"), "{error_message}");
+    // AND no queue holds a message
+    for (service, queues) in &org.queues {
+        assert!(drain_queue(&org.sqs, &queues.queue).await.is_empty(), "{service}");
+    }
 }
