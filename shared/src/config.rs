@@ -35,10 +35,11 @@
 //! | `ACCOUNTS` | `self` | accounts to plan: `self` (the planner's own), `organization` (every ACTIVE account of AWS Organizations), or account ids, comma-separated (`Accounts`) |
 //! | `ORGANIZATION_UNITS` | none | with `ACCOUNTS=organization`: only the accounts under these roots or OUs (`r-…`, `ou-…-…`), nested OUs included (`OrganizationUnits`) |
 //! | `EXCLUDE_ACCOUNTS` | none | account ids never planned (`ExcludeAccounts`) |
-//! | `REGIONS` | `self` | regions of every account: `self` (the planner's own) or region names, comma-separated (`Regions`) |
+//! | `REGIONS` | `self` | regions of every account: `self` (the planner's own), `enabled` (every region the account has enabled, from Account Management), or region names, comma-separated; only those where the service is offered are planned (`Regions`) |
+//! | `REGIONS_CACHE_SECONDS` | `3600` | how long a warm planner reuses the regions it listed (where each service is offered, each account's enabled regions); `0` lists them at every plan |
 //! | `SCOPE_QUEUES` | required | each service's queue: `service=queue URL`, comma-separated (set by the template) |
 //! | `HISTORY_START_DATE` | `2024-01-01` | a plan event dated before it is refused, as the functions refuse it |
-//! | `STORAGE_ENDPOINT_URL` | none | send the Organizations and SQS calls there (local moto) |
+//! | `STORAGE_ENDPOINT_URL` | none | send the Organizations, SSM, Account Management and SQS calls there (local moto) |
 //! | `AWS_REGION` | set by Lambda | the planner's own region (`REGIONS=self`), and that of its calls |
 
 use std::time::Duration;
@@ -48,13 +49,15 @@ use crate::error::quoted;
 use crate::error::{Error, Result};
 use crate::model::{ServiceId, Timestamp};
 use crate::personal::PersonalDataPolicy;
-use crate::plan::{AccountSource, PlanConfig};
+use crate::plan::{AccountSource, PlanConfig, RegionSource};
 use crate::sources::SourceOptions;
 
 /// What the planner needs besides what it plans: its region, endpoint and history start.
 #[derive(Clone, Debug, PartialEq)]
 pub struct PlannerConfig {
     pub plan: PlanConfig,
+    /// How long a warm planner reuses the regions it listed.
+    pub regions_cache: Duration,
     pub region: String,
     pub history_start: Timestamp,
     pub endpoint: Option<String>,
@@ -65,7 +68,8 @@ impl PlannerConfig {
         let vars = Vars(&var);
         let (region, endpoint) = (vars.required("AWS_REGION")?, vars.endpoint("STORAGE_ENDPOINT_URL")?);
         let history_start = history_start(vars.get("HISTORY_START_DATE"))?;
-        Ok(PlannerConfig { plan: PlanConfig::from_vars(var)?, region, history_start, endpoint })
+        let regions_cache = vars.seconds("REGIONS_CACHE_SECONDS", 3600, 0..=86_400)?;
+        Ok(PlannerConfig { plan: PlanConfig::from_vars(var)?, regions_cache, region, history_start, endpoint })
     }
 
     pub fn from_env() -> Result<Self> {
@@ -229,8 +233,9 @@ impl PlanConfig {
         }
         let exclude = account_ids("EXCLUDE_ACCOUNTS", vars.list("EXCLUDE_ACCOUNTS")?.unwrap_or_default())?;
         let regions = match vars.get("REGIONS").as_deref() {
-            None | Some("self") => vec![own_region],
-            Some(_) => region_names(vars.list("REGIONS")?.unwrap_or_default())?,
+            None | Some("self") => RegionSource::Listed(vec![own_region]),
+            Some("enabled") => RegionSource::Enabled,
+            Some(_) => RegionSource::Listed(region_names(vars.list("REGIONS")?.unwrap_or_default())?),
         };
         let queues = scope_queues(&vars.required("SCOPE_QUEUES")?)?;
         Ok(PlanConfig { accounts, exclude: exclude.into_iter().collect(), regions, queues })
@@ -567,8 +572,21 @@ mod tests {
     #[test]
     fn the_planner_plans_its_own_scope_by_default() {
         let config = PlanConfig::from_vars(plan_vars(&[])).unwrap();
-        assert_eq!((config.accounts, config.regions), (AccountSource::Own, vec!["eu-west-1".to_owned()]));
+        assert_eq!(
+            (config.accounts, config.regions),
+            (AccountSource::Own, RegionSource::Listed(vec!["eu-west-1".into()]))
+        );
         assert_eq!(config.queues[&ServiceId::IvsStreamSessions], "https://sqs.eu-west-1.amazonaws.com/1/q");
+    }
+
+    #[test]
+    fn a_warm_planner_reuses_the_regions_it_listed_for_an_hour_unless_told() {
+        let config = PlannerConfig::from_vars(plan_vars(&[])).unwrap();
+        assert_eq!(config.regions_cache, Duration::from_secs(3600));
+        let every_plan = PlannerConfig::from_vars(plan_vars(&[("REGIONS_CACHE_SECONDS", "0")])).unwrap();
+        assert_eq!(every_plan.regions_cache, Duration::ZERO);
+        let err = PlannerConfig::from_vars(plan_vars(&[("REGIONS_CACHE_SECONDS", "a day")])).unwrap_err();
+        assert_eq!(err.to_string(), "invalid configuration: REGIONS_CACHE_SECONDS=`a day` is not a whole number");
     }
 
     #[test]
@@ -583,7 +601,9 @@ mod tests {
         let parents = vec!["ou-ab12-cdefgh34".to_owned(), "r-ab12".to_owned()];
         assert_eq!(config.accounts, AccountSource::Organization { parents });
         assert!(config.exclude.contains("111111111111"));
-        assert_eq!(config.regions, ["eu-west-1", "us-east-1"]);
+        assert_eq!(config.regions, RegionSource::Listed(vec!["eu-west-1".into(), "us-east-1".into()]));
+        let enabled = PlanConfig::from_vars(plan_vars(&[("REGIONS", "enabled")])).unwrap();
+        assert_eq!(enabled.regions, RegionSource::Enabled);
         let listed = PlanConfig::from_vars(plan_vars(&[("ACCOUNTS", "111111111111,222222222222")])).unwrap();
         assert_eq!(listed.accounts, AccountSource::Listed(vec!["111111111111".into(), "222222222222".into()]));
     }

@@ -4,7 +4,7 @@ use aws_smithy_runtime_api::client::result::SdkError;
 use aws_smithy_types::error::display::DisplayErrorContext;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 
-use crate::model::ServiceId;
+use crate::model::{Scope, ServiceId};
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -147,6 +147,22 @@ impl Error {
         }
     }
 
+    /// The failure of a scope's run (an account and region of an organization), with what to
+    /// check where the cause alone does not say it.
+    pub fn in_scope(scope: &Scope, err: Error) -> Self {
+        let source = match err {
+            Error::Api { site, code, message, status, retryable } => {
+                let message = match scope_hint(&site, &code, &message, &scope.region) {
+                    Some(hint) => format!("{message} ({hint})"),
+                    None => message,
+                };
+                Error::Api { site, code, message, status, retryable }
+            }
+            other => other,
+        };
+        Error::InScope { account_id: scope.account_id.clone(), region: scope.region.clone(), source: Box::new(source) }
+    }
+
     /// Maps an SDK error to [`Error::Api`], keeping the AWS code and message.
     pub fn from_sdk<E, R>(site: CallSite, err: SdkError<E, R>) -> Self
     where
@@ -165,6 +181,22 @@ impl Error {
     {
         let SdkFailure { code, message, status, retryable } = SdkFailure::from(err);
         Error::Storage { operation, resource: resource.into(), code, message, status, retryable }
+    }
+}
+
+/// What a session API's refusal in a scope most likely means, where its code does not say it: a
+/// region the account has not enabled refuses the account's credentials, and a region where a
+/// service is not offered has no endpoint name.
+fn scope_hint(site: &CallSite, code: &str, message: &str, region: &str) -> Option<String> {
+    match code {
+        "UnrecognizedClientException" | "InvalidClientTokenId" | "AuthFailure" => Some(format!(
+            "is {region} enabled in this account? A region the account has not enabled refuses its credentials"
+        )),
+        "DispatchFailure" if message.contains("dns error") || message.contains("failed to lookup address") => {
+            let service = site.service.spec().global_infrastructure_name;
+            Some(format!("the endpoint's name did not resolve: is {service} offered in {region}?"))
+        }
+        _ => None,
     }
 }
 
@@ -306,6 +338,54 @@ mod tests {
         let message = bounded(format!("invalid event: {huge}"));
         assert!(message.len() < MESSAGE_LIMIT + 40 && message.ends_with("(1048591 bytes in all)"), "{}", message.len());
         assert_eq!(bounded("short".into()), "short");
+    }
+
+    fn scope() -> Scope {
+        Scope { service: ServiceId::IvsStreamSessions, account_id: "111122223333".into(), region: "eu-north-1".into() }
+    }
+
+    fn list_channels() -> CallSite {
+        CallSite { service: ServiceId::IvsStreamSessions, operation: "ListChannels", parent: None }
+    }
+
+    #[test]
+    fn a_scope_refused_for_its_credentials_asks_whether_the_region_is_enabled() {
+        // GIVEN the answer of a region the account has not enabled
+        let refused = Error::Api {
+            site: list_channels(),
+            code: "UnrecognizedClientException".into(),
+            message: "The security token included in the request is invalid.".into(),
+            status: Some(403),
+            retryable: false,
+        };
+        // THEN the scope's error names account, region, cause and what to check, and no retry helps
+        let err = Error::in_scope(&scope(), refused);
+        assert_eq!(
+            err.to_string(),
+            "account 111122223333, region eu-north-1: ivs-stream-sessions ListChannels failed: UnrecognizedClientException: The security token included in the request is invalid. (is eu-north-1 enabled in this account? A region the account has not enabled refuses its credentials)"
+        );
+        assert!(!err.is_retryable());
+    }
+
+    #[tokio::test]
+    async fn an_endpoint_name_that_does_not_resolve_asks_whether_the_service_is_offered_there() {
+        // GIVEN a session API client whose endpoint name cannot resolve (`.invalid` never does)
+        let config = aws_sdk_ivs::Config::builder()
+            .behavior_version(aws_sdk_ivs::config::BehaviorVersion::latest())
+            .region(aws_sdk_ivs::config::Region::new("eu-north-1"))
+            .endpoint_url("https://ivs.eu-north-1.invalid")
+            .credentials_provider(aws_sdk_ivs::config::Credentials::for_tests())
+            .retry_config(aws_sdk_ivs::config::retry::RetryConfig::disabled())
+            .build();
+        // WHEN it is called in a scope
+        let sdk_err = aws_sdk_ivs::Client::from_conf(config).list_channels().send().await.unwrap_err();
+        let err = Error::in_scope(&scope(), Error::from_sdk(list_channels(), sdk_err));
+        // THEN the error says the name did not resolve and asks whether IVS is offered there; a
+        // retry may help (a resolver can fail for a while), the planner plans offered regions only
+        let text = err.to_string();
+        assert!(text.contains("DispatchFailure"), "{text}");
+        assert!(text.ends_with("(the endpoint's name did not resolve: is ivs offered in eu-north-1?)"), "{text}");
+        assert!(err.is_retryable());
     }
 
     #[test]

@@ -194,9 +194,7 @@ impl Function {
         let result = Box::pin(self.run_in_scope(invocation, &scope, &home, deadlines)).await;
         println!("{}", metrics_line(&scope, &result, Timestamp::now().epoch_seconds() * 1000));
         match result {
-            Err(err) if scope != home => {
-                Err(Error::InScope { account_id: scope.account_id, region: scope.region, source: Box::new(err) })
-            }
+            Err(err) if scope != home => Err(Error::in_scope(&scope, err)),
             other => other,
         }
     }
@@ -365,6 +363,9 @@ pub fn error_kind(err: &Error) -> &'static str {
         Error::Storage { operation, .. } if operation.starts_with("STS ") => "MemberRole",
         Error::Storage { operation, .. } if operation.starts_with("Organizations ") => "Organizations",
         Error::Storage { operation, .. } if operation.starts_with("SQS ") => "Queue",
+        Error::Storage { operation, .. } if operation.starts_with("SSM ") || operation.starts_with("Account ") => {
+            "Regions"
+        }
         Error::Storage { .. } => "Storage",
         Error::UnreadableItem(_) => "UnreadableItem",
         Error::Mapping(_) => "Mapping",
@@ -500,6 +501,16 @@ mod tests {
             retryable: true,
         };
         assert_eq!(Diagnostic::from(throttled).error_type, "Retryable.Storage");
+        // AND the planner's region listings are their own kind
+        let regions = Error::Storage {
+            operation: "Account ListRegions",
+            resource: "account 111122223333".into(),
+            code: "AccessDeniedException".into(),
+            message: "not the management account".into(),
+            status: Some(403),
+            retryable: false,
+        };
+        assert_eq!(Diagnostic::from(regions).error_type, "NonRetryable.Regions");
         // AND a scope's failure is typed by its cause and names its account and region first
         let denied = Error::Storage {
             operation: "STS AssumeRole",

@@ -15,6 +15,9 @@ pub struct ServiceSpec {
     pub id: &'static str,
     /// The prefix of its IAM actions.
     pub iam_prefix: &'static str,
+    /// Its name in AWS's public parameters of where services are offered
+    /// (`/aws/service/global-infrastructure/services/<name>/regions`).
+    pub global_infrastructure_name: &'static str,
     /// The operation that lists the sessions.
     pub list_operation: &'static str,
     /// The largest page the list operation accepts; `None` where the service chooses.
@@ -45,6 +48,7 @@ static SERVICES: [ServiceSpec; 5] = [
     ServiceSpec {
         id: "workspaces-pool-sessions",
         iam_prefix: "workspaces",
+        global_infrastructure_name: "workspaces",
         list_operation: "DescribeWorkspacesPoolSessions",
         max_page_size: Some(50),
         parents: Some(ParentSpec {
@@ -59,6 +63,7 @@ static SERVICES: [ServiceSpec; 5] = [
     ServiceSpec {
         id: "workspaces-connection-status",
         iam_prefix: "workspaces",
+        global_infrastructure_name: "workspaces",
         list_operation: "DescribeWorkspacesConnectionStatus",
         max_page_size: None,
         parents: None,
@@ -68,6 +73,7 @@ static SERVICES: [ServiceSpec; 5] = [
     ServiceSpec {
         id: "ivs-stream-sessions",
         iam_prefix: "ivs",
+        global_infrastructure_name: "ivs",
         list_operation: "ListStreamSessions",
         max_page_size: Some(100),
         parents: Some(ParentSpec {
@@ -82,6 +88,7 @@ static SERVICES: [ServiceSpec; 5] = [
     ServiceSpec {
         id: "chime-proxy-sessions",
         iam_prefix: "chime",
+        global_infrastructure_name: "chime-sdk-voice",
         list_operation: "ListProxySessions",
         max_page_size: Some(100),
         parents: Some(ParentSpec {
@@ -96,6 +103,7 @@ static SERVICES: [ServiceSpec; 5] = [
     ServiceSpec {
         id: "gamelift-stream-sessions",
         iam_prefix: "gameliftstreams",
+        global_infrastructure_name: "AmazonGameLiftStreams",
         list_operation: "ListStreamSessionsByAccount",
         max_page_size: Some(100),
         parents: None,

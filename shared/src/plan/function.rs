@@ -1,11 +1,11 @@
-//! The planner's Lambda side: cold start (configuration, the Organizations and SQS clients) and
-//! the handler of its plan events.
+//! The planner's Lambda side: cold start (configuration, the Organizations, SSM, Account
+//! Management and SQS clients) and the handler of its plan events.
 
 use lambda_runtime::{service_fn, LambdaEvent};
 use serde_json::Value as Json;
 use tracing::{error, info};
 
-use super::{plan, OrganizationsDirectory, PlanSummary, SqsScopeQueue};
+use super::{plan, AwsRegionDirectory, CachedRegions, OrganizationsDirectory, PlanSummary, SqsScopeQueue};
 use crate::config::PlannerConfig;
 use crate::error::{bounded, Result};
 use crate::event::{parse_plan_event, EventWindow};
@@ -16,6 +16,7 @@ use crate::model::Timestamp;
 pub struct Planner {
     config: PlannerConfig,
     directory: OrganizationsDirectory,
+    regions: CachedRegions<AwsRegionDirectory>,
     queue: SqsScopeQueue,
 }
 
@@ -24,8 +25,10 @@ impl Planner {
         let settings = config.sdk();
         let sdk = settings.load().await;
         let directory = OrganizationsDirectory::new(aws_sdk_organizations::Client::new(&sdk));
+        let regions = AwsRegionDirectory::new(aws_sdk_ssm::Client::new(&sdk), aws_sdk_account::Client::new(&sdk));
+        let regions = CachedRegions::new(regions, config.regions_cache);
         let queue = SqsScopeQueue::new(aws_sdk_sqs::Client::new(&sdk));
-        Planner { config, directory, queue }
+        Planner { config, directory, regions, queue }
     }
 
     /// One plan event: the service's scopes listed, then one message each on its queue.
@@ -34,7 +37,8 @@ impl Planner {
         let window = EventWindow::new(Timestamp::now(), self.config.history_start.clone());
         let request = parse_plan_event(&payload, &window)?;
         let own_account = account_of(&context.invoked_function_arn)?;
-        let summary = plan(&self.directory, &self.queue, &self.config.plan, &own_account, &request).await?;
+        let summary =
+            plan(&self.directory, &self.regions, &self.queue, &self.config.plan, &own_account, &request).await?;
         info!(
             service = %summary.service,
             run_id = %summary.run_id,
@@ -42,6 +46,7 @@ impl Planner {
             scopes = summary.scopes,
             excluded = summary.excluded.len(),
             inactive = summary.inactive.len(),
+            not_offered = ?summary.not_offered,
             "planned"
         );
         Ok(summary)

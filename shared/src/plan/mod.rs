@@ -4,16 +4,19 @@
 //!
 //! Accounts come from the configuration: the planner's own (the default, no Organizations
 //! needed), a list, or AWS Organizations (every ACTIVE account, or those under some OUs with the
-//! nested OUs walked), minus an exclude list. Everything is listed and checked before the first
-//! message is sent: a plan that cannot be made sends nothing.
+//! nested OUs walked), minus an exclude list. Regions are a list, or every region each account
+//! has enabled; either way only those where the service is offered are planned. Everything is
+//! listed and checked before the first message is sent: a plan that cannot be made sends nothing.
 
 pub mod function;
 pub mod organizations;
 pub mod queue;
+pub mod regions;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 
+use futures::{StreamExt, TryStreamExt};
 use serde::Serialize;
 
 use crate::event::ScopeMessage;
@@ -22,6 +25,7 @@ use crate::Result;
 
 pub use organizations::OrganizationsDirectory;
 pub use queue::SqsScopeQueue;
+pub use regions::{AwsRegionDirectory, CachedRegions, RegionDirectory, RegionSource};
 
 /// Where a plan's accounts come from.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -41,8 +45,8 @@ pub struct PlanConfig {
     pub accounts: AccountSource,
     /// Accounts never planned (`EXCLUDE_ACCOUNTS`).
     pub exclude: BTreeSet<String>,
-    /// The regions of every account; never empty.
-    pub regions: Vec<String>,
+    /// The regions of every account: a list, never empty, or those each account has enabled.
+    pub regions: RegionSource,
     /// Each service's queue URL (`SCOPE_QUEUES`).
     pub queues: BTreeMap<ServiceId, String>,
 }
@@ -92,6 +96,7 @@ pub struct PlanSummary {
     pub run_id: String,
     /// Accounts planned.
     pub accounts: usize,
+    /// Regions of some scope.
     pub regions: Vec<String>,
     /// Scopes planned: one message each.
     pub scopes: usize,
@@ -100,42 +105,88 @@ pub struct PlanSummary {
     pub excluded: Vec<String>,
     /// Accounts of the organization left out for not being ACTIVE, with their state.
     pub inactive: Vec<Account>,
+    /// Regions left out for the service not being offered there (AWS's public parameters).
+    pub not_offered: Vec<String>,
 }
 
-/// The scopes of one service: every ACTIVE account not excluded, in every region, sorted.
-pub fn plan_scopes(service: ServiceId, accounts: &[Account], config: &PlanConfig) -> Planned {
-    let mut planned = Planned::default();
-    let accounts: BTreeSet<&Account> = accounts.iter().collect();
-    for account in accounts {
-        if config.exclude.contains(&account.id) {
-            planned.excluded.push(account.id.clone());
+/// The accounts of a plan: the ACTIVE ones not excluded, and those left out.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Selection {
+    /// Sorted, each once.
+    pub active: Vec<String>,
+    pub excluded: Vec<String>,
+    pub inactive: Vec<Account>,
+}
+
+/// Every ACTIVE account not in `exclude`, sorted; the others said.
+pub fn select_accounts(accounts: &[Account], exclude: &BTreeSet<String>) -> Selection {
+    let mut selection = Selection::default();
+    for account in accounts.iter().collect::<BTreeSet<&Account>>() {
+        if exclude.contains(&account.id) {
+            selection.excluded.push(account.id.clone());
         } else if account.state != ACTIVE {
-            planned.inactive.push(account.clone());
-        } else {
-            planned.accounts += 1;
-            planned.scopes.extend(config.regions.iter().map(|region| Scope {
-                service,
-                account_id: account.id.clone(),
-                region: region.clone(),
-            }));
+            selection.inactive.push(account.clone());
+        } else if selection.active.last() != Some(&account.id) {
+            selection.active.push(account.id.clone());
+        }
+    }
+    selection
+}
+
+/// The scopes of a plan, and the regions it left out.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Planned {
+    pub scopes: Vec<Scope>,
+    /// The regions of some scope.
+    pub regions: BTreeSet<String>,
+    /// Regions of some account where the service is not offered: no scope.
+    pub not_offered: BTreeSet<String>,
+}
+
+/// The scopes of one service: each account in each of its regions where the service is offered,
+/// in the order given.
+pub fn plan_scopes(service: ServiceId, regions_of: &[(String, Vec<String>)], offered: &BTreeSet<String>) -> Planned {
+    let mut planned = Planned::default();
+    for (account_id, regions) in regions_of {
+        for region in regions {
+            if !offered.contains(region) {
+                planned.not_offered.insert(region.clone());
+                continue;
+            }
+            planned.regions.insert(region.clone());
+            planned.scopes.push(Scope { service, account_id: account_id.clone(), region: region.clone() });
         }
     }
     planned
 }
 
-/// The scopes of a plan, and the accounts it left out.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct Planned {
-    pub accounts: usize,
-    pub scopes: Vec<Scope>,
-    pub excluded: Vec<String>,
-    pub inactive: Vec<Account>,
+/// How many accounts' enabled regions are listed at once.
+const REGION_LISTINGS_AT_ONCE: usize = 4;
+
+/// Each account with its regions: the listed ones, or those it has enabled.
+async fn regions_of_accounts<R: RegionDirectory>(
+    directory: &R,
+    source: &RegionSource,
+    accounts: &[String],
+    own_account: &str,
+) -> Result<Vec<(String, Vec<String>)>> {
+    let listed = match source {
+        RegionSource::Listed(regions) => return Ok(accounts.iter().map(|id| (id.clone(), regions.clone())).collect()),
+        RegionSource::Enabled => accounts.iter().map(|id| async move {
+            // The planner's own account is asked for without its id, as ListRegions requires
+            // of a management account.
+            let regions = directory.enabled((id != own_account).then_some(id.as_str())).await?;
+            Ok::<_, crate::Error>((id.clone(), regions))
+        }),
+    };
+    futures::stream::iter(listed).buffered(REGION_LISTINGS_AT_ONCE).try_collect().await
 }
 
-/// Plans `request.service`: lists the accounts, then sends one message per scope. `own_account`
-/// is the planner's account (`ACCOUNTS=self`).
-pub async fn plan<D: AccountDirectory, Q: ScopeQueue>(
+/// Plans `request.service`: lists the accounts and their regions, then sends one message per
+/// scope. `own_account` is the planner's account (`ACCOUNTS=self`).
+pub async fn plan<D: AccountDirectory, R: RegionDirectory, Q: ScopeQueue>(
     directory: &D,
+    regions: &R,
     queue: &Q,
     config: &PlanConfig,
     own_account: &str,
@@ -150,19 +201,23 @@ pub async fn plan<D: AccountDirectory, Q: ScopeQueue>(
         AccountSource::Listed(ids) => ids.iter().map(Account::active).collect(),
         AccountSource::Organization { parents } => directory.accounts(parents).await?,
     };
-    let planned = plan_scopes(service, &accounts, config);
+    let selection = select_accounts(&accounts, &config.exclude);
+    let offered = regions.offered(service).await?;
+    let regions_of = regions_of_accounts(regions, &config.regions, &selection.active, own_account).await?;
+    let planned = plan_scopes(service, &regions_of, &offered);
     let messages: Vec<ScopeMessage> =
         planned.scopes.iter().map(|scope| ScopeMessage::new(scope, &request.run_id, &request.event_time)).collect();
     queue.send(queue_url, &messages).await?;
     Ok(PlanSummary {
         service,
         run_id: request.run_id.to_string(),
-        accounts: planned.accounts,
-        regions: config.regions.clone(),
+        accounts: selection.active.len(),
+        regions: planned.regions.into_iter().collect(),
         scopes: planned.scopes.len(),
         messages_sent: messages.len(),
-        excluded: planned.excluded,
-        inactive: planned.inactive,
+        excluded: selection.excluded,
+        inactive: selection.inactive,
+        not_offered: planned.not_offered.into_iter().collect(),
     })
 }
 

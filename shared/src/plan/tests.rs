@@ -1,7 +1,8 @@
-//! The planner on in-memory twins of Organizations and SQS.
+//! The planner on in-memory twins of Organizations, SSM, Account Management and SQS.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Mutex;
+use std::time::Duration;
 
 use super::*;
 use crate::Error;
@@ -43,6 +44,50 @@ impl AccountDirectory for MemoryDirectory {
     }
 }
 
+/// Where services are offered, and the regions each account has enabled (`None`: the caller's).
+struct MemoryRegions {
+    offered: BTreeMap<ServiceId, BTreeSet<String>>,
+    enabled: BTreeMap<Option<String>, Vec<String>>,
+    asked: Mutex<Vec<Option<String>>>,
+}
+
+impl Default for MemoryRegions {
+    /// IVS offered in eu-west-1, us-east-1 and ap-northeast-1, nowhere else; no account known.
+    fn default() -> Self {
+        let ivs = ["ap-northeast-1", "eu-west-1", "us-east-1"].map(String::from).into();
+        MemoryRegions {
+            offered: BTreeMap::from([(ServiceId::IvsStreamSessions, ivs)]),
+            enabled: BTreeMap::new(),
+            asked: Mutex::default(),
+        }
+    }
+}
+
+impl MemoryRegions {
+    fn enabled_in(mut self, account: Option<&str>, regions: &[&str]) -> Self {
+        self.enabled.insert(account.map(str::to_owned), regions.iter().map(|r| (*r).to_owned()).collect());
+        self
+    }
+}
+
+impl RegionDirectory for MemoryRegions {
+    async fn offered(&self, service: ServiceId) -> Result<BTreeSet<String>> {
+        Ok(self.offered.get(&service).cloned().unwrap_or_default())
+    }
+
+    async fn enabled(&self, account: Option<&str>) -> Result<Vec<String>> {
+        self.asked.lock().unwrap().push(account.map(str::to_owned));
+        self.enabled.get(&account.map(str::to_owned)).cloned().ok_or_else(|| Error::Storage {
+            operation: "Account ListRegions",
+            resource: format!("account {}", account.unwrap_or("self")),
+            code: "AccessDeniedException".into(),
+            message: "not a member of the organization".into(),
+            status: Some(403),
+            retryable: false,
+        })
+    }
+}
+
 #[derive(Default)]
 struct MemoryQueue {
     sent: Mutex<BTreeMap<String, Vec<ScopeMessage>>>,
@@ -61,7 +106,7 @@ fn config(accounts: AccountSource, regions: &[&str]) -> PlanConfig {
     PlanConfig {
         accounts,
         exclude: BTreeSet::new(),
-        regions: regions.iter().map(|r| (*r).to_owned()).collect(),
+        regions: RegionSource::Listed(regions.iter().map(|r| (*r).to_owned()).collect()),
         queues: BTreeMap::from([(ServiceId::IvsStreamSessions, QUEUE.to_owned())]),
     }
 }
@@ -94,7 +139,8 @@ async fn by_default_the_planner_plans_its_own_account_and_region_without_organiz
     let (directory, queue) = (MemoryDirectory::default(), MemoryQueue::default());
     let config = config(AccountSource::Own, &["eu-west-1"]);
     // WHEN it plans
-    let summary = plan(&directory, &queue, &config, "999999999999", &request()).await.unwrap();
+    let summary =
+        plan(&directory, &MemoryRegions::default(), &queue, &config, "999999999999", &request()).await.unwrap();
     // THEN one message goes to the service's queue, for its own scope, and Organizations is not asked
     assert_eq!(scopes_sent(&queue), [("999999999999".to_owned(), "eu-west-1".to_owned())]);
     assert_eq!((summary.accounts, summary.scopes, summary.messages_sent), (1, 1, 1));
@@ -110,7 +156,8 @@ async fn every_active_account_of_the_organization_is_planned_in_every_region() {
     let mut config = config(AccountSource::Organization { parents: vec![] }, &["eu-west-1", "us-east-1"]);
     config.exclude.insert("999999999999".into());
     // WHEN it plans
-    let summary = plan(&directory, &queue, &config, "999999999999", &request()).await.unwrap();
+    let summary =
+        plan(&directory, &MemoryRegions::default(), &queue, &config, "999999999999", &request()).await.unwrap();
     // THEN every active, not excluded account gets a message per region, nested OUs included
     let sent = scopes_sent(&queue);
     let accounts: BTreeSet<&str> = sent.iter().map(|(a, _)| a.as_str()).collect();
@@ -126,7 +173,7 @@ async fn every_active_account_of_the_organization_is_planned_in_every_region() {
 async fn an_ou_plans_the_accounts_under_it_only() {
     let (directory, queue) = (organization(), MemoryQueue::default());
     let config = config(AccountSource::Organization { parents: vec!["ou-root-workload".into()] }, &["eu-west-1"]);
-    plan(&directory, &queue, &config, "999999999999", &request()).await.unwrap();
+    plan(&directory, &MemoryRegions::default(), &queue, &config, "999999999999", &request()).await.unwrap();
     let accounts: Vec<String> = scopes_sent(&queue).into_iter().map(|(a, _)| a).collect();
     assert_eq!(accounts, ["222222222222", "444444444444"]);
 }
@@ -137,7 +184,8 @@ async fn an_unknown_ou_sends_nothing_and_names_the_ou() {
     let (directory, queue) = (organization(), MemoryQueue::default());
     let config = config(AccountSource::Organization { parents: vec!["ou-root-gone1234".into()] }, &["eu-west-1"]);
     // WHEN it plans
-    let err = plan(&directory, &queue, &config, "999999999999", &request()).await.unwrap_err();
+    let err =
+        plan(&directory, &MemoryRegions::default(), &queue, &config, "999999999999", &request()).await.unwrap_err();
     // THEN the error names the OU, and no message was sent
     assert!(err.to_string().contains("parent ou-root-gone1234"), "{err}");
     assert!(err.to_string().contains("ParentNotFoundException"), "{err}");
@@ -149,14 +197,87 @@ async fn a_service_without_a_queue_is_refused_and_nothing_is_sent() {
     let (directory, queue) = (organization(), MemoryQueue::default());
     let config = config(AccountSource::Own, &["eu-west-1"]);
     let request = PlanRequest { service: ServiceId::GameliftStreamSessions, ..request() };
-    let err = plan(&directory, &queue, &config, "999999999999", &request).await.unwrap_err();
+    let err = plan(&directory, &MemoryRegions::default(), &queue, &config, "999999999999", &request).await.unwrap_err();
     assert!(err.to_string().contains("no queue is configured for gamelift-stream-sessions"), "{err}");
     assert!(queue.sent.lock().unwrap().is_empty());
 }
 
 #[test]
-fn a_listed_account_twice_in_the_directory_is_planned_once() {
+fn an_account_listed_twice_in_the_directory_is_planned_once() {
     let accounts = [Account::active("111111111111"), Account::active("111111111111")];
-    let planned = plan_scopes(ServiceId::IvsStreamSessions, &accounts, &config(AccountSource::Own, &["eu-west-1"]));
-    assert_eq!(planned.scopes.len(), 1);
+    let selection = select_accounts(&accounts, &BTreeSet::new());
+    assert_eq!(selection.active, ["111111111111"]);
+}
+
+#[tokio::test]
+async fn a_listed_region_where_the_service_is_not_offered_is_left_out_and_named() {
+    // GIVEN a list of regions, one where IVS is not offered
+    let (directory, queue) = (MemoryDirectory::default(), MemoryQueue::default());
+    let config = config(AccountSource::Own, &["eu-west-1", "eu-north-1"]);
+    // WHEN it plans IVS
+    let summary =
+        plan(&directory, &MemoryRegions::default(), &queue, &config, "999999999999", &request()).await.unwrap();
+    // THEN only the offered region has a message, and the summary names the other
+    assert_eq!(scopes_sent(&queue), [("999999999999".to_owned(), "eu-west-1".to_owned())]);
+    assert_eq!((summary.regions, summary.not_offered), (vec!["eu-west-1".into()], vec!["eu-north-1".into()]));
+}
+
+#[tokio::test]
+async fn enabled_regions_are_each_accounts_own_where_the_service_is_offered() {
+    // GIVEN REGIONS=enabled: the planner's account has two regions enabled, a member three, one
+    // of them (eu-north-1) where IVS is not offered
+    let (directory, queue) = (MemoryDirectory::default(), MemoryQueue::default());
+    let regions = MemoryRegions::default()
+        .enabled_in(None, &["eu-west-1", "us-east-1"])
+        .enabled_in(Some("111111111111"), &["ap-northeast-1", "eu-north-1", "eu-west-1"]);
+    let mut config = config(AccountSource::Listed(vec!["999999999999".into(), "111111111111".into()]), &[]);
+    config.regions = RegionSource::Enabled;
+    // WHEN it plans IVS
+    let summary = plan(&directory, &regions, &queue, &config, "999999999999", &request()).await.unwrap();
+    // THEN each account has a message for each of its enabled regions where IVS is offered
+    let sent: BTreeSet<(String, String)> = scopes_sent(&queue).into_iter().collect();
+    let expected = [
+        ("111111111111", "ap-northeast-1"),
+        ("111111111111", "eu-west-1"),
+        ("999999999999", "eu-west-1"),
+        ("999999999999", "us-east-1"),
+    ];
+    assert_eq!(sent, expected.map(|(a, r)| (a.to_owned(), r.to_owned())).into());
+    assert_eq!(summary.not_offered, ["eu-north-1"]);
+    // AND the planner's own account was asked for without its id, as ListRegions requires
+    let asked = regions.asked.lock().unwrap().clone();
+    assert_eq!(asked.into_iter().collect::<BTreeSet<_>>(), BTreeSet::from([None, Some("111111111111".into())]));
+}
+
+#[tokio::test]
+async fn an_account_whose_regions_cannot_be_listed_stops_the_plan_before_anything_is_sent() {
+    // GIVEN REGIONS=enabled and a member Account Management refuses to answer for
+    let (directory, queue) = (MemoryDirectory::default(), MemoryQueue::default());
+    let regions = MemoryRegions::default().enabled_in(None, &["eu-west-1"]);
+    let mut config = config(AccountSource::Listed(vec!["999999999999".into(), "111111111111".into()]), &[]);
+    config.regions = RegionSource::Enabled;
+    // WHEN it plans
+    let err = plan(&directory, &regions, &queue, &config, "999999999999", &request()).await.unwrap_err();
+    // THEN the error names the account and the call, and no message was sent
+    assert!(
+        err.to_string().starts_with("Account ListRegions on account 111111111111 failed: AccessDeniedException"),
+        "{err}"
+    );
+    assert!(queue.sent.lock().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_warm_planner_reuses_the_regions_it_listed_until_they_are_stale() {
+    // GIVEN regions cached for an hour, and others not at all
+    let hour = CachedRegions::new(MemoryRegions::default().enabled_in(None, &["eu-west-1"]), Duration::from_secs(3600));
+    let never = CachedRegions::new(MemoryRegions::default().enabled_in(None, &["eu-west-1"]), Duration::ZERO);
+    // WHEN each is asked twice
+    for cache in [&hour, &never] {
+        for _ in 0..2 {
+            assert_eq!(cache.enabled(None).await.unwrap(), ["eu-west-1"]);
+        }
+    }
+    // THEN the first listed once, the second twice
+    assert_eq!(hour.inner().asked.lock().unwrap().len(), 1);
+    assert_eq!(never.inner().asked.lock().unwrap().len(), 2);
 }

@@ -22,8 +22,9 @@ use crate::MotoServer;
 /// The ExternalId the member roles ask for and the functions give.
 pub const EXTERNAL_ID: &str = "local-external-id";
 
-/// The regions of every account: the archive's own and one more.
-pub const REGIONS: [&str; 2] = [REGION, "eu-west-1"];
+/// The regions of every account: the archive's own and one more, where all five services are
+/// offered but GameLift Streams, which is offered in the second only.
+pub const REGIONS: [&str; 2] = [REGION, "us-west-2"];
 
 /// How long a received message stays invisible (longer than a run), and how soon a handed-back
 /// one comes again.

@@ -57,7 +57,7 @@ fn truth(org: &LocalOrganization, account: &str, region: &str) -> BTreeSet<Strin
 async fn an_organization_converges_scope_by_scope_and_failing_scopes_fail_alone_with_their_reason() {
     // GIVEN an organization: the archive's own account, alpha and beta with the member role,
     // gamma without, each in two regions, and a service control policy denying the session APIs
-    // to beta in eu-west-1
+    // to beta in the second region
     let beta_denied = Member { denied_in: Some(REGIONS[1]), ..member("beta", true) };
     let members = [member("alpha", true), beta_denied, member("gamma", false)];
     let org = LocalOrganization::start(local_world().unwrap(), &members).await.unwrap();

@@ -1,4 +1,5 @@
-//! Scopes end to end: the planner's adapters on moto's Organizations and SQS, and a real function
+//! Scopes end to end: the planner's adapters on moto's Organizations, SSM, Account Management and
+//! SQS, and a real function
 //! binary taking scope messages as SQS events through the Lambda Runtime API.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -12,7 +13,10 @@ use serde_json::{json, Value as Json};
 use session_archiver::aws::SdkSettings;
 use session_archiver::event::ScopeMessage;
 use session_archiver::member::MemberRoles;
-use session_archiver::plan::{plan, AccountSource, OrganizationsDirectory, PlanConfig, PlanRequest, SqsScopeQueue};
+use session_archiver::plan::{
+    plan, AccountSource, AwsRegionDirectory, OrganizationsDirectory, PlanConfig, PlanRequest, RegionSource,
+    SqsScopeQueue,
+};
 use session_archiver::ServiceId;
 
 /// An SQS event as Lambda's event source mapping delivers it, one record per body.
@@ -75,19 +79,65 @@ async fn a_function_runs_the_scope_messages_of_its_queue_and_hands_back_the_ones
     assert!(log.contains("m-bad") && log.contains("scope message"), "{log}");
 }
 
+/// `service`'s function with its dead-letter queue on moto, one attempt per call: the function,
+/// the SQS client and the queue's URL.
+async fn with_dead_letters(
+    stage: &LocalStage,
+    service: ServiceId,
+) -> (archiver_e2e::lambda::LocalFunction, aws_sdk_sqs::Client, String) {
+    let sqs = aws_sdk_sqs::Client::new(&stage.aws.settings.load().await);
+    let created = sqs.create_queue().queue_name(format!("{service}-dead-letters")).send().await.unwrap();
+    let dead_letter_queue = created.queue_url().unwrap().to_owned();
+    let mut env = stage.function_env();
+    env.push(("SCOPE_DEAD_LETTER_QUEUE_URL".into(), dead_letter_queue.clone()));
+    env.push(("SDK_MAX_ATTEMPTS".into(), "1".into()));
+    let function = start_function(service, &env, std::time::Duration::from_secs(120)).await.unwrap();
+    (function, sqs, dead_letter_queue)
+}
+
+#[tokio::test]
+async fn a_scope_in_a_region_its_account_has_not_enabled_is_dead_lettered_at_once_asking_whether_it_is() {
+    // GIVEN the IVS function, and a scope message for its own account in af-south-1, an opt-in
+    // region the account has not enabled (the emulator, as AWS, refuses its credentials there)
+    let service = ServiceId::IvsStreamSessions;
+    let stage = LocalStage::start(local_world().unwrap()).await.unwrap();
+    let (mut function, sqs, dead_letter_queue) = with_dead_letters(&stage, service).await;
+    let scope = json!({
+        "service": service.as_str(),
+        "account_id": "123456789012",
+        "region": "af-south-1",
+        "run_id": "plan-evt-3",
+        "event_time": "2026-11-22T10:00:00Z"
+    });
+
+    // WHEN the function takes it on its first delivery
+    let response = function.invoke(sqs_event(&[("m-opt-in", scope.to_string())])).await.unwrap();
+
+    // THEN it is not handed back for a retry that cannot help, but dead-lettered with its reason
+    let Outcome::Response(response) = response else { panic!("{response:?}") };
+    assert_eq!(response, json!({"batchItemFailures": []}));
+    let letters = drain_queue(&sqs, &dead_letter_queue).await;
+    assert_eq!(letters.len(), 1, "{letters:?}");
+    let message = &letters[0].1["ErrorMessage"];
+    assert_eq!(letters[0].1["ErrorType"], "NonRetryable.SessionApi");
+    assert!(message.starts_with("account 123456789012, region af-south-1: ivs-stream-sessions ListChannels failed: UnrecognizedClientException"), "{message}");
+    assert!(
+        message.ends_with(
+            "(is af-south-1 enabled in this account? A region the account has not enabled refuses its credentials)"
+        ),
+        "{message}"
+    );
+    // AND nothing was written for it
+    assert!(stage.aws.sessions().await.is_empty());
+}
+
 #[tokio::test]
 async fn a_scope_message_no_retry_can_mend_goes_to_the_dead_letter_queue_with_its_error() {
     // GIVEN the IVS function with its dead-letter queue on moto, one attempt per call, and a
     // session API answering 503 to every call
     let service = ServiceId::IvsStreamSessions;
     let stage = LocalStage::start(local_world().unwrap()).await.unwrap();
-    let sqs = aws_sdk_sqs::Client::new(&stage.aws.settings.load().await);
-    let dead_letter_queue =
-        sqs.create_queue().queue_name("ivs-dead-letters").send().await.unwrap().queue_url().unwrap().to_owned();
-    let mut env = stage.function_env();
-    env.push(("SCOPE_DEAD_LETTER_QUEUE_URL".into(), dead_letter_queue.clone()));
-    env.push(("SDK_MAX_ATTEMPTS".into(), "1".into()));
-    let mut function = start_function(service, &env, std::time::Duration::from_secs(120)).await.unwrap();
+    let (mut function, sqs, dead_letter_queue) = with_dead_letters(&stage, service).await;
     stage.emulator.set_faults("*", session_emulator::FaultPlan::server_errors(1.0, 503));
     let scope = json!({
         "service": service.as_str(),
@@ -168,6 +218,10 @@ async fn organization(sdk: &aws_config::SdkConfig) -> Organization {
     Organization { root, workload, accounts }
 }
 
+fn region_directory(sdk: &aws_config::SdkConfig) -> AwsRegionDirectory {
+    AwsRegionDirectory::new(aws_sdk_ssm::Client::new(sdk), aws_sdk_account::Client::new(sdk))
+}
+
 async fn received(sqs: &aws_sdk_sqs::Client, queue_url: &str) -> Vec<ScopeMessage> {
     let drained = drain_queue(sqs, queue_url).await;
     drained.into_iter().map(|(body, _)| serde_json::from_value(body).unwrap()).collect()
@@ -190,11 +244,12 @@ async fn the_planner_sends_one_message_per_active_account_and_region_of_an_ou_an
         .unwrap()
         .to_owned();
     let directory = OrganizationsDirectory::new(aws_sdk_organizations::Client::new(&sdk));
+    let regions = region_directory(&sdk);
     let queue = SqsScopeQueue::new(sqs.clone());
     let config = |parents: Vec<String>| PlanConfig {
         accounts: AccountSource::Organization { parents },
         exclude: BTreeSet::new(),
-        regions: vec!["eu-west-1".into(), "us-east-1".into()],
+        regions: RegionSource::Listed(vec!["eu-west-1".into(), "us-east-1".into()]),
         queues: BTreeMap::from([(ServiceId::IvsStreamSessions, queue_url.clone())]),
     };
     let request = PlanRequest {
@@ -204,8 +259,9 @@ async fn the_planner_sends_one_message_per_active_account_and_region_of_an_ou_an
     };
 
     // WHEN it plans the workload OU
-    let summary =
-        plan(&directory, &queue, &config(vec![org.workload.clone()]), "123456789012", &request).await.unwrap();
+    let summary = plan(&directory, &regions, &queue, &config(vec![org.workload.clone()]), "123456789012", &request)
+        .await
+        .unwrap();
 
     // THEN the queue holds one message per region for each ACTIVE account under the OU, nested OU included
     let sent: BTreeSet<(String, String)> =
@@ -223,7 +279,7 @@ async fn the_planner_sends_one_message_per_active_account_and_region_of_an_ou_an
     );
 
     // WHEN the whole organization is planned
-    let whole = plan(&directory, &queue, &config(vec![]), "123456789012", &request).await.unwrap();
+    let whole = plan(&directory, &regions, &queue, &config(vec![]), "123456789012", &request).await.unwrap();
     // THEN the account at the root is planned as well (and moto's management account)
     let accounts: BTreeSet<String> = received(&sqs, &queue_url).await.into_iter().map(|m| m.account_id).collect();
     assert!(accounts.contains(&org.accounts["at-root"]) && !accounts.contains(&org.accounts["closed"]), "{accounts:?}");
@@ -231,9 +287,100 @@ async fn the_planner_sends_one_message_per_active_account_and_region_of_an_ou_an
 
     // WHEN an OU the organization does not have is planned
     let unknown = format!("ou-{}-zzzzzzzz", org.root.trim_start_matches("r-"));
-    let err = plan(&directory, &queue, &config(vec![unknown.clone()]), "123456789012", &request).await.unwrap_err();
+    let err =
+        plan(&directory, &regions, &queue, &config(vec![unknown.clone()]), "123456789012", &request).await.unwrap_err();
     // THEN the error names it, and nothing was sent
     assert!(err.to_string().contains(&format!("parent {unknown}")), "{err}");
+    assert!(received(&sqs, &queue_url).await.is_empty());
+}
+
+/// The regions AWS enabled in every account before opt-in regions, where WorkSpaces is offered
+/// (AWS's public parameters as the pinned moto serves them).
+const WORKSPACES_ENABLED_BY_DEFAULT: [&str; 14] = [
+    "ap-northeast-1",
+    "ap-northeast-2",
+    "ap-south-1",
+    "ap-southeast-1",
+    "ap-southeast-2",
+    "ca-central-1",
+    "eu-central-1",
+    "eu-west-1",
+    "eu-west-2",
+    "eu-west-3",
+    "sa-east-1",
+    "us-east-1",
+    "us-east-2",
+    "us-west-2",
+];
+
+#[tokio::test]
+async fn with_enabled_regions_each_account_is_planned_where_it_has_enabled_a_region_and_the_service_is_offered() {
+    // GIVEN the organization on moto, where in-workload has enabled af-south-1 (an opt-in region
+    // where WorkSpaces is offered) and in-nested has not, and the WorkSpaces Pools queue
+    let moto = MotoServer::start().unwrap();
+    let sdk = SdkSettings::local(moto.url()).load().await;
+    let org = organization(&sdk).await;
+    let (in_workload, in_nested) = (&org.accounts["in-workload"], &org.accounts["in-nested"]);
+    let account = aws_sdk_account::Client::new(&sdk);
+    account.enable_region().account_id(in_workload).region_name("af-south-1").send().await.unwrap();
+    let sqs = aws_sdk_sqs::Client::new(&sdk);
+    let queue_url = sqs.create_queue().queue_name("pools").send().await.unwrap().queue_url().unwrap().to_owned();
+    let service = ServiceId::WorkspacesPoolSessions;
+    let config = |accounts: AccountSource| PlanConfig {
+        accounts,
+        exclude: BTreeSet::new(),
+        regions: RegionSource::Enabled,
+        queues: BTreeMap::from([(service, queue_url.clone())]),
+    };
+    let request = PlanRequest {
+        service,
+        run_id: session_archiver::history::RunId::parse("plan-evt-1").unwrap(),
+        event_time: session_archiver::model::Timestamp::parse("2026-11-22T10:00:00Z").unwrap(),
+    };
+    let directory = OrganizationsDirectory::new(aws_sdk_organizations::Client::new(&sdk));
+    let (regions, queue) = (region_directory(&sdk), SqsScopeQueue::new(sqs.clone()));
+
+    // WHEN the workload OU is planned with REGIONS=enabled
+    let workload = config(AccountSource::Organization { parents: vec![org.workload.clone()] });
+    let summary = plan(&directory, &regions, &queue, &workload, "123456789012", &request).await.unwrap();
+
+    // THEN each account has a message for every region enabled by default where WorkSpaces is
+    // offered, and in-workload also for af-south-1; no account for eu-north-1 (enabled, not offered)
+    let mut sent: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for message in received(&sqs, &queue_url).await {
+        sent.entry(message.account_id).or_default().insert(message.region);
+    }
+    let by_default: BTreeSet<String> = WORKSPACES_ENABLED_BY_DEFAULT.map(String::from).into();
+    let mut with_opt_in = by_default.clone();
+    with_opt_in.insert("af-south-1".into());
+    assert_eq!(sent, BTreeMap::from([(in_workload.clone(), with_opt_in), (in_nested.clone(), by_default)]));
+    // AND the summary names the enabled regions where WorkSpaces is not offered
+    assert_eq!(summary.scopes, 29);
+    assert!(summary.not_offered.contains(&"eu-north-1".to_owned()), "{:?}", summary.not_offered);
+
+    // WHEN the planner's own account and a member are planned by id
+    let listed = config(AccountSource::Listed(vec!["123456789012".into(), in_workload.clone()]));
+    let summary = plan(&directory, &regions, &queue, &listed, "123456789012", &request).await.unwrap();
+    // THEN its own account is asked for without its id (as ListRegions requires) and planned too
+    assert_eq!((summary.accounts, summary.scopes), (2, 29));
+    let accounts: BTreeSet<String> = received(&sqs, &queue_url).await.into_iter().map(|m| m.account_id).collect();
+    assert_eq!(accounts, BTreeSet::from(["123456789012".to_owned(), in_workload.clone()]));
+
+    // WHEN a region is listed where WorkSpaces is not offered
+    let mut listed = config(AccountSource::Own);
+    listed.regions = RegionSource::Listed(vec!["us-east-1".into(), "eu-north-1".into()]);
+    let summary = plan(&directory, &regions, &queue, &listed, "123456789012", &request).await.unwrap();
+    // THEN it gets no message, and the summary names it
+    let regions_sent: Vec<String> = received(&sqs, &queue_url).await.into_iter().map(|m| m.region).collect();
+    assert_eq!(regions_sent, ["us-east-1"]);
+    assert_eq!(summary.not_offered, ["eu-north-1"]);
+
+    // WHEN an account outside the organization is planned with REGIONS=enabled
+    let outsider = config(AccountSource::Listed(vec!["111122223333".into()]));
+    let err = plan(&directory, &regions, &queue, &outsider, "123456789012", &request).await.unwrap_err();
+    // THEN the plan fails naming the account and Account Management's refusal, and nothing is sent
+    let text = err.to_string();
+    assert!(text.starts_with("Account ListRegions on account 111122223333 failed: AccessDeniedException"), "{text}");
     assert!(received(&sqs, &queue_url).await.is_empty());
 }
 

@@ -190,19 +190,25 @@ fn each_function_may_call_exactly_the_operations_its_code_calls() {
         assert_eq!(statements.len(), 6, "{logical}: nothing else");
         assert_eq!(assume, session_archiver::member::IAM_ACTIONS.map(String::from).to_vec());
     }
-    // AND the planner may list the organization and send to the five queues, nothing else
+    // AND the planner may list the organization and the regions, and send to the five queues, nothing else
     let statements =
         template["Resources"]["ScopePlannerFunction"]["Properties"]["Policies"][0]["Statement"].as_vec().unwrap();
-    assert_eq!(statements.len(), 2);
-    let mut listing = strings(&statements[0]["Action"]);
+    let statement = |sid: &str| statements.iter().find(|s| s["Sid"].as_str() == Some(sid)).unwrap();
+    assert_eq!(statements.len(), 4);
+    let mut listing = strings(&statement("Organization")["Action"]);
     listing.sort();
     assert_eq!(listing, session_archiver::plan::organizations::IAM_ACTIONS.map(String::from).to_vec());
+    let regions = [strings(&statement("ServiceRegions")["Action"]), strings(&statement("EnabledRegions")["Action"])];
+    assert_eq!(regions.concat(), session_archiver::plan::regions::IAM_ACTIONS.map(String::from).to_vec());
+    let parameters = statement("ServiceRegions")["Resource"].as_str().unwrap();
+    assert!(parameters.ends_with(":parameter/aws/service/global-infrastructure/services/*"), "{parameters}");
+    let queues_statement = statement("ScopeQueues");
     assert_eq!(
-        strings(&statements[1]["Action"]),
+        strings(&queues_statement["Action"]),
         session_archiver::plan::queue::IAM_ACTIONS.map(String::from).to_vec()
     );
     let queues: Vec<String> =
-        statements[1]["Resource"].as_vec().unwrap().iter().map(|q| q.as_str().unwrap().to_owned()).collect();
+        queues_statement["Resource"].as_vec().unwrap().iter().map(|q| q.as_str().unwrap().to_owned()).collect();
     let expected: Vec<String> = ServiceId::ALL.iter().map(|s| format!("{}ScopeQueue.Arn", pascal(*s))).collect();
     assert_eq!(queues, expected);
 }

@@ -49,6 +49,10 @@ enum Svc {
     GameLift,
 }
 
+/// What AWS answers a request signed with credentials the region does not know: an account
+/// without a world there, as a region the account has not enabled.
+const UNRECOGNIZED_CLIENT: &str = "UnrecognizedClientException";
+
 #[derive(Debug)]
 struct ApiError {
     status: u16,
@@ -108,12 +112,12 @@ impl Svc {
 
     /// What AWS answers a request signed for a region the account has not enabled (or with a
     /// key no account of the emulator holds).
-    fn unrecognized(self, region: &str) -> ApiError {
+    fn unrecognized(self) -> ApiError {
         let status = if self == Svc::WorkSpaces { 400 } else { 403 };
         ApiError {
             status,
-            code: "UnrecognizedClientException",
-            message: format!("The security token included in the request is invalid (region {region})"),
+            code: UNRECOGNIZED_CLIENT,
+            message: "The security token included in the request is invalid.".into(),
             resource_id: None,
         }
     }
@@ -149,6 +153,8 @@ impl Svc {
                 }
                 body
             }
+            // AWS's request authentication answers before the service, in its own words.
+            _ if err.code == UNRECOGNIZED_CLIENT => json!({ "message": err.message }),
             Svc::Ivs => json!({ "exceptionMessage": err.message }),
             Svc::Chime => json!({ "Code": err.code, "Message": err.message }),
             Svc::GameLift => json!({ "message": err.message }),
@@ -217,7 +223,7 @@ async fn serve(
         crate::identity::account_of(&signer.access_key_id).unwrap_or_else(|| shared.world.config.account_id.clone());
     let Some(world) = shared.world_of(&account, &signer.region) else {
         shared.count(operation, |c| c.client_errors += 1);
-        return svc.render(svc.unrecognized(&signer.region));
+        return svc.render(svc.unrecognized());
     };
     if shared.is_denied(&account, &signer.region) {
         shared.count(operation, |c| c.client_errors += 1);

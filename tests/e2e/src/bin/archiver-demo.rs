@@ -139,8 +139,12 @@ async fn archive_an_organization() -> Result<(), Box<dyn std::error::Error>> {
         let summary = org.plan(service, &format!("plan-{service}"), &time).await;
         let mut function = org.function(service).await?;
         let delivered = org.drain(service, &mut function).await;
+        let not_offered: Vec<&str> =
+            summary["not_offered"].as_array().into_iter().flatten().filter_map(Json::as_str).collect();
+        let not_offered =
+            if not_offered.is_empty() { String::new() } else { format!("; not offered in {}", not_offered.join(", ")) };
         println!(
-            "  {:<30} planned {} scopes in {} accounts; {} messages delivered",
+            "  {:<30} planned {} scopes in {} accounts; {} messages delivered{not_offered}",
             service.as_str(),
             summary["scopes"],
             summary["accounts"],

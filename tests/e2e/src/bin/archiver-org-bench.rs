@@ -38,7 +38,7 @@ async fn main() -> ExitCode {
 async fn bench() -> Result<(), Box<dyn std::error::Error>> {
     let accounts = setting("ORG_BENCH_ACCOUNTS", 200);
     let all_regions =
-        ["us-east-1", "eu-west-1", "us-west-2", "ap-southeast-2", "eu-central-1", "ap-northeast-1", "sa-east-1"];
+        ["us-east-1", "eu-west-1", "us-west-2", "eu-central-1", "ap-northeast-1", "ap-northeast-2", "ap-south-1"];
     let regions = &all_regions[..setting("ORG_BENCH_REGIONS", 5).min(all_regions.len())];
     let concurrency = setting("ORG_BENCH_CONCURRENCY", 4);
     let failing = (accounts * 2).div_ceil(100);
