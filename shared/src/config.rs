@@ -6,6 +6,8 @@
 //! | `TABLE_NAME` | required | DynamoDB table of current state (set by the template) |
 //! | `BUCKET_NAME` | required | S3 bucket of the history (set by the template) |
 //! | `HISTORY_PREFIX` | `history` | key prefix of the history objects (template parameter `HistoryPrefix`) |
+//! | `STATE_PREFIX` | `state` | key prefix of the listings' state in the bucket: a run's progress too large for its item (`StatePrefix`) |
+//! | `PROGRESS_INLINE_BYTES` | `389120` | the largest encoded progress kept in its DynamoDB item; a larger one goes to an object under `STATE_PREFIX` |
 //! | `ENDED_RETENTION_DAYS` | `90` | days an ended session stays in the table, its TTL (`EndedRetentionDays`) |
 //! | `LEASE_SECONDS` | `960` | the longest a run holds the one-run lease; in Lambda it expires at the invocation's deadline |
 //! | `PAGE_SIZE` | the API's largest | page size asked of the list operation |
@@ -51,6 +53,7 @@ use crate::model::{ServiceId, Timestamp};
 use crate::personal::PersonalDataPolicy;
 use crate::plan::{AccountSource, PlanConfig, RegionSource};
 use crate::sources::SourceOptions;
+use crate::table::progress::MAX_INLINE_PROGRESS as MAX_INLINE;
 
 /// What the planner needs besides what it plans: its region, endpoint and history start.
 #[derive(Clone, Debug, PartialEq)]
@@ -90,6 +93,8 @@ pub struct FunctionConfig {
     pub bucket_name: String,
     pub region: String,
     pub history_prefix: String,
+    pub state_prefix: String,
+    pub progress_inline_bytes: usize,
     pub ended_retention: Duration,
     pub lease_duration: Duration,
     pub options: SourceOptions,
@@ -133,6 +138,9 @@ impl FunctionConfig {
             bucket_name,
             region,
             history_prefix: vars.get("HISTORY_PREFIX").unwrap_or_else(|| "history".into()),
+            state_prefix: vars.get("STATE_PREFIX").unwrap_or_else(|| "state".into()),
+            progress_inline_bytes: vars.number("PROGRESS_INLINE_BYTES", MAX_INLINE as u64, 0..=MAX_INLINE as u64)?
+                as usize,
             ended_retention: Duration::from_secs(vars.number("ENDED_RETENTION_DAYS", 90, 1..=3650)? * 86_400),
             lease_duration: vars.seconds("LEASE_SECONDS", 960, 60..=86_400)?,
             options,
@@ -185,6 +193,8 @@ impl FunctionConfig {
     pub fn run_config(&self, account_id: &str, region: &str) -> crate::run::RunConfig {
         let mut run = crate::run::RunConfig::new(account_id, region);
         run.history_prefix = self.history_prefix.clone();
+        run.state_prefix = self.state_prefix.clone();
+        run.progress_inline_bytes = self.progress_inline_bytes;
         run.ended_retention = self.ended_retention;
         run.lease_duration = self.lease_duration;
         run.max_calls_per_second = self.max_calls_per_second;
@@ -526,6 +536,8 @@ mod tests {
                 "STORAGE_ENDPOINT_URL=`localhost:4566` is not an http(s) URL",
             ),
             (&[("HISTORY_PREFIX", "a/../b")], "history prefix `a/../b`"),
+            (&[("STATE_PREFIX", "history")], "state prefix `history` must be set, and apart from the history prefix"),
+            (&[("PROGRESS_INLINE_BYTES", "400000")], "PROGRESS_INLINE_BYTES=400000 is out of range: 0 to 389120"),
             (&[("PERSONAL_DATA", "email=hash")], "`email` is not a personal-data column"),
             (&[("PERSONAL_DATA", "user_id=encrypt")], "`encrypt` is not keep, hash or drop"),
             (&[("PERSONAL_DATA_KEY_SECRET", "")], "PERSONAL_DATA_KEY_SECRET is not set"),

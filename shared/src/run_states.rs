@@ -157,6 +157,71 @@ async fn a_partial_run_is_carried_on_by_the_next_event_under_its_own_id_and_day(
     assert_eq!(table.progress_items(), 0);
 }
 
+/// A configuration that keeps no progress in its item: every saved place goes to an object.
+fn progress_in_objects() -> RunConfig {
+    RunConfig { progress_inline_bytes: 0, ..config() }
+}
+
+fn progress_objects(bucket: &MemoryBucket) -> Vec<String> {
+    bucket.keys().into_iter().filter(|k| k.starts_with("state/progress/")).collect()
+}
+
+#[tokio::test]
+async fn a_progress_too_large_for_its_item_is_kept_in_an_object_part_after_part() {
+    // GIVEN progress that does not fit its item, and a run stopping after every page or two
+    let (source, table, bucket) = (source(), MemoryTable::default(), MemoryBucket::default());
+    let config = progress_in_objects();
+    // WHEN the same event is invoked again and again until its run completes
+    let mut outcomes = Vec::new();
+    for _ in 0..20 {
+        let part = run(&source, &table, &bucket, &config, &short(request("evt-1"))).await.unwrap();
+        outcomes.push(part.outcome);
+        if part.outcome == RunOutcome::Complete {
+            break;
+        }
+    }
+    // THEN it took several parts, each saving its place in an object of its own
+    assert!(outcomes.len() >= 3 && outcomes.last() == Some(&RunOutcome::Complete), "{outcomes:?}");
+    let objects = progress_objects(&bucket);
+    assert_eq!(objects.len(), outcomes.len() - 1, "{objects:?}");
+    assert!(objects.iter().all(|k| k.contains("/ivs-stream-sessions/123456789012.eu-west-1/evt-1.")), "{objects:?}");
+    // AND every session is listed once and opened once, and no progress item is left
+    let truth = set(source.truth());
+    let snapshot = ids(&bucket.lines_of(&format!("snapshots/{SERVICE}/dt=2026-11-22/123456789012.eu-west-1.evt-1.")));
+    assert_eq!((snapshot.len(), set(snapshot)), (8, truth.clone()));
+    assert_eq!(changes(&bucket, "evt-1"), opened(&truth));
+    assert_eq!(table.progress_items(), 0);
+}
+
+#[tokio::test]
+async fn a_progress_object_gone_or_changed_gives_its_run_up_and_the_next_run_converges() {
+    for damage in [None, Some(b"not the progress".to_vec())] {
+        // GIVEN a partial run whose progress is in an object, and the object then deleted or changed
+        let (source, table, bucket) = (source(), MemoryTable::default(), MemoryBucket::default());
+        let config = progress_in_objects();
+        run(&source, &table, &bucket, &config, &short(request("evt-1"))).await.unwrap();
+        let object = progress_objects(&bucket).pop().expect("a progress object");
+        bucket.replace(&object, damage.clone());
+        // WHEN the next event comes
+        let err = run(&source, &table, &bucket, &config, &request("evt-2")).await.unwrap_err();
+        // THEN the part fails naming the object, and gives the partial run up
+        let text = err.to_string();
+        assert!(text.contains(&format!("the run progress object {object}")), "{text}");
+        assert!(text.ends_with("the partial run is given up, and the next invocation starts a new one"), "{text}");
+        assert_eq!(table.progress_items(), 0);
+        // AND the next event's own run completes: the table holds every session, and the
+        // sessions the given-up run wrote are recorded again (its manifest is not complete)
+        let next = run(&source, &table, &bucket, &config, &request("evt-3")).await.unwrap();
+        assert_eq!((next.outcome, next.run_id.as_str()), (RunOutcome::Complete, "evt-3"));
+        let truth = set(source.truth());
+        assert_eq!(set(table.sessions().into_keys()), truth);
+        let snapshot =
+            ids(&bucket.lines_of(&format!("snapshots/{SERVICE}/dt=2026-11-22/123456789012.eu-west-1.evt-3.")));
+        assert_eq!((snapshot.len(), set(snapshot)), (8, truth.clone()));
+        assert_eq!(changes(&bucket, "evt-3"), opened(&truth));
+    }
+}
+
 #[tokio::test]
 async fn a_run_that_failed_after_writing_items_has_their_changes_recorded_by_the_next_run() {
     // GIVEN a table that refuses writes once it holds three sessions

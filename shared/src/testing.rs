@@ -18,8 +18,8 @@ use crate::model::{ServiceId, SessionRecord, Timestamp};
 use crate::sources::{Discovery, Listing, RawPage, SessionSource, SourceOptions};
 use crate::table::item::manifest_sk;
 use crate::table::{
-    LeaseHolder, LeaseOutcome, Manifest, Progress, RunLedger, RunStatus, Scope, SessionTable, StoredSession,
-    StoredState,
+    LeaseHolder, LeaseOutcome, Manifest, Progress, RunLedger, RunStatus, SavedProgress, Scope, SessionTable,
+    StoredSession, StoredState,
 };
 
 /// An injected failure of an AWS call, retryable as a 5xx is.
@@ -40,7 +40,7 @@ pub struct MemoryTable {
     sessions: Mutex<BTreeMap<(String, String), StoredSession>>,
     lease: Mutex<HashMap<String, (LeaseHolder, i64)>>,
     manifests: Mutex<BTreeMap<(String, String), Manifest>>,
-    progress: Mutex<HashMap<(String, String), Progress>>,
+    progress: Mutex<HashMap<(String, String), SavedProgress>>,
     /// Session writes refused once this many items are in the table.
     fail_writes_at: Mutex<Option<usize>>,
     /// Session writes never answered, as a silent DynamoDB.
@@ -188,13 +188,13 @@ impl RunLedger for MemoryTable {
         Ok(self.manifests.lock().unwrap().get(&key).map(|m| m.status))
     }
 
-    async fn get_progress(&self, scope: &Scope, options: &str) -> Result<Option<Progress>> {
+    async fn get_progress(&self, scope: &Scope, options: &str) -> Result<Option<SavedProgress>> {
         Ok(self.progress.lock().unwrap().get(&(scope.progress_pk(), options.to_owned())).cloned())
     }
 
-    async fn put_progress(&self, scope: &Scope, progress: &Progress) -> Result<()> {
+    async fn put_progress(&self, scope: &Scope, progress: &Progress, saved: &SavedProgress) -> Result<()> {
         let key = (scope.progress_pk(), progress.options.clone());
-        self.progress.lock().unwrap().insert(key, progress.clone());
+        self.progress.lock().unwrap().insert(key, saved.clone());
         Ok(())
     }
 
@@ -238,6 +238,15 @@ impl MemoryBucket {
         self.objects.lock().unwrap().keys().cloned().collect()
     }
 
+    /// Changes an object's bytes, as a hand or a bug would: `None` deletes it.
+    pub fn replace(&self, key: &str, body: Option<Vec<u8>>) {
+        let mut objects = self.objects.lock().unwrap();
+        match body {
+            Some(body) => objects.insert(key.into(), body),
+            None => objects.remove(key),
+        };
+    }
+
     pub fn open_uploads(&self) -> usize {
         self.uploads.lock().unwrap().len()
     }
@@ -267,6 +276,11 @@ impl MemoryBucket {
 }
 
 impl ObjectStore for MemoryBucket {
+    async fn get_object(&self, key: &str) -> Result<Option<Vec<u8>>> {
+        self.check("GetObject")?;
+        Ok(self.objects.lock().unwrap().get(key).cloned())
+    }
+
     async fn put_object(&self, key: &str, body: Vec<u8>) -> Result<()> {
         self.check("put")?;
         self.objects.lock().unwrap().insert(key.into(), body);

@@ -17,6 +17,17 @@ pub const IAM_ACTIONS: [&str; 2] = ["s3:PutObject", "s3:AbortMultipartUpload"];
 
 /// The media type of the history objects.
 pub const CONTENT_TYPE: &str = "application/x-ndjson";
+/// The media type of a run's progress kept in an object (`….json.gz`).
+pub const STATE_CONTENT_TYPE: &str = "application/json";
+
+/// What an object under `key` holds: the history's NDJSON, or a progress's JSON.
+fn content_type_of(key: &str) -> &'static str {
+    if key.ends_with(".json.gz") {
+        STATE_CONTENT_TYPE
+    } else {
+        CONTENT_TYPE
+    }
+}
 pub const CONTENT_ENCODING: &str = "gzip";
 
 /// One uploaded part of a multipart upload.
@@ -28,8 +39,11 @@ pub struct UploadedPart {
     pub checksum_crc32: Option<String>,
 }
 
-/// An object store that takes whole objects and multipart uploads.
+/// An object store that takes whole objects and multipart uploads, and gives back a whole
+/// object (a run's progress too large for its item).
 pub trait ObjectStore: Send + Sync {
+    /// The object's bytes; `None` when there is no such key.
+    fn get_object(&self, key: &str) -> impl Future<Output = Result<Option<Vec<u8>>>> + Send;
     fn put_object(&self, key: &str, body: Vec<u8>) -> impl Future<Output = Result<()>> + Send;
     /// Starts a multipart upload; returns its upload id.
     fn create_multipart(&self, key: &str) -> impl Future<Output = Result<String>> + Send;
@@ -99,6 +113,24 @@ impl S3ObjectStore {
 }
 
 impl ObjectStore for S3ObjectStore {
+    #[instrument(skip(self), fields(bucket = %self.bucket))]
+    async fn get_object(&self, key: &str) -> Result<Option<Vec<u8>>> {
+        let output = match self.client.get_object().bucket(&self.bucket).key(key).send().await {
+            Ok(output) => output,
+            Err(err) if err.as_service_error().is_some_and(|e| e.is_no_such_key()) => return Ok(None),
+            Err(err) => return Err(self.error("S3 GetObject", key, err)),
+        };
+        let body = output.body.collect().await.map_err(|e| Error::Storage {
+            operation: "S3 GetObject",
+            resource: format!("s3://{}/{key}", self.bucket),
+            code: "ResponseError".into(),
+            message: format!("the object's body could not be read: {e}"),
+            status: None,
+            retryable: true,
+        })?;
+        Ok(Some(body.to_vec()))
+    }
+
     #[instrument(skip(self, body), fields(bucket = %self.bucket, bytes = body.len()))]
     async fn put_object(&self, key: &str, body: Vec<u8>) -> Result<()> {
         let bytes = body.len() as u64;
@@ -106,7 +138,7 @@ impl ObjectStore for S3ObjectStore {
             .put_object()
             .bucket(&self.bucket)
             .key(key)
-            .content_type(CONTENT_TYPE)
+            .content_type(content_type_of(key))
             .content_encoding(CONTENT_ENCODING)
             .checksum_algorithm(ChecksumAlgorithm::Crc32)
             .body(ByteStream::from(body))

@@ -143,7 +143,7 @@ where
     /// and marks its manifest `running`; `None` when the event's own run is already complete.
     async fn choose_run(&self, fresh: Progress) -> Result<Option<Chosen>> {
         let (store, scope) = (self.store, &self.scope);
-        let mut kept = store.get_progress(scope, &fresh.options).await?;
+        let mut kept = self.load_progress(&fresh.options).await?;
         if let Some(partial) = &kept {
             // Completed after its progress was saved, before the progress was removed.
             if store.run_status(scope, &partial.event_time, &partial.run_id).await? == Some(RunStatus::Complete) {
@@ -209,7 +209,7 @@ where
         progress.updated_at = Timestamp::now();
         // The commit point of the part: its items and objects are written; from here on the next
         // invocation starts after them.
-        store.put_progress(scope, progress).await?;
+        self.save_progress(progress).await?;
         manifest.status = RunStatus::Partial;
         store.put_manifest(scope, manifest).await
     }

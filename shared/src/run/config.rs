@@ -12,6 +12,11 @@ pub struct RunConfig {
     pub region: String,
     /// Key prefix of the history objects in the bucket (may be empty).
     pub history_prefix: String,
+    /// Key prefix of the listings' state in the bucket (a run's progress too large for its item),
+    /// apart from the history.
+    pub state_prefix: String,
+    /// The largest encoded progress kept in its DynamoDB item; a larger one goes to an object.
+    pub progress_inline_bytes: usize,
     /// How long an ended session stays in the table (its TTL).
     pub ended_retention: Duration,
     /// How long a run holds the lease: longer than the function's timeout.
@@ -36,6 +41,8 @@ impl RunConfig {
             account_id: account_id.into(),
             region: region.into(),
             history_prefix: "history".into(),
+            state_prefix: "state".into(),
+            progress_inline_bytes: crate::table::progress::MAX_INLINE_PROGRESS,
             ended_retention: Duration::from_secs(90 * 86_400),
             lease_duration: Duration::from_secs(16 * 60),
             part_size: crate::history::DEFAULT_PART_SIZE,
@@ -55,13 +62,26 @@ impl RunConfig {
         if !crate::model::is_region(&self.region) {
             return bad(format!("region {} is not an AWS region name like eu-west-1", quoted(&self.region)));
         }
-        let prefix_ok = self.history_prefix.len() <= 512
-            && !self.history_prefix.split('/').any(|part| part == "." || part == "..")
-            && self.history_prefix.chars().all(|c| c.is_ascii_alphanumeric() || "/!-_.*'()=".contains(c));
-        if !prefix_ok {
+        for (what, prefix) in [("history", &self.history_prefix), ("state", &self.state_prefix)] {
+            if !is_key_prefix(prefix) {
+                return bad(format!(
+                    "{what} prefix {} must be at most 512 characters of letters, digits and / ! - _ . * ' ( ) =, without . or .. segments",
+                    quoted(prefix)
+                ));
+            }
+        }
+        if self.state_prefix.is_empty() || self.state_prefix == self.history_prefix {
             return bad(format!(
-                "history prefix {} must be at most 512 characters of letters, digits and / ! - _ . * ' ( ) =, without . or .. segments",
+                "state prefix {} must be set, and apart from the history prefix {}",
+                quoted(&self.state_prefix),
                 quoted(&self.history_prefix)
+            ));
+        }
+        if self.progress_inline_bytes > crate::table::progress::MAX_INLINE_PROGRESS {
+            return bad(format!(
+                "a progress kept in its item must be at most {} bytes, not {}",
+                crate::table::progress::MAX_INLINE_PROGRESS,
+                self.progress_inline_bytes
             ));
         }
         let days = self.ended_retention.as_secs() / 86_400;
@@ -93,6 +113,14 @@ impl RunConfig {
     }
 }
 
+/// An S3 key prefix the archiver writes under: short, of key-safe characters, no `.` or `..`
+/// segment.
+fn is_key_prefix(prefix: &str) -> bool {
+    prefix.len() <= 512
+        && !prefix.split('/').any(|part| part == "." || part == "..")
+        && prefix.chars().all(|c| c.is_ascii_alphanumeric() || "/!-_.*'()=".contains(c))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -110,6 +138,15 @@ mod tests {
             (RunConfig { region: "EU West".into(), ..base.clone() }, "region `EU West`"),
             (RunConfig { history_prefix: "a/../b".into(), ..base.clone() }, "history prefix `a/../b`"),
             (RunConfig { history_prefix: "with space".into(), ..base.clone() }, "history prefix `with space`"),
+            (RunConfig { state_prefix: "a/./b".into(), ..base.clone() }, "state prefix `a/./b`"),
+            (
+                RunConfig { state_prefix: "history".into(), ..base.clone() },
+                "state prefix `history` must be set, and apart from the history prefix `history`",
+            ),
+            (
+                RunConfig { progress_inline_bytes: 400_000, ..base.clone() },
+                "a progress kept in its item must be at most 389120 bytes, not 400000",
+            ),
             (
                 RunConfig { ended_retention: Duration::from_secs(0), ..base.clone() },
                 "retention must be 1 to 3650 whole days",

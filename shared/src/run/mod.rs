@@ -17,6 +17,7 @@
 //! - `config`: [`RunConfig`], the settings of a run;
 //! - `request`: what starts a run ([`RunRequest`]) and what it returns ([`RunSummary`]);
 //! - `bookkeeping`: the lease, the run chosen, the manifest, the progress commit point;
+//! - `kept`: the progress saved and read back, in its item or an S3 object;
 //! - `pass`: one part's listings and its two history objects;
 //! - `listing`: one listing, previous state to writes;
 //! - `recorder`: an observation into lines, a table write and counts;
@@ -24,6 +25,7 @@
 
 mod bookkeeping;
 mod config;
+mod kept;
 mod listing;
 mod pacer;
 mod pass;

@@ -14,8 +14,8 @@ use tracing::{instrument, warn};
 
 use super::item::{self, Item, LEASE_SK};
 use super::{
-    LeaseHolder, LeaseOutcome, Manifest, Progress, RunLedger, RunStatus, Scope, SessionTable, StoredSession,
-    StoredState,
+    LeaseHolder, LeaseOutcome, Manifest, Progress, RunLedger, RunStatus, SavedProgress, Scope, SessionTable,
+    StoredSession, StoredState,
 };
 use crate::error::{Error, Result};
 use crate::model::Timestamp;
@@ -455,14 +455,14 @@ impl RunLedger for DynamoTable {
     }
 
     #[instrument(skip(self), fields(table = %self.table_name))]
-    async fn get_progress(&self, scope: &Scope, options: &str) -> Result<Option<Progress>> {
+    async fn get_progress(&self, scope: &Scope, options: &str) -> Result<Option<SavedProgress>> {
         let found = self.get_item("DynamoDB GetItem (run progress)", scope.progress_pk(), options.into()).await?;
         found.as_ref().map(item::progress).transpose()
     }
 
-    #[instrument(skip(self, progress), fields(table = %self.table_name, run_id = %progress.run_id, parts = progress.parts))]
-    async fn put_progress(&self, scope: &Scope, progress: &Progress) -> Result<()> {
-        self.put_item("DynamoDB PutItem (run progress)", item::progress_item(scope, progress)?).await
+    #[instrument(skip(self, progress, saved), fields(table = %self.table_name, run_id = %progress.run_id, parts = progress.parts))]
+    async fn put_progress(&self, scope: &Scope, progress: &Progress, saved: &SavedProgress) -> Result<()> {
+        self.put_item("DynamoDB PutItem (run progress)", item::progress_item(scope, progress, saved)).await
     }
 
     #[instrument(skip(self), fields(table = %self.table_name))]

@@ -14,6 +14,7 @@ use std::collections::HashMap;
 
 use aws_sdk_dynamodb::types::AttributeValue;
 
+use super::progress::{ProgressObject, SavedProgress};
 use super::{Manifest, Progress, RunCounts, RunStatus, Scope, StoredSession, StoredState};
 use crate::error::{Error, Result};
 use crate::model::Change;
@@ -230,8 +231,10 @@ pub fn manifest(item: &Item) -> Result<Manifest> {
 }
 
 /// The progress item of a scope: a few attributes to read at a glance, the whole state gzip'd.
-pub fn progress_item(scope: &Scope, progress: &Progress) -> Result<Item> {
-    Ok(Item::from([
+/// The progress item of a run: what it says of the run in plain attributes, and the progress
+/// itself (`state`) or the S3 object holding it (`state_object`, `state_bytes`, `state_sha256`).
+pub fn progress_item(scope: &Scope, progress: &Progress, saved: &SavedProgress) -> Item {
+    let mut item = Item::from([
         ("pk".to_owned(), s(scope.progress_pk())),
         ("sk".to_owned(), s(progress.options.as_str())),
         ("item_type".to_owned(), s("progress")),
@@ -240,14 +243,36 @@ pub fn progress_item(scope: &Scope, progress: &Progress) -> Result<Item> {
         ("listings_done".to_owned(), n(progress.done.len())),
         ("listings_stopped".to_owned(), n(progress.cursors.len())),
         ("updated_at".to_owned(), s(progress.updated_at.as_str())),
-        ("state".to_owned(), AttributeValue::B(aws_sdk_dynamodb::primitives::Blob::new(progress.encode()?))),
-    ]))
+    ]);
+    match saved {
+        SavedProgress::Inline(bytes) => {
+            item.insert("state".into(), AttributeValue::B(aws_sdk_dynamodb::primitives::Blob::new(bytes.clone())));
+        }
+        SavedProgress::Object(object) => {
+            item.insert("state_object".into(), s(object.key.as_str()));
+            item.insert("state_bytes".into(), n(object.bytes));
+            item.insert("state_sha256".into(), s(object.sha256.as_str()));
+        }
+    }
+    item
 }
 
-pub fn progress(item: &Item) -> Result<Progress> {
-    match item.get("state") {
-        Some(AttributeValue::B(blob)) => Progress::decode(blob.as_ref()),
-        _ => Err(Error::UnreadableItem("the run progress item has no binary `state`".into())),
+/// Where a progress item keeps its progress.
+pub fn progress(item: &Item) -> Result<SavedProgress> {
+    if let Some(AttributeValue::B(blob)) = item.get("state") {
+        return Ok(SavedProgress::Inline(blob.as_ref().to_vec()));
+    }
+    let read = ItemReader { item, what: "run progress" };
+    match read.optional_string("state_object")? {
+        Some(key) => Ok(SavedProgress::Object(ProgressObject {
+            key,
+            bytes: read
+                .optional_number("state_bytes")?
+                .and_then(|bytes| u64::try_from(bytes).ok())
+                .ok_or_else(|| read.bad("state_bytes", "missing or negative"))?,
+            sha256: read.string("state_sha256")?,
+        })),
+        None => Err(Error::UnreadableItem("the run progress item has neither `state` nor `state_object`".into())),
     }
 }
 
@@ -505,13 +530,19 @@ mod tests {
             cursors: Default::default(),
             updated_at: at("2026-11-22T10:14:00Z"),
         };
-        let item = progress_item(&scope, &progress).unwrap();
+        let inline = SavedProgress::Inline(progress.encode().unwrap());
+        let item = progress_item(&scope, &progress, &inline);
         assert_eq!(item["pk"], s("PROGRESS#ivs-stream-sessions#123456789012#eu-west-1"));
         assert_eq!(item["sk"], s("{}"));
         assert_eq!(item["listings_done"], n(1));
-        assert_eq!(super::progress(&item).unwrap(), progress);
+        assert_eq!(super::progress(&item).unwrap(), inline);
+        // AND a progress kept in an object is named by the item, with its size and hash
+        let object = SavedProgress::Object(ProgressObject::of("state/progress/p".into(), b"bytes"));
+        let item = progress_item(&scope, &progress, &object);
+        assert_eq!((item.get("state"), &item["state_bytes"]), (None, &n(5)));
+        assert_eq!(super::progress(&item).unwrap(), object);
         let mut damaged = item.clone();
-        damaged.insert("state".into(), s("text"));
-        assert!(super::progress(&damaged).unwrap_err().to_string().contains("no binary `state`"));
+        damaged.remove("state_object");
+        assert!(super::progress(&damaged).unwrap_err().to_string().contains("neither `state` nor `state_object`"));
     }
 }

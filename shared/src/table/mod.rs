@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 
 pub use diff::{ListingDiff, Observation, RunMark, Seen};
 pub use dynamodb::{DynamoTable, WriteCounters};
-pub use progress::{Cursor, Progress};
+pub use progress::{Cursor, Progress, ProgressObject, SavedProgress};
 
 use crate::error::Result;
 use crate::model::Change;
@@ -255,12 +255,18 @@ pub trait RunLedger: Send + Sync {
         run_id: &str,
     ) -> impl Future<Output = Result<Option<RunStatus>>> + Send;
 
-    /// The progress of the scope's run with these source options (their fingerprint) that
-    /// stopped early, if one did.
-    fn get_progress(&self, scope: &Scope, options: &str) -> impl Future<Output = Result<Option<Progress>>> + Send;
+    /// Where the progress of the scope's run with these source options (their fingerprint) that
+    /// stopped early is kept, if one did.
+    fn get_progress(&self, scope: &Scope, options: &str) -> impl Future<Output = Result<Option<SavedProgress>>> + Send;
 
-    /// Saves a run's progress: the commit point of the part just written.
-    fn put_progress(&self, scope: &Scope, progress: &Progress) -> impl Future<Output = Result<()>> + Send;
+    /// Saves a run's progress (`saved`: its encoding, or the object holding it, written already):
+    /// the commit point of the part just written.
+    fn put_progress(
+        &self,
+        scope: &Scope,
+        progress: &Progress,
+        saved: &SavedProgress,
+    ) -> impl Future<Output = Result<()>> + Send;
 
     /// Forgets the scope's progress once its run completes (or is given up).
     fn delete_progress(&self, scope: &Scope, options: &str) -> impl Future<Output = Result<()>> + Send;

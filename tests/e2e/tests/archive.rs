@@ -14,7 +14,7 @@ use session_archiver::model::ColumnType;
 use session_archiver::run::{run, RunOutcome};
 use session_archiver::sources::SourceOptions;
 use session_archiver::table::diff::id_fingerprint;
-use session_archiver::table::{LeaseHolder, RunLedger, RunStatus};
+use session_archiver::table::{LeaseHolder, ProgressObject, RunLedger, RunStatus, SavedProgress};
 use session_archiver::ServiceId;
 use session_emulator::{EmulatorConfig, FaultPlan, Shape};
 
@@ -476,11 +476,18 @@ async fn a_run_progress_is_kept_per_source_options_until_deleted() {
         .into(),
         updated_at: at("2026-11-22T10:14:00Z"),
     };
-    // WHEN a run saves where it stands
-    store.put_progress(&scope, &progress).await.unwrap();
+    // WHEN a run saves where it stands, in its item
+    let saved = SavedProgress::Inline(progress.encode().unwrap());
+    store.put_progress(&scope, &progress, &saved).await.unwrap();
     // THEN a run with the same options finds it whole, one with other options does not
-    assert_eq!(store.get_progress(&scope, &scheduled).await.unwrap(), Some(progress.clone()));
+    let found = store.get_progress(&scope, &scheduled).await.unwrap();
+    let Some(SavedProgress::Inline(bytes)) = found else { panic!("{found:?}") };
+    assert_eq!(session_archiver::table::Progress::decode(&bytes).unwrap(), progress);
     assert_eq!(store.get_progress(&scope, &replay).await.unwrap(), None);
+    // AND one kept in an object is named by the item, with its size and hash
+    let object = SavedProgress::Object(ProgressObject::of("state/progress/x.json.gz".into(), &bytes));
+    store.put_progress(&scope, &progress, &object).await.unwrap();
+    assert_eq!(store.get_progress(&scope, &scheduled).await.unwrap(), Some(object));
     // AND once deleted it is gone
     store.delete_progress(&scope, &scheduled).await.unwrap();
     assert_eq!(store.get_progress(&scope, &scheduled).await.unwrap(), None);

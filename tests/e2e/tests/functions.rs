@@ -6,7 +6,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use archiver_e2e::api_of;
-use archiver_e2e::lambda::Outcome;
+use archiver_e2e::lambda::{LocalFunction, Outcome};
 use archiver_e2e::stage::{events_dir, local_world, read_json, start_function, LocalStage};
 use serde_json::Value as Json;
 use session_archiver::ServiceId;
@@ -280,21 +280,21 @@ fn assert_each_once(ids: &[String], truth: &BTreeSet<String>, what: &str) {
     assert_eq!(&unique, truth, "{what}");
 }
 
-#[tokio::test]
-async fn the_lambda_deadline_makes_a_run_partial_and_the_next_invocations_carry_it_on() {
-    // GIVEN a GameLift account that takes many slow pages, and a function with a 10 s timeout
-    // that stops paging 6 s before its deadline (and gives up waiting 5 s before it)
-    let service = ServiceId::GameliftStreamSessions;
-    let stage = slow_stage(service.list_operation(), 400).await;
+/// The GameLift function with a 10 s timeout that stops paging 6 s before its deadline (and
+/// gives up waiting 5 s before it), with `extra` variables.
+async fn deadline_function(stage: &LocalStage, extra: &[(&str, &str)]) -> LocalFunction {
     let mut env = stage.function_env();
     env.push(("DEADLINE_MARGIN_SECONDS".into(), "6".into()));
     env.push(("SDK_ATTEMPT_TIMEOUT_SECONDS".into(), "2".into()));
-    let name = service.as_str();
-    let mut function = start_function(service, &env, Duration::from_secs(10)).await.unwrap();
-    let event = read_json(&events_dir().join(name).join("scheduled.json")).unwrap();
-    let run_id = event["id"].as_str().unwrap().to_owned();
+    env.extend(extra.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
+    start_function(ServiceId::GameliftStreamSessions, &env, Duration::from_secs(10)).await.unwrap()
+}
 
-    // WHEN the schedule invokes it again and again
+/// Invokes `function` with the scheduled event until its run completes (at most 20 times): the
+/// event's run id and each invocation's outcome, checked to be `partial` until the last.
+async fn invoke_until_complete(function: &mut LocalFunction, service: ServiceId) -> (String, Vec<String>) {
+    let event = read_json(&events_dir().join(service.as_str()).join("scheduled.json")).unwrap();
+    let run_id = event["id"].as_str().unwrap().to_owned();
     let mut outcomes = Vec::new();
     for _ in 0..20 {
         let summary = summary(function.invoke(event.clone()).await.unwrap(), "scheduled.json");
@@ -304,20 +304,60 @@ async fn the_lambda_deadline_makes_a_run_partial_and_the_next_invocations_carry_
             break;
         }
     }
-
-    // THEN the first invocations return `partial`, the last `complete`
     assert!(outcomes.len() >= 2, "{outcomes:?}");
     assert_eq!(outcomes.last().map(String::as_str), Some("complete"), "{outcomes:?}");
     assert!(outcomes[..outcomes.len() - 1].iter().all(|o| o == "partial"), "{outcomes:?}");
-    // AND the table and the run's history hold every session once
+    (run_id, outcomes)
+}
+
+/// The table holds the emulator's sessions, and the run's history each session once.
+async fn assert_run_converged(stage: &LocalStage, service: ServiceId, run_id: &str) {
     let truth: BTreeSet<String> = stage.emulator.sessions(api_of(service)).into_iter().map(|s| s.id).collect();
     let items: BTreeSet<String> = stage.aws.sessions().await.into_keys().collect();
     assert_eq!(items, truth);
-    assert_each_once(&run_history(&stage, "snapshots", service, &run_id).await, &truth, "snapshots");
-    assert_each_once(&run_history(&stage, "changes", service, &run_id).await, &truth, "changes");
+    assert_each_once(&run_history(stage, "snapshots", service, run_id).await, &truth, "snapshots");
+    assert_each_once(&run_history(stage, "changes", service, run_id).await, &truth, "changes");
+}
+
+#[tokio::test]
+async fn the_lambda_deadline_makes_a_run_partial_and_the_next_invocations_carry_it_on() {
+    // GIVEN a GameLift account that takes many slow pages, and a function whose deadline comes
+    // long before the last page
+    let service = ServiceId::GameliftStreamSessions;
+    let stage = slow_stage(service.list_operation(), 400).await;
+    let mut function = deadline_function(&stage, &[]).await;
+
+    // WHEN the schedule invokes it again and again
+    let (run_id, outcomes) = invoke_until_complete(&mut function, service).await;
+
+    // THEN the first invocations return `partial`, the last `complete` (checked above), and the
+    // table and the run's history hold every session once
+    assert_run_converged(&stage, service, &run_id).await;
+    // AND the progress fitted its item: no object was needed
+    assert!(stage.aws.keys("state/").await.is_empty());
     // AND the partial invocations were counted as such in the metrics
     let partial_metrics = function.log().iter().filter(|l| l.contains("\"PartialRuns\":1")).count();
     assert_eq!(partial_metrics, outcomes.len() - 1);
+}
+
+#[tokio::test]
+async fn an_account_wide_listing_whose_progress_outgrows_its_item_resumes_from_s3_and_converges() {
+    // GIVEN the GameLift account of many slow pages, and progress items that hold at most 1 KiB
+    // (standing in for the 400 KB of DynamoDB that about 42,000 seen sessions outgrow)
+    let service = ServiceId::GameliftStreamSessions;
+    let stage = slow_stage(service.list_operation(), 400).await;
+    let mut function = deadline_function(&stage, &[("PROGRESS_INLINE_BYTES", "1024")]).await;
+
+    // WHEN the schedule invokes it again and again
+    let (run_id, outcomes) = invoke_until_complete(&mut function, service).await;
+
+    // THEN each partial part kept the run's place in an object of its own under the state prefix
+    let objects = stage.aws.keys("state/progress/").await;
+    assert_eq!(objects.len(), outcomes.len() - 1, "{objects:?}");
+    let run_objects = format!("state/progress/{service}/123456789012.us-east-1/{run_id}.");
+    assert!(objects.iter().all(|k| k.starts_with(&run_objects) && k.ends_with(".json.gz")), "{objects:?}");
+    // AND the run converged: table == truth, each session once in the run's snapshot and changes
+    assert_run_converged(&stage, service, &run_id).await;
 }
 
 #[tokio::test]

@@ -187,7 +187,14 @@ fn each_function_may_call_exactly_the_operations_its_code_calls() {
         assert_eq!(resource.as_str(), Some(format!("{dead_letter_queue}.Arn").as_str()), "{logical}: its own");
         let variables = &template["Resources"][logical.as_str()]["Properties"]["Environment"]["Variables"];
         assert_eq!(variables["SCOPE_DEAD_LETTER_QUEUE_URL"].as_str(), Some(dead_letter_queue.as_str()));
-        assert_eq!(statements.len(), 6, "{logical}: nothing else");
+        let (state, resource) = actions("ListingState");
+        assert_eq!(state, sorted(session_archiver::table::progress::IAM_ACTIONS.map(String::from).to_vec()));
+        assert_eq!(
+            resource.as_str(),
+            Some("${HistoryBucket.Arn}/${StatePrefix}/*"),
+            "{logical}: the state prefix only"
+        );
+        assert_eq!(statements.len(), 7, "{logical}: nothing else");
         assert_eq!(assume, session_archiver::member::IAM_ACTIONS.map(String::from).to_vec());
     }
     // AND the planner may list the organization and the regions, and send to the five queues, nothing else
