@@ -105,6 +105,30 @@ impl LocalAws {
             .collect()
     }
 
+    /// How many session items the table holds, counted by DynamoDB (no item leaves it).
+    pub async fn count_sessions(&self) -> usize {
+        let mut count = 0;
+        let mut start: Option<HashMap<String, AttributeValue>> = None;
+        loop {
+            let page = self
+                .dynamodb
+                .scan()
+                .table_name(&self.table)
+                .select(aws_sdk_dynamodb::types::Select::Count)
+                .filter_expression("item_type = :session")
+                .expression_attribute_values(":session", AttributeValue::S("session".into()))
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .expect("scan");
+            count += page.count as usize;
+            match page.last_evaluated_key {
+                Some(key) if !key.is_empty() => start = Some(key),
+                _ => return count,
+            }
+        }
+    }
+
     /// The run manifests, oldest first.
     pub async fn manifests(&self) -> Vec<Manifest> {
         let mut runs: Vec<(String, Manifest)> = self
@@ -160,6 +184,12 @@ impl LocalAws {
     }
 
     /// An object's lines, each parsed as a JSON object, and its headers.
+    /// An object's bytes, as stored.
+    pub async fn bytes(&self, key: &str) -> Vec<u8> {
+        let object = self.s3.get_object().bucket(&self.bucket).key(key).send().await.expect("get object");
+        object.body.collect().await.expect("object body").into_bytes().to_vec()
+    }
+
     pub async fn read(&self, key: &str) -> HistoryObjectRead {
         let object = self.s3.get_object().bucket(&self.bucket).key(key).send().await.expect("get object");
         let content_type = object.content_type.clone();

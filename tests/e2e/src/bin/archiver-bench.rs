@@ -6,6 +6,15 @@
 //!
 //! `BENCH_SIZES` (default `10000,100000`) and `BENCH_SERVICES` (default all five) choose the runs;
 //! `BENCH_FUNCTION_<NAME>=<value>` sets a variable of the function's environment.
+//!
+//! `BENCH_SCENARIOS` (default `first run,unchanged rerun,churn`) stops after the first scenario
+//! not listed.
+//!
+//! For the services of `BENCH_RESUME_SERVICES` (default `gamelift-stream-sessions`, an
+//! account-wide listing), a fourth scenario runs a first run again on a fresh table with the
+//! function's deadline set to a share of the first run's wall time, so that it takes at least
+//! `BENCH_RESUME_PARTS` (default 5) invocations, and checks that nothing was lost: the table holds
+//! every session, and the run's snapshot lines name each session once.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -60,6 +69,8 @@ struct Row {
     n: u32,
     scenario: &'static str,
     outcome: String,
+    /// Invocations the run took (more than one when the function's deadline stopped it).
+    invocations: u32,
     sessions: u64,
     /// Sessions opened, changed or ended, as a share of n.
     churn_pct: f64,
@@ -125,6 +136,8 @@ async fn bench() -> Result<(), Box<dyn std::error::Error>> {
     let sizes: Vec<u32> = list_of("BENCH_SIZES", "10000,100000", |s| s.parse().ok().filter(|n| *n >= PER_PARENT))?;
     let all = ServiceId::ALL.map(|s| s.as_str()).join(",");
     let services: Vec<ServiceId> = list_of("BENCH_SERVICES", &all, |s| s.parse().ok())?;
+    let resumed: Vec<ServiceId> =
+        list_of("BENCH_RESUME_SERVICES", ServiceId::GameliftStreamSessions.as_str(), |s| s.parse().ok())?;
     let mut report =
         Report { commit: commit(), machine: machine(), at: Timestamp::now().as_str().to_owned(), rows: Vec::new() };
     let previous = last_report(Path::new("target/bench"));
@@ -145,8 +158,18 @@ async fn bench() -> Result<(), Box<dyn std::error::Error>> {
                 std::fs::write(&path, serde_json::to_string_pretty(&report)?)
             };
             // A service that fails is reported and the others still run; the exit says so.
-            if let Err(err) = bench_one(service, n, &binaries[&service], &mut save).await {
-                failures.push(format!("{service} at n = {n}: {err}"));
+            let first_wall = match bench_one(service, n, &binaries[&service], &mut save).await {
+                Ok(first_wall) => first_wall,
+                Err(err) => {
+                    failures.push(format!("{service} at n = {n}: {err}"));
+                    continue;
+                }
+            };
+            if resumed.contains(&service) {
+                eprintln!("bench: {service} at n = {n}, a first run over several invocations ...");
+                if let Err(err) = bench_resumed(service, n, &binaries[&service], first_wall, &mut save).await {
+                    failures.push(format!("{service} at n = {n}, resumed: {err}"));
+                }
             }
         }
     }
@@ -283,37 +306,25 @@ async fn bench_one(
     n: u32,
     binary: &Path,
     save: &mut impl FnMut(Row) -> std::io::Result<()>,
-) -> Result<(), Box<dyn std::error::Error>> {
+) -> Result<Duration, Box<dyn std::error::Error>> {
     let mut config = world(service, n);
     calm_down(service, &mut config).await?;
     let (list_floor, discovery_floor) = floors(service, &config);
     let stage = LocalStage::start(config).await?;
     let moto = stage.moto.url().trim_start_matches("http://").parse()?;
     let proxy = CountingProxy::start(moto).await?;
-    let mut env: Vec<(String, String)> =
-        stage.function_env().into_iter().filter(|(k, _)| k != "STORAGE_ENDPOINT_URL").collect();
-    env.push(("STORAGE_ENDPOINT_URL".into(), proxy.url()));
-    // moto answers a Query about a hundred times slower than DynamoDB: bounds that fit it, so the
-    // bench measures the functions, not their timeouts (the margin stays above the failure reserve).
-    for (name, value) in [
-        ("SDK_ATTEMPT_TIMEOUT_SECONDS", "60"),
-        ("SDK_OPERATION_TIMEOUT_SECONDS", "300"),
-        ("DEADLINE_MARGIN_SECONDS", "150"),
-    ] {
-        env.push((name.to_owned(), value.to_owned()));
-    }
-    // BENCH_FUNCTION_<NAME>=<value> sets the function's <NAME> (PERSONAL_DATA=keep, PAGE_SIZE, …).
-    for (name, value) in std::env::vars() {
-        if let Some(name) = name.strip_prefix("BENCH_FUNCTION_") {
-            env.retain(|(k, _)| k != name);
-            env.push((name.to_owned(), value));
-        }
-    }
+    let env = function_env(&stage, &proxy);
     let rate = emulator_rate(&stage, service).await?;
     let name = service.as_str();
     // The first run reads an empty table.
     let mut whole_per_projected_byte = 1.0;
+    let mut first_wall = Duration::ZERO;
+    let chosen = list_of("BENCH_SCENARIOS", "first run,unchanged rerun,churn", |s| Some(s.to_owned()))?;
     for (round, scenario) in ["first run", "unchanged rerun", "churn"].into_iter().enumerate() {
+        // The later scenarios run on what the earlier ones left: only a tail can be left out.
+        if !chosen.iter().any(|c| c == scenario) {
+            break;
+        }
         if scenario == "unchanged rerun" {
             whole_per_projected_byte = projection_ratio(&proxy, service, &stage.emulator.url()).await?;
         }
@@ -334,6 +345,9 @@ async fn bench_one(
         let started = Instant::now();
         let outcome = function.invoke(event).await.map_err(|err| format!("{scenario}: {err}"))?;
         let wall = started.elapsed();
+        if round == 0 {
+            first_wall = wall;
+        }
         let (cpu_after, rss) = process_usage(pid);
         function.kill().await;
         let summary = match outcome {
@@ -359,6 +373,7 @@ async fn bench_one(
             n,
             scenario,
             outcome: summary["outcome"].as_str().unwrap_or_default().to_owned(),
+            invocations: 1,
             sessions,
             churn_pct: 100.0 * (count("new") + count("changed") + count("ended")) as f64 / f64::from(n),
             wall_ms: wall.as_secs_f64() * 1000.0,
@@ -380,7 +395,168 @@ async fn bench_one(
             moto_peak_rss_mib: process_usage(stage.moto.pid()).1,
         })?;
     }
+    Ok(first_wall)
+}
+
+/// The function's environment on `stage`, its storage calls through `proxy`.
+fn function_env(stage: &LocalStage, proxy: &CountingProxy) -> Vec<(String, String)> {
+    let mut env: Vec<(String, String)> =
+        stage.function_env().into_iter().filter(|(k, _)| k != "STORAGE_ENDPOINT_URL").collect();
+    env.push(("STORAGE_ENDPOINT_URL".into(), proxy.url()));
+    // moto answers a Query about a hundred times slower than DynamoDB: bounds that fit it, so the
+    // bench measures the functions, not their timeouts (the margin stays above the failure reserve).
+    for (name, value) in [
+        ("SDK_ATTEMPT_TIMEOUT_SECONDS", "60"),
+        ("SDK_OPERATION_TIMEOUT_SECONDS", "300"),
+        ("DEADLINE_MARGIN_SECONDS", DEADLINE_MARGIN_SECONDS),
+    ] {
+        env.push((name.to_owned(), value.to_owned()));
+    }
+    // BENCH_FUNCTION_<NAME>=<value> sets the function's <NAME> (PERSONAL_DATA=keep, PAGE_SIZE, …).
+    for (name, value) in std::env::vars() {
+        if let Some(name) = name.strip_prefix("BENCH_FUNCTION_") {
+            env.retain(|(k, _)| k != name);
+            env.push((name.to_owned(), value));
+        }
+    }
+    env
+}
+
+/// The margin the bench's functions stop paging at before their deadline.
+const DEADLINE_MARGIN_SECONDS: &str = "150";
+
+/// A first run on a fresh table, made to take at least `BENCH_RESUME_PARTS` invocations by a
+/// deadline a share of `first_wall` (the first run's wall time) after each invocation starts,
+/// then checked: the table holds every session, and the run's snapshot lines name each once.
+async fn bench_resumed(
+    service: ServiceId,
+    n: u32,
+    binary: &Path,
+    first_wall: Duration,
+    save: &mut impl FnMut(Row) -> std::io::Result<()>,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let parts: u32 = std::env::var("BENCH_RESUME_PARTS").ok().and_then(|v| v.parse().ok()).unwrap_or(5);
+    let config = world(service, n);
+    let (list_floor, discovery_floor) = floors(service, &config);
+    let stage = LocalStage::start(config).await?;
+    let proxy = CountingProxy::start(stage.moto.url().trim_start_matches("http://").parse()?).await?;
+    let env = function_env(&stage, &proxy);
+    // Paging stops this long after each invocation starts: a share of the whole first run.
+    let paging = (first_wall / (parts + 1)).max(Duration::from_secs(1));
+    let timeout = paging + Duration::from_secs(DEADLINE_MARGIN_SECONDS.parse()?);
+    let name = service.as_str();
+    let mut function = LocalFunction::start(binary, name, ACCOUNT_ID, REGION, &env, timeout).await?;
+    let pid = function.pid().ok_or("the function has no pid")?;
+    stage.emulator.reset_calls();
+    proxy.take();
+    let (cpu_before, _) = process_usage(pid);
+    let started = Instant::now();
+    let run = invoke_until_complete(&mut function, &format!("bench-{name}-{n}-resumed")).await?;
+    let wall = started.elapsed();
+    let (cpu_after, rss) = process_usage(pid);
+    function.kill().await;
+    nothing_lost(&stage, service, &format!("bench-{name}-{n}-resumed")).await?;
+    let traffic = proxy.take();
+    let calls = stage.emulator.calls();
+    let cpu = cpu_after.saturating_sub(cpu_before);
+    let sum = |prefix: &str| {
+        traffic.iter().filter(|(op, _)| op.starts_with(prefix)).map(|(_, t)| *t).fold(Traffic::default(), add)
+    };
+    save(Row {
+        service: name.to_owned(),
+        n,
+        scenario: "first run over invocations",
+        outcome: "complete".into(),
+        invocations: run.invocations,
+        sessions: run.sessions,
+        churn_pct: 100.0,
+        wall_ms: wall.as_secs_f64() * 1000.0,
+        cpu_ms: cpu.as_secs_f64() * 1000.0,
+        cpu_us_per_session: cpu.as_secs_f64() * 1e6 / run.sessions.max(1) as f64,
+        peak_rss_mib: rss,
+        cold_init_ms: 0.0,
+        list_calls: calls.get(service.list_operation()).map_or(0, |c| c.calls),
+        list_floor,
+        discovery_calls: service.parent_operation().and_then(|op| calls.get(op)).map_or(0, |c| c.calls),
+        discovery_floor,
+        dynamodb_requests: sum("DynamoDB").requests,
+        items_written: run.items_written,
+        s3_requests: sum("S3").requests,
+        s3_bytes: sum("S3").bytes_sent,
+        estimated_cost_usd: 0.0,
+        emulator_sessions_per_s: 0.0,
+        archiver_cpu_share_pct: 100.0 * cpu.as_secs_f64() / wall.as_secs_f64().max(1e-9),
+        moto_peak_rss_mib: process_usage(stage.moto.pid()).1,
+    })?;
     Ok(())
+}
+
+/// What the invocations of one run did, summed.
+struct Invocations {
+    invocations: u32,
+    sessions: u64,
+    items_written: u64,
+}
+
+/// Invokes `function` with one scheduled event (`id`) until its run completes: each invocation
+/// `partial` but the last.
+async fn invoke_until_complete(function: &mut LocalFunction, id: &str) -> Result<Invocations, String> {
+    let event = serde_json::json!({
+        "version": "0", "id": id, "detail-type": "Scheduled Event", "source": "aws.events",
+        "account": ACCOUNT_ID, "time": format!("{}Z", &Timestamp::now().as_str()[..19]), "region": REGION,
+        "resources": [], "detail": {}
+    });
+    let mut run = Invocations { invocations: 0, sessions: 0, items_written: 0 };
+    while run.invocations < 1000 {
+        run.invocations += 1;
+        let summary = match function.invoke(event.clone()).await.map_err(|e| e.to_string())? {
+            Outcome::Response(summary) => summary,
+            Outcome::Error { error_type, error_message } => return Err(format!("{error_type}: {error_message}")),
+        };
+        run.sessions += summary["sessions"].as_u64().unwrap_or(0);
+        run.items_written += summary["items_written"].as_u64().unwrap_or(0);
+        match summary["outcome"].as_str() {
+            Some("complete") => return Ok(run),
+            Some("partial") => eprintln!("bench: part {} partial, {} sessions so far", run.invocations, run.sessions),
+            other => return Err(format!("invocation {}: outcome {other:?}", run.invocations)),
+        }
+    }
+    Err("the run did not complete in 1,000 invocations".into())
+}
+
+/// Checks a first run lost nothing: as many session items as the emulator has sessions, and the
+/// run's snapshot lines name each of them once.
+async fn nothing_lost(stage: &LocalStage, service: ServiceId, run_id: &str) -> Result<(), String> {
+    use std::io::BufRead;
+    let truth: std::collections::HashSet<String> =
+        stage.emulator.sessions(api_of(service)).into_iter().map(|s| s.id).collect();
+    let mut listed = std::collections::HashSet::with_capacity(truth.len());
+    for key in stage.aws.keys(&format!("history/snapshots/{service}/")).await {
+        if !key.contains(&format!(".{run_id}.")) {
+            continue;
+        }
+        let bytes = stage.aws.bytes(&key).await;
+        for line in std::io::BufReader::new(flate2::read::MultiGzDecoder::new(&bytes[..])).lines() {
+            let line = line.map_err(|e| format!("{key}: {e}"))?;
+            let id: IdOnly = serde_json::from_str(&line).map_err(|e| format!("{key}: {e}"))?;
+            if !listed.insert(id.session_id.clone()) {
+                return Err(format!("{key}: session {} has a second snapshot line", id.session_id));
+            }
+        }
+    }
+    if listed != truth {
+        return Err(format!("the snapshot names {} sessions, the emulator has {}", listed.len(), truth.len()));
+    }
+    let items = stage.aws.count_sessions().await;
+    if items != truth.len() {
+        return Err(format!("the table holds {items} sessions, the emulator has {}", truth.len()));
+    }
+    Ok(())
+}
+
+#[derive(serde::Deserialize)]
+struct IdOnly {
+    session_id: String,
 }
 
 fn add(a: Traffic, b: Traffic) -> Traffic {
@@ -483,12 +659,12 @@ fn print_table(report: &Report, previous: Option<&Json>) {
             previous["at"].as_str().unwrap_or("?")
         );
     }
-    println!("| service | n | scenario | wall ms | CPU ms | CPU µs/session | peak RSS MiB | cold init ms | list calls / floor | discovery / floor | DynamoDB req | items written | S3 req | S3 bytes | churn % | est. cost USD | emulator sessions/s | archiver CPU share | moto peak RSS MiB |");
-    println!("|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("| service | n | scenario | invocations | wall ms | CPU ms | CPU µs/session | peak RSS MiB | cold init ms | list calls / floor | discovery / floor | DynamoDB req | items written | S3 req | S3 bytes | churn % | est. cost USD | emulator sessions/s | archiver CPU share | moto peak RSS MiB |");
+    println!("|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for r in &report.rows {
         println!(
-            "| {} | {} | {} | {:.0}{} | {:.0} | {:.1} | {:.1}{} | {:.1} | {} / {} | {} / {} | {} | {} | {} | {} | {:.1} | {:.6} | {:.0} | {:.0} % | {:.0} |",
-            r.service, r.n, r.scenario, r.wall_ms, delta(r, "wall_ms", r.wall_ms), r.cpu_ms, r.cpu_us_per_session,
+            "| {} | {} | {} | {} | {:.0}{} | {:.0} | {:.1} | {:.1}{} | {:.1} | {} / {} | {} / {} | {} | {} | {} | {} | {:.1} | {:.6} | {:.0} | {:.0} % | {:.0} |",
+            r.service, r.n, r.scenario, r.invocations, r.wall_ms, delta(r, "wall_ms", r.wall_ms), r.cpu_ms, r.cpu_us_per_session,
             r.peak_rss_mib, delta(r, "peak_rss_mib", r.peak_rss_mib), r.cold_init_ms, r.list_calls, r.list_floor,
             r.discovery_calls, r.discovery_floor, r.dynamodb_requests, r.items_written, r.s3_requests, r.s3_bytes,
             r.churn_pct, r.estimated_cost_usd, r.emulator_sessions_per_s, r.archiver_cpu_share_pct,
