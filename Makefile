@@ -109,7 +109,7 @@ BENCH_MOTO ?= $(abspath tests/e2e/bench-moto-server)
 
 bench: moto build bench-build ## Benchmark the release functions at n = 10,000 and 100,000 sessions, then an organization's fan-out: Markdown tables + target/bench/*.json
 	MOTO_SERVER=$(BENCH_MOTO) BENCH_SIZES=$(BENCH_SIZES) target/debug/archiver-bench
-	target/debug/archiver-org-bench
+	MOTO_SERVER=$(BENCH_MOTO) target/debug/archiver-org-bench
 
 bench-large: moto build bench-build ## The benchmark at n = 1,000,000 sessions (here 30-45 min and 4-8 GiB of RAM for moto, per service)
 	MOTO_SERVER=$(BENCH_MOTO) BENCH_SIZES=1000000 target/debug/archiver-bench
@@ -118,7 +118,7 @@ bench-build: ## Build the functions in release for this machine (what the benchm
 	$(CARGO) build --release --locked $(addprefix -p ,$(FUNCTIONS))
 
 bench-org: moto build bench-build ## Benchmark an organization's fan-out: 200 accounts × 5 regions through planner, queue and functions (ORG_BENCH_*)
-	target/debug/archiver-org-bench
+	MOTO_SERVER=$(BENCH_MOTO) target/debug/archiver-org-bench
 
 demo: moto build ## Run the functions on the local stand-ins: one account twice, then a seeded organization (KEEP=1: stay up)
 	target/debug/archiver-demo $(if $(KEEP),--keep)

@@ -25,7 +25,9 @@ This module changes how moto computes six things and nothing else it answers:
   every item a Query copied or projected stayed alive, and a million-session bench's moto grew
   past 12 GiB.
 
-The server also logs no line per request (the bench sends its output nowhere).
+The server also logs no line per request (the bench sends its output nowhere), and carries what
+the tests' moto adds (`local_moto.py`: AssumeRole checking the role and its trust as STS does, and
+Account Management's region opt-in), so the organization bench runs on it too.
 
 `bench-moto-server --self-check` answers a set of requests (every attribute type, page sizes,
 start keys, key conditions, reverse order, batch reads) with and without the change and fails on
@@ -43,6 +45,7 @@ import logging
 import sys
 import threading
 
+import local_moto  # noqa: F401  (its checks are installed when it is imported)
 from moto.dynamodb import responses as dynamodb_responses
 from moto.dynamodb.models import table as dynamodb_table
 from moto.dynamodb.exceptions import ItemSizeTooLarge
