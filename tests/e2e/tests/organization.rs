@@ -255,3 +255,40 @@ async fn a_bad_planner_configuration_or_an_unknown_ou_is_refused_naming_it_and_n
         assert!(drain_queue(&org.sqs, &queues.queue).await.is_empty(), "{service}");
     }
 }
+
+#[tokio::test]
+async fn with_regions_enabled_the_planner_plans_each_accounts_enabled_regions_where_the_service_is_offered() {
+    // GIVEN an organization where alpha has enabled af-south-1 (an opt-in region where WorkSpaces
+    // is offered) and beta has not, and the planner binary with REGIONS=enabled
+    let org =
+        LocalOrganization::start(local_world().unwrap(), &[member("alpha", true), member("beta", true)]).await.unwrap();
+    let (alpha, beta) = (&org.accounts["alpha"], &org.accounts["beta"]);
+    let account = aws_sdk_account::Client::new(&org.sdk);
+    account.enable_region().account_id(alpha).region_name("af-south-1").send().await.unwrap();
+    let mut env: Vec<(String, String)> = org.planner_env().into_iter().filter(|(k, _)| k != "REGIONS").collect();
+    env.push(("REGIONS".into(), "enabled".into()));
+    let service = ServiceId::WorkspacesPoolSessions;
+
+    // WHEN it plans WorkSpaces pools
+    let event = plan_event(service, "plan-evt-1", &format!("{DAY}T10:00:00Z"));
+    let outcome = org.planner(&env).await.invoke(event).await.unwrap();
+
+    // THEN every account, its own included, is planned in the regions it has enabled where
+    // WorkSpaces is offered: alpha in af-south-1 too, beta and the archive account not
+    let Outcome::Response(summary) = outcome else { panic!("the plan failed: {outcome:?}") };
+    let mut planned: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for (body, _) in drain_queue(&org.sqs, &org.queues[&service].queue).await {
+        let (account, region) = (body["account_id"].as_str().unwrap(), body["region"].as_str().unwrap());
+        planned.entry(account.to_owned()).or_default().insert(region.to_owned());
+    }
+    let accounts: BTreeSet<&str> = planned.keys().map(String::as_str).collect();
+    assert_eq!(accounts, BTreeSet::from([ACCOUNT_ID, alpha.as_str(), beta.as_str()]));
+    assert!(planned[alpha].contains("af-south-1"), "{planned:?}");
+    assert!(!planned[beta].contains("af-south-1") && !planned[ACCOUNT_ID].contains("af-south-1"), "{planned:?}");
+    assert_eq!(planned[alpha].len(), planned[beta].len() + 1, "{planned:?}");
+    assert_eq!(planned[beta], planned[ACCOUNT_ID]);
+    // AND the regions enabled where WorkSpaces is not offered are named, and get no message
+    let not_offered: Vec<&str> = summary["not_offered"].as_array().unwrap().iter().filter_map(Json::as_str).collect();
+    assert!(not_offered.contains(&"eu-north-1"), "{not_offered:?}");
+    assert!(planned.values().all(|regions| !regions.contains("eu-north-1")), "{planned:?}");
+}
