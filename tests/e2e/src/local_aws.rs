@@ -107,26 +107,16 @@ impl LocalAws {
 
     /// How many session items the table holds, counted by DynamoDB (no item leaves it).
     pub async fn count_sessions(&self) -> usize {
+        let scan = self.dynamodb.scan().table_name(&self.table).select(aws_sdk_dynamodb::types::Select::Count);
+        let scan = scan
+            .filter_expression("item_type = :session")
+            .expression_attribute_values(":session", AttributeValue::S("session".into()));
+        let mut pages = scan.into_paginator().send();
         let mut count = 0;
-        let mut start: Option<HashMap<String, AttributeValue>> = None;
-        loop {
-            let page = self
-                .dynamodb
-                .scan()
-                .table_name(&self.table)
-                .select(aws_sdk_dynamodb::types::Select::Count)
-                .filter_expression("item_type = :session")
-                .expression_attribute_values(":session", AttributeValue::S("session".into()))
-                .set_exclusive_start_key(start.take())
-                .send()
-                .await
-                .expect("scan");
-            count += page.count as usize;
-            match page.last_evaluated_key {
-                Some(key) if !key.is_empty() => start = Some(key),
-                _ => return count,
-            }
+        while let Some(page) = pages.next().await {
+            count += page.expect("scan").count as usize;
         }
+        count
     }
 
     /// The run manifests, oldest first.
