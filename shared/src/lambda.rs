@@ -492,34 +492,22 @@ mod tests {
         let diagnostic = Diagnostic::from(Error::Event("the event must be a JSON object".into()));
         assert_eq!(diagnostic.error_type, "NonRetryable.InvalidEvent");
         assert_eq!(diagnostic.error_message, "invalid event: the event must be a JSON object");
-        let throttled = Error::Storage {
-            operation: "DynamoDB BatchWriteItem",
-            resource: "table t".into(),
-            code: "ProvisionedThroughputExceededException".into(),
-            message: "slow down".into(),
-            status: Some(400),
-            retryable: true,
+        let storage = |operation, resource: &str, code: &str, retryable| Error::Storage {
+            operation,
+            resource: resource.into(),
+            code: code.into(),
+            message: "refused".into(),
+            status: Some(if retryable { 400 } else { 403 }),
+            retryable,
         };
+        let throttled = storage("DynamoDB BatchWriteItem", "table t", "ProvisionedThroughputExceededException", true);
         assert_eq!(Diagnostic::from(throttled).error_type, "Retryable.Storage");
         // AND the planner's region listings are their own kind
-        let regions = Error::Storage {
-            operation: "Account ListRegions",
-            resource: "account 111122223333".into(),
-            code: "AccessDeniedException".into(),
-            message: "not the management account".into(),
-            status: Some(403),
-            retryable: false,
-        };
+        let regions = storage("Account ListRegions", "account 111122223333", "AccessDeniedException", false);
         assert_eq!(Diagnostic::from(regions).error_type, "NonRetryable.Regions");
         // AND a scope's failure is typed by its cause and names its account and region first
-        let denied = Error::Storage {
-            operation: "STS AssumeRole",
-            resource: "role arn:aws:iam::111122223333:role/session-archiver-member".into(),
-            code: "AccessDenied".into(),
-            message: "not authorized".into(),
-            status: Some(403),
-            retryable: false,
-        };
+        let role = "role arn:aws:iam::111122223333:role/session-archiver-member";
+        let denied = storage("STS AssumeRole", role, "AccessDenied", false);
         let in_scope =
             Error::InScope { account_id: "111122223333".into(), region: "eu-west-1".into(), source: Box::new(denied) };
         let diagnostic = Diagnostic::from(in_scope);

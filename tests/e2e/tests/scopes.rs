@@ -222,6 +222,15 @@ fn region_directory(sdk: &aws_config::SdkConfig) -> AwsRegionDirectory {
     AwsRegionDirectory::new(aws_sdk_ssm::Client::new(sdk), aws_sdk_account::Client::new(sdk))
 }
 
+/// The plan event `plan-evt-1` of 2026-11-22 10:00 for `service`.
+fn plan_request(service: ServiceId) -> PlanRequest {
+    PlanRequest {
+        service,
+        run_id: session_archiver::history::RunId::parse("plan-evt-1").unwrap(),
+        event_time: session_archiver::model::Timestamp::parse("2026-11-22T10:00:00Z").unwrap(),
+    }
+}
+
 async fn received(sqs: &aws_sdk_sqs::Client, queue_url: &str) -> Vec<ScopeMessage> {
     let drained = drain_queue(sqs, queue_url).await;
     drained.into_iter().map(|(body, _)| serde_json::from_value(body).unwrap()).collect()
@@ -252,11 +261,7 @@ async fn the_planner_sends_one_message_per_active_account_and_region_of_an_ou_an
         regions: RegionSource::Listed(vec!["eu-west-1".into(), "us-east-1".into()]),
         queues: BTreeMap::from([(ServiceId::IvsStreamSessions, queue_url.clone())]),
     };
-    let request = PlanRequest {
-        service: ServiceId::IvsStreamSessions,
-        run_id: session_archiver::history::RunId::parse("plan-evt-1").unwrap(),
-        event_time: session_archiver::model::Timestamp::parse("2026-11-22T10:00:00Z").unwrap(),
-    };
+    let request = plan_request(ServiceId::IvsStreamSessions);
 
     // WHEN it plans the workload OU
     let summary = plan(&directory, &regions, &queue, &config(vec![org.workload.clone()]), "123456789012", &request)
@@ -332,11 +337,7 @@ async fn with_enabled_regions_each_account_is_planned_where_it_has_enabled_a_reg
         regions: RegionSource::Enabled,
         queues: BTreeMap::from([(service, queue_url.clone())]),
     };
-    let request = PlanRequest {
-        service,
-        run_id: session_archiver::history::RunId::parse("plan-evt-1").unwrap(),
-        event_time: session_archiver::model::Timestamp::parse("2026-11-22T10:00:00Z").unwrap(),
-    };
+    let request = plan_request(service);
     let directory = OrganizationsDirectory::new(aws_sdk_organizations::Client::new(&sdk));
     let (regions, queue) = (region_directory(&sdk), SqsScopeQueue::new(sqs.clone()));
 

@@ -463,6 +463,7 @@ async fn bench_resumed(
     let sum = |prefix: &str| {
         traffic.iter().filter(|(op, _)| op.starts_with(prefix)).map(|(_, t)| *t).fold(Traffic::default(), add)
     };
+    let s3 = sum("S3");
     save(Row {
         service: name.to_owned(),
         n,
@@ -482,8 +483,8 @@ async fn bench_resumed(
         discovery_floor,
         dynamodb_requests: sum("DynamoDB").requests,
         items_written: run.items_written,
-        s3_requests: sum("S3").requests,
-        s3_bytes: sum("S3").bytes_sent,
+        s3_requests: s3.requests,
+        s3_bytes: s3.bytes_sent,
         estimated_cost_usd: 0.0,
         emulator_sessions_per_s: 0.0,
         archiver_cpu_share_pct: 100.0 * cpu.as_secs_f64() / wall.as_secs_f64().max(1e-9),
