@@ -6,14 +6,16 @@
 //! the read), and after a **complete** listing the live sessions it did not return are ended.
 //!
 //! Memory stays flat in the size of a listing: the previous state is held as 12 to 18 bytes per
-//! session (a fingerprint of its id, a fingerprint of its `record_hash` and four flags; see
-//! [`PreviousState`]), built as the table's pages stream by, and a listed session the table does
-//! not know as its 8-byte id fingerprint ([`FingerprintSet`]). The common case, an unchanged live
-//! session, is decided from that alone. A session that changed (or whose last change must be
-//! recorded again) is decided once its whole stored item is fetched by id
-//! ([`Seen::NeedsPrevious`]); the sessions a complete listing did not return are ended from a
-//! second read of the previous state ([`ListingDiff::ends`]) and fetched whole by id
-//! ([`ListingDiff::end`]), done only when there are such sessions.
+//! session (a fingerprint of its id, a fingerprint of its `record_hash` (or, once it ended, when
+//! its item expires) and four flags; see [`PreviousState`]), built as the table's pages stream by
+//! or read from the state the listing's last run left, and a listed session the table does not
+//! know joins it the same way, so the diff ends holding the listing's next state
+//! ([`ListingDiff::next_state`]). The common case, an unchanged live session, is decided from
+//! that alone. A session that changed (or whose last change must be recorded again) is decided
+//! once its whole stored item is fetched by id ([`Seen::NeedsPrevious`]); the sessions a complete
+//! listing did not return are ended from a second read of the previous state
+//! ([`ListingDiff::ends`]) and fetched whole by id ([`ListingDiff::end`]), done only when there
+//! are such sessions.
 //! Fingerprints are 64-bit (ids) and 44-bit (hashes): two of a listing's ids collide with a chance
 //! of about 3 × 10⁻⁸ at a million sessions, and a changed session whose new hash matches its old
 //! one in 44 bits (a chance of 6 × 10⁻¹⁴ a change) would be taken for unchanged.
@@ -23,7 +25,7 @@
 //! never said complete (its history objects may be missing), the change is recorded again by
 //! this run, so no change line is lost and a redelivered event writes the same lines again.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use sha2::{Digest, Sha256};
 
@@ -31,82 +33,6 @@ use super::previous::{self, PreviousState};
 use super::{StoredSession, StoredState};
 use crate::model::Change;
 use crate::model::{SessionRecord, Timestamp};
-
-/// A set of id fingerprints at 8 bytes each: a sorted vector, and a few recent inserts in a small
-/// hash set merged into it (in place, from the back) when it fills. A `HashSet<u64>` takes 10–21
-/// bytes each (power-of-two tables of 9-byte buckets) and up to 28 while it grows: 19–28 MiB at a
-/// million new sessions, against 8 MiB here.
-#[derive(Debug, Default)]
-pub struct FingerprintSet {
-    sorted: Vec<u64>,
-    recent: HashSet<u64>,
-}
-
-impl FingerprintSet {
-    /// Recent inserts kept aside before a merge: merges cost O(n) each, so O(n² / 4096) in all.
-    const RECENT: usize = 4096;
-
-    /// Adds `id`; `false` if it was in the set already.
-    pub fn insert(&mut self, id: u64) -> bool {
-        if self.sorted.binary_search(&id).is_ok() || !self.recent.insert(id) {
-            return false;
-        }
-        if self.recent.len() >= Self::RECENT {
-            self.merge_recent();
-        }
-        true
-    }
-
-    pub fn len(&self) -> usize {
-        self.sorted.len() + self.recent.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// The fingerprints, in no particular order.
-    pub fn iter(&self) -> impl Iterator<Item = u64> + '_ {
-        self.sorted.iter().chain(self.recent.iter()).copied()
-    }
-
-    /// Bytes held (for the memory test).
-    #[cfg(test)]
-    fn bytes(&self) -> usize {
-        self.sorted.capacity() * 8 + self.recent.capacity() * 9
-    }
-
-    fn merge_recent(&mut self) {
-        let mut recent: Vec<u64> = self.recent.drain().collect();
-        recent.sort_unstable();
-        let (mut old, mut new) = (self.sorted.len(), recent.len());
-        // Exact: a doubling vector would hold up to twice what it needs.
-        self.sorted.reserve_exact(new);
-        self.sorted.resize(old + new, 0);
-        for slot in (0..self.sorted.len()).rev() {
-            if new == 0 {
-                break;
-            }
-            if old > 0 && self.sorted[old - 1] > recent[new - 1] {
-                self.sorted[slot] = self.sorted[old - 1];
-                old -= 1;
-            } else {
-                self.sorted[slot] = recent[new - 1];
-                new -= 1;
-            }
-        }
-    }
-}
-
-impl FromIterator<u64> for FingerprintSet {
-    fn from_iter<I: IntoIterator<Item = u64>>(ids: I) -> Self {
-        let mut set = FingerprintSet::default();
-        for id in ids {
-            set.insert(id);
-        }
-        set
-    }
-}
 
 /// What the diff needs to know of the run.
 #[derive(Clone, Debug)]
@@ -153,6 +79,13 @@ const CARRIED: u64 = 2;
 const ENDED: u64 = 4;
 /// Returned by the listing in this run.
 const SEEN: u64 = 8;
+
+/// The word of an ended session: when its item expires (none: never), where a live one keeps its
+/// hash.
+fn expiry_bits(expires_at: Option<i64>) -> u64 {
+    let most = (1u64 << (previous::WORD_BITS - FLAG_BITS)) - 1;
+    expires_at.map_or(most, |at| (at.max(0) as u64).min(most)) << FLAG_BITS
+}
 
 /// One stored session, as the diff remembers it: [`hash_fingerprint`] with the flags in the low
 /// [`FLAG_BITS`] (its id is the key it is found by).
@@ -204,35 +137,50 @@ pub enum Seen {
     },
 }
 
-/// The diff of one listing: fed the stored sessions ([`ListingDiff::remember`]), then the listed
-/// sessions as pages arrive ([`ListingDiff::observe`]), then, after a complete listing, the stored
-/// sessions it did not return ([`ListingDiff::end`]).
+/// The diff of one listing: fed the stored sessions ([`ListingDiff::remember`]) or a saved state
+/// ([`ListingDiff::from_state`]), then the listed sessions as pages arrive
+/// ([`ListingDiff::observe`]), then, after a complete listing, the stored sessions it did not
+/// return ([`ListingDiff::end`]); and at last the listing's next state ([`ListingDiff::next_state`]).
 #[derive(Debug)]
 pub struct ListingDiff<'a> {
     run: &'a RunMark,
-    /// Sealed (sorted by id) once the first listed session comes.
+    /// Sealed (sorted by id) once the first listed session comes; new sessions are merged in,
+    /// so it ends as the listing's next state.
     previous: PreviousState,
-    /// Listed sessions the table did not know (and seen ones an earlier part listed).
-    seen_new: FingerprintSet,
+    /// New sessions not merged into `previous` yet, by id fingerprint.
+    recent: HashMap<u64, u64>,
+    /// Sessions an earlier part of the run listed, flagged once `previous` is sealed.
+    seen_before: Vec<u64>,
 }
 
 impl<'a> ListingDiff<'a> {
+    /// New sessions kept aside before a merge: a merge costs O(n), so O(n² / 4096) in all.
+    const RECENT: usize = 4096;
+
     pub fn new(run: &'a RunMark) -> Self {
-        ListingDiff { run, previous: PreviousState::default(), seen_new: FingerprintSet::default() }
+        ListingDiff { run, previous: PreviousState::default(), recent: HashMap::new(), seen_before: Vec::new() }
     }
 
     /// The diff of a listing an earlier part of the run stopped in: the sessions it had seen
     /// (their [`id_fingerprint`]s) are neither listed again nor taken for ended.
     pub fn resume(run: &'a RunMark, seen: impl IntoIterator<Item = u64>) -> Self {
-        ListingDiff { seen_new: seen.into_iter().collect(), ..ListingDiff::new(run) }
+        ListingDiff { seen_before: seen.into_iter().collect(), ..ListingDiff::new(run) }
+    }
+
+    /// The diff of a listing whose previous state is a saved state (sealed; see
+    /// [`ListingDiff::next_state`]) that a vouched run wrote, so no entry is carried.
+    pub fn from_state(run: &'a RunMark, state: PreviousState) -> Self {
+        ListingDiff { previous: state, ..ListingDiff::new(run) }
     }
 
     /// One stored session of the listing's previous state.
     pub fn remember(&mut self, stored: &StoredState) {
-        let mut word = hash_fingerprint(&stored.record_hash);
-        if stored.live {
-            word |= LIVE;
-        }
+        let mut word = if stored.live {
+            hash_fingerprint(&stored.record_hash) | LIVE
+        } else {
+            // An ended session's hash is never compared: its word keeps when its item expires.
+            expiry_bits(stored.expires_at)
+        };
         if self.run.records_again(&stored.last_run) {
             word |= CARRIED;
         }
@@ -243,19 +191,34 @@ impl<'a> ListingDiff<'a> {
     }
 
     fn ready(&mut self) {
-        if !self.previous.seal() || self.previous.is_empty() {
+        if !self.previous.seal() {
             return;
         }
-        // Seen ids an earlier part listed: flagged on the stored sessions they name.
-        let seen_new = std::mem::take(&mut self.seen_new);
-        for id in seen_new.iter() {
+        // Seen ids an earlier part listed: flagged on the stored sessions they name; one the
+        // table does not hold (any more) is kept as seen, with a hash that matches nothing.
+        for id in std::mem::take(&mut self.seen_before) {
             match self.previous.find(id) {
-                Some(at) => self.previous.set_bits(at, SEEN as u32),
-                None => {
-                    self.seen_new.insert(id);
+                Some(at) => {
+                    let word = self.previous.word(at);
+                    self.previous.set_word(at, word | SEEN);
                 }
+                None => self.add_new(id, LIVE | SEEN),
             }
         }
+        self.merge_recent();
+    }
+
+    fn add_new(&mut self, id: u64, word: u64) {
+        self.recent.insert(id, word);
+        if self.recent.len() >= Self::RECENT {
+            self.merge_recent();
+        }
+    }
+
+    fn merge_recent(&mut self) {
+        let mut batch: Vec<(u64, u64)> = self.recent.drain().collect();
+        batch.sort_unstable_by_key(|&(id, _)| id);
+        self.previous.merge_sorted(&batch);
     }
 
     fn known(&self, at: usize) -> Known {
@@ -266,11 +229,39 @@ impl<'a> ListingDiff<'a> {
     /// before it ends.
     pub fn seen(&mut self) -> Vec<u64> {
         self.ready();
-        let mut seen: Vec<u64> =
-            self.previous.iter().filter(|&(_, word)| Known { word }.has(SEEN)).map(|(id, _)| id).collect();
-        seen.extend(self.seen_new.iter());
-        seen.sort_unstable();
-        seen
+        self.merge_recent();
+        self.previous.iter().filter(|&(_, word)| Known { word }.has(SEEN)).map(|(id, _)| id).collect()
+    }
+
+    /// The listing's state once it is complete and its writes are done, in id order, as the next
+    /// run reads it ([`ListingDiff::from_state`]): each session listed, live with its hash; each
+    /// one it ended, or that had ended, with when its item expires, until then.
+    pub fn next_state(&mut self) -> impl Iterator<Item = (u64, u64)> + '_ {
+        self.ready();
+        self.merge_recent();
+        let (now, ended_expiry) = (self.run.snapshot_at.epoch_seconds(), expiry_bits(Some(self.run.ended_expires_at)));
+        self.previous.iter().filter_map(move |(id, word)| {
+            let known = Known { word };
+            let next = if known.has(SEEN) {
+                known.hash() | LIVE
+            } else if known.has(LIVE) {
+                ended_expiry | ENDED
+            } else if (known.hash() >> FLAG_BITS) as i64 <= now {
+                return None;
+            } else {
+                known.hash() | (word & ENDED)
+            };
+            Some((id, next))
+        })
+    }
+
+    /// Sessions held (stored, and new ones listed).
+    pub fn len(&self) -> usize {
+        self.previous.len() + self.recent.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 
     /// What to make of one listed session.
@@ -278,18 +269,20 @@ impl<'a> ListingDiff<'a> {
         self.ready();
         let id = id_fingerprint(&record.session_id);
         let Some(at) = self.previous.find(id) else {
-            if !self.seen_new.insert(id) {
+            if self.recent.contains_key(&id) {
                 return Seen::Repeated;
             }
             let hash = record.record_hash();
+            self.add_new(id, hash_fingerprint(&hash) | LIVE | SEEN);
             return Seen::Decided(written(self.run, record, hash, None, Change::Opened, None));
         };
         let known = self.known(at);
         if known.has(SEEN) {
             return Seen::Repeated;
         }
-        self.previous.set_bits(at, SEEN as u32);
         let record_hash = record.record_hash();
+        // What the item holds once the session is decided: live, with this hash.
+        self.previous.set_word(at, hash_fingerprint(&record_hash) | LIVE | SEEN);
         if known.has(LIVE) && !known.has(CARRIED) && known.hash() == hash_fingerprint(&record_hash) {
             return Seen::Decided(Observation { record, record_hash, change: None, write: None });
         }
@@ -583,39 +576,97 @@ mod tests {
     }
 
     #[test]
-    fn the_fingerprint_set_keeps_every_id_once_across_merges() {
-        // GIVEN ids inserted in a scrambled order, well past several merges, each twice
-        let ids: Vec<u64> = (0..20_000u64).map(|i| i.wrapping_mul(0x9E37_79B9_7F4A_7C15)).collect();
-        let mut set = FingerprintSet::default();
-        // WHEN each is inserted, then inserted again
-        let first: Vec<bool> = ids.iter().map(|&id| set.insert(id)).collect();
-        let again: Vec<bool> = ids.iter().map(|&id| set.insert(id)).collect();
-        // THEN the first insert of each is new, the second is not, and the set holds each once
-        assert!(first.iter().all(|&new| new));
-        assert!(again.iter().all(|&new| !new));
-        assert_eq!(set.len(), ids.len());
-        let mut held: Vec<u64> = set.iter().collect();
-        held.sort_unstable();
-        let mut expected = ids.clone();
-        expected.sort_unstable();
-        assert_eq!(held, expected);
-        assert!(set.sorted.windows(2).all(|w| w[0] < w[1]), "the merged part stays sorted");
-    }
-
-    #[test]
-    fn new_sessions_cost_about_eight_bytes_each() {
+    fn new_sessions_cost_under_sixteen_bytes_each_and_are_each_held_once() {
         // GIVEN a first run's listing of 100,000 sessions the table does not know
         let r1 = run("r1", "2026-11-22T10:00:00Z");
         let mut diff = ListingDiff::new(&r1);
         for i in 0..100_000 {
             assert!(matches!(diff.observe(session(&format!("s{i}"), "ACTIVE")), Seen::Decided(_)));
         }
-        // WHEN one of them comes again
-        // THEN it is a repeat, and the set of new sessions holds under 9 bytes a session (8 in
-        // the sorted vector, and the few recent inserts; a hash set would hold 10–21)
-        assert_eq!(diff.observe(session("s77", "ACTIVE")), Seen::Repeated);
-        assert!(diff.seen_new.bytes() < 100_000 * 9, "{} bytes", diff.seen_new.bytes());
+        // WHEN some of them come again, before and after their merge
+        // THEN each is a repeat, and the state holds each once, packed as a sealed state (15
+        // bytes a session at 100,000, 12.4 at a million; a hash map of ids and words would hold
+        // 24–48)
+        for again in ["s77", "s99999"] {
+            assert_eq!(diff.observe(session(again, "ACTIVE")), Seen::Repeated);
+        }
         assert_eq!(diff.seen().len(), 100_000);
+        assert!(diff.previous.bytes() < 100_000 * 16, "{} bytes", diff.previous.bytes());
+    }
+
+    /// The diff as a run drives it from the state the run before it left (instead of the table).
+    fn list_from_state(
+        run: &RunMark,
+        state: &[(u64, u64)],
+        table: &HashMap<String, StoredSession>,
+        sessions: &[SessionRecord],
+    ) -> (Vec<Observation>, Vec<(u64, u64)>) {
+        let mut previous = PreviousState::sealed_with_capacity(state.len());
+        state.iter().for_each(|&(id, word)| assert!(previous.push_sorted(id, word)));
+        let mut diff = ListingDiff::from_state(run, previous);
+        let mut out = Vec::new();
+        for session in sessions {
+            let seen = diff.observe(session.clone());
+            out.extend(resolve(&diff, table, seen));
+        }
+        out.extend(end_all(&mut diff, table));
+        let next = diff.next_state().collect();
+        (out, next)
+    }
+
+    #[test]
+    fn a_listing_diffed_from_the_state_it_left_decides_as_one_diffed_from_the_table() {
+        // GIVEN three runs over a table: opened, then one changed, one ended, one new; then the
+        // ended one back
+        let runs = [
+            (
+                run("r1", "2026-11-22T10:00:00Z"),
+                vec![session("a", "ACTIVE"), session("b", "ACTIVE"), session("c", "ACTIVE")],
+            ),
+            (
+                run("r2", "2026-11-22T10:05:00Z"),
+                vec![session("a", "IDLE"), session("b", "ACTIVE"), session("d", "ACTIVE")],
+            ),
+            (
+                run("r3", "2026-11-22T10:10:00Z"),
+                vec![session("a", "IDLE"), session("c", "ACTIVE"), session("d", "ACTIVE")],
+            ),
+        ];
+        let (mut from_table, mut from_state) = (HashMap::new(), HashMap::new());
+        let mut state: Vec<(u64, u64)> = Vec::new();
+        for (run, sessions) in &runs {
+            // WHEN each run is diffed once from the table and once from the state the run before left
+            let by_table = step(&mut from_table, run, sessions);
+            let (by_state, next) = list_from_state(run, &state, &from_state, sessions);
+            apply(&mut from_state, &by_state);
+            state = next;
+            // THEN both record the same changes and write the same items
+            assert_eq!(changes(&by_state), changes(&by_table), "{}", run.run_id);
+            assert_eq!(writes(&by_state), writes(&by_table), "{}", run.run_id);
+        }
+        assert_eq!(from_state, from_table);
+        // AND the state left holds every session once, in id order: the ended one until it expires
+        let ids: Vec<u64> = state.iter().map(|&(id, _)| id).collect();
+        let mut expected: Vec<u64> = ["a", "b", "c", "d"].iter().map(|id| id_fingerprint(id)).collect();
+        expected.sort_unstable();
+        assert_eq!(ids, expected);
+        let b = state.iter().find(|&&(id, _)| id == id_fingerprint("b")).unwrap().1;
+        assert_eq!((b & (LIVE | ENDED), b >> FLAG_BITS), (ENDED, runs[2].0.ended_expires_at as u64));
+    }
+
+    #[test]
+    fn the_state_left_drops_an_ended_session_once_its_item_has_expired() {
+        // GIVEN a session that ended in r2, with its item's TTL before r3's time
+        let mut r2 = run("r2", "2026-11-22T10:05:00Z");
+        r2.ended_expires_at = at("2026-11-22T11:00:00Z").epoch_seconds();
+        let (_, state) =
+            list_from_state(&run("r1", "2026-11-22T10:00:00Z"), &[], &HashMap::new(), &[session("a", "ACTIVE")]);
+        let (_, state) = list_from_state(&r2, &state, &HashMap::new(), &[]);
+        assert_eq!(state.len(), 1, "kept while its item is there");
+        // WHEN a run after the expiry leaves its state
+        let (_, state) = list_from_state(&run("r3", "2026-11-22T12:00:00Z"), &state, &HashMap::new(), &[]);
+        // THEN the session is gone from it
+        assert!(state.is_empty(), "{state:?}");
     }
 
     #[test]

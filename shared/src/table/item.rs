@@ -138,7 +138,7 @@ pub fn stored_session(scope: &Scope, item: &Item) -> Result<StoredSession> {
 }
 
 /// The attributes of a session item that make its [`StoredState`] (a Query's projection).
-pub const STATE_PROJECTION: [&str; 5] = ["sk", "record_hash", "gone_at", "last_run", "change"];
+pub const STATE_PROJECTION: [&str; 6] = ["sk", "record_hash", "gone_at", "last_run", "change", "expires_at"];
 
 /// Reads the state of a session from its item, whole or projected to [`STATE_PROJECTION`].
 pub fn stored_state(item: &Item) -> Result<StoredState> {
@@ -149,6 +149,7 @@ pub fn stored_state(item: &Item) -> Result<StoredState> {
         live: reader.optional_timestamp("gone_at")?.is_none(),
         last_run: reader.string("last_run")?,
         change: reader.change()?,
+        expires_at: reader.optional_number("expires_at")?,
     })
 }
 

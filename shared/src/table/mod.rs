@@ -66,6 +66,8 @@ pub struct StoredState {
     pub live: bool,
     pub last_run: String,
     pub change: Change,
+    /// When an ended session's item expires (DynamoDB TTL).
+    pub expires_at: Option<i64>,
 }
 
 impl From<&StoredSession> for StoredState {
@@ -76,6 +78,7 @@ impl From<&StoredSession> for StoredState {
             live: stored.is_live(),
             last_run: stored.last_run.clone(),
             change: stored.change,
+            expires_at: stored.expires_at,
         }
     }
 }

@@ -65,11 +65,9 @@ impl PreviousState {
                 self.prefixes.push(prefix);
                 self.starts.push(u32::try_from(i).expect("at most 2³² sessions a listing"));
             }
-            self.words[SEALED * i..SEALED * (i + 1)].copy_from_slice(&[
-                (id_high << 16) | (id_low >> 16),
-                (id_low << 16) | word_high,
-                word_low,
-            ]);
+            let id = (u64::from(id_high) << 32) | u64::from(id_low);
+            let word = (u64::from(word_high) << 32) | u64::from(word_low);
+            self.words[SEALED * i..SEALED * (i + 1)].copy_from_slice(&pack(id, word));
         }
         self.words.truncate(SEALED * n);
         self.words.shrink_to_fit();
@@ -77,6 +75,91 @@ impl PreviousState {
         self.starts.shrink_to_fit();
         self.sealed = true;
         true
+    }
+
+    /// An empty sealed state with room for `n` sessions, filled in id order by
+    /// [`PreviousState::push_sorted`]: built at its sealed size, never at four words an entry.
+    pub fn sealed_with_capacity(n: usize) -> Self {
+        let mut state = PreviousState { sealed: true, ..PreviousState::default() };
+        state.words.reserve_exact(SEALED * n);
+        state
+    }
+
+    /// Appends a session to a sealed state; `false` (and nothing added) unless its id is above
+    /// every id held.
+    pub fn push_sorted(&mut self, id: u64, word: u64) -> bool {
+        assert!(self.sealed, "sealed before it is extended in order");
+        assert!(word >> WORD_BITS == 0, "a word has {WORD_BITS} bits");
+        if !self.is_empty() && self.id_at(self.len() - 1) >= id {
+            return false;
+        }
+        let at = self.len();
+        let prefix = (id >> SUFFIX_BITS) as u16;
+        if self.prefixes.last() != Some(&prefix) {
+            self.prefixes.push(prefix);
+            self.starts.push(u32::try_from(at).expect("at most 2³² sessions a listing"));
+        }
+        self.words.extend(pack(id, word));
+        true
+    }
+
+    /// Adds sessions not held yet (`batch`: ascending ids, none held already) to a sealed state,
+    /// in place from the back, so the state grows by their 12 bytes each and is never copied.
+    pub fn merge_sorted(&mut self, batch: &[(u64, u64)]) {
+        assert!(self.sealed || self.is_empty(), "sealed before it is merged into");
+        self.sealed = true;
+        let (old, added) = (self.len(), batch.len());
+        let old_prefixes = std::mem::take(&mut self.prefixes);
+        let old_starts = std::mem::take(&mut self.starts);
+        let old_id = |words: &[u32], run: usize, at: usize| {
+            let entry: &[u32; SEALED] = words[SEALED * at..SEALED * (at + 1)].try_into().expect("three words");
+            (u64::from(old_prefixes[run]) << SUFFIX_BITS) | suffix_of(entry)
+        };
+        self.words.reserve_exact(SEALED * added);
+        self.words.resize(SEALED * (old + added), 0);
+        // Runs of the merged state, found from the back: (prefix, first entry).
+        let mut runs: Vec<(u16, u32)> = Vec::with_capacity(old_prefixes.len() + added.min(1 << 16));
+        let (mut i, mut j, mut run) = (old, added, old_prefixes.len());
+        for slot in (0..old + added).rev() {
+            while run > 0 && i > 0 && old_starts[run - 1] as usize > i - 1 {
+                run -= 1;
+            }
+            let take_old = i > 0 && (j == 0 || old_id(&self.words, run - 1, i - 1) > batch[j - 1].0);
+            // Read before written: `slot` is never below the old entry being moved.
+            let (id, word) = if take_old {
+                i -= 1;
+                (old_id(&self.words, run - 1, i), self.sealed_word(i))
+            } else {
+                j -= 1;
+                batch[j]
+            };
+            assert!(word >> WORD_BITS == 0, "a word has {WORD_BITS} bits");
+            self.words[SEALED * slot..SEALED * (slot + 1)].copy_from_slice(&pack(id, word));
+            let prefix = (id >> SUFFIX_BITS) as u16;
+            let first = u32::try_from(slot).expect("at most 2³² sessions a listing");
+            match runs.last_mut() {
+                Some((last, start)) if *last == prefix => *start = first,
+                _ => runs.push((prefix, first)),
+            }
+        }
+        runs.reverse();
+        (self.prefixes, self.starts) = runs.into_iter().unzip();
+    }
+
+    /// Replaces the word of the session at `at`, once sealed.
+    pub fn set_word(&mut self, at: usize, word: u64) {
+        assert!(self.sealed, "sealed before it is changed");
+        assert!(word >> WORD_BITS == 0, "a word has {WORD_BITS} bits");
+        let entry = &mut self.words[SEALED * at..SEALED * (at + 1)];
+        entry[1] = (entry[1] & 0xFFFF_0000) | (word >> 32) as u32;
+        entry[2] = word as u32;
+    }
+
+    /// The id of the session at `at`, once sealed.
+    fn id_at(&self, at: usize) -> u64 {
+        let run = self.starts.partition_point(|&start| start as usize <= at) - 1;
+        let entry: &[u32; SEALED] = self.words[SEALED * at..SEALED * (at + 1)].try_into().expect("three words");
+        (u64::from(self.prefixes[run]) << SUFFIX_BITS) | suffix_of(entry)
     }
 
     /// Back to four words an entry, for more pushes after a seal.
@@ -111,12 +194,6 @@ impl PreviousState {
         self.sealed_word(at)
     }
 
-    /// Sets bits of the word of the session at `at` (flags, in its low 32 bits).
-    pub fn set_bits(&mut self, at: usize, bits: u32) {
-        assert!(self.sealed, "sealed before it is changed");
-        self.words[SEALED * at + 2] |= bits;
-    }
-
     /// Every (id, word), in id order, once sealed: each run of entries with its prefix.
     pub fn iter(&self) -> impl Iterator<Item = (u64, u64)> + '_ {
         assert!(self.sealed || self.is_empty(), "sealed before it is read");
@@ -139,6 +216,12 @@ impl PreviousState {
         let entry = &self.words[SEALED * at..SEALED * (at + 1)];
         (u64::from(entry[1] & 0xFFFF) << 32) | u64::from(entry[2])
     }
+}
+
+/// A sealed entry: the id's low 48 bits, then the 48-bit word.
+fn pack(id: u64, word: u64) -> [u32; SEALED] {
+    let suffix = id & ((1 << SUFFIX_BITS) - 1);
+    [(suffix >> 16) as u32, ((suffix as u32) << 16) | (word >> 32) as u32, word as u32]
 }
 
 fn suffix_of(entry: &[u32; SEALED]) -> u64 {
@@ -194,7 +277,7 @@ mod tests {
         }
         state.seal();
         let at = state.find(ids[7]).unwrap();
-        state.set_bits(at, 1);
+        state.set_word(at, state.word(at) | 1);
         assert_eq!(state.word(at), (word_of(ids[7]) & !1) | 1);
         // WHEN more sessions come after the seal
         for &id in &ids[500..] {
@@ -217,6 +300,43 @@ mod tests {
         state.seal();
         let per_session = state.bytes() as f64 / n as f64;
         assert!(per_session < 12.5, "{per_session:.2} bytes a session");
+    }
+
+    #[test]
+    fn sessions_merged_in_batches_or_pushed_in_order_are_found_whole() {
+        // GIVEN a sealed state, and batches of sessions it does not hold, some sharing prefixes
+        // with it and some at both ends of the range
+        let all = ids(30_000);
+        let mut state = PreviousState::default();
+        for &id in &all[..10_000] {
+            state.push(id, word_of(id));
+        }
+        state.seal();
+        let mut batches: Vec<Vec<(u64, u64)>> =
+            all[10_000..].chunks(4096).map(|c| c.iter().map(|&id| (id, word_of(id))).collect()).collect();
+        batches.push(vec![(0, 5), (u64::MAX, 6)]);
+        // WHEN each batch is merged, sorted
+        for batch in &mut batches {
+            batch.sort_unstable();
+            state.merge_sorted(batch);
+        }
+        // THEN every session is found with its word, in id order
+        assert_eq!(state.len(), 30_002);
+        for &id in &all {
+            assert_eq!(state.find(id).map(|at| state.word(at)), Some(word_of(id)), "{id:#x}");
+        }
+        assert_eq!(
+            (state.find(0).map(|at| state.word(at)), state.find(u64::MAX).map(|at| state.word(at))),
+            (Some(5), Some(6))
+        );
+        let merged: Vec<(u64, u64)> = state.iter().collect();
+        assert!(merged.windows(2).all(|w| w[0].0 < w[1].0));
+        // AND the same sessions pushed in order build the same state
+        let mut ordered = PreviousState::sealed_with_capacity(merged.len());
+        merged.iter().for_each(|&(id, word)| assert!(ordered.push_sorted(id, word)));
+        assert_eq!(ordered.iter().collect::<Vec<_>>(), merged);
+        assert!(!ordered.push_sorted(7, 0), "an id below the last is refused");
+        assert_eq!(ordered.len(), merged.len());
     }
 
     #[test]
