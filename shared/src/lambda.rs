@@ -294,7 +294,7 @@ pub fn metrics_line(scope: &Scope, result: &Result<RunSummary>, timestamp_ms: i6
         Err(_) => (None, Default::default()),
     };
     let flag = |wanted: Option<RunOutcome>| u64::from(outcome == wanted);
-    let metrics: [(&str, u64, &str); 11] = [
+    let metrics: [(&str, u64, &str); 13] = [
         ("CompleteRuns", flag(Some(RunOutcome::Complete)), "Count"),
         ("PartialRuns", flag(Some(RunOutcome::Partial)), "Count"),
         ("FailedRuns", u64::from(result.is_err()), "Count"),
@@ -306,6 +306,8 @@ pub fn metrics_line(scope: &Scope, result: &Result<RunSummary>, timestamp_ms: i6
         ("ApiCalls", counts.api_calls, "Count"),
         ("ItemsWritten", counts.items_written, "Count"),
         ("Throttles", counts.throttles, "Count"),
+        ("ListingStatesRead", counts.states_read, "Count"),
+        ("ListingStatesRebuilt", counts.states_rebuilt, "Count"),
     ];
     let mut line = serde_json::Map::new();
     line.insert(
@@ -322,6 +324,9 @@ pub fn metrics_line(scope: &Scope, result: &Result<RunSummary>, timestamp_ms: i6
     line.insert("Service".into(), Json::from(scope.service.as_str()));
     line.insert("AccountId".into(), Json::from(scope.account_id.as_str()));
     line.insert("Region".into(), Json::from(scope.region.as_str()));
+    if let Ok(RunSummary { state_rebuilt_because: Some(reason), .. }) = result {
+        line.insert("StateRebuiltBecause".into(), Json::from(reason.as_str()));
+    }
     for (name, value, _) in metrics {
         line.insert(name.into(), Json::from(value));
     }

@@ -38,6 +38,8 @@ pub use error::{Error, Result};
 #[cfg(test)]
 mod arbitrary_input;
 #[cfg(test)]
+mod listing_states;
+#[cfg(test)]
 mod run_states;
 #[cfg(test)]
 pub(crate) mod testing;

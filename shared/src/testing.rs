@@ -19,7 +19,7 @@ use crate::sources::{Discovery, Listing, RawPage, SessionSource, SourceOptions};
 use crate::table::item::manifest_sk;
 use crate::table::{
     LeaseHolder, LeaseOutcome, Manifest, Progress, RunLedger, RunStatus, SavedProgress, Scope, SessionTable,
-    StoredSession, StoredState,
+    StateVouch, StoredSession, StoredState,
 };
 
 /// An injected failure of an AWS call, retryable as a 5xx is.
@@ -34,17 +34,23 @@ pub fn injected(operation: &'static str) -> Error {
     }
 }
 
+/// A scope's lease item: the holder, until when (0 once given back), and the vouch it left.
+type Lease = (LeaseHolder, i64, Option<StateVouch>);
+
 /// The table, in memory.
 #[derive(Default)]
 pub struct MemoryTable {
     sessions: Mutex<BTreeMap<(String, String), StoredSession>>,
-    lease: Mutex<HashMap<String, (LeaseHolder, i64)>>,
+    /// By lease key: the holder, until when (0 once given back), and the vouch it left.
+    lease: Mutex<HashMap<String, Lease>>,
     manifests: Mutex<BTreeMap<(String, String), Manifest>>,
     progress: Mutex<HashMap<(String, String), SavedProgress>>,
     /// Session writes refused once this many items are in the table.
     fail_writes_at: Mutex<Option<usize>>,
     /// Session writes never answered, as a silent DynamoDB.
     silent_writes: AtomicBool,
+    /// Listings whose stored states were read (each a Query on DynamoDB).
+    listings_read: AtomicU64,
 }
 
 impl MemoryTable {
@@ -77,8 +83,27 @@ impl MemoryTable {
         self.progress.lock().unwrap().len()
     }
 
+    /// Who holds the scope's lease (not given back yet).
     pub fn lease_holder(&self, scope: &Scope) -> Option<LeaseHolder> {
-        self.lease.lock().unwrap().get(&scope.lease_pk()).map(|(holder, _)| holder.clone())
+        let leases = self.lease.lock().unwrap();
+        leases.get(&scope.lease_pk()).filter(|(_, until, _)| *until > 0).map(|(holder, _, _)| holder.clone())
+    }
+
+    /// Listings whose stored states were read so far.
+    pub fn listings_read(&self) -> u64 {
+        self.listings_read.load(Ordering::SeqCst)
+    }
+
+    /// What the last run to give the scope's lease back vouched for.
+    pub fn vouch(&self, scope: &Scope) -> Option<StateVouch> {
+        self.lease.lock().unwrap().get(&scope.lease_pk()).and_then(|(_, _, vouch)| vouch.clone())
+    }
+
+    /// Replaces the vouch of a scope whose lease is free, as another run could have left it.
+    pub fn set_vouch(&self, scope: &Scope, vouch: Option<StateVouch>) {
+        let mut leases = self.lease.lock().unwrap();
+        let holder = LeaseHolder { run_id: String::new(), invocation_id: String::new() };
+        leases.entry(scope.lease_pk()).or_insert((holder, 0, None)).2 = vouch;
     }
 
     fn listing(&self, scope: &Scope, parent_id: Option<&str>) -> Vec<StoredSession> {
@@ -94,6 +119,7 @@ impl SessionTable for MemoryTable {
         scope: &'a Scope,
         parent_id: Option<&'a str>,
     ) -> impl Stream<Item = Result<Vec<StoredState>>> + Send + 'a {
+        self.listings_read.fetch_add(1, Ordering::SeqCst);
         let states: Vec<StoredState> = self.listing(scope, parent_id).iter().map(StoredState::from).collect();
         let pages: Vec<Result<Vec<StoredState>>> = states.chunks(100).map(|page| Ok(page.to_vec())).collect();
         futures::stream::iter(pages)
@@ -149,7 +175,7 @@ impl RunLedger for MemoryTable {
     ) -> Result<LeaseOutcome> {
         let mut leases = self.lease.lock().unwrap();
         match leases.get(&scope.lease_pk()) {
-            Some((held, until)) if *until >= now && held.invocation_id != holder.invocation_id => {
+            Some((held, until, _)) if *until >= now && held.invocation_id != holder.invocation_id => {
                 Ok(LeaseOutcome::HeldBy {
                     run_id: held.run_id.clone(),
                     invocation_id: held.invocation_id.clone(),
@@ -157,16 +183,18 @@ impl RunLedger for MemoryTable {
                 })
             }
             _ => {
-                leases.insert(scope.lease_pk(), (holder.clone(), expires_at));
-                Ok(LeaseOutcome::Acquired)
+                let old = leases.insert(scope.lease_pk(), (holder.clone(), expires_at, None));
+                Ok(LeaseOutcome::Acquired { vouched: old.and_then(|(_, _, vouch)| vouch) })
             }
         }
     }
 
-    async fn release_lease(&self, scope: &Scope, holder: &LeaseHolder) -> Result<()> {
+    async fn release_lease(&self, scope: &Scope, holder: &LeaseHolder, vouch: Option<&StateVouch>) -> Result<()> {
         let mut leases = self.lease.lock().unwrap();
-        if leases.get(&scope.lease_pk()).is_some_and(|(held, _)| held.invocation_id == holder.invocation_id) {
-            leases.remove(&scope.lease_pk());
+        if let Some(lease) =
+            leases.get_mut(&scope.lease_pk()).filter(|(held, _, _)| held.invocation_id == holder.invocation_id)
+        {
+            *lease = (holder.clone(), 0, vouch.cloned());
         }
         Ok(())
     }
@@ -247,6 +275,11 @@ impl MemoryBucket {
         };
     }
 
+    /// An object's bytes, as stored.
+    pub fn get_bytes(&self, key: &str) -> Vec<u8> {
+        self.objects.lock().unwrap().get(key).cloned().unwrap_or_else(|| panic!("no object {key}"))
+    }
+
     pub fn open_uploads(&self) -> usize {
         self.uploads.lock().unwrap().len()
     }
@@ -279,6 +312,15 @@ impl ObjectStore for MemoryBucket {
     async fn get_object(&self, key: &str) -> Result<Option<Vec<u8>>> {
         self.check("GetObject")?;
         Ok(self.objects.lock().unwrap().get(key).cloned())
+    }
+
+    async fn get_object_into(&self, key: &str, into: &mut (dyn std::io::Write + Send)) -> Result<bool> {
+        let Some(body) = self.get_object(key).await? else { return Ok(false) };
+        // In pieces, as S3's body arrives.
+        for piece in body.chunks(64 * 1024) {
+            into.write_all(piece).map_err(|e| Error::UnreadableItem(format!("s3://memory/{key}: {e}")))?;
+        }
+        Ok(true)
     }
 
     async fn put_object(&self, key: &str, body: Vec<u8>) -> Result<()> {
@@ -396,6 +438,13 @@ impl ScriptedSource {
                 record.status = Some(status.to_owned());
             }
         }
+    }
+
+    /// Adds a session to the listing of `parent` (a session that opened).
+    pub fn add(&mut self, parent: Option<&str>, session_id: &str) {
+        let service = self.service;
+        let (_, records) = self.listings.iter_mut().find(|(l, _)| l.parent_id.as_deref() == parent).expect("a listing");
+        records.push(record(service, parent, session_id, "ACTIVE"));
     }
 
     /// Drops one session (a session that ended).

@@ -44,6 +44,13 @@ pub struct UploadedPart {
 pub trait ObjectStore: Send + Sync {
     /// The object's bytes; `None` when there is no such key.
     fn get_object(&self, key: &str) -> impl Future<Output = Result<Option<Vec<u8>>>> + Send;
+    /// Streams the object's bytes into `into` as they arrive; `false` when there is no such key.
+    /// An error `into` returns stops the read (and is returned).
+    fn get_object_into(
+        &self,
+        key: &str,
+        into: &mut (dyn std::io::Write + Send),
+    ) -> impl Future<Output = Result<bool>> + Send;
     fn put_object(&self, key: &str, body: Vec<u8>) -> impl Future<Output = Result<()>> + Send;
     /// Starts a multipart upload; returns its upload id.
     fn create_multipart(&self, key: &str) -> impl Future<Output = Result<String>> + Send;
@@ -129,6 +136,29 @@ impl ObjectStore for S3ObjectStore {
             retryable: true,
         })?;
         Ok(Some(body.to_vec()))
+    }
+
+    #[instrument(skip(self, into), fields(bucket = %self.bucket))]
+    async fn get_object_into(&self, key: &str, into: &mut (dyn std::io::Write + Send)) -> Result<bool> {
+        let output = match self.client.get_object().bucket(&self.bucket).key(key).send().await {
+            Ok(output) => output,
+            Err(err) if err.as_service_error().is_some_and(|e| e.is_no_such_key()) => return Ok(false),
+            Err(err) => return Err(self.error("S3 GetObject", key, err)),
+        };
+        let resource = || format!("s3://{}/{key}", self.bucket);
+        let mut body = output.body;
+        loop {
+            let chunk = body.try_next().await.map_err(|e| Error::Storage {
+                operation: "S3 GetObject",
+                resource: resource(),
+                code: "ResponseError".into(),
+                message: format!("the object's body could not be read: {e}"),
+                status: None,
+                retryable: true,
+            })?;
+            let Some(chunk) = chunk else { return Ok(true) };
+            into.write_all(&chunk).map_err(|e| Error::UnreadableItem(format!("{}: {e}", resource())))?;
+        }
     }
 
     #[instrument(skip(self, body), fields(bucket = %self.bucket, bytes = body.len()))]

@@ -12,13 +12,15 @@ use std::collections::HashSet;
 use tracing::{info, warn};
 
 use super::config::RunConfig;
-use super::pass::PartResult;
+use super::pass::{ListingStates, PartResult};
 use super::request::{RunOutcome, RunRequest, RunSummary};
 use crate::error::{bounded, Error, Result};
 use crate::history::ObjectStore;
 use crate::model::Timestamp;
 use crate::sources::SessionSource;
-use crate::table::{LeaseHolder, LeaseOutcome, Manifest, Progress, RunCounts, RunMark, RunStatus, Scope, Table};
+use crate::table::{
+    LeaseHolder, LeaseOutcome, Manifest, Progress, RunCounts, RunMark, RunStatus, Scope, StateVouch, Table,
+};
 
 /// One invocation's run: its ports, its settings, and when it started.
 pub(super) struct Run<'a, S, D, O> {
@@ -35,8 +37,9 @@ pub(super) struct Run<'a, S, D, O> {
 enum PartOutcome {
     /// The event's run had already completed.
     AlreadyComplete,
-    /// A part of a run was done: the run, the part, and what it did.
-    Ran { run_id: String, part: u32, result: PartResult },
+    /// A part of a run was done: the run, the part, what it did, and what its listings' state
+    /// objects are worth.
+    Ran { run_id: String, part: u32, result: PartResult, states: ListingStates },
     /// A part failed: its manifest, saying so, is still to be written.
     Failed { error: Error, manifest: Manifest },
 }
@@ -82,25 +85,29 @@ where
             run_id: self.request.run_id.as_str().to_owned(),
             invocation_id: self.request.invocation_id.clone(),
         };
-        if let Some(skipped) = self.take_lease(&holder).await? {
-            return Ok(skipped);
-        }
+        let vouched = match self.take_lease(&holder).await? {
+            Ok(vouched) => vouched,
+            Err(skipped) => return Ok(skipped),
+        };
         // Boxed: a run's future is deep, and on the heap it does not weigh on the stack of what
         // polls it.
-        let outcome = Box::pin(self.run_part(fresh)).await;
-        self.let_go(&outcome, &holder).await;
+        let outcome = Box::pin(self.run_part(fresh, vouched.as_ref())).await;
+        let vouch = vouch_after(&outcome, vouched);
+        self.let_go(&outcome, &holder, vouch.as_ref()).await;
         self.summarise(outcome?)
     }
 
-    /// Takes the scope's lease; the summary of a skipped run when another invocation holds it.
-    async fn take_lease(&self, holder: &LeaseHolder) -> Result<Option<RunSummary>> {
+    /// Takes the scope's lease: what the run before vouched for; or the summary of a skipped run
+    /// when another invocation holds it.
+    async fn take_lease(&self, holder: &LeaseHolder) -> Result<std::result::Result<Option<StateVouch>, RunSummary>> {
         let now = self.started_at.epoch_seconds();
         let deadlines = &self.request.deadlines;
         let until = deadlines.lease_until(now, self.config.lease_duration);
         let taken =
             deadlines.work("DynamoDB: the run's lease", self.store.acquire_lease(&self.scope, holder, now, until));
-        let LeaseOutcome::HeldBy { run_id: held_by, invocation_id, expires_at } = taken.await? else {
-            return Ok(None);
+        let (held_by, invocation_id, expires_at) = match taken.await? {
+            LeaseOutcome::Acquired { vouched } => return Ok(Ok(vouched)),
+            LeaseOutcome::HeldBy { run_id, invocation_id, expires_at } => (run_id, invocation_id, expires_at),
         };
         let service = self.scope.service;
         if held_by == holder.run_id {
@@ -109,18 +116,20 @@ where
             info!(%service, held_by, expires_at, "another run holds the lease; skipping");
         }
         let summary = self.summary(&holder.run_id, RunOutcome::Skipped, 0);
-        Ok(Some(RunSummary { lease_held_by: Some(held_by), ..summary }))
+        Ok(Err(RunSummary { lease_held_by: Some(held_by), ..summary }))
     }
 
     /// Under the lease: picks the run, runs one part of it, and records how it went.
-    async fn run_part(&self, fresh: Progress) -> Result<PartOutcome> {
+    async fn run_part(&self, fresh: Progress, vouched: Option<&StateVouch>) -> Result<PartOutcome> {
         let deadlines = &self.request.deadlines;
         let chosen = deadlines.work("DynamoDB: the run's progress and manifests", self.choose_run(fresh));
         let Some(Chosen { mut progress, resuming, unfinished, mut manifest }) = chosen.await? else {
             return Ok(PartOutcome::AlreadyComplete);
         };
         let mark = self.mark(&progress.run_id, unfinished);
-        let result = Box::pin(self.pass(&progress, &mark, Some(self.objects))).await;
+        let complete_listings = !self.source.options().narrows_listings();
+        let states = ListingStates::of(vouched, &progress.run_id, complete_listings);
+        let result = Box::pin(self.pass(&progress, &mark, Some((self.objects, &states)))).await;
         manifest.finished_at = Some(Timestamp::now());
         let part = match result {
             Ok(part) => part,
@@ -136,7 +145,7 @@ where
         let ran_part = progress.parts;
         let recorded = self.record_part(&mut progress, &mut manifest, &part, resuming);
         deadlines.work("DynamoDB: the part's manifest and progress", recorded).await?;
-        Ok(PartOutcome::Ran { run_id: progress.run_id, part: ran_part, result: part })
+        Ok(PartOutcome::Ran { run_id: progress.run_id, part: ran_part, result: part, states })
     }
 
     /// Picks the run to work on (a partial one with the same source options, or the event's own)
@@ -216,7 +225,7 @@ where
 
     /// The end of a part under the lease: a failed part's manifest written and the lease given
     /// back, at the same time, each bounded by the invocation's end.
-    async fn let_go(&self, outcome: &Result<PartOutcome>, holder: &LeaseHolder) {
+    async fn let_go(&self, outcome: &Result<PartOutcome>, holder: &LeaseHolder, vouch: Option<&StateVouch>) {
         let deadlines = &self.request.deadlines;
         let record_failure = async {
             let Ok(PartOutcome::Failed { manifest, .. }) = outcome else { return };
@@ -226,7 +235,8 @@ where
             }
         };
         let release = async {
-            let released = deadlines.last("DynamoDB: the run's lease", self.store.release_lease(&self.scope, holder));
+            let released =
+                deadlines.last("DynamoDB: the run's lease", self.store.release_lease(&self.scope, holder, vouch));
             if let Err(err) = released.await {
                 warn!(error = %err, "could not release the lease; it expires by itself at the invocation's deadline");
             }
@@ -244,13 +254,14 @@ where
                 Ok(RunSummary { already_complete: true, ..self.summary(run_id, RunOutcome::Skipped, 0) })
             }
             PartOutcome::Failed { error, .. } => Err(error),
-            PartOutcome::Ran { run_id, part: number, result: part } => {
+            PartOutcome::Ran { run_id, part: number, result: part, .. } => {
                 let outcome = if part.listings_left == 0 { RunOutcome::Complete } else { RunOutcome::Partial };
                 info!(%service, run_id, part = number, ?outcome, counts = ?part.counts, "run part done");
                 Ok(RunSummary {
                     counts: part.counts,
                     listings_left: part.listings_left,
                     s3_keys: part.keys,
+                    state_rebuilt_because: part.state_rebuilt_because,
                     ..self.summary(&run_id, outcome, number)
                 })
             }
@@ -271,6 +282,7 @@ where
             s3_keys: Vec::new(),
             lease_held_by: None,
             already_complete: false,
+            state_rebuilt_because: None,
         }
     }
 
@@ -301,6 +313,21 @@ where
             ended_expires_at: self.started_at.epoch_seconds() + self.config.ended_retention.as_secs() as i64,
             unfinished_runs: unfinished,
         }
+    }
+}
+
+/// What a part that gives the lease back vouches for: the generation its listings' state objects
+/// belong to, once it has written them all (for any run once the run is complete; for its own
+/// next part while it is partial). A failed part vouches for nothing; a part that found its run
+/// complete wrote nothing, and passes on what it was given.
+fn vouch_after(outcome: &Result<PartOutcome>, vouched: Option<StateVouch>) -> Option<StateVouch> {
+    match outcome {
+        Ok(PartOutcome::AlreadyComplete) => vouched,
+        Ok(PartOutcome::Ran { run_id, result, states, .. }) if states.writes => Some(StateVouch {
+            generation: states.generation.clone(),
+            for_run: (result.listings_left > 0).then(|| run_id.clone()),
+        }),
+        _ => None,
     }
 }
 

@@ -7,6 +7,7 @@ use tracing::warn;
 
 use super::pass::{ListingEnd, Pass};
 use super::recorder::Recorder;
+use super::state::Previous;
 use crate::error::Result;
 use crate::history::ObjectStore;
 use crate::model::SessionRecord;
@@ -28,6 +29,8 @@ pub(super) struct ListingRun<'p, 'a, S, D, O: ObjectStore> {
     pages_done: u64,
     /// Whether the listing was read again from its first page after its token was refused.
     restarted: bool,
+    /// Whether its previous state was read from the table to rebuild its state object.
+    rebuild: bool,
 }
 
 /// How far a listing's pages went.
@@ -68,27 +71,48 @@ where
             }
         };
         this.recorder.flush().await?;
+        if matches!(end, ListingEnd::Done) && pass.complete_listings {
+            let wrote = this.recorder.counts.items_written > 0;
+            if pass.save_state(listing, &mut this.diff, this.rebuild, wrote).await? {
+                this.recorder.counts.states_written += 1;
+            }
+        }
         Ok((key, this.recorder.counts, end))
     }
 
-    /// The listing with its previous state read: what the table holds of its parent, and the
-    /// sessions an earlier part of the run has seen.
+    /// The listing with its previous state read: its state object, or what the table holds of
+    /// its parent; and the sessions an earlier part of the run has seen.
     async fn open(pass: &'p Pass<'a, S, D, O>, listing: &'p Listing) -> Result<Self> {
         let cursor = pass.progress.cursors.get(&listing.key());
-        let mut diff = ListingDiff::resume(pass.mark, cursor.into_iter().flat_map(|c| c.seen.iter().copied()));
-        let mut stored = std::pin::pin!(pass.store.stored_states(pass.scope, listing.parent_id.as_deref()));
-        while let Some(page) = stored.try_next().await? {
-            page.iter().for_each(|state| diff.remember(state));
-        }
+        let mut counts = RunCounts::default();
+        let (diff, rebuild) = match pass.previous_of(listing, cursor.is_some()).await {
+            Previous::Saved(state) => {
+                counts.states_read = 1;
+                (ListingDiff::from_state(pass.mark, state), false)
+            }
+            Previous::Table { rebuild } => {
+                counts.states_rebuilt = u64::from(rebuild);
+                let seen = cursor.into_iter().flat_map(|c| c.seen.iter().copied());
+                let mut diff = ListingDiff::resume(pass.mark, seen);
+                let mut stored = std::pin::pin!(pass.store.stored_states(pass.scope, listing.parent_id.as_deref()));
+                while let Some(page) = stored.try_next().await? {
+                    page.iter().for_each(|state| diff.remember(state));
+                }
+                (diff, rebuild)
+            }
+        };
+        let mut recorder = Recorder::new(pass);
+        recorder.counts = counts;
         Ok(ListingRun {
             pass,
             listing,
             diff,
-            recorder: Recorder::new(pass),
+            recorder,
             undecided: Vec::new(),
             token: cursor.and_then(|c| c.next_token.clone()),
             pages_done: cursor.map_or(0, |c| c.pages_done),
             restarted: false,
+            rebuild,
         })
     }
 

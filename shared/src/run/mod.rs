@@ -20,6 +20,8 @@
 //! - `kept`: the progress saved and read back, in its item or an S3 object;
 //! - `pass`: one part's listings and its two history objects;
 //! - `listing`: one listing, previous state to writes;
+//! - `state`: an account-wide listing's state object, read instead of the table and written
+//!   after its items;
 //! - `recorder`: an observation into lines, a table write and counts;
 //! - `pacer`: the pace of the list calls.
 
@@ -31,6 +33,7 @@ mod pacer;
 mod pass;
 mod recorder;
 mod request;
+mod state;
 
 pub use config::RunConfig;
 pub use request::{RunOutcome, RunRequest, RunSummary, Trigger};

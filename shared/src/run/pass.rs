@@ -14,7 +14,7 @@ use crate::error::Result;
 use crate::history::{object_key, HistoryKind, HistoryObject, ObjectStore, RunContext, RunId};
 use crate::personal::PersonalData;
 use crate::sources::SessionSource;
-use crate::table::{Cursor, Progress, RunCounts, RunMark, Scope, SessionTable};
+use crate::table::{Cursor, Progress, RunCounts, RunMark, Scope, SessionTable, StateVouch};
 
 /// What the listings of a pass wait on, as a timeout names it.
 const LISTINGS_WAIT: &str = "the listings (session API pages, the table's reads and writes, history parts)";
@@ -31,6 +31,30 @@ pub(super) struct PartResult {
     pub(super) cursors: BTreeMap<String, Cursor>,
     /// Listings not finished (stopped, or not reached before paging had to stop).
     pub(super) listings_left: u64,
+    /// Why a listing read the table rather than its state object (the first one's reason).
+    pub(super) state_rebuilt_because: Option<String>,
+}
+
+/// Which listing state objects a part may read, and which it writes.
+#[derive(Debug)]
+pub(super) struct ListingStates {
+    /// The generation whose objects say what the table holds, as the lease vouched; `None`:
+    /// every listing reads the table.
+    pub(super) trusted: Option<String>,
+    /// The generation of the objects the part writes: the trusted one, else a new one named
+    /// after the run.
+    pub(super) generation: String,
+    /// Whether the part writes the state of each listing it completes (its listings return
+    /// every session: no filter).
+    pub(super) writes: bool,
+}
+
+impl ListingStates {
+    pub(super) fn of(vouched: Option<&StateVouch>, run_id: &str, complete_listings: bool) -> Self {
+        let trusted = vouched.and_then(|vouch| vouch.generation_for(run_id)).map(str::to_owned);
+        let generation = trusted.clone().unwrap_or_else(|| run_id.to_owned());
+        ListingStates { trusted, generation, writes: complete_listings }
+    }
 }
 
 /// How a listing's part ended.
@@ -81,6 +105,13 @@ pub(super) struct Pass<'a, S, D, O: ObjectStore> {
     pub(super) ctx: RunContext,
     /// `None` in a dry run.
     pub(super) histories: Option<Mutex<Histories<'a, O>>>,
+    /// Where the listings' state objects are, and which may be read; `None` in a dry run.
+    pub(super) states: Option<(&'a O, &'a ListingStates)>,
+    /// Why a listing read the table rather than its state object (the first one's reason).
+    pub(super) state_rebuilt_because: std::sync::Mutex<Option<String>>,
+    pub(super) state_prefix: &'a str,
+    /// The part size of the objects written (multipart past it).
+    pub(super) part_size: usize,
     pub(super) pacer: Mutex<Pacer>,
     /// Whether a listing returns every session of its parent (no filter), so missing ones ended.
     pub(super) complete_listings: bool,
@@ -112,14 +143,20 @@ where
 {
     /// Reads the listings the run has not finished and writes what changed, into `objects` (none
     /// in a dry run).
-    pub(super) async fn pass(&self, progress: &Progress, mark: &RunMark, objects: Option<&'a O>) -> Result<PartResult> {
-        let pass = self.start_pass(progress, mark, objects)?;
+    pub(super) async fn pass(
+        &self,
+        progress: &Progress,
+        mark: &RunMark,
+        out: Option<(&'a O, &ListingStates)>,
+    ) -> Result<PartResult> {
+        let pass = self.start_pass(progress, mark, out)?;
         let deadlines = &self.request.deadlines;
         let throttles_before = self.source.throttles();
         // Dropped whole at the give-up time: whatever it waits on (a page, the previous state, a
         // write, a part upload), the objects are still here to abort.
         let result = deadlines.work(LISTINGS_WAIT, pass.listings()).await.map(|mut part| {
             part.counts.throttles = self.source.throttles().saturating_sub(throttles_before);
+            part.state_rebuilt_because = pass.state_rebuilt_because.lock().unwrap().take();
             part
         });
         let Some(mut histories) = pass.histories.map(Mutex::into_inner) else {
@@ -144,8 +181,9 @@ where
         &'p self,
         progress: &'p Progress,
         mark: &'p RunMark,
-        objects: Option<&'a O>,
+        out: Option<(&'a O, &'p ListingStates)>,
     ) -> Result<Pass<'p, S, D, O>> {
+        let objects = out.map(|(objects, _)| objects);
         let run_id = RunId::parse(&progress.run_id)?;
         let config = self.config;
         let key =
@@ -170,6 +208,10 @@ where
                 region: self.scope.region.clone(),
             },
             histories,
+            states: out,
+            state_rebuilt_because: std::sync::Mutex::new(None),
+            state_prefix: &config.state_prefix,
+            part_size: config.part_size,
             pacer: Mutex::new(Pacer::new(config.max_calls_per_second)),
             complete_listings: !self.source.options().narrows_listings(),
             at_once: config.max_concurrent_listings.max(1),

@@ -89,4 +89,8 @@ pub struct RunSummary {
     /// For a skipped run whose event was already archived by a complete run.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub already_complete: bool,
+    /// Why a listing read its previous state from the table rather than the state object its
+    /// last run left (the first listing's reason, when several did).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub state_rebuilt_because: Option<String>,
 }

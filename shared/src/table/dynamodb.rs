@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use aws_sdk_dynamodb::error::ProvideErrorMetadata;
 use aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder;
-use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes, PutRequest, WriteRequest};
+use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes, PutRequest, ReturnValue, WriteRequest};
 use aws_sdk_dynamodb::Client;
 use futures::Stream;
 use tracing::{instrument, warn};
@@ -15,19 +15,20 @@ use tracing::{instrument, warn};
 use super::item::{self, Item, LEASE_SK};
 use super::{
     LeaseHolder, LeaseOutcome, Manifest, Progress, RunLedger, RunStatus, SavedProgress, Scope, SessionTable,
-    StoredSession, StoredState,
+    StateVouch, StoredSession, StoredState,
 };
 use crate::error::{Error, Result};
 use crate::model::Timestamp;
 
 /// The DynamoDB actions this adapter calls (the template grants exactly these, on the table).
-pub const IAM_ACTIONS: [&str; 6] = [
+pub const IAM_ACTIONS: [&str; 7] = [
     "dynamodb:Query",
     "dynamodb:GetItem",
     "dynamodb:BatchGetItem",
     "dynamodb:PutItem",
     "dynamodb:DeleteItem",
     "dynamodb:BatchWriteItem",
+    "dynamodb:UpdateItem",
 ];
 
 /// DynamoDB's limit of items per BatchWriteItem call.
@@ -361,6 +362,7 @@ impl RunLedger for DynamoTable {
         expires_at: i64,
     ) -> Result<LeaseOutcome> {
         self.count(&self.counters.single_item_calls, 1);
+        // The whole item is replaced: the vouch goes with the old one, returned.
         let result = self
             .client
             .put_item()
@@ -374,10 +376,13 @@ impl RunLedger for DynamoTable {
             .condition_expression("attribute_not_exists(pk) OR expires_at < :now OR invocation = :invocation")
             .expression_attribute_values(":now", AttributeValue::N(now.to_string()))
             .expression_attribute_values(":invocation", AttributeValue::S(holder.invocation_id.clone()))
+            .return_values(ReturnValue::AllOld)
             .send()
             .await;
         match result {
-            Ok(_) => Ok(LeaseOutcome::Acquired),
+            Ok(output) => {
+                Ok(LeaseOutcome::Acquired { vouched: output.attributes.as_ref().and_then(item::state_vouch) })
+            }
             Err(err) if err.as_service_error().is_some_and(|e| e.is_conditional_check_failed_exception()) => {
                 let holder = self.get_item("DynamoDB GetItem", scope.lease_pk(), LEASE_SK.into()).await?;
                 let field = |name: &str| holder.as_ref().and_then(|i| i.get(name)).cloned();
@@ -393,26 +398,32 @@ impl RunLedger for DynamoTable {
         }
     }
 
+    /// The item stays, expired (`expires_at = 0`: any run takes it, and DynamoDB's TTL leaves
+    /// alone what is more than five years past), with the vouch.
     #[instrument(skip(self), fields(table = %self.table_name))]
-    async fn release_lease(&self, scope: &Scope, holder: &LeaseHolder) -> Result<()> {
+    async fn release_lease(&self, scope: &Scope, holder: &LeaseHolder, vouch: Option<&StateVouch>) -> Result<()> {
         self.count(&self.counters.single_item_calls, 1);
-        let result = self
+        let mut update = self
             .client
-            .delete_item()
+            .update_item()
             .table_name(&self.table_name)
             .key("pk", AttributeValue::S(scope.lease_pk()))
             .key("sk", AttributeValue::S(LEASE_SK.into()))
             .condition_expression("invocation = :invocation")
             .expression_attribute_values(":invocation", AttributeValue::S(holder.invocation_id.clone()))
-            .send()
-            .await;
-        match result {
+            .expression_attribute_values(":expired", AttributeValue::N("0".into()));
+        let mut set = vec!["expires_at = :expired".to_owned()];
+        for (name, value) in vouch.map(item::vouch_attributes).unwrap_or_default() {
+            update = update.expression_attribute_values(format!(":{name}"), value);
+            set.push(format!("{name} = :{name}"));
+        }
+        match update.update_expression(format!("SET {}", set.join(", "))).send().await {
             Ok(_) => Ok(()),
             Err(err) if err.as_service_error().is_some_and(|e| e.is_conditional_check_failed_exception()) => {
                 warn!(run_id = holder.run_id, "the lease had already passed to another invocation");
                 Ok(())
             }
-            Err(err) => Err(self.storage_error("DynamoDB DeleteItem (lease)", err)),
+            Err(err) => Err(self.storage_error("DynamoDB UpdateItem (lease)", err)),
         }
     }
 

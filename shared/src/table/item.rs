@@ -4,7 +4,7 @@
 //! |---|---|---|
 //! | session | `<service>#<account>#<region>#<parent or ->` | session id |
 //! | run manifest | `RUN#<service>#<account>#<region>` | `<event time>#<run id>` |
-//! | lease | `LEASE#<service>#<account>#<region>` | `LEASE` |
+//! | lease (kept once given back, `expires_at` 0, with the listing states' vouch) | `LEASE#<service>#<account>#<region>` | `LEASE` |
 //! | progress of a run that stopped early | `PROGRESS#<service>#<account>#<region>` | `<options fingerprint>` |
 //!
 //! A session item holds every session column of the service's schema under the column's own
@@ -15,7 +15,7 @@ use std::collections::HashMap;
 use aws_sdk_dynamodb::types::AttributeValue;
 
 use super::progress::{ProgressObject, SavedProgress};
-use super::{Manifest, Progress, RunCounts, RunStatus, Scope, StoredSession, StoredState};
+use super::{Manifest, Progress, RunCounts, RunStatus, Scope, StateVouch, StoredSession, StoredState};
 use crate::error::{Error, Result};
 use crate::model::Change;
 use crate::model::{Column, ColumnType, SessionRecord, Timestamp, Value};
@@ -153,6 +153,21 @@ pub fn stored_state(item: &Item) -> Result<StoredState> {
     })
 }
 
+/// The attributes of a vouch, by name, as the lease item keeps them.
+pub fn vouch_attributes(vouch: &StateVouch) -> Vec<(&'static str, AttributeValue)> {
+    let mut attributes = vec![("state_generation", s(vouch.generation.as_str()))];
+    if let Some(run) = &vouch.for_run {
+        attributes.push(("state_for_run", s(run.as_str())));
+    }
+    attributes
+}
+
+/// The vouch a lease item keeps, if any.
+pub fn state_vouch(item: &Item) -> Option<StateVouch> {
+    let text = |name: &str| item.get(name).and_then(|v| v.as_s().ok()).cloned();
+    Some(StateVouch { generation: text("state_generation")?, for_run: text("state_for_run") })
+}
+
 /// The manifest item of a run.
 pub fn manifest_item(scope: &Scope, manifest: &Manifest) -> Item {
     let c = &manifest.counts;
@@ -181,6 +196,9 @@ pub fn manifest_item(scope: &Scope, manifest: &Manifest) -> Item {
         ("duplicates".to_owned(), n(c.duplicates)),
         ("throttles".to_owned(), n(c.throttles)),
         ("restarted_listings".to_owned(), n(c.restarted_listings)),
+        ("states_read".to_owned(), n(c.states_read)),
+        ("states_rebuilt".to_owned(), n(c.states_rebuilt)),
+        ("states_written".to_owned(), n(c.states_written)),
         ("parts".to_owned(), n(manifest.parts)),
         ("s3_keys".to_owned(), AttributeValue::L(manifest.s3_keys.iter().map(|k| s(k.as_str())).collect())),
     ]);
@@ -224,6 +242,9 @@ pub fn manifest(item: &Item) -> Result<Manifest> {
             duplicates: count("duplicates")?,
             throttles: count("throttles")?,
             restarted_listings: count("restarted_listings")?,
+            states_read: count("states_read")?,
+            states_rebuilt: count("states_rebuilt")?,
+            states_written: count("states_written")?,
         },
         s3_keys,
         parts: count("parts")? as u32,

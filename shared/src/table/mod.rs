@@ -10,6 +10,7 @@
 pub mod diff;
 pub mod dynamodb;
 pub mod item;
+pub mod listing_state;
 mod previous;
 pub mod progress;
 
@@ -22,6 +23,8 @@ use serde::{Deserialize, Serialize};
 
 pub use diff::{ListingDiff, Observation, RunMark, Seen};
 pub use dynamodb::{DynamoTable, WriteCounters};
+pub use listing_state::{Refusal, StateHeader};
+pub use previous::PreviousState;
 pub use progress::{Cursor, Progress, ProgressObject, SavedProgress};
 
 use crate::error::Result;
@@ -135,6 +138,12 @@ pub struct RunCounts {
     pub throttles: u64,
     /// Listings started again from their first page because the service refused their next token.
     pub restarted_listings: u64,
+    /// Listings whose previous state was their state object (the table not read).
+    pub states_read: u64,
+    /// Listings that keep a state object and read the table instead (see the run's reason).
+    pub states_rebuilt: u64,
+    /// State objects written.
+    pub states_written: u64,
 }
 
 impl RunCounts {
@@ -152,6 +161,9 @@ impl RunCounts {
         self.duplicates += other.duplicates;
         self.throttles += other.throttles;
         self.restarted_listings += other.restarted_listings;
+        self.states_read += other.states_read;
+        self.states_rebuilt += other.states_rebuilt;
+        self.states_written += other.states_written;
     }
 }
 
@@ -183,17 +195,32 @@ pub struct LeaseHolder {
     pub invocation_id: String,
 }
 
+/// What a run that gives the lease back vouches for: the listing state objects of `generation`
+/// say what the table holds (see [`listing_state`]), for any run, or only for the partial run
+/// `for_run` (whose stopped listings have items their objects do not have yet). Taking the lease
+/// takes the vouch away, so a run that then fails, or does not write its listings' states,
+/// leaves none, and the next run reads the table.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StateVouch {
+    pub generation: String,
+    pub for_run: Option<String>,
+}
+
+impl StateVouch {
+    /// The generation a run may use, if the vouch is for it.
+    pub fn generation_for(&self, run_id: &str) -> Option<&str> {
+        self.for_run.as_deref().is_none_or(|only| only == run_id).then_some(self.generation.as_str())
+    }
+}
+
 /// Whether the lease was taken.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum LeaseOutcome {
-    Acquired,
+    /// Taken, with what the run that gave it back vouched for.
+    Acquired { vouched: Option<StateVouch> },
     /// Another invocation holds it until `expires_at` (epoch seconds): another run's, or one
     /// running the same run (a second delivery of the same event).
-    HeldBy {
-        run_id: String,
-        invocation_id: String,
-        expires_at: i64,
-    },
+    HeldBy { run_id: String, invocation_id: String, expires_at: i64 },
 }
 
 /// The table's sessions, as a listing reads and writes them.
@@ -233,7 +260,8 @@ pub trait SessionTable: Send + Sync {
 pub trait RunLedger: Send + Sync {
     /// Takes the one-run-at-a-time lease of the scope until `expires_at` (epoch seconds): when
     /// nobody holds it, when it has expired, or when `holder`'s invocation holds it already
-    /// (Lambda's retry of an attempt that could not give it back).
+    /// (Lambda's retry of an attempt that could not give it back). Returns what the last holder
+    /// vouched for as it gave the lease back, and takes it away.
     fn acquire_lease(
         &self,
         scope: &Scope,
@@ -242,8 +270,13 @@ pub trait RunLedger: Send + Sync {
         expires_at: i64,
     ) -> impl Future<Output = Result<LeaseOutcome>> + Send;
 
-    /// Gives the lease back if `holder`'s invocation still holds it.
-    fn release_lease(&self, scope: &Scope, holder: &LeaseHolder) -> impl Future<Output = Result<()>> + Send;
+    /// Gives the lease back if `holder`'s invocation still holds it, vouching for `vouch`.
+    fn release_lease(
+        &self,
+        scope: &Scope,
+        holder: &LeaseHolder,
+        vouch: Option<&StateVouch>,
+    ) -> impl Future<Output = Result<()>> + Send;
 
     fn put_manifest(&self, scope: &Scope, manifest: &Manifest) -> impl Future<Output = Result<()>> + Send;
 

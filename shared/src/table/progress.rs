@@ -31,8 +31,10 @@ use crate::model::{Scope, Timestamp};
 /// margin. A progress encoded larger goes to an S3 object.
 pub const MAX_INLINE_PROGRESS: usize = 380 * 1024;
 
-/// The IAM actions on the state prefix (the template grants exactly these, there only).
-pub const IAM_ACTIONS: [&str; 2] = ["s3:GetObject", "s3:PutObject"];
+/// The IAM actions on the state prefix, for progress and listing state objects (the template
+/// grants exactly these, there only); a listing's state past 5 MiB is a multipart upload, which
+/// a failure aborts.
+pub const IAM_ACTIONS: [&str; 3] = ["s3:GetObject", "s3:PutObject", "s3:AbortMultipartUpload"];
 
 /// Where a progress is kept: in its item, or in the S3 object the item names.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -492,3 +492,31 @@ async fn a_run_progress_is_kept_per_source_options_until_deleted() {
     store.delete_progress(&scope, &scheduled).await.unwrap();
     assert_eq!(store.get_progress(&scope, &scheduled).await.unwrap(), None);
 }
+
+#[tokio::test]
+async fn an_account_wide_listing_keeps_its_state_in_s3_and_an_unchanged_rerun_reads_that_not_the_table() {
+    // GIVEN GameLift stream sessions, one account-wide listing, archived once: the run read the
+    // (empty) table, wrote the listing's state object, and the lease it gave back vouches for it
+    let rig = Rig::start(small_world()).await;
+    let service = ServiceId::GameliftStreamSessions;
+    let first = rig.run(service, "evt-1").await.unwrap();
+    assert_eq!((first.counts.states_rebuilt, first.counts.states_written), (1, 1));
+    let states = rig.aws.keys("state/listings/").await;
+    assert_eq!(states.len(), 1, "{states:?}");
+    let leases: Vec<_> =
+        rig.aws.scan().await.into_iter().filter(|i| i["pk"].as_s().unwrap().starts_with("LEASE#")).collect();
+    assert_eq!(leases.len(), 1);
+    assert_eq!(leases[0]["state_generation"].as_s().unwrap(), "evt-1");
+    assert_eq!(leases[0]["expires_at"].as_n().unwrap(), "0", "given back");
+    // WHEN the next run lists the same sessions
+    let store = rig.aws.table();
+    let (source, objects) = (rig.source(service).await, rig.aws.object_store());
+    let rerun = run(&source, &store, &objects, &rig.config, &request("evt-2", false)).await.unwrap();
+    // THEN it reads the state object and not the table, and writes nothing
+    assert_eq!((rerun.outcome, rerun.counts.states_read, rerun.counts.states_rebuilt), (RunOutcome::Complete, 1, 0));
+    assert_eq!((rerun.counts.items_written, rerun.state_rebuilt_because.as_deref()), (0, None));
+    let queries = store.counters().queries.load(std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(queries, 1, "the run manifests' Query (unfinished runs) only, no session page");
+    let snapshot = rig.aws.read(&key("snapshots", service, "evt-2")).await.lines;
+    assert_eq!(set(snapshot.iter().map(|l| text(l, "session_id"))), rig.truth(service));
+}

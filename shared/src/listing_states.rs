@@ -1,0 +1,247 @@
+//! Listing state objects, on the in-memory twins of the run's ports: an unchanged rerun reads its
+//! account-wide listing's state object and not the table; a state object that is missing, stale,
+//! corrupt or of another version is refused, and the run reads the table, rebuilds it, says why
+//! and converges; a run that fails vouches for nothing.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{Read, Write};
+
+use flate2::read::GzDecoder;
+use flate2::write::GzEncoder;
+use flate2::Compression;
+
+use crate::deadline::Deadlines;
+use crate::history::RunId;
+use crate::model::{ServiceId, Timestamp};
+use crate::run::{run, RunConfig, RunOutcome, RunRequest, RunSummary, Trigger};
+use crate::table::{Scope, StateVouch};
+use crate::testing::{MemoryBucket, MemoryTable, ScriptedSource};
+
+const SERVICE: ServiceId = ServiceId::GameliftStreamSessions;
+
+fn config() -> RunConfig {
+    RunConfig::new("123456789012", "us-west-2")
+}
+
+fn scope() -> Scope {
+    Scope { service: SERVICE, account_id: "123456789012".into(), region: "us-west-2".into() }
+}
+
+fn request(id: &str) -> RunRequest {
+    RunRequest {
+        run_id: RunId::parse(id).unwrap(),
+        event_id: id.into(),
+        event_time: Timestamp::parse("2026-11-22T10:00:00Z").unwrap(),
+        trigger: Trigger::Scheduled,
+        dry_run: false,
+        invocation_id: format!("invocation-{id}"),
+        deadlines: Deadlines::none(),
+    }
+}
+
+/// One account-wide listing of 300 sessions, 50 a page.
+fn source() -> ScriptedSource {
+    let ids: Vec<String> = (0..300).map(|i| format!("s{i:03}")).collect();
+    ScriptedSource::new(SERVICE, vec![(None, ids.iter().map(String::as_str).collect())], 50)
+}
+
+/// The key of the listing's state object.
+fn state_key(bucket: &MemoryBucket) -> String {
+    let keys: Vec<String> = bucket.keys().into_iter().filter(|k| k.starts_with("state/listings/")).collect();
+    assert_eq!(keys.len(), 1, "one state object: {keys:?}");
+    keys[0].clone()
+}
+
+/// The changes lines of a run: session id → change.
+fn changes(bucket: &MemoryBucket, run_id: &str) -> BTreeMap<String, String> {
+    let prefix = format!("changes/{SERVICE}/dt=2026-11-22/123456789012.us-west-2.{run_id}.");
+    let lines = bucket.lines_of(&prefix);
+    lines.iter().map(|l| (l["session_id"].as_str().unwrap().into(), l["change"].as_str().unwrap().into())).collect()
+}
+
+fn snapshot(bucket: &MemoryBucket, run_id: &str) -> Vec<String> {
+    let prefix = format!("snapshots/{SERVICE}/dt=2026-11-22/123456789012.us-west-2.{run_id}.");
+    bucket.lines_of(&prefix).iter().map(|l| l["session_id"].as_str().unwrap().to_owned()).collect()
+}
+
+/// What a user checks after a run: the table holds what the service lists (ended sessions as
+/// ended), and the snapshot names each listed session once.
+fn assert_converged(source: &ScriptedSource, table: &MemoryTable, bucket: &MemoryBucket, run_id: &str) {
+    let truth: BTreeSet<String> = source.truth().into_iter().collect();
+    let live: BTreeSet<String> = table.sessions().into_iter().filter(|(_, s)| s.is_live()).map(|(id, _)| id).collect();
+    assert_eq!(live, truth, "{run_id}: live items against the service");
+    let listed = snapshot(bucket, run_id);
+    assert_eq!((listed.len(), listed.into_iter().collect::<BTreeSet<_>>()), (truth.len(), truth), "{run_id}");
+}
+
+/// The object's text, changed by `edit`, gzip'd again.
+fn edited(body: &[u8], edit: impl Fn(String) -> String) -> Vec<u8> {
+    let mut text = String::new();
+    GzDecoder::new(body).read_to_string(&mut text).unwrap();
+    let mut gzip = GzEncoder::new(Vec::new(), Compression::fast());
+    gzip.write_all(edit(text).as_bytes()).unwrap();
+    gzip.finish().unwrap()
+}
+
+async fn complete(source: &ScriptedSource, table: &MemoryTable, bucket: &MemoryBucket, id: &str) -> RunSummary {
+    let summary = run(source, table, bucket, &config(), &request(id)).await.unwrap();
+    assert_eq!(summary.outcome, RunOutcome::Complete, "{id}");
+    summary
+}
+
+#[tokio::test]
+async fn an_unchanged_rerun_reads_the_listings_state_object_and_not_the_table() {
+    // GIVEN a first run, which reads the (empty) table and leaves the listing's state object
+    let (source, table, bucket) = (source(), MemoryTable::default(), MemoryBucket::default());
+    let first = complete(&source, &table, &bucket, "evt-1").await;
+    let reason = first.state_rebuilt_because.clone().unwrap_or_default();
+    assert!(reason.contains("no state object is vouched for"), "{reason}");
+    assert_eq!((first.counts.states_rebuilt, first.counts.states_written), (1, 1));
+    let key = state_key(&bucket);
+    assert_eq!(table.vouch(&scope()), Some(StateVouch { generation: "evt-1".into(), for_run: None }));
+    // WHEN the same sessions are listed again
+    let reads_before = table.listings_read();
+    let rerun = complete(&source, &table, &bucket, "evt-2").await;
+    // THEN the table is not read, nothing is written, not even the state object, and nothing is
+    // rebuilt
+    assert_eq!(table.listings_read(), reads_before, "no Query of the listing");
+    assert_eq!((rerun.counts.states_read, rerun.counts.states_rebuilt, rerun.counts.states_written), (1, 0, 0));
+    assert_eq!((rerun.counts.items_written, rerun.counts.unchanged, rerun.state_rebuilt_because), (0, 300, None));
+    assert_converged(&source, &table, &bucket, "evt-2");
+    assert_eq!(state_key(&bucket), key);
+}
+
+#[tokio::test]
+async fn changes_read_from_the_state_object_are_recorded_as_from_the_table_and_the_ended_stay_ended() {
+    // GIVEN a complete run, then one session changed, one gone and one new
+    let (mut source, table, bucket) = (source(), MemoryTable::default(), MemoryBucket::default());
+    complete(&source, &table, &bucket, "evt-1").await;
+    let first_seen = table.sessions()["s020"].first_seen.clone();
+    source.set_status("s010", "PENDING_CLIENT_RECONNECT");
+    source.remove("s020");
+    source.add(None, "s999");
+    // WHEN the next run reads the state object
+    let reads_before = table.listings_read();
+    let next = complete(&source, &table, &bucket, "evt-2").await;
+    // THEN it records each change, ends the gone session (the table read once, for its item),
+    // and writes the listing's state again
+    let expected = BTreeMap::from([
+        ("s010".to_owned(), "changed".to_owned()),
+        ("s020".to_owned(), "ended".to_owned()),
+        ("s999".to_owned(), "opened".to_owned()),
+    ]);
+    assert_eq!(changes(&bucket, "evt-2"), expected);
+    assert_eq!((next.counts.states_read, next.counts.states_written, next.counts.items_written), (1, 1, 3));
+    assert_eq!(table.listings_read(), reads_before + 1, "the ended pass's read only");
+    assert_converged(&source, &table, &bucket, "evt-2");
+    // AND the run after it records nothing, reads no table, and does not end the gone one again
+    let reads_before = table.listings_read();
+    let after = complete(&source, &table, &bucket, "evt-3").await;
+    assert_eq!((after.counts.items_written, after.counts.states_read), (0, 1));
+    assert!(changes(&bucket, "evt-3").is_empty());
+    assert_eq!(table.listings_read(), reads_before);
+    // AND the gone session comes back as opened, keeping when it was first seen
+    source.add(None, "s020");
+    complete(&source, &table, &bucket, "evt-4").await;
+    assert_eq!(changes(&bucket, "evt-4"), BTreeMap::from([("s020".to_owned(), "opened".to_owned())]));
+    let back = &table.sessions()["s020"];
+    assert!(back.is_live() && back.first_seen == first_seen, "{back:?}");
+    assert_converged(&source, &table, &bucket, "evt-4");
+}
+
+/// How a state object is damaged, and the word the run's reason has for it.
+enum Damage {
+    Missing,
+    Corrupt,
+    OtherVersion,
+    Stale,
+}
+
+#[tokio::test]
+async fn a_missing_stale_corrupt_or_other_version_state_object_is_rebuilt_from_the_table_and_said() {
+    for (damage, says) in [
+        (Damage::Missing, "is missing"),
+        (Damage::Corrupt, "corrupt: it is not whole gzip"),
+        (Damage::OtherVersion, "written by another version: format session-archiver/listing-state version 0"),
+        (Damage::Stale, "stale: it belongs to generation evt-1, and the lease vouches for evt-0"),
+    ] {
+        // GIVEN a complete run's state object, damaged; and a session changed since
+        let (mut source, table, bucket) = (source(), MemoryTable::default(), MemoryBucket::default());
+        complete(&source, &table, &bucket, "evt-1").await;
+        let key = state_key(&bucket);
+        let body = bucket.get_bytes(&key);
+        match damage {
+            Damage::Missing => bucket.replace(&key, None),
+            Damage::Corrupt => bucket.replace(&key, Some(body[..body.len() / 2].to_vec())),
+            Damage::OtherVersion => {
+                bucket.replace(&key, Some(edited(&body, |t| t.replacen("\"version\":1", "\"version\":0", 1))))
+            }
+            Damage::Stale => table.set_vouch(&scope(), Some(StateVouch { generation: "evt-0".into(), for_run: None })),
+        }
+        source.set_status("s010", "PENDING_CLIENT_RECONNECT");
+        // WHEN the next run comes
+        let next = complete(&source, &table, &bucket, "evt-2").await;
+        // THEN it reads the table instead, says why, records the change once, and converges
+        let reason = next.state_rebuilt_because.clone().unwrap_or_default();
+        assert!(reason.contains(&key) && reason.contains(says), "{says}: {reason}");
+        assert_eq!((next.counts.states_read, next.counts.states_rebuilt, next.counts.states_written), (0, 1, 1));
+        assert_eq!(changes(&bucket, "evt-2"), BTreeMap::from([("s010".to_owned(), "changed".to_owned())]));
+        assert_converged(&source, &table, &bucket, "evt-2");
+        // AND the object it rebuilt serves the run after it
+        let after = complete(&source, &table, &bucket, "evt-3").await;
+        assert_eq!((after.counts.states_read, after.counts.items_written, after.state_rebuilt_because), (1, 0, None));
+    }
+}
+
+#[tokio::test]
+async fn a_run_that_fails_after_writing_items_vouches_for_nothing_and_the_next_run_reads_the_table() {
+    // GIVEN a complete run, then a run that writes changed sessions and fails to write its
+    // objects
+    let (mut source, table, bucket) = (source(), MemoryTable::default(), MemoryBucket::default());
+    complete(&source, &table, &bucket, "evt-1").await;
+    source.set_status("s010", "PENDING_CLIENT_RECONNECT");
+    source.set_status("s290", "PENDING_CLIENT_RECONNECT");
+    bucket.failing("put");
+    run(&source, &table, &bucket, &config(), &request("evt-2")).await.unwrap_err();
+    assert_eq!(table.sessions()["s010"].record.status.as_deref(), Some("PENDING_CLIENT_RECONNECT"), "written");
+    assert_eq!(table.vouch(&scope()), None);
+    // WHEN the bucket heals and the next run comes
+    bucket.heal();
+    let next = complete(&source, &table, &bucket, "evt-3").await;
+    // THEN it reads the table, records the failed run's change again with its own, and
+    // converges under a new generation
+    let reason = next.state_rebuilt_because.clone().unwrap_or_default();
+    assert!(reason.contains("no state object is vouched for"), "{reason}");
+    let expected =
+        BTreeMap::from([("s010".to_owned(), "changed".to_owned()), ("s290".to_owned(), "changed".to_owned())]);
+    assert_eq!(changes(&bucket, "evt-3"), expected);
+    assert_converged(&source, &table, &bucket, "evt-3");
+    assert_eq!(table.vouch(&scope()), Some(StateVouch { generation: "evt-3".into(), for_run: None }));
+}
+
+#[tokio::test]
+async fn a_run_over_several_parts_vouches_for_itself_between_them_and_leaves_a_state_the_next_run_reads() {
+    // GIVEN a first run whose every part stops paging after a page or two
+    let (source, table, bucket) = (source(), MemoryTable::default(), MemoryBucket::default());
+    let mut parts = 0;
+    loop {
+        let mut short = request("evt-1");
+        short.deadlines = Deadlines::paging_until(tokio::time::Instant::now());
+        // WHEN the same event is invoked until its run completes
+        let part = run(&source, &table, &bucket, &config(), &short).await.unwrap();
+        parts += 1;
+        if part.outcome == RunOutcome::Complete {
+            break;
+        }
+        // THEN between parts the lease vouches for the run's own next part only
+        let own = StateVouch { generation: "evt-1".into(), for_run: Some("evt-1".into()) };
+        assert_eq!(table.vouch(&scope()), Some(own));
+        assert!(parts < 20, "the run completes");
+    }
+    assert!(parts >= 3, "{parts} parts");
+    assert_converged(&source, &table, &bucket, "evt-1");
+    // AND once complete, for any run: the next one reads the state the last part wrote
+    assert_eq!(table.vouch(&scope()), Some(StateVouch { generation: "evt-1".into(), for_run: None }));
+    let rerun = complete(&source, &table, &bucket, "evt-2").await;
+    assert_eq!((rerun.counts.states_read, rerun.counts.items_written), (1, 0));
+}
