@@ -162,7 +162,7 @@ async fn a_missing_stale_corrupt_or_other_version_state_object_is_rebuilt_from_t
     for (damage, says) in [
         (Damage::Missing, "is missing"),
         (Damage::Corrupt, "corrupt: it is not whole gzip"),
-        (Damage::OtherVersion, "written by another version: format session-archiver/listing-state version 0"),
+        (Damage::OtherVersion, "written by another version: format session-archiver/listing-states version 0"),
         (Damage::Stale, "stale: it belongs to generation evt-1, and the lease vouches for evt-0"),
     ] {
         // GIVEN a complete run's state object, damaged; and a session changed since
@@ -233,15 +233,55 @@ async fn a_run_over_several_parts_vouches_for_itself_between_them_and_leaves_a_s
         if part.outcome == RunOutcome::Complete {
             break;
         }
-        // THEN between parts the lease vouches for the run's own next part only
+        // THEN between parts the lease vouches for the run's own next part only, and each part
+        // after the first resumed from the carried diff
+        assert_eq!(part.counts.states_read, u64::from(parts > 1), "part {parts}");
         let own = StateVouch { generation: "evt-1".into(), for_run: Some("evt-1".into()) };
         assert_eq!(table.vouch(&scope()), Some(own));
         assert!(parts < 20, "the run completes");
     }
     assert!(parts >= 3, "{parts} parts");
     assert_converged(&source, &table, &bucket, "evt-1");
+    // AND only the first part read the table: each part after it took the listing's diff from
+    // the carry the part before left in the state object
+    assert_eq!(table.listings_read(), 1);
     // AND once complete, for any run: the next one reads the state the last part wrote
     assert_eq!(table.vouch(&scope()), Some(StateVouch { generation: "evt-1".into(), for_run: None }));
     let rerun = complete(&source, &table, &bucket, "evt-2").await;
     assert_eq!((rerun.counts.states_read, rerun.counts.items_written), (1, 0));
+}
+
+#[tokio::test]
+async fn per_parent_listings_share_one_state_object_and_a_new_parent_alone_reads_the_table() {
+    // GIVEN three channels archived once: one state object for the scope, a section a channel
+    let ivs = ServiceId::IvsStreamSessions;
+    let names: Vec<Vec<String>> = (0..3).map(|c| (0..120).map(|i| format!("c{c}-s{i:03}")).collect()).collect();
+    let listings = |n: usize| -> Vec<(Option<&str>, Vec<&str>)> {
+        let parents = ["channel-0", "channel-1", "channel-2"];
+        (0..n).map(|c| (Some(parents[c]), names[c].iter().map(String::as_str).collect())).collect()
+    };
+    let ivs_scope = Scope { service: ivs, ..scope() };
+    let (table, bucket) = (MemoryTable::default(), MemoryBucket::default());
+    let two = ScriptedSource::new(ivs, listings(2), 50);
+    let first = complete(&two, &table, &bucket, "evt-1").await;
+    assert_eq!((first.counts.states_rebuilt, first.counts.states_written), (2, 1));
+    assert_eq!(state_key(&bucket), format!("state/listings/{ivs}/123456789012.us-west-2.states.ndjson.gz"));
+    // WHEN the same channels are listed again
+    let reads_before = table.listings_read();
+    let rerun = complete(&two, &table, &bucket, "evt-2").await;
+    // THEN no channel's listing reads the table, and the object is not rewritten
+    assert_eq!(table.listings_read(), reads_before);
+    assert_eq!((rerun.counts.states_read, rerun.counts.states_written, rerun.counts.items_written), (2, 0, 0));
+    // WHEN a third channel appears
+    let three = ScriptedSource::new(ivs, listings(3), 50);
+    let reads_before = table.listings_read();
+    let grown = complete(&three, &table, &bucket, "evt-3").await;
+    // THEN it alone reads the table, saying so, and the object is rewritten with its section
+    assert_eq!(table.listings_read(), reads_before + 1);
+    assert_eq!((grown.counts.states_read, grown.counts.states_rebuilt, grown.counts.states_written), (2, 1, 1));
+    let reason = grown.state_rebuilt_because.unwrap_or_default();
+    assert!(reason.contains("has no section for listing channel-2"), "{reason}");
+    let after = complete(&three, &table, &bucket, "evt-4").await;
+    assert_eq!((after.counts.states_read, after.counts.states_rebuilt), (3, 0));
+    assert_eq!(table.vouch(&ivs_scope).map(|v| v.generation), Some("evt-1".into()));
 }

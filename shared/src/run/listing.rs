@@ -7,7 +7,7 @@ use tracing::warn;
 
 use super::pass::{ListingEnd, Pass};
 use super::recorder::Recorder;
-use super::state::Previous;
+use super::state::{Leaves, Previous};
 use crate::error::Result;
 use crate::history::ObjectStore;
 use crate::model::SessionRecord;
@@ -54,6 +54,7 @@ where
     ) -> Result<(String, RunCounts, ListingEnd)> {
         let key = listing.key();
         if pass.past_deadline() {
+            pass.leave(listing, Leaves::NotStarted)?;
             return Ok((key, RunCounts::default(), ListingEnd::NotStarted));
         }
         let mut this = ListingRun::open(pass, listing).await?;
@@ -71,12 +72,16 @@ where
             }
         };
         this.recorder.flush().await?;
-        if matches!(end, ListingEnd::Done) && pass.complete_listings {
-            let wrote = this.recorder.counts.items_written > 0;
-            if pass.save_state(listing, &mut this.diff, this.rebuild, wrote).await? {
-                this.recorder.counts.states_written += 1;
-            }
-        }
+        let leaves = match end {
+            ListingEnd::Done => Leaves::Done {
+                diff: &mut this.diff,
+                rebuilt: this.rebuild,
+                wrote: this.recorder.counts.items_written > 0,
+            },
+            ListingEnd::Stopped(_) => Leaves::Stopped { diff: &mut this.diff },
+            ListingEnd::NotStarted => Leaves::NotStarted,
+        };
+        pass.leave(listing, leaves)?;
         Ok((key, this.recorder.counts, end))
     }
 
@@ -85,7 +90,7 @@ where
     async fn open(pass: &'p Pass<'a, S, D, O>, listing: &'p Listing) -> Result<Self> {
         let cursor = pass.progress.cursors.get(&listing.key());
         let mut counts = RunCounts::default();
-        let (diff, rebuild) = match pass.previous_of(listing, cursor.is_some()).await {
+        let (diff, rebuild) = match pass.previous_of(listing, cursor.is_some()) {
             Previous::Saved(state) => {
                 counts.states_read = 1;
                 (ListingDiff::from_state(pass.mark, state), false)

@@ -20,8 +20,8 @@
 //! - `kept`: the progress saved and read back, in its item or an S3 object;
 //! - `pass`: one part's listings and its two history objects;
 //! - `listing`: one listing, previous state to writes;
-//! - `state`: an account-wide listing's state object, read instead of the table and written
-//!   after its items;
+//! - `state`: the scope's listing states: one S3 object read instead of the table, and written
+//!   after the part's items and history; `spool`: where they wait meanwhile, on disk;
 //! - `recorder`: an observation into lines, a table write and counts;
 //! - `pacer`: the pace of the list calls.
 
@@ -33,6 +33,7 @@ mod pacer;
 mod pass;
 mod recorder;
 mod request;
+mod spool;
 mod state;
 
 pub use config::RunConfig;

@@ -10,6 +10,7 @@ use tokio::sync::Mutex;
 use super::bookkeeping::Run;
 use super::listing::ListingRun;
 use super::pacer::Pacer;
+use super::state::PartStates;
 use crate::error::Result;
 use crate::history::{object_key, HistoryKind, HistoryObject, ObjectStore, RunContext, RunId};
 use crate::personal::PersonalData;
@@ -18,6 +19,7 @@ use crate::table::{Cursor, Progress, RunCounts, RunMark, Scope, SessionTable, St
 
 /// What the listings of a pass wait on, as a timeout names it.
 const LISTINGS_WAIT: &str = "the listings (session API pages, the table's reads and writes, history parts)";
+const STATES_WAIT: &str = "S3: the scope's listing states";
 
 /// What one part of a run did.
 #[derive(Debug, Default)]
@@ -105,13 +107,11 @@ pub(super) struct Pass<'a, S, D, O: ObjectStore> {
     pub(super) ctx: RunContext,
     /// `None` in a dry run.
     pub(super) histories: Option<Mutex<Histories<'a, O>>>,
-    /// Where the listings' state objects are, and which may be read; `None` in a dry run.
-    pub(super) states: Option<(&'a O, &'a ListingStates)>,
-    /// Why a listing read the table rather than its state object (the first one's reason).
+    /// The scope's listing states; `None` in a dry run.
+    pub(super) states: Option<PartStates<'a, O>>,
+    /// Why a listing read the table rather than its section of the state object (the first
+    /// one's reason).
     pub(super) state_rebuilt_because: std::sync::Mutex<Option<String>>,
-    pub(super) state_prefix: &'a str,
-    /// The part size of the objects written (multipart past it).
-    pub(super) part_size: usize,
     pub(super) pacer: Mutex<Pacer>,
     /// Whether a listing returns every session of its parent (no filter), so missing ones ended.
     pub(super) complete_listings: bool,
@@ -149,16 +149,28 @@ where
         mark: &RunMark,
         out: Option<(&'a O, &ListingStates)>,
     ) -> Result<PartResult> {
-        let pass = self.start_pass(progress, mark, out)?;
+        let mut pass = self.start_pass(progress, mark, out.map(|(objects, _)| objects))?;
         let deadlines = &self.request.deadlines;
+        if let Some((objects, policy)) = out {
+            let opened = PartStates::open(objects, policy, &self.scope, &self.config.state_prefix, &progress.run_id);
+            pass.states = Some(deadlines.work(STATES_WAIT, opened).await?);
+        }
         let throttles_before = self.source.throttles();
         // Dropped whole at the give-up time: whatever it waits on (a page, the previous state, a
         // write, a part upload), the objects are still here to abort.
-        let result = deadlines.work(LISTINGS_WAIT, pass.listings()).await.map(|mut part| {
+        let mut result = deadlines.work(LISTINGS_WAIT, pass.listings()).await.map(|mut part| {
             part.counts.throttles = self.source.throttles().saturating_sub(throttles_before);
             part.state_rebuilt_because = pass.state_rebuilt_because.lock().unwrap().take();
             part
         });
+        // Before the history: a state object that cannot be written fails the part with nothing
+        // of its history written.
+        if let (Ok(part), Some(states)) = (&mut result, &pass.states) {
+            match deadlines.work(STATES_WAIT, states.write(progress.parts, self.config.part_size)).await {
+                Ok(wrote) => part.counts.states_written += u64::from(wrote),
+                Err(err) => result = Err(err),
+            }
+        }
         let Some(mut histories) = pass.histories.map(Mutex::into_inner) else {
             return result;
         };
@@ -181,9 +193,8 @@ where
         &'p self,
         progress: &'p Progress,
         mark: &'p RunMark,
-        out: Option<(&'a O, &'p ListingStates)>,
+        objects: Option<&'a O>,
     ) -> Result<Pass<'p, S, D, O>> {
-        let objects = out.map(|(objects, _)| objects);
         let run_id = RunId::parse(&progress.run_id)?;
         let config = self.config;
         let key =
@@ -208,10 +219,8 @@ where
                 region: self.scope.region.clone(),
             },
             histories,
-            states: out,
+            states: None,
             state_rebuilt_because: std::sync::Mutex::new(None),
-            state_prefix: &config.state_prefix,
-            part_size: config.part_size,
             pacer: Mutex::new(Pacer::new(config.max_calls_per_second)),
             complete_listings: !self.source.options().narrows_listings(),
             at_once: config.max_concurrent_listings.max(1),

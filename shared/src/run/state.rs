@@ -1,87 +1,187 @@
-//! A listing's state object: read instead of the table when the lease vouches for it, written
-//! once a complete listing's items are (see [`crate::table::listing_state`]).
-//!
-//! Only account-wide listings keep one: they are the listings that grow with the account (a
-//! million sessions in one listing), where the table's read costs the most. A per-parent listing
-//! is small, and a GET and a PUT each run would cost more than its Query.
+//! A part's listing states (see [`crate::table::scope_state`]): the scope's state object read
+//! once at the start of the part, when the lease vouches for it, and spooled to the temporary
+//! directory; each listing's previous state read from its section instead of the table; the
+//! sections the part leaves (the state of each listing it completed and that changed, the diff
+//! of each listing it stopped in) spooled as listings end; and at the end of the part, after its
+//! history, the scope's next object: those sections and the ones it kept, in listing order.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
 
 use tracing::{info, warn};
 
-use super::pass::Pass;
+use super::pass::{ListingStates, Pass};
+use super::spool::Spool;
 use crate::error::Result;
 use crate::history::{HistoryObject, ObjectStore};
+use crate::model::Scope;
 use crate::sources::Listing;
-use crate::table::listing_state::{entry_line, state_object_key, Expected, StateReader};
-use crate::table::{ListingDiff, PreviousState, StateHeader};
+use crate::table::scope_state::{
+    entry_bytes, entry_line, entry_of, state_object_key, Expected, ScopeHeader, Section, SectionHeader, SectionKind,
+    StateReader, ENTRY_BYTES,
+};
+use crate::table::{ListingDiff, PreviousState};
+
+/// Entries read from a spool at a time.
+const READ_ENTRIES: usize = 4096;
 
 /// Where a listing's previous state comes from.
 pub(super) enum Previous {
-    /// Its state object.
+    /// Its section of the scope's state object: a state, or a carry of this run.
     Saved(PreviousState),
-    /// The table; `rebuild`: its state object is then written from what the diff ends holding.
+    /// The table; `rebuild`: the listing's section is then written from what its diff ends holding.
     Table { rebuild: bool },
 }
 
-impl<S, D, O: ObjectStore> Pass<'_, S, D, O> {
-    /// Whether `listing` keeps a state object.
-    fn keeps_state(&self, listing: &Listing) -> bool {
-        self.states.is_some() && listing.parent_id.is_none()
-    }
+/// How a listing's part ended, for its section.
+pub(super) enum Leaves<'d, 'r> {
+    /// Complete: its next state, written when the table was read for it or it changed.
+    Done { diff: &'d mut ListingDiff<'r>, rebuilt: bool, wrote: bool },
+    /// Stopped mid-pagination: its diff, carried to the run's next part.
+    Stopped { diff: &'d mut ListingDiff<'r> },
+    /// Not started: its section, if any, is kept.
+    NotStarted,
+}
 
-    /// Where the previous state of `listing` comes from: its state object when the lease vouches
-    /// for it and it reads whole; else the table, saying why.
-    pub(super) async fn previous_of(&self, listing: &Listing, resumed: bool) -> Previous {
-        let Some((objects, states)) = self.states.filter(|_| self.keeps_state(listing)) else {
-            return Previous::Table { rebuild: false };
+/// The scope's state object as the part read it.
+struct Read {
+    spool: Mutex<Spool>,
+    sections: HashMap<String, Section>,
+}
+
+/// The sections the part writes, spooled.
+struct Written {
+    spool: Spool,
+    sections: BTreeMap<String, Section>,
+    /// Listings whose section of the object read is kept as it is.
+    kept: Vec<String>,
+}
+
+/// The listing states of one part.
+pub(super) struct PartStates<'a, O> {
+    objects: &'a O,
+    policy: &'a ListingStates,
+    scope: &'a Scope,
+    key: String,
+    run_id: &'a str,
+    /// The object read; or why the listings read the table.
+    read: std::result::Result<Read, String>,
+    written: Mutex<Written>,
+}
+
+impl<'a, O: ObjectStore> PartStates<'a, O> {
+    /// Reads the scope's state object when the lease vouches for its generation.
+    pub(super) async fn open(
+        objects: &'a O,
+        policy: &'a ListingStates,
+        scope: &'a Scope,
+        state_prefix: &str,
+        run_id: &'a str,
+    ) -> Result<Self> {
+        let key = state_object_key(state_prefix, scope);
+        let written = Written {
+            spool: Spool::create(&std::env::temp_dir(), run_id)?,
+            sections: BTreeMap::new(),
+            kept: Vec::new(),
         };
-        let key = state_object_key(self.state_prefix, self.scope, &listing.key());
-        let read = match (&states.trusted, resumed) {
-            (_, true) => Err(format!("the listing resumes mid-pagination, past what its state object {key} holds")),
-            (None, false) => Err(format!(
+        let read = match &policy.trusted {
+            None => Err(format!(
                 "no state object is vouched for (the scope's last run did not complete, or kept none): {key} is not read"
             )),
-            (Some(generation), false) => read_state(objects, &key, self, &listing.key(), generation).await,
+            Some(generation) => read_object(objects, &key, scope, generation, run_id).await?,
         };
-        match read {
-            Ok(state) => {
-                info!(key, sessions = state.len(), "the listing's previous state is its state object");
-                Previous::Saved(state)
+        match &read {
+            Ok(read) => {
+                info!(key, sections = read.sections.len(), "the listings' previous states are the scope's state object")
             }
             Err(reason) => {
-                warn!(reason, "reading the listing's previous state from the table, to rebuild its state object");
-                self.state_rebuilt_because.lock().unwrap().get_or_insert(reason);
-                Previous::Table { rebuild: true }
+                warn!(reason, "the listings read their previous states from the table, to rebuild the state object")
             }
         }
+        Ok(PartStates { objects, policy, scope, key, run_id, read, written: Mutex::new(written) })
     }
 
-    /// Writes the state `diff` ends holding for a complete `listing`, after its items: when the
-    /// table was read for it, or when this run wrote any of its items.
-    pub(super) async fn save_state(
-        &self,
-        listing: &Listing,
-        diff: &mut ListingDiff<'_>,
-        rebuild: bool,
-        wrote: bool,
-    ) -> Result<bool> {
-        let Some((objects, states)) = self.states.filter(|(_, states)| states.writes) else { return Ok(false) };
-        if !self.keeps_state(listing) || !(rebuild || wrote) {
+    /// Where the previous state of `listing` comes from: its section of the object read (a
+    /// state; or, for a listing the run stopped in, its carry), else the table, saying why.
+    pub(super) fn previous_of(&self, listing: &Listing, resumed: bool) -> std::result::Result<PreviousState, String> {
+        let read = self.read.as_ref().map_err(Clone::clone)?;
+        let key = listing.key();
+        let section = read
+            .sections
+            .get(&key)
+            .ok_or_else(|| format!("the state object {} has no section for listing {key}", self.key))?;
+        let usable = match (section.header.kind, resumed) {
+            (SectionKind::State, false) => true,
+            (SectionKind::Carry, true) => section.header.run.as_deref() == Some(self.run_id),
+            _ => false,
+        };
+        if !usable {
+            return Err(format!(
+                "the state object {} holds a {:?} section of run {} for listing {key}, and the listing {} this run",
+                self.key,
+                section.header.kind,
+                section.header.run.as_deref().unwrap_or("-"),
+                if resumed { "resumes mid-pagination in" } else { "starts in" },
+            ));
+        }
+        let mut spool = read.spool.lock().unwrap();
+        load_section(&mut spool, section)
+    }
+
+    /// Spools the section `listing` leaves.
+    pub(super) fn leave(&self, listing: &Listing, leaves: Leaves<'_, '_>) -> Result<()> {
+        if !self.policy.writes {
+            return Ok(());
+        }
+        let key = listing.key();
+        let (kind, entries): (SectionKind, Box<dyn Iterator<Item = (u64, u64)> + '_>) = match leaves {
+            Leaves::Done { diff, rebuilt, wrote } if rebuilt || wrote || self.carried(&key) => {
+                (SectionKind::State, Box::new(diff.next_state()))
+            }
+            Leaves::Stopped { diff } => (SectionKind::Carry, Box::new(diff.carry())),
+            Leaves::Done { .. } | Leaves::NotStarted => {
+                if self.read.as_ref().is_ok_and(|read| read.sections.contains_key(&key)) {
+                    self.written.lock().unwrap().kept.push(key);
+                }
+                return Ok(());
+            }
+        };
+        let mut written = self.written.lock().unwrap();
+        let first = written.spool.len() / ENTRY_BYTES as u64;
+        let mut sessions = 0u64;
+        for (id, word) in entries {
+            written.spool.append(&entry_bytes(id, word))?;
+            sessions += 1;
+        }
+        let run = (kind == SectionKind::Carry).then(|| self.run_id.to_owned());
+        let header = SectionHeader { listing: key.clone(), kind, run, sessions };
+        written.sections.insert(key, Section { header, first });
+        Ok(())
+    }
+
+    /// Whether the object read holds a carry for `listing` (rewritten once the listing is done).
+    fn carried(&self, key: &str) -> bool {
+        self.read.as_ref().is_ok_and(|read| read.sections.get(key).is_some_and(|s| s.header.kind == SectionKind::Carry))
+    }
+
+    /// Writes the scope's next state object, once the part's items and history are: the
+    /// sections it spooled and the ones it kept, in listing order. Nothing when no section is
+    /// new (the object read still says what the table holds). Returns whether it wrote.
+    pub(super) async fn write(&self, part: u32, part_size: usize) -> Result<bool> {
+        if !self.policy.writes || self.written.lock().unwrap().sections.is_empty() {
             return Ok(false);
         }
-        let key = state_object_key(self.state_prefix, self.scope, &listing.key());
-        let sessions = diff.next_state().count() as u64;
-        let header = StateHeader::new(self.scope, &listing.key(), &states.generation, &self.mark.run_id, sessions);
-        let mut object = HistoryObject::new(objects, key, self.part_size);
-        let written = async {
-            object.push(&header.line()).await?;
-            for (id, word) in diff.next_state() {
-                object.push(&entry_line(id, word)).await?;
-            }
-            object.finish().await
-        };
-        match written.await {
+        let (order, count) = self.order();
+        let header = ScopeHeader::new(self.scope, &self.policy.generation, self.run_id, part, count as u64);
+        let mut object = HistoryObject::new(self.objects, self.key.clone(), part_size);
+        match self.upload(&mut object, &header, &order).await {
             Ok(written) => {
-                info!(key = written.key, sessions, bytes = written.bytes, "the listing's state object is written");
+                info!(
+                    key = written.key,
+                    sections = count,
+                    bytes = written.bytes,
+                    "the scope's state object is written"
+                );
                 Ok(true)
             }
             Err(err) => {
@@ -90,25 +190,130 @@ impl<S, D, O: ObjectStore> Pass<'_, S, D, O> {
             }
         }
     }
+
+    /// Every section of the next object, by listing: from the part's spool (`true`) or the
+    /// object read (`false`).
+    fn order(&self) -> (BTreeMap<String, (bool, Section)>, usize) {
+        let written = self.written.lock().unwrap();
+        let mut order: BTreeMap<String, (bool, Section)> =
+            written.sections.iter().map(|(key, section)| (key.clone(), (true, section.clone()))).collect();
+        if let Ok(read) = &self.read {
+            for key in &written.kept {
+                if let Some(section) = read.sections.get(key) {
+                    order.entry(key.clone()).or_insert_with(|| (false, section.clone()));
+                }
+            }
+        }
+        let count = order.len();
+        (order, count)
+    }
+
+    async fn upload(
+        &self,
+        object: &mut HistoryObject<'_, O>,
+        header: &ScopeHeader,
+        order: &BTreeMap<String, (bool, Section)>,
+    ) -> Result<crate::history::WrittenObject> {
+        object.push(&header.line()).await?;
+        let mut buffer = vec![0u8; READ_ENTRIES * ENTRY_BYTES];
+        for (from_part, section) in order.values() {
+            object.push(&section.header.line()).await?;
+            let mut done = 0u64;
+            while done < section.header.sessions {
+                let n = (section.header.sessions - done).min(READ_ENTRIES as u64) as usize;
+                let bytes = &mut buffer[..n * ENTRY_BYTES];
+                let offset = (section.first + done) * ENTRY_BYTES as u64;
+                if *from_part {
+                    self.written.lock().unwrap().spool.read_at(offset, bytes)?;
+                } else {
+                    let read = self.read.as_ref().expect("kept sections come from the object read");
+                    read.spool.lock().unwrap().read_at(offset, bytes)?;
+                }
+                for entry in bytes.chunks(ENTRY_BYTES) {
+                    let (id, word) = entry_of(entry);
+                    object.push(&entry_line(id, word)).await?;
+                }
+                done += n as u64;
+            }
+        }
+        object.finish().await
+    }
 }
 
-/// The state object at `key`, decoded as it streams in; or why it is not used.
-async fn read_state<O: ObjectStore, S, D>(
+impl<S, D, O: ObjectStore> Pass<'_, S, D, O> {
+    /// Where the previous state of `listing` comes from, the reason noted when it is the table.
+    pub(super) fn previous_of(&self, listing: &Listing, resumed: bool) -> Previous {
+        let Some(states) = &self.states else { return Previous::Table { rebuild: false } };
+        match states.previous_of(listing, resumed) {
+            Ok(state) => Previous::Saved(state),
+            Err(reason) => {
+                self.state_rebuilt_because.lock().unwrap().get_or_insert(reason);
+                Previous::Table { rebuild: true }
+            }
+        }
+    }
+
+    /// Spools the section `listing` leaves (nothing in a dry run).
+    pub(super) fn leave(&self, listing: &Listing, leaves: Leaves<'_, '_>) -> Result<()> {
+        self.states.as_ref().map_or(Ok(()), |states| states.leave(listing, leaves))
+    }
+}
+
+/// The scope's state object at `key`, spooled; or why it is not used. Only the spool failing is
+/// an error: whatever the object is, the listings can read the table.
+async fn read_object<O: ObjectStore>(
     objects: &O,
     key: &str,
-    pass: &Pass<'_, S, D, O>,
-    listing: &str,
+    scope: &Scope,
     generation: &str,
-) -> std::result::Result<PreviousState, String> {
-    let expected = Expected { scope: pass.scope, listing, generation };
-    let mut reader = StateReader::new(expected);
+    run_id: &str,
+) -> Result<std::result::Result<Read, String>> {
+    let spool = Spool::create(&std::env::temp_dir(), run_id)?;
+    let mut reader = StateReader::new(Expected { scope, generation }, SpoolSink(spool));
     let read = match objects.get_object_into(key, reader.sink()).await {
         Ok(true) => Ok(()),
-        Ok(false) => return Err(format!("the state object {key} is missing")),
+        Ok(false) => return Ok(Err(format!("the state object {key} is missing"))),
         Err(err) => Err(err),
     };
-    reader
-        .finish(read)
-        .map(|(_, state)| state)
-        .map_err(|refusal| format!("the state object {key} is not used: {refusal}"))
+    Ok(match reader.finish(read) {
+        Ok((_, sections, SpoolSink(spool))) => Ok(Read {
+            spool: Mutex::new(spool),
+            sections: sections.into_iter().map(|s| (s.header.listing.clone(), s)).collect(),
+        }),
+        Err(refusal) => Err(format!("the state object {key} is not used: {refusal}")),
+    })
+}
+
+/// A section's sessions, read from the spool into a sealed state at its final size.
+fn load_section(spool: &mut Spool, section: &Section) -> std::result::Result<PreviousState, String> {
+    let sessions = section.header.sessions as usize;
+    let mut state = PreviousState::sealed_with_capacity(sessions);
+    let mut buffer = vec![0u8; READ_ENTRIES * ENTRY_BYTES];
+    let mut done = 0usize;
+    while done < sessions {
+        let n = (sessions - done).min(READ_ENTRIES);
+        let bytes = &mut buffer[..n * ENTRY_BYTES];
+        spool.read_at((section.first as usize + done) as u64 * ENTRY_BYTES as u64, bytes).map_err(|e| e.to_string())?;
+        for entry in bytes.chunks(ENTRY_BYTES) {
+            let (id, word) = entry_of(entry);
+            // In order: the decoder checked it.
+            state.push_sorted(id, word);
+        }
+        done += n;
+    }
+    Ok(state)
+}
+
+/// A spool as the decoder's sink of entries.
+struct SpoolSink(Spool);
+
+impl std::io::Write for SpoolSink {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.append(bytes).map_err(std::io::Error::other)?;
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }

@@ -167,8 +167,9 @@ impl<'a> ListingDiff<'a> {
         ListingDiff { seen_before: seen.into_iter().collect(), ..ListingDiff::new(run) }
     }
 
-    /// The diff of a listing whose previous state is a saved state (sealed; see
-    /// [`ListingDiff::next_state`]) that a vouched run wrote, so no entry is carried.
+    /// The diff of a listing whose previous state is a saved one (sealed): the state a vouched
+    /// run left ([`ListingDiff::next_state`]), or the diff an earlier part of this run carried
+    /// ([`ListingDiff::carry`]).
     pub fn from_state(run: &'a RunMark, state: PreviousState) -> Self {
         ListingDiff { previous: state, ..ListingDiff::new(run) }
     }
@@ -253,6 +254,14 @@ impl<'a> ListingDiff<'a> {
             };
             Some((id, next))
         })
+    }
+
+    /// The diff as it stands, in id order, flags and all: what a listing that stops before it
+    /// ends carries to the run's next part ([`ListingDiff::from_state`] takes it back).
+    pub fn carry(&mut self) -> impl Iterator<Item = (u64, u64)> + '_ {
+        self.ready();
+        self.merge_recent();
+        self.previous.iter()
     }
 
     /// Sessions held (stored, and new ones listed).

@@ -10,9 +10,9 @@
 pub mod diff;
 pub mod dynamodb;
 pub mod item;
-pub mod listing_state;
 mod previous;
 pub mod progress;
+pub mod scope_state;
 
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
@@ -23,7 +23,6 @@ use serde::{Deserialize, Serialize};
 
 pub use diff::{ListingDiff, Observation, RunMark, Seen};
 pub use dynamodb::{DynamoTable, WriteCounters};
-pub use listing_state::{Refusal, StateHeader};
 pub use previous::PreviousState;
 pub use progress::{Cursor, Progress, ProgressObject, SavedProgress};
 
@@ -195,8 +194,8 @@ pub struct LeaseHolder {
     pub invocation_id: String,
 }
 
-/// What a run that gives the lease back vouches for: the listing state objects of `generation`
-/// say what the table holds (see [`listing_state`]), for any run, or only for the partial run
+/// What a run that gives the lease back vouches for: the scope's state object of `generation`
+/// says what the table holds (see [`scope_state`]), for any run, or only for the partial run
 /// `for_run` (whose stopped listings have items their objects do not have yet). Taking the lease
 /// takes the vouch away, so a run that then fails, or does not write its listings' states,
 /// leaves none, and the next run reads the table.

@@ -333,8 +333,10 @@ async fn the_lambda_deadline_makes_a_run_partial_and_the_next_invocations_carry_
     // THEN the first invocations return `partial`, the last `complete` (checked above), and the
     // table and the run's history hold every session once
     assert_run_converged(&stage, service, &run_id).await;
-    // AND the progress fitted its item: no object was needed
-    assert!(stage.aws.keys("state/").await.is_empty());
+    // AND the progress fitted its item: no progress object was needed; the listing's state (the
+    // parts' carries, then its state) is the scope's one state object
+    assert!(stage.aws.keys("state/progress/").await.is_empty());
+    assert_eq!(stage.aws.keys("state/listings/").await.len(), 1);
     // AND the partial invocations were counted as such in the metrics
     let partial_metrics = function.log().iter().filter(|l| l.contains("\"PartialRuns\":1")).count();
     assert_eq!(partial_metrics, outcomes.len() - 1);
