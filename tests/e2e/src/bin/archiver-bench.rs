@@ -89,6 +89,11 @@ struct Row {
     items_written: u64,
     s3_requests: u64,
     s3_bytes: u64,
+    /// DynamoDB read request units the run used (estimated from its traffic, see [`cost`]).
+    read_units: u64,
+    /// The read units of one read of every listing from the table: what a run pays that reads
+    /// its previous state there (no state object) and ends nothing.
+    table_read_units: u64,
     estimated_cost_usd: f64,
     /// Sessions per second the emulator serves alone (measured in-process before the runs).
     emulator_sessions_per_s: f64,
@@ -267,7 +272,7 @@ async fn projection_ratio(
     proxy: &CountingProxy,
     service: ServiceId,
     emulator_url: &str,
-) -> Result<f64, Box<dyn std::error::Error>> {
+) -> Result<ItemBytes, Box<dyn std::error::Error>> {
     use futures::StreamExt;
     let sdk = SdkSettings::local(emulator_url).load().await;
     let source = AnySource::new(service, &sdk, SourceOptions::default())?;
@@ -277,11 +282,33 @@ async fn projection_ratio(
     let scope = Scope { service, account_id: ACCOUNT_ID.into(), region: REGION.into() };
     let query_bytes = |op: &str| proxy.take().get(op).map_or(0, |t| t.bytes_received);
     proxy.take();
-    std::pin::pin!(store.stored_pages(&scope, parent_id.as_deref())).next().await.transpose()?;
+    let items = std::pin::pin!(store.stored_pages(&scope, parent_id.as_deref())).next().await.transpose()?;
     let whole = query_bytes("DynamoDB Query");
     std::pin::pin!(store.stored_states(&scope, parent_id.as_deref())).next().await.transpose()?;
     let projected = query_bytes("DynamoDB Query (projected)");
-    Ok(whole as f64 / projected.max(1) as f64)
+    Ok(ItemBytes {
+        whole_per_projected: whole as f64 / projected.max(1) as f64,
+        whole_per_item: whole as f64 / items.map_or(0, |page| page.len()).max(1) as f64,
+    })
+}
+
+/// What the bench measures of the table's items, on the first Query page of one listing.
+#[derive(Clone, Copy)]
+struct ItemBytes {
+    /// Whole-item bytes over the bytes of the same items projected.
+    whole_per_projected: f64,
+    /// Bytes of an item, whole.
+    whole_per_item: f64,
+}
+
+impl ItemBytes {
+    /// Before the table holds anything to measure.
+    const NONE: ItemBytes = ItemBytes { whole_per_projected: 1.0, whole_per_item: 0.0 };
+
+    /// The read units of one eventually consistent read of `n` whole items.
+    fn table_read_units(&self, n: u32) -> u64 {
+        (f64::from(n) * self.whole_per_item / 8192.0).ceil() as u64
+    }
 }
 
 /// Sets the share of moving slots so that one tick opens, changes or ends [`CHURN`] of the
@@ -318,7 +345,7 @@ async fn bench_one(
     let rate = emulator_rate(&stage, service).await?;
     let name = service.as_str();
     // The first run reads an empty table.
-    let mut whole_per_projected_byte = 1.0;
+    let mut item_bytes = ItemBytes::NONE;
     let mut first_wall = Duration::ZERO;
     let chosen = list_of("BENCH_SCENARIOS", "first run,unchanged rerun,churn", |s| Some(s.to_owned()))?;
     for (round, scenario) in ["first run", "unchanged rerun", "churn"].into_iter().enumerate() {
@@ -327,7 +354,7 @@ async fn bench_one(
             break;
         }
         if scenario == "unchanged rerun" {
-            whole_per_projected_byte = projection_ratio(&proxy, service, &stage.emulator.url()).await?;
+            item_bytes = projection_ratio(&proxy, service, &stage.emulator.url()).await?;
         }
         if scenario == "churn" {
             stage.emulator.advance(1);
@@ -369,6 +396,7 @@ async fn bench_one(
         };
         let dynamodb = sum("DynamoDB");
         let s3 = sum("S3");
+        let bill = cost(&traffic, &summary, wall, item_bytes.whole_per_projected);
         save(Row {
             service: name.to_owned(),
             n,
@@ -390,7 +418,9 @@ async fn bench_one(
             items_written: count("items_written"),
             s3_requests: s3.requests,
             s3_bytes: s3.bytes_sent,
-            estimated_cost_usd: cost(&traffic, &summary, wall, whole_per_projected_byte),
+            read_units: bill.read_units,
+            table_read_units: item_bytes.table_read_units(n),
+            estimated_cost_usd: bill.usd,
             emulator_sessions_per_s: rate,
             archiver_cpu_share_pct: 100.0 * cpu.as_secs_f64() / wall.as_secs_f64().max(1e-9),
             moto_peak_rss_mib: process_usage(stage.moto.pid()).1,
@@ -485,6 +515,8 @@ async fn bench_resumed(
         items_written: run.items_written,
         s3_requests: s3.requests,
         s3_bytes: s3.bytes_sent,
+        read_units: 0,
+        table_read_units: 0,
         estimated_cost_usd: 0.0,
         emulator_sessions_per_s: 0.0,
         archiver_cpu_share_pct: 100.0 * cpu.as_secs_f64() / wall.as_secs_f64().max(1e-9),
@@ -569,14 +601,21 @@ fn add(a: Traffic, b: Traffic) -> Traffic {
     }
 }
 
+/// A run's estimated AWS bill.
+struct Bill {
+    read_units: u64,
+    usd: f64,
+}
+
 /// The run's estimated AWS bill from its counts (see [`price`]); `whole_per_projected_byte` scales
 /// the Query bytes to the whole items DynamoDB charges for (see [`projection_ratio`]).
-fn cost(traffic: &BTreeMap<String, Traffic>, summary: &Json, wall: Duration, whole_per_projected_byte: f64) -> f64 {
+fn cost(traffic: &BTreeMap<String, Traffic>, summary: &Json, wall: Duration, whole_per_projected_byte: f64) -> Bill {
     let get = |op: &str| traffic.get(op).copied().unwrap_or_default();
     let lambda = price::LAMBDA_REQUEST + wall.as_secs_f64() * price::LAMBDA_MEMORY_GB * price::LAMBDA_GB_SECOND;
-    // Items are well under 1 KB: one write unit each; a put or delete of a run item, one more.
+    // Items are well under 1 KB: one write unit each; a put, update or delete of a run item, one more.
     let wru = summary["items_written"].as_u64().unwrap_or(0)
         + get("DynamoDB PutItem").requests
+        + get("DynamoDB UpdateItem").requests
         + get("DynamoDB DeleteItem").requests;
     // Queries are eventually consistent: one read unit per 8 KB of whole items read, projected or
     // not; GetItem is strong.
@@ -584,7 +623,7 @@ fn cost(traffic: &BTreeMap<String, Traffic>, summary: &Json, wall: Duration, who
     // under 4 KB: half a unit each.
     let query_bytes = get("DynamoDB Query").bytes_received as f64
         + get("DynamoDB Query (projected)").bytes_received as f64 * whole_per_projected_byte;
-    let rru = (query_bytes / 8192.0).ceil() as u64
+    let read_units = (query_bytes / 8192.0).ceil() as u64
         + get("DynamoDB GetItem").requests
         + summary["changed"].as_u64().unwrap_or(0).div_ceil(2);
     let s3_puts: u64 = traffic
@@ -593,12 +632,13 @@ fn cost(traffic: &BTreeMap<String, Traffic>, summary: &Json, wall: Duration, who
         .map(|(_, t)| t.requests)
         .sum();
     let secrets = get("secretsmanager GetSecretValue").requests;
-    lambda
+    let usd = lambda
         + wru as f64 * price::DYNAMODB_WRU
-        + rru as f64 * price::DYNAMODB_RRU
+        + read_units as f64 * price::DYNAMODB_RRU
         + s3_puts as f64 * price::S3_PUT
         + get("S3 GetObject").requests as f64 * price::S3_GET
-        + secrets as f64 * price::SECRETS_CALL
+        + secrets as f64 * price::SECRETS_CALL;
+    Bill { read_units, usd }
 }
 
 fn commit() -> String {
@@ -661,14 +701,15 @@ fn print_table(report: &Report, previous: Option<&Json>) {
             previous["at"].as_str().unwrap_or("?")
         );
     }
-    println!("| service | n | scenario | invocations | wall ms | CPU ms | CPU µs/session | peak RSS MiB | cold init ms | list calls / floor | discovery / floor | DynamoDB req | items written | S3 req | S3 bytes | churn % | est. cost USD | emulator sessions/s | archiver CPU share | moto peak RSS MiB |");
-    println!("|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("| service | n | scenario | invocations | wall ms | CPU ms | CPU µs/session | peak RSS MiB | cold init ms | list calls / floor | discovery / floor | DynamoDB req | read units / reading the table | items written | S3 req | S3 bytes | churn % | est. cost USD | emulator sessions/s | archiver CPU share | moto peak RSS MiB |");
+    println!("|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for r in &report.rows {
         println!(
-            "| {} | {} | {} | {} | {:.0}{} | {:.0} | {:.1} | {:.1}{} | {:.1} | {} / {} | {} / {} | {} | {} | {} | {} | {:.1} | {:.6} | {:.0} | {:.0} % | {:.0} |",
+            "| {} | {} | {} | {} | {:.0}{} | {:.0} | {:.1} | {:.1}{} | {:.1} | {} / {} | {} / {} | {} | {} / {} | {} | {} | {} | {:.1} | {:.6} | {:.0} | {:.0} % | {:.0} |",
             r.service, r.n, r.scenario, r.invocations, r.wall_ms, delta(r, "wall_ms", r.wall_ms), r.cpu_ms, r.cpu_us_per_session,
             r.peak_rss_mib, delta(r, "peak_rss_mib", r.peak_rss_mib), r.cold_init_ms, r.list_calls, r.list_floor,
-            r.discovery_calls, r.discovery_floor, r.dynamodb_requests, r.items_written, r.s3_requests, r.s3_bytes,
+            r.discovery_calls, r.discovery_floor, r.dynamodb_requests, r.read_units, r.table_read_units,
+            r.items_written, r.s3_requests, r.s3_bytes,
             r.churn_pct, r.estimated_cost_usd, r.emulator_sessions_per_s, r.archiver_cpu_share_pct,
             r.moto_peak_rss_mib
         );
@@ -692,6 +733,24 @@ fn print_table(report: &Report, previous: Option<&Json>) {
             "list calls at the floor{}",
             if off_floor.is_empty() { String::new() } else { format!(": not for {}", off_floor.join(", ")) }
         ),
+    );
+    let reruns: Vec<&Row> = report.rows.iter().filter(|r| r.scenario == "unchanged rerun").collect();
+    let worst = reruns
+        .iter()
+        .map(|r| r.read_units as f64 / r.table_read_units.max(1) as f64)
+        .fold(0.0, f64::max);
+    check(
+        worst <= 0.01,
+        format!("an unchanged rerun reads ≤ 1 % of a read of the table: at most {:.2} %", 100.0 * worst),
+    );
+    let dearest = reruns
+        .iter()
+        .filter(|r| r.n >= 1_000_000)
+        .map(|r| r.read_units as f64 * price::DYNAMODB_RRU)
+        .fold(0.0, f64::max);
+    check(
+        dearest <= 0.001,
+        format!("an unchanged rerun's reads at n ≥ 1,000,000 cost ≤ $0.001: at most ${dearest:.6}"),
     );
     let cold = report.rows.iter().map(|r| r.cold_init_ms).fold(0.0, f64::max);
     check(cold <= 20.0, format!("cold init ≤ 20 ms: slowest {cold:.1} ms"));
