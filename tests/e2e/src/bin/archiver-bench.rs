@@ -472,8 +472,9 @@ async fn bench_resumed(
     let stage = LocalStage::start(config).await?;
     let proxy = CountingProxy::start(stage.moto.url().trim_start_matches("http://").parse()?).await?;
     let env = function_env(&stage, &proxy);
-    // Paging stops this long after each invocation starts: a share of the whole first run.
-    let paging = (first_wall / (parts + 1)).max(Duration::from_secs(1));
+    // Paging stops this long after each invocation starts: a share of the whole first run, half
+    // of its share of the parts, as each part also has its own start and end to do.
+    let paging = (first_wall / (2 * parts)).max(Duration::from_secs(1));
     let timeout = paging + Duration::from_secs(DEADLINE_MARGIN_SECONDS.parse()?);
     let name = service.as_str();
     let mut function = LocalFunction::start(binary, name, ACCOUNT_ID, REGION, &env, timeout).await?;
