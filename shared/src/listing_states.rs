@@ -285,3 +285,29 @@ async fn per_parent_listings_share_one_state_object_and_a_new_parent_alone_reads
     assert_eq!((after.counts.states_read, after.counts.states_rebuilt), (3, 0));
     assert_eq!(table.vouch(&ivs_scope).map(|v| v.generation), Some("evt-1".into()));
 }
+
+#[tokio::test]
+async fn a_run_over_several_parts_leaves_every_listings_state_for_the_next_run() {
+    // GIVEN three channels, and a first run whose every part stops paging after a page or two
+    let ivs = ServiceId::IvsStreamSessions;
+    let names: Vec<Vec<String>> = (0..3).map(|c| (0..120).map(|i| format!("c{c}-s{i:03}")).collect()).collect();
+    let parents = ["channel-0", "channel-1", "channel-2"];
+    let listings = (0..3).map(|c| (Some(parents[c]), names[c].iter().map(String::as_str).collect())).collect();
+    let source = ScriptedSource::new(ivs, listings, 50);
+    let (table, bucket) = (MemoryTable::default(), MemoryBucket::default());
+    // WHEN the event is invoked until its run completes
+    for part in 0.. {
+        assert!(part < 30, "the run completes");
+        let mut short = request("evt-1");
+        short.deadlines = Deadlines::paging_until(tokio::time::Instant::now());
+        if run(&source, &table, &bucket, &config(), &short).await.unwrap().outcome == RunOutcome::Complete {
+            break;
+        }
+    }
+    // THEN the next run reads every channel's state from the object: the sections of channels
+    // done in earlier parts were kept by the parts after them
+    let reads_before = table.listings_read();
+    let rerun = complete(&source, &table, &bucket, "evt-2").await;
+    assert_eq!((rerun.counts.states_read, rerun.counts.states_rebuilt, rerun.counts.items_written), (3, 0, 0));
+    assert_eq!(table.listings_read(), reads_before);
+}

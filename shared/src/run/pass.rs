@@ -10,11 +10,11 @@ use tokio::sync::Mutex;
 use super::bookkeeping::Run;
 use super::listing::ListingRun;
 use super::pacer::Pacer;
-use super::state::PartStates;
+use super::state::{Leaves, PartStates};
 use crate::error::Result;
 use crate::history::{object_key, HistoryKind, HistoryObject, ObjectStore, RunContext, RunId};
 use crate::personal::PersonalData;
-use crate::sources::SessionSource;
+use crate::sources::{Listing, SessionSource};
 use crate::table::{Cursor, Progress, RunCounts, RunMark, Scope, SessionTable, StateVouch};
 
 /// What the listings of a pass wait on, as a timeout names it.
@@ -244,8 +244,13 @@ where
             counts: RunCounts { api_calls: discovery.api_calls, ..RunCounts::default() },
             ..PartResult::default()
         };
-        let todo = discovery.listings.iter().filter(|listing| !self.progress.done.contains(&listing.key()));
-        let mut listings = futures::stream::iter(todo.map(|listing| ListingRun::archive(self, listing)))
+        let (done, todo): (Vec<&Listing>, Vec<&Listing>) =
+            discovery.listings.iter().partition(|listing| self.progress.done.contains(&listing.key()));
+        // Done in an earlier part: their sections stand.
+        for listing in done {
+            self.leave(listing, Leaves::NotStarted)?;
+        }
+        let mut listings = futures::stream::iter(todo.into_iter().map(|listing| ListingRun::archive(self, listing)))
             .buffer_unordered(self.at_once);
         while let Some((key, counts, end)) = listings.try_next().await? {
             part.counts.add(&counts);

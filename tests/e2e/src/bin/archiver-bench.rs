@@ -703,7 +703,9 @@ fn print_table(report: &Report, previous: Option<&Json>) {
         );
     }
     println!("| service | n | scenario | invocations | wall ms | CPU ms | CPU µs/session | peak RSS MiB | cold init ms | list calls / floor | discovery / floor | DynamoDB req | read units / reading the table | items written | S3 req | S3 bytes | churn % | est. cost USD | emulator sessions/s | archiver CPU share | moto peak RSS MiB |");
-    println!("|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!(
+        "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    );
     for r in &report.rows {
         println!(
             "| {} | {} | {} | {} | {:.0}{} | {:.0} | {:.1} | {:.1}{} | {:.1} | {} / {} | {} / {} | {} | {} / {} | {} | {} | {} | {:.1} | {:.6} | {:.0} | {:.0} % | {:.0} |",
@@ -736,10 +738,7 @@ fn print_table(report: &Report, previous: Option<&Json>) {
         ),
     );
     let reruns: Vec<&Row> = report.rows.iter().filter(|r| r.scenario == "unchanged rerun").collect();
-    let worst = reruns
-        .iter()
-        .map(|r| r.read_units as f64 / r.table_read_units.max(1) as f64)
-        .fold(0.0, f64::max);
+    let worst = reruns.iter().map(|r| r.read_units as f64 / r.table_read_units.max(1) as f64).fold(0.0, f64::max);
     check(
         worst <= 0.01,
         format!("an unchanged rerun reads ≤ 1 % of a read of the table: at most {:.2} %", 100.0 * worst),
