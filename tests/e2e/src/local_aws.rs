@@ -162,24 +162,22 @@ impl LocalAws {
         out.uploads.map_or(0, |u| u.len())
     }
 
-    /// The raw bytes of an object, as stored (gzip'd).
-    pub async fn object_bytes(&self, key: &str) -> Vec<u8> {
-        let object = self.s3.get_object().bucket(&self.bucket).key(key).send().await.expect("get object");
-        object.body.collect().await.expect("object body").into_bytes().to_vec()
-    }
-
     /// Puts raw bytes under `key` (to plant a damaged object).
     pub async fn put_object(&self, key: &str, bytes: Vec<u8>) {
         self.s3.put_object().bucket(&self.bucket).key(key).body(bytes.into()).send().await.expect("put object");
     }
 
-    /// An object's lines, each parsed as a JSON object, and its headers.
-    /// An object's bytes, as stored.
+    pub async fn delete_object(&self, key: &str) {
+        self.s3.delete_object().bucket(&self.bucket).key(key).send().await.expect("delete object");
+    }
+
+    /// An object's bytes, as stored (gzip'd).
     pub async fn bytes(&self, key: &str) -> Vec<u8> {
         let object = self.s3.get_object().bucket(&self.bucket).key(key).send().await.expect("get object");
         object.body.collect().await.expect("object body").into_bytes().to_vec()
     }
 
+    /// An object's lines, each parsed as a JSON object, and its headers.
     pub async fn read(&self, key: &str) -> HistoryObjectRead {
         let object = self.s3.get_object().bucket(&self.bucket).key(key).send().await.expect("get object");
         let content_type = object.content_type.clone();

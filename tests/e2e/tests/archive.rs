@@ -520,3 +520,38 @@ async fn an_account_wide_listing_keeps_its_state_in_s3_and_an_unchanged_rerun_re
     let snapshot = rig.aws.read(&key("snapshots", service, "evt-2")).await.lines;
     assert_eq!(set(snapshot.iter().map(|l| text(l, "session_id"))), rig.truth(service));
 }
+
+#[tokio::test]
+async fn a_corrupt_or_missing_state_object_on_s3_is_rebuilt_from_the_table_and_the_run_says_why() {
+    for (damage, says) in [("corrupt", "is not used: corrupt"), ("missing", "is missing")] {
+        // GIVEN GameLift stream sessions archived once, the scope's state object then damaged,
+        // and the sessions moved on a tick
+        let rig = Rig::start(small_world()).await;
+        let service = ServiceId::GameliftStreamSessions;
+        rig.run(service, "evt-1").await.unwrap();
+        let state = rig.aws.keys("state/listings/").await.pop().expect("a state object");
+        match damage {
+            "corrupt" => {
+                let body = rig.aws.bytes(&state).await;
+                rig.aws.put_object(&state, body[..body.len() / 2].to_vec()).await;
+            }
+            _ => rig.aws.delete_object(&state).await,
+        }
+        rig.emulator.advance(1);
+        // WHEN the next run comes
+        let next = rig.run(service, "evt-2").await.unwrap();
+        // THEN it reads the table instead, says why, and the table and its history converge
+        let reason = next.state_rebuilt_because.clone().unwrap_or_default();
+        assert!(reason.contains(&state) && reason.contains(says), "{damage}: {reason}");
+        assert_eq!((next.counts.states_rebuilt, next.counts.states_written), (1, 1), "{damage}");
+        let items = rig.aws.sessions().await;
+        let live: std::collections::BTreeSet<String> =
+            items.iter().filter(|(_, item)| !item.contains_key("gone_at")).map(|(id, _)| id.clone()).collect();
+        assert_eq!(live, rig.truth(service), "{damage}");
+        let snapshot = rig.aws.read(&key("snapshots", service, "evt-2")).await.lines;
+        assert_eq!(set(snapshot.iter().map(|l| text(l, "session_id"))), rig.truth(service));
+        // AND the run after it reads the rebuilt object
+        let after = rig.run(service, "evt-3").await.unwrap();
+        assert_eq!((after.counts.states_read, after.state_rebuilt_because), (1, None), "{damage}");
+    }
+}

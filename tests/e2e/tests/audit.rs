@@ -111,7 +111,7 @@ async fn the_audit_answers_match_what_the_emulator_had_at_each_run() {
     // AND a local copy of the bucket gives the same answer
     let copy = std::env::temp_dir().join(format!("session-audit-copy-{}", std::process::id()));
     for key in rig.aws.keys("history/").await {
-        let bytes = rig.aws.object_bytes(&key).await;
+        let bytes = rig.aws.bytes(&key).await;
         let path = copy.join(&key);
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
         std::fs::write(path, bytes).unwrap();
