@@ -8,9 +8,10 @@ would take days, and the benchmark would measure moto, not the archiver.
 
 This module changes how moto computes six things and nothing else it answers:
 
-* Query on a table's own key, forward, hands moto's own Query only the items that can make the
-  page: the partition's items after the start key, in key order (the sorted keys kept until a
-  put or a delete), as many as fit a page plus one.
+* Query on a table's own key hands moto's own Query only the items that can make the page: the
+  partition's items after the start key in key order (before it, backwards, for a reverse Query
+  such as the run manifests'), the sorted keys kept until a put or a delete, as many as fit a
+  page plus one.
   moto then applies its conditions, limits, projection and `LastEvaluatedKey` as it always does.
 * An item is checked against the size limit once, not once per attribute as it is built.
 * Item-bearing results (Query, Scan, GetItem, BatchGetItem, writes) are written as JSON directly:
@@ -187,18 +188,21 @@ def _sorted_keys(table, hash_key, partition):
     return keys
 
 
-def _page_candidates(table, hash_key, exclusive_start_key, limit):
-    """The partition's items after the start key, in key order, enough to fill one page and one more."""
+def _page_candidates(table, hash_key, exclusive_start_key, limit, forward):
+    """The partition's items after the start key (before it, backwards), in key order, enough to
+    fill one page and one more."""
     partition = table.items.get(hash_key)  # .get: the defaultdict adds no empty partition
     if not partition:
         return []
     keys = _sorted_keys(table, hash_key, partition)
-    start = 0
-    if exclusive_start_key:
-        after = DynamoType(exclusive_start_key[table.range_key_attr]).cast_value
-        start = bisect.bisect_right(keys, after, key=lambda k: k.cast_value)
+    start = DynamoType(exclusive_start_key[table.range_key_attr]).cast_value if exclusive_start_key else None
+    if forward:
+        ordered = keys[bisect.bisect_right(keys, start, key=lambda k: k.cast_value):] if start is not None else keys
+    else:
+        end = bisect.bisect_left(keys, start, key=lambda k: k.cast_value) if start is not None else len(keys)
+        ordered = reversed(keys[:end])
     candidates, size = [], 0
-    for key in keys[start:]:
+    for key in ordered:
         item = partition[key]
         candidates.append(item)
         size += item.size()
@@ -215,9 +219,10 @@ def query(self, hash_key, range_comparison, range_objs, limit, exclusive_start_k
     kwargs = dict(filter_kwargs, hash_key_conditions=hash_key_conditions, range_key_conditions=range_key_conditions)
     # Conditions on the sort key skip items without counting them toward the page: leave those to moto.
     plain = ENABLED and self.range_key_attr and not index_name and not range_comparison and not filter_kwargs
-    if not plain or scan_index_forward is False or hash_key is None:
+    if not plain or hash_key is None:
         return _original_query(self, *args, **kwargs)
-    _narrowed.items = (self, _page_candidates(self, hash_key, exclusive_start_key, limit))
+    forward = scan_index_forward is not False
+    _narrowed.items = (self, _page_candidates(self, hash_key, exclusive_start_key, limit, forward))
     try:
         return _original_query(self, *args, **kwargs)
     finally:
@@ -307,6 +312,8 @@ def self_check():
             paginate(**base)
             paginate(**base, ConsistentRead=True, Limit=37)
             paginate(**base, ScanIndexForward=False, Limit=101)
+            paginate(**base, ScanIndexForward=False)
+            paginate(**base, ScanIndexForward=False, ProjectionExpression="sk, n", Limit=50)
             paginate(**base, ProjectionExpression="pk, sk, n")
             paginate(**base, ProjectionExpression="sk, t, z, absent, n, q", Limit=70)
             paginate(**base, ProjectionExpression="sk, m, l[0], ss")
