@@ -6,7 +6,7 @@
 //! | `TABLE_NAME` | required | DynamoDB table of current state (set by the template) |
 //! | `BUCKET_NAME` | required | S3 bucket of the history (set by the template) |
 //! | `HISTORY_PREFIX` | `history` | key prefix of the history objects (template parameter `HistoryPrefix`) |
-//! | `STATE_PREFIX` | `state` | key prefix of the listings' state in the bucket: a run's progress too large for its item (`StatePrefix`) |
+//! | `STATE_PREFIX` | `state` | key prefix of the listings' state in the bucket: each scope's listing states, read instead of the table, and a run's progress too large for its item (`StatePrefix`) |
 //! | `PROGRESS_INLINE_BYTES` | `389120` | the largest encoded progress kept in its DynamoDB item; a larger one goes to an object under `STATE_PREFIX` |
 //! | `ENDED_RETENTION_DAYS` | `90` | days an ended session stays in the table, its TTL (`EndedRetentionDays`) |
 //! | `LEASE_SECONDS` | `960` | the longest a run holds the one-run lease; in Lambda it expires at the invocation's deadline |
