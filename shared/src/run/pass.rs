@@ -165,7 +165,7 @@ where
         });
         // Before the history: a state object that cannot be written fails the part with nothing
         // of its history written.
-        if let (Ok(part), Some(states)) = (&mut result, &pass.states) {
+        if let (Ok(part), Some(states)) = (&mut result, pass.states.take()) {
             match deadlines.work(STATES_WAIT, states.write(progress.parts, self.config.part_size)).await {
                 Ok(wrote) => part.counts.states_written += u64::from(wrote),
                 Err(err) => result = Err(err),

@@ -154,7 +154,8 @@ impl<'a, O: ObjectStore> PartStates<'a, O> {
             sessions += 1;
         }
         let run = (kind == SectionKind::Carry).then(|| self.run_id.to_owned());
-        let header = SectionHeader { listing: key.clone(), kind, run, sessions };
+        // The listing is the key: not held twice.
+        let header = SectionHeader { listing: String::new(), kind, run, sessions };
         written.sections.insert(key, Section { header, first });
         Ok(())
     }
@@ -164,22 +165,34 @@ impl<'a, O: ObjectStore> PartStates<'a, O> {
         self.read.as_ref().is_ok_and(|read| read.sections.get(key).is_some_and(|s| s.header.kind == SectionKind::Carry))
     }
 
-    /// Writes the scope's next state object, once the part's items and history are: the
-    /// sections it spooled and the ones it kept, in listing order. Nothing when no section is
-    /// new (the object read still says what the table holds). Returns whether it wrote.
-    pub(super) async fn write(&self, part: u32, part_size: usize) -> Result<bool> {
-        if !self.policy.writes || self.written.lock().unwrap().sections.is_empty() {
+    /// Writes the scope's next state object, once the part's items are, before its history:
+    /// the sections it spooled and the ones it kept, in listing order. Nothing when no section
+    /// is new (the object read still says what the table holds). Returns whether it wrote.
+    pub(super) async fn write(self, part: u32, part_size: usize) -> Result<bool> {
+        let mut written = self.written.into_inner().unwrap();
+        if !self.policy.writes || written.sections.is_empty() {
             return Ok(false);
         }
-        let (order, count) = self.order();
-        let header = ScopeHeader::new(self.scope, &self.policy.generation, self.run_id, part, count as u64);
+        // Borrowed, not copied: at 10,000 listings the sections' index is a few MB.
+        let read = self.read.as_ref().ok();
+        let mut order: Vec<(&str, Option<&Read>, &Section)> =
+            written.sections.iter().map(|(key, section)| (key.as_str(), None, section)).collect();
+        if let Some(read) = read {
+            let kept = written.kept.iter().filter(|key| !written.sections.contains_key(*key));
+            order.extend(
+                kept.filter_map(|key| read.sections.get(key).map(|section| (key.as_str(), Some(read), section))),
+            );
+        }
+        order.sort_unstable_by_key(|(key, _, _)| *key);
+        let header = ScopeHeader::new(self.scope, &self.policy.generation, self.run_id, part, order.len() as u64);
         let mut object = HistoryObject::new(self.objects, self.key.clone(), part_size);
-        match self.upload(&mut object, &header, &order).await {
-            Ok(written) => {
+        let uploaded = upload(&mut object, &header, &order, &mut written.spool).await;
+        match uploaded {
+            Ok(done) => {
                 info!(
-                    key = written.key,
-                    sections = count,
-                    bytes = written.bytes,
+                    key = done.key,
+                    sections = order.len(),
+                    bytes = done.bytes,
                     "the scope's state object is written"
                 );
                 Ok(true)
@@ -190,54 +203,37 @@ impl<'a, O: ObjectStore> PartStates<'a, O> {
             }
         }
     }
+}
 
-    /// Every section of the next object, by listing: from the part's spool (`true`) or the
-    /// object read (`false`).
-    fn order(&self) -> (BTreeMap<String, (bool, Section)>, usize) {
-        let written = self.written.lock().unwrap();
-        let mut order: BTreeMap<String, (bool, Section)> =
-            written.sections.iter().map(|(key, section)| (key.clone(), (true, section.clone()))).collect();
-        if let Ok(read) = &self.read {
-            for key in &written.kept {
-                if let Some(section) = read.sections.get(key) {
-                    order.entry(key.clone()).or_insert_with(|| (false, section.clone()));
-                }
+/// Uploads the object: its header, then each section (its listing, where its entries are: the
+/// object read, or else `spooled`, and the section) in the order given.
+async fn upload<O: ObjectStore>(
+    object: &mut HistoryObject<'_, O>,
+    header: &ScopeHeader,
+    order: &[(&str, Option<&Read>, &Section)],
+    spooled: &mut Spool,
+) -> Result<crate::history::WrittenObject> {
+    object.push(&header.line()).await?;
+    let mut buffer = vec![0u8; READ_ENTRIES * ENTRY_BYTES];
+    for &(listing, read, section) in order {
+        object.push(&SectionHeader { listing: listing.to_owned(), ..section.header.clone() }.line()).await?;
+        let mut done = 0u64;
+        while done < section.header.sessions {
+            let n = (section.header.sessions - done).min(READ_ENTRIES as u64) as usize;
+            let bytes = &mut buffer[..n * ENTRY_BYTES];
+            let offset = (section.first + done) * ENTRY_BYTES as u64;
+            match read {
+                Some(read) => read.spool.lock().unwrap().read_at(offset, bytes)?,
+                None => spooled.read_at(offset, bytes)?,
             }
-        }
-        let count = order.len();
-        (order, count)
-    }
-
-    async fn upload(
-        &self,
-        object: &mut HistoryObject<'_, O>,
-        header: &ScopeHeader,
-        order: &BTreeMap<String, (bool, Section)>,
-    ) -> Result<crate::history::WrittenObject> {
-        object.push(&header.line()).await?;
-        let mut buffer = vec![0u8; READ_ENTRIES * ENTRY_BYTES];
-        for (from_part, section) in order.values() {
-            object.push(&section.header.line()).await?;
-            let mut done = 0u64;
-            while done < section.header.sessions {
-                let n = (section.header.sessions - done).min(READ_ENTRIES as u64) as usize;
-                let bytes = &mut buffer[..n * ENTRY_BYTES];
-                let offset = (section.first + done) * ENTRY_BYTES as u64;
-                if *from_part {
-                    self.written.lock().unwrap().spool.read_at(offset, bytes)?;
-                } else {
-                    let read = self.read.as_ref().expect("kept sections come from the object read");
-                    read.spool.lock().unwrap().read_at(offset, bytes)?;
-                }
-                for entry in bytes.chunks(ENTRY_BYTES) {
-                    let (id, word) = entry_of(entry);
-                    object.push(&entry_line(id, word)).await?;
-                }
-                done += n as u64;
+            for entry in bytes.chunks(ENTRY_BYTES) {
+                let (id, word) = entry_of(entry);
+                object.push(&entry_line(id, word)).await?;
             }
+            done += n as u64;
         }
-        object.finish().await
     }
+    object.finish().await
 }
 
 impl<S, D, O: ObjectStore> Pass<'_, S, D, O> {
@@ -278,7 +274,8 @@ async fn read_object<O: ObjectStore>(
     Ok(match reader.finish(read) {
         Ok((_, sections, SpoolSink(spool))) => Ok(Read {
             spool: Mutex::new(spool),
-            sections: sections.into_iter().map(|s| (s.header.listing.clone(), s)).collect(),
+            // The listing is the key: not held twice.
+            sections: sections.into_iter().map(|mut s| (std::mem::take(&mut s.header.listing), s)).collect(),
         }),
         Err(refusal) => Err(format!("the state object {key} is not used: {refusal}")),
     })
