@@ -105,20 +105,6 @@ impl LocalAws {
             .collect()
     }
 
-    /// How many session items the table holds, counted by DynamoDB (no item leaves it).
-    pub async fn count_sessions(&self) -> usize {
-        let scan = self.dynamodb.scan().table_name(&self.table).select(aws_sdk_dynamodb::types::Select::Count);
-        let scan = scan
-            .filter_expression("item_type = :session")
-            .expression_attribute_values(":session", AttributeValue::S("session".into()));
-        let mut pages = scan.into_paginator().send();
-        let mut count = 0;
-        while let Some(page) = pages.next().await {
-            count += page.expect("scan").count as usize;
-        }
-        count
-    }
-
     /// The run manifests, oldest first.
     pub async fn manifests(&self) -> Vec<Manifest> {
         let mut runs: Vec<(String, Manifest)> = self
