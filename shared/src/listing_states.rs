@@ -98,7 +98,7 @@ async fn an_unchanged_rerun_reads_the_listings_state_object_and_not_the_table() 
     assert!(reason.contains("no state object is vouched for"), "{reason}");
     assert_eq!((first.counts.states_rebuilt, first.counts.states_written), (1, 1));
     let key = state_key(&bucket);
-    assert_eq!(table.vouch(&scope()), Some(StateVouch { generation: "evt-1".into(), for_run: None }));
+    assert_eq!(table.vouch(&scope()), Some(StateVouch { generation: "evt-1".into(), for_run: None, sections: 1 }));
     // WHEN the same sessions are listed again
     let reads_before = table.listings_read();
     let rerun = complete(&source, &table, &bucket, "evt-2").await;
@@ -176,7 +176,9 @@ async fn a_missing_stale_corrupt_or_other_version_state_object_is_rebuilt_from_t
             Damage::OtherVersion => {
                 bucket.replace(&key, Some(edited(&body, |t| t.replacen("\"version\":1", "\"version\":0", 1))))
             }
-            Damage::Stale => table.set_vouch(&scope(), Some(StateVouch { generation: "evt-0".into(), for_run: None })),
+            Damage::Stale => {
+                table.set_vouch(&scope(), Some(StateVouch { generation: "evt-0".into(), for_run: None, sections: 1 }))
+            }
         }
         source.set_status("s010", "PENDING_CLIENT_RECONNECT");
         // WHEN the next run comes
@@ -216,7 +218,7 @@ async fn a_run_that_fails_after_writing_items_vouches_for_nothing_and_the_next_r
         BTreeMap::from([("s010".to_owned(), "changed".to_owned()), ("s290".to_owned(), "changed".to_owned())]);
     assert_eq!(changes(&bucket, "evt-3"), expected);
     assert_converged(&source, &table, &bucket, "evt-3");
-    assert_eq!(table.vouch(&scope()), Some(StateVouch { generation: "evt-3".into(), for_run: None }));
+    assert_eq!(table.vouch(&scope()), Some(StateVouch { generation: "evt-3".into(), for_run: None, sections: 1 }));
 }
 
 #[tokio::test]
@@ -236,7 +238,7 @@ async fn a_run_over_several_parts_vouches_for_itself_between_them_and_leaves_a_s
         // THEN between parts the lease vouches for the run's own next part only, and each part
         // after the first resumed from the carried diff
         assert_eq!(part.counts.states_read, u64::from(parts > 1), "part {parts}");
-        let own = StateVouch { generation: "evt-1".into(), for_run: Some("evt-1".into()) };
+        let own = StateVouch { generation: "evt-1".into(), for_run: Some("evt-1".into()), sections: 1 };
         assert_eq!(table.vouch(&scope()), Some(own));
         assert!(parts < 20, "the run completes");
     }
@@ -246,7 +248,7 @@ async fn a_run_over_several_parts_vouches_for_itself_between_them_and_leaves_a_s
     // the carry the part before left in the state object
     assert_eq!(table.listings_read(), 1);
     // AND once complete, for any run: the next one reads the state the last part wrote
-    assert_eq!(table.vouch(&scope()), Some(StateVouch { generation: "evt-1".into(), for_run: None }));
+    assert_eq!(table.vouch(&scope()), Some(StateVouch { generation: "evt-1".into(), for_run: None, sections: 1 }));
     let rerun = complete(&source, &table, &bucket, "evt-2").await;
     assert_eq!((rerun.counts.states_read, rerun.counts.items_written), (1, 0));
 }
@@ -310,4 +312,32 @@ async fn a_run_over_several_parts_leaves_every_listings_state_for_the_next_run()
     let rerun = complete(&source, &table, &bucket, "evt-2").await;
     assert_eq!((rerun.counts.states_read, rerun.counts.states_rebuilt, rerun.counts.items_written), (3, 0, 0));
     assert_eq!(table.listings_read(), reads_before);
+}
+
+#[tokio::test]
+async fn a_scope_with_no_listing_state_to_keep_reads_no_state_object() {
+    // GIVEN a service with no channel in this account and region, archived once: the lease
+    // vouches for a state of no section
+    let ivs = ServiceId::IvsStreamSessions;
+    let ivs_scope = Scope { service: ivs, ..scope() };
+    let (table, bucket) = (MemoryTable::default(), MemoryBucket::default());
+    let none = ScriptedSource::new(ivs, vec![], 50);
+    complete(&none, &table, &bucket, "evt-1").await;
+    assert_eq!(table.vouch(&ivs_scope).map(|vouch| vouch.sections), Some(0));
+    // WHEN it runs again
+    let gets = bucket.gets();
+    let rerun = complete(&none, &table, &bucket, "evt-2").await;
+    // THEN it makes no GET for the state (an organization's many empty scopes pay none), and
+    // nothing is said to be rebuilt
+    assert_eq!(bucket.gets(), gets);
+    assert_eq!((rerun.counts.states_read, rerun.counts.states_rebuilt, rerun.state_rebuilt_because), (0, 0, None));
+    // AND a channel that appears reads the table, as a listing without a section does, and
+    // leaves its state for the run after
+    let one = ScriptedSource::new(ivs, vec![(Some("channel-0"), vec!["a", "b"])], 50);
+    let grown = complete(&one, &table, &bucket, "evt-3").await;
+    assert_eq!((grown.counts.states_rebuilt, grown.counts.states_written), (1, 1));
+    let reason = grown.state_rebuilt_because.unwrap_or_default();
+    assert!(reason.contains("no section for listing channel-0"), "{reason}");
+    let after = complete(&one, &table, &bucket, "evt-4").await;
+    assert_eq!((after.counts.states_read, after.counts.items_written), (1, 0));
 }

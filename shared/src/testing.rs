@@ -243,6 +243,8 @@ pub struct MemoryBucket {
     aborted: Mutex<Vec<String>>,
     /// An operation (`put`, `create`, `part`, `complete`) that fails.
     fail: Mutex<Option<&'static str>>,
+    /// GetObject calls, found or not.
+    gets: AtomicU64,
 }
 
 impl MemoryBucket {
@@ -273,6 +275,11 @@ impl MemoryBucket {
             Some(body) => objects.insert(key.into(), body),
             None => objects.remove(key),
         };
+    }
+
+    /// GetObject calls so far, found or not.
+    pub fn gets(&self) -> u64 {
+        self.gets.load(Ordering::SeqCst)
     }
 
     /// An object's bytes, as stored.
@@ -310,6 +317,7 @@ impl MemoryBucket {
 
 impl ObjectStore for MemoryBucket {
     async fn get_object(&self, key: &str) -> Result<Option<Vec<u8>>> {
+        self.gets.fetch_add(1, Ordering::SeqCst);
         self.check("GetObject")?;
         Ok(self.objects.lock().unwrap().get(key).cloned())
     }

@@ -326,6 +326,7 @@ fn vouch_after(outcome: &Result<PartOutcome>, vouched: Option<StateVouch>) -> Op
         Ok(PartOutcome::Ran { run_id, result, states, .. }) if states.writes => Some(StateVouch {
             generation: states.generation.clone(),
             for_run: (result.listings_left > 0).then(|| run_id.clone()),
+            sections: result.state_sections,
         }),
         _ => None,
     }

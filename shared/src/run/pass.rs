@@ -35,6 +35,8 @@ pub(super) struct PartResult {
     pub(super) listings_left: u64,
     /// Why a listing read the table rather than its state object (the first one's reason).
     pub(super) state_rebuilt_because: Option<String>,
+    /// Sections of the scope's state object once the part is done.
+    pub(super) state_sections: u64,
 }
 
 /// Which listing state objects a part may read, and which it writes.
@@ -43,6 +45,8 @@ pub(super) struct ListingStates {
     /// The generation whose objects say what the table holds, as the lease vouched; `None`:
     /// every listing reads the table.
     pub(super) trusted: Option<String>,
+    /// Sections of the trusted object, as the lease says.
+    pub(super) trusted_sections: u64,
     /// The generation of the objects the part writes: the trusted one, else a new one named
     /// after the run.
     pub(super) generation: String,
@@ -54,8 +58,9 @@ pub(super) struct ListingStates {
 impl ListingStates {
     pub(super) fn of(vouched: Option<&StateVouch>, run_id: &str, complete_listings: bool) -> Self {
         let trusted = vouched.and_then(|vouch| vouch.generation_for(run_id)).map(str::to_owned);
+        let trusted_sections = vouched.filter(|_| trusted.is_some()).map_or(0, |vouch| vouch.sections);
         let generation = trusted.clone().unwrap_or_else(|| run_id.to_owned());
-        ListingStates { trusted, generation, writes: complete_listings }
+        ListingStates { trusted, trusted_sections, generation, writes: complete_listings }
     }
 }
 
@@ -167,7 +172,10 @@ where
         // of its history written.
         if let (Ok(part), Some(states)) = (&mut result, pass.states.take()) {
             match deadlines.work(STATES_WAIT, states.write(progress.parts, self.config.part_size)).await {
-                Ok(wrote) => part.counts.states_written += u64::from(wrote),
+                Ok((wrote, sections)) => {
+                    part.counts.states_written += u64::from(wrote);
+                    part.state_sections = sections;
+                }
                 Err(err) => result = Err(err),
             }
         }

@@ -88,6 +88,11 @@ impl<'a, O: ObjectStore> PartStates<'a, O> {
             None => Err(format!(
                 "no state object is vouched for (the scope's last run did not complete, or kept none): {key} is not read"
             )),
+            // Nothing to read: every listing reads the table, as one without a section does.
+            Some(_) if policy.trusted_sections == 0 => Ok(Read {
+                spool: Mutex::new(Spool::create(&std::env::temp_dir(), run_id)?),
+                sections: HashMap::new(),
+            }),
             Some(generation) => read_object(objects, &key, scope, generation, run_id).await?,
         };
         match &read {
@@ -167,11 +172,13 @@ impl<'a, O: ObjectStore> PartStates<'a, O> {
 
     /// Writes the scope's next state object, once the part's items are, before its history:
     /// the sections it spooled and the ones it kept, in listing order. Nothing when no section
-    /// is new (the object read still says what the table holds). Returns whether it wrote.
-    pub(super) async fn write(self, part: u32, part_size: usize) -> Result<bool> {
+    /// is new (the object read still says what the table holds). Returns whether it wrote, and
+    /// the sections of the scope's object then.
+    pub(super) async fn write(self, part: u32, part_size: usize) -> Result<(bool, u64)> {
         let mut written = self.written.into_inner().unwrap();
         if !self.policy.writes || written.sections.is_empty() {
-            return Ok(false);
+            let standing = self.read.as_ref().map_or(0, |read| read.sections.len() as u64);
+            return Ok((false, standing));
         }
         // Borrowed, not copied: at 10,000 listings the sections' index is a few MB.
         let read = self.read.as_ref().ok();
@@ -195,7 +202,7 @@ impl<'a, O: ObjectStore> PartStates<'a, O> {
                     bytes = done.bytes,
                     "the scope's state object is written"
                 );
-                Ok(true)
+                Ok((true, order.len() as u64))
             }
             Err(err) => {
                 object.abort().await;

@@ -155,7 +155,8 @@ pub fn stored_state(item: &Item) -> Result<StoredState> {
 
 /// The attributes of a vouch, by name, as the lease item keeps them.
 pub fn vouch_attributes(vouch: &StateVouch) -> Vec<(&'static str, AttributeValue)> {
-    let mut attributes = vec![("state_generation", s(vouch.generation.as_str()))];
+    let mut attributes =
+        vec![("state_generation", s(vouch.generation.as_str())), ("state_sections", n(vouch.sections))];
     if let Some(run) = &vouch.for_run {
         attributes.push(("state_for_run", s(run.as_str())));
     }
@@ -165,7 +166,9 @@ pub fn vouch_attributes(vouch: &StateVouch) -> Vec<(&'static str, AttributeValue
 /// The vouch a lease item keeps, if any.
 pub fn state_vouch(item: &Item) -> Option<StateVouch> {
     let text = |name: &str| item.get(name).and_then(|v| v.as_s().ok()).cloned();
-    Some(StateVouch { generation: text("state_generation")?, for_run: text("state_for_run") })
+    // Without a count, the object is read.
+    let sections = item.get("state_sections").and_then(|v| v.as_n().ok()?.parse().ok()).unwrap_or(u64::MAX);
+    Some(StateVouch { generation: text("state_generation")?, for_run: text("state_for_run"), sections })
 }
 
 /// The manifest item of a run.

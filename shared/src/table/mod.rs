@@ -203,6 +203,9 @@ pub struct LeaseHolder {
 pub struct StateVouch {
     pub generation: String,
     pub for_run: Option<String>,
+    /// Sections of the scope's state object: with none, the object is not read (an empty scope
+    /// makes no GET), and every listing reads the table, as for a listing without a section.
+    pub sections: u64,
 }
 
 impl StateVouch {

@@ -507,6 +507,7 @@ async fn an_account_wide_listing_keeps_its_state_in_s3_and_an_unchanged_rerun_re
         rig.aws.scan().await.into_iter().filter(|i| i["pk"].as_s().unwrap().starts_with("LEASE#")).collect();
     assert_eq!(leases.len(), 1);
     assert_eq!(leases[0]["state_generation"].as_s().unwrap(), "evt-1");
+    assert_eq!(leases[0]["state_sections"].as_n().unwrap(), "1", "one listing, account-wide");
     assert_eq!(leases[0]["expires_at"].as_n().unwrap(), "0", "given back");
     // WHEN the next run lists the same sessions
     let store = rig.aws.table();
