@@ -593,7 +593,14 @@ async fn nothing_lost(stage: &LocalStage, service: ServiceId, run_id: &str) -> R
 /// Query: a Scan of a million items on moto does not finish (it walks the table for every page).
 async fn count_items(stage: &LocalStage, service: ServiceId) -> Result<usize, String> {
     use futures::TryStreamExt;
-    let store = stage.aws.table();
+    // As patient as the functions' clients in the bench (see `function_env`): moto is slow.
+    let settings = SdkSettings {
+        region: Some(REGION.into()),
+        attempt_timeout: Duration::from_secs(60),
+        operation_timeout: Duration::from_secs(300),
+        ..SdkSettings::local(&stage.moto.url())
+    };
+    let store = DynamoTable::new(settings.dynamodb_client(&settings.load().await), TABLE);
     let scope = Scope { service, account_id: ACCOUNT_ID.into(), region: REGION.into() };
     let parents: Vec<Option<String>> = match service.parent_operation() {
         Some(_) => stage.emulator.parents(api_of(service)).into_iter().map(Some).collect(),
