@@ -598,7 +598,7 @@ async fn count_items(stage: &LocalStage, service: ServiceId) -> Result<usize, St
         region: Some(REGION.into()),
         attempt_timeout: Duration::from_secs(60),
         operation_timeout: Duration::from_secs(300),
-        ..SdkSettings::local(&stage.moto.url())
+        ..SdkSettings::local(stage.moto.url())
     };
     let store = DynamoTable::new(settings.dynamodb_client(&settings.load().await), TABLE);
     let scope = Scope { service, account_id: ACCOUNT_ID.into(), region: REGION.into() };
