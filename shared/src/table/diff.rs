@@ -264,15 +264,6 @@ impl<'a> ListingDiff<'a> {
         self.previous.iter()
     }
 
-    /// Sessions held (stored, and new ones listed).
-    pub fn len(&self) -> usize {
-        self.previous.len() + self.recent.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
     /// What to make of one listed session.
     pub fn observe(&mut self, record: SessionRecord) -> Seen {
         self.ready();
