@@ -1,12 +1,13 @@
 //! The run: one source, the table and the history, joined.
 //!
-//! lease → the run to work on (a partial one with the same source options, resumed; or the
-//! event's own) → unfinished runs (their changes are recorded again) → manifest `running` → for
-//! each listing not done: previous state, pages (from where an earlier part stopped), the stored
-//! items of changed sessions, diff, change-only writes, snapshot and change lines, until the
-//! listing ends or paging must stop; ended sessions found in a second read of the previous state,
-//! fetched by id → history objects of the part → manifest `complete`, or progress saved and
-//! manifest `partial` → lease released.
+//! lease (and the vouch for the listing states) → the run to work on (a partial one with the same
+//! source options, resumed; or the event's own) → unfinished runs (their changes are recorded
+//! again) → manifest `running` → the scope's listing states read → for each listing not done:
+//! previous state (its section, or the table), pages (from where an earlier part stopped), the
+//! stored items of changed sessions, diff, change-only writes, snapshot and change lines, until
+//! the listing ends or paging must stop; ended sessions found in a read of the table, fetched by
+//! id → the scope's next listing states → history objects of the part → manifest `complete`, or
+//! progress saved and manifest `partial` → lease released, vouching for the listing states.
 //!
 //! Any failure aborts the part's history uploads, marks the manifest `failed` (or keeps it
 //! `partial` when an earlier part saved its place) and returns the error; the items already
@@ -21,7 +22,7 @@
 //! - `pass`: one part's listings and its two history objects;
 //! - `listing`: one listing, previous state to writes;
 //! - `state`: the scope's listing states: one S3 object read instead of the table, and written
-//!   after the part's items and history; `spool`: where they wait meanwhile, on disk;
+//!   after the part's items, before its history; `spool`: where they wait meanwhile, on disk;
 //! - `recorder`: an observation into lines, a table write and counts;
 //! - `pacer`: the pace of the list calls.
 

@@ -3,7 +3,8 @@
 //! directory; each listing's previous state read from its section instead of the table; the
 //! sections the part leaves (the state of each listing it completed and that changed, the diff
 //! of each listing it stopped in) spooled as listings end; and at the end of the part, after its
-//! history, the scope's next object: those sections and the ones it kept, in listing order.
+//! items and before its history, the scope's next object: those sections and the ones it kept,
+//! in listing order.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
