@@ -236,7 +236,7 @@ pub trait SessionTable: Send + Sync {
     ) -> impl Stream<Item = Result<Vec<StoredState>>> + Send + 'a;
 
     /// Every stored session of one listing (live and ended), whole, a page at a time in session
-    /// id order. A run never needs it (it reads [`Table::stored_states`] and fetches whole
+    /// id order. A run never needs it (it reads [`SessionTable::stored_states`] and fetches whole
     /// items by id); the bench compares its bytes with the projected read's.
     fn stored_pages<'a>(
         &'a self,
