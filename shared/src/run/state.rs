@@ -46,13 +46,15 @@ pub(super) enum Leaves<'d, 'r> {
 
 /// The scope's state object as the part read it.
 struct Read {
-    spool: Mutex<Spool>,
+    /// `None` when there was nothing to read (no section).
+    spool: Option<Mutex<Spool>>,
     sections: HashMap<String, Section>,
 }
 
 /// The sections the part writes, spooled.
 struct Written {
-    spool: Spool,
+    /// Made with the first section: a part that leaves none touches no file.
+    spool: Option<Spool>,
     sections: BTreeMap<String, Section>,
     /// Listings whose section of the object read is kept as it is.
     kept: Vec<String>,
@@ -80,20 +82,13 @@ impl<'a, O: ObjectStore> PartStates<'a, O> {
         run_id: &'a str,
     ) -> Result<Self> {
         let key = state_object_key(state_prefix, scope);
-        let written = Written {
-            spool: Spool::create(&std::env::temp_dir(), run_id)?,
-            sections: BTreeMap::new(),
-            kept: Vec::new(),
-        };
+        let written = Written { spool: None, sections: BTreeMap::new(), kept: Vec::new() };
         let read = match &policy.trusted {
             None => Err(format!(
                 "no state object is vouched for (the scope's last run did not complete, or kept none): {key} is not read"
             )),
             // Nothing to read: every listing reads the table, as one without a section does.
-            Some(_) if policy.trusted_sections == 0 => Ok(Read {
-                spool: Mutex::new(Spool::create(&std::env::temp_dir(), run_id)?),
-                sections: HashMap::new(),
-            }),
+            Some(_) if policy.trusted_sections == 0 => Ok(Read { spool: None, sections: HashMap::new() }),
             Some(generation) => read_object(objects, &key, scope, generation, run_id).await?,
         };
         match &read {
@@ -130,7 +125,7 @@ impl<'a, O: ObjectStore> PartStates<'a, O> {
                 if resumed { "resumes mid-pagination in" } else { "starts in" },
             ));
         }
-        let mut spool = read.spool.lock().unwrap();
+        let mut spool = read.spool.as_ref().expect("a section read is spooled").lock().unwrap();
         load_section(&mut spool, section)
     }
 
@@ -153,10 +148,14 @@ impl<'a, O: ObjectStore> PartStates<'a, O> {
             }
         };
         let mut written = self.written.lock().unwrap();
-        let first = written.spool.len() / ENTRY_BYTES as u64;
+        let spool = match &mut written.spool {
+            Some(spool) => spool,
+            None => written.spool.insert(Spool::create(&std::env::temp_dir(), self.run_id)?),
+        };
+        let first = spool.len() / ENTRY_BYTES as u64;
         let mut sessions = 0u64;
         for (id, word) in entries {
-            written.spool.append(&entry_bytes(id, word))?;
+            spool.append(&entry_bytes(id, word))?;
             sessions += 1;
         }
         let run = (kind == SectionKind::Carry).then(|| self.run_id.to_owned());
@@ -194,7 +193,8 @@ impl<'a, O: ObjectStore> PartStates<'a, O> {
         order.sort_unstable_by_key(|(key, _, _)| *key);
         let header = ScopeHeader::new(self.scope, &self.policy.generation, self.run_id, part, order.len() as u64);
         let mut object = HistoryObject::new(self.objects, self.key.clone(), part_size);
-        let uploaded = upload(&mut object, &header, &order, &mut written.spool).await;
+        let spooled = written.spool.as_mut().expect("a section written is spooled");
+        let uploaded = upload(&mut object, &header, &order, spooled).await;
         match uploaded {
             Ok(done) => {
                 info!(
@@ -231,7 +231,9 @@ async fn upload<O: ObjectStore>(
             let bytes = &mut buffer[..n * ENTRY_BYTES];
             let offset = (section.first + done) * ENTRY_BYTES as u64;
             match read {
-                Some(read) => read.spool.lock().unwrap().read_at(offset, bytes)?,
+                Some(read) => {
+                    read.spool.as_ref().expect("a section read is spooled").lock().unwrap().read_at(offset, bytes)?
+                }
                 None => spooled.read_at(offset, bytes)?,
             }
             for entry in bytes.chunks(ENTRY_BYTES) {
@@ -281,7 +283,7 @@ async fn read_object<O: ObjectStore>(
     };
     Ok(match reader.finish(read) {
         Ok((_, sections, SpoolSink(spool))) => Ok(Read {
-            spool: Mutex::new(spool),
+            spool: Some(Mutex::new(spool)),
             // The listing is the key: not held twice.
             sections: sections.into_iter().map(|mut s| (std::mem::take(&mut s.header.listing), s)).collect(),
         }),
