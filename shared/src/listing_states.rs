@@ -254,6 +254,35 @@ async fn a_run_over_several_parts_vouches_for_itself_between_them_and_leaves_a_s
 }
 
 #[tokio::test]
+async fn a_part_whose_carry_is_not_vouched_for_resumes_from_the_table_and_the_sessions_its_progress_names() {
+    // GIVEN a run stopped by its deadline in the listing, after a page or two: its progress
+    // names the sessions seen so far (read back from the carry it left)
+    let (source, table, bucket) = (source(), MemoryTable::default(), MemoryBucket::default());
+    complete(&source, &table, &bucket, "evt-0").await;
+    let mut short = request("evt-1");
+    short.deadlines = Deadlines::paging_until(tokio::time::Instant::now());
+    let first = run(&source, &table, &bucket, &config(), &short).await.unwrap();
+    assert_eq!(first.outcome, RunOutcome::Partial);
+    // AND the vouch is lost, as when a part dies before it gives the lease back
+    table.set_vouch(&scope(), None);
+    let reads_before = table.listings_read();
+    // WHEN the event is invoked until its run completes
+    for part in 0.. {
+        assert!(part < 20, "the run completes");
+        let mut short = request("evt-1");
+        short.deadlines = Deadlines::paging_until(tokio::time::Instant::now());
+        if run(&source, &table, &bucket, &config(), &short).await.unwrap().outcome == RunOutcome::Complete {
+            break;
+        }
+    }
+    // THEN the next part read the table once and resumed with the seen sessions of the progress:
+    // no session ended, and each is once in the run's snapshot
+    assert_eq!(table.listings_read(), reads_before + 1);
+    assert_converged(&source, &table, &bucket, "evt-1");
+    assert!(changes(&bucket, "evt-1").is_empty(), "nothing changed: {:?}", changes(&bucket, "evt-1"));
+}
+
+#[tokio::test]
 async fn per_parent_listings_share_one_state_object_and_a_new_parent_alone_reads_the_table() {
     // GIVEN three channels archived once: one state object for the scope, a section a channel
     let ivs = ServiceId::IvsStreamSessions;

@@ -58,10 +58,11 @@ where
             return Ok((key, RunCounts::default(), ListingEnd::NotStarted));
         }
         let mut this = ListingRun::open(pass, listing).await?;
-        let end = match this.read_pages().await? {
+        let mut end = match this.read_pages().await? {
             Paged::Stopped => {
                 this.decide_waiting().await?;
-                let seen = this.diff.seen();
+                // The seen sessions are filled in below, once the carry is left.
+                let seen = Vec::new();
                 ListingEnd::Stopped(Cursor { next_token: this.token.take(), pages_done: this.pages_done, seen })
             }
             Paged::ToTheEnd => {
@@ -82,7 +83,17 @@ where
             ListingEnd::NotStarted => Leaves::NotStarted,
         };
         pass.leave(listing, leaves)?;
-        Ok((key, this.recorder.counts, end))
+        let ListingRun { mut diff, recorder, .. } = this;
+        if let ListingEnd::Stopped(cursor) = &mut end {
+            // Read back from the carry once the diff is gone: the two are never held at once.
+            cursor.seen = if pass.left_carry(listing) {
+                drop(diff);
+                pass.carried_seen(listing)?
+            } else {
+                diff.seen()
+            };
+        }
+        Ok((key, recorder.counts, end))
     }
 
     /// The listing with its previous state read: its state object, or what the table holds of

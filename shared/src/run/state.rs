@@ -17,6 +17,7 @@ use crate::error::Result;
 use crate::history::{HistoryObject, ObjectStore};
 use crate::model::Scope;
 use crate::sources::Listing;
+use crate::table::diff::seen_in_carry;
 use crate::table::scope_state::{
     entry_bytes, entry_line, entry_of, state_object_key, Expected, ScopeHeader, Section, SectionHeader, SectionKind,
     StateReader, ENTRY_BYTES,
@@ -170,6 +171,28 @@ impl<'a, O: ObjectStore> PartStates<'a, O> {
         self.read.as_ref().is_ok_and(|read| read.sections.get(key).is_some_and(|s| s.header.kind == SectionKind::Carry))
     }
 
+    /// Whether `listing` left a carry in this part.
+    fn left_carry(&self, listing: &Listing) -> bool {
+        let written = self.written.lock().unwrap();
+        written.sections.get(&listing.key()).is_some_and(|section| section.header.kind == SectionKind::Carry)
+    }
+
+    /// The sessions `listing` has seen, read back from the carry it left (none: none).
+    fn carried_seen(&self, listing: &Listing) -> Result<Vec<u64>> {
+        let mut written = self.written.lock().unwrap();
+        let Written { spool, sections, .. } = &mut *written;
+        let mut seen = Vec::new();
+        let section = sections.get(&listing.key()).filter(|section| section.header.kind == SectionKind::Carry);
+        if let (Some(spool), Some(section)) = (spool, section) {
+            for_each_entry(spool, section, |id, word| {
+                if seen_in_carry(word) {
+                    seen.push(id);
+                }
+            })?;
+        }
+        Ok(seen)
+    }
+
     /// Writes the scope's next state object, once the part's items are, before its history:
     /// the sections it spooled and the ones it kept, in listing order. Nothing when no section
     /// is new (the object read still says what the table holds). Returns whether it wrote, and
@@ -259,6 +282,16 @@ impl<S, D, O: ObjectStore> Pass<'_, S, D, O> {
         }
     }
 
+    /// Whether `listing` left a carry in this part (none in a run that writes no state).
+    pub(super) fn left_carry(&self, listing: &Listing) -> bool {
+        self.states.as_ref().is_some_and(|states| states.left_carry(listing))
+    }
+
+    /// The sessions `listing` has seen, read back from the carry it left.
+    pub(super) fn carried_seen(&self, listing: &Listing) -> Result<Vec<u64>> {
+        self.states.as_ref().map_or(Ok(Vec::new()), |states| states.carried_seen(listing))
+    }
+
     /// Spools the section `listing` leaves (nothing in a dry run).
     pub(super) fn leave(&self, listing: &Listing, leaves: Leaves<'_, '_>) -> Result<()> {
         self.states.as_ref().map_or(Ok(()), |states| states.leave(listing, leaves))
@@ -293,22 +326,28 @@ async fn read_object<O: ObjectStore>(
 
 /// A section's sessions, read from the spool into a sealed state at its final size.
 fn load_section(spool: &mut Spool, section: &Section) -> std::result::Result<PreviousState, String> {
-    let sessions = section.header.sessions as usize;
-    let mut state = PreviousState::sealed_with_capacity(sessions);
-    let mut buffer = vec![0u8; READ_ENTRIES * ENTRY_BYTES];
-    let mut done = 0usize;
-    while done < sessions {
-        let n = (sessions - done).min(READ_ENTRIES);
-        let bytes = &mut buffer[..n * ENTRY_BYTES];
-        spool.read_at((section.first as usize + done) as u64 * ENTRY_BYTES as u64, bytes).map_err(|e| e.to_string())?;
-        for entry in bytes.chunks(ENTRY_BYTES) {
-            let (id, word) = entry_of(entry);
-            // In order: the decoder checked it.
-            state.push_sorted(id, word);
-        }
-        done += n;
-    }
+    let mut state = PreviousState::sealed_with_capacity(section.header.sessions as usize);
+    let in_order = |id, word| {
+        let pushed = state.push_sorted(id, word);
+        debug_assert!(pushed, "the decoder checked the order");
+    };
+    for_each_entry(spool, section, in_order).map_err(|e| e.to_string())?;
     Ok(state)
+}
+
+/// Visits a section's entries in the spool, in order, a chunk at a time.
+fn for_each_entry(spool: &mut Spool, section: &Section, mut visit: impl FnMut(u64, u64)) -> Result<()> {
+    let sessions = section.header.sessions;
+    let mut buffer = vec![0u8; READ_ENTRIES * ENTRY_BYTES];
+    let mut done = 0u64;
+    while done < sessions {
+        let n = (sessions - done).min(READ_ENTRIES as u64) as usize;
+        let bytes = &mut buffer[..n * ENTRY_BYTES];
+        spool.read_at((section.first + done) * ENTRY_BYTES as u64, bytes)?;
+        bytes.chunks(ENTRY_BYTES).map(entry_of).for_each(|(id, word)| visit(id, word));
+        done += n as u64;
+    }
+    Ok(())
 }
 
 /// A spool as the decoder's sink of entries.

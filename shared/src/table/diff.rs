@@ -80,6 +80,11 @@ const ENDED: u64 = 4;
 /// Returned by the listing in this run.
 const SEEN: u64 = 8;
 
+/// Whether a carried word ([`ListingDiff::carry`]) is of a session the listing returned in this run.
+pub fn seen_in_carry(word: u64) -> bool {
+    Known { word }.has(SEEN)
+}
+
 /// The word of an ended session: when its item expires (none: never), where a live one keeps its
 /// hash.
 fn expiry_bits(expires_at: Option<i64>) -> u64 {
