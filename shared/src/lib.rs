@@ -41,6 +41,7 @@ mod arbitrary_input;
 mod listing_states;
 #[cfg(test)]
 mod run_states;
-#[cfg(test)]
-pub(crate) mod testing;
+/// The ports' in-memory twins, for this crate's tests and its sibling crates' (feature `testing`).
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 pub use model::{ServiceId, SessionRecord};

@@ -13,7 +13,7 @@ use futures::Stream;
 use serde_json::{Map, Value as Json};
 
 use crate::error::{Error, Result};
-use crate::history::{ObjectStore, UploadedPart};
+use crate::history::{ListedObject, ObjectListing, ObjectStore, UploadedPart};
 use crate::model::{ServiceId, SessionRecord, Timestamp};
 use crate::sources::{Discovery, Listing, RawPage, SessionSource, SourceOptions};
 use crate::table::item::manifest_sk;
@@ -304,6 +304,16 @@ impl MemoryBucket {
         text
     }
 
+    /// An object's bytes as text, not gunzip'd (a marker).
+    pub fn text_plain(&self, key: &str) -> String {
+        String::from_utf8(self.get_bytes(key)).unwrap()
+    }
+
+    /// Every object and its bytes, to tell whether anything was written.
+    pub fn snapshot(&self) -> BTreeMap<String, Vec<u8>> {
+        self.objects.lock().unwrap().clone()
+    }
+
     /// The JSON lines of an object.
     pub fn lines(&self, key: &str) -> Vec<Map<String, Json>> {
         self.text(key).lines().map(|line| serde_json::from_str(line).unwrap()).collect()
@@ -312,6 +322,21 @@ impl MemoryBucket {
     /// The lines of every object whose key holds `part`, in key order.
     pub fn lines_of(&self, part: &str) -> Vec<Map<String, Json>> {
         self.keys().iter().filter(|k| k.contains(part)).flat_map(|k| self.lines(k)).collect()
+    }
+}
+
+impl ObjectListing for MemoryBucket {
+    async fn list_objects(&self, prefix: &str) -> Result<Vec<ListedObject>> {
+        self.check("ListObjectsV2")?;
+        let objects = self.objects.lock().unwrap();
+        let listed = objects.range(prefix.to_owned()..).take_while(|(key, _)| key.starts_with(prefix));
+        Ok(listed.map(|(key, body)| ListedObject { key: key.clone(), size: body.len() as u64 }).collect())
+    }
+
+    async fn delete_object(&self, key: &str) -> Result<()> {
+        self.check("DeleteObject")?;
+        self.objects.lock().unwrap().remove(key);
+        Ok(())
     }
 }
 

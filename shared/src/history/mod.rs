@@ -10,5 +10,5 @@ mod writer;
 pub use crate::model::{Change, RunId};
 pub use keys::{object_key, HistoryKind};
 pub use ndjson::{change_columns, line, GzipLines, RunContext};
-pub use store::{ObjectStore, S3ObjectStore, UploadCounters, UploadedPart};
-pub use writer::{HistoryObject, WrittenObject, DEFAULT_PART_SIZE, S3_MIN_PART_SIZE};
+pub use store::{ListedObject, ObjectListing, ObjectStore, S3ObjectStore, UploadCounters, UploadedPart};
+pub use writer::{HistoryObject, ObjectUpload, WrittenObject, DEFAULT_PART_SIZE, S3_MIN_PART_SIZE};

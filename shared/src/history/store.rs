@@ -20,15 +20,41 @@ pub const CONTENT_TYPE: &str = "application/x-ndjson";
 /// The media type of a run's progress kept in an object (`….json.gz`).
 pub const STATE_CONTENT_TYPE: &str = "application/json";
 
-/// What an object under `key` holds: the history's NDJSON, or a progress's JSON.
-fn content_type_of(key: &str) -> &'static str {
-    if key.ends_with(".json.gz") {
-        STATE_CONTENT_TYPE
+/// The media type of the compacted history (Parquet, compressed inside the format).
+pub const PARQUET_CONTENT_TYPE: &str = "application/vnd.apache.parquet";
+/// The media type of a compaction's marker.
+pub const MARKER_CONTENT_TYPE: &str = "application/json";
+
+/// What an object under `key` holds, and its `Content-Encoding`: the history's gzip'd NDJSON, a
+/// progress's gzip'd JSON, or the compacted history's Parquet and its marker.
+fn content_of(key: &str) -> (&'static str, Option<&'static str>) {
+    if key.ends_with(".parquet") {
+        (PARQUET_CONTENT_TYPE, None)
+    } else if key.ends_with(".json") {
+        (MARKER_CONTENT_TYPE, None)
+    } else if key.ends_with(".json.gz") {
+        (STATE_CONTENT_TYPE, Some(CONTENT_ENCODING))
     } else {
-        CONTENT_TYPE
+        (CONTENT_TYPE, Some(CONTENT_ENCODING))
     }
 }
 pub const CONTENT_ENCODING: &str = "gzip";
+
+/// One object of a listing.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ListedObject {
+    pub key: String,
+    pub size: u64,
+}
+
+/// What the compaction needs beyond [`ObjectStore`]: the objects under a prefix, and deleting
+/// one (the archiving functions neither list nor delete).
+pub trait ObjectListing: Send + Sync {
+    /// Every object whose key starts with `prefix`, in key order.
+    fn list_objects(&self, prefix: &str) -> impl Future<Output = Result<Vec<ListedObject>>> + Send;
+    /// Deletes `key`; a key that is not there is not an error.
+    fn delete_object(&self, key: &str) -> impl Future<Output = Result<()>> + Send;
+}
 
 /// One uploaded part of a multipart upload.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -168,8 +194,8 @@ impl ObjectStore for S3ObjectStore {
             .put_object()
             .bucket(&self.bucket)
             .key(key)
-            .content_type(content_type_of(key))
-            .content_encoding(CONTENT_ENCODING)
+            .content_type(content_of(key).0)
+            .set_content_encoding(content_of(key).1.map(str::to_owned))
             .checksum_algorithm(ChecksumAlgorithm::Crc32)
             .body(ByteStream::from(body))
             .send()
@@ -187,8 +213,8 @@ impl ObjectStore for S3ObjectStore {
             .create_multipart_upload()
             .bucket(&self.bucket)
             .key(key)
-            .content_type(CONTENT_TYPE)
-            .content_encoding(CONTENT_ENCODING)
+            .content_type(content_of(key).0)
+            .set_content_encoding(content_of(key).1.map(str::to_owned))
             .checksum_algorithm(ChecksumAlgorithm::Crc32)
             .send()
             .await
@@ -259,6 +285,36 @@ impl ObjectStore for S3ObjectStore {
             .await
             .map_err(|e| self.error("S3 AbortMultipartUpload", key, e))?;
         Self::count(&self.counters.aborted_uploads, 1);
+        Ok(())
+    }
+}
+
+impl ObjectListing for S3ObjectStore {
+    #[instrument(skip(self), fields(bucket = %self.bucket))]
+    async fn list_objects(&self, prefix: &str) -> Result<Vec<ListedObject>> {
+        let mut objects = Vec::new();
+        let mut pages = self.client.list_objects_v2().bucket(&self.bucket).prefix(prefix).into_paginator().send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| self.error("S3 ListObjectsV2", prefix, e))?;
+            for object in page.contents() {
+                if let Some(key) = object.key() {
+                    objects.push(ListedObject { key: key.to_owned(), size: object.size().unwrap_or(0).max(0) as u64 });
+                }
+            }
+        }
+        objects.sort();
+        Ok(objects)
+    }
+
+    #[instrument(skip(self), fields(bucket = %self.bucket))]
+    async fn delete_object(&self, key: &str) -> Result<()> {
+        self.client
+            .delete_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+            .map_err(|e| self.error("S3 DeleteObject", key, e))?;
         Ok(())
     }
 }

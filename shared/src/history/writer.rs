@@ -31,47 +31,33 @@ struct Upload {
     parts: Vec<UploadedPart>,
 }
 
-/// A history object being written.
-pub struct HistoryObject<'a, O: ObjectStore> {
+/// An object uploaded as its bytes come: one PutObject when they all fit in a part, else a
+/// multipart upload whose parts leave as they fill. What writes the bytes (gzip'd lines, a
+/// Parquet file) is the caller's.
+pub struct ObjectUpload<'a, O: ObjectStore> {
     store: &'a O,
     key: String,
-    gzip: GzipLines,
     part_size: usize,
     upload: Option<Upload>,
     bytes: u64,
 }
 
-impl<'a, O: ObjectStore> HistoryObject<'a, O> {
+impl<'a, O: ObjectStore> ObjectUpload<'a, O> {
     /// `part_size` is raised to S3's 5 MiB minimum.
     pub fn new(store: &'a O, key: String, part_size: usize) -> Self {
-        HistoryObject {
-            store,
-            key,
-            gzip: GzipLines::default(),
-            part_size: part_size.max(S3_MIN_PART_SIZE),
-            upload: None,
-            bytes: 0,
-        }
+        ObjectUpload { store, key, part_size: part_size.max(S3_MIN_PART_SIZE), upload: None, bytes: 0 }
     }
 
     pub fn key(&self) -> &str {
         &self.key
     }
 
-    pub fn lines(&self) -> u64 {
-        self.gzip.lines()
+    pub fn part_size(&self) -> usize {
+        self.part_size
     }
 
-    /// Adds a line (without its newline); uploads a part when one is full.
-    pub async fn push(&mut self, line: &str) -> Result<()> {
-        self.gzip.push(line);
-        if let Some(part) = self.gzip.take_if_at_least(self.part_size) {
-            self.upload_part(part).await?;
-        }
-        Ok(())
-    }
-
-    async fn upload_part(&mut self, body: Vec<u8>) -> Result<()> {
+    /// Uploads `body` as the next part (at least the part size, but the last).
+    pub async fn upload_part(&mut self, body: Vec<u8>) -> Result<()> {
         if self.upload.is_none() {
             let id = self.store.create_multipart(&self.key).await?;
             self.upload = Some(Upload { id, parts: Vec::new() });
@@ -84,12 +70,10 @@ impl<'a, O: ObjectStore> HistoryObject<'a, O> {
         Ok(())
     }
 
-    /// Writes the object: the last part and the completion, or one PutObject. On failure the
-    /// upload is aborted before the error is returned. The object stays the caller's, so a finish
-    /// given up half-way (its future dropped at a deadline) can still be aborted.
-    pub async fn finish(&mut self) -> Result<WrittenObject> {
-        let lines = self.gzip.lines();
-        let rest = std::mem::take(&mut self.gzip).finish();
+    /// Writes the object with its last bytes: the last part and the completion, or one
+    /// PutObject. On failure the upload is aborted before the error is returned. Returns the
+    /// object's size and its parts (0 for a PutObject).
+    pub async fn finish(&mut self, rest: Vec<u8>) -> Result<(u64, usize)> {
         let result = match self.upload.take() {
             None => {
                 self.bytes += rest.len() as u64;
@@ -101,7 +85,7 @@ impl<'a, O: ObjectStore> HistoryObject<'a, O> {
             }
         };
         match result {
-            Ok(parts) => Ok(WrittenObject { key: self.key.clone(), lines, bytes: self.bytes, parts }),
+            Ok(parts) => Ok((self.bytes, parts)),
             Err(err) => {
                 self.abort().await;
                 Err(err)
@@ -126,6 +110,51 @@ impl<'a, O: ObjectStore> HistoryObject<'a, O> {
                 warn!(key = %self.key, error = %err, "could not abort the multipart upload");
             }
         }
+    }
+}
+
+/// A history object being written.
+pub struct HistoryObject<'a, O: ObjectStore> {
+    upload: ObjectUpload<'a, O>,
+    gzip: GzipLines,
+}
+
+impl<'a, O: ObjectStore> HistoryObject<'a, O> {
+    /// `part_size` is raised to S3's 5 MiB minimum.
+    pub fn new(store: &'a O, key: String, part_size: usize) -> Self {
+        HistoryObject { upload: ObjectUpload::new(store, key, part_size), gzip: GzipLines::default() }
+    }
+
+    pub fn key(&self) -> &str {
+        self.upload.key()
+    }
+
+    pub fn lines(&self) -> u64 {
+        self.gzip.lines()
+    }
+
+    /// Adds a line (without its newline); uploads a part when one is full.
+    pub async fn push(&mut self, line: &str) -> Result<()> {
+        self.gzip.push(line);
+        if let Some(part) = self.gzip.take_if_at_least(self.upload.part_size()) {
+            self.upload.upload_part(part).await?;
+        }
+        Ok(())
+    }
+
+    /// Writes the object: the last part and the completion, or one PutObject. On failure the
+    /// upload is aborted before the error is returned. The object stays the caller's, so a finish
+    /// given up half-way (its future dropped at a deadline) can still be aborted.
+    pub async fn finish(&mut self) -> Result<WrittenObject> {
+        let lines = self.gzip.lines();
+        let rest = std::mem::take(&mut self.gzip).finish();
+        let (bytes, parts) = self.upload.finish(rest).await?;
+        Ok(WrittenObject { key: self.upload.key().to_owned(), lines, bytes, parts })
+    }
+
+    /// Gives the object up: aborts its multipart upload, if any.
+    pub async fn abort(&mut self) {
+        self.upload.abort().await;
     }
 }
 
