@@ -11,6 +11,9 @@ PYTHON ?= python3
 VENV := .venv
 MOTO_VERSION := 5.2.5
 MOTO_INSTALLED := $(VENV)/bin/moto_server
+# DuckDB reads the compacted Parquet in the tests, as a consumer (Athena's stand-in) would.
+DUCKDB_VERSION := 1.4.4
+DUCKDB_INSTALLED := $(VENV)/.duckdb-$(DUCKDB_VERSION)
 # The tests' and the demo's moto: the installed one, with AssumeRole checking the role and its trust
 # as STS does (tests/e2e/local_moto.py).
 export MOTO_SERVER := $(abspath tests/e2e/local-moto-server)
@@ -25,14 +28,14 @@ CHECKOV_VERSION := 3.3.30
 # checkov in a venv of its own: its pins differ from the SAM CLI's.
 CHECKOV := $(VENV)/checkov/bin/checkov
 SESSION_FUNCTIONS := workspaces-pool-sessions workspaces-connection-status ivs-stream-sessions chime-proxy-sessions gamelift-stream-sessions
-FUNCTIONS := $(SESSION_FUNCTIONS) scope-planner
+FUNCTIONS := $(SESSION_FUNCTIONS) scope-planner history-compactor
 
-.PHONY: help test lint lint-template unit e2e build lambda sam-build demo invoke emulator moto tools bench bench-large bench-build bench-org clean
+.PHONY: help test lint lint-template unit e2e build lambda sam-build demo invoke emulator moto duckdb tools bench bench-large bench-build bench-org clean
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
-test: lint moto build sam-build ## All checks and tests: lint, template lint, Lambda build, unit and end-to-end tests
+test: lint moto duckdb build sam-build ## All checks and tests: lint, template lint, Lambda build, unit and end-to-end tests
 	@mkdir -p target; status=0; \
 	$(CARGO) test --workspace --locked --no-fail-fast 2>&1 | tee target/test-output.log || status=$$?; \
 	awk '/^test result:/ {p += $$4; f += $$6} END {printf "summary: %d passed, %d failed\n", p, f}' target/test-output.log; \
@@ -56,12 +59,12 @@ $(CHECKOV): | $(VENV)/bin/python
 	$(VENV)/checkov/bin/pip install --quiet --disable-pip-version-check "checkov==$(CHECKOV_VERSION)"
 
 unit: ## Unit tests of the library and the emulator only
-	$(CARGO) test --locked -p session-archiver -p session-emulator
+	$(CARGO) test --locked -p session-archiver -p session-compaction -p session-emulator
 
-e2e: moto build ## End-to-end tests: the real SDK clients and function binaries against the emulator and moto
+e2e: moto duckdb build ## End-to-end tests: the real SDK clients and function binaries against the emulator and moto
 	$(CARGO) test --locked -p archiver-e2e
 
-build: ## Build the function binaries (five session functions, the planner) and the local tools (debug, for the local stand-ins)
+build: ## Build the function binaries (five session functions, the planner, the compactor) and the local tools (debug, for the local stand-ins)
 	$(CARGO) build --workspace --bins --locked
 
 moto: $(MOTO_INSTALLED) ## Install the pinned moto server (local DynamoDB, S3, SQS, STS, Organizations, Secrets Manager) into .venv
@@ -72,6 +75,12 @@ $(VENV)/bin/python:
 $(MOTO_INSTALLED): | $(VENV)/bin/python
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check "moto[server]==$(MOTO_VERSION)"
 
+duckdb: $(DUCKDB_INSTALLED) ## Install the pinned DuckDB (Python) into .venv: the tests read the compacted Parquet with it
+
+$(DUCKDB_INSTALLED): | $(VENV)/bin/python
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check "duckdb==$(DUCKDB_VERSION)"
+	@touch $@
+
 tools: $(VENV)/bin/sam $(VENV)/bin/cargo-zigbuild ## Install the pinned build tools into .venv: SAM CLI, cfn-lint, cargo-zigbuild, zig
 
 $(VENV)/bin/sam: | $(VENV)/bin/python
@@ -81,7 +90,7 @@ $(VENV)/bin/cargo-zigbuild: | $(VENV)/bin/python
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check "cargo-zigbuild==$(ZIGBUILD_VERSION)" "ziglang==$(ZIGLANG_VERSION)"
 	rustup target add $(LAMBDA_TARGET)
 
-lambda: tools ## Build the six functions for Lambda (arm64, glibc <= 2.34): target/lambda/<function>/bootstrap
+lambda: tools ## Build the seven functions for Lambda (arm64, glibc <= 2.34): target/lambda/<function>/bootstrap
 	PATH="$(abspath $(VENV))/bin:$$PATH" $(CARGO) zigbuild --release --locked --target $(LAMBDA_TARGET).$(LAMBDA_GLIBC) $(addprefix -p ,$(FUNCTIONS))
 	@for f in $(FUNCTIONS); do mkdir -p target/lambda/$$f && cp target/$(LAMBDA_TARGET)/release/$$f target/lambda/$$f/bootstrap; done
 	@echo "lambda: target/lambda/<function>/bootstrap for $(LAMBDA_TARGET), glibc $(LAMBDA_GLIBC)"
@@ -96,6 +105,7 @@ build-IvsStreamSessionsFunction: ; $(call lambda-artifact,ivs-stream-sessions)
 build-ChimeProxySessionsFunction: ; $(call lambda-artifact,chime-proxy-sessions)
 build-GameliftStreamSessionsFunction: ; $(call lambda-artifact,gamelift-stream-sessions)
 build-ScopePlannerFunction: ; $(call lambda-artifact,scope-planner)
+build-HistoryCompactorFunction: ; $(call lambda-artifact,history-compactor)
 
 define lambda-artifact
 @test -f target/lambda/$(1)/bootstrap || $(MAKE) lambda

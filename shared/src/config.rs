@@ -43,6 +43,19 @@
 //! | `HISTORY_START_DATE` | `2024-01-01` | a plan event dated before it is refused, as the functions refuse it |
 //! | `STORAGE_ENDPOINT_URL` | none | send the Organizations, SSM, Account Management and SQS calls there (local moto) |
 //! | `AWS_REGION` | set by Lambda | the planner's own region (`REGIONS=self`), and that of its calls |
+//!
+//! The compactor (`history-compactor`, which compacts a day of the history into Parquet) reads
+//! these:
+//!
+//! | variable | default | meaning |
+//! |---|---|---|
+//! | `BUCKET_NAME` | required | S3 bucket of the history (set by the template) |
+//! | `HISTORY_PREFIX` | `history` | key prefix of the history objects; the Parquet goes under `<prefix>/parquet/` |
+//! | `COMPACTION_SORT_MEMORY_MB` | `256` | MiB of lines sorted in memory before they are spilled to the temporary directory |
+//! | `COMPACTION_ROW_GROUP_MB` | `64` | encoded MiB of a Parquet row group (one is in memory at a time) |
+//! | `HISTORY_START_DATE` | `2024-01-01` | a day before it is refused, as the functions refuse it |
+//! | `STORAGE_ENDPOINT_URL` | none | send the S3 calls there (local moto) |
+//! | `AWS_REGION` | set by Lambda | region of the bucket |
 
 use std::time::Duration;
 
@@ -82,6 +95,56 @@ impl PlannerConfig {
     /// SDK settings of the Organizations and SQS clients.
     pub fn sdk(&self) -> SdkSettings {
         SdkSettings { region: Some(self.region.clone()), endpoint_url: self.endpoint.clone(), ..SdkSettings::default() }
+    }
+}
+
+/// What the compactor needs, validated.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CompactorConfig {
+    pub bucket_name: String,
+    pub region: String,
+    pub history_prefix: String,
+    /// Bytes of lines sorted in memory before a spill.
+    pub sort_memory: usize,
+    /// Encoded bytes of a row group.
+    pub row_group_bytes: usize,
+    pub history_start: Timestamp,
+    pub storage_endpoint: Option<String>,
+}
+
+impl CompactorConfig {
+    pub fn from_vars(var: impl Fn(&str) -> Option<String>) -> Result<Self> {
+        let vars = Vars(var);
+        let history_prefix = vars.get("HISTORY_PREFIX").unwrap_or_else(|| "history".into());
+        if !crate::run::config::is_key_prefix(&history_prefix) {
+            return Err(Error::Config(format!(
+                "HISTORY_PREFIX={} must be at most 512 characters of letters, digits and / ! - _ . * ' ( ) =, without . or .. segments",
+                quoted(&history_prefix)
+            )));
+        }
+        const MIB: u64 = 1024 * 1024;
+        Ok(CompactorConfig {
+            bucket_name: vars.bucket_name()?,
+            region: vars.required("AWS_REGION")?,
+            history_prefix,
+            sort_memory: (vars.number("COMPACTION_SORT_MEMORY_MB", 256, 16..=8192)? * MIB) as usize,
+            row_group_bytes: (vars.number("COMPACTION_ROW_GROUP_MB", 64, 1..=1024)? * MIB) as usize,
+            history_start: history_start(vars.get("HISTORY_START_DATE"))?,
+            storage_endpoint: vars.endpoint("STORAGE_ENDPOINT_URL")?,
+        })
+    }
+
+    pub fn from_env() -> Result<Self> {
+        Self::from_vars(|name| std::env::var(name).ok())
+    }
+
+    /// SDK settings of the S3 client.
+    pub fn sdk(&self) -> SdkSettings {
+        SdkSettings {
+            region: Some(self.region.clone()),
+            endpoint_url: self.storage_endpoint.clone(),
+            ..SdkSettings::default()
+        }
     }
 }
 

@@ -78,6 +78,11 @@ pub enum Error {
     #[error("unreadable {0}")]
     UnreadableItem(String),
 
+    /// A history object the compaction cannot read: not whole gzip, or a line that is not of the
+    /// service's schema. `line` counts from 1; 0 when the object itself is unreadable.
+    #[error("history object {key}, line {line}: {detail}")]
+    UnreadableHistory { key: String, line: u64, detail: String },
+
     /// A mapping from an API type to the schema is wrong (a bug in the archiver).
     #[error("session mapping error: {0}")]
     Mapping(String),
@@ -131,6 +136,7 @@ impl Error {
             | Error::Config(_)
             | Error::RepeatedNextToken { .. }
             | Error::BadPage { .. }
+            | Error::UnreadableHistory { .. }
             | Error::Mapping(_) => false,
         }
     }

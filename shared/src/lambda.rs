@@ -373,6 +373,7 @@ pub fn error_kind(err: &Error) -> &'static str {
         }
         Error::Storage { .. } => "Storage",
         Error::UnreadableItem(_) => "UnreadableItem",
+        Error::UnreadableHistory { .. } => "UnreadableHistory",
         Error::Mapping(_) => "Mapping",
         Error::Timeout { .. } => "Timeout",
         Error::InScope { source, .. } => error_kind(source),

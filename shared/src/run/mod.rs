@@ -27,7 +27,7 @@
 //! - `pacer`: the pace of the list calls.
 
 mod bookkeeping;
-mod config;
+pub(crate) mod config;
 mod kept;
 mod listing;
 mod pacer;

@@ -77,6 +77,25 @@ impl LocalStage {
     }
 }
 
+impl LocalStage {
+    /// Starts the compactor binary on this stage, its sort spilling after `sort_memory_mb` MiB.
+    pub async fn compactor(&self, sort_memory_mb: u32) -> std::io::Result<LocalFunction> {
+        let env: Vec<(String, String)> = [
+            ("BUCKET_NAME", BUCKET.to_owned()),
+            ("STORAGE_ENDPOINT_URL", self.moto.url()),
+            ("AWS_ACCESS_KEY_ID", "AKIDLOCALSTANDIN".to_owned()),
+            ("AWS_SECRET_ACCESS_KEY", "local-stand-in-secret".to_owned()),
+            ("COMPACTION_SORT_MEMORY_MB", sort_memory_mb.to_string()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect();
+        let name = "history-compactor";
+        LocalFunction::start(&LocalFunction::binary(name), name, ACCOUNT_ID, REGION, &env, Duration::from_secs(300))
+            .await
+    }
+}
+
 /// The personal-data key's secret, as the template creates it.
 pub async fn create_key_secret(aws: &LocalAws) -> std::io::Result<()> {
     let secrets = aws_sdk_secretsmanager::Client::new(&aws.settings.load().await);

@@ -46,7 +46,7 @@ fn every_function_has_its_crate_makefile_target_and_sample_events() {
     let mut names: Vec<String> = functions.iter().map(|(name, _)| name.clone()).collect();
     names.sort();
     let mut expected: Vec<String> = ServiceId::ALL.iter().map(|s| format!("{}Function", pascal(*s))).collect();
-    expected.push("ScopePlannerFunction".into());
+    expected.extend(["ScopePlannerFunction".into(), "HistoryCompactorFunction".into()]);
     expected.sort();
     assert_eq!(names, expected);
     for service in ServiceId::ALL {
@@ -142,6 +142,62 @@ fn every_function_has_its_crate_makefile_target_and_sample_events() {
         (pace["Default"].as_i64(), pace["MinValue"].as_i64(), pace["MaxValue"].as_i64()),
         (Some(10), Some(0), Some(1000))
     );
+}
+
+#[test]
+fn the_compactor_is_scheduled_daily_reads_the_history_and_writes_only_its_parquet() {
+    // GIVEN the compactor's function
+    let template = template();
+    let makefile = std::fs::read_to_string(root().join("Makefile")).unwrap();
+    let function = &template["Resources"]["HistoryCompactorFunction"];
+    // THEN it is built from its own crate, by the Makefile, with its sample events
+    assert_eq!(function["Metadata"]["BuildMethod"].as_str(), Some("makefile"));
+    assert!(makefile.contains("build-HistoryCompactorFunction: ; $(call lambda-artifact,history-compactor)"));
+    assert!(root().join("functions/history-compactor/Cargo.toml").exists());
+    let window = session_archiver::event::EventWindow::new(
+        session_archiver::model::Timestamp::parse("2026-11-23T00:30:00Z").unwrap(),
+        session_archiver::model::Timestamp::parse("2024-01-01T00:00:00Z").unwrap(),
+    );
+    for file in ["scheduled.json", "replay-one-service.json", "replay-every-service.json"] {
+        let text = std::fs::read_to_string(root().join("events/history-compactor").join(file)).unwrap();
+        let event: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let request = session_archiver::event::parse_compaction_event(&event, &window);
+        assert!(request.is_ok(), "events/history-compactor/{file}: {request:?}");
+    }
+    // AND its daily schedule is a parameter, after midnight UTC
+    let properties = &function["Properties"];
+    let daily = &properties["Events"]["Daily"];
+    assert_eq!(daily["Type"].as_str(), Some("Schedule"));
+    assert_eq!(daily["Properties"]["Schedule"].as_str(), Some("CompactionSchedule"));
+    assert_eq!(template["Parameters"]["CompactionSchedule"]["Default"].as_str(), Some("cron(30 0 * * ? *)"));
+    // AND its sort memory is a parameter with the code's default, inside its memory
+    let sort = &template["Parameters"]["CompactionSortMemoryMb"];
+    let config = session_archiver::config::CompactorConfig::from_vars(|name| match name {
+        "BUCKET_NAME" => Some("b-1".into()),
+        "AWS_REGION" => Some("eu-west-1".into()),
+        _ => None,
+    })
+    .unwrap();
+    assert_eq!(sort["Default"].as_i64(), Some((config.sort_memory >> 20) as i64));
+    let memory = template["Parameters"]["CompactorMemorySize"]["Default"].as_i64().unwrap();
+    assert!(memory >= 2 * sort["Default"].as_i64().unwrap(), "{memory} MB for a sort of {:?}", sort["Default"]);
+    assert_eq!(properties["EphemeralStorage"]["Size"].as_i64(), Some(10240), "the sort spills to /tmp");
+    // AND it may list and read the history, and write and delete under its Parquet prefix only
+    let statements = properties["Policies"][0]["Statement"].as_vec().unwrap();
+    let granted: Vec<(Vec<String>, String)> =
+        statements.iter().map(|s| (strings(&s["Action"]), strings(&s["Resource"]).join(","))).collect();
+    assert_eq!(
+        granted,
+        [
+            (vec!["s3:ListBucket".to_owned()], "HistoryBucket.Arn".to_owned()),
+            (vec!["s3:GetObject".to_owned()], "${HistoryBucket.Arn}/${HistoryPrefix}/*".to_owned()),
+            (
+                vec!["s3:PutObject".to_owned(), "s3:AbortMultipartUpload".to_owned(), "s3:DeleteObject".to_owned()],
+                "${HistoryBucket.Arn}/${HistoryPrefix}/parquet/*".to_owned()
+            ),
+        ]
+    );
+    assert_eq!(statements[0]["Condition"]["StringLike"]["s3:prefix"].as_str(), Some("${HistoryPrefix}/*"));
 }
 
 #[test]

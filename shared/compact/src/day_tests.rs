@@ -1,0 +1,201 @@
+//! A day compacted on the in-memory twins, from history the archiver itself wrote: every line of
+//! the day's JSON is once in the Parquet with equal values, in (account, region, session, time)
+//! order; a rerun changes nothing; a corrupt or truncated source stops it, naming the object and
+//! the line, and writes nothing.
+
+use std::io::Write;
+
+use flate2::write::GzEncoder;
+use flate2::Compression;
+use session_archiver::deadline::Deadlines;
+use session_archiver::history::{HistoryKind, RunId};
+use session_archiver::model::Timestamp;
+use session_archiver::run::{run, RunConfig, RunOutcome, RunRequest, Trigger};
+use session_archiver::testing::{MemoryBucket, MemoryTable, ScriptedSource};
+use session_archiver::{Error, ServiceId};
+
+use crate::columns::{parse_line, read_parquet, Dataset, Row, Value};
+use crate::day::{compact_day, marker_key, source_prefix, CompactionConfig};
+use crate::parquet_object::Layout;
+
+const SERVICE: ServiceId = ServiceId::ChimeProxySessions;
+const DAY: &str = "2026-11-22";
+const ACCOUNTS: [&str; 2] = ["222222222222", "111111111111"];
+
+fn config() -> CompactionConfig {
+    // A small sort budget: the day spills several runs, as a large one does.
+    CompactionConfig {
+        history_prefix: "history".into(),
+        sort_budget: 64 * 1024,
+        layout: Layout { row_group_bytes: 256 * 1024, part_size: 0 },
+        batch_rows: 100,
+    }
+}
+
+fn request(id: &str, hour: u32) -> RunRequest {
+    RunRequest {
+        run_id: RunId::parse(id).unwrap(),
+        event_id: id.into(),
+        event_time: Timestamp::parse(&format!("{DAY}T{hour:02}:00:00Z")).unwrap(),
+        trigger: Trigger::Scheduled,
+        dry_run: false,
+        invocation_id: format!("invocation-{id}"),
+        deadlines: Deadlines::none(),
+    }
+}
+
+/// Two accounts' voice connectors archived three times in the day, sessions opening, changing
+/// and ending between runs.
+async fn archived_day() -> MemoryBucket {
+    let bucket = MemoryBucket::default();
+    for account in ACCOUNTS {
+        let ids: Vec<Vec<String>> =
+            (0..2).map(|c| (0..150).map(|i| format!("{account}-c{c}-s{i:03}")).collect()).collect();
+        let listings = vec![
+            (Some("vc-0"), ids[0].iter().map(String::as_str).collect()),
+            (Some("vc-1"), ids[1].iter().map(String::as_str).collect()),
+        ];
+        let mut source = ScriptedSource::new(SERVICE, listings, 40);
+        let table = MemoryTable::default();
+        let config = RunConfig::new(account, "us-east-1");
+        for (n, hour) in [(1, 1), (2, 9), (3, 17)] {
+            let summary = run(&source, &table, &bucket, &config, &request(&format!("run-{n}"), hour)).await.unwrap();
+            assert_eq!(summary.outcome, RunOutcome::Complete);
+            source.set_status(&ids[0][n], "CLOSED");
+            source.remove(&ids[1][n]);
+            source.add(Some("vc-1"), &format!("{account}-new-{n}"));
+        }
+    }
+    bucket
+}
+
+fn dataset(kind: HistoryKind) -> Dataset {
+    Dataset { service: SERVICE, kind }
+}
+
+/// Every line of the day's source objects of `kind`, typed.
+fn json_rows(bucket: &MemoryBucket, kind: HistoryKind) -> Vec<Row> {
+    let columns = dataset(kind).columns();
+    let prefix = source_prefix("history", &dataset(kind), DAY);
+    let keys = bucket.keys().into_iter().filter(|k| k.starts_with(&prefix));
+    keys.flat_map(|k| bucket.text(&k).lines().map(|l| parse_line(&columns, l).unwrap()).collect::<Vec<_>>()).collect()
+}
+
+/// The rows of the day's Parquet of `kind`, in file order.
+fn parquet_rows(bucket: &MemoryBucket, kind: HistoryKind) -> Vec<Row> {
+    let key = format!("history/parquet/{}/{SERVICE}/dt={DAY}/part-00000.parquet", kind.as_str());
+    read_parquet(&dataset(kind), bucket.get_bytes(&key)).unwrap()
+}
+
+/// (account, region, session, time) of a row.
+fn order_of(kind: HistoryKind, row: &Row) -> (String, String, String, i64) {
+    let columns = dataset(kind).columns();
+    let at = |name: &str| &row.0[columns.iter().position(|c| c.name == name).unwrap()];
+    let text = |name: &str| match at(name) {
+        Value::Text(text) => text.clone(),
+        other => panic!("{name}: {other:?}"),
+    };
+    let Value::Micros(time) = at("snapshot_at") else { panic!("snapshot_at") };
+    (text("account_id"), text("region"), text("session_id"), *time)
+}
+
+fn sorted(mut rows: Vec<Row>) -> Vec<String> {
+    let mut texts: Vec<String> = rows.drain(..).map(|r| format!("{r:?}")).collect();
+    texts.sort();
+    texts
+}
+
+fn gzip(text: &str) -> Vec<u8> {
+    let mut gz = GzEncoder::new(Vec::new(), Compression::fast());
+    gz.write_all(text.as_bytes()).unwrap();
+    gz.finish().unwrap()
+}
+
+#[tokio::test]
+async fn every_line_of_the_day_is_once_in_the_parquet_with_equal_values_in_session_order() {
+    // GIVEN a day of two accounts archived three times, sessions changing between runs
+    let bucket = archived_day().await;
+    // WHEN the day is compacted
+    let outcome = compact_day(&bucket, &config(), SERVICE, DAY).await.unwrap();
+    // THEN for snapshots and changes, the Parquet's rows are the JSON lines, each once
+    for kind in [HistoryKind::Snapshots, HistoryKind::Changes] {
+        let (json, parquet) = (json_rows(&bucket, kind), parquet_rows(&bucket, kind));
+        assert!(!json.is_empty(), "{kind:?}");
+        let keys: Vec<_> = parquet.iter().map(|row| order_of(kind, row)).collect();
+        let mut in_order = keys.clone();
+        in_order.sort();
+        assert_eq!(keys, in_order, "{kind:?}: rows by account, region, session and time");
+        assert_eq!(keys[0].0, "111111111111", "the lesser account first");
+        assert_eq!(sorted(parquet), sorted(json), "{kind:?}");
+    }
+    let rows: Vec<u64> = outcome.datasets.iter().map(|d| d.rows).collect();
+    assert_eq!(
+        rows,
+        [
+            json_rows(&bucket, HistoryKind::Snapshots).len() as u64,
+            json_rows(&bucket, HistoryKind::Changes).len() as u64
+        ]
+    );
+    // AND each day has its marker, naming its sources
+    let marker = bucket.text_plain(&marker_key("history", &dataset(HistoryKind::Snapshots), DAY));
+    assert!(marker.contains("\"rows\"") && marker.contains("run-3"), "{marker}");
+}
+
+#[tokio::test]
+async fn a_rerun_changes_nothing_and_a_new_source_compacts_the_day_again() {
+    // GIVEN a compacted day
+    let bucket = archived_day().await;
+    compact_day(&bucket, &config(), SERVICE, DAY).await.unwrap();
+    let before = bucket.snapshot();
+    // WHEN it is compacted again
+    let rerun = compact_day(&bucket, &config(), SERVICE, DAY).await.unwrap();
+    // THEN nothing was written: every object is as it was
+    assert!(rerun.datasets.iter().all(|d| d.already_compacted), "{rerun:?}");
+    assert_eq!(bucket.snapshot(), before);
+    // WHEN a run's object arrives late (a run that spanned midnight) and the day is compacted again
+    let late = json_rows(&bucket, HistoryKind::Snapshots).len();
+    let source = source_prefix("history", &dataset(HistoryKind::Snapshots), DAY);
+    let first = bucket.keys().into_iter().find(|k| k.starts_with(&source)).unwrap();
+    bucket.replace(&format!("{source}333333333333.us-east-1.run-late.jsonl.gz"), Some(bucket.get_bytes(&first)));
+    let again = compact_day(&bucket, &config(), SERVICE, DAY).await.unwrap();
+    // THEN the snapshots are compacted from every source, and the changes left alone
+    assert_eq!((again.datasets[0].already_compacted, again.datasets[1].already_compacted), (false, true));
+    assert!(parquet_rows(&bucket, HistoryKind::Snapshots).len() > late);
+}
+
+#[tokio::test]
+async fn a_corrupt_or_truncated_source_stops_the_compaction_naming_the_object_and_line_and_writes_nothing() {
+    let bucket = archived_day().await;
+    let prefix = source_prefix("history", &dataset(HistoryKind::Changes), DAY);
+    let victim = bucket.keys().into_iter().find(|k| k.starts_with(&prefix)).unwrap();
+    let text = bucket.text(&victim);
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(lines.len() >= 3, "{victim}");
+    let whole = bucket.get_bytes(&victim);
+    let cases: Vec<(Vec<u8>, String)> = vec![
+        // a line with a mistyped column
+        (
+            gzip(&text.replacen(lines[1], &lines[1].replacen("\"snapshot_at\":\"", "\"snapshot_at\":\"x", 1), 1)),
+            "line 2: column `snapshot_at`".into(),
+        ),
+        // a line that is not JSON
+        (gzip(&text.replacen(lines[2], "{oops", 1)), "line 3: not JSON".into()),
+        // the gzip cut short
+        (whole[..whole.len() / 2].to_vec(), "cut short".into()),
+        // not gzip at all
+        (b"plain text\n".to_vec(), "line 1: not gzip".into()),
+    ];
+    for (body, expected) in cases {
+        // GIVEN one of the day's change objects damaged
+        bucket.replace(&victim, Some(body));
+        let before = bucket.snapshot();
+        // WHEN the day is compacted
+        let err = compact_day(&bucket, &config(), SERVICE, DAY).await.unwrap_err();
+        // THEN it stops naming the object and the line, and nothing was written
+        assert!(matches!(err, Error::UnreadableHistory { .. }), "{err}");
+        let message = err.to_string();
+        assert!(message.contains(&victim) && message.contains(&expected), "{message} (expected {expected})");
+        assert_eq!(bucket.snapshot(), before, "{expected}: nothing written");
+        assert_eq!(bucket.open_uploads(), 0);
+    }
+}

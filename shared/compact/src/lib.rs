@@ -1,0 +1,13 @@
+//! Compaction of the session history: a day's gzip'd NDJSON of one service, snapshots and
+//! changes, into typed Parquet sorted by (account, region, session, observation time), with a
+//! marker written last. The library of the `history-compactor` function; the five archiving
+//! functions do not link it.
+
+pub mod columns;
+pub mod day;
+pub mod function;
+pub mod parquet_object;
+pub mod sort;
+
+#[cfg(test)]
+mod day_tests;
