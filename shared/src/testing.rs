@@ -245,6 +245,8 @@ pub struct MemoryBucket {
     fail: Mutex<Option<&'static str>>,
     /// GetObject calls, found or not.
     gets: AtomicU64,
+    /// Each tagged object's tag, `name=value`.
+    tags: Mutex<BTreeMap<String, String>>,
 }
 
 impl MemoryBucket {
@@ -309,6 +311,11 @@ impl MemoryBucket {
         String::from_utf8(self.get_bytes(key)).unwrap()
     }
 
+    /// Each tagged object's tag, `name=value`.
+    pub fn tags(&self) -> BTreeMap<String, String> {
+        self.tags.lock().unwrap().clone()
+    }
+
     /// Every object and its bytes, to tell whether anything was written.
     pub fn snapshot(&self) -> BTreeMap<String, Vec<u8>> {
         self.objects.lock().unwrap().clone()
@@ -336,6 +343,15 @@ impl ObjectListing for MemoryBucket {
     async fn delete_object(&self, key: &str) -> Result<()> {
         self.check("DeleteObject")?;
         self.objects.lock().unwrap().remove(key);
+        Ok(())
+    }
+
+    async fn tag_object(&self, key: &str, (name, value): (&str, &str)) -> Result<()> {
+        self.check("PutObjectTagging")?;
+        if !self.objects.lock().unwrap().contains_key(key) {
+            return Err(injected("S3"));
+        }
+        self.tags.lock().unwrap().insert(key.to_owned(), format!("{name}={value}"));
         Ok(())
     }
 }

@@ -33,6 +33,10 @@ pub struct CompactionConfig {
     pub batch_rows: usize,
 }
 
+/// The tag a source object gets once its day is compacted: the lifecycle rule
+/// `compacted-ndjson-expiry` (template parameter `CompactedNdjsonRetentionDays`) expires those.
+pub const COMPACTED_TAG: (&str, &str) = ("session-archiver-compacted", "true");
+
 /// The format of a marker.
 pub const MARKER_FORMAT: &str = "session-archiver/compacted-day";
 pub const MARKER_VERSION: u32 = 1;
@@ -130,10 +134,17 @@ pub async fn compact_day<O: ObjectStore + ObjectListing>(
     }
     let mut outcomes = Vec::new();
     for (dataset, plan) in datasets.iter().zip(planned) {
-        outcomes.push(match plan {
-            Planned::Done(outcome) => outcome,
-            Planned::Sorted { sources, sort } => write_dataset(store, config, dataset, day, sources, sort).await?,
-        });
+        let (outcome, sources) = match plan {
+            Planned::Done(outcome, sources) => (outcome, sources),
+            Planned::Sorted { sources, sort } => {
+                (write_dataset(store, config, dataset, day, &sources, sort).await?, sources)
+            }
+        };
+        // Once the marker stands, and again on a rerun (a tagging cut short is finished then).
+        for source in &sources {
+            store.tag_object(&source.key, COMPACTED_TAG).await?;
+        }
+        outcomes.push(outcome);
     }
     Ok(DayOutcome { service, day: day.to_owned(), datasets: outcomes })
 }
@@ -141,7 +152,7 @@ pub async fn compact_day<O: ObjectStore + ObjectListing>(
 /// A dataset once its sources are read.
 enum Planned {
     /// Compacted from these very sources already.
-    Done(DatasetOutcome),
+    Done(DatasetOutcome, Vec<ListedObject>),
     Sorted {
         sources: Vec<ListedObject>,
         sort: ExternalSort,
@@ -161,14 +172,17 @@ async fn read_dataset<O: ObjectStore + ObjectListing>(
     if let Some(marker) = read_marker(store, &marker_key(&config.history_prefix, dataset, day)).await? {
         if marker.sources == sources.iter().map(source_of).collect::<Vec<_>>() {
             info!(service = %dataset.service, kind = dataset.kind.as_str(), day, "already compacted from the same sources");
-            return Ok(Planned::Done(DatasetOutcome {
-                kind: dataset.kind.as_str(),
-                sources: sources.len(),
-                source_bytes,
-                rows: marker.rows,
-                parquet_bytes: marker.objects.iter().map(|o| o.bytes).sum(),
-                already_compacted: true,
-            }));
+            return Ok(Planned::Done(
+                DatasetOutcome {
+                    kind: dataset.kind.as_str(),
+                    sources: sources.len(),
+                    source_bytes,
+                    rows: marker.rows,
+                    parquet_bytes: marker.objects.iter().map(|o| o.bytes).sum(),
+                    already_compacted: true,
+                },
+                sources,
+            ));
         }
     }
     let columns = dataset.columns();
@@ -330,7 +344,7 @@ async fn write_dataset<O: ObjectStore + ObjectListing>(
     config: &CompactionConfig,
     dataset: &Dataset,
     day: &str,
-    sources: Vec<ListedObject>,
+    sources: &[ListedObject],
     sort: ExternalSort,
 ) -> Result<DatasetOutcome> {
     let prefix = &config.history_prefix;

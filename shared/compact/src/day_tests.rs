@@ -139,6 +139,11 @@ async fn every_line_of_the_day_is_once_in_the_parquet_with_equal_values_in_sessi
     // AND each day has its marker, naming its sources
     let marker = bucket.text_plain(&marker_key("history", &dataset(HistoryKind::Snapshots), DAY));
     assert!(marker.contains("\"rows\"") && marker.contains("run-3"), "{marker}");
+    // AND every source object is tagged compacted, for the lifecycle rule, and nothing else is
+    let sources: Vec<String> = bucket.keys().into_iter().filter(|k| k.ends_with(".jsonl.gz")).collect();
+    let tags = bucket.tags();
+    assert_eq!(tags.keys().cloned().collect::<Vec<_>>(), sources);
+    assert!(tags.values().all(|tag| tag == "session-archiver-compacted=true"), "{tags:?}");
 }
 
 #[tokio::test]
@@ -196,6 +201,7 @@ async fn a_corrupt_or_truncated_source_stops_the_compaction_naming_the_object_an
         let message = err.to_string();
         assert!(message.contains(&victim) && message.contains(&expected), "{message} (expected {expected})");
         assert_eq!(bucket.snapshot(), before, "{expected}: nothing written");
+        assert!(bucket.tags().is_empty(), "{expected}: nothing tagged");
         assert_eq!(bucket.open_uploads(), 0);
     }
 }

@@ -54,6 +54,8 @@ pub trait ObjectListing: Send + Sync {
     fn list_objects(&self, prefix: &str) -> impl Future<Output = Result<Vec<ListedObject>>> + Send;
     /// Deletes `key`; a key that is not there is not an error.
     fn delete_object(&self, key: &str) -> impl Future<Output = Result<()>> + Send;
+    /// Sets the object's tags to this one (a lifecycle rule can act on it).
+    fn tag_object(&self, key: &str, tag: (&str, &str)) -> impl Future<Output = Result<()>> + Send;
 }
 
 /// One uploaded part of a multipart upload.
@@ -315,6 +317,26 @@ impl ObjectListing for S3ObjectStore {
             .send()
             .await
             .map_err(|e| self.error("S3 DeleteObject", key, e))?;
+        Ok(())
+    }
+
+    #[instrument(skip(self), fields(bucket = %self.bucket))]
+    async fn tag_object(&self, key: &str, (name, value): (&str, &str)) -> Result<()> {
+        let tag = aws_sdk_s3::types::Tag::builder()
+            .key(name)
+            .value(value)
+            .build()
+            .map_err(|e| Error::Config(e.to_string()))?;
+        let tagging =
+            aws_sdk_s3::types::Tagging::builder().tag_set(tag).build().map_err(|e| Error::Config(e.to_string()))?;
+        self.client
+            .put_object_tagging()
+            .bucket(&self.bucket)
+            .key(key)
+            .tagging(tagging)
+            .send()
+            .await
+            .map_err(|e| self.error("S3 PutObjectTagging", key, e))?;
         Ok(())
     }
 }

@@ -153,6 +153,12 @@ impl LocalAws {
         self.s3.put_object().bucket(&self.bucket).key(key).body(bytes.into()).send().await.expect("put object");
     }
 
+    /// An object's tags, `name=value`.
+    pub async fn tags(&self, key: &str) -> Vec<String> {
+        let out = self.s3.get_object_tagging().bucket(&self.bucket).key(key).send().await.expect("get tagging");
+        out.tag_set.into_iter().map(|tag| format!("{}={}", tag.key, tag.value)).collect()
+    }
+
     pub async fn delete_object(&self, key: &str) {
         self.s3.delete_object().bucket(&self.bucket).key(key).send().await.expect("delete object");
     }

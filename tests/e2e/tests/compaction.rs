@@ -108,6 +108,9 @@ async fn a_compacted_day_holds_every_line_once_reads_in_duckdb_and_a_rerun_chang
             assert!(!json.is_empty(), "{service} {kind:?}");
             assert_eq!(texts(parquet), json, "{service} {kind:?}");
             assert!(stage.aws.keys(&marker_key("history", &dataset, DAY)).await.len() == 1, "{service} {kind:?}");
+            for source in stage.aws.keys(&source_prefix("history", &dataset, DAY)).await {
+                assert_eq!(stage.aws.tags(&source).await, ["session-archiver-compacted=true"], "{source}");
+            }
             let local = copy.join(&prefix);
             std::fs::create_dir_all(&local).unwrap();
             std::fs::write(local.join("part-00000.parquet"), stage.aws.bytes(&key).await).unwrap();

@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use archiver_e2e::pascal_case as pascal;
-use session_archiver::history::change_columns;
+use session_archiver::history::{change_columns, HistoryKind};
 use session_archiver::ServiceId;
 use yaml_rust2::{Yaml, YamlLoader};
 
@@ -190,7 +190,10 @@ fn the_compactor_is_scheduled_daily_reads_the_history_and_writes_only_its_parque
         granted,
         [
             (vec!["s3:ListBucket".to_owned()], "HistoryBucket.Arn".to_owned()),
-            (vec!["s3:GetObject".to_owned()], "${HistoryBucket.Arn}/${HistoryPrefix}/*".to_owned()),
+            (
+                vec!["s3:GetObject".to_owned(), "s3:PutObjectTagging".to_owned()],
+                "${HistoryBucket.Arn}/${HistoryPrefix}/*".to_owned()
+            ),
             (
                 vec!["s3:PutObject".to_owned(), "s3:AbortMultipartUpload".to_owned(), "s3:DeleteObject".to_owned()],
                 "${HistoryBucket.Arn}/${HistoryPrefix}/parquet/*".to_owned()
@@ -198,6 +201,18 @@ fn the_compactor_is_scheduled_daily_reads_the_history_and_writes_only_its_parque
         ]
     );
     assert_eq!(statements[0]["Condition"]["StringLike"]["s3:prefix"].as_str(), Some("${HistoryPrefix}/*"));
+    // AND the NDJSON of a compacted day expires after a parameter's days, by the tag the compactor
+    // sets, and by default is kept
+    let parameter = &template["Parameters"]["CompactedNdjsonRetentionDays"];
+    assert_eq!(parameter["Default"].as_i64(), Some(0), "kept by default");
+    let rules =
+        template["Resources"]["HistoryBucket"]["Properties"]["LifecycleConfiguration"]["Rules"].as_vec().unwrap();
+    let rule = rules.iter().find(|r| r["Id"].as_str() == Some("compacted-ndjson-expiry")).expect("the rule");
+    let (name, value) = session_compaction::day::COMPACTED_TAG;
+    assert_eq!(rule["TagFilters"][0]["Key"].as_str(), Some(name));
+    assert_eq!(rule["TagFilters"][0]["Value"].as_str(), Some(value));
+    assert_eq!(strings(&rule["Status"]), ["ExpiresCompactedNdjson", "Enabled", "Disabled"]);
+    assert_eq!(rule["Prefix"].as_str(), Some("${HistoryPrefix}/"));
 }
 
 #[test]
@@ -333,35 +348,56 @@ fn the_member_role_lists_exactly_the_five_apis_for_the_archive_functions_only() 
 fn the_glue_tables_have_the_code_columns_and_project_dt() {
     let template = template();
     let tables = resources_of_type(&template, "AWS::Glue::Table");
-    assert_eq!(tables.len(), ServiceId::ALL.len() * 2);
-    for service in ServiceId::ALL {
-        for kind in ["snapshots", "changes"] {
-            let name = format!("{kind}_{}", service.as_str().replace('-', "_"));
-            let input = &tables
-                .iter()
-                .find(|(_, t)| t["Properties"]["TableInput"]["Name"].as_str() == Some(name.as_str()))
-                .unwrap_or_else(|| panic!("no Glue table {name}"))
-                .1["Properties"]["TableInput"];
-            let mut expected: Vec<(String, String)> =
-                service.schema().columns().map(|c| (c.name.to_owned(), c.ty.glue_type().to_owned())).collect();
-            if kind == "changes" {
-                expected.extend(change_columns().iter().map(|c| (c.name.to_owned(), c.ty.glue_type().to_owned())));
-            }
-            let columns: Vec<(String, String)> = input["StorageDescriptor"]["Columns"]
-                .as_vec()
-                .unwrap()
-                .iter()
-                .map(|c| (c["Name"].as_str().unwrap().to_owned(), c["Type"].as_str().unwrap().to_owned()))
-                .collect();
-            assert_eq!(columns, expected, "{name}: regenerate with `target/debug/archiver-schema`");
-            let parameters = &input["Parameters"];
-            assert_eq!(parameters["projection.enabled"].as_str(), Some("true"), "{name}");
-            assert_eq!(parameters["projection.dt.format"].as_str(), Some("yyyy-MM-dd"));
-            // The projection starts on the day the functions refuse events before.
-            assert_eq!(parameters["projection.dt.range"].as_str(), Some("${HistoryStartDate},NOW"), "{name}");
-            let location = parameters["storage.location.template"].as_str().unwrap();
-            assert!(location.ends_with(&format!("/{kind}/{service}/dt=${{!dt}}/")), "{name}: {location}");
-            assert_eq!(strings(&input["PartitionKeys"][0]["Name"]), vec!["dt"]);
+    assert_eq!(tables.len(), ServiceId::ALL.len() * 4, "JSON and Parquet, snapshots and changes");
+    for (service, kind, parquet) in ServiceId::ALL
+        .into_iter()
+        .flat_map(|service| ["snapshots", "changes"].map(|kind| (service, kind)))
+        .flat_map(|(service, kind)| [(service, kind, false), (service, kind, true)])
+    {
+        let table = format!("{kind}_{}", service.as_str().replace('-', "_"));
+        let name = if parquet { format!("compacted_{table}") } else { table };
+        let input = &tables
+            .iter()
+            .find(|(_, t)| t["Properties"]["TableInput"]["Name"].as_str() == Some(name.as_str()))
+            .unwrap_or_else(|| panic!("no Glue table {name}"))
+            .1["Properties"]["TableInput"];
+        let mut expected: Vec<(String, String)> =
+            service.schema().columns().map(|c| (c.name.to_owned(), c.ty.glue_type().to_owned())).collect();
+        if kind == "changes" {
+            expected.extend(change_columns().iter().map(|c| (c.name.to_owned(), c.ty.glue_type().to_owned())));
+        }
+        let columns: Vec<(String, String)> = input["StorageDescriptor"]["Columns"]
+            .as_vec()
+            .unwrap()
+            .iter()
+            .map(|c| (c["Name"].as_str().unwrap().to_owned(), c["Type"].as_str().unwrap().to_owned()))
+            .collect();
+        assert_eq!(columns, expected, "{name}: regenerate with `target/debug/archiver-schema`");
+        let parameters = &input["Parameters"];
+        assert_eq!(parameters["projection.enabled"].as_str(), Some("true"), "{name}");
+        assert_eq!(parameters["projection.dt.format"].as_str(), Some("yyyy-MM-dd"));
+        // The projection starts on the day the functions refuse events before.
+        assert_eq!(parameters["projection.dt.range"].as_str(), Some("${HistoryStartDate},NOW"), "{name}");
+        let location = parameters["storage.location.template"].as_str().unwrap();
+        let prefix = if parquet { "${HistoryPrefix}/parquet" } else { "${HistoryPrefix}" };
+        assert!(location.ends_with(&format!("{prefix}/{kind}/{service}/dt=${{!dt}}/")), "{name}: {location}");
+        assert_eq!(strings(&input["PartitionKeys"][0]["Name"]), vec!["dt"]);
+        // AND the Parquet tables read the compactor's objects, whose columns are these
+        let serde = input["StorageDescriptor"]["SerdeInfo"]["SerializationLibrary"].as_str().unwrap();
+        let format = parameters["classification"].as_str();
+        if parquet {
+            assert_eq!(
+                (serde, format),
+                ("org.apache.hadoop.hive.ql.io.parquet.serde.ParquetHiveSerDe", Some("parquet"))
+            );
+            let dataset = session_compaction::columns::Dataset {
+                service,
+                kind: if kind == "changes" { HistoryKind::Changes } else { HistoryKind::Snapshots },
+            };
+            let written: Vec<String> = dataset.arrow_schema().fields().iter().map(|f| f.name().clone()).collect();
+            assert_eq!(written, columns.iter().map(|(name, _)| name.clone()).collect::<Vec<_>>(), "{name}");
+        } else {
+            assert_eq!((serde, format), ("org.apache.hive.hcatalog.data.JsonSerDe", Some("json")));
         }
     }
 }
