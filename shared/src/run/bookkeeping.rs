@@ -131,7 +131,7 @@ where
         let states = ListingStates::of(vouched, &progress.run_id, complete_listings);
         let result = Box::pin(self.pass(&progress, &mark, Some((self.objects, &states)))).await;
         manifest.finished_at = Some(Timestamp::now());
-        let part = match result {
+        let mut part = match result {
             Ok(part) => part,
             Err(error) => {
                 // A run with a saved place stays partial: the next invocation carries it on.
@@ -143,7 +143,7 @@ where
             }
         };
         let ran_part = progress.parts;
-        let recorded = self.record_part(&mut progress, &mut manifest, &part, resuming);
+        let recorded = self.record_part(&mut progress, &mut manifest, &mut part, resuming);
         deadlines.work("DynamoDB: the part's manifest and progress", recorded).await?;
         Ok(PartOutcome::Ran { run_id: progress.run_id, part: ran_part, result: part, states })
     }
@@ -193,7 +193,7 @@ where
         &self,
         progress: &mut Progress,
         manifest: &mut Manifest,
-        part: &PartResult,
+        part: &mut PartResult,
         resuming: bool,
     ) -> Result<()> {
         let (store, scope) = (self.store, &self.scope);
@@ -211,7 +211,8 @@ where
             progress.cursors.remove(key);
             progress.done.insert(key.clone());
         }
-        progress.cursors.extend(part.cursors.clone());
+        // Moved, not copied: a stopped listing's seen sessions are 8 bytes each (7 MB at 900,000).
+        progress.cursors.extend(std::mem::take(&mut part.cursors));
         progress.parts += 1;
         progress.counts = manifest.counts.clone();
         progress.s3_keys = manifest.s3_keys.clone();
