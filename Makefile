@@ -13,7 +13,9 @@ MOTO_VERSION := 5.2.5
 MOTO_INSTALLED := $(VENV)/bin/moto_server
 # DuckDB reads the compacted Parquet in the tests, as a consumer (Athena's stand-in) would.
 DUCKDB_VERSION := 1.4.4
-DUCKDB_INSTALLED := $(VENV)/.duckdb-$(DUCKDB_VERSION)
+# fsspec: the compaction bench counts the bytes DuckDB reads through it.
+FSSPEC_VERSION := 2026.9.0
+DUCKDB_INSTALLED := $(VENV)/.duckdb-$(DUCKDB_VERSION)-fsspec-$(FSSPEC_VERSION)
 # The tests' and the demo's moto: the installed one, with AssumeRole checking the role and its trust
 # as STS does (tests/e2e/local_moto.py).
 export MOTO_SERVER := $(abspath tests/e2e/local-moto-server)
@@ -30,7 +32,7 @@ CHECKOV := $(VENV)/checkov/bin/checkov
 SESSION_FUNCTIONS := workspaces-pool-sessions workspaces-connection-status ivs-stream-sessions chime-proxy-sessions gamelift-stream-sessions
 FUNCTIONS := $(SESSION_FUNCTIONS) scope-planner history-compactor
 
-.PHONY: help test lint lint-template unit e2e build lambda sam-build demo invoke emulator moto duckdb tools bench bench-large bench-build bench-org clean
+.PHONY: help test lint lint-template unit e2e build lambda sam-build demo invoke emulator moto duckdb tools bench bench-large bench-build bench-org bench-compaction clean
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -78,7 +80,7 @@ $(MOTO_INSTALLED): | $(VENV)/bin/python
 duckdb: $(DUCKDB_INSTALLED) ## Install the pinned DuckDB (Python) into .venv: the tests read the compacted Parquet with it
 
 $(DUCKDB_INSTALLED): | $(VENV)/bin/python
-	$(VENV)/bin/pip install --quiet --disable-pip-version-check "duckdb==$(DUCKDB_VERSION)"
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check "duckdb==$(DUCKDB_VERSION)" "fsspec==$(FSSPEC_VERSION)"
 	@touch $@
 
 tools: $(VENV)/bin/sam $(VENV)/bin/cargo-zigbuild ## Install the pinned build tools into .venv: SAM CLI, cfn-lint, cargo-zigbuild, zig
@@ -117,12 +119,16 @@ BENCH_SIZES ?= 10000,100000
 # a test checks it answers as the pinned moto does). BENCH_MOTO=$(MOTO_INSTALLED) runs the plain one.
 BENCH_MOTO ?= $(abspath tests/e2e/bench-moto-server)
 
-bench: moto build bench-build ## Benchmark the release functions at n = 10,000 and 100,000 sessions, then an organization's fan-out: Markdown tables + target/bench/*.json
+bench: moto duckdb build bench-build ## Benchmark the release functions at n = 10,000 and 100,000 sessions, an organization's fan-out, and a day's compaction: Markdown tables + target/bench/*.json
 	MOTO_SERVER=$(BENCH_MOTO) BENCH_SIZES=$(BENCH_SIZES) target/debug/archiver-bench
 	MOTO_SERVER=$(BENCH_MOTO) target/debug/archiver-org-bench
+	target/debug/archiver-compaction-bench
 
 bench-large: moto build bench-build ## The benchmark at n = 1,000,000 sessions (here 30-45 min and 4-8 GiB of RAM for moto, per service)
 	MOTO_SERVER=$(BENCH_MOTO) BENCH_SIZES=1000000 target/debug/archiver-bench
+
+bench-compaction: moto duckdb build bench-build ## Benchmark a day's compaction: 288 runs at COMPACTION_BENCH_SESSIONS (10,000) with 10 % churn, NDJSON.gz against Parquet bytes, the compactor's CPU and RSS, an audit query's bytes read (DuckDB)
+	target/debug/archiver-compaction-bench
 
 bench-build: ## Build the functions in release for this machine (what the benchmarks run)
 	$(CARGO) build --release --locked $(addprefix -p ,$(FUNCTIONS))

@@ -7,6 +7,11 @@ use std::path::PathBuf;
 
 use flate2::write::GzDecoder;
 
+use session_archiver::history::HistoryKind;
+use session_archiver::ServiceId;
+use session_compaction::columns::{read_parquet, Dataset, Value};
+use session_compaction::day::{marker_key, Marker, MARKER_FORMAT, MARKER_VERSION};
+
 use crate::record::{parse_line, AuditLine};
 use crate::{AuditError, Result};
 
@@ -35,8 +40,52 @@ pub fn partition_prefix(prefix: &str, kind: &str, service: &str, day: &str) -> S
 }
 
 impl Archive {
-    /// The objects of one partition, by key.
+    /// The objects of one partition, by key: the Parquet of the day when its compaction's marker
+    /// stands (the same lines, typed), else its NDJSON.
     pub async fn list(&self, kind: &str, service: &str, day: &str) -> Result<Vec<ObjectRef>> {
+        if let Some(marker) = self.marker(kind, service, day).await? {
+            return Ok(marker.objects.into_iter().map(|o| ObjectRef { key: o.key, size: o.bytes }).collect());
+        }
+        self.list_ndjson(kind, service, day).await
+    }
+
+    /// The marker of the day's compaction, when it stands and this version reads it.
+    async fn marker(&self, kind: &str, service: &str, day: &str) -> Result<Option<Marker>> {
+        let prefix = match self {
+            Archive::S3 { prefix, .. } | Archive::Dir { prefix, .. } => prefix,
+        };
+        let (Ok(service), Some(kind)) = (service.parse::<ServiceId>(), history_kind(kind)) else { return Ok(None) };
+        let key = marker_key(prefix, &Dataset { service, kind }, day);
+        let Some(body) = self.get(&key).await? else { return Ok(None) };
+        Ok(serde_json::from_slice::<Marker>(&body)
+            .ok()
+            .filter(|m| m.format == MARKER_FORMAT && m.version == MARKER_VERSION && m.kind == kind.as_str()))
+    }
+
+    /// A whole object's bytes; `None` when there is no such key.
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>> {
+        match self {
+            Archive::S3 { client, bucket, .. } => match client.get_object().bucket(bucket).key(key).send().await {
+                Ok(output) => {
+                    let body =
+                        output.body.collect().await.map_err(|e| {
+                            AuditError::Archive(format!("reading s3://{bucket}/{key}: {}", describe(&e)))
+                        })?;
+                    Ok(Some(body.to_vec()))
+                }
+                Err(err) if err.as_service_error().is_some_and(|e| e.is_no_such_key()) => Ok(None),
+                Err(err) => Err(AuditError::Archive(format!("reading s3://{bucket}/{key}: {}", describe(&err)))),
+            },
+            Archive::Dir { root, .. } => match std::fs::read(root.join(key)) {
+                Ok(bytes) => Ok(Some(bytes)),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+                Err(e) => Err(AuditError::Archive(format!("{}: {e}", root.join(key).display()))),
+            },
+        }
+    }
+
+    /// The NDJSON objects of one partition, by key.
+    async fn list_ndjson(&self, kind: &str, service: &str, day: &str) -> Result<Vec<ObjectRef>> {
         let mut objects = match self {
             Archive::S3 { client, bucket, prefix } => {
                 let prefix = partition_prefix(prefix, kind, service, day);
@@ -82,9 +131,18 @@ impl Archive {
         Ok(objects)
     }
 
-    /// Reads one object line by line; a line that is not a history line is an error naming the
-    /// object and the line number.
+    /// Reads one object line by line (a Parquet object row by row); a line that is not a history
+    /// line is an error naming the object and the line number.
     pub async fn read(&self, object: &ObjectRef, mut each: impl FnMut(AuditLine)) -> Result<()> {
+        if object.key.ends_with(".parquet") {
+            let body = self
+                .get(&object.key)
+                .await?
+                .ok_or_else(|| AuditError::Archive(format!("{}: named by its day's marker, and gone", object.key)))?;
+            let corrupt = |detail: String| AuditError::Corrupt { key: object.key.clone(), line: None, detail };
+            parquet_lines(&object.key, body).map_err(corrupt)?.into_iter().for_each(each);
+            return Ok(());
+        }
         let mut splitter = GzDecoder::new(LineSplitter::default());
         let corrupt = |why: String| AuditError::Corrupt { key: object.key.clone(), line: None, detail: why };
         let mut drain = |splitter: &mut GzDecoder<LineSplitter>| -> Result<()> {
@@ -135,6 +193,53 @@ impl Archive {
         splitter.get_mut().finish();
         drain(&mut splitter)
     }
+}
+
+/// The history kind a partition's name says.
+fn history_kind(kind: &str) -> Option<HistoryKind> {
+    [HistoryKind::Snapshots, HistoryKind::Changes].into_iter().find(|k| k.as_str() == kind)
+}
+
+/// The rows of a compacted day's Parquet as audit lines: its key says which service and kind
+/// (`…/parquet/<kind>/<service>/dt=…/…`), its rows are typed as the code's schema.
+fn parquet_lines(key: &str, body: Vec<u8>) -> std::result::Result<Vec<AuditLine>, String> {
+    let mut parts = key.rsplit('/').skip(2);
+    let (service, kind) = (parts.next().unwrap_or_default(), parts.next().unwrap_or_default());
+    let service: ServiceId = service.parse().map_err(|e: session_archiver::Error| e.to_string())?;
+    let kind = history_kind(kind).ok_or_else(|| format!("not a compacted snapshots or changes object: {kind}"))?;
+    let dataset = Dataset { service, kind };
+    let columns = dataset.columns();
+    let rows = read_parquet(&dataset, body)?;
+    let at = |name: &str| columns.iter().position(|c| c.name == name);
+    rows.into_iter()
+        .map(|row| {
+            let value = |name: &str| at(name).map_or(&Value::Null, |i| &row.0[i]);
+            let text = |name: &str| match value(name) {
+                Value::Text(text) => Some(text.clone()),
+                _ => None,
+            };
+            let required = |name: &str| text(name).ok_or_else(|| format!("`{name}` is missing"));
+            let time = |name: &str| match value(name) {
+                Value::Micros(at) => Some(at.div_euclid(1_000_000)),
+                _ => None,
+            };
+            Ok(AuditLine {
+                seen_at: time("snapshot_at").ok_or("`snapshot_at` is missing")?,
+                run_id: required("run_id")?,
+                account_id: required("account_id")?,
+                region: required("region")?,
+                service: required("service")?,
+                parent_id: text("parent_id"),
+                session_id: required("session_id")?,
+                status: text("status"),
+                started_at: time("started_at"),
+                ended_at: time("ended_at"),
+                user_id: text("user_id"),
+                change: text("change"),
+                previous_status: text("previous_status"),
+            })
+        })
+        .collect()
 }
 
 /// An error and its causes, one line, without the raw response.

@@ -172,7 +172,7 @@ fn active_then(line: &AuditLine, at: i64) -> bool {
 }
 
 /// The sessions active at `at`, per service: those the last run before it saw active (started,
-/// not ended, a live status).
+/// not ended, a live status), by service and session id.
 pub fn active_at(lines: &[AuditLine], at: i64, filter: &Filter) -> Vec<SessionRow> {
     let mut rows = Vec::new();
     for (_, runs) in runs_by_service(lines) {
@@ -195,6 +195,9 @@ pub fn active_at(lines: &[AuditLine], at: i64, filter: &Filter) -> Vec<SessionRo
             }
         }
     }
+    // By service and session, as `sessions` answers: the same whatever order the lines came in
+    // (a run's NDJSON in listing order, a compacted day's Parquet in session order).
+    rows.sort_by(|a, b| (&a.service, &a.session_id).cmp(&(&b.service, &b.session_id)));
     rows
 }
 

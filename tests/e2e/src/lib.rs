@@ -143,6 +143,11 @@ impl Drop for MotoServer {
     }
 }
 
+/// A whole number from the environment variable `name`, `default` when unset, unreadable or 0.
+pub fn setting(name: &str, default: usize) -> usize {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).filter(|n| *n > 0).unwrap_or(default)
+}
+
 /// (user + system CPU time, peak RSS) of a process, from `/proc`.
 pub fn process_usage(pid: u32) -> (Duration, f64) {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();

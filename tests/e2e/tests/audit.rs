@@ -213,6 +213,50 @@ async fn the_audit_answers_match_what_the_emulator_had_at_each_run() {
 }
 
 #[tokio::test]
+async fn a_compacted_day_gives_the_same_answers_from_its_parquet_alone() {
+    // GIVEN three runs of Chime SDK Voice proxy sessions with churn between them, and the audit's
+    // answers from their NDJSON
+    let rig = Rig::start(small_world()).await;
+    let service = ServiceId::ChimeProxySessions;
+    let moments = archive_with_churn(&rig, service).await;
+    let from = first_day(&moments);
+    let instant = session_audit::record::format_time(moments[1].seen_at);
+    let changed = moments[0].sessions[0].id.clone();
+    let questions: Vec<Vec<&str>> = vec![
+        vec!["sessions", "--service", service.as_str(), "--from", &from, "--format", "json"],
+        vec!["active-at", &instant, "--service", service.as_str(), "--format", "json"],
+        vec!["timeline", &changed, "--from", &from, "--format", "json"],
+        vec!["summary", "--by", "day", "--from", &from, "--format", "json"],
+    ];
+    let mut before = Vec::new();
+    for question in &questions {
+        before.push(audit(&rig, question).await.unwrap());
+    }
+    // WHEN each day is compacted, and then its NDJSON is gone (as the lifecycle rule expires it)
+    let config = session_compaction::day::CompactionConfig {
+        history_prefix: "history".into(),
+        sort_budget: 1 << 20,
+        layout: session_compaction::parquet_object::Layout { row_group_bytes: 1 << 20, part_size: 0 },
+        batch_rows: 64,
+    };
+    let days: BTreeSet<String> = moments.iter().map(|m| m.day.clone()).collect();
+    for day in &days {
+        session_compaction::day::compact_day(&rig.aws.object_store(), &config, service, day).await.unwrap();
+    }
+    let sources: Vec<String> =
+        rig.aws.keys("history/").await.into_iter().filter(|k| k.ends_with(".jsonl.gz")).collect();
+    assert!(!sources.is_empty());
+    for key in &sources {
+        rig.aws.delete_object(key).await;
+    }
+    // THEN every answer is the same, read from the Parquet alone
+    for (question, answer) in questions.iter().zip(&before) {
+        assert!(!json_rows(answer).is_empty(), "{question:?}: {answer}");
+        assert_eq!(&audit(&rig, question).await.unwrap(), answer, "{question:?}");
+    }
+}
+
+#[tokio::test]
 async fn the_concurrency_plot_is_an_svg_and_a_png_with_one_series_per_service() {
     // GIVEN three runs of two services
     let rig = Rig::start(small_world()).await;

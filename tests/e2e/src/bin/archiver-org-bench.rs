@@ -13,16 +13,13 @@ use std::time::Instant;
 
 use archiver_e2e::organization::{LocalOrganization, Member, RETRY_AFTER, VISIBILITY};
 use archiver_e2e::poller::QueueSource;
+use archiver_e2e::setting;
 use serde_json::json;
 use session_archiver::model::Timestamp;
 use session_archiver::ServiceId;
 use session_emulator::{EmulatorConfig, Shape};
 
 const SERVICE: ServiceId = ServiceId::IvsStreamSessions;
-
-fn setting(name: &str, default: usize) -> usize {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).filter(|n| *n > 0).unwrap_or(default)
-}
 
 #[tokio::main]
 async fn main() -> ExitCode {

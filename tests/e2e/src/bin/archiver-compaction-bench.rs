@@ -1,0 +1,372 @@
+//! `make bench-compaction` (and `make bench`): a day of GameLift Streams history at
+//! `COMPACTION_BENCH_SESSIONS` sessions (10,000), `COMPACTION_BENCH_RUNS` runs (288, one every 5
+//! minutes) with `COMPACTION_BENCH_CHURN_PCT` % of the sessions opening, changing or ending
+//! between runs (10), written in the archiver's own line format (`history::line`) to moto; the
+//! release compactor compacts it. Reports the bytes per session-observation of the NDJSON.gz and of
+//! the Parquet, the compactor's wall time, CPU and peak RSS, and the bytes DuckDB reads from each
+//! format for a typical audit query (one day, a few columns, a status filter), through a
+//! filesystem that counts them (Athena's "bytes scanned"); writes
+//! `target/bench/compaction-<time>.json`.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+use std::time::{Duration, Instant};
+
+use archiver_e2e::lambda::{LocalFunction, Outcome};
+use archiver_e2e::stage::{ACCOUNT_ID, BUCKET, REGION, TABLE};
+use archiver_e2e::{process_usage, setting, LocalAws, MotoServer};
+use serde_json::{json, Value as Json};
+use session_archiver::history::{line, object_key, Change, GzipLines, HistoryKind, RunContext, RunId};
+use session_archiver::model::{ColumnType, Scope, Timestamp};
+use session_archiver::{ServiceId, SessionRecord};
+
+const SERVICE: ServiceId = ServiceId::GameliftStreamSessions;
+const DAY: &str = "2026-11-22";
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    match bench().await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("compaction bench failed: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// One session of the simulated account.
+#[derive(Clone)]
+struct Session {
+    id: String,
+    user: String,
+    application: u32,
+    started_at: Timestamp,
+    status: &'static str,
+    updated_at: Timestamp,
+}
+
+impl Session {
+    fn record(&self) -> SessionRecord {
+        let mut record = SessionRecord::new(SERVICE, &self.id);
+        record.status = Some(self.status.to_owned());
+        record.started_at = Some(self.started_at.clone());
+        record.user_id = Some(self.user.clone());
+        let app = format!("arn:aws:gameliftstreams:us-west-2:{ACCOUNT_ID}:application/a-{:09}", self.application);
+        let location = if self.application.is_multiple_of(3) { "us-east-1" } else { "us-west-2" };
+        for (column, value) in [
+            ("protocol", Some("WebRTC".to_owned())),
+            ("application_arn", Some(app)),
+            ("location", Some(location.to_owned())),
+            ("role_arn", Some(format!("arn:aws:iam::{ACCOUNT_ID}:role/stream-exports"))),
+        ] {
+            record.set(column, value).expect("a GameLift Streams column");
+        }
+        record.set("last_updated_at", Some(self.updated_at.clone())).expect("a GameLift Streams column");
+        record
+    }
+}
+
+/// The simulated account over the day: its sessions, and how many were ever opened.
+struct Account {
+    sessions: Vec<Session>,
+    opened: u64,
+    random: fastrand::Rng,
+}
+
+impl Account {
+    fn new(n: usize, at: &Timestamp) -> Self {
+        let mut account = Account { sessions: Vec::with_capacity(n), opened: 0, random: fastrand::Rng::with_seed(22) };
+        for _ in 0..n {
+            let session = account.open(at);
+            account.sessions.push(session);
+        }
+        account
+    }
+
+    fn open(&mut self, at: &Timestamp) -> Session {
+        self.opened += 1;
+        let id: String = (0..9).map(|_| self.random.alphanumeric()).collect();
+        Session {
+            id: format!("{id}{}", self.opened),
+            user: format!("player-{:06}", self.random.u32(..200_000)),
+            application: self.random.u32(..40),
+            started_at: at.clone(),
+            status: "ACTIVE",
+            updated_at: at.clone(),
+        }
+    }
+
+    /// `churn` sessions end, as many open, as many change status; their change lines.
+    fn churn(&mut self, churn: usize, at: &Timestamp) -> Vec<(Session, Change, Option<&'static str>)> {
+        let mut changes = Vec::new();
+        for _ in 0..churn {
+            let index = self.random.usize(..self.sessions.len());
+            let mut ended = self.sessions.swap_remove(index);
+            let previous = ended.status;
+            ended.status = "TERMINATED";
+            ended.updated_at = at.clone();
+            changes.push((ended, Change::Ended, Some(previous)));
+            let opened = self.open(at);
+            changes.push((opened.clone(), Change::Opened, None));
+            self.sessions.push(opened);
+            let index = self.random.usize(..self.sessions.len());
+            let changed = &mut self.sessions[index];
+            let previous = changed.status;
+            changed.status = if previous == "ACTIVE" { "PENDING_CLIENT_RECONNECTION" } else { "ACTIVE" };
+            changed.updated_at = at.clone();
+            changes.push((changed.clone(), Change::Changed, Some(previous)));
+        }
+        changes
+    }
+}
+
+/// Writes the day's history to the bucket: one snapshots and one changes object a run. Returns
+/// the session-observations (snapshot lines) and the bytes written.
+async fn write_day(aws: &LocalAws, n: usize, runs: usize, churn_pct: usize) -> (u64, u64) {
+    let scope = Scope { service: SERVICE, account_id: ACCOUNT_ID.into(), region: REGION.into() };
+    let start = Timestamp::parse(&format!("{DAY}T00:00:00Z")).unwrap().epoch_seconds();
+    let at = |run: usize| {
+        let secs = start + 300 * run as i64;
+        Timestamp::from_datetime(&aws_smithy_types::DateTime::from_secs(secs)).unwrap()
+    };
+    let mut account = Account::new(n, &at(0));
+    let (mut observations, mut bytes) = (0u64, 0u64);
+    for run in 0..runs {
+        let snapshot_at = at(run);
+        // A third each: ended, opened, changed.
+        let churned = if run == 0 { Vec::new() } else { account.churn(n * churn_pct / 300, &snapshot_at) };
+        let run_id = RunId::parse(&format!("run-{run:03}")).unwrap();
+        let ctx = RunContext {
+            snapshot_at: snapshot_at.clone(),
+            run_id: run_id.to_string(),
+            account_id: ACCOUNT_ID.into(),
+            region: REGION.into(),
+        };
+        let mut snapshots = GzipLines::default();
+        for session in &account.sessions {
+            let record = session.record();
+            snapshots.push(&line(&ctx, &record, &record.record_hash(), None));
+        }
+        observations += snapshots.lines();
+        let mut changes = GzipLines::default();
+        let opened = if run == 0 {
+            account.sessions.iter().map(|s| (s.clone(), Change::Opened, None)).collect()
+        } else {
+            churned
+        };
+        for (session, change, previous) in opened {
+            let record = session.record();
+            changes.push(&line(&ctx, &record, &record.record_hash(), Some((change, previous))));
+        }
+        for (kind, lines) in [(HistoryKind::Snapshots, snapshots), (HistoryKind::Changes, changes)] {
+            let body = lines.finish();
+            bytes += body.len() as u64;
+            aws.put_object(&object_key("history", kind, &scope, &snapshot_at, &run_id, 0), body).await;
+        }
+    }
+    (observations, bytes)
+}
+
+/// The day's objects of one prefix copied under `dir`, keys as paths; their total size.
+async fn copy_prefix(aws: &LocalAws, prefix: &str, dir: &Path) -> u64 {
+    let mut total = 0;
+    for key in aws.keys(prefix).await {
+        let bytes = aws.bytes(&key).await;
+        total += bytes.len() as u64;
+        let path = dir.join(&key);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, bytes).unwrap();
+    }
+    total
+}
+
+/// DuckDB's rows and bytes read for `sql` (see `tests/e2e/duckdb_bytes.py`).
+fn duckdb_bytes(sql: &str) -> Result<(u64, u64), String> {
+    let here = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let output = Command::new(here.join("../../.venv/bin/python"))
+        .arg(here.join("duckdb_bytes.py"))
+        .arg(sql)
+        .output()
+        .map_err(|e| format!("DuckDB (make duckdb): {e}"))?;
+    if !output.status.success() {
+        return Err(format!("DuckDB: {}", String::from_utf8_lossy(&output.stderr)));
+    }
+    let answer: Json = serde_json::from_slice(&output.stdout).map_err(|e| e.to_string())?;
+    Ok((answer["rows"].as_u64().unwrap_or(0), answer["bytes_read"].as_u64().unwrap_or(0)))
+}
+
+/// The snapshot columns as DuckDB's `read_json` takes them: `{'name': 'TYPE', …}`.
+fn duckdb_columns() -> String {
+    let columns: Vec<String> = SERVICE
+        .schema()
+        .columns()
+        .map(|c| {
+            let ty = match c.ty {
+                ColumnType::String => "VARCHAR",
+                ColumnType::Timestamp => "TIMESTAMPTZ",
+                ColumnType::Boolean => "BOOLEAN",
+                ColumnType::BigInt => "BIGINT",
+                ColumnType::StringArray => "VARCHAR[]",
+            };
+            format!("'{}': '{ty}'", c.name)
+        })
+        .collect();
+    format!("{{{}}}", columns.join(", "))
+}
+
+/// The audit query over `source`: who was connected that day, first and last seen.
+fn audit_query(source: &str) -> String {
+    format!(
+        "SELECT session_id, user_id, min(snapshot_at), max(snapshot_at) FROM {source} \
+         WHERE dt = '{DAY}' AND status = 'ACTIVE' GROUP BY ALL"
+    )
+}
+
+async fn bench() -> Result<(), Box<dyn std::error::Error>> {
+    let n = setting("COMPACTION_BENCH_SESSIONS", 10_000);
+    let runs = setting("COMPACTION_BENCH_RUNS", 288);
+    let churn_pct = setting("COMPACTION_BENCH_CHURN_PCT", 10);
+    println!("compaction bench: {SERVICE}, {n} sessions, {runs} runs, {churn_pct} % churn a run");
+    let moto = MotoServer::start()?;
+    let aws = LocalAws::create(&moto.url(), TABLE, BUCKET).await;
+    let started = Instant::now();
+    let (observations, ndjson_bytes) = write_day(&aws, n, runs, churn_pct).await;
+    println!(
+        "bench: the day written in {:.1} s: {observations} observations, {ndjson_bytes} bytes",
+        started.elapsed().as_secs_f64()
+    );
+
+    let env: Vec<(String, String)> = [
+        ("BUCKET_NAME", BUCKET.to_owned()),
+        ("STORAGE_ENDPOINT_URL", moto.url()),
+        ("AWS_ACCESS_KEY_ID", "AKIDLOCALSTANDIN".to_owned()),
+        ("AWS_SECRET_ACCESS_KEY", "local-stand-in-secret".to_owned()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect();
+    let binary = LocalFunction::binary_of("release", "history-compactor");
+    let mut compactor =
+        LocalFunction::start(&binary, "history-compactor", ACCOUNT_ID, REGION, &env, Duration::from_secs(900)).await?;
+    let pid = compactor.pid().ok_or("the compactor has no process")?;
+    let (cpu_before, _) = process_usage(pid);
+    let started = Instant::now();
+    let outcome = compactor.invoke(json!({"compact": {"day": DAY, "service": SERVICE.as_str()}})).await?;
+    let wall = started.elapsed();
+    let (cpu_after, rss) = process_usage(pid);
+    let summary = match outcome {
+        Outcome::Response(summary) => summary,
+        Outcome::Error { error_type, error_message } => return Err(format!("{error_type}: {error_message}").into()),
+    };
+    let snapshots = &summary["services"][0]["datasets"][0];
+    let parquet_rows = snapshots["rows"].as_u64().unwrap_or(0);
+    if parquet_rows != observations {
+        return Err(format!("the Parquet has {parquet_rows} rows, the day {observations} observations").into());
+    }
+
+    let dir = PathBuf::from("target/bench").join(format!("compaction-{}", std::process::id()));
+    let json_prefix = format!("history/snapshots/{SERVICE}/dt={DAY}/");
+    let parquet_prefix = format!("history/parquet/snapshots/{SERVICE}/dt={DAY}/");
+    let snapshot_json_bytes = copy_prefix(&aws, &json_prefix, &dir).await;
+    let parquet_bytes = copy_prefix(&aws, &parquet_prefix, &dir).await;
+    let root = std::fs::canonicalize(&dir)?.display().to_string();
+    // The columns given, as a Glue table gives them to Athena: DuckDB then reads each object once
+    // rather than sampling it first.
+    let json_source = format!(
+        "read_json('counting://{root}/history/snapshots/{SERVICE}/*/*.jsonl.gz', format = 'newline_delimited', \
+         compression = 'gzip', hive_partitioning = true, columns = {})",
+        duckdb_columns()
+    );
+    let parquet_source = format!(
+        "read_parquet('counting://{root}/history/parquet/snapshots/{SERVICE}/*/*.parquet', hive_partitioning = true)"
+    );
+    let (json_rows, json_read) = duckdb_bytes(&audit_query(&json_source))?;
+    let (parquet_answer_rows, parquet_read) = duckdb_bytes(&audit_query(&parquet_source))?;
+    std::fs::remove_dir_all(&dir)?;
+    if json_rows != parquet_answer_rows {
+        return Err(
+            format!("the audit query answers {json_rows} rows on NDJSON, {parquet_answer_rows} on Parquet").into()
+        );
+    }
+
+    let cpu = cpu_after.saturating_sub(cpu_before);
+    let per = |bytes: u64| bytes as f64 / observations.max(1) as f64;
+    let report = json!({
+        "commit": commit(),
+        "at": Timestamp::now().as_str(),
+        "service": SERVICE.as_str(),
+        "sessions": n,
+        "runs": runs,
+        "churn_pct": churn_pct,
+        "observations": observations,
+        "ndjson_gz_bytes": snapshot_json_bytes,
+        "ndjson_gz_bytes_per_observation": per(snapshot_json_bytes),
+        "parquet_bytes": parquet_bytes,
+        "parquet_bytes_per_observation": per(parquet_bytes),
+        "parquet_share_pct": 100.0 * parquet_bytes as f64 / snapshot_json_bytes.max(1) as f64,
+        "compactor_wall_ms": wall.as_millis() as u64,
+        "compactor_cpu_ms": cpu.as_millis() as u64,
+        "compactor_peak_rss_mib": rss,
+        "audit_query_rows": json_rows,
+        "audit_query_ndjson_bytes_read": json_read,
+        "audit_query_parquet_bytes_read": parquet_read,
+        "audit_query_parquet_share_pct": 100.0 * parquet_read as f64 / json_read.max(1) as f64,
+        "all_objects_bytes": ndjson_bytes,
+        "summary": summary,
+    });
+    print_report(&report);
+    let targets = [
+        (
+            "the Parquet takes at most half the NDJSON.gz's bytes",
+            report["parquet_share_pct"].as_f64().unwrap_or(100.0) <= 50.0,
+        ),
+        (
+            "the audit query reads at most a quarter of the NDJSON.gz's bytes from the Parquet",
+            report["audit_query_parquet_share_pct"].as_f64().unwrap_or(100.0) <= 25.0,
+        ),
+        ("the compactor's peak RSS ≤ 512 MiB (half its 1,024 MB)", rss <= 512.0),
+    ];
+    println!("targets:");
+    for (target, met) in targets {
+        println!("  [{}] {target}", if met { "met" } else { "MISSED" });
+    }
+    std::fs::create_dir_all("target/bench")?;
+    let path = format!("target/bench/compaction-{}.json", report["at"].as_str().unwrap_or_default().replace(':', ""));
+    std::fs::write(&path, serde_json::to_string_pretty(&report)?)?;
+    println!("results: {path}");
+    Ok(())
+}
+
+fn print_report(r: &Json) {
+    println!();
+    println!("| service | sessions | runs | churn % | observations | NDJSON.gz bytes | B / observation | Parquet bytes | B / observation | Parquet / NDJSON.gz | compactor wall s | CPU s | peak RSS MiB | audit query: NDJSON bytes read | Parquet bytes read | Parquet / NDJSON |");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!(
+        "| {} | {} | {} | {} | {} | {} | {:.2} | {} | {:.2} | {:.1} % | {:.1} | {:.1} | {:.1} | {} | {} | {:.2} % |",
+        r["service"].as_str().unwrap_or_default(),
+        r["sessions"],
+        r["runs"],
+        r["churn_pct"],
+        r["observations"],
+        r["ndjson_gz_bytes"],
+        r["ndjson_gz_bytes_per_observation"].as_f64().unwrap_or(0.0),
+        r["parquet_bytes"],
+        r["parquet_bytes_per_observation"].as_f64().unwrap_or(0.0),
+        r["parquet_share_pct"].as_f64().unwrap_or(0.0),
+        r["compactor_wall_ms"].as_f64().unwrap_or(0.0) / 1000.0,
+        r["compactor_cpu_ms"].as_f64().unwrap_or(0.0) / 1000.0,
+        r["compactor_peak_rss_mib"].as_f64().unwrap_or(0.0),
+        r["audit_query_ndjson_bytes_read"],
+        r["audit_query_parquet_bytes_read"],
+        r["audit_query_parquet_share_pct"].as_f64().unwrap_or(0.0),
+    );
+}
+
+fn commit() -> String {
+    Command::new("git")
+        .args(["rev-parse", "HEAD"])
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .map_or_else(|| "unknown".into(), |s| s.trim().to_owned())
+}
