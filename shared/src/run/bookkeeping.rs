@@ -77,7 +77,7 @@ where
         let fresh = self.fresh_progress();
         if self.request.dry_run {
             let mark = self.mark(&fresh.run_id, HashSet::new());
-            let part = Box::pin(self.pass(&fresh, &mark, None)).await?;
+            let part = Box::pin(self.pass(&fresh, &Default::default(), &mark, None)).await?;
             let summary = self.summary(&fresh.run_id, RunOutcome::DryRun, 0);
             return Ok(RunSummary { counts: part.counts, listings_left: part.listings_left, ..summary });
         }
@@ -129,7 +129,10 @@ where
         let mark = self.mark(&progress.run_id, unfinished);
         let complete_listings = !self.source.options().narrows_listings();
         let states = ListingStates::of(vouched, &progress.run_id, complete_listings);
-        let result = Box::pin(self.pass(&progress, &mark, Some((self.objects, &states)))).await;
+        // Held by the listings that resume from the table only; the rest put back.
+        let seen_before = std::sync::Mutex::new(progress.take_seen());
+        let result = Box::pin(self.pass(&progress, &seen_before, &mark, Some((self.objects, &states)))).await;
+        progress.restore_seen(seen_before.into_inner().unwrap());
         manifest.finished_at = Some(Timestamp::now());
         let mut part = match result {
             Ok(part) => part,

@@ -100,16 +100,18 @@ where
     /// its parent; and the sessions an earlier part of the run has seen.
     async fn open(pass: &'p Pass<'a, S, D, O>, listing: &'p Listing) -> Result<Self> {
         let cursor = pass.progress.cursors.get(&listing.key());
+        // Dropped when the carry says it all: only a listing that reads the table needs them.
+        let seen_before = pass.seen_before.lock().unwrap().remove(&listing.key()).unwrap_or_default();
         let mut counts = RunCounts::default();
         let (diff, rebuild) = match pass.previous_of(listing, cursor.is_some()) {
             Previous::Saved(state) => {
                 counts.states_read = 1;
+                drop(seen_before);
                 (ListingDiff::from_state(pass.mark, state), false)
             }
             Previous::Table { rebuild } => {
                 counts.states_rebuilt = u64::from(rebuild);
-                let seen = cursor.into_iter().flat_map(|c| c.seen.iter().copied());
-                let mut diff = ListingDiff::resume(pass.mark, seen);
+                let mut diff = ListingDiff::resume(pass.mark, seen_before);
                 let mut stored = std::pin::pin!(pass.store.stored_states(pass.scope, listing.parent_id.as_deref()));
                 while let Some(page) = stored.try_next().await? {
                     page.iter().for_each(|state| diff.remember(state));

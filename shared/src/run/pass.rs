@@ -15,7 +15,7 @@ use crate::error::Result;
 use crate::history::{object_key, HistoryKind, HistoryObject, ObjectStore, RunContext, RunId};
 use crate::personal::PersonalData;
 use crate::sources::{Listing, SessionSource};
-use crate::table::{Cursor, Progress, RunCounts, RunMark, Scope, SessionTable, StateVouch};
+use crate::table::{Cursor, Progress, RunCounts, RunMark, Scope, SeenBefore, SessionTable, StateVouch};
 
 /// What the listings of a pass wait on, as a timeout names it.
 const LISTINGS_WAIT: &str = "the listings (session API pages, the table's reads and writes, history parts)";
@@ -108,6 +108,9 @@ pub(super) struct Pass<'a, S, D, O: ObjectStore> {
     pub(super) mark: &'a RunMark,
     /// Where the run stands: listings done, listings stopped mid-pagination.
     pub(super) progress: &'a Progress,
+    /// The sessions each stopped listing had seen, taken out of the progress: a listing takes
+    /// its own when it opens; what is left goes back into the progress after the part.
+    pub(super) seen_before: &'a std::sync::Mutex<SeenBefore>,
     pub(super) stop_paging: Option<tokio::time::Instant>,
     pub(super) ctx: RunContext,
     /// `None` in a dry run.
@@ -151,10 +154,11 @@ where
     pub(super) async fn pass(
         &self,
         progress: &Progress,
+        seen_before: &std::sync::Mutex<SeenBefore>,
         mark: &RunMark,
         out: Option<(&'a O, &ListingStates)>,
     ) -> Result<PartResult> {
-        let mut pass = self.start_pass(progress, mark, out.map(|(objects, _)| objects))?;
+        let mut pass = self.start_pass(progress, seen_before, mark, out.map(|(objects, _)| objects))?;
         let deadlines = &self.request.deadlines;
         if let Some((objects, policy)) = out {
             let opened = PartStates::open(objects, policy, &self.scope, &self.config.state_prefix, &progress.run_id);
@@ -200,6 +204,7 @@ where
     fn start_pass<'p>(
         &'p self,
         progress: &'p Progress,
+        seen_before: &'p std::sync::Mutex<SeenBefore>,
         mark: &'p RunMark,
         objects: Option<&'a O>,
     ) -> Result<Pass<'p, S, D, O>> {
@@ -219,6 +224,7 @@ where
             scope: &self.scope,
             mark,
             progress,
+            seen_before,
             stop_paging: self.request.deadlines.stop_paging,
             ctx: RunContext {
                 snapshot_at: mark.snapshot_at.clone(),

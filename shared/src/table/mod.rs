@@ -24,7 +24,7 @@ use serde::{Deserialize, Serialize};
 pub use diff::{ListingDiff, Observation, RunMark, Seen};
 pub use dynamodb::{DynamoTable, WriteCounters};
 pub use previous::PreviousState;
-pub use progress::{Cursor, Progress, ProgressObject, SavedProgress};
+pub use progress::{Cursor, Progress, ProgressObject, SavedProgress, SeenBefore};
 
 use crate::error::Result;
 use crate::model::Change;

@@ -125,7 +125,25 @@ pub struct Cursor {
     pub seen: Vec<u64>,
 }
 
+/// The sessions each stopped listing has seen, taken out of a progress while a part runs.
+pub type SeenBefore = std::collections::BTreeMap<String, Vec<u64>>;
+
 impl Progress {
+    /// Takes each cursor's seen sessions out, by listing: a listing that resumes from its carry
+    /// drops them at once, rather than holding them (8 bytes a session) through its part.
+    pub fn take_seen(&mut self) -> SeenBefore {
+        self.cursors.iter_mut().map(|(key, cursor)| (key.clone(), std::mem::take(&mut cursor.seen))).collect()
+    }
+
+    /// Puts back the seen sessions of the listings a part did not open.
+    pub fn restore_seen(&mut self, seen: SeenBefore) {
+        for (key, seen) in seen {
+            if let Some(cursor) = self.cursors.get_mut(&key) {
+                cursor.seen = seen;
+            }
+        }
+    }
+
     /// Gzip'd JSON, written straight into the compressor: a million seen sessions take the
     /// compressed bytes in memory (about 10 MB), not their JSON as well.
     pub fn encode(&self) -> Result<Vec<u8>> {
@@ -165,6 +183,23 @@ mod tests {
             )]),
             updated_at: Timestamp::parse("2026-11-22T10:14:00Z").unwrap(),
         }
+    }
+
+    #[test]
+    fn seen_sessions_taken_out_and_those_left_put_back_leave_the_progress_as_it_was() {
+        let mut progress = progress();
+        progress.cursors.insert("b".into(), Cursor { next_token: None, pages_done: 1, seen: vec![7, 9] });
+        let before = progress.clone();
+        let mut seen = progress.take_seen();
+        assert!(progress.cursors.values().all(|c| c.seen.is_empty()));
+        assert_eq!(seen.len(), before.cursors.len());
+        progress.restore_seen(seen.clone());
+        assert_eq!(progress, before);
+        // A listing that took its own is left without: its new cursor replaces it.
+        progress.take_seen();
+        seen.remove("b");
+        progress.restore_seen(seen);
+        assert!(progress.cursors["b"].seen.is_empty());
     }
 
     #[test]
