@@ -236,60 +236,16 @@ async fn bench() -> Result<(), Box<dyn std::error::Error>> {
         started.elapsed().as_secs_f64()
     );
 
-    let env: Vec<(String, String)> = [
-        ("BUCKET_NAME", BUCKET.to_owned()),
-        ("STORAGE_ENDPOINT_URL", moto.url()),
-        ("AWS_ACCESS_KEY_ID", "AKIDLOCALSTANDIN".to_owned()),
-        ("AWS_SECRET_ACCESS_KEY", "local-stand-in-secret".to_owned()),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_owned(), v))
-    .collect();
-    let binary = LocalFunction::binary_of("release", "history-compactor");
-    let mut compactor =
-        LocalFunction::start(&binary, "history-compactor", ACCOUNT_ID, REGION, &env, Duration::from_secs(900)).await?;
-    let pid = compactor.pid().ok_or("the compactor has no process")?;
-    let (cpu_before, _) = process_usage(pid);
-    let started = Instant::now();
-    let outcome = compactor.invoke(json!({"compact": {"day": DAY, "service": SERVICE.as_str()}})).await?;
-    let wall = started.elapsed();
-    let (cpu_after, rss) = process_usage(pid);
-    let summary = match outcome {
-        Outcome::Response(summary) => summary,
-        Outcome::Error { error_type, error_message } => return Err(format!("{error_type}: {error_message}").into()),
-    };
-    let snapshots = &summary["services"][0]["datasets"][0];
-    let parquet_rows = snapshots["rows"].as_u64().unwrap_or(0);
+    let compacted = compact(&moto).await?;
+    let parquet_rows = compacted.summary["services"][0]["datasets"][0]["rows"].as_u64().unwrap_or(0);
     if parquet_rows != observations {
         return Err(format!("the Parquet has {parquet_rows} rows, the day {observations} observations").into());
     }
-
-    let dir = PathBuf::from("target/bench").join(format!("compaction-{}", std::process::id()));
-    let json_prefix = format!("history/snapshots/{SERVICE}/dt={DAY}/");
-    let parquet_prefix = format!("history/parquet/snapshots/{SERVICE}/dt={DAY}/");
-    let snapshot_json_bytes = copy_prefix(&aws, &json_prefix, &dir).await;
-    let parquet_bytes = copy_prefix(&aws, &parquet_prefix, &dir).await;
-    let root = std::fs::canonicalize(&dir)?.display().to_string();
-    // The columns given, as a Glue table gives them to Athena: DuckDB then reads each object once
-    // rather than sampling it first.
-    let json_source = format!(
-        "read_json('counting://{root}/history/snapshots/{SERVICE}/*/*.jsonl.gz', format = 'newline_delimited', \
-         compression = 'gzip', hive_partitioning = true, columns = {})",
-        duckdb_columns()
-    );
-    let parquet_source = format!(
-        "read_parquet('counting://{root}/history/parquet/snapshots/{SERVICE}/*/*.parquet', hive_partitioning = true)"
-    );
-    let (json_rows, json_read) = duckdb_bytes(&audit_query(&json_source))?;
-    let (parquet_answer_rows, parquet_read) = duckdb_bytes(&audit_query(&parquet_source))?;
-    std::fs::remove_dir_all(&dir)?;
-    if json_rows != parquet_answer_rows {
-        return Err(
-            format!("the audit query answers {json_rows} rows on NDJSON, {parquet_answer_rows} on Parquet").into()
-        );
-    }
-
-    let cpu = cpu_after.saturating_sub(cpu_before);
+    let query = audit_query_bytes(&aws).await?;
+    let (
+        Compacted { wall, cpu, rss, summary },
+        QueryBytes { json_bytes, parquet_bytes, rows, json_read, parquet_read },
+    ) = (compacted, query);
     let per = |bytes: u64| bytes as f64 / observations.max(1) as f64;
     let report = json!({
         "commit": commit(),
@@ -299,15 +255,15 @@ async fn bench() -> Result<(), Box<dyn std::error::Error>> {
         "runs": runs,
         "churn_pct": churn_pct,
         "observations": observations,
-        "ndjson_gz_bytes": snapshot_json_bytes,
-        "ndjson_gz_bytes_per_observation": per(snapshot_json_bytes),
+        "ndjson_gz_bytes": json_bytes,
+        "ndjson_gz_bytes_per_observation": per(json_bytes),
         "parquet_bytes": parquet_bytes,
         "parquet_bytes_per_observation": per(parquet_bytes),
-        "parquet_share_pct": 100.0 * parquet_bytes as f64 / snapshot_json_bytes.max(1) as f64,
+        "parquet_share_pct": 100.0 * parquet_bytes as f64 / json_bytes.max(1) as f64,
         "compactor_wall_ms": wall.as_millis() as u64,
         "compactor_cpu_ms": cpu.as_millis() as u64,
         "compactor_peak_rss_mib": rss,
-        "audit_query_rows": json_rows,
+        "audit_query_rows": rows,
         "audit_query_ndjson_bytes_read": json_read,
         "audit_query_parquet_bytes_read": parquet_read,
         "audit_query_parquet_share_pct": 100.0 * parquet_read as f64 / json_read.max(1) as f64,
@@ -335,6 +291,76 @@ async fn bench() -> Result<(), Box<dyn std::error::Error>> {
     std::fs::write(&path, serde_json::to_string_pretty(&report)?)?;
     println!("results: {path}");
     Ok(())
+}
+
+/// What the compactor did and took.
+struct Compacted {
+    wall: Duration,
+    cpu: Duration,
+    rss: f64,
+    summary: Json,
+}
+
+/// The release compactor, on the day: its summary, wall and CPU time, and peak RSS.
+async fn compact(moto: &MotoServer) -> Result<Compacted, Box<dyn std::error::Error>> {
+    let env: Vec<(String, String)> = [
+        ("BUCKET_NAME", BUCKET.to_owned()),
+        ("STORAGE_ENDPOINT_URL", moto.url()),
+        ("AWS_ACCESS_KEY_ID", "AKIDLOCALSTANDIN".to_owned()),
+        ("AWS_SECRET_ACCESS_KEY", "local-stand-in-secret".to_owned()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect();
+    let binary = LocalFunction::binary_of("release", "history-compactor");
+    let mut compactor =
+        LocalFunction::start(&binary, "history-compactor", ACCOUNT_ID, REGION, &env, Duration::from_secs(900)).await?;
+    let pid = compactor.pid().ok_or("the compactor has no process")?;
+    let (cpu_before, _) = process_usage(pid);
+    let started = Instant::now();
+    let outcome = compactor.invoke(json!({"compact": {"day": DAY, "service": SERVICE.as_str()}})).await?;
+    let wall = started.elapsed();
+    let (cpu_after, rss) = process_usage(pid);
+    match outcome {
+        Outcome::Response(summary) => Ok(Compacted { wall, cpu: cpu_after.saturating_sub(cpu_before), rss, summary }),
+        Outcome::Error { error_type, error_message } => Err(format!("{error_type}: {error_message}").into()),
+    }
+}
+
+/// The day's snapshots in each format, and what the audit query read of each.
+struct QueryBytes {
+    json_bytes: u64,
+    parquet_bytes: u64,
+    /// The query's answer, the same from both.
+    rows: u64,
+    json_read: u64,
+    parquet_read: u64,
+}
+
+/// Copies the day's snapshots, NDJSON.gz and Parquet, to a local directory and runs the audit
+/// query over each with DuckDB.
+async fn audit_query_bytes(aws: &LocalAws) -> Result<QueryBytes, Box<dyn std::error::Error>> {
+    let dir = PathBuf::from("target/bench").join(format!("compaction-{}", std::process::id()));
+    let json_bytes = copy_prefix(aws, &format!("history/snapshots/{SERVICE}/dt={DAY}/"), &dir).await;
+    let parquet_bytes = copy_prefix(aws, &format!("history/parquet/snapshots/{SERVICE}/dt={DAY}/"), &dir).await;
+    let root = std::fs::canonicalize(&dir)?.display().to_string();
+    // The columns given, as a Glue table gives them to Athena: DuckDB then reads each object once
+    // rather than sampling it first.
+    let json_source = format!(
+        "read_json('counting://{root}/history/snapshots/{SERVICE}/*/*.jsonl.gz', format = 'newline_delimited', \
+         compression = 'gzip', hive_partitioning = true, columns = {})",
+        duckdb_columns()
+    );
+    let parquet_source = format!(
+        "read_parquet('counting://{root}/history/parquet/snapshots/{SERVICE}/*/*.parquet', hive_partitioning = true)"
+    );
+    let (rows, json_read) = duckdb_bytes(&audit_query(&json_source))?;
+    let (parquet_rows, parquet_read) = duckdb_bytes(&audit_query(&parquet_source))?;
+    std::fs::remove_dir_all(&dir)?;
+    if rows != parquet_rows {
+        return Err(format!("the audit query answers {rows} rows on NDJSON, {parquet_rows} on Parquet").into());
+    }
+    Ok(QueryBytes { json_bytes, parquet_bytes, rows, json_read, parquet_read })
 }
 
 fn print_report(r: &Json) {
