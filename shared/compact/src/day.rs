@@ -1,6 +1,7 @@
 //! The compaction of one day of one service: for its snapshots and its changes, every source
 //! object of the `dt` partition is read and checked line by line, sorted, and written as one
-//! Parquet object, then a marker naming the sources and the objects.
+//! Parquet object, then a marker naming the sources and the objects. A day some of whose
+//! compacted sources are gone (expired) is never compacted again.
 //!
 //! Nothing is written until every source of the day has been read whole: a corrupt or truncated
 //! object stops the compaction, naming the object and the line, and the day stays as it was. A
@@ -15,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use session_archiver::history::{HistoryKind, ListedObject, ObjectListing, ObjectStore};
 use session_archiver::model::Column;
 use session_archiver::{Error, Result, ServiceId};
-use tracing::info;
+use tracing::{info, warn};
 
 use crate::columns::{parse_line, BatchBuilder, Dataset, Row, Value};
 use crate::parquet_object::{Layout, ParquetObject, WrittenParquet};
@@ -77,8 +78,12 @@ pub struct DatasetOutcome {
     pub source_bytes: u64,
     pub rows: u64,
     pub parquet_bytes: u64,
-    /// Its marker already named the same sources: nothing was read or written.
+    /// Its marker already named the same sources, or some of them are gone: nothing was read or
+    /// written.
     pub already_compacted: bool,
+    /// Sources its marker names that are gone (expired once compacted): the day is not compacted
+    /// again, which would lose their lines.
+    pub sources_expired: usize,
 }
 
 /// What the compaction of one day of one service did.
@@ -170,8 +175,17 @@ async fn read_dataset<O: ObjectStore + ObjectListing>(
         store.list_objects(&prefix).await?.into_iter().filter(|o| o.key.ends_with(".jsonl.gz")).collect();
     let source_bytes = sources.iter().map(|o| o.size).sum();
     if let Some(marker) = read_marker(store, &marker_key(&config.history_prefix, dataset, day)).await? {
-        if marker.sources == sources.iter().map(source_of).collect::<Vec<_>>() {
-            info!(service = %dataset.service, kind = dataset.kind.as_str(), day, "already compacted from the same sources");
+        let listed: Vec<SourceObject> = sources.iter().map(source_of).collect();
+        // A source the compaction read and that is gone now (expired once compacted,
+        // `CompactedNdjsonRetentionDays`): compacting again would lose its lines, so the day's
+        // Parquet stays as it is.
+        let expired = marker.sources.iter().filter(|s| !listed.iter().any(|l| l.key == s.key)).count();
+        if marker.sources == listed || expired > 0 {
+            if expired > 0 {
+                warn!(service = %dataset.service, kind = dataset.kind.as_str(), day, expired, "sources of the compacted day are gone: its Parquet is kept as it is");
+            } else {
+                info!(service = %dataset.service, kind = dataset.kind.as_str(), day, "already compacted from the same sources");
+            }
             return Ok(Planned::Done(
                 DatasetOutcome {
                     kind: dataset.kind.as_str(),
@@ -180,6 +194,7 @@ async fn read_dataset<O: ObjectStore + ObjectListing>(
                     rows: marker.rows,
                     parquet_bytes: marker.objects.iter().map(|o| o.bytes).sum(),
                     already_compacted: true,
+                    sources_expired: expired,
                 },
                 sources,
             ));
@@ -366,6 +381,7 @@ async fn write_dataset<O: ObjectStore + ObjectListing>(
         rows,
         parquet_bytes: objects.iter().map(|o| o.bytes).sum(),
         already_compacted: false,
+        sources_expired: 0,
     };
     let body = Marker {
         format: MARKER_FORMAT.into(),

@@ -169,6 +169,24 @@ async fn a_rerun_changes_nothing_and_a_new_source_compacts_the_day_again() {
 }
 
 #[tokio::test]
+async fn a_day_whose_compacted_ndjson_expired_keeps_its_parquet_when_compacted_again() {
+    // GIVEN a compacted day, then one of its snapshot objects expired (the lifecycle rule)
+    let bucket = archived_day().await;
+    compact_day(&bucket, &config(), SERVICE, DAY).await.unwrap();
+    let rows = parquet_rows(&bucket, HistoryKind::Snapshots);
+    let source = source_prefix("history", &dataset(HistoryKind::Snapshots), DAY);
+    let expired = bucket.keys().into_iter().find(|k| k.starts_with(&source)).unwrap();
+    bucket.replace(&expired, None);
+    let before = bucket.snapshot();
+    // WHEN the day is compacted again (a replay)
+    let again = compact_day(&bucket, &config(), SERVICE, DAY).await.unwrap();
+    // THEN its Parquet keeps every line, nothing is written, and the outcome says why
+    assert_eq!((again.datasets[0].already_compacted, again.datasets[0].sources_expired), (true, 1));
+    assert_eq!(bucket.snapshot(), before);
+    assert_eq!(parquet_rows(&bucket, HistoryKind::Snapshots), rows);
+}
+
+#[tokio::test]
 async fn a_corrupt_or_truncated_source_stops_the_compaction_naming_the_object_and_line_and_writes_nothing() {
     let bucket = archived_day().await;
     let prefix = source_prefix("history", &dataset(HistoryKind::Changes), DAY);
