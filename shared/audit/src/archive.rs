@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use flate2::write::GzDecoder;
 
-use session_archiver::history::HistoryKind;
+use session_archiver::history::{under_prefix, HistoryKind, ObjectListing, ObjectStore, S3ObjectStore};
 use session_archiver::ServiceId;
 use session_compaction::columns::{read_parquet, Dataset, Value};
 use session_compaction::day::{marker_key, Marker, MARKER_FORMAT, MARKER_VERSION};
@@ -30,13 +30,7 @@ pub enum Archive {
 
 /// `history/snapshots/ivs-stream-sessions/dt=2026-11-22/`
 pub fn partition_prefix(prefix: &str, kind: &str, service: &str, day: &str) -> String {
-    let prefix = prefix.trim_matches('/');
-    let tail = format!("{kind}/{service}/dt={day}/");
-    if prefix.is_empty() {
-        tail
-    } else {
-        format!("{prefix}/{tail}")
-    }
+    under_prefix(prefix, &format!("{kind}/{service}/dt={day}/"))
 }
 
 impl Archive {
@@ -65,17 +59,10 @@ impl Archive {
     /// A whole object's bytes; `None` when there is no such key.
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>> {
         match self {
-            Archive::S3 { client, bucket, .. } => match client.get_object().bucket(bucket).key(key).send().await {
-                Ok(output) => {
-                    let body =
-                        output.body.collect().await.map_err(|e| {
-                            AuditError::Archive(format!("reading s3://{bucket}/{key}: {}", describe(&e)))
-                        })?;
-                    Ok(Some(body.to_vec()))
-                }
-                Err(err) if err.as_service_error().is_some_and(|e| e.is_no_such_key()) => Ok(None),
-                Err(err) => Err(AuditError::Archive(format!("reading s3://{bucket}/{key}: {}", describe(&err)))),
-            },
+            Archive::S3 { client, bucket, .. } => S3ObjectStore::new(client.clone(), bucket)
+                .get_object(key)
+                .await
+                .map_err(|e| AuditError::Archive(e.to_string())),
             Archive::Dir { root, .. } => match std::fs::read(root.join(key)) {
                 Ok(bytes) => Ok(Some(bytes)),
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
@@ -89,22 +76,9 @@ impl Archive {
         let mut objects = match self {
             Archive::S3 { client, bucket, prefix } => {
                 let prefix = partition_prefix(prefix, kind, service, day);
-                let mut objects = Vec::new();
-                let mut pages = client.list_objects_v2().bucket(bucket).prefix(&prefix).into_paginator().send();
-                while let Some(page) = pages.next().await {
-                    let page = page.map_err(|e| {
-                        AuditError::Archive(format!("listing s3://{bucket}/{prefix}: {}", describe(&e)))
-                    })?;
-                    for object in page.contents() {
-                        if let Some(key) = object.key() {
-                            objects.push(ObjectRef {
-                                key: key.to_owned(),
-                                size: object.size().unwrap_or(0).max(0) as u64,
-                            });
-                        }
-                    }
-                }
-                objects
+                let listed = S3ObjectStore::new(client.clone(), bucket).list_objects(&prefix).await;
+                let listed = listed.map_err(|e| AuditError::Archive(e.to_string()))?;
+                listed.into_iter().map(|o| ObjectRef { key: o.key, size: o.size }).collect()
             }
             Archive::Dir { root, prefix } => {
                 let prefix = partition_prefix(prefix, kind, service, day);

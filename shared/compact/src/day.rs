@@ -13,7 +13,7 @@ use std::io::Write;
 
 use flate2::write::MultiGzDecoder;
 use serde::{Deserialize, Serialize};
-use session_archiver::history::{HistoryKind, ListedObject, ObjectListing, ObjectStore};
+use session_archiver::history::{under_prefix, HistoryKind, ListedObject, ObjectListing, ObjectStore};
 use session_archiver::model::Column;
 use session_archiver::{Error, Result, ServiceId};
 use tracing::{info, warn};
@@ -96,13 +96,13 @@ pub struct DayOutcome {
 
 /// `<prefix>/<kind>/<service>/dt=<day>/`: the partition of the source objects.
 pub fn source_prefix(history_prefix: &str, dataset: &Dataset, day: &str) -> String {
-    join(history_prefix, &format!("{}/{}/dt={day}/", dataset.kind.as_str(), dataset.service))
+    under_prefix(history_prefix, &format!("{}/{}/dt={day}/", dataset.kind.as_str(), dataset.service))
 }
 
 /// `<prefix>/parquet/<kind>/<service>/dt=<day>/`: the partition of the compacted day, which the
 /// Parquet tables read.
 pub fn parquet_prefix(history_prefix: &str, dataset: &Dataset, day: &str) -> String {
-    join(history_prefix, &format!("parquet/{}/{}/dt={day}/", dataset.kind.as_str(), dataset.service))
+    under_prefix(history_prefix, &format!("parquet/{}/{}/dt={day}/", dataset.kind.as_str(), dataset.service))
 }
 
 /// The marker of a compacted day: a name Athena and Hive skip (`_`).
@@ -113,15 +113,6 @@ pub fn marker_key(history_prefix: &str, dataset: &Dataset, day: &str) -> String 
 /// The day's Parquet object: always the same name, so a rerun replaces it.
 fn parquet_key(history_prefix: &str, dataset: &Dataset, day: &str) -> String {
     format!("{}part-00000.parquet", parquet_prefix(history_prefix, dataset, day))
-}
-
-fn join(prefix: &str, tail: &str) -> String {
-    let prefix = prefix.trim_matches('/');
-    if prefix.is_empty() {
-        tail.to_owned()
-    } else {
-        format!("{prefix}/{tail}")
-    }
 }
 
 /// Compacts `day` of `service`: its snapshots, then its changes.

@@ -35,12 +35,16 @@ pub fn object_key(
     part: u32,
 ) -> String {
     let day = event_time.day();
-    let prefix = prefix.trim_matches('/');
     let part = if part == 0 { String::new() } else { format!(".part-{part:04}") };
     let Scope { service, account_id, region } = scope;
-    let tail = format!("{}/{service}/dt={day}/{account_id}.{region}.{run}{part}.jsonl.gz", kind.as_str());
+    under_prefix(prefix, &format!("{}/{service}/dt={day}/{account_id}.{region}.{run}{part}.jsonl.gz", kind.as_str()))
+}
+
+/// `<prefix>/<tail>`, the prefix's own slashes trimmed; `<tail>` when there is no prefix.
+pub fn under_prefix(prefix: &str, tail: &str) -> String {
+    let prefix = prefix.trim_matches('/');
     if prefix.is_empty() {
-        tail
+        tail.to_owned()
     } else {
         format!("{prefix}/{tail}")
     }

@@ -8,7 +8,7 @@ mod writer;
 
 /// The change a changes line records and the run a key names (both of the model).
 pub use crate::model::{Change, RunId};
-pub use keys::{object_key, HistoryKind};
+pub use keys::{object_key, under_prefix, HistoryKind};
 pub use ndjson::{change_columns, line, GzipLines, RunContext};
 pub use store::{ListedObject, ObjectListing, ObjectStore, S3ObjectStore, UploadCounters, UploadedPart};
 pub use writer::{HistoryObject, ObjectUpload, WrittenObject, DEFAULT_PART_SIZE, S3_MIN_PART_SIZE};

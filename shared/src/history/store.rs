@@ -192,12 +192,13 @@ impl ObjectStore for S3ObjectStore {
     #[instrument(skip(self, body), fields(bucket = %self.bucket, bytes = body.len()))]
     async fn put_object(&self, key: &str, body: Vec<u8>) -> Result<()> {
         let bytes = body.len() as u64;
+        let (content_type, encoding) = content_of(key);
         self.client
             .put_object()
             .bucket(&self.bucket)
             .key(key)
-            .content_type(content_of(key).0)
-            .set_content_encoding(content_of(key).1.map(str::to_owned))
+            .content_type(content_type)
+            .set_content_encoding(encoding.map(str::to_owned))
             .checksum_algorithm(ChecksumAlgorithm::Crc32)
             .body(ByteStream::from(body))
             .send()
@@ -210,13 +211,14 @@ impl ObjectStore for S3ObjectStore {
 
     #[instrument(skip(self), fields(bucket = %self.bucket))]
     async fn create_multipart(&self, key: &str) -> Result<String> {
+        let (content_type, encoding) = content_of(key);
         let output = self
             .client
             .create_multipart_upload()
             .bucket(&self.bucket)
             .key(key)
-            .content_type(content_of(key).0)
-            .set_content_encoding(content_of(key).1.map(str::to_owned))
+            .content_type(content_type)
+            .set_content_encoding(encoding.map(str::to_owned))
             .checksum_algorithm(ChecksumAlgorithm::Crc32)
             .send()
             .await
