@@ -354,6 +354,14 @@ impl ObjectListing for MemoryBucket {
         self.tags.lock().unwrap().insert(key.to_owned(), format!("{name}={value}"));
         Ok(())
     }
+
+    async fn copy_object(&self, from: &str, to: &str) -> Result<()> {
+        self.check("CopyObject")?;
+        let mut objects = self.objects.lock().unwrap();
+        let body = objects.get(from).cloned().ok_or_else(|| injected("S3 CopyObject of a missing key"))?;
+        objects.insert(to.to_owned(), body);
+        Ok(())
+    }
 }
 
 impl ObjectStore for MemoryBucket {

@@ -1,7 +1,8 @@
 //! The compaction of one day of one service: for its snapshots and its changes, every source
 //! object of the `dt` partition is read and checked line by line, sorted, and written as one
-//! Parquet object, then a marker naming the sources and the objects. A day some of whose
-//! compacted sources are gone (expired) is never compacted again.
+//! Parquet object, then a marker naming the sources and the objects. A dataset of more than
+//! `part_source_bytes` of sources is split into parts instead (`crate::parts`). A day some of
+//! whose compacted sources are gone (expired) is never compacted again.
 //!
 //! Nothing is written until every source of the day has been read whole: a corrupt or truncated
 //! object stops the compaction, naming the object and the line, and the day stays as it was. A
@@ -20,6 +21,7 @@ use tracing::{info, warn};
 
 use crate::columns::{parse_line, BatchBuilder, Dataset, Row, Value};
 use crate::parquet_object::{Layout, ParquetObject, WrittenParquet};
+use crate::parts::{compact_in_parts, plan_key, split_into_parts, TaskQueue};
 use crate::sort::{ExternalSort, SortKey};
 
 /// How a day is compacted.
@@ -32,6 +34,9 @@ pub struct CompactionConfig {
     pub layout: Layout,
     /// Rows encoded at a time.
     pub batch_rows: usize,
+    /// Gzip'd source bytes one Parquet part is compacted from: a day of more is split into
+    /// parts, each a task of its own (`crate::parts`).
+    pub part_source_bytes: u64,
 }
 
 /// The tag a source object gets once its day is compacted: the lifecycle rule
@@ -55,6 +60,9 @@ pub struct Marker {
     /// Their lines: the Parquet's rows.
     pub rows: u64,
     pub objects: Vec<CompactedObject>,
+    /// The plan whose parts were compacted, when the day was split (`crate::parts`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plan: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -84,6 +92,9 @@ pub struct DatasetOutcome {
     /// Sources its marker names that are gone (expired once compacted): the day is not compacted
     /// again, which would lose their lines.
     pub sources_expired: usize,
+    /// Parts sent to the compaction queue: their tasks compact the dataset, and the last one
+    /// writes its marker.
+    pub queued_parts: usize,
 }
 
 /// What the compaction of one day of one service did.
@@ -110,99 +121,132 @@ pub fn marker_key(history_prefix: &str, dataset: &Dataset, day: &str) -> String 
     format!("{}_compacted.json", parquet_prefix(history_prefix, dataset, day))
 }
 
-/// The day's Parquet object: always the same name, so a rerun replaces it.
-fn parquet_key(history_prefix: &str, dataset: &Dataset, day: &str) -> String {
-    format!("{}part-00000.parquet", parquet_prefix(history_prefix, dataset, day))
+/// Part `index` of the day's Parquet: always the same names, so a rerun replaces them.
+pub fn parquet_key(history_prefix: &str, dataset: &Dataset, day: &str, index: usize) -> String {
+    format!("{}part-{index:05}.parquet", parquet_prefix(history_prefix, dataset, day))
 }
 
-/// Compacts `day` of `service`: its snapshots, then its changes.
-pub async fn compact_day<O: ObjectStore + ObjectListing>(
+/// Compacts `day` of `service`: its snapshots, then its changes. A dataset of more than one
+/// part's sources is split (`crate::parts`): its parts go to `tasks`, or, without a queue, are
+/// compacted here one after the other.
+pub async fn compact_day<O: ObjectStore + ObjectListing, Q: TaskQueue>(
     store: &O,
     config: &CompactionConfig,
+    tasks: &Q,
     service: ServiceId,
     day: &str,
 ) -> Result<DayOutcome> {
     let datasets = [HistoryKind::Snapshots, HistoryKind::Changes].map(|kind| Dataset { service, kind });
-    // Every source read and sorted before anything is written.
-    let mut planned = Vec::new();
+    let mut surveys = Vec::new();
     for dataset in datasets {
-        planned.push(read_dataset(store, config, &dataset, day).await?);
+        surveys.push(survey(store, config, &dataset, day).await?);
+    }
+    // Every source of the datasets compacted here read and sorted before anything is written.
+    let mut sorted = Vec::new();
+    for (dataset, survey) in datasets.iter().zip(&surveys) {
+        sorted.push(match survey {
+            Survey::Pending(sources) if split_into_parts(sources, config.part_source_bytes).len() <= 1 => {
+                let keys: Vec<&str> = sources.iter().map(|s| s.key.as_str()).collect();
+                Some(sort_sources(store, config, dataset, &keys).await?)
+            }
+            _ => None,
+        });
     }
     let mut outcomes = Vec::new();
-    for (dataset, plan) in datasets.iter().zip(planned) {
-        let (outcome, sources) = match plan {
-            Planned::Done(outcome, sources) => (outcome, sources),
-            Planned::Sorted { sources, sort } => {
-                (write_dataset(store, config, dataset, day, &sources, sort).await?, sources)
+    for ((dataset, survey), sort) in datasets.iter().zip(surveys).zip(sorted) {
+        let outcome = match (survey, sort) {
+            (Survey::Done(outcome, sources), _) => {
+                // Again on a rerun: a tagging cut short is finished then.
+                tag_sources(store, sources.iter().map(|s| s.key.as_str())).await?;
+                outcome
             }
+            (Survey::Pending(sources), Some(sort)) => {
+                let outcome = write_dataset(store, config, dataset, day, &sources, sort).await?;
+                tag_sources(store, sources.iter().map(|s| s.key.as_str())).await?;
+                outcome
+            }
+            (Survey::Pending(sources), None) => compact_in_parts(store, config, tasks, dataset, day, &sources).await?,
         };
-        // Once the marker stands, and again on a rerun (a tagging cut short is finished then).
-        for source in &sources {
-            store.tag_object(&source.key, COMPACTED_TAG).await?;
-        }
         outcomes.push(outcome);
     }
     Ok(DayOutcome { service, day: day.to_owned(), datasets: outcomes })
 }
 
-/// A dataset once its sources are read.
-enum Planned {
-    /// Compacted from these very sources already.
-    Done(DatasetOutcome, Vec<ListedObject>),
-    Sorted {
-        sources: Vec<ListedObject>,
-        sort: ExternalSort,
-    },
+/// Tags each source compacted, once the marker stands: the lifecycle rule expires those.
+pub(crate) async fn tag_sources<'k, O: ObjectListing>(store: &O, keys: impl Iterator<Item = &'k str>) -> Result<()> {
+    for key in keys {
+        store.tag_object(key, COMPACTED_TAG).await?;
+    }
+    Ok(())
 }
 
-async fn read_dataset<O: ObjectStore + ObjectListing>(
+/// A dataset's day, listed.
+enum Survey {
+    /// Compacted from these very sources already, or some of them are gone.
+    Done(DatasetOutcome, Vec<ListedObject>),
+    /// To compact from these sources.
+    Pending(Vec<ListedObject>),
+}
+
+/// Lists the dataset's sources and reads its marker: whether the day is to be compacted.
+async fn survey<O: ObjectStore + ObjectListing>(
     store: &O,
     config: &CompactionConfig,
     dataset: &Dataset,
     day: &str,
-) -> Result<Planned> {
+) -> Result<Survey> {
     let prefix = source_prefix(&config.history_prefix, dataset, day);
     let sources: Vec<ListedObject> =
         store.list_objects(&prefix).await?.into_iter().filter(|o| o.key.ends_with(".jsonl.gz")).collect();
     let source_bytes = sources.iter().map(|o| o.size).sum();
-    if let Some(marker) = read_marker(store, &marker_key(&config.history_prefix, dataset, day)).await? {
-        let listed: Vec<SourceObject> = sources.iter().map(source_of).collect();
-        // A source the compaction read and that is gone now (expired once compacted,
-        // `CompactedNdjsonRetentionDays`): compacting again would lose its lines, so the day's
-        // Parquet stays as it is.
-        let expired = marker.sources.iter().filter(|s| !listed.iter().any(|l| l.key == s.key)).count();
-        if marker.sources == listed || expired > 0 {
-            if expired > 0 {
-                warn!(service = %dataset.service, kind = dataset.kind.as_str(), day, expired, "sources of the compacted day are gone: its Parquet is kept as it is");
-            } else {
-                info!(service = %dataset.service, kind = dataset.kind.as_str(), day, "already compacted from the same sources");
-            }
-            return Ok(Planned::Done(
-                DatasetOutcome {
-                    kind: dataset.kind.as_str(),
-                    sources: sources.len(),
-                    source_bytes,
-                    rows: marker.rows,
-                    parquet_bytes: marker.objects.iter().map(|o| o.bytes).sum(),
-                    already_compacted: true,
-                    sources_expired: expired,
-                },
-                sources,
-            ));
-        }
+    let Some(marker) = read_marker(store, &marker_key(&config.history_prefix, dataset, day)).await? else {
+        return Ok(Survey::Pending(sources));
+    };
+    let listed: Vec<SourceObject> = sources.iter().map(source_of).collect();
+    // A source the compaction read and that is gone now (expired once compacted,
+    // `CompactedNdjsonRetentionDays`): compacting again would lose its lines, so the day's
+    // Parquet stays as it is.
+    let expired = marker.sources.iter().filter(|s| !listed.iter().any(|l| l.key == s.key)).count();
+    if marker.sources != listed && expired == 0 {
+        return Ok(Survey::Pending(sources));
     }
+    if expired > 0 {
+        warn!(service = %dataset.service, kind = dataset.kind.as_str(), day, expired, "sources of the compacted day are gone: its Parquet is kept as it is");
+    } else {
+        info!(service = %dataset.service, kind = dataset.kind.as_str(), day, "already compacted from the same sources");
+    }
+    let outcome = DatasetOutcome {
+        kind: dataset.kind.as_str(),
+        sources: sources.len(),
+        source_bytes,
+        rows: marker.rows,
+        parquet_bytes: marker.objects.iter().map(|o| o.bytes).sum(),
+        already_compacted: true,
+        sources_expired: expired,
+        queued_parts: 0,
+    };
+    Ok(Survey::Done(outcome, sources))
+}
+
+/// Reads the sources into a sort, each line checked against the schema; what is left in memory
+/// goes to disk, so the next dataset sorts in the same budget.
+pub(crate) async fn sort_sources<O: ObjectStore>(
+    store: &O,
+    config: &CompactionConfig,
+    dataset: &Dataset,
+    keys: &[&str],
+) -> Result<ExternalSort> {
     let columns = dataset.columns();
     let key_columns = KeyColumns::of(&columns);
     let mut sort = ExternalSort::new(config.sort_budget);
-    for source in &sources {
-        read_source(store, &source.key, &columns, &key_columns, &mut sort).await?;
+    for key in keys {
+        read_source(store, key, &columns, &key_columns, &mut sort).await?;
     }
-    // What is left in memory goes to disk: the next dataset sorts in the same budget.
     sort.spill()?;
-    Ok(Planned::Sorted { sources, sort })
+    Ok(sort)
 }
 
-fn source_of(object: &ListedObject) -> SourceObject {
+pub(crate) fn source_of(object: &ListedObject) -> SourceObject {
     SourceObject { key: object.key.clone(), size: object.size }
 }
 
@@ -356,15 +400,14 @@ async fn write_dataset<O: ObjectStore + ObjectListing>(
     let prefix = &config.history_prefix;
     let marker = marker_key(prefix, dataset, day);
     store.delete_object(&marker).await?;
+    // A split of the day planned before, whose tasks may still come: they find no plan and stop.
+    store.delete_object(&plan_key(prefix, dataset, day)).await?;
     let rows = sort.lines();
-    let written = if rows == 0 { None } else { Some(write_parquet(store, config, dataset, day, sort).await?) };
+    let key = parquet_key(prefix, dataset, day, 0);
+    let written = if rows == 0 { None } else { Some(write_parquet(store, config, dataset, key, sort).await?) };
     let objects: Vec<CompactedObject> =
         written.iter().map(|w| CompactedObject { key: w.key.clone(), rows: w.rows, bytes: w.bytes }).collect();
-    for stale in store.list_objects(&parquet_prefix(prefix, dataset, day)).await? {
-        if stale.key.ends_with(".parquet") && !objects.iter().any(|o| o.key == stale.key) {
-            store.delete_object(&stale.key).await?;
-        }
-    }
+    delete_stale_parquet(store, &parquet_prefix(prefix, dataset, day), &objects).await?;
     let outcome = DatasetOutcome {
         kind: dataset.kind.as_str(),
         sources: sources.len(),
@@ -373,6 +416,7 @@ async fn write_dataset<O: ObjectStore + ObjectListing>(
         parquet_bytes: objects.iter().map(|o| o.bytes).sum(),
         already_compacted: false,
         sources_expired: 0,
+        queued_parts: 0,
     };
     let body = Marker {
         format: MARKER_FORMAT.into(),
@@ -383,22 +427,35 @@ async fn write_dataset<O: ObjectStore + ObjectListing>(
         sources: sources.iter().map(source_of).collect(),
         rows,
         objects,
+        plan: None,
     };
-    let body = serde_json::to_vec_pretty(&body).expect("a marker serializes");
-    store.put_object(&marker, body).await?;
+    store.put_object(&marker, serde_json::to_vec_pretty(&body).expect("a marker serializes")).await?;
     info!(service = %dataset.service, kind = outcome.kind, day, rows, bytes = outcome.parquet_bytes, "day compacted");
     Ok(outcome)
 }
 
+/// Deletes the Parquet objects of the partition an earlier compaction wrote and this one did not.
+pub(crate) async fn delete_stale_parquet<O: ObjectListing>(
+    store: &O,
+    partition: &str,
+    objects: &[CompactedObject],
+) -> Result<()> {
+    for stale in store.list_objects(partition).await? {
+        if stale.key.ends_with(".parquet") && !objects.iter().any(|o| o.key == stale.key) {
+            store.delete_object(&stale.key).await?;
+        }
+    }
+    Ok(())
+}
+
 /// The sorted lines as one Parquet object; the upload aborted if a line cannot be written.
-async fn write_parquet<O: ObjectStore>(
+pub(crate) async fn write_parquet<O: ObjectStore>(
     store: &O,
     config: &CompactionConfig,
     dataset: &Dataset,
-    day: &str,
+    key: String,
     sort: ExternalSort,
 ) -> Result<WrittenParquet> {
-    let key = parquet_key(&config.history_prefix, dataset, day);
     let mut object = ParquetObject::new(store, key, dataset.arrow_schema(), config.layout)?;
     match fill(&mut object, config, dataset, sort).await {
         Ok(()) => object.finish().await,

@@ -17,18 +17,20 @@ use session_archiver::{Error, ServiceId};
 use crate::columns::{parse_line, read_parquet, Dataset, Row, Value};
 use crate::day::{compact_day, marker_key, source_prefix, CompactionConfig};
 use crate::parquet_object::Layout;
+use crate::parts::InThisInvocation;
 
-const SERVICE: ServiceId = ServiceId::ChimeProxySessions;
-const DAY: &str = "2026-11-22";
+pub(crate) const SERVICE: ServiceId = ServiceId::ChimeProxySessions;
+pub(crate) const DAY: &str = "2026-11-22";
 const ACCOUNTS: [&str; 2] = ["222222222222", "111111111111"];
 
-fn config() -> CompactionConfig {
+pub(crate) fn config() -> CompactionConfig {
     // A small sort budget: the day spills several runs, as a large one does.
     CompactionConfig {
         history_prefix: "history".into(),
         sort_budget: 64 * 1024,
         layout: Layout { row_group_bytes: 256 * 1024, part_size: 0 },
         batch_rows: 100,
+        part_source_bytes: u64::MAX,
     }
 }
 
@@ -46,7 +48,7 @@ fn request(id: &str, hour: u32) -> RunRequest {
 
 /// Two accounts' voice connectors archived three times in the day, sessions opening, changing
 /// and ending between runs.
-async fn archived_day() -> MemoryBucket {
+pub(crate) async fn archived_day() -> MemoryBucket {
     let bucket = MemoryBucket::default();
     for account in ACCOUNTS {
         let ids: Vec<Vec<String>> =
@@ -69,12 +71,12 @@ async fn archived_day() -> MemoryBucket {
     bucket
 }
 
-fn dataset(kind: HistoryKind) -> Dataset {
+pub(crate) fn dataset(kind: HistoryKind) -> Dataset {
     Dataset { service: SERVICE, kind }
 }
 
 /// Every line of the day's source objects of `kind`, typed.
-fn json_rows(bucket: &MemoryBucket, kind: HistoryKind) -> Vec<Row> {
+pub(crate) fn json_rows(bucket: &MemoryBucket, kind: HistoryKind) -> Vec<Row> {
     let columns = dataset(kind).columns();
     let prefix = source_prefix("history", &dataset(kind), DAY);
     let keys = bucket.keys().into_iter().filter(|k| k.starts_with(&prefix));
@@ -99,13 +101,13 @@ fn order_of(kind: HistoryKind, row: &Row) -> (String, String, String, i64) {
     (text("account_id"), text("region"), text("session_id"), *time)
 }
 
-fn sorted(mut rows: Vec<Row>) -> Vec<String> {
+pub(crate) fn sorted(mut rows: Vec<Row>) -> Vec<String> {
     let mut texts: Vec<String> = rows.drain(..).map(|r| format!("{r:?}")).collect();
     texts.sort();
     texts
 }
 
-fn gzip(text: &str) -> Vec<u8> {
+pub(crate) fn gzip(text: &str) -> Vec<u8> {
     let mut gz = GzEncoder::new(Vec::new(), Compression::fast());
     gz.write_all(text.as_bytes()).unwrap();
     gz.finish().unwrap()
@@ -116,7 +118,7 @@ async fn every_line_of_the_day_is_once_in_the_parquet_with_equal_values_in_sessi
     // GIVEN a day of two accounts archived three times, sessions changing between runs
     let bucket = archived_day().await;
     // WHEN the day is compacted
-    let outcome = compact_day(&bucket, &config(), SERVICE, DAY).await.unwrap();
+    let outcome = compact_day(&bucket, &config(), &InThisInvocation, SERVICE, DAY).await.unwrap();
     // THEN for snapshots and changes, the Parquet's rows are the JSON lines, each once
     for kind in [HistoryKind::Snapshots, HistoryKind::Changes] {
         let (json, parquet) = (json_rows(&bucket, kind), parquet_rows(&bucket, kind));
@@ -150,10 +152,10 @@ async fn every_line_of_the_day_is_once_in_the_parquet_with_equal_values_in_sessi
 async fn a_rerun_changes_nothing_and_a_new_source_compacts_the_day_again() {
     // GIVEN a compacted day
     let bucket = archived_day().await;
-    compact_day(&bucket, &config(), SERVICE, DAY).await.unwrap();
+    compact_day(&bucket, &config(), &InThisInvocation, SERVICE, DAY).await.unwrap();
     let before = bucket.snapshot();
     // WHEN it is compacted again
-    let rerun = compact_day(&bucket, &config(), SERVICE, DAY).await.unwrap();
+    let rerun = compact_day(&bucket, &config(), &InThisInvocation, SERVICE, DAY).await.unwrap();
     // THEN nothing was written: every object is as it was
     assert!(rerun.datasets.iter().all(|d| d.already_compacted), "{rerun:?}");
     assert_eq!(bucket.snapshot(), before);
@@ -162,7 +164,7 @@ async fn a_rerun_changes_nothing_and_a_new_source_compacts_the_day_again() {
     let source = source_prefix("history", &dataset(HistoryKind::Snapshots), DAY);
     let first = bucket.keys().into_iter().find(|k| k.starts_with(&source)).unwrap();
     bucket.replace(&format!("{source}333333333333.us-east-1.run-late.jsonl.gz"), Some(bucket.get_bytes(&first)));
-    let again = compact_day(&bucket, &config(), SERVICE, DAY).await.unwrap();
+    let again = compact_day(&bucket, &config(), &InThisInvocation, SERVICE, DAY).await.unwrap();
     // THEN the snapshots are compacted from every source, and the changes left alone
     assert_eq!((again.datasets[0].already_compacted, again.datasets[1].already_compacted), (false, true));
     assert!(parquet_rows(&bucket, HistoryKind::Snapshots).len() > late);
@@ -172,14 +174,14 @@ async fn a_rerun_changes_nothing_and_a_new_source_compacts_the_day_again() {
 async fn a_day_whose_compacted_ndjson_expired_keeps_its_parquet_when_compacted_again() {
     // GIVEN a compacted day, then one of its snapshot objects expired (the lifecycle rule)
     let bucket = archived_day().await;
-    compact_day(&bucket, &config(), SERVICE, DAY).await.unwrap();
+    compact_day(&bucket, &config(), &InThisInvocation, SERVICE, DAY).await.unwrap();
     let rows = parquet_rows(&bucket, HistoryKind::Snapshots);
     let source = source_prefix("history", &dataset(HistoryKind::Snapshots), DAY);
     let expired = bucket.keys().into_iter().find(|k| k.starts_with(&source)).unwrap();
     bucket.replace(&expired, None);
     let before = bucket.snapshot();
     // WHEN the day is compacted again (a replay)
-    let again = compact_day(&bucket, &config(), SERVICE, DAY).await.unwrap();
+    let again = compact_day(&bucket, &config(), &InThisInvocation, SERVICE, DAY).await.unwrap();
     // THEN its Parquet keeps every line, nothing is written, and the outcome says why
     assert_eq!((again.datasets[0].already_compacted, again.datasets[0].sources_expired), (true, 1));
     assert_eq!(bucket.snapshot(), before);
@@ -213,7 +215,7 @@ async fn a_corrupt_or_truncated_source_stops_the_compaction_naming_the_object_an
         bucket.replace(&victim, Some(body));
         let before = bucket.snapshot();
         // WHEN the day is compacted
-        let err = compact_day(&bucket, &config(), SERVICE, DAY).await.unwrap_err();
+        let err = compact_day(&bucket, &config(), &InThisInvocation, SERVICE, DAY).await.unwrap_err();
         // THEN it stops naming the object and the line, and nothing was written
         assert!(matches!(err, Error::UnreadableHistory { .. }), "{err}");
         let message = err.to_string();

@@ -7,7 +7,10 @@ pub mod columns;
 pub mod day;
 pub mod function;
 pub mod parquet_object;
+pub mod parts;
 pub mod sort;
 
 #[cfg(test)]
 mod day_tests;
+#[cfg(test)]
+mod parts_tests;

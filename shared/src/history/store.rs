@@ -56,6 +56,8 @@ pub trait ObjectListing: Send + Sync {
     fn delete_object(&self, key: &str) -> impl Future<Output = Result<()>> + Send;
     /// Sets the object's tags to this one (a lifecycle rule can act on it).
     fn tag_object(&self, key: &str, tag: (&str, &str)) -> impl Future<Output = Result<()>> + Send;
+    /// Copies `from` to `to` in the bucket, on S3's side (an object of at most 5 GB).
+    fn copy_object(&self, from: &str, to: &str) -> impl Future<Output = Result<()>> + Send;
 }
 
 /// One uploaded part of a multipart upload.
@@ -339,6 +341,23 @@ impl ObjectListing for S3ObjectStore {
             .send()
             .await
             .map_err(|e| self.error("S3 PutObjectTagging", key, e))?;
+        Ok(())
+    }
+
+    #[instrument(skip(self), fields(bucket = %self.bucket))]
+    async fn copy_object(&self, from: &str, to: &str) -> Result<()> {
+        // `x-amz-copy-source` is `bucket/key`, the key URL-encoded.
+        const KEEP: &percent_encoding::AsciiSet =
+            &percent_encoding::NON_ALPHANUMERIC.remove(b'/').remove(b'-').remove(b'_').remove(b'.').remove(b'~');
+        let source = format!("{}/{}", self.bucket, percent_encoding::utf8_percent_encode(from, KEEP));
+        self.client
+            .copy_object()
+            .bucket(&self.bucket)
+            .key(to)
+            .copy_source(source)
+            .send()
+            .await
+            .map_err(|e| self.error("S3 CopyObject", &format!("{from} to {to}"), e))?;
         Ok(())
     }
 }

@@ -95,12 +95,11 @@ impl SqsScopeQueue {
     }
 }
 
-impl ScopeQueue for SqsScopeQueue {
-    async fn send(&self, queue_url: &str, messages: &[ScopeMessage]) -> Result<()> {
-        let bodies = messages
-            .iter()
-            .map(|message| serde_json::to_string(message).map_err(|e| Error::Mapping(format!("scope message: {e}"))))
-            .collect::<Result<Vec<String>>>()?;
+impl SqsScopeQueue {
+    /// Sends every body to the queue, ten to a call, the entries SQS failed on its side sent
+    /// again; fails naming the queue and how many were not sent.
+    pub async fn send_bodies(&self, queue_url: &str, bodies: Vec<String>) -> Result<()> {
+        let total = bodies.len();
         let mut pending: Vec<(usize, String)> = bodies.into_iter().enumerate().collect();
         for attempt in 1..=ENTRY_ATTEMPTS {
             let mut again = Vec::new();
@@ -116,9 +115,8 @@ impl ScopeQueue for SqsScopeQueue {
                     resource: format!("queue {queue_url}"),
                     code: "EntriesNotSent".into(),
                     message: format!(
-                        "{} of {} messages were not sent after {ENTRY_ATTEMPTS} attempts",
-                        again.len(),
-                        messages.len()
+                        "{} of {total} messages were not sent after {ENTRY_ATTEMPTS} attempts",
+                        again.len()
                     ),
                     status: None,
                     retryable: true,
@@ -127,5 +125,15 @@ impl ScopeQueue for SqsScopeQueue {
             pending = again;
         }
         Ok(())
+    }
+}
+
+impl ScopeQueue for SqsScopeQueue {
+    async fn send(&self, queue_url: &str, messages: &[ScopeMessage]) -> Result<()> {
+        let bodies = messages
+            .iter()
+            .map(|message| serde_json::to_string(message).map_err(|e| Error::Mapping(format!("scope message: {e}"))))
+            .collect::<Result<Vec<String>>>()?;
+        self.send_bodies(queue_url, bodies).await
     }
 }

@@ -112,7 +112,7 @@ impl LocalOrganization {
         let sqs = aws_sdk_sqs::Client::new(&sdk);
         let mut queues = BTreeMap::new();
         for service in ServiceId::ALL {
-            queues.insert(service, scope_queues(&sqs, service).await);
+            queues.insert(service, queue_with_dead_letters(&sqs, service.as_str()).await);
         }
         let function_credentials = function_credentials(&sdk, "/session-archiver/").await;
         let stage = LocalStage { emulator, aws, moto };
@@ -261,10 +261,11 @@ fn other(err: impl std::fmt::Display) -> std::io::Error {
     std::io::Error::other(err.to_string())
 }
 
-/// A service's scope queue, its messages going to its dead-letter queue after [`MAX_RECEIVES`].
-async fn scope_queues(sqs: &aws_sdk_sqs::Client, service: ServiceId) -> ScopeQueues {
+/// A queue `<name>-scopes` (a service's scope queue), its messages going to its dead-letter queue
+/// after [`MAX_RECEIVES`].
+pub async fn queue_with_dead_letters(sqs: &aws_sdk_sqs::Client, name: &str) -> ScopeQueues {
     use aws_sdk_sqs::types::QueueAttributeName;
-    let dead_letters = sqs.create_queue().queue_name(format!("{service}-dead-letters")).send().await.unwrap();
+    let dead_letters = sqs.create_queue().queue_name(format!("{name}-dead-letters")).send().await.unwrap();
     let dead_letters = dead_letters.queue_url().unwrap().to_owned();
     let attributes = sqs
         .get_queue_attributes()
@@ -277,7 +278,7 @@ async fn scope_queues(sqs: &aws_sdk_sqs::Client, service: ServiceId) -> ScopeQue
     let redrive = json!({"deadLetterTargetArn": arn, "maxReceiveCount": MAX_RECEIVES}).to_string();
     let queue = sqs
         .create_queue()
-        .queue_name(format!("{service}-scopes"))
+        .queue_name(format!("{name}-scopes"))
         .attributes(QueueAttributeName::RedrivePolicy, redrive)
         .send()
         .await

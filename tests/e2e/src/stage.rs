@@ -79,7 +79,7 @@ impl LocalStage {
 
 impl LocalStage {
     /// Starts the compactor binary on this stage, its sort spilling after `sort_memory_mb` MiB.
-    pub async fn compactor(&self, sort_memory_mb: u32) -> std::io::Result<LocalFunction> {
+    pub async fn compactor(&self, sort_memory_mb: u32, extra_env: &[(&str, String)]) -> std::io::Result<LocalFunction> {
         let env: Vec<(String, String)> = [
             ("BUCKET_NAME", BUCKET.to_owned()),
             ("STORAGE_ENDPOINT_URL", self.moto.url()),
@@ -88,6 +88,7 @@ impl LocalStage {
             ("COMPACTION_SORT_MEMORY_MB", sort_memory_mb.to_string()),
         ]
         .into_iter()
+        .chain(extra_env.iter().cloned())
         .map(|(k, v)| (k.to_owned(), v))
         .collect();
         let name = "history-compactor";

@@ -14,6 +14,7 @@ use session_archiver::run::{run, RunOutcome, RunRequest};
 use session_archiver::ServiceId;
 use session_audit::cli::Cli;
 use session_audit::query::is_active_status;
+use session_compaction::parts::InThisInvocation;
 use session_emulator::SimSession;
 
 const KEY: &str = "audit-test-key-0123456789abcdef0123456789abcdef";
@@ -238,10 +239,14 @@ async fn a_compacted_day_gives_the_same_answers_from_its_parquet_alone() {
         sort_budget: 1 << 20,
         layout: session_compaction::parquet_object::Layout { row_group_bytes: 1 << 20, part_size: 0 },
         batch_rows: 64,
+        // Small parts: a day is several Parquet objects, as a large day is.
+        part_source_bytes: 2048,
     };
     let days: BTreeSet<String> = moments.iter().map(|m| m.day.clone()).collect();
     for day in &days {
-        session_compaction::day::compact_day(&rig.aws.object_store(), &config, service, day).await.unwrap();
+        session_compaction::day::compact_day(&rig.aws.object_store(), &config, &InThisInvocation, service, day)
+            .await
+            .unwrap();
     }
     let sources: Vec<String> =
         rig.aws.keys("history/").await.into_iter().filter(|k| k.ends_with(".jsonl.gz")).collect();

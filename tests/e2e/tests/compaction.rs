@@ -1,19 +1,23 @@
 //! The real compactor binary, through the local Lambda Runtime API, on a day the real function
 //! binaries archived to moto: every line of the day's JSON is once in the Parquet with equal
 //! values; DuckDB reads it with Hive partitioning as a consumer would; a rerun changes nothing;
-//! a corrupt source stops the compaction naming the object and line, and writes nothing.
+//! a corrupt source stops the compaction naming the object and line, and writes nothing. A day
+//! split into tasks on an SQS queue (moto), delivered by the local event source mapping, is
+//! published by its last task.
 
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Command;
 
 use archiver_e2e::lambda::Outcome;
-use archiver_e2e::stage::{events_dir, local_world, read_json, LocalStage};
+use archiver_e2e::organization::{drain_queue, queue_with_dead_letters, RETRY_AFTER, VISIBILITY};
+use archiver_e2e::poller::QueueSource;
+use archiver_e2e::stage::{events_dir, local_world, read_json, LocalStage, REGION};
 use serde_json::{json, Value as Json};
 use session_archiver::history::HistoryKind;
 use session_archiver::ServiceId;
 use session_compaction::columns::{parse_line, read_parquet, Dataset, Row};
-use session_compaction::day::{marker_key, parquet_prefix, source_prefix};
+use session_compaction::day::{marker_key, parquet_prefix, source_prefix, Marker};
 
 const DAY: &str = "2026-11-22";
 
@@ -35,7 +39,7 @@ async fn archived_day() -> LocalStage {
 }
 
 async fn compact(stage: &LocalStage, event: Json) -> Outcome {
-    let mut compactor = stage.compactor(16).await.unwrap();
+    let mut compactor = stage.compactor(16, &[]).await.unwrap();
     compactor.invoke(event).await.unwrap()
 }
 
@@ -178,4 +182,99 @@ async fn a_corrupt_source_stops_the_compaction_naming_the_object_and_line_and_wr
     // AND the compacted day is as it was, its marker too, and no upload is left open
     assert_eq!(compacted(&stage).await, before);
     assert_eq!(stage.aws.open_uploads().await, 0);
+}
+
+/// The day's marker of a dataset, when it stands.
+async fn marker(stage: &LocalStage, dataset: &Dataset) -> Option<Marker> {
+    let key = marker_key("history", dataset, DAY);
+    if stage.aws.keys(&key).await.is_empty() {
+        return None;
+    }
+    Some(serde_json::from_slice(&stage.aws.bytes(&key).await).unwrap())
+}
+
+#[tokio::test]
+async fn a_day_split_into_tasks_on_the_queue_is_published_by_the_last_and_reads_whole_in_duckdb() {
+    // GIVEN a day each service archived twice, and a compactor with a task queue whose parts
+    // take one source object each
+    let stage = archived_day().await;
+    let sqs = aws_sdk_sqs::Client::new(&stage.aws.settings.load().await);
+    let queues = queue_with_dead_letters(&sqs, "compaction").await;
+    let env = [
+        ("COMPACTION_QUEUE_URL", queues.queue.clone()),
+        ("COMPACTION_DEAD_LETTER_QUEUE_URL", queues.dead_letters.clone()),
+        ("COMPACTION_PART_SOURCE_BYTES", "1".to_owned()),
+    ];
+    let mut compactor = stage.compactor(16, &env).await.unwrap();
+    let service = ServiceId::GameliftStreamSessions;
+    let kinds = [HistoryKind::Snapshots, HistoryKind::Changes];
+    // WHEN the day of one service is replayed
+    let replay = json!({"compact": {"day": DAY, "service": service.as_str()}});
+    let Outcome::Response(summary) = compactor.invoke(replay.clone()).await.unwrap() else { panic!("planning failed") };
+    // THEN a dataset of several sources is split into a task per source on the queue, and is not
+    // published yet; one of a single source is compacted at once
+    let mut tasks = 0;
+    for (kind, outcome) in kinds.iter().zip(summary["services"][0]["datasets"].as_array().unwrap()) {
+        let count = stage.aws.keys(&source_prefix("history", &dataset(service, *kind), DAY)).await.len();
+        let queued = if count > 1 { count } else { 0 };
+        assert_eq!(outcome["queued_parts"], json!(queued), "{kind:?}: {summary}");
+        assert_eq!(marker(&stage, &dataset(service, *kind)).await.is_some(), queued == 0, "{kind:?}");
+        tasks += queued;
+    }
+    assert!(tasks >= 2, "the snapshots of two runs are two sources: {summary}");
+    // WHEN the queue's tasks are delivered to the compactor, one an invocation
+    let queue =
+        QueueSource { sqs: &sqs, url: &queues.queue, region: REGION, visibility: VISIBILITY, retry_after: RETRY_AFTER };
+    let report = queue.drain_into(&mut compactor).await;
+    // THEN every task succeeded, and each dataset is published in a part per source, holding every
+    // JSON line once
+    assert_eq!((report.invocations, report.handed_back), (tasks, 0), "{:?}", report.responses);
+    let copy = std::env::temp_dir().join(format!("compacted-parts-{}", std::process::id()));
+    for kind in kinds {
+        let dataset = dataset(service, kind);
+        let marker = marker(&stage, &dataset).await.expect("the day is published");
+        assert_eq!(marker.objects.len(), marker.sources.len(), "{kind:?}");
+        let mut rows = Vec::new();
+        for object in &marker.objects {
+            let bytes = stage.aws.bytes(&object.key).await;
+            let local = copy.join(&object.key);
+            std::fs::create_dir_all(local.parent().unwrap()).unwrap();
+            std::fs::write(&local, &bytes).unwrap();
+            rows.extend(read_parquet(&dataset, bytes).unwrap());
+        }
+        assert_eq!(texts(rows), json_rows(&stage, &dataset).await, "{kind:?}");
+    }
+    // AND DuckDB reads the parts as one day
+    let json_snapshots = json_rows(&stage, &dataset(service, HistoryKind::Snapshots)).await.len();
+    let answer = duckdb(
+        &copy,
+        "SELECT count(*), count(DISTINCT (account_id, region, run_id, session_id)), min(dt) \
+         FROM read_parquet('{root}/history/parquet/snapshots/*/*/*.parquet', hive_partitioning = true)",
+    );
+    assert_eq!(answer, format!("{json_snapshots}\t{json_snapshots}\t{DAY}"));
+    std::fs::remove_dir_all(&copy).unwrap();
+    // AND the staging is cleared and no task is dead-lettered
+    assert!(stage.aws.keys("history/parquet/_staging/").await.is_empty());
+    assert!(drain_queue(&sqs, &queues.dead_letters).await.is_empty());
+
+    // WHEN a snapshot object is damaged, and the day replayed and its tasks delivered
+    let prefix = source_prefix("history", &dataset(service, HistoryKind::Snapshots), DAY);
+    let victim = stage.aws.keys(&prefix).await.remove(0);
+    let mut gzip = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    std::io::Write::write_all(&mut gzip, b"{oops\n").unwrap();
+    stage.aws.put_object(&victim, gzip.finish().unwrap()).await;
+    assert!(matches!(compactor.invoke(replay).await.unwrap(), Outcome::Response(_)));
+    queue.drain_into(&mut compactor).await;
+    // THEN its task is in the dead-letter queue with the error naming the object and line
+    let letters = drain_queue(&sqs, &queues.dead_letters).await;
+    assert_eq!(letters.len(), 1, "{letters:?}");
+    let (body, attributes) = &letters[0];
+    assert_eq!(body["compact_part"]["kind"], json!("snapshots"), "{body}");
+    assert_eq!(attributes["ErrorType"], "NonRetryable.UnreadableHistory");
+    assert!(
+        attributes["ErrorMessage"].contains(&victim) && attributes["ErrorMessage"].contains("line 1"),
+        "{attributes:?}"
+    );
+    // AND the snapshots are not published again: readers take the NDJSON
+    assert!(marker(&stage, &dataset(service, HistoryKind::Snapshots)).await.is_none());
 }

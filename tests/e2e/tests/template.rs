@@ -198,11 +198,33 @@ fn the_compactor_is_scheduled_daily_reads_the_history_and_writes_only_its_parque
                 vec!["s3:PutObject".to_owned(), "s3:AbortMultipartUpload".to_owned(), "s3:DeleteObject".to_owned()],
                 "${HistoryBucket.Arn}/${HistoryPrefix}/parquet/*".to_owned()
             ),
+            (
+                vec!["sqs:SendMessage".to_owned()],
+                "CompactionTaskQueue.Arn,CompactionTaskDeadLetterQueue.Arn".to_owned()
+            ),
         ]
     );
     assert_eq!(statements[0]["Condition"]["StringLike"]["s3:prefix"].as_str(), Some("${HistoryPrefix}/*"));
+    // AND a day too large for one invocation is split into tasks on its own queue, which the
+    // compactor takes one at a time, answering with the tasks that failed
+    let tasks = &properties["Events"]["Tasks"]["Properties"];
+    assert_eq!(strings(&tasks["Queue"]), ["CompactionTaskQueue.Arn"]);
+    assert_eq!(tasks["BatchSize"].as_i64(), Some(1));
+    assert_eq!(strings(&tasks["FunctionResponseTypes"]), ["ReportBatchItemFailures"]);
+    let variables = &properties["Environment"]["Variables"];
+    assert_eq!(strings(&variables["COMPACTION_QUEUE_URL"]), ["CompactionTaskQueue"]);
+    assert_eq!(strings(&variables["COMPACTION_DEAD_LETTER_QUEUE_URL"]), ["CompactionTaskDeadLetterQueue"]);
+    let part = &template["Parameters"]["CompactionPartSourceBytes"];
+    assert_eq!(part["Default"].as_i64(), Some(config.part_source_bytes as i64));
+    let queue = &template["Resources"]["CompactionTaskQueue"]["Properties"];
+    assert_eq!(strings(&queue["RedrivePolicy"]["deadLetterTargetArn"]), ["CompactionTaskDeadLetterQueue.Arn"]);
+    assert!(queue["VisibilityTimeout"].as_i64().unwrap() >= 6 * 900, "six times the timeout, as Lambda advises");
     // AND the NDJSON of a compacted day expires after a parameter's days, by the tag the compactor
     // sets, and by default is kept
+    let dataset = session_compaction::columns::Dataset {
+        service: ServiceId::IvsStreamSessions,
+        kind: session_archiver::history::HistoryKind::Changes,
+    };
     let parameter = &template["Parameters"]["CompactedNdjsonRetentionDays"];
     assert_eq!(parameter["Default"].as_i64(), Some(0), "kept by default");
     let rules =
@@ -213,6 +235,11 @@ fn the_compactor_is_scheduled_daily_reads_the_history_and_writes_only_its_parque
     assert_eq!(rule["TagFilters"][0]["Value"].as_str(), Some(value));
     assert_eq!(strings(&rule["Status"]), ["ExpiresCompactedNdjson", "Enabled", "Disabled"]);
     assert_eq!(rule["Prefix"].as_str(), Some("${HistoryPrefix}/"));
+    // AND the parts of a split day left behind (a task failed for good, a plan replaced) expire
+    let staging = rules.iter().find(|r| r["Id"].as_str() == Some("compaction-staging-expiry")).expect("the rule");
+    let staged = session_compaction::parts::staging_prefix("${HistoryPrefix}", &dataset, "d");
+    assert!(staged.starts_with(staging["Prefix"].as_str().unwrap()), "{staged}");
+    assert_eq!(staging["Status"].as_str(), Some("Enabled"));
 }
 
 #[test]
@@ -499,6 +526,16 @@ fn athena_has_the_audit_questions_as_named_queries_over_every_service() {
             let table = format!("snapshots_{}", service.as_str().replace('-', "_"));
             assert!(sql.contains(&table), "{name} reads {table}");
         }
+        // Each table it reads, a compacted day from its Parquet twin and any other from the NDJSON.
+        let read: Vec<&str> = sql.split("FROM ").skip(1).filter_map(|from| from.split_whitespace().next()).collect();
+        for table in read.iter().filter(|t| t.starts_with("snapshots_") || t.starts_with("changes_")) {
+            let both = format!(
+                "FROM (SELECT * FROM compacted_{table} UNION ALL SELECT * FROM {table} \
+                 WHERE dt NOT IN (SELECT DISTINCT dt FROM compacted_{table}))"
+            );
+            assert!(sql.contains(&both), "{name} reads {table} alone");
+        }
+        assert!(read.iter().any(|t| t.starts_with("compacted_")), "{name}");
         // Account and region: the sessions and the per-scope queries answer with them.
         if ["AuditSessionsQuery", "AuditScopesQuery"].contains(&name.as_str()) {
             assert!(sql.contains("GROUP BY service, account_id, region"), "{name}");
