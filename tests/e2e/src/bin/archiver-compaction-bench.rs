@@ -5,14 +5,18 @@
 //! release compactor compacts it. Reports the bytes per session-observation of the NDJSON.gz and of
 //! the Parquet, the compactor's wall time, CPU and peak RSS, and the bytes DuckDB reads from each
 //! format for a typical audit query (one day, a few columns, a status filter), through a
-//! filesystem that counts them (Athena's "bytes scanned"); writes
-//! `target/bench/compaction-<time>.json`.
+//! filesystem that counts them (Athena's "bytes scanned"). Then the same day split into
+//! `COMPACTION_BENCH_PARTS` parts (8), their tasks on a moto SQS queue delivered to the compactor
+//! by the local event source mapping: its invocations, wall time, CPU and the peak RSS of any of
+//! them. Writes `target/bench/compaction-<time>.json`.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 use std::time::{Duration, Instant};
 
 use archiver_e2e::lambda::{LocalFunction, Outcome};
+use archiver_e2e::organization::{queue_with_dead_letters, RETRY_AFTER, VISIBILITY};
+use archiver_e2e::poller::QueueSource;
 use archiver_e2e::stage::{ACCOUNT_ID, BUCKET, REGION, TABLE};
 use archiver_e2e::{process_usage, setting, LocalAws, MotoServer};
 use serde_json::{json, Value as Json};
@@ -242,6 +246,13 @@ async fn bench() -> Result<(), Box<dyn std::error::Error>> {
         return Err(format!("the Parquet has {parquet_rows} rows, the day {observations} observations").into());
     }
     let query = audit_query_bytes(&aws).await?;
+    let parts = setting("COMPACTION_BENCH_PARTS", 8) as u64;
+    let split = compact_in_parts(&moto, &aws, parts).await?;
+    if split.rows != observations || split.tasks as u64 != split.queued {
+        return Err(
+            format!("split: {} rows of {observations}, {} tasks of {}", split.rows, split.tasks, split.queued).into()
+        );
+    }
     let (
         Compacted { wall, cpu, rss, summary },
         QueryBytes { json_bytes, parquet_bytes, rows, json_read, parquet_read },
@@ -269,6 +280,14 @@ async fn bench() -> Result<(), Box<dyn std::error::Error>> {
         "audit_query_parquet_share_pct": 100.0 * parquet_read as f64 / json_read.max(1) as f64,
         "all_objects_bytes": ndjson_bytes,
         "summary": summary,
+        "split_parts": parts,
+        "split_task_invocations": split.tasks,
+        "split_snapshot_objects": split.objects,
+        "split_parquet_bytes": split.parquet_bytes,
+        "split_parquet_share_pct": 100.0 * split.parquet_bytes as f64 / json_bytes.max(1) as f64,
+        "split_wall_ms": split.wall.as_millis() as u64,
+        "split_cpu_ms": split.cpu.as_millis() as u64,
+        "split_peak_rss_mib": split.rss,
     });
     print_report(&report);
     let targets = [
@@ -281,6 +300,7 @@ async fn bench() -> Result<(), Box<dyn std::error::Error>> {
             report["audit_query_parquet_share_pct"].as_f64().unwrap_or(100.0) <= 25.0,
         ),
         ("the compactor's peak RSS ≤ 512 MiB (half its 1,024 MB)", rss <= 512.0),
+        ("split into parts, any of its invocations' peak RSS ≤ 512 MiB", split.rss <= 512.0),
     ];
     println!("targets:");
     for (target, met) in targets {
@@ -301,8 +321,8 @@ struct Compacted {
     summary: Json,
 }
 
-/// The release compactor, on the day: its summary, wall and CPU time, and peak RSS.
-async fn compact(moto: &MotoServer) -> Result<Compacted, Box<dyn std::error::Error>> {
+/// The release compactor, started with `extra_env`.
+async fn compactor(moto: &MotoServer, extra_env: &[(&str, String)]) -> std::io::Result<LocalFunction> {
     let env: Vec<(String, String)> = [
         ("BUCKET_NAME", BUCKET.to_owned()),
         ("STORAGE_ENDPOINT_URL", moto.url()),
@@ -310,21 +330,100 @@ async fn compact(moto: &MotoServer) -> Result<Compacted, Box<dyn std::error::Err
         ("AWS_SECRET_ACCESS_KEY", "local-stand-in-secret".to_owned()),
     ]
     .into_iter()
+    .chain(extra_env.iter().cloned())
     .map(|(k, v)| (k.to_owned(), v))
     .collect();
     let binary = LocalFunction::binary_of("release", "history-compactor");
-    let mut compactor =
-        LocalFunction::start(&binary, "history-compactor", ACCOUNT_ID, REGION, &env, Duration::from_secs(900)).await?;
+    LocalFunction::start(&binary, "history-compactor", ACCOUNT_ID, REGION, &env, Duration::from_secs(900)).await
+}
+
+fn replay() -> Json {
+    json!({"compact": {"day": DAY, "service": SERVICE.as_str()}})
+}
+
+/// The release compactor, on the day: its summary, wall and CPU time, and peak RSS.
+async fn compact(moto: &MotoServer) -> Result<Compacted, Box<dyn std::error::Error>> {
+    let mut compactor = compactor(moto, &[]).await?;
     let pid = compactor.pid().ok_or("the compactor has no process")?;
     let (cpu_before, _) = process_usage(pid);
     let started = Instant::now();
-    let outcome = compactor.invoke(json!({"compact": {"day": DAY, "service": SERVICE.as_str()}})).await?;
+    let outcome = compactor.invoke(replay()).await?;
     let wall = started.elapsed();
     let (cpu_after, rss) = process_usage(pid);
     match outcome {
         Outcome::Response(summary) => Ok(Compacted { wall, cpu: cpu_after.saturating_sub(cpu_before), rss, summary }),
         Outcome::Error { error_type, error_message } => Err(format!("{error_type}: {error_message}").into()),
     }
+}
+
+/// The day compacted again, split into `parts` parts whose tasks go through an SQS queue back to
+/// the compactor (one warm process, as Lambda reuses one): every invocation's wall and CPU time,
+/// the peak RSS of any, and the Parquet's bytes and rows.
+async fn compact_in_parts(moto: &MotoServer, aws: &LocalAws, parts: u64) -> Result<Split, Box<dyn std::error::Error>> {
+    for key in aws.keys("history/parquet/").await {
+        aws.delete_object(&key).await;
+    }
+    let snapshots: u64 = {
+        let mut total = 0;
+        for key in aws.keys(&format!("history/snapshots/{SERVICE}/dt={DAY}/")).await {
+            total += aws.bytes(&key).await.len() as u64;
+        }
+        total
+    };
+    let sqs = aws_sdk_sqs::Client::new(&aws.settings.load().await);
+    let queues = queue_with_dead_letters(&sqs, "compaction").await;
+    let env = [
+        ("COMPACTION_QUEUE_URL", queues.queue.clone()),
+        ("COMPACTION_DEAD_LETTER_QUEUE_URL", queues.dead_letters.clone()),
+        ("COMPACTION_PART_SOURCE_BYTES", (snapshots / parts + 1).to_string()),
+    ];
+    let mut compactor = compactor(moto, &env).await?;
+    let pid = compactor.pid().ok_or("the compactor has no process")?;
+    let (cpu_before, _) = process_usage(pid);
+    let started = Instant::now();
+    let Outcome::Response(planned) = compactor.invoke(replay()).await? else { return Err("planning failed".into()) };
+    let queue =
+        QueueSource { sqs: &sqs, url: &queues.queue, region: REGION, visibility: VISIBILITY, retry_after: RETRY_AFTER };
+    let delivered = queue.drain_into(&mut compactor).await;
+    let wall = started.elapsed();
+    let (cpu_after, rss) = process_usage(pid);
+    if delivered.handed_back > 0 {
+        return Err(format!("{} tasks failed: {:?}", delivered.handed_back, delivered.responses).into());
+    }
+    let marker: Json = serde_json::from_slice(
+        &aws.bytes(&format!("history/parquet/snapshots/{SERVICE}/dt={DAY}/_compacted.json")).await,
+    )?;
+    let objects = marker["objects"].as_array().map_or(0, Vec::len);
+    let bytes = marker["objects"].as_array().into_iter().flatten().filter_map(|o| o["bytes"].as_u64()).sum();
+    Ok(Split {
+        tasks: delivered.invocations,
+        queued: planned["services"][0]["datasets"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|d| d["queued_parts"].as_u64())
+            .sum(),
+        objects,
+        rows: marker["rows"].as_u64().unwrap_or(0),
+        parquet_bytes: bytes,
+        wall,
+        cpu: cpu_after.saturating_sub(cpu_before),
+        rss,
+    })
+}
+
+/// The day compacted in parts.
+struct Split {
+    /// Task invocations, and the tasks the planning queued.
+    tasks: usize,
+    queued: u64,
+    /// The snapshots' Parquet objects, rows and bytes.
+    objects: usize,
+    rows: u64,
+    parquet_bytes: u64,
+    wall: Duration,
+    cpu: Duration,
+    rss: f64,
 }
 
 /// The day's snapshots in each format, and what the audit query read of each.
@@ -385,6 +484,20 @@ fn print_report(r: &Json) {
         r["audit_query_ndjson_bytes_read"],
         r["audit_query_parquet_bytes_read"],
         r["audit_query_parquet_share_pct"].as_f64().unwrap_or(0.0),
+    );
+    println!();
+    println!("| split into parts | task invocations | snapshot objects | Parquet bytes | Parquet / NDJSON.gz | wall s (planning and tasks) | CPU s | peak RSS MiB (any invocation) |");
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!(
+        "| {} | {} | {} | {} | {:.1} % | {:.1} | {:.1} | {:.1} |",
+        r["split_parts"],
+        r["split_task_invocations"],
+        r["split_snapshot_objects"],
+        r["split_parquet_bytes"],
+        r["split_parquet_share_pct"].as_f64().unwrap_or(0.0),
+        r["split_wall_ms"].as_f64().unwrap_or(0.0) / 1000.0,
+        r["split_cpu_ms"].as_f64().unwrap_or(0.0) / 1000.0,
+        r["split_peak_rss_mib"].as_f64().unwrap_or(0.0),
     );
 }
 
