@@ -127,7 +127,7 @@ bench: moto duckdb build bench-build ## Benchmark the release functions at n = 1
 bench-large: moto build bench-build ## The benchmark at n = 1,000,000 sessions (here 30-45 min and 4-8 GiB of RAM for moto, per service)
 	MOTO_SERVER=$(BENCH_MOTO) BENCH_SIZES=1000000 target/debug/archiver-bench
 
-bench-compaction: moto duckdb build bench-build ## Benchmark a day's compaction: 288 runs at COMPACTION_BENCH_SESSIONS (10,000) with 10 % churn, NDJSON.gz against Parquet bytes, the compactor's CPU and RSS, an audit query's bytes read (DuckDB)
+bench-compaction: moto duckdb build bench-build ## Benchmark a day's compaction: 288 runs at COMPACTION_BENCH_SESSIONS (10,000) with 10 % churn, NDJSON.gz against Parquet bytes, the compactor's CPU and RSS, an audit query's bytes read (DuckDB), the day split into COMPACTION_BENCH_PARTS tasks on SQS
 	target/debug/archiver-compaction-bench
 
 bench-build: ## Build the functions in release for this machine (what the benchmarks run)

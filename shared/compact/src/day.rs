@@ -126,9 +126,9 @@ pub fn parquet_key(history_prefix: &str, dataset: &Dataset, day: &str, index: us
     format!("{}part-{index:05}.parquet", parquet_prefix(history_prefix, dataset, day))
 }
 
-/// Compacts `day` of `service`: its snapshots, then its changes. A dataset of more than one
-/// part's sources is split (`crate::parts`): its parts go to `tasks`, or, without a queue, are
-/// compacted here one after the other.
+/// Compacts `day` of `service`: its snapshots, then its changes. With a queue, each dataset to
+/// compact is planned in parts whose tasks go to it (`crate::parts`); without one, a dataset of
+/// more than one part's sources is compacted here part after part, any other whole.
 pub async fn compact_day<O: ObjectStore + ObjectListing, Q: TaskQueue>(
     store: &O,
     config: &CompactionConfig,
@@ -145,7 +145,9 @@ pub async fn compact_day<O: ObjectStore + ObjectListing, Q: TaskQueue>(
     let mut sorted = Vec::new();
     for (dataset, survey) in datasets.iter().zip(&surveys) {
         sorted.push(match survey {
-            Survey::Pending(sources) if split_into_parts(sources, config.part_source_bytes).len() <= 1 => {
+            Survey::Pending(sources)
+                if !tasks.queues() && split_into_parts(sources, config.part_source_bytes).len() <= 1 =>
+            {
                 let keys: Vec<&str> = sources.iter().map(|s| s.key.as_str()).collect();
                 Some(sort_sources(store, config, dataset, &keys).await?)
             }

@@ -1,7 +1,9 @@
 //! A day too large for one invocation: its sources split, in key order, into parts of at most
 //! `part_source_bytes`, each compacted by a task of its own on the compaction queue (SQS, and
 //! Lambda's event source mapping delivering the tasks to the compactor), the last to finish
-//! publishing the day.
+//! publishing the day. With a queue, every day goes this way (one part for most), so the
+//! invocation that plans the days only lists and plans; without one, a day of one part is
+//! compacted whole (`crate::day`) and one of several part after part.
 //!
 //! The plan (`<prefix>/parquet/_staging/<kind>/<service>/dt=<day>/plan.json`) names the parts'
 //! sources; its id is a digest of them, so planning the same sources again gives the same plan
@@ -92,16 +94,22 @@ impl PartTask {
 
 /// Where the parts' tasks go.
 pub trait TaskQueue: Send + Sync {
-    /// Queues the tasks: `false` when there is no queue, and the caller compacts them itself.
-    fn send(&self, tasks: &[PartTask]) -> impl Future<Output = Result<bool>> + Send;
+    /// Whether there is a queue: then every dataset to compact goes to it, so the invocation that
+    /// plans a day (five services' days, on the schedule) only lists and plans.
+    fn queues(&self) -> bool;
+    fn send(&self, tasks: &[PartTask]) -> impl Future<Output = Result<()>> + Send;
 }
 
-/// No queue: the parts are compacted one after the other in the invocation.
+/// No queue: a dataset is compacted in the invocation, its parts one after the other.
 pub struct InThisInvocation;
 
 impl TaskQueue for InThisInvocation {
-    async fn send(&self, _: &[PartTask]) -> Result<bool> {
-        Ok(false)
+    fn queues(&self) -> bool {
+        false
+    }
+
+    async fn send(&self, _: &[PartTask]) -> Result<()> {
+        Err(Error::Mapping("no queue to send compaction tasks to".into()))
     }
 }
 
@@ -112,9 +120,12 @@ pub struct SqsTaskQueue {
 }
 
 impl TaskQueue for SqsTaskQueue {
-    async fn send(&self, tasks: &[PartTask]) -> Result<bool> {
-        self.queue.send_bodies(&self.url, tasks.iter().map(PartTask::body).collect()).await?;
-        Ok(true)
+    fn queues(&self) -> bool {
+        true
+    }
+
+    async fn send(&self, tasks: &[PartTask]) -> Result<()> {
+        self.queue.send_bodies(&self.url, tasks.iter().map(PartTask::body).collect()).await
     }
 }
 
@@ -193,8 +204,8 @@ fn plan_of(dataset: &Dataset, day: &str, parts: Vec<Vec<ListedObject>>) -> Plan 
     }
 }
 
-/// Splits the dataset's day: the marker goes (readers go back to the NDJSON), the plan is
-/// written, and its tasks are queued, or compacted here when there is no queue.
+/// Plans the dataset's day in parts: the marker goes (readers go back to the NDJSON), the plan
+/// is written, and its tasks are queued, or compacted here when there is no queue.
 pub async fn compact_in_parts<O: ObjectStore + ObjectListing, Q: TaskQueue>(
     store: &O,
     config: &CompactionConfig,
@@ -219,7 +230,8 @@ pub async fn compact_in_parts<O: ObjectStore + ObjectListing, Q: TaskQueue>(
         })
         .collect();
     info!(service = %dataset.service, kind = dataset.kind.as_str(), day, plan = plan.id, parts = tasks.len(), "day split into parts");
-    if queue.send(&tasks).await? {
+    if queue.queues() {
+        queue.send(&tasks).await?;
         return Ok(DatasetOutcome {
             kind: dataset.kind.as_str(),
             sources: sources.len(),

@@ -23,9 +23,13 @@ struct MemoryTaskQueue {
 }
 
 impl TaskQueue for MemoryTaskQueue {
-    async fn send(&self, tasks: &[PartTask]) -> Result<bool> {
+    fn queues(&self) -> bool {
+        true
+    }
+
+    async fn send(&self, tasks: &[PartTask]) -> Result<()> {
         self.sent.lock().unwrap().extend(tasks.iter().cloned());
-        Ok(true)
+        Ok(())
     }
 }
 
