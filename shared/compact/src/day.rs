@@ -400,8 +400,7 @@ async fn write_dataset<O: ObjectStore + ObjectListing>(
     sort: ExternalSort,
 ) -> Result<DatasetOutcome> {
     let prefix = &config.history_prefix;
-    let marker = marker_key(prefix, dataset, day);
-    store.delete_object(&marker).await?;
+    store.delete_object(&marker_key(prefix, dataset, day)).await?;
     // A split of the day planned before, whose tasks may still come: they find no plan and stop.
     store.delete_object(&plan_key(prefix, dataset, day)).await?;
     let rows = sort.lines();
@@ -410,29 +409,46 @@ async fn write_dataset<O: ObjectStore + ObjectListing>(
     let objects: Vec<CompactedObject> =
         written.iter().map(|w| CompactedObject { key: w.key.clone(), rows: w.rows, bytes: w.bytes }).collect();
     delete_stale_parquet(store, &parquet_prefix(prefix, dataset, day), &objects).await?;
-    let outcome = DatasetOutcome {
-        kind: dataset.kind.as_str(),
-        sources: sources.len(),
-        source_bytes: sources.iter().map(|o| o.size).sum(),
-        rows,
-        parquet_bytes: objects.iter().map(|o| o.bytes).sum(),
-        already_compacted: false,
-        sources_expired: 0,
-        queued_parts: 0,
-    };
-    let body = Marker {
+    let sources = sources.iter().map(source_of).collect();
+    let outcome = write_marker(store, prefix, dataset, day, sources, objects, None).await?;
+    info!(service = %dataset.service, kind = outcome.kind, day, rows, bytes = outcome.parquet_bytes, "day compacted");
+    Ok(outcome)
+}
+
+/// The marker of a day compacted from `sources` into `objects` (from a plan's parts, when it was
+/// split), written last: its readers take the Parquet from now. What the compaction did.
+pub(crate) async fn write_marker<O: ObjectStore>(
+    store: &O,
+    prefix: &str,
+    dataset: &Dataset,
+    day: &str,
+    sources: Vec<SourceObject>,
+    objects: Vec<CompactedObject>,
+    plan: Option<String>,
+) -> Result<DatasetOutcome> {
+    let marker = Marker {
         format: MARKER_FORMAT.into(),
         version: MARKER_VERSION,
         service: dataset.service.as_str().into(),
         kind: dataset.kind.as_str().into(),
         day: day.into(),
-        sources: sources.iter().map(source_of).collect(),
-        rows,
+        rows: objects.iter().map(|o| o.rows).sum(),
+        sources,
         objects,
-        plan: None,
+        plan,
     };
-    store.put_object(&marker, serde_json::to_vec_pretty(&body).expect("a marker serializes")).await?;
-    info!(service = %dataset.service, kind = outcome.kind, day, rows, bytes = outcome.parquet_bytes, "day compacted");
+    let outcome = DatasetOutcome {
+        kind: dataset.kind.as_str(),
+        sources: marker.sources.len(),
+        source_bytes: marker.sources.iter().map(|s| s.size).sum(),
+        rows: marker.rows,
+        parquet_bytes: marker.objects.iter().map(|o| o.bytes).sum(),
+        already_compacted: false,
+        sources_expired: 0,
+        queued_parts: 0,
+    };
+    let body = serde_json::to_vec_pretty(&marker).expect("a marker serializes");
+    store.put_object(&marker_key(prefix, dataset, day), body).await?;
     Ok(outcome)
 }
 

@@ -25,8 +25,8 @@ use tracing::info;
 
 use crate::columns::Dataset;
 use crate::day::{
-    delete_stale_parquet, marker_key, parquet_key, parquet_prefix, sort_sources, source_of, tag_sources, write_parquet,
-    CompactedObject, CompactionConfig, DatasetOutcome, Marker, SourceObject, MARKER_FORMAT, MARKER_VERSION,
+    delete_stale_parquet, marker_key, parquet_key, parquet_prefix, sort_sources, source_of, tag_sources, write_marker,
+    write_parquet, CompactedObject, CompactionConfig, DatasetOutcome, SourceObject,
 };
 
 pub const PLAN_FORMAT: &str = "session-archiver/compaction-plan";
@@ -340,7 +340,8 @@ async fn publish_if_complete<O: ObjectStore + ObjectListing>(
         }
     }
     delete_stale_parquet(store, &parquet_prefix(prefix, dataset, day), &objects).await?;
-    let outcome = write_marker(store, prefix, dataset, day, plan, objects).await?;
+    let sources = plan.parts.iter().flatten().cloned().collect();
+    let outcome = write_marker(store, prefix, dataset, day, sources, objects, Some(plan.id.clone())).await?;
     tag_sources(store, plan.parts.iter().flatten().map(|s| s.key.as_str())).await?;
     for object in staged {
         store.delete_object(&object.key).await?;
@@ -348,40 +349,4 @@ async fn publish_if_complete<O: ObjectStore + ObjectListing>(
     store.delete_object(&plan_key(prefix, dataset, day)).await?;
     info!(service = %dataset.service, kind = outcome.kind, day, plan = plan.id, parts = plan.parts.len(), rows = outcome.rows, "day compacted in parts");
     Ok(PartOutcome::Finished(outcome))
-}
-
-/// The marker of the day published from the plan's parts: its readers take the Parquet from now.
-async fn write_marker<O: ObjectStore>(
-    store: &O,
-    prefix: &str,
-    dataset: &Dataset,
-    day: &str,
-    plan: &Plan,
-    objects: Vec<CompactedObject>,
-) -> Result<DatasetOutcome> {
-    let sources: Vec<SourceObject> = plan.parts.iter().flatten().cloned().collect();
-    let marker = Marker {
-        format: MARKER_FORMAT.into(),
-        version: MARKER_VERSION,
-        service: dataset.service.as_str().into(),
-        kind: dataset.kind.as_str().into(),
-        day: day.into(),
-        rows: objects.iter().map(|o| o.rows).sum(),
-        sources,
-        objects,
-        plan: Some(plan.id.clone()),
-    };
-    let outcome = DatasetOutcome {
-        kind: dataset.kind.as_str(),
-        sources: marker.sources.len(),
-        source_bytes: marker.sources.iter().map(|s| s.size).sum(),
-        rows: marker.rows,
-        parquet_bytes: marker.objects.iter().map(|o| o.bytes).sum(),
-        already_compacted: false,
-        sources_expired: 0,
-        queued_parts: 0,
-    };
-    let body = serde_json::to_vec_pretty(&marker).expect("a marker serializes");
-    store.put_object(&marker_key(prefix, dataset, day), body).await?;
-    Ok(outcome)
 }
