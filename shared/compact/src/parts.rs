@@ -329,13 +329,21 @@ async fn publish_if_complete<O: ObjectStore + ObjectListing>(
     }
     let mut objects = Vec::new();
     for part in 0..plan.parts.len() {
-        let body = store.get_object(&record_key(prefix, dataset, day, &plan.id, part)).await?;
-        let record: PartRecord = body.and_then(|body| serde_json::from_slice(&body).ok()).ok_or_else(|| {
-            Error::UnreadableItem(format!("the record of part {part} of plan {} is gone or unreadable", plan.id))
-        })?;
+        // Gone: a task that finished at the same moment published the day and cleared the staging.
+        let Some(body) = store.get_object(&record_key(prefix, dataset, day, &plan.id, part)).await? else {
+            return Ok(PartOutcome::Superseded);
+        };
+        let record: PartRecord = serde_json::from_slice(&body)
+            .map_err(|e| Error::UnreadableItem(format!("the record of part {part} of plan {}: {e}", plan.id)))?;
         if record.rows > 0 {
             let key = parquet_key(prefix, dataset, day, part);
-            store.copy_object(&staged_key(prefix, dataset, day, &plan.id, part), &key).await?;
+            let copied = store.copy_object(&staged_key(prefix, dataset, day, &plan.id, part), &key).await;
+            if let Err(err) = copied {
+                return match current_plan(store, prefix, dataset, day, &plan.id).await? {
+                    None => Ok(PartOutcome::Superseded),
+                    Some(_) => Err(err),
+                };
+            }
             objects.push(CompactedObject { key, rows: record.rows, bytes: record.bytes });
         }
     }
