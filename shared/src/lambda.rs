@@ -253,7 +253,7 @@ impl Function {
 }
 
 /// Whether a payload is an SQS event: records from `aws:sqs`.
-fn is_queue_event(payload: &Json) -> bool {
+pub fn is_queue_event(payload: &Json) -> bool {
     payload["Records"].as_array().is_some_and(|records| records.iter().any(|r| r["eventSource"] == "aws:sqs"))
 }
 

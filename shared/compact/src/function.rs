@@ -10,7 +10,7 @@ use session_archiver::config::CompactorConfig;
 use session_archiver::error::bounded;
 use session_archiver::event::{parse_compaction_event, EventWindow};
 use session_archiver::history::S3ObjectStore;
-use session_archiver::lambda::LambdaError;
+use session_archiver::lambda::{is_queue_event, LambdaError};
 use session_archiver::model::Timestamp;
 use session_archiver::plan::SqsScopeQueue;
 use session_archiver::Error;
@@ -64,8 +64,7 @@ impl Compactor {
     /// replay, answered with what was compacted.
     pub async fn handle(&self, event: LambdaEvent<Json>) -> Result<Json> {
         let payload = event.payload;
-        let response = if payload["Records"].as_array().is_some_and(|r| r.iter().any(|r| r["eventSource"] == "aws:sqs"))
-        {
+        let response = if is_queue_event(&payload) {
             let event: SqsEvent =
                 serde_json::from_value(payload).map_err(|e| Error::Event(bounded(format!("not an SQS event: {e}"))))?;
             serde_json::to_value(self.handle_tasks(event).await)
