@@ -10,7 +10,7 @@ use flate2::write::GzDecoder;
 use session_archiver::history::{under_prefix, HistoryKind, ObjectListing, ObjectStore, S3ObjectStore};
 use session_archiver::ServiceId;
 use session_compaction::columns::{read_parquet, Dataset, Value};
-use session_compaction::day::{marker_key, Marker, MARKER_FORMAT, MARKER_VERSION};
+use session_compaction::day::{marker_key, Marker};
 
 use crate::record::{parse_line, AuditLine};
 use crate::{AuditError, Result};
@@ -48,12 +48,12 @@ impl Archive {
         let prefix = match self {
             Archive::S3 { prefix, .. } | Archive::Dir { prefix, .. } => prefix,
         };
-        let (Ok(service), Some(kind)) = (service.parse::<ServiceId>(), history_kind(kind)) else { return Ok(None) };
+        let (Ok(service), Some(kind)) = (service.parse::<ServiceId>(), HistoryKind::parse(kind)) else {
+            return Ok(None);
+        };
         let key = marker_key(prefix, &Dataset { service, kind }, day);
         let Some(body) = self.get(&key).await? else { return Ok(None) };
-        Ok(serde_json::from_slice::<Marker>(&body)
-            .ok()
-            .filter(|m| m.format == MARKER_FORMAT && m.version == MARKER_VERSION && m.kind == kind.as_str()))
+        Ok(Marker::parse(&body).filter(|m| m.kind == kind.as_str()))
     }
 
     /// A whole object's bytes; `None` when there is no such key.
@@ -169,18 +169,14 @@ impl Archive {
     }
 }
 
-/// The history kind a partition's name says.
-fn history_kind(kind: &str) -> Option<HistoryKind> {
-    [HistoryKind::Snapshots, HistoryKind::Changes].into_iter().find(|k| k.as_str() == kind)
-}
-
 /// The rows of a compacted day's Parquet as audit lines: its key says which service and kind
 /// (`…/parquet/<kind>/<service>/dt=…/…`), its rows are typed as the code's schema.
 fn parquet_lines(key: &str, body: Vec<u8>) -> std::result::Result<Vec<AuditLine>, String> {
     let mut parts = key.rsplit('/').skip(2);
     let (service, kind) = (parts.next().unwrap_or_default(), parts.next().unwrap_or_default());
     let service: ServiceId = service.parse().map_err(|e: session_archiver::Error| e.to_string())?;
-    let kind = history_kind(kind).ok_or_else(|| format!("not a compacted snapshots or changes object: {kind}"))?;
+    let kind =
+        HistoryKind::parse(kind).ok_or_else(|| format!("not a compacted snapshots or changes object: {kind}"))?;
     let dataset = Dataset { service, kind };
     let columns = dataset.columns();
     let rows = read_parquet(&dataset, body)?;

@@ -65,6 +65,13 @@ pub struct Marker {
     pub plan: Option<String>,
 }
 
+impl Marker {
+    /// A marker of this format and version; `None` for any other bytes.
+    pub fn parse(body: &[u8]) -> Option<Self> {
+        serde_json::from_slice::<Marker>(body).ok().filter(|m| m.format == MARKER_FORMAT && m.version == MARKER_VERSION)
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SourceObject {
     pub key: String,
@@ -136,7 +143,7 @@ pub async fn compact_day<O: ObjectStore + ObjectListing, Q: TaskQueue>(
     service: ServiceId,
     day: &str,
 ) -> Result<DayOutcome> {
-    let datasets = [HistoryKind::Snapshots, HistoryKind::Changes].map(|kind| Dataset { service, kind });
+    let datasets = HistoryKind::ALL.map(|kind| Dataset { service, kind });
     let mut surveys = Vec::new();
     for dataset in datasets {
         surveys.push(survey(store, config, &dataset, day).await?);
@@ -253,11 +260,8 @@ pub(crate) fn source_of(object: &ListedObject) -> SourceObject {
 }
 
 async fn read_marker<O: ObjectStore>(store: &O, key: &str) -> Result<Option<Marker>> {
-    let Some(body) = store.get_object(key).await? else { return Ok(None) };
     // One this version cannot read is compacted again, and replaced.
-    Ok(serde_json::from_slice::<Marker>(&body)
-        .ok()
-        .filter(|m| m.format == MARKER_FORMAT && m.version == MARKER_VERSION))
+    Ok(store.get_object(key).await?.and_then(|body| Marker::parse(&body)))
 }
 
 /// Reads one source object into the sort, each line checked against the schema.

@@ -81,13 +81,9 @@ impl PartTask {
     }
 
     fn dataset(&self) -> Result<Dataset> {
-        let kind = match self.kind.as_str() {
-            "snapshots" => HistoryKind::Snapshots,
-            "changes" => HistoryKind::Changes,
-            other => {
-                return Err(Error::Event(format!("compact_part `kind` `{other}` is neither snapshots nor changes")))
-            }
-        };
+        let kind = HistoryKind::parse(&self.kind).ok_or_else(|| {
+            Error::Event(format!("compact_part `kind` `{}` is neither snapshots nor changes", self.kind))
+        })?;
         Ok(Dataset { service: self.service, kind })
     }
 }

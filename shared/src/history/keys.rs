@@ -16,6 +16,13 @@ pub enum HistoryKind {
 }
 
 impl HistoryKind {
+    pub const ALL: [HistoryKind; 2] = [HistoryKind::Snapshots, HistoryKind::Changes];
+
+    /// The kind a name (`snapshots`, `changes`) says.
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|kind| kind.as_str() == name)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             HistoryKind::Snapshots => "snapshots",
@@ -61,6 +68,14 @@ mod tests {
 
     fn scope(service: ServiceId) -> Scope {
         Scope { service, account_id: "123456789012".into(), region: "eu-west-1".into() }
+    }
+
+    #[test]
+    fn a_kind_is_named_and_parsed_back() {
+        for kind in HistoryKind::ALL {
+            assert_eq!(HistoryKind::parse(kind.as_str()), Some(kind));
+        }
+        assert_eq!(HistoryKind::parse("sessions"), None);
     }
 
     #[test]
