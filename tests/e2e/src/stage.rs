@@ -80,21 +80,26 @@ impl LocalStage {
 impl LocalStage {
     /// Starts the compactor binary on this stage, its sort spilling after `sort_memory_mb` MiB.
     pub async fn compactor(&self, sort_memory_mb: u32, extra_env: &[(&str, String)]) -> std::io::Result<LocalFunction> {
-        let env: Vec<(String, String)> = [
-            ("BUCKET_NAME", BUCKET.to_owned()),
-            ("STORAGE_ENDPOINT_URL", self.moto.url()),
-            ("AWS_ACCESS_KEY_ID", "AKIDLOCALSTANDIN".to_owned()),
-            ("AWS_SECRET_ACCESS_KEY", "local-stand-in-secret".to_owned()),
-            ("COMPACTION_SORT_MEMORY_MB", sort_memory_mb.to_string()),
-        ]
-        .into_iter()
-        .chain(extra_env.iter().cloned())
-        .map(|(k, v)| (k.to_owned(), v))
-        .collect();
+        let mut env = compactor_env(&self.moto.url(), extra_env);
+        env.push(("COMPACTION_SORT_MEMORY_MB".into(), sort_memory_mb.to_string()));
         let name = "history-compactor";
         LocalFunction::start(&LocalFunction::binary(name), name, ACCOUNT_ID, REGION, &env, Duration::from_secs(300))
             .await
     }
+}
+
+/// The compactor's environment on moto at `moto_url`, with `extra_env`.
+pub fn compactor_env(moto_url: &str, extra_env: &[(&str, String)]) -> Vec<(String, String)> {
+    [
+        ("BUCKET_NAME", BUCKET.to_owned()),
+        ("STORAGE_ENDPOINT_URL", moto_url.to_owned()),
+        ("AWS_ACCESS_KEY_ID", "AKIDLOCALSTANDIN".to_owned()),
+        ("AWS_SECRET_ACCESS_KEY", "local-stand-in-secret".to_owned()),
+    ]
+    .iter()
+    .chain(extra_env)
+    .map(|(k, v)| ((*k).to_owned(), v.clone()))
+    .collect()
 }
 
 /// The personal-data key's secret, as the template creates it.

@@ -17,12 +17,14 @@ use std::time::{Duration, Instant};
 use archiver_e2e::lambda::{LocalFunction, Outcome};
 use archiver_e2e::organization::{queue_with_dead_letters, RETRY_AFTER, VISIBILITY};
 use archiver_e2e::poller::QueueSource;
-use archiver_e2e::stage::{ACCOUNT_ID, BUCKET, REGION, TABLE};
+use archiver_e2e::stage::{compactor_env, ACCOUNT_ID, BUCKET, REGION, TABLE};
 use archiver_e2e::{process_usage, setting, LocalAws, MotoServer};
 use serde_json::{json, Value as Json};
-use session_archiver::history::{line, object_key, Change, GzipLines, HistoryKind, RunContext, RunId};
+use session_archiver::history::{line, object_key, Change, GzipLines, HistoryKind, ObjectListing, RunContext, RunId};
 use session_archiver::model::{ColumnType, Scope, Timestamp};
 use session_archiver::{ServiceId, SessionRecord};
+use session_compaction::columns::Dataset;
+use session_compaction::day::{marker_key, source_prefix, Marker};
 
 const SERVICE: ServiceId = ServiceId::GameliftStreamSessions;
 const DAY: &str = "2026-11-22";
@@ -323,16 +325,7 @@ struct Compacted {
 
 /// The release compactor, started with `extra_env`.
 async fn compactor(moto: &MotoServer, extra_env: &[(&str, String)]) -> std::io::Result<LocalFunction> {
-    let env: Vec<(String, String)> = [
-        ("BUCKET_NAME", BUCKET.to_owned()),
-        ("STORAGE_ENDPOINT_URL", moto.url()),
-        ("AWS_ACCESS_KEY_ID", "AKIDLOCALSTANDIN".to_owned()),
-        ("AWS_SECRET_ACCESS_KEY", "local-stand-in-secret".to_owned()),
-    ]
-    .into_iter()
-    .chain(extra_env.iter().cloned())
-    .map(|(k, v)| (k.to_owned(), v))
-    .collect();
+    let env = compactor_env(&moto.url(), extra_env);
     let binary = LocalFunction::binary_of("release", "history-compactor");
     LocalFunction::start(&binary, "history-compactor", ACCOUNT_ID, REGION, &env, Duration::from_secs(900)).await
 }
@@ -363,19 +356,15 @@ async fn compact_in_parts(moto: &MotoServer, aws: &LocalAws, parts: u64) -> Resu
     for key in aws.keys("history/parquet/").await {
         aws.delete_object(&key).await;
     }
-    let snapshots: u64 = {
-        let mut total = 0;
-        for key in aws.keys(&format!("history/snapshots/{SERVICE}/dt={DAY}/")).await {
-            total += aws.bytes(&key).await.len() as u64;
-        }
-        total
-    };
+    let snapshots = Dataset { service: SERVICE, kind: HistoryKind::Snapshots };
+    let listed = aws.object_store().list_objects(&source_prefix("history", &snapshots, DAY)).await?;
+    let source_bytes: u64 = listed.iter().map(|o| o.size).sum();
     let sqs = aws_sdk_sqs::Client::new(&aws.settings.load().await);
     let queues = queue_with_dead_letters(&sqs, "compaction").await;
     let env = [
         ("COMPACTION_QUEUE_URL", queues.queue.clone()),
         ("COMPACTION_DEAD_LETTER_QUEUE_URL", queues.dead_letters.clone()),
-        ("COMPACTION_PART_SOURCE_BYTES", (snapshots / parts + 1).to_string()),
+        ("COMPACTION_PART_SOURCE_BYTES", (source_bytes / parts + 1).to_string()),
     ];
     let mut compactor = compactor(moto, &env).await?;
     let pid = compactor.pid().ok_or("the compactor has no process")?;
@@ -390,11 +379,7 @@ async fn compact_in_parts(moto: &MotoServer, aws: &LocalAws, parts: u64) -> Resu
     if delivered.handed_back > 0 {
         return Err(format!("{} tasks failed: {:?}", delivered.handed_back, delivered.responses).into());
     }
-    let marker: Json = serde_json::from_slice(
-        &aws.bytes(&format!("history/parquet/snapshots/{SERVICE}/dt={DAY}/_compacted.json")).await,
-    )?;
-    let objects = marker["objects"].as_array().map_or(0, Vec::len);
-    let bytes = marker["objects"].as_array().into_iter().flatten().filter_map(|o| o["bytes"].as_u64()).sum();
+    let marker = Marker::parse(&aws.bytes(&marker_key("history", &snapshots, DAY)).await).ok_or("no marker")?;
     Ok(Split {
         tasks: delivered.invocations,
         queued: planned["services"][0]["datasets"]
@@ -403,9 +388,9 @@ async fn compact_in_parts(moto: &MotoServer, aws: &LocalAws, parts: u64) -> Resu
             .flatten()
             .filter_map(|d| d["queued_parts"].as_u64())
             .sum(),
-        objects,
-        rows: marker["rows"].as_u64().unwrap_or(0),
-        parquet_bytes: bytes,
+        objects: marker.objects.len(),
+        rows: marker.rows,
+        parquet_bytes: marker.objects.iter().map(|o| o.bytes).sum(),
         wall,
         cpu: cpu_after.saturating_sub(cpu_before),
         rss,
