@@ -32,7 +32,7 @@ CHECKOV := $(VENV)/checkov/bin/checkov
 SESSION_FUNCTIONS := workspaces-pool-sessions workspaces-connection-status ivs-stream-sessions chime-proxy-sessions gamelift-stream-sessions
 FUNCTIONS := $(SESSION_FUNCTIONS) scope-planner history-compactor
 
-.PHONY: help test lint lint-template unit e2e build lambda sam-build demo invoke emulator moto duckdb tools bench bench-large bench-build bench-org bench-compaction clean
+.PHONY: help test lint lint-template unit e2e build lambda sam-build demo invoke emulator moto duckdb tools bench bench-large bench-build bench-org bench-compaction measure clean
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -145,6 +145,9 @@ invoke: moto build ## Send EVENT=<file> to FUNCTION=<id> through the real binary
 
 emulator: ## Serve the emulated session APIs on 127.0.0.1:$(PORT) (EMULATOR_CONFIG=file.json to seed)
 	$(CARGO) run --locked -p session-emulator -- --port $(PORT) $(if $(EMULATOR_CONFIG),--config $(EMULATOR_CONFIG))
+
+measure: ## Time a fresh `make demo`, a clean `CI=true .ci/run` and a warm `make test` on clean clones of HEAD (.ci/measure; an hour, alone on the machine)
+	.ci/measure
 
 clean: ## Remove build output and the venv
 	$(CARGO) clean
