@@ -33,6 +33,10 @@ pub struct Cli {
     /// AWS region of the bucket.
     #[arg(long, global = true)]
     pub bucket_region: Option<String>,
+    /// Credentials a program running the CLI in-process gives (the demo's and the tests', for the
+    /// local stand-in), instead of those the AWS CLI would find.
+    #[arg(skip)]
+    pub credentials: Option<aws_credential_types::provider::SharedCredentialsProvider>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -251,6 +255,9 @@ impl Cli {
                 }
                 if let Some(url) = &self.endpoint_url {
                     loader = loader.endpoint_url(url);
+                }
+                if let Some(credentials) = &self.credentials {
+                    loader = loader.credentials_provider(credentials.clone());
                 }
                 let sdk = loader.load().await;
                 let config =

@@ -6,6 +6,7 @@ use std::io::Read;
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
 };
+use clap::Parser;
 use flate2::read::MultiGzDecoder;
 use serde_json::{Map, Value as Json};
 use session_archiver::aws::SdkSettings;
@@ -185,5 +186,18 @@ impl LocalAws {
             })
             .collect();
         HistoryObjectRead { lines, content_type, content_encoding }
+    }
+
+    /// `session-audit <args>` over this bucket, run in-process with the stand-in's credentials:
+    /// what it would print, or its error. A bad argument is the caller's mistake, and panics.
+    pub async fn audit(&self, args: &[&str]) -> Result<String, session_audit::AuditError> {
+        let url = self.settings.endpoint_url.as_deref().expect("a local endpoint");
+        let region = self.settings.region.as_deref().unwrap_or(crate::stage::REGION);
+        let mut argv =
+            vec!["session-audit", "--bucket", &self.bucket, "--endpoint-url", url, "--bucket-region", region];
+        argv.extend_from_slice(args);
+        let mut cli = session_audit::cli::Cli::try_parse_from(argv).unwrap_or_else(|e| panic!("{args:?}: {e}"));
+        cli.credentials = self.settings.load().await.credentials_provider();
+        cli.run(session_archiver::model::Timestamp::now().epoch_seconds()).await
     }
 }

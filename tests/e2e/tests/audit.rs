@@ -69,15 +69,7 @@ fn moto_url(rig: &Rig) -> String {
 
 /// Runs the CLI in-process against the rig's bucket.
 async fn audit(rig: &Rig, args: &[&str]) -> Result<String, session_audit::AuditError> {
-    // The SDK's default chain reads these; the moto stand-in accepts any.
-    std::env::set_var("AWS_ACCESS_KEY_ID", "AKIDLOCALSTANDIN");
-    std::env::set_var("AWS_SECRET_ACCESS_KEY", "local-stand-in-secret");
-    let url = moto_url(rig);
-    let mut argv =
-        vec!["session-audit", "--bucket", BUCKET, "--endpoint-url", url.as_str(), "--bucket-region", "us-east-1"];
-    argv.extend_from_slice(args);
-    let cli = Cli::try_parse_from(argv).unwrap_or_else(|e| panic!("{args:?}: {e}"));
-    cli.run(Timestamp::now().epoch_seconds()).await
+    rig.aws.audit(args).await
 }
 
 fn json_rows(text: &str) -> Vec<Json> {

@@ -144,25 +144,7 @@ async fn an_organization_converges_scope_by_scope_and_failing_scopes_fail_alone_
 
 /// Runs `session-audit` in-process over the organization's bucket: its JSON answer.
 async fn audit(org: &LocalOrganization, args: &[&str]) -> Json {
-    use clap::Parser;
-    let url = org.stage.moto.url();
-    let mut argv = vec![
-        "session-audit",
-        "--bucket",
-        archiver_e2e::stage::BUCKET,
-        "--endpoint-url",
-        url.as_str(),
-        "--bucket-region",
-        "us-east-1",
-    ];
-    argv.extend_from_slice(args);
-    std::env::set_var("AWS_ACCESS_KEY_ID", "AKIDLOCALSTANDIN");
-    std::env::set_var("AWS_SECRET_ACCESS_KEY", "local-stand-in-secret");
-    let cli = session_audit::cli::Cli::try_parse_from(argv).unwrap_or_else(|e| panic!("{args:?}: {e}"));
-    let text = cli
-        .run(session_archiver::model::Timestamp::now().epoch_seconds())
-        .await
-        .unwrap_or_else(|e| panic!("{args:?}: {e}"));
+    let text = org.stage.aws.audit(args).await.unwrap_or_else(|e| panic!("{args:?}: {e}"));
     serde_json::from_str(&text).unwrap()
 }
 

@@ -14,7 +14,6 @@ use std::process::ExitCode;
 use archiver_e2e::lambda::Outcome;
 use archiver_e2e::organization::{LocalOrganization, Member};
 use archiver_e2e::stage::{events_dir, local_world, read_json, LocalStage, BUCKET, TABLE};
-use clap::Parser;
 use serde_json::Value as Json;
 use session_archiver::model::Timestamp;
 use session_archiver::ServiceId;
@@ -98,12 +97,8 @@ async fn demo(keep: bool) -> Result<(), Box<dyn std::error::Error>> {
 
 /// What an auditor sees: `session-audit` on the history the runs just wrote, from `first_day`.
 async fn audit_the_history(stage: &LocalStage, first_day: &str) -> Result<(), Box<dyn std::error::Error>> {
-    let url = stage.moto.url();
     let now = Timestamp::now().as_str().to_owned();
     std::fs::create_dir_all("target/demo")?;
-    // The CLI finds credentials as the AWS CLI does; moto takes any.
-    std::env::set_var("AWS_ACCESS_KEY_ID", "AKIDLOCALSTANDIN");
-    std::env::set_var("AWS_SECRET_ACCESS_KEY", "local-stand-in-secret");
     let questions: [&[&str]; 4] = [
         &["summary", "--by", "hour", "--from", first_day],
         &["active-at", &now, "--service", "gamelift-stream-sessions", "--user", "user-054"],
@@ -111,12 +106,8 @@ async fn audit_the_history(stage: &LocalStage, first_day: &str) -> Result<(), Bo
         &["plot", "concurrency", "--from", first_day, "--out", "target/demo/concurrency"],
     ];
     for question in questions {
-        let mut argv =
-            vec!["session-audit", "--bucket", BUCKET, "--endpoint-url", &url, "--bucket-region", "us-east-1"];
-        argv.extend_from_slice(question);
         println!("\n$ session-audit {}", question.join(" "));
-        let cli = session_audit::cli::Cli::try_parse_from(&argv)?;
-        print!("{}", cli.run(Timestamp::now().epoch_seconds()).await?);
+        print!("{}", stage.aws.audit(question).await?);
     }
     Ok(())
 }
