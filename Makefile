@@ -31,21 +31,37 @@ CHECKOV_VERSION := 3.3.30
 CHECKOV := $(VENV)/checkov/bin/checkov
 SESSION_FUNCTIONS := workspaces-pool-sessions workspaces-connection-status ivs-stream-sessions chime-proxy-sessions gamelift-stream-sessions
 FUNCTIONS := $(SESSION_FUNCTIONS) scope-planner history-compactor
+# `make lint` and `make test` compile the workspace's crates through clippy-driver, clippy's own
+# compiler driver, as `cargo clippy` does but building rather than only checking: the lints and the
+# build share one compile of the dependencies. CLIPPY_ARGS is how cargo-clippy hands the driver
+# its arguments (here `-D warnings`), each ended by __CLIPPY_HACKERY__; `make lint` checks that the
+# driver still refuses a warning given this way.
+CLIPPY_DRIVER := $(or $(shell rustup which clippy-driver 2>/dev/null),clippy-driver)
+CLIPPY := RUSTC_WORKSPACE_WRAPPER=$(CLIPPY_DRIVER) CLIPPY_ARGS=-D__CLIPPY_HACKERY__warnings__CLIPPY_HACKERY__
+# The tests' build: every binary and test of the workspace, so that the features the tests'
+# dev-dependencies add (tokio's test-util among them) are in one compile of the dependencies that
+# `cargo test` then reuses whole. `make unit` and `make e2e` select their tests from the same build.
+TEST_BUILD := $(CLIPPY) $(CARGO) build --workspace --bins --tests --locked
 
 .PHONY: help test lint lint-template unit e2e build lambda sam-build demo invoke emulator moto duckdb tools bench bench-large bench-build bench-org bench-compaction measure clean
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
-test: lint moto duckdb build sam-build ## All checks and tests: lint, template lint, Lambda build, unit and end-to-end tests
+test: lint moto duckdb sam-build ## All checks and tests: lint (which builds every target), template lint, Lambda build, unit and end-to-end tests
 	@mkdir -p target; status=0; \
-	$(CARGO) test --workspace --locked --no-fail-fast 2>&1 | tee target/test-output.log || status=$$?; \
+	$(CLIPPY) $(CARGO) test --workspace --locked --no-fail-fast 2>&1 | tee target/test-output.log || status=$$?; \
 	awk '/^test result:/ {p += $$4; f += $$6} END {printf "summary: %d passed, %d failed\n", p, f}' target/test-output.log; \
 	exit $$status
 
-lint: lint-template ## rustfmt, clippy (warnings are errors), one TLS stack only, sam validate --lint, cfn-lint and checkov
+lint: lint-template ## rustfmt; clippy on every target as it builds them (warnings are errors); one TLS stack only; sam validate --lint, cfn-lint and checkov
 	$(CARGO) fmt --all --check
-	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
+	@mkdir -p target; printf 'fn one() -> i32 {\n    return 1;\n}\nfn main() {\n    std::process::exit(one());\n}\n' \
+	  >target/clippy-canary.rs; \
+	if $(CLIPPY) $(CLIPPY_DRIVER) rustc --edition 2021 --emit=metadata -o target/clippy-canary.rmeta \
+	  target/clippy-canary.rs >/dev/null 2>&1; then \
+	  echo "lint: clippy-driver let a warning through: it no longer reads CLIPPY_ARGS (see the Makefile)"; exit 1; fi
+	$(TEST_BUILD)
 	@if $(CARGO) tree --locked --target all -e normal -i ring 2>/dev/null | grep -q '^ring'; then \
 	  echo "lint: ring is in the build: the SDK compiles a second TLS stack (check default features)"; exit 1; \
 	else echo "lint: one TLS stack (rustls + aws-lc-rs, no ring)"; fi
@@ -60,13 +76,15 @@ $(CHECKOV): | $(VENV)/bin/python
 	$(PYTHON) -m venv $(VENV)/checkov
 	$(VENV)/checkov/bin/pip install --quiet --disable-pip-version-check "checkov==$(CHECKOV_VERSION)"
 
-unit: ## Unit tests of the library and the emulator only
-	$(CARGO) test --locked -p session-archiver -p session-compaction -p session-emulator
+unit: ## Unit tests of the library, the compaction, the audit and the emulator
+	$(TEST_BUILD)
+	$(CLIPPY) $(CARGO) test --workspace --locked --lib
 
-e2e: moto duckdb build ## End-to-end tests: the real SDK clients and function binaries against the emulator and moto
-	$(CARGO) test --locked -p archiver-e2e
+e2e: moto duckdb sam-build ## End-to-end tests: the real SDK clients and function binaries against the emulator and moto, and the Lambda build
+	$(TEST_BUILD)
+	$(CLIPPY) $(CARGO) test --workspace --locked --test '*'
 
-build: ## Build the function binaries (five session functions, the planner, the compactor) and the local tools (debug, for the local stand-ins)
+build: ## Build every binary: the seven functions and the local tools (debug, for the local stand-ins)
 	$(CARGO) build --workspace --bins --locked
 
 moto: $(MOTO_INSTALLED) ## Install the pinned moto server (local DynamoDB, S3, SQS, STS, Organizations, Secrets Manager) into .venv
