@@ -31,6 +31,11 @@ CHECKOV_VERSION := 3.3.30
 CHECKOV := $(VENV)/checkov/bin/checkov
 SESSION_FUNCTIONS := workspaces-pool-sessions workspaces-connection-status ivs-stream-sessions chime-proxy-sessions gamelift-stream-sessions
 FUNCTIONS := $(SESSION_FUNCTIONS) scope-planner history-compactor
+# The largest shipping bootstrap `make lambda` accepts (docs/performance.md has their sizes);
+# Lambda's own limit is 250 MB unzipped.
+BOOTSTRAP_MAX_MIB := 16
+# CI's Lambda build (`make lambda-check`): the bootstraps, and `sam build`'s copies of them.
+LAMBDA_CHECK_OUT := target/lambda-check
 # `make lint` and `make test` compile the workspace's crates through clippy-driver, clippy's own
 # compiler driver, as `cargo clippy` does but building rather than only checking: the lints and the
 # build share one compile of the dependencies. CLIPPY_ARGS is how cargo-clippy hands the driver
@@ -43,12 +48,12 @@ CLIPPY := RUSTC_WORKSPACE_WRAPPER=$(CLIPPY_DRIVER) CLIPPY_ARGS=-D__CLIPPY_HACKER
 # `cargo test` then reuses whole. `make unit` and `make e2e` select their tests from the same build.
 TEST_BUILD := $(CLIPPY) $(CARGO) build --workspace --bins --tests --locked
 
-.PHONY: help test lint lint-template unit e2e build lambda sam-build demo invoke emulator moto duckdb tools bench bench-large bench-build bench-org bench-compaction measure clean
+.PHONY: help test lint lint-template unit e2e build lambda lambda-check sam-build demo invoke emulator moto duckdb tools bench bench-large bench-build bench-org bench-compaction measure clean
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
-test: lint moto duckdb sam-build ## All checks and tests: lint (which builds every target), template lint, Lambda build, unit and end-to-end tests
+test: lint moto duckdb lambda-check ## All checks and tests: lint (which builds every target), template lint, CI's Lambda build, unit and end-to-end tests
 	@mkdir -p target; status=0; \
 	$(CLIPPY) $(CARGO) test --workspace --locked --no-fail-fast 2>&1 | tee target/test-output.log || status=$$?; \
 	awk '/^test result:/ {p += $$4; f += $$6} END {printf "summary: %d passed, %d failed\n", p, f}' target/test-output.log; \
@@ -76,11 +81,11 @@ $(CHECKOV): | $(VENV)/bin/python
 	$(PYTHON) -m venv $(VENV)/checkov
 	$(VENV)/checkov/bin/pip install --quiet --disable-pip-version-check "checkov==$(CHECKOV_VERSION)"
 
-unit: ## Unit tests of the library, the compaction, the audit and the emulator
+unit: ## Unit tests of the library, the compaction, the audit, the emulator and the bootstrap check
 	$(TEST_BUILD)
 	$(CLIPPY) $(CARGO) test --workspace --locked --lib
 
-e2e: moto duckdb sam-build ## End-to-end tests: the real SDK clients and function binaries against the emulator and moto, and the Lambda build
+e2e: moto duckdb lambda-check ## End-to-end tests: the real SDK clients and function binaries against the emulator and moto, and CI's Lambda build
 	$(TEST_BUILD)
 	$(CLIPPY) $(CARGO) test --workspace --locked --test '*'
 
@@ -110,13 +115,20 @@ $(VENV)/bin/cargo-zigbuild: | $(VENV)/bin/python
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check "cargo-zigbuild==$(ZIGBUILD_VERSION)" "ziglang==$(ZIGLANG_VERSION)"
 	rustup target add $(LAMBDA_TARGET)
 
-lambda: tools ## Build the seven functions for Lambda (arm64, glibc <= 2.34): target/lambda/<function>/bootstrap
+lambda: tools ## Build the seven functions for Lambda (arm64, glibc <= 2.34, optimised): target/lambda/<function>/bootstrap, checked
 	PATH="$(abspath $(VENV))/bin:$$PATH" $(CARGO) zigbuild --release --locked --target $(LAMBDA_TARGET).$(LAMBDA_GLIBC) $(addprefix -p ,$(FUNCTIONS))
 	@for f in $(FUNCTIONS); do mkdir -p target/lambda/$$f && cp target/$(LAMBDA_TARGET)/release/$$f target/lambda/$$f/bootstrap; done
-	@echo "lambda: target/lambda/<function>/bootstrap for $(LAMBDA_TARGET), glibc $(LAMBDA_GLIBC)"
+	$(CARGO) run --quiet --locked -p bootstrap-check -- --max-mib $(BOOTSTRAP_MAX_MIB) target/lambda/*/bootstrap
 
-sam-build: lambda ## sam build (makefile build method, in source): .aws-sam/build/<Function>/bootstrap
+sam-build: lambda ## sam build (makefile build method, in source): .aws-sam/build/<Function>/bootstrap, checked
 	PATH="$(abspath $(VENV))/bin:$$PATH" sam build --build-in-source
+	$(CARGO) run --quiet --locked -p bootstrap-check -- --max-mib $(BOOTSTRAP_MAX_MIB) .aws-sam/build/*/bootstrap
+
+lambda-check: tools ## CI's Lambda build: the same arm64 cross-compile and glibc 2.34 link, unoptimised, and sam build of it, into target/lambda-check
+	PATH="$(abspath $(VENV))/bin:$$PATH" $(CARGO) zigbuild --profile lambda-check --locked --target $(LAMBDA_TARGET).$(LAMBDA_GLIBC) $(addprefix -p ,$(FUNCTIONS))
+	@for f in $(FUNCTIONS); do mkdir -p $(LAMBDA_CHECK_OUT)/$$f && cp target/$(LAMBDA_TARGET)/lambda-check/$$f $(LAMBDA_CHECK_OUT)/$$f/bootstrap; done
+	PATH="$(abspath $(VENV))/bin:$$PATH" LAMBDA_OUT=$(LAMBDA_CHECK_OUT) LAMBDA_BUILD=lambda-check \
+	  sam build --build-in-source --build-dir $(LAMBDA_CHECK_OUT)/sam
 
 # Called by `sam build` with ARTIFACTS_DIR set, once per function (BuildMethod: makefile).
 build-WorkspacesPoolSessionsFunction: ; $(call lambda-artifact,workspaces-pool-sessions)
@@ -127,9 +139,12 @@ build-GameliftStreamSessionsFunction: ; $(call lambda-artifact,gamelift-stream-s
 build-ScopePlannerFunction: ; $(call lambda-artifact,scope-planner)
 build-HistoryCompactorFunction: ; $(call lambda-artifact,history-compactor)
 
+# The bootstraps `sam build` copies, and the target that builds them: the shipping ones, or CI's.
+LAMBDA_OUT ?= target/lambda
+LAMBDA_BUILD ?= lambda
 define lambda-artifact
-@test -f target/lambda/$(1)/bootstrap || $(MAKE) lambda
-cp target/lambda/$(1)/bootstrap $(ARTIFACTS_DIR)/bootstrap
+@test -f $(LAMBDA_OUT)/$(1)/bootstrap || $(MAKE) $(LAMBDA_BUILD)
+cp $(LAMBDA_OUT)/$(1)/bootstrap $(ARTIFACTS_DIR)/bootstrap
 endef
 
 BENCH_SIZES ?= 10000,100000
