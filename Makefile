@@ -13,9 +13,11 @@ MOTO_VERSION := 5.2.5
 MOTO_INSTALLED := $(VENV)/bin/moto_server
 # DuckDB reads the compacted Parquet in the tests, as a consumer (Athena's stand-in) would.
 DUCKDB_VERSION := 1.4.4
-# fsspec: the compaction bench counts the bytes DuckDB reads through it.
+# fsspec: the compaction bench counts the bytes DuckDB reads through it. pytz: DuckDB needs it to
+# hand back timestamps with a time zone.
 FSSPEC_VERSION := 2026.9.0
-DUCKDB_INSTALLED := $(VENV)/.duckdb-$(DUCKDB_VERSION)-fsspec-$(FSSPEC_VERSION)
+PYTZ_VERSION := 2026.6
+DUCKDB_INSTALLED := $(VENV)/.duckdb-$(DUCKDB_VERSION)-fsspec-$(FSSPEC_VERSION)-pytz-$(PYTZ_VERSION)
 # The tests' and the demo's moto: the installed one, with AssumeRole checking the role and its trust
 # as STS does (tests/e2e/local_moto.py).
 export MOTO_SERVER := $(abspath tests/e2e/local-moto-server)
@@ -47,6 +49,9 @@ CLIPPY := RUSTC_WORKSPACE_WRAPPER=$(CLIPPY_DRIVER) CLIPPY_ARGS=-D__CLIPPY_HACKER
 # dev-dependencies add (tokio's test-util among them) are in one compile of the dependencies that
 # `cargo test` then reuses whole. `make unit` and `make e2e` select their tests from the same build.
 TEST_BUILD := $(CLIPPY) $(CARGO) build --workspace --bins --tests --locked
+# What the demo runs: its own binary, and the functions and planner it starts (debug).
+DEMO_BINS := archiver-demo $(SESSION_FUNCTIONS) scope-planner
+BENCH_TOOLS := archiver-bench archiver-org-bench archiver-compaction-bench
 
 .PHONY: help test lint lint-template unit e2e build lambda lambda-check sam-build demo invoke emulator moto duckdb tools bench bench-large bench-build bench-org bench-compaction measure clean
 
@@ -103,7 +108,7 @@ $(MOTO_INSTALLED): | $(VENV)/bin/python
 duckdb: $(DUCKDB_INSTALLED) ## Install the pinned DuckDB (Python) into .venv: the tests read the compacted Parquet with it
 
 $(DUCKDB_INSTALLED): | $(VENV)/bin/python
-	$(VENV)/bin/pip install --quiet --disable-pip-version-check "duckdb==$(DUCKDB_VERSION)" "fsspec==$(FSSPEC_VERSION)"
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check "duckdb==$(DUCKDB_VERSION)" "fsspec==$(FSSPEC_VERSION)" "pytz==$(PYTZ_VERSION)"
 	@touch $@
 
 tools: $(VENV)/bin/sam $(VENV)/bin/cargo-zigbuild ## Install the pinned build tools into .venv: SAM CLI, cfn-lint, cargo-zigbuild, zig
@@ -152,28 +157,35 @@ BENCH_SIZES ?= 10000,100000
 # a test checks it answers as the pinned moto does). BENCH_MOTO=$(MOTO_INSTALLED) runs the plain one.
 BENCH_MOTO ?= $(abspath tests/e2e/bench-moto-server)
 
-bench: moto duckdb build bench-build ## Benchmark the release functions at n = 10,000 and 100,000 sessions, an organization's fan-out, and a day's compaction: Markdown tables + target/bench/*.json
+bench: moto duckdb bench-build ## Benchmark the release functions at n = 10,000 and 100,000 sessions, an organization's fan-out, and a day's compaction: Markdown tables + target/bench/*.json
+	$(CARGO) build --locked $(addprefix --bin ,$(BENCH_TOOLS))
 	MOTO_SERVER=$(BENCH_MOTO) BENCH_SIZES=$(BENCH_SIZES) target/debug/archiver-bench
 	MOTO_SERVER=$(BENCH_MOTO) target/debug/archiver-org-bench
 	target/debug/archiver-compaction-bench
 
-bench-large: moto build bench-build ## The benchmark at n = 1,000,000 sessions (here 30-45 min and 4-8 GiB of RAM for moto, per service)
+bench-large: moto bench-build ## The benchmark at n = 1,000,000 sessions (here 30-45 min and 4-8 GiB of RAM for moto, per service)
+	$(CARGO) build --locked --bin archiver-bench
 	MOTO_SERVER=$(BENCH_MOTO) BENCH_SIZES=1000000 target/debug/archiver-bench
 
-bench-compaction: moto duckdb build bench-build ## Benchmark a day's compaction: 288 runs at COMPACTION_BENCH_SESSIONS (10,000) with 10 % churn, NDJSON.gz against Parquet bytes, the compactor's CPU and RSS, an audit query's bytes read (DuckDB), the day split into COMPACTION_BENCH_PARTS tasks on SQS
+bench-compaction: moto duckdb ## Benchmark a day's compaction: 288 runs at COMPACTION_BENCH_SESSIONS (10,000) with 10 % churn, NDJSON.gz against Parquet bytes, the compactor's CPU and RSS, an audit query's bytes read (DuckDB), the day split into COMPACTION_BENCH_PARTS tasks on SQS
+	$(CARGO) build --locked --bin archiver-compaction-bench
+	$(CARGO) build --release --locked -p history-compactor
 	target/debug/archiver-compaction-bench
 
 bench-build: ## Build the functions in release for this machine (what the benchmarks run)
 	$(CARGO) build --release --locked $(addprefix -p ,$(FUNCTIONS))
 
-bench-org: moto build bench-build ## Benchmark an organization's fan-out: 200 accounts × 5 regions through planner, queue and functions (ORG_BENCH_*)
+bench-org: moto bench-build ## Benchmark an organization's fan-out: 200 accounts × 5 regions through planner, queue and functions (ORG_BENCH_*)
+	$(CARGO) build --locked --bin archiver-org-bench $(if $(filter debug,$(ORG_BENCH_PROFILE)),$(addprefix --bin ,$(FUNCTIONS)))
 	MOTO_SERVER=$(BENCH_MOTO) target/debug/archiver-org-bench
 
-demo: moto build ## Run the functions on the local stand-ins: one account twice, then a seeded organization (KEEP=1: stay up)
+demo: moto ## Run the functions on the local stand-ins: one account twice, then a seeded organization (KEEP=1: stay up)
+	$(CARGO) build --locked $(addprefix --bin ,$(DEMO_BINS))
 	target/debug/archiver-demo $(if $(KEEP),--keep)
 
-invoke: moto build ## Send EVENT=<file> to FUNCTION=<id> through the real binary (local; AWS=1: your account)
+invoke: moto ## Send EVENT=<file> to FUNCTION=<id> through the real binary (local; AWS=1: your account)
 	@test -n "$(FUNCTION)" -a -n "$(EVENT)" || { echo "usage: make invoke FUNCTION=ivs-stream-sessions EVENT=events/ivs-stream-sessions/replay-one-channel.json [AWS=1]"; exit 2; }
+	$(CARGO) build --locked --bin archiver-invoke $(if $(filter $(FUNCTION),$(FUNCTIONS)),--bin $(FUNCTION))
 	target/debug/archiver-invoke $(if $(AWS),--aws) $(FUNCTION) $(EVENT)
 
 emulator: ## Serve the emulated session APIs on 127.0.0.1:$(PORT) (EMULATOR_CONFIG=file.json to seed)
