@@ -51,7 +51,9 @@ CLIPPY := RUSTC_WORKSPACE_WRAPPER=$(CLIPPY_DRIVER) CLIPPY_ARGS=-D__CLIPPY_HACKER
 TEST_BUILD := $(CLIPPY) $(CARGO) build --workspace --bins --tests --locked
 # What the demo runs: its own binary, and the functions and planner it starts (debug).
 DEMO_BINS := archiver-demo $(SESSION_FUNCTIONS) scope-planner
+# The bench tools build with every dependency optimised (profile bench-tools, Cargo.toml).
 BENCH_TOOLS := archiver-bench archiver-org-bench archiver-compaction-bench
+TOOLS_BUILD := $(CARGO) build --locked --profile bench-tools
 
 .PHONY: help test lint lint-template unit e2e build lambda lambda-check sam-build demo invoke emulator moto duckdb tools bench bench-large bench-build bench-org bench-compaction measure clean
 
@@ -158,26 +160,27 @@ BENCH_SIZES ?= 10000,100000
 BENCH_MOTO ?= $(abspath tests/e2e/bench-moto-server)
 
 bench: moto duckdb bench-build ## Benchmark the release functions at n = 10,000 and 100,000 sessions, an organization's fan-out, and a day's compaction: Markdown tables + target/bench/*.json
-	$(CARGO) build --locked $(addprefix --bin ,$(BENCH_TOOLS))
-	MOTO_SERVER=$(BENCH_MOTO) BENCH_SIZES=$(BENCH_SIZES) target/debug/archiver-bench
-	MOTO_SERVER=$(BENCH_MOTO) target/debug/archiver-org-bench
-	target/debug/archiver-compaction-bench
+	$(TOOLS_BUILD) $(addprefix --bin ,$(BENCH_TOOLS))
+	MOTO_SERVER=$(BENCH_MOTO) BENCH_SIZES=$(BENCH_SIZES) target/bench-tools/archiver-bench
+	MOTO_SERVER=$(BENCH_MOTO) target/bench-tools/archiver-org-bench
+	target/bench-tools/archiver-compaction-bench
 
 bench-large: moto bench-build ## The benchmark at n = 1,000,000 sessions (here 30-45 min and 4-8 GiB of RAM for moto, per service)
-	$(CARGO) build --locked --bin archiver-bench
-	MOTO_SERVER=$(BENCH_MOTO) BENCH_SIZES=1000000 target/debug/archiver-bench
+	$(TOOLS_BUILD) --bin archiver-bench
+	MOTO_SERVER=$(BENCH_MOTO) BENCH_SIZES=1000000 target/bench-tools/archiver-bench
 
 bench-compaction: moto duckdb ## Benchmark a day's compaction: 288 runs at COMPACTION_BENCH_SESSIONS (10,000) with 10 % churn, NDJSON.gz against Parquet bytes, the compactor's CPU and RSS, an audit query's bytes read (DuckDB), the day split into COMPACTION_BENCH_PARTS tasks on SQS
-	$(CARGO) build --locked --bin archiver-compaction-bench
+	$(TOOLS_BUILD) --bin archiver-compaction-bench
 	$(CARGO) build --release --locked -p history-compactor
-	target/debug/archiver-compaction-bench
+	target/bench-tools/archiver-compaction-bench
 
 bench-build: ## Build the functions in release for this machine (what the benchmarks run)
 	$(CARGO) build --release --locked $(addprefix -p ,$(FUNCTIONS))
 
 bench-org: moto bench-build ## Benchmark an organization's fan-out: 200 accounts × 5 regions through planner, queue and functions (ORG_BENCH_*)
-	$(CARGO) build --locked --bin archiver-org-bench $(if $(filter debug,$(ORG_BENCH_PROFILE)),$(addprefix --bin ,$(FUNCTIONS)))
-	MOTO_SERVER=$(BENCH_MOTO) target/debug/archiver-org-bench
+	$(TOOLS_BUILD) --bin archiver-org-bench
+	$(if $(filter debug,$(ORG_BENCH_PROFILE)),$(CARGO) build --locked $(addprefix --bin ,$(FUNCTIONS)))
+	MOTO_SERVER=$(BENCH_MOTO) target/bench-tools/archiver-org-bench
 
 demo: moto ## Run the functions on the local stand-ins: one account twice, then a seeded organization (KEEP=1: stay up)
 	$(CARGO) build --locked $(addprefix --bin ,$(DEMO_BINS))
