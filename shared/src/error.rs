@@ -4,14 +4,13 @@ use aws_smithy_runtime_api::client::result::SdkError;
 use aws_smithy_types::error::display::DisplayErrorContext;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 
-use crate::model::{Scope, ServiceId};
-
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// Where a call to an AWS API was made: which service, which operation, for which parent.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CallSite {
-    pub service: ServiceId,
+    /// The service's id (`ivs-stream-sessions`, …).
+    pub service: &'static str,
     pub operation: &'static str,
     pub parent: Option<String>,
 }
@@ -153,20 +152,33 @@ impl Error {
         }
     }
 
-    /// The failure of a scope's run (an account and region of an organization), with what to
-    /// check where the cause alone does not say it.
-    pub fn in_scope(scope: &Scope, err: Error) -> Self {
-        let source = match err {
-            Error::Api { site, code, message, status, retryable } => {
-                let message = match scope_hint(&site, &code, &message, &scope.region) {
-                    Some(hint) => format!("{message} ({hint})"),
-                    None => message,
-                };
-                Error::Api { site, code, message, status, retryable }
+    /// `Retryable.<Kind>` or `NonRetryable.<Kind>`: whether a retry can help, and what failed
+    /// (Lambda's `errorType`, a dead letter's `ErrorType`).
+    pub fn error_type(&self) -> String {
+        let class = if self.is_retryable() { "Retryable" } else { "NonRetryable" };
+        format!("{class}.{}", self.kind())
+    }
+
+    /// The kind an `errorType` names: what failed, for alarms and the failure destination to tell apart.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Error::Config(_) => "Configuration",
+            Error::Event(_) => "InvalidEvent",
+            Error::Api { .. } => "SessionApi",
+            Error::RepeatedNextToken { .. } | Error::BadPage { .. } => "BadPage",
+            Error::Storage { operation, .. } if operation.starts_with("STS ") => "MemberRole",
+            Error::Storage { operation, .. } if operation.starts_with("Organizations ") => "Organizations",
+            Error::Storage { operation, .. } if operation.starts_with("SQS ") => "Queue",
+            Error::Storage { operation, .. } if operation.starts_with("SSM ") || operation.starts_with("Account ") => {
+                "Regions"
             }
-            other => other,
-        };
-        Error::InScope { account_id: scope.account_id.clone(), region: scope.region.clone(), source: Box::new(source) }
+            Error::Storage { .. } => "Storage",
+            Error::UnreadableItem(_) => "UnreadableItem",
+            Error::UnreadableHistory { .. } => "UnreadableHistory",
+            Error::Mapping(_) => "Mapping",
+            Error::Timeout { .. } => "Timeout",
+            Error::InScope { source, .. } => source.kind(),
+        }
     }
 
     /// Maps an SDK error to [`Error::Api`], keeping the AWS code and message.
@@ -190,19 +202,16 @@ impl Error {
     }
 }
 
-/// What a session API's refusal in a scope most likely means, where its code does not say it: a
-/// region the account has not enabled refuses the account's credentials, and a region where a
-/// service is not offered has no endpoint name.
-fn scope_hint(site: &CallSite, code: &str, message: &str, region: &str) -> Option<String> {
-    match code {
-        "UnrecognizedClientException" | "InvalidClientTokenId" | "AuthFailure" => Some(format!(
-            "is {region} enabled in this account? A region the account has not enabled refuses its credentials"
-        )),
-        "DispatchFailure" if message.contains("dns error") || message.contains("failed to lookup address") => {
-            let service = site.service.spec().global_infrastructure_name;
-            Some(format!("the endpoint's name did not resolve: is {service} offered in {region}?"))
-        }
-        _ => None,
+/// An injected failure of an AWS call, retryable as a 5xx is: the in-memory twins' (feature `testing`).
+#[cfg(any(test, feature = "testing"))]
+pub fn injected(operation: &'static str) -> Error {
+    Error::Storage {
+        operation,
+        resource: "memory".into(),
+        code: "InternalError".into(),
+        message: "injected failure".into(),
+        status: Some(500),
+        retryable: true,
     }
 }
 
@@ -344,54 +353,6 @@ mod tests {
         let message = bounded(format!("invalid event: {huge}"));
         assert!(message.len() < MESSAGE_LIMIT + 40 && message.ends_with("(1048591 bytes in all)"), "{}", message.len());
         assert_eq!(bounded("short".into()), "short");
-    }
-
-    fn scope() -> Scope {
-        Scope { service: ServiceId::IvsStreamSessions, account_id: "111122223333".into(), region: "eu-north-1".into() }
-    }
-
-    fn list_channels() -> CallSite {
-        CallSite { service: ServiceId::IvsStreamSessions, operation: "ListChannels", parent: None }
-    }
-
-    #[test]
-    fn a_scope_refused_for_its_credentials_asks_whether_the_region_is_enabled() {
-        // GIVEN the answer of a region the account has not enabled
-        let refused = Error::Api {
-            site: list_channels(),
-            code: "UnrecognizedClientException".into(),
-            message: "The security token included in the request is invalid.".into(),
-            status: Some(403),
-            retryable: false,
-        };
-        // THEN the scope's error names account, region, cause and what to check, and no retry helps
-        let err = Error::in_scope(&scope(), refused);
-        assert_eq!(
-            err.to_string(),
-            "account 111122223333, region eu-north-1: ivs-stream-sessions ListChannels failed: UnrecognizedClientException: The security token included in the request is invalid. (is eu-north-1 enabled in this account? A region the account has not enabled refuses its credentials)"
-        );
-        assert!(!err.is_retryable());
-    }
-
-    #[tokio::test]
-    async fn an_endpoint_name_that_does_not_resolve_asks_whether_the_service_is_offered_there() {
-        // GIVEN a session API client whose endpoint name cannot resolve (`.invalid` never does)
-        let config = aws_sdk_ivs::Config::builder()
-            .behavior_version(aws_sdk_ivs::config::BehaviorVersion::latest())
-            .region(aws_sdk_ivs::config::Region::new("eu-north-1"))
-            .endpoint_url("https://ivs.eu-north-1.invalid")
-            .credentials_provider(aws_sdk_ivs::config::Credentials::for_tests())
-            .retry_config(aws_sdk_ivs::config::retry::RetryConfig::disabled())
-            .build();
-        // WHEN it is called in a scope
-        let sdk_err = aws_sdk_ivs::Client::from_conf(config).list_channels().send().await.unwrap_err();
-        let err = Error::in_scope(&scope(), Error::from_sdk(list_channels(), sdk_err));
-        // THEN the error says the name did not resolve and asks whether IVS is offered there; a
-        // retry may help (a resolver can fail for a while), the planner plans offered regions only
-        let text = err.to_string();
-        assert!(text.contains("DispatchFailure"), "{text}");
-        assert!(text.ends_with("(the endpoint's name did not resolve: is ivs offered in eu-north-1?)"), "{text}");
-        assert!(err.is_retryable());
     }
 
     #[test]

@@ -4,5 +4,5 @@ use session_archiver::lambda::LambdaError;
 use session_archiver::ServiceId;
 
 fn main() -> Result<(), LambdaError> {
-    session_archiver::lambda::main(ServiceId::WorkspacesPoolSessions)
+    session_archiver::archive::main(ServiceId::WorkspacesPoolSessions)
 }

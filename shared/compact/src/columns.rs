@@ -9,8 +9,8 @@ use arrow_array::{ArrayRef, RecordBatch};
 use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use serde_json::{Map, Value as Json};
 use session_archiver::error::quoted;
-use session_archiver::event::kind_of;
 use session_archiver::history::{change_columns, HistoryKind};
+use session_archiver::lambda::event::kind_of;
 use session_archiver::model::{Column, ColumnType, Timestamp};
 use session_archiver::ServiceId;
 

@@ -7,11 +7,13 @@ use std::io::Write;
 
 use flate2::write::GzEncoder;
 use flate2::Compression;
-use session_archiver::deadline::Deadlines;
+use session_archiver::history::memory::MemoryBucket;
 use session_archiver::history::{HistoryKind, RunId};
 use session_archiver::model::Timestamp;
+use session_archiver::run::deadline::Deadlines;
 use session_archiver::run::{run, RunConfig, RunOutcome, RunRequest, Trigger};
-use session_archiver::testing::{MemoryBucket, MemoryTable, ScriptedSource};
+use session_archiver::sources::scripted::ScriptedSource;
+use session_archiver::table::memory::MemoryTable;
 use session_archiver::{Error, ServiceId};
 
 use crate::columns::{parse_line, read_parquet, Dataset, Row, Value};

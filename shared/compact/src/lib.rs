@@ -4,7 +4,9 @@
 //! functions do not link it.
 
 pub mod columns;
+pub mod config;
 pub mod day;
+pub mod event;
 pub mod function;
 pub mod parquet_object;
 pub mod parts;

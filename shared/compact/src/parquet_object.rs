@@ -102,7 +102,7 @@ mod tests {
     use arrow_array::{Int64Array, StringArray};
     use arrow_schema::{DataType, Field, Schema};
     use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-    use session_archiver::testing::MemoryBucket;
+    use session_archiver::history::memory::MemoryBucket;
 
     use super::*;
 

@@ -17,8 +17,8 @@
 use std::future::Future;
 
 use serde::{Deserialize, Serialize};
+use session_archiver::aws::sqs::SqsSender;
 use session_archiver::history::{under_prefix, HistoryKind, ListedObject, ObjectListing, ObjectStore};
-use session_archiver::plan::SqsScopeQueue;
 use session_archiver::{Error, Result, ServiceId};
 use sha2::{Digest, Sha256};
 use tracing::info;
@@ -111,7 +111,7 @@ impl TaskQueue for InThisInvocation {
 
 /// The compaction queue on SQS.
 pub struct SqsTaskQueue {
-    pub queue: SqsScopeQueue,
+    pub queue: SqsSender,
     pub url: String,
 }
 

@@ -5,8 +5,8 @@
 
 use std::sync::Mutex;
 
+use session_archiver::history::memory::MemoryBucket;
 use session_archiver::history::{HistoryKind, ListedObject};
-use session_archiver::testing::MemoryBucket;
 use session_archiver::{Error, Result, ServiceId};
 
 use crate::columns::{read_parquet, Row};

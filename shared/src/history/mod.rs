@@ -2,6 +2,9 @@
 //! of one object behind the [`ObjectStore`] port (S3 adapter: [`S3ObjectStore`]).
 
 mod keys;
+/// The in-memory twin, for the tests of this crate and its sibling crates (feature `testing`).
+#[cfg(any(test, feature = "testing"))]
+pub mod memory;
 mod ndjson;
 pub mod store;
 mod writer;

@@ -161,7 +161,7 @@ impl<'a, O: ObjectStore> HistoryObject<'a, O> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testing::MemoryBucket;
+    use crate::history::memory::MemoryBucket;
 
     /// Lines that gzip poorly, so a few MiB of them pass the part size.
     fn noisy_line(i: u64) -> String {

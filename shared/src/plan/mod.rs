@@ -8,6 +8,8 @@
 //! has enabled; either way only those where the service is offered are planned. Everything is
 //! listed and checked before the first message is sent: a plan that cannot be made sends nothing.
 
+pub mod config;
+pub mod event;
 pub mod function;
 pub mod organizations;
 pub mod queue;
@@ -19,12 +21,10 @@ use std::future::Future;
 use futures::{StreamExt, TryStreamExt};
 use serde::Serialize;
 
-use crate::event::ScopeMessage;
-use crate::model::{RunId, Scope, ServiceId, Timestamp};
+use crate::model::{Scope, ServiceId};
 use crate::Result;
 
-pub use organizations::OrganizationsDirectory;
-pub use queue::SqsScopeQueue;
+pub use event::{PlanRequest, ScopeMessage};
 pub use regions::{AwsRegionDirectory, CachedRegions, RegionDirectory, RegionSource};
 
 /// Where a plan's accounts come from.
@@ -78,15 +78,6 @@ pub trait AccountDirectory: Send + Sync {
 pub trait ScopeQueue: Send + Sync {
     /// Sends every message to the queue, or fails naming the queue and what was not sent.
     fn send(&self, queue_url: &str, messages: &[ScopeMessage]) -> impl Future<Output = Result<()>> + Send;
-}
-
-/// A request to plan one service: the planner's scheduled event gives its id and time to every
-/// scope's run.
-#[derive(Clone, Debug, PartialEq)]
-pub struct PlanRequest {
-    pub service: ServiceId,
-    pub run_id: RunId,
-    pub event_time: Timestamp,
 }
 
 /// What a plan did.

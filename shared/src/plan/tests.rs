@@ -5,6 +5,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use super::*;
+use crate::model::{RunId, Timestamp};
 use crate::Error;
 
 /// An organization: each parent's accounts and child OUs.

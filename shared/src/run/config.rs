@@ -115,7 +115,7 @@ impl RunConfig {
 
 /// An S3 key prefix the archiver writes under: short, of key-safe characters, no `.` or `..`
 /// segment.
-pub(crate) fn is_key_prefix(prefix: &str) -> bool {
+pub fn is_key_prefix(prefix: &str) -> bool {
     prefix.len() <= 512
         && !prefix.split('/').any(|part| part == "." || part == "..")
         && prefix.chars().all(|c| c.is_ascii_alphanumeric() || "/!-_.*'()=".contains(c))

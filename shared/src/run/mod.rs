@@ -27,7 +27,8 @@
 //! - `pacer`: the pace of the list calls.
 
 mod bookkeeping;
-pub(crate) mod config;
+pub mod config;
+pub mod deadline;
 mod kept;
 mod listing;
 mod pacer;
@@ -47,7 +48,7 @@ use crate::table::Table;
 
 /// Runs one part of `source` into `store` and `objects`: the event's run, or the run with the
 /// same source options that an earlier invocation left partial. Every wait is bounded by the
-/// request's [`crate::deadline::Deadlines`]: a run still waiting when they come fails with
+/// request's [`deadline::Deadlines`]: a run still waiting when they come fails with
 /// [`crate::Error::Timeout`] and records the failure before the invocation's end.
 pub async fn run<S, D, O>(
     source: &S,

@@ -2,9 +2,9 @@
 
 use serde::Serialize;
 
-use crate::deadline::Deadlines;
 use crate::history::RunId;
 use crate::model::{ServiceId, Timestamp};
+use crate::run::deadline::Deadlines;
 use crate::table::RunCounts;
 
 /// What started a run.

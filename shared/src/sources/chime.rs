@@ -45,7 +45,7 @@ impl SessionSource for ChimeProxySessions {
         if let Some(given) = self.options.explicit_parents() {
             return Ok(given);
         }
-        let site = CallSite { service: self.service(), operation: "ListVoiceConnectors", parent: None };
+        let site = CallSite { service: self.service().as_str(), operation: "ListVoiceConnectors", parent: None };
         let (connectors, api_calls) = discover_all(site.clone(), |token| {
             let request = self
                 .client
@@ -136,7 +136,7 @@ mod tests {
 
     fn site() -> CallSite {
         CallSite {
-            service: ServiceId::ChimeProxySessions,
+            service: ServiceId::ChimeProxySessions.as_str(),
             operation: "ListProxySessions",
             parent: Some("vc-abc".into()),
         }

@@ -99,7 +99,11 @@ mod tests {
     const ARN: &str = "arn:aws:gameliftstreams:us-west-2:111122223333:streamsession/sg-1AB2C3De4/ABC123def4567";
 
     fn site() -> CallSite {
-        CallSite { service: ServiceId::GameliftStreamSessions, operation: "ListStreamSessionsByAccount", parent: None }
+        CallSite {
+            service: ServiceId::GameliftStreamSessions.as_str(),
+            operation: "ListStreamSessionsByAccount",
+            parent: None,
+        }
     }
 
     #[test]

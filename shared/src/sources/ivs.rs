@@ -48,7 +48,7 @@ impl SessionSource for IvsStreamSessions {
         if let Some(given) = self.options.explicit_parents() {
             return Ok(given);
         }
-        let site = CallSite { service: self.service(), operation: "ListChannels", parent: None };
+        let site = CallSite { service: self.service().as_str(), operation: "ListChannels", parent: None };
         let (channels, api_calls) = discover_all(site.clone(), |token| {
             let request = self
                 .client
@@ -111,7 +111,7 @@ mod tests {
 
     fn site() -> CallSite {
         CallSite {
-            service: ServiceId::IvsStreamSessions,
+            service: ServiceId::IvsStreamSessions.as_str(),
             operation: "ListStreamSessions",
             parent: Some(CHANNEL.into()),
         }

@@ -9,6 +9,9 @@ pub(crate) mod chime;
 pub(crate) mod gamelift;
 pub(crate) mod ivs;
 pub(crate) mod options;
+/// The in-memory twin, for the tests of this crate and its sibling crates (feature `testing`).
+#[cfg(any(test, feature = "testing"))]
+pub mod scripted;
 pub(crate) mod workspaces;
 
 use std::collections::HashSet;
@@ -103,7 +106,7 @@ pub trait SessionSource: Send + Sync {
     /// Where calls of the list operation for this listing are made, for errors.
     fn list_site(&self, listing: &Listing) -> CallSite {
         CallSite {
-            service: self.service(),
+            service: self.service().as_str(),
             operation: self.service().list_operation(),
             parent: listing.parent_id.clone(),
         }
@@ -285,7 +288,11 @@ mod tests {
     use super::*;
 
     fn site() -> CallSite {
-        CallSite { service: ServiceId::IvsStreamSessions, operation: "ListStreamSessions", parent: Some("ch".into()) }
+        CallSite {
+            service: ServiceId::IvsStreamSessions.as_str(),
+            operation: "ListStreamSessions",
+            parent: Some("ch".into()),
+        }
     }
 
     #[test]

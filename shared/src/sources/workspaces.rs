@@ -51,7 +51,7 @@ impl SessionSource for WorkspacesPoolSessions {
         if let Some(given) = self.options.explicit_parents() {
             return Ok(given);
         }
-        let site = CallSite { service: self.service(), operation: "DescribeWorkspacesPools", parent: None };
+        let site = CallSite { service: self.service().as_str(), operation: "DescribeWorkspacesPools", parent: None };
         let (pools, api_calls) = discover_all(site.clone(), |token| {
             let request = self
                 .client
@@ -197,7 +197,7 @@ mod tests {
 
     fn site(parent: Option<&str>) -> CallSite {
         CallSite {
-            service: ServiceId::WorkspacesPoolSessions,
+            service: ServiceId::WorkspacesPoolSessions.as_str(),
             operation: "DescribeWorkspacesPoolSessions",
             parent: parent.map(str::to_owned),
         }

@@ -10,6 +10,9 @@
 pub mod diff;
 pub mod dynamodb;
 pub mod item;
+/// The in-memory twin, for the tests of this crate and its sibling crates (feature `testing`).
+#[cfg(any(test, feature = "testing"))]
+pub mod memory;
 mod previous;
 pub mod progress;
 pub mod scope_state;

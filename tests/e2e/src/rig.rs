@@ -5,8 +5,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::{Map, Value as Json};
 use session_archiver::aws::SdkSettings;
-use session_archiver::deadline::Deadlines;
 use session_archiver::history::RunId;
+use session_archiver::run::deadline::Deadlines;
 use session_archiver::run::{run, RunConfig, RunRequest, RunSummary, Trigger};
 use session_archiver::sources::{AnySource, SourceOptions};
 use session_archiver::{Error, ServiceId};

@@ -1,5 +1,5 @@
-//! The documentation stays true to the code: the README's configuration table is the one in
-//! `shared/src/config.rs` and names every variable the code reads, every relative link of the
+//! The documentation stays true to the code: the README's configuration tables are the ones in
+//! the programs' configuration modules and name every variable the code reads, every relative link of the
 //! README and `docs/` leads to a file and heading that exist, and the README stays short.
 
 use std::collections::BTreeSet;
@@ -13,12 +13,23 @@ fn read(path: &Path) -> String {
     std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
-/// The Markdown tables in `config.rs`'s module documentation (the functions', the planner's and
-/// the compactor's), each as its lines.
+/// Each program's configuration module (the archiving functions', the planner's, the
+/// compactor's), and the environment reader they share.
+const CONFIG_SOURCES: [&str; 4] = [
+    "shared/src/archive/config.rs",
+    "shared/src/plan/config.rs",
+    "shared/compact/src/config.rs",
+    "shared/src/lambda/env.rs",
+];
+
+/// The Markdown tables in the configuration modules' documentation, each as its lines.
 fn config_tables() -> Vec<String> {
-    let source = read(&root().join("shared/src/config.rs"));
     let mut tables: Vec<Vec<String>> = vec![vec![]];
-    for line in source.lines().take_while(|line| line.starts_with("//!")) {
+    let sources: Vec<String> = CONFIG_SOURCES.iter().map(|path| read(&root().join(path))).collect();
+    let lines = sources
+        .iter()
+        .flat_map(|source| source.lines().take_while(|line| line.starts_with("//!")).chain(std::iter::once("")));
+    for line in lines {
         match line.strip_prefix("//! |") {
             Some(row) => tables.last_mut().unwrap().push(format!("|{row}")),
             None if !tables.last().unwrap().is_empty() => tables.push(vec![]),
@@ -29,7 +40,7 @@ fn config_tables() -> Vec<String> {
 }
 
 #[test]
-fn the_readme_configuration_table_is_the_one_in_config_rs() {
+fn the_readme_configuration_tables_are_the_programs_own() {
     // GIVEN the tables the code documents and the README
     let tables = config_tables();
     assert_eq!(tables.len(), 3, "{tables:?}");
@@ -38,12 +49,12 @@ fn the_readme_configuration_table_is_the_one_in_config_rs() {
     for table in &tables {
         assert!(
             readme.contains(table),
-            "README.md's configuration table differs from shared/src/config.rs's:\n{table}"
+            "README.md's configuration table differs from the code's ({CONFIG_SOURCES:?}):\n{table}"
         );
     }
     let block = tables.join("\n");
     // AND the table names every variable the code reads
-    let source = read(&root().join("shared/src/config.rs"));
+    let source: String = CONFIG_SOURCES.iter().map(|path| read(&root().join(path))).collect();
     let mut read_by_code = BTreeSet::new();
     for call in ["get(\"", "required(\"", "number(\"", "seconds(\"", "endpoint(\"", "list(\"", "role_word(\""] {
         for piece in source.split(call).skip(1) {

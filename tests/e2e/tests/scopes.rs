@@ -10,12 +10,12 @@ use archiver_e2e::organization::{deploy_member_role, drain_queue, function_crede
 use archiver_e2e::stage::{local_world, start_function, LocalStage};
 use archiver_e2e::MotoServer;
 use serde_json::{json, Value as Json};
+use session_archiver::aws::member::MemberRoles;
+use session_archiver::aws::sqs::SqsSender;
 use session_archiver::aws::SdkSettings;
-use session_archiver::event::ScopeMessage;
-use session_archiver::member::MemberRoles;
+use session_archiver::plan::organizations::OrganizationsDirectory;
 use session_archiver::plan::{
-    plan, AccountSource, AwsRegionDirectory, OrganizationsDirectory, PlanConfig, PlanRequest, RegionSource,
-    SqsScopeQueue,
+    plan, AccountSource, AwsRegionDirectory, PlanConfig, PlanRequest, RegionSource, ScopeMessage,
 };
 use session_archiver::ServiceId;
 
@@ -254,7 +254,7 @@ async fn the_planner_sends_one_message_per_active_account_and_region_of_an_ou_an
         .to_owned();
     let directory = OrganizationsDirectory::new(aws_sdk_organizations::Client::new(&sdk));
     let regions = region_directory(&sdk);
-    let queue = SqsScopeQueue::new(sqs.clone());
+    let queue = SqsSender::new(sqs.clone());
     let config = |parents: Vec<String>| PlanConfig {
         accounts: AccountSource::Organization { parents },
         exclude: BTreeSet::new(),
@@ -339,7 +339,7 @@ async fn with_enabled_regions_each_account_is_planned_where_it_has_enabled_a_reg
     };
     let request = plan_request(service);
     let directory = OrganizationsDirectory::new(aws_sdk_organizations::Client::new(&sdk));
-    let (regions, queue) = (region_directory(&sdk), SqsScopeQueue::new(sqs.clone()));
+    let (regions, queue) = (region_directory(&sdk), SqsSender::new(sqs.clone()));
 
     // WHEN the workload OU is planned with REGIONS=enabled
     let workload = config(AccountSource::Organization { parents: vec![org.workload.clone()] });

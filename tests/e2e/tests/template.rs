@@ -96,11 +96,12 @@ fn every_function_has_its_crate_makefile_target_and_sample_events() {
         assert_eq!(target["Arn"].as_str(), Some("ScopePlannerFunction.Arn"));
         let input = target["InputTransformer"]["InputTemplate"].as_str().unwrap();
         let event = input.replace("<id>", "\"53dc4d37\"").replace("<time>", "\"2026-11-22T10:00:00Z\"");
-        let window = session_archiver::event::EventWindow::new(
+        let window = session_archiver::lambda::event::EventWindow::new(
             session_archiver::model::Timestamp::parse("2026-11-22T10:00:30Z").unwrap(),
             session_archiver::model::Timestamp::parse("2024-01-01T00:00:00Z").unwrap(),
         );
-        let plan = session_archiver::event::parse_plan_event(&serde_json::from_str(&event).unwrap(), &window).unwrap();
+        let plan =
+            session_archiver::plan::event::parse_plan_event(&serde_json::from_str(&event).unwrap(), &window).unwrap();
         assert_eq!(plan.service, service, "{input}");
     }
     // AND the planner sends to the five queues, named by service as the code reads them
@@ -124,7 +125,7 @@ fn every_function_has_its_crate_makefile_target_and_sample_events() {
     assert_eq!(globals["Environment"]["Variables"]["MAX_CALLS_PER_SECOND"].as_str(), Some("MaxCallsPerSecond"));
     // AND the history's first day and the deadline margin are parameters with the code's defaults
     let start = &template["Parameters"]["HistoryStartDate"];
-    assert_eq!(start["Default"].as_str(), Some(session_archiver::config::DEFAULT_HISTORY_START));
+    assert_eq!(start["Default"].as_str(), Some(session_archiver::lambda::env::DEFAULT_HISTORY_START));
     assert_eq!(globals["Environment"]["Variables"]["HISTORY_START_DATE"].as_str(), Some("HistoryStartDate"));
     let margin = &template["Parameters"]["DeadlineMarginSeconds"];
     let defaults = [
@@ -134,7 +135,8 @@ fn every_function_has_its_crate_makefile_target_and_sample_events() {
         ("PERSONAL_DATA", "user_id=keep,participant_phone_numbers=drop,participant_proxy_phone_numbers=drop"),
     ];
     let var = |name: &str| defaults.iter().find(|(k, _)| *k == name).map(|(_, v)| (*v).to_owned());
-    let config = session_archiver::config::FunctionConfig::from_vars(ServiceId::IvsStreamSessions, var).unwrap();
+    let config =
+        session_archiver::archive::config::FunctionConfig::from_vars(ServiceId::IvsStreamSessions, var).unwrap();
     let least = config.failure_reserve().as_secs() as i64 + 1;
     assert_eq!((margin["Default"].as_i64(), margin["MinValue"].as_i64()), (Some(60), Some(least)));
     let pace = &template["Parameters"]["MaxCallsPerSecond"];
@@ -154,14 +156,14 @@ fn the_compactor_is_scheduled_daily_reads_the_history_and_writes_only_its_parque
     assert_eq!(function["Metadata"]["BuildMethod"].as_str(), Some("makefile"));
     assert!(makefile.contains("build-HistoryCompactorFunction: ; $(call lambda-artifact,history-compactor)"));
     assert!(root().join("functions/history-compactor/Cargo.toml").exists());
-    let window = session_archiver::event::EventWindow::new(
+    let window = session_archiver::lambda::event::EventWindow::new(
         session_archiver::model::Timestamp::parse("2026-11-23T00:30:00Z").unwrap(),
         session_archiver::model::Timestamp::parse("2024-01-01T00:00:00Z").unwrap(),
     );
     for file in ["scheduled.json", "replay-one-service.json", "replay-every-service.json"] {
         let text = std::fs::read_to_string(root().join("events/history-compactor").join(file)).unwrap();
         let event: serde_json::Value = serde_json::from_str(&text).unwrap();
-        let request = session_archiver::event::parse_compaction_event(&event, &window);
+        let request = session_compaction::event::parse_compaction_event(&event, &window);
         assert!(request.is_ok(), "events/history-compactor/{file}: {request:?}");
     }
     // AND its daily schedule is a parameter, after midnight UTC
@@ -172,7 +174,7 @@ fn the_compactor_is_scheduled_daily_reads_the_history_and_writes_only_its_parque
     assert_eq!(template["Parameters"]["CompactionSchedule"]["Default"].as_str(), Some("cron(30 0 * * ? *)"));
     // AND its sort memory is a parameter with the code's default, inside its memory
     let sort = &template["Parameters"]["CompactionSortMemoryMb"];
-    let config = session_archiver::config::CompactorConfig::from_vars(|name| match name {
+    let config = session_compaction::config::CompactorConfig::from_vars(|name| match name {
         "BUCKET_NAME" => Some("b-1".into()),
         "AWS_REGION" => Some("eu-west-1".into()),
         _ => None,
@@ -280,7 +282,7 @@ fn each_function_may_call_exactly_the_operations_its_code_calls() {
             "{logical}: the member role only"
         );
         let (dead_letters, resource) = actions("DeadLetters");
-        assert_eq!(dead_letters, session_archiver::plan::queue::IAM_ACTIONS.map(String::from).to_vec());
+        assert_eq!(dead_letters, session_archiver::aws::sqs::IAM_ACTIONS.map(String::from).to_vec());
         let dead_letter_queue = format!("{}ScopeDeadLetterQueue", pascal(service));
         assert_eq!(resource.as_str(), Some(format!("{dead_letter_queue}.Arn").as_str()), "{logical}: its own");
         let variables = &template["Resources"][logical.as_str()]["Properties"]["Environment"]["Variables"];
@@ -293,7 +295,7 @@ fn each_function_may_call_exactly_the_operations_its_code_calls() {
             "{logical}: the state prefix only"
         );
         assert_eq!(statements.len(), 7, "{logical}: nothing else");
-        assert_eq!(assume, session_archiver::member::IAM_ACTIONS.map(String::from).to_vec());
+        assert_eq!(assume, session_archiver::aws::member::IAM_ACTIONS.map(String::from).to_vec());
     }
     // AND the planner may list the organization and the regions, and send to the five queues, nothing else
     let statements =
@@ -310,7 +312,7 @@ fn each_function_may_call_exactly_the_operations_its_code_calls() {
     let queues_statement = statement("ScopeQueues");
     assert_eq!(
         strings(&queues_statement["Action"]),
-        session_archiver::plan::queue::IAM_ACTIONS.map(String::from).to_vec()
+        session_archiver::aws::sqs::IAM_ACTIONS.map(String::from).to_vec()
     );
     let queues: Vec<String> =
         queues_statement["Resource"].as_vec().unwrap().iter().map(|q| q.as_str().unwrap().to_owned()).collect();
@@ -363,11 +365,11 @@ fn the_member_role_lists_exactly_the_five_apis_for_the_archive_functions_only() 
     // AND its default name is the one the functions assume by default
     assert_eq!(
         member["Parameters"]["MemberRoleName"]["Default"].as_str(),
-        Some(session_archiver::config::DEFAULT_MEMBER_ROLE)
+        Some(session_archiver::archive::config::DEFAULT_MEMBER_ROLE)
     );
     assert_eq!(
         template()["Parameters"]["MemberRoleName"]["Default"].as_str(),
-        Some(session_archiver::config::DEFAULT_MEMBER_ROLE)
+        Some(session_archiver::archive::config::DEFAULT_MEMBER_ROLE)
     );
 }
 

@@ -1,6 +1,11 @@
 //! The AWS SDK configuration every function shares: region, optional endpoint override (the
 //! local stand-ins), retries and timeouts. Every client (session APIs, DynamoDB, S3, Secrets
-//! Manager) is built from one [`SdkSettings::load`], so none waits without a bound.
+//! Manager) is built from one [`SdkSettings::load`], so none waits without a bound; and the
+//! two AWS services every program may call on its own behalf: STS for a member account's role
+//! ([`member`]) and SQS ([`sqs`]).
+
+pub mod member;
+pub mod sqs;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;

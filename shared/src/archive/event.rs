@@ -1,4 +1,4 @@
-//! The events a function accepts, validated into a [`RunRequest`]:
+//! The events an archiving function accepts, validated into a [`RunRequest`]:
 //!
 //! - an **EventBridge scheduled event** (`source` `aws.events`, `detail-type` `Scheduled Event`): its
 //!   `id` is the run id and its `time` the history partition, so a redelivered event writes the
@@ -6,30 +6,23 @@
 //! - a **replay event**, sent by hand or from `events/`:
 //!   `{"replay": {"id": "...", "time": "...", "dry_run": false, "options": {...}}}` where `id` is
 //!   required, `time` defaults to now (give it, so replaying the same file writes the same keys),
-//!   `dry_run` to false, and `options` (parents, filters) to the function's own.
+//!   `dry_run` to false, and `options` (parents, filters) to the function's own;
+//! - a **scope message** from the service's queue (an SQS record's body, [`ScopeMessage`]), sent
+//!   by the planner for one account and region.
 //!
-//! - a **scope message** from the service's queue (an SQS record's body), sent by the planner for
-//!   one account and region: `{"service", "account_id", "region", "run_id", "event_time"}`, the
-//!   run id and time being the planner's scheduled event's, shared by every scope it planned.
-//!
-//! Anything else is refused with an error that names what is wrong, quoting bad values cut to a
-//! bounded length; nothing is read or written. An event time must fall between the first day of
-//! the history (`HISTORY_START_DATE`: the Glue tables read no partition before it) and a day
-//! ahead of the clock.
+//! Anything else is refused with an error that names what is wrong ([`crate::lambda::event`]);
+//! nothing is read or written.
 
-use aws_lambda_events::event::eventbridge::EventBridgeEvent;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::Value as Json;
 
-use crate::deadline::Deadlines;
-use crate::error::{bounded, quoted, Error, Result};
-use crate::history::RunId;
-use crate::model::{is_account_id, is_region, Scope, ServiceId, Timestamp};
+use crate::error::{quoted, Result};
+use crate::lambda::event::{config_detail, kind_of, parse_schedule, refuse, EventWindow, Schedule};
+use crate::model::{is_account_id, is_region, RunId, Scope, ServiceId, Timestamp};
+use crate::plan::event::ScopeMessage;
+use crate::run::deadline::Deadlines;
 use crate::run::{RunRequest, Trigger};
 use crate::sources::SourceOptions;
-
-/// How far ahead of the clock an event's time may be.
-const MAX_CLOCK_SKEW_SECONDS: i64 = 24 * 3600;
 
 /// A validated invocation.
 #[derive(Clone, Debug, PartialEq)]
@@ -39,35 +32,6 @@ pub struct Invocation {
     pub options: Option<SourceOptions>,
     /// The account and region of a scope message; `None`: the function's own.
     pub scope: Option<Scope>,
-}
-
-/// The message the planner sends for one scope, and a function takes from its queue.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ScopeMessage {
-    pub service: ServiceId,
-    pub account_id: String,
-    pub region: String,
-    /// The planner's event id: the run id in every scope it planned.
-    pub run_id: String,
-    /// The planner's event time: the history partition.
-    pub event_time: String,
-}
-
-impl ScopeMessage {
-    pub fn new(scope: &Scope, run_id: &RunId, event_time: &Timestamp) -> Self {
-        ScopeMessage {
-            service: scope.service,
-            account_id: scope.account_id.clone(),
-            region: scope.region.clone(),
-            run_id: run_id.to_string(),
-            event_time: event_time.to_string(),
-        }
-    }
-
-    pub fn scope(&self) -> Scope {
-        Scope { service: self.service, account_id: self.account_id.clone(), region: self.region.clone() }
-    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -88,38 +52,6 @@ struct Replay {
     options: Option<SourceOptions>,
 }
 
-fn refuse(detail: impl std::fmt::Display) -> Error {
-    Error::Event(bounded(detail.to_string()))
-}
-
-/// The times an event may name: from the first day of the history to a day ahead of `now`.
-#[derive(Clone, Debug, PartialEq)]
-pub struct EventWindow {
-    pub now: Timestamp,
-    /// Midnight UTC of `HISTORY_START_DATE`.
-    pub history_start: Timestamp,
-}
-
-impl EventWindow {
-    /// The window of an invocation at `now` for history starting at `history_start`.
-    pub fn new(now: Timestamp, history_start: Timestamp) -> Self {
-        EventWindow { now, history_start }
-    }
-
-    fn check(&self, field: &str, time: &Timestamp) -> Result<()> {
-        if time < &self.history_start {
-            return Err(refuse(format!(
-                "{field} {time} is before {}, the first day of the history (HISTORY_START_DATE): the Glue tables read no partition before it",
-                self.history_start.day()
-            )));
-        }
-        if time.epoch_seconds() > self.now.epoch_seconds() + MAX_CLOCK_SKEW_SECONDS {
-            return Err(refuse(format!("{field} {time} is more than a day ahead of the clock ({})", self.now)));
-        }
-        Ok(())
-    }
-}
-
 /// Validates the payload a function of `service` was invoked with, in `window`.
 pub fn parse_invocation(service: ServiceId, payload: &Json, window: &EventWindow) -> Result<Invocation> {
     let Json::Object(fields) = payload else {
@@ -129,7 +61,8 @@ pub fn parse_invocation(service: ServiceId, payload: &Json, window: &EventWindow
         return parse_replay(service, payload, window);
     }
     if fields.contains_key("detail-type") || fields.contains_key("source") {
-        return parse_scheduled(payload, window);
+        let Schedule { run_id, id, time } = parse_schedule(payload, window)?;
+        return Ok(scheduled_run(run_id, id, time, None));
     }
     let mut keys: Vec<String> = fields.keys().map(|key| quoted(key)).collect();
     keys.sort_unstable();
@@ -137,33 +70,6 @@ pub fn parse_invocation(service: ServiceId, payload: &Json, window: &EventWindow
         "expected an EventBridge scheduled event or {{\"replay\": {{\"id\": ...}}}}, got an object with keys [{}]",
         keys.join(", ")
     )))
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct PlanEnvelope {
-    plan: PlanFields,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct PlanFields {
-    service: ServiceId,
-    id: String,
-    time: String,
-}
-
-/// Validates the planner's event, `{"plan": {"service": "...", "id": "...", "time": "..."}}`: each
-/// service's schedule sends it (its rule's input transformer puts the scheduled event's id and
-/// time in), and so may a person planning one service by hand.
-pub fn parse_plan_event(payload: &Json, window: &EventWindow) -> Result<crate::plan::PlanRequest> {
-    let envelope: PlanEnvelope = serde_json::from_value(payload.clone())
-        .map_err(|e| refuse(format!("expected {{\"plan\": {{\"service\", \"id\", \"time\"}}}}: {e}")))?;
-    let plan = envelope.plan;
-    let run_id = RunId::parse(&plan.id).map_err(|e| refuse(format!("plan `id`: {}", config_detail(&e))))?;
-    let event_time = Timestamp::parse(&plan.time).map_err(|e| refuse(format!("plan `time`: {}", config_detail(&e))))?;
-    window.check("plan `time`", &event_time)?;
-    Ok(crate::plan::PlanRequest { service: plan.service, run_id, event_time })
 }
 
 /// Validates a scope message (an SQS record's body) for a function of `service`, in `window`.
@@ -210,27 +116,6 @@ fn scheduled_run(run_id: RunId, event_id: String, event_time: Timestamp, scope: 
     }
 }
 
-fn parse_scheduled(payload: &Json, window: &EventWindow) -> Result<Invocation> {
-    let event: EventBridgeEvent =
-        serde_json::from_value(payload.clone()).map_err(|e| refuse(format!("not an EventBridge event: {e}")))?;
-    if event.source != "aws.events" || event.detail_type != "Scheduled Event" {
-        return Err(refuse(format!(
-            "an EventBridge event from {} of type {} is not a schedule; expected source `aws.events`, detail-type `Scheduled Event`",
-            quoted(&event.source),
-            quoted(&event.detail_type)
-        )));
-    }
-    let id = event.id.filter(|id| !id.is_empty()).ok_or_else(|| refuse("the scheduled event has no `id`"))?;
-    let run_id = RunId::parse(&id).map_err(|e| refuse(format!("event `id`: {}", config_detail(&e))))?;
-    event.time.ok_or_else(|| refuse("the scheduled event has no `time`"))?;
-    // The text itself, not chrono's reading of it: chrono takes years 0000 and beyond 9999, and
-    // leap seconds, which no partition can be named after.
-    let text = payload["time"].as_str().unwrap_or_default();
-    let event_time = Timestamp::parse(text).map_err(|e| refuse(format!("event `time`: {}", config_detail(&e))))?;
-    window.check("event `time`", &event_time)?;
-    Ok(scheduled_run(run_id, id, event_time, None))
-}
-
 fn parse_replay(service: ServiceId, payload: &Json, window: &EventWindow) -> Result<Invocation> {
     let envelope: ReplayEnvelope =
         serde_json::from_value(payload.clone()).map_err(|e| refuse(format!("replay event: {e}")))?;
@@ -259,105 +144,12 @@ fn parse_replay(service: ServiceId, payload: &Json, window: &EventWindow) -> Res
     })
 }
 
-/// What a validation error says, without its "invalid configuration: " heading: in an event it
-/// is the event that is invalid.
-fn config_detail(err: &Error) -> String {
-    match err {
-        Error::Config(detail) => detail.clone(),
-        other => other.to_string(),
-    }
-}
-
-/// What a JSON value is, for an error message: `a string`, `an array`, …
-pub fn kind_of(value: &Json) -> &'static str {
-    match value {
-        Json::Null => "null",
-        Json::Bool(_) => "a boolean",
-        Json::Number(_) => "a number",
-        Json::String(_) => "a string",
-        Json::Array(_) => "an array",
-        Json::Object(_) => "an object",
-    }
-}
-
-/// What the compactor is asked: one day, of some services.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct CompactionRequest {
-    /// `YYYY-MM-DD`.
-    pub day: String,
-    pub services: Vec<ServiceId>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct CompactEnvelope {
-    compact: CompactFields,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct CompactFields {
-    day: String,
-    service: Option<ServiceId>,
-}
-
-/// Validates the compactor's event: its daily schedule (the day before the event's, every
-/// service), or `{"compact": {"day": "YYYY-MM-DD", "service": "..."}}` (a replay of one day, of
-/// one service or, without `service`, of all). A day not over yet is refused: its runs are still
-/// writing.
-pub fn parse_compaction_event(payload: &Json, window: &EventWindow) -> Result<CompactionRequest> {
-    let Json::Object(fields) = payload else {
-        return Err(refuse(format!("the event must be a JSON object, not {}", kind_of(payload))));
-    };
-    let (day, services) = if fields.contains_key("compact") {
-        let envelope: CompactEnvelope = serde_json::from_value(payload.clone())
-            .map_err(|e| refuse(format!("expected {{\"compact\": {{\"day\", \"service\"}}}}: {e}")))?;
-        let fields = envelope.compact;
-        let midnight = Timestamp::parse(&format!("{}T00:00:00Z", fields.day))
-            .ok()
-            .filter(|at| at.day() == fields.day)
-            .ok_or_else(|| refuse(format!("compact `day` {} is not a day (YYYY-MM-DD)", quoted(&fields.day))))?;
-        window.check("compact `day`", &midnight)?;
-        (fields.day, fields.service.map_or_else(|| ServiceId::ALL.to_vec(), |service| vec![service]))
-    } else {
-        let run = parse_scheduled(payload, window)?;
-        let midnight = run.request.event_time.epoch_seconds().div_euclid(86_400) * 86_400;
-        let day_before = Timestamp::from_datetime(&aws_smithy_types::DateTime::from_secs(midnight - 86_400))?;
-        (day_before.day().to_owned(), ServiceId::ALL.to_vec())
-    };
-    if day.as_str() >= window.now.day() {
-        return Err(refuse(format!("day {day} is not over yet ({}): its runs may still write to it", window.now)));
-    }
-    Ok(CompactionRequest { day, services })
-}
-
 #[cfg(test)]
 mod tests {
     use serde_json::json;
 
     use super::*;
-
-    fn now() -> Timestamp {
-        Timestamp::parse("2026-11-22T10:00:30Z").unwrap()
-    }
-
-    fn scheduled() -> Json {
-        json!({
-            "version": "0",
-            "id": "53dc4d37-cffa-4f76-80c9-8b7d4a4d2eaa",
-            "detail-type": "Scheduled Event",
-            "source": "aws.events",
-            "account": "123456789012",
-            "time": "2026-11-22T10:00:00Z",
-            "region": "us-east-1",
-            "resources": ["arn:aws:events:us-east-1:123456789012:rule/archive-ivs"],
-            "detail": {}
-        })
-    }
-
-    fn window() -> EventWindow {
-        EventWindow::new(now(), Timestamp::parse("2024-01-01T00:00:00Z").unwrap())
-    }
+    use crate::lambda::event::fixtures::{now, scheduled, window};
 
     fn parse(payload: Json) -> Result<Invocation> {
         parse_invocation(ServiceId::IvsStreamSessions, &payload, &window())
@@ -367,37 +159,6 @@ mod tests {
         let err = parse(payload).unwrap_err();
         assert!(!err.is_retryable());
         err.to_string()
-    }
-
-    #[test]
-    fn the_compactors_schedule_compacts_the_day_before_of_every_service_and_a_replay_one_day() {
-        let request = parse_compaction_event(&scheduled(), &window()).unwrap();
-        assert_eq!((request.day.as_str(), request.services.len()), ("2026-11-21", 5));
-        let replay = json!({"compact": {"day": "2026-11-20", "service": "ivs-stream-sessions"}});
-        let request = parse_compaction_event(&replay, &window()).unwrap();
-        assert_eq!((request.day.as_str(), request.services), ("2026-11-20", vec![ServiceId::IvsStreamSessions]));
-        let every = parse_compaction_event(&json!({"compact": {"day": "2026-01-31"}}), &window()).unwrap();
-        assert_eq!(every.services, ServiceId::ALL.to_vec());
-    }
-
-    #[test]
-    fn a_compaction_event_naming_no_day_a_bad_one_or_one_not_over_is_refused() {
-        let cases = [
-            (json!({"compact": {"day": "2026-02-30"}}), "compact `day` `2026-02-30` is not a day"),
-            (json!({"compact": {"day": "22/11/2026"}}), "is not a day (YYYY-MM-DD)"),
-            (json!({"compact": {"day": "2023-12-31"}}), "before 2024-01-01, the first day of the history"),
-            (json!({"compact": {"day": "2026-11-22"}}), "day 2026-11-22 is not over yet"),
-            (json!({"compact": {"day": "2026-11-20", "service": "s3"}}), "unknown variant `s3`, expected one of"),
-            (json!({"compact": {"day": "2026-11-20", "dry_run": true}}), "unknown field `dry_run`"),
-            (json!({"compact": {}}), "missing field `day`"),
-            (json!({"replay": {"id": "x"}}), "not an EventBridge event"),
-            (json!([1]), "the event must be a JSON object, not an array"),
-        ];
-        for (payload, expected) in cases {
-            let err = parse_compaction_event(&payload, &window()).unwrap_err();
-            assert!(matches!(err, Error::Event(_)), "{err}");
-            assert!(err.to_string().contains(expected), "{err} (expected {expected})");
-        }
     }
 
     #[test]
@@ -574,31 +335,6 @@ mod tests {
         for (body, expected) in cases {
             let err = parse_scope_message(ServiceId::IvsStreamSessions, &body, &window()).unwrap_err();
             assert!(!err.is_retryable(), "{err}");
-            assert!(err.to_string().contains(expected), "{expected}: {err}");
-        }
-    }
-
-    #[test]
-    fn a_plan_event_names_the_service_and_the_schedules_id_and_time() {
-        let payload =
-            json!({"plan": {"service": "gamelift-stream-sessions", "id": "53dc4d37", "time": "2026-11-22T10:00:00Z"}});
-        let request = parse_plan_event(&payload, &window()).unwrap();
-        assert_eq!(request.service, ServiceId::GameliftStreamSessions);
-        assert_eq!((request.run_id.as_str(), request.event_time.as_str()), ("53dc4d37", "2026-11-22T10:00:00Z"));
-        let cases = [
-            (json!({"plan": {"service": "ec2", "id": "a", "time": "2026-11-22T10:00:00Z"}}), "unknown variant `ec2`"),
-            (
-                json!({"plan": {"service": "gamelift-stream-sessions", "id": "a/b", "time": "2026-11-22T10:00:00Z"}}),
-                "plan `id`: run id `a/b`",
-            ),
-            (
-                json!({"plan": {"service": "gamelift-stream-sessions", "id": "a", "time": "2030-01-01T00:00:00Z"}}),
-                "plan `time` 2030-01-01T00:00:00Z is more than a day ahead",
-            ),
-            (scheduled(), "expected {\"plan\""),
-        ];
-        for (payload, expected) in cases {
-            let err = parse_plan_event(&payload, &window()).unwrap_err();
             assert!(err.to_string().contains(expected), "{expected}: {err}");
         }
     }

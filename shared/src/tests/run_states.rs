@@ -7,12 +7,14 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::{Map, Value as Json};
 
-use crate::deadline::Deadlines;
+use crate::history::memory::MemoryBucket;
 use crate::history::RunId;
 use crate::model::{ServiceId, Timestamp};
+use crate::run::deadline::Deadlines;
 use crate::run::{run, RunConfig, RunOutcome, RunRequest, Trigger};
+use crate::sources::scripted::ScriptedSource;
+use crate::table::memory::MemoryTable;
 use crate::table::{LeaseHolder, RunLedger, RunStatus, Scope};
-use crate::testing::{MemoryBucket, MemoryTable, ScriptedSource};
 
 const SERVICE: ServiceId = ServiceId::IvsStreamSessions;
 

@@ -10,12 +10,14 @@ use flate2::read::GzDecoder;
 use flate2::write::GzEncoder;
 use flate2::Compression;
 
-use crate::deadline::Deadlines;
+use crate::history::memory::MemoryBucket;
 use crate::history::RunId;
 use crate::model::{ServiceId, Timestamp};
+use crate::run::deadline::Deadlines;
 use crate::run::{run, RunConfig, RunOutcome, RunRequest, RunSummary, Trigger};
+use crate::sources::scripted::ScriptedSource;
+use crate::table::memory::MemoryTable;
 use crate::table::{Scope, StateVouch};
-use crate::testing::{MemoryBucket, MemoryTable, ScriptedSource};
 
 const SERVICE: ServiceId = ServiceId::GameliftStreamSessions;
 

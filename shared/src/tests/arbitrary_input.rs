@@ -6,9 +6,10 @@ use aws_smithy_types::DateTime;
 use proptest::prelude::*;
 use serde_json::{json, Map, Value as Json};
 
-use crate::config::FunctionConfig;
+use crate::archive::config::FunctionConfig;
+use crate::archive::event::parse_invocation;
 use crate::error::{CallSite, MESSAGE_LIMIT};
-use crate::event::{parse_invocation, EventWindow};
+use crate::lambda::event::EventWindow;
 use crate::model::{ServiceId, Timestamp};
 use crate::table::Progress;
 
@@ -189,7 +190,7 @@ proptest! {
         minutes in prop::option::of(any::<i32>()),
     ) {
         use crate::sources::{chime, gamelift, ivs, workspaces};
-        let site = |service| CallSite { service, operation: "List", parent: strings[3].clone() };
+        let site = |service: ServiceId| CallSite { service: service.as_str(), operation: "List", parent: strings[3].clone() };
         let id = strings[0].clone();
         let t = |i: usize| times[i];
 

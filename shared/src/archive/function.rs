@@ -1,0 +1,260 @@
+//! An archiving function's Lambda side: its cold start (clients, the personal-data key) and the
+//! handler of its events, served by [`crate::lambda::serve`].
+//!
+//! A function takes an EventBridge schedule or a replay event (its own account and region), or
+//! an SQS event of scope messages from its queue (any account and region the planner planned):
+//! it answers those with the messages that failed (`ReportBatchItemFailures`), which SQS delivers
+//! again. A message whose failure a retry cannot mend, or on its last delivery, the function moves
+//! to its dead-letter queue itself, with the error as message attributes; SQS's own redrive after
+//! the queue's `maxReceiveCount` stays as the backstop.
+//!
+//! Errors reach Lambda with an `errorType` that says whether a retry can help:
+//! `Retryable.<Kind>` (throttling that outlasted the retries, a 5xx, a timeout, DynamoDB or S3
+//! unreachable) or `NonRetryable.<Kind>` (a bad event, a bad page, a bug): an async invocation's
+//! retries and the on-failure destination can tell them apart ([`crate::lambda`]).
+
+use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
+use lambda_runtime::{Context, LambdaEvent};
+use serde_json::Value as Json;
+use tracing::info;
+
+use super::config::FunctionConfig;
+use super::event::{parse_invocation, parse_scope_message, Invocation};
+use super::report::{metrics_line, scope_failure};
+use crate::aws::member::MemberRoles;
+use crate::aws::sqs::SqsSender;
+use crate::aws::SdkSettings;
+use crate::error::{Error, Result};
+use crate::history::S3ObjectStore;
+use crate::lambda::event::EventWindow;
+use crate::lambda::{answer_queue, is_queue_event, queue_event, DeadLetters, Program};
+use crate::model::{Scope, Timestamp};
+use crate::personal::PersonalData;
+use crate::run::deadline::Deadlines;
+use crate::run::{run, RunSummary};
+use crate::sources::AnySource;
+use crate::table::DynamoTable;
+
+/// What a warm function keeps between invocations: configuration and clients, built once.
+pub struct Function {
+    config: FunctionConfig,
+    personal_data: tokio::sync::OnceCell<PersonalData>,
+    /// The read of the personal-data key started at cold start, until an invocation takes it.
+    key_read: tokio::sync::Mutex<Option<tokio::task::JoinHandle<Result<PersonalData>>>>,
+    storage_settings: SdkSettings,
+    storage_sdk: aws_config::SdkConfig,
+    session_sdk: aws_config::SdkConfig,
+    source: AnySource,
+    store: DynamoTable,
+    objects: S3ObjectStore,
+    member_roles: MemberRoles,
+    /// The function's dead-letter queue, when configured.
+    dead_letters: Option<DeadLetters>,
+}
+
+impl Program for Function {
+    type Config = FunctionConfig;
+    type Response = Json;
+    const FAILED: &'static str = "invocation failed";
+
+    /// Builds the clients once, from a validated configuration. The personal-data key is read
+    /// from Secrets Manager in the background, so the read overlaps the Runtime API's first poll
+    /// instead of delaying it; the first invocation waits for it.
+    async fn start(config: FunctionConfig) -> Result<Self> {
+        let (session_settings, storage_settings) = (config.session_api_sdk(), config.storage_sdk());
+        let (session_sdk, storage_sdk) = tokio::join!(session_settings.load(), storage_settings.load());
+        let source = AnySource::new(config.service, &session_sdk, config.options.clone())?;
+        let store = DynamoTable::new(storage_settings.dynamodb_client(&storage_sdk), &config.table_name);
+        let objects = S3ObjectStore::new(storage_settings.s3_client(&storage_sdk), &config.bucket_name);
+        let personal_data = tokio::sync::OnceCell::new();
+        let mut key_read = None;
+        match (&config.personal_data_key_secret, config.personal_data.needs_key()) {
+            (Some(secret), true) => {
+                let read = read_personal_data(&config, secret, &storage_settings, &storage_sdk);
+                key_read = Some(tokio::spawn(read));
+            }
+            _ => {
+                let _ = personal_data.set(PersonalData::new(config.personal_data.clone(), None)?);
+            }
+        }
+        info!(personal_data = config.personal_data.describe(), "personal data policy");
+        let member_roles = MemberRoles::new(
+            aws_sdk_sts::Client::new(&storage_sdk),
+            partition_of(&config.region),
+            &config.member_role_name,
+            config.member_role_external_id.clone(),
+        );
+        let dead_letters = config.scope_dead_letter_queue.clone().map(|url| DeadLetters {
+            sender: SqsSender::new(aws_sdk_sqs::Client::new(&storage_sdk)),
+            url,
+            max_receives: Some(config.scope_max_receives),
+        });
+        Ok(Function {
+            config,
+            personal_data,
+            key_read: tokio::sync::Mutex::new(key_read),
+            storage_settings,
+            storage_sdk,
+            session_sdk,
+            source,
+            store,
+            objects,
+            member_roles,
+            dead_letters,
+        })
+    }
+
+    /// One invocation: a queue's scope messages, each run in its scope, answered with the ones
+    /// that failed; or a schedule or replay event, run in the function's own scope, answered
+    /// with the run's summary.
+    async fn handle(&self, event: LambdaEvent<Json>) -> Result<Json> {
+        let (payload, context) = event.into_parts();
+        let window = EventWindow::new(Timestamp::now(), self.config.history_start.clone());
+        if is_queue_event(&payload) {
+            let response = self.handle_queue(queue_event(payload)?, &context, &window).await;
+            return serde_json::to_value(response).map_err(|e| Error::Mapping(format!("batch response: {e}")));
+        }
+        let invocation = parse_invocation(self.config.service, &payload, &window)?;
+        let summary = self.run_invocation(invocation, &context).await?;
+        serde_json::to_value(summary).map_err(|e| Error::Mapping(format!("run summary: {e}")))
+    }
+}
+
+impl Function {
+    /// The policy with its key: the cold start's read, or, after a read that failed (which
+    /// failed its invocation), a new one.
+    async fn personal_data(&self) -> Result<&PersonalData> {
+        self.personal_data
+            .get_or_try_init(|| async {
+                if let Some(started) = self.key_read.lock().await.take() {
+                    return started
+                        .await
+                        .map_err(|e| Error::Config(format!("reading the personal-data key stopped: {e}")))?;
+                }
+                let secret = self.config.personal_data_key_secret.as_deref().unwrap_or_default();
+                read_personal_data(&self.config, secret, &self.storage_settings, &self.storage_sdk).await
+            })
+            .await
+    }
+
+    /// Runs each scope message in turn. A failed message comes back to the queue, unless it goes
+    /// to the dead-letter queue with its error.
+    async fn handle_queue(&self, event: SqsEvent, context: &Context, window: &EventWindow) -> SqsBatchResponse {
+        answer_queue(event, self.dead_letters.as_ref(), "scope message", |body| async move {
+            let invocation = parse_scope_message(self.config.service, &body, window)?;
+            self.run_invocation(invocation, context).await.map(|_| ())
+        })
+        .await
+    }
+
+    /// One run: in the invocation's scope (or the function's own), to the invocation's deadline.
+    async fn run_invocation(&self, mut invocation: Invocation, context: &Context) -> Result<RunSummary> {
+        let deadlines = Deadlines::lambda(context.deadline, self.config.deadline_margin, self.config.failure_reserve());
+        invocation.request.deadlines = deadlines;
+        invocation.request.invocation_id = context.request_id.clone();
+        // The function's own scope: its account and region, and its clients.
+        let home = Scope {
+            service: self.config.service,
+            account_id: crate::lambda::account_of(&context.invoked_function_arn)?,
+            region: self.config.region.clone(),
+        };
+        let scope = invocation.scope.take().unwrap_or_else(|| home.clone());
+        let result = Box::pin(self.run_in_scope(invocation, &scope, &home, deadlines)).await;
+        println!("{}", metrics_line(&scope, &result, Timestamp::now().epoch_seconds() * 1000));
+        match result {
+            Err(err) if scope != home => Err(scope_failure(&scope, err)),
+            other => other,
+        }
+    }
+
+    async fn run_in_scope(
+        &self,
+        invocation: Invocation,
+        scope: &Scope,
+        home: &Scope,
+        deadlines: Deadlines,
+    ) -> Result<RunSummary> {
+        let mut run_config = self.config.run_config(&scope.account_id, &scope.region);
+        let key_read = deadlines.work("Secrets Manager: the personal-data key", self.personal_data());
+        run_config.personal_data = key_read.await?.clone();
+        let scoped_source = match (scope == home, invocation.options) {
+            (true, None) => None,
+            (_, options) => {
+                let sdk = self.scope_sdk(scope, home, invocation.request.run_id.as_str(), deadlines).await?;
+                let options = options.unwrap_or_else(|| self.config.options.clone());
+                Some(AnySource::new(self.config.service, &sdk, options)?)
+            }
+        };
+        let source = scoped_source.as_ref().unwrap_or(&self.source);
+        info!(
+            service = %self.config.service,
+            account_id = %scope.account_id,
+            region = %scope.region,
+            run_id = %invocation.request.run_id,
+            trigger = invocation.request.trigger.as_str(),
+            dry_run = invocation.request.dry_run,
+            request_id = %invocation.request.invocation_id,
+            "run starting"
+        );
+        // Boxed: the run's future is deep, and boxing keeps the functions' own futures shallow.
+        Box::pin(run(source, &self.store, &self.objects, &run_config, &invocation.request)).await
+    }
+
+    /// The session API settings of `scope`: its region, and the member role's credentials when
+    /// the account is not the function's own.
+    async fn scope_sdk(
+        &self,
+        scope: &Scope,
+        home: &Scope,
+        run_id: &str,
+        deadlines: Deadlines,
+    ) -> Result<aws_config::SdkConfig> {
+        let mut sdk = self.session_sdk.to_builder().region(aws_config::Region::new(scope.region.clone()));
+        if scope.account_id != home.account_id {
+            let assumed = deadlines
+                .work("STS: the member role", self.member_roles.credentials(&scope.account_id, run_id))
+                .await?;
+            sdk = sdk.credentials_provider(aws_credential_types::provider::SharedCredentialsProvider::new(assumed));
+        }
+        Ok(sdk.build())
+    }
+}
+
+/// The partition of a region's ARNs.
+fn partition_of(region: &str) -> &'static str {
+    if region.starts_with("cn-") {
+        "aws-cn"
+    } else if region.starts_with("us-gov-") {
+        "aws-us-gov"
+    } else {
+        "aws"
+    }
+}
+
+/// Reads the HMAC key from Secrets Manager and checks it against the policy.
+fn read_personal_data(
+    config: &FunctionConfig,
+    secret: &str,
+    settings: &SdkSettings,
+    sdk: &aws_config::SdkConfig,
+) -> impl std::future::Future<Output = Result<PersonalData>> + Send + 'static {
+    let (policy, secret, settings, sdk) =
+        (config.personal_data.clone(), secret.to_owned(), settings.clone(), sdk.clone());
+    async move {
+        let key = settings.read_secret(&sdk, &secret).await?;
+        PersonalData::new(policy, Some(key))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_region_names_its_partition() {
+        assert_eq!(
+            [partition_of("eu-west-1"), partition_of("cn-north-1"), partition_of("us-gov-west-1")],
+            ["aws", "aws-cn", "aws-us-gov"]
+        );
+    }
+}

@@ -1,0 +1,215 @@
+//! The table's in-memory twin, for unit tests that need no moto: sessions, lease, manifests and
+//! progress, keeping the adapter's contracts (ids in order, conditional lease, newest manifests
+//! first); the end-to-end tests on moto check the DynamoDB adapter.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Mutex;
+
+use futures::Stream;
+
+use super::item::manifest_sk;
+use super::{
+    LeaseHolder, LeaseOutcome, Manifest, Progress, RunLedger, RunStatus, SavedProgress, Scope, SessionTable,
+    StateVouch, StoredSession, StoredState,
+};
+use crate::error::{injected, Result};
+use crate::model::Timestamp;
+
+/// A scope's lease item: the holder, until when (0 once given back), and the vouch it left.
+type Lease = (LeaseHolder, i64, Option<StateVouch>);
+
+/// The table, in memory.
+#[derive(Default)]
+pub struct MemoryTable {
+    sessions: Mutex<BTreeMap<(String, String), StoredSession>>,
+    /// By lease key: the holder, until when (0 once given back), and the vouch it left.
+    lease: Mutex<HashMap<String, Lease>>,
+    manifests: Mutex<BTreeMap<(String, String), Manifest>>,
+    progress: Mutex<HashMap<(String, String), SavedProgress>>,
+    /// Session writes refused once this many items are in the table.
+    fail_writes_at: Mutex<Option<usize>>,
+    /// Session writes never answered, as a silent DynamoDB.
+    silent_writes: AtomicBool,
+    /// Listings whose stored states were read (each a Query on DynamoDB).
+    listings_read: AtomicU64,
+}
+
+impl MemoryTable {
+    /// Refuses session writes once the table holds `items` sessions.
+    pub fn fail_writes_at(&self, items: usize) {
+        *self.fail_writes_at.lock().unwrap() = Some(items);
+    }
+
+    /// Session writes are accepted and never answered.
+    pub fn go_silent(&self) {
+        self.silent_writes.store(true, Ordering::SeqCst);
+    }
+
+    pub fn heal(&self) {
+        *self.fail_writes_at.lock().unwrap() = None;
+        self.silent_writes.store(false, Ordering::SeqCst);
+    }
+
+    /// Every stored session, by id.
+    pub fn sessions(&self) -> BTreeMap<String, StoredSession> {
+        self.sessions.lock().unwrap().values().map(|s| (s.record.session_id.clone(), s.clone())).collect()
+    }
+
+    /// Every manifest, oldest first.
+    pub fn manifests(&self) -> Vec<Manifest> {
+        self.manifests.lock().unwrap().values().cloned().collect()
+    }
+
+    pub fn progress_items(&self) -> usize {
+        self.progress.lock().unwrap().len()
+    }
+
+    /// Who holds the scope's lease (not given back yet).
+    pub fn lease_holder(&self, scope: &Scope) -> Option<LeaseHolder> {
+        let leases = self.lease.lock().unwrap();
+        leases.get(&scope.lease_pk()).filter(|(_, until, _)| *until > 0).map(|(holder, _, _)| holder.clone())
+    }
+
+    /// Listings whose stored states were read so far.
+    pub fn listings_read(&self) -> u64 {
+        self.listings_read.load(Ordering::SeqCst)
+    }
+
+    /// What the last run to give the scope's lease back vouched for.
+    pub fn vouch(&self, scope: &Scope) -> Option<StateVouch> {
+        self.lease.lock().unwrap().get(&scope.lease_pk()).and_then(|(_, _, vouch)| vouch.clone())
+    }
+
+    /// Replaces the vouch of a scope whose lease is free, as another run could have left it.
+    pub fn set_vouch(&self, scope: &Scope, vouch: Option<StateVouch>) {
+        let mut leases = self.lease.lock().unwrap();
+        let holder = LeaseHolder { run_id: String::new(), invocation_id: String::new() };
+        leases.entry(scope.lease_pk()).or_insert((holder, 0, None)).2 = vouch;
+    }
+
+    fn listing(&self, scope: &Scope, parent_id: Option<&str>) -> Vec<StoredSession> {
+        let pk = scope.session_pk(parent_id);
+        let sessions = self.sessions.lock().unwrap();
+        sessions.iter().filter(|((p, _), _)| *p == pk).map(|(_, s)| s.clone()).collect()
+    }
+}
+
+impl SessionTable for MemoryTable {
+    fn stored_states<'a>(
+        &'a self,
+        scope: &'a Scope,
+        parent_id: Option<&'a str>,
+    ) -> impl Stream<Item = Result<Vec<StoredState>>> + Send + 'a {
+        self.listings_read.fetch_add(1, Ordering::SeqCst);
+        let states: Vec<StoredState> = self.listing(scope, parent_id).iter().map(StoredState::from).collect();
+        let pages: Vec<Result<Vec<StoredState>>> = states.chunks(100).map(|page| Ok(page.to_vec())).collect();
+        futures::stream::iter(pages)
+    }
+
+    fn stored_pages<'a>(
+        &'a self,
+        scope: &'a Scope,
+        parent_id: Option<&'a str>,
+    ) -> impl Stream<Item = Result<Vec<StoredSession>>> + Send + 'a {
+        let sessions = self.listing(scope, parent_id);
+        let pages: Vec<Result<Vec<StoredSession>>> = sessions.chunks(100).map(|page| Ok(page.to_vec())).collect();
+        futures::stream::iter(pages)
+    }
+
+    async fn get_sessions(
+        &self,
+        scope: &Scope,
+        parent_id: Option<&str>,
+        session_ids: &[&str],
+    ) -> Result<HashMap<String, StoredSession>> {
+        let pk = scope.session_pk(parent_id);
+        let sessions = self.sessions.lock().unwrap();
+        Ok(session_ids
+            .iter()
+            .filter_map(|id| sessions.get(&(pk.clone(), (*id).to_owned())).map(|s| ((*id).to_owned(), s.clone())))
+            .collect())
+    }
+
+    async fn write_sessions(&self, scope: &Scope, written: &[StoredSession]) -> Result<()> {
+        if self.silent_writes.load(Ordering::SeqCst) {
+            std::future::pending::<()>().await;
+        }
+        let mut sessions = self.sessions.lock().unwrap();
+        if self.fail_writes_at.lock().unwrap().is_some_and(|at| sessions.len() >= at) {
+            return Err(injected("DynamoDB BatchWriteItem"));
+        }
+        for stored in written {
+            let key = (scope.session_pk(stored.record.parent_id.as_deref()), stored.record.session_id.clone());
+            sessions.insert(key, stored.clone());
+        }
+        Ok(())
+    }
+}
+
+impl RunLedger for MemoryTable {
+    async fn acquire_lease(
+        &self,
+        scope: &Scope,
+        holder: &LeaseHolder,
+        now: i64,
+        expires_at: i64,
+    ) -> Result<LeaseOutcome> {
+        let mut leases = self.lease.lock().unwrap();
+        match leases.get(&scope.lease_pk()) {
+            Some((held, until, _)) if *until >= now && held.invocation_id != holder.invocation_id => {
+                Ok(LeaseOutcome::HeldBy {
+                    run_id: held.run_id.clone(),
+                    invocation_id: held.invocation_id.clone(),
+                    expires_at: *until,
+                })
+            }
+            _ => {
+                let old = leases.insert(scope.lease_pk(), (holder.clone(), expires_at, None));
+                Ok(LeaseOutcome::Acquired { vouched: old.and_then(|(_, _, vouch)| vouch) })
+            }
+        }
+    }
+
+    async fn release_lease(&self, scope: &Scope, holder: &LeaseHolder, vouch: Option<&StateVouch>) -> Result<()> {
+        let mut leases = self.lease.lock().unwrap();
+        if let Some(lease) =
+            leases.get_mut(&scope.lease_pk()).filter(|(held, _, _)| held.invocation_id == holder.invocation_id)
+        {
+            *lease = (holder.clone(), 0, vouch.cloned());
+        }
+        Ok(())
+    }
+
+    async fn put_manifest(&self, scope: &Scope, manifest: &Manifest) -> Result<()> {
+        let key = (scope.runs_pk(), manifest_sk(&manifest.event_time, &manifest.run_id));
+        self.manifests.lock().unwrap().insert(key, manifest.clone());
+        Ok(())
+    }
+
+    async fn unfinished_runs(&self, scope: &Scope, limit: i32) -> Result<HashSet<String>> {
+        let manifests = self.manifests.lock().unwrap();
+        let newest = manifests.iter().rev().filter(|((pk, _), _)| *pk == scope.runs_pk()).take(limit as usize);
+        Ok(newest.filter(|(_, m)| m.status != RunStatus::Complete).map(|(_, m)| m.run_id.clone()).collect())
+    }
+
+    async fn run_status(&self, scope: &Scope, event_time: &Timestamp, run_id: &str) -> Result<Option<RunStatus>> {
+        let key = (scope.runs_pk(), manifest_sk(event_time, run_id));
+        Ok(self.manifests.lock().unwrap().get(&key).map(|m| m.status))
+    }
+
+    async fn get_progress(&self, scope: &Scope, options: &str) -> Result<Option<SavedProgress>> {
+        Ok(self.progress.lock().unwrap().get(&(scope.progress_pk(), options.to_owned())).cloned())
+    }
+
+    async fn put_progress(&self, scope: &Scope, progress: &Progress, saved: &SavedProgress) -> Result<()> {
+        let key = (scope.progress_pk(), progress.options.clone());
+        self.progress.lock().unwrap().insert(key, saved.clone());
+        Ok(())
+    }
+
+    async fn delete_progress(&self, scope: &Scope, options: &str) -> Result<()> {
+        self.progress.lock().unwrap().remove(&(scope.progress_pk(), options.to_owned()));
+        Ok(())
+    }
+}
