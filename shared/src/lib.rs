@@ -8,7 +8,9 @@
 //! - [`personal`]: user ids and phone numbers kept, hashed (HMAC-SHA256) or dropped;
 //! - [`aws`]: the SDK configuration every program shares, the member role, SQS;
 //! - [`sources`]: one source per API (parent discovery, paging, mapping);
-//! - [`table`]: current state in DynamoDB (port, adapter, diff);
+//! - [`diff`]: the pure diff of a listing against its previous state: what changed, what ended;
+//! - [`state_object`]: the S3 format that keeps a scope's listing states between runs;
+//! - [`table`]: current state in DynamoDB (ports, the adapter, its items, a run's progress);
 //! - [`history`]: history in S3 (keys, NDJSON.gz lines, streaming writer, adapter);
 //! - [`run`]: the one run that joins a source and the two sinks, to an invocation's deadline;
 //! - [`lambda`]: the Lambda scaffolding of every program: runtime, environment, events, errors;
@@ -19,6 +21,7 @@
 
 pub mod archive;
 pub mod aws;
+pub mod diff;
 pub mod error;
 pub mod history;
 pub mod lambda;
@@ -28,6 +31,7 @@ pub mod plan;
 pub mod run;
 pub mod services;
 pub mod sources;
+pub mod state_object;
 pub mod table;
 
 pub use error::{Error, Result};

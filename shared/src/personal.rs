@@ -189,6 +189,24 @@ mod tests {
     use super::*;
     use crate::model::ServiceId;
 
+    #[test]
+    fn every_column_that_names_a_person_has_a_treatment() {
+        // GIVEN every column of every API's schema (a new API's too)
+        let names_a_person =
+            |name: &str| name.ends_with("user_id") || name.contains("phone_number") || name.contains("email");
+        for service in ServiceId::ALL {
+            for column in service.schema().columns().filter(|column| names_a_person(column.name)) {
+                // THEN a column holding a user id, phone number or address is kept, hashed or
+                // dropped by the policy, never written as it came
+                assert!(
+                    PERSONAL_COLUMNS.iter().any(|(name, _)| *name == column.name),
+                    "{service}: column {} names a person and has no treatment in PERSONAL_COLUMNS",
+                    column.name
+                );
+            }
+        }
+    }
+
     const KEY: &[u8] = b"0123456789abcdef0123456789abcdef";
 
     fn proxy_session() -> SessionRecord {

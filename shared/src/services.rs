@@ -6,7 +6,6 @@ use crate::model::{
     Schema, ServiceId, CHIME_PROXY_SESSIONS, GAMELIFT_STREAM_SESSIONS, IVS_STREAM_SESSIONS,
     WORKSPACES_CONNECTION_STATUS, WORKSPACES_POOL_SESSIONS,
 };
-use crate::sources::options::{is_channel_arn, is_pool_id, is_voice_connector_id};
 
 /// Everything the archiver knows of one session API.
 #[derive(Debug)]
@@ -28,6 +27,9 @@ pub struct ServiceSpec {
     pub filters: &'static [&'static str],
     /// The columns of its history.
     pub schema: &'static Schema,
+    /// The statuses of a session that is over, or not connected: a session in one is not active
+    /// (the audit's active-at, its concurrency).
+    pub ended_statuses: &'static [&'static str],
 }
 
 /// The parents of an API listed per parent.
@@ -59,6 +61,7 @@ static SERVICES: [ServiceSpec; 5] = [
         }),
         filters: &["user_id"],
         schema: &WORKSPACES_POOL_SESSIONS,
+        ended_statuses: &[],
     },
     ServiceSpec {
         id: "workspaces-connection-status",
@@ -69,6 +72,7 @@ static SERVICES: [ServiceSpec; 5] = [
         parents: None,
         filters: &["workspace_ids"],
         schema: &WORKSPACES_CONNECTION_STATUS,
+        ended_statuses: &["DISCONNECTED"],
     },
     ServiceSpec {
         id: "ivs-stream-sessions",
@@ -84,6 +88,7 @@ static SERVICES: [ServiceSpec; 5] = [
         }),
         filters: &[],
         schema: &IVS_STREAM_SESSIONS,
+        ended_statuses: &["OFFLINE"],
     },
     ServiceSpec {
         id: "chime-proxy-sessions",
@@ -99,6 +104,7 @@ static SERVICES: [ServiceSpec; 5] = [
         }),
         filters: &["proxy_status"],
         schema: &CHIME_PROXY_SESSIONS,
+        ended_statuses: &["Closed"],
     },
     ServiceSpec {
         id: "gamelift-stream-sessions",
@@ -109,8 +115,12 @@ static SERVICES: [ServiceSpec; 5] = [
         parents: None,
         filters: &["stream_status", "export_files_status"],
         schema: &GAMELIFT_STREAM_SESSIONS,
+        ended_statuses: &["TERMINATING", "TERMINATED", "ERROR"],
     },
 ];
+
+/// A status no API uses for a session it can speak of: the audit counts none in it active.
+pub const UNKNOWN_STATUS: &str = "UNKNOWN";
 
 impl ServiceId {
     /// The API's entry in the registry.
@@ -119,9 +129,69 @@ impl ServiceId {
     }
 }
 
+/// Whether a session in `status` is active: a status no API ends a session in (and not
+/// [`UNKNOWN_STATUS`]).
+pub fn is_active_status(status: Option<&str>) -> bool {
+    status.is_some_and(|s| s != UNKNOWN_STATUS && !SERVICES.iter().any(|spec| spec.ended_statuses.contains(&s)))
+}
+
+/// `^wspool-[0-9a-z]{9}$`
+pub fn is_pool_id(id: &str) -> bool {
+    id.strip_prefix("wspool-")
+        .is_some_and(|rest| rest.len() == 9 && rest.bytes().all(|b| b.is_ascii_digit() || b.is_ascii_lowercase()))
+}
+
+/// `^ws-[0-9a-z]{8,63}$`
+pub fn is_workspace_id(id: &str) -> bool {
+    id.strip_prefix("ws-").is_some_and(|rest| {
+        (8..=63).contains(&rest.len()) && rest.bytes().all(|b| b.is_ascii_digit() || b.is_ascii_lowercase())
+    })
+}
+
+/// `^arn:aws:ivs:[a-z0-9-]+:[0-9]+:channel/[a-zA-Z0-9-]+$`, at most 128 characters.
+pub fn is_channel_arn(arn: &str) -> bool {
+    if arn.len() > 128 {
+        return false;
+    }
+    let Some(rest) = arn.strip_prefix("arn:aws:ivs:") else { return false };
+    let mut parts = rest.splitn(3, ':');
+    let (Some(region), Some(account), Some(resource)) = (parts.next(), parts.next(), parts.next()) else {
+        return false;
+    };
+    let Some(channel) = resource.strip_prefix("channel/") else { return false };
+    !region.is_empty()
+        && region.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !account.is_empty()
+        && account.bytes().all(|b| b.is_ascii_digit())
+        && !channel.is_empty()
+        && channel.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+}
+
+/// 1-128 characters, `.*\S.*`
+pub fn is_voice_connector_id(id: &str) -> bool {
+    (1..=128).contains(&id.chars().count()) && id.chars().any(|c| !c.is_whitespace())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn parent_patterns_follow_the_api_docs() {
+        assert!(is_pool_id("wspool-abc123def"));
+        assert!(!is_pool_id("wspool-ABC123DEF"));
+        assert!(!is_pool_id("wspool-abc123de"));
+        assert!(!is_pool_id("pool-abc123def"));
+        assert!(is_channel_arn("arn:aws:ivs:us-west-2:123456789012:channel/abcdABCD1234"));
+        assert!(!is_channel_arn("arn:aws:ivs:us-west-2:123456789012:stream-key/abcd"));
+        assert!(!is_channel_arn("arn:aws:ivs:us-west-2:12345678901x:channel/abcd"));
+        assert!(!is_channel_arn("arn:aws:ivs:us-west-2:123456789012:channel/"));
+        assert!(is_voice_connector_id("abcdef1ghij2klmno3pqr4"));
+        assert!(!is_voice_connector_id("   "));
+        assert!(!is_voice_connector_id(&"a".repeat(129)));
+        assert!(is_workspace_id("ws-abcd1234"));
+        assert!(!is_workspace_id("ws-abc"));
+    }
 
     #[test]
     fn every_service_has_its_own_entry_in_order() {

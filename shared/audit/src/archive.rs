@@ -10,7 +10,7 @@ use flate2::write::GzDecoder;
 use session_archiver::history::{under_prefix, HistoryKind, ObjectListing, ObjectStore, S3ObjectStore};
 use session_archiver::ServiceId;
 use session_compaction::columns::{read_parquet, Dataset, Value};
-use session_compaction::day::{marker_key, Marker};
+use session_compaction::keys::{marker_key, Marker};
 
 use crate::record::{parse_line, AuditLine};
 use crate::{AuditError, Result};

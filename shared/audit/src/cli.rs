@@ -235,6 +235,26 @@ impl Who {
     }
 }
 
+/// The columns of a list of sessions (`sessions`, `active-at`).
+const SESSION_COLUMNS: [&str; 10] = [
+    "service",
+    "session_id",
+    "parent_id",
+    "user_id",
+    "status",
+    "started_at",
+    "ended_at",
+    "first_seen",
+    "last_seen",
+    "observations",
+];
+
+const SUMMARY_COLUMNS: [&str; 8] =
+    ["bucket", "service", "started", "ended", "peak_concurrency", "duration_p50", "duration_p90", "duration_p99"];
+
+const SCOPES_COLUMNS: [&str; 8] =
+    ["service", "account_id", "region", "sessions", "runs", "peak_concurrency", "first_seen", "last_seen"];
+
 impl Cli {
     /// Where the history is.
     pub async fn archive(&self) -> Result<Archive> {
@@ -296,18 +316,6 @@ impl Cli {
 
     /// Runs the command; returns what to print on stdout.
     pub async fn run(&self, now: i64) -> Result<String> {
-        const SESSION_COLUMNS: [&str; 10] = [
-            "service",
-            "session_id",
-            "parent_id",
-            "user_id",
-            "status",
-            "started_at",
-            "ended_at",
-            "first_seen",
-            "last_seen",
-            "observations",
-        ];
         match &self.command {
             Command::Sessions { range, who, format } => {
                 let (from, to) = range.bounds(now)?;
@@ -315,20 +323,7 @@ impl Cli {
                 let lines = self.lines(&[SNAPSHOTS], &range.services, from, to, &range.scope).await?;
                 Ok(render(&query::sessions(&lines, from, to, &filter), &SESSION_COLUMNS, *format))
             }
-            Command::Timeline { session_id, range, format } => {
-                let (from, to) = range.bounds(now)?;
-                let lines = self.lines(&[SNAPSHOTS, CHANGES], &range.services, from, to, &range.scope).await?;
-                let rows: Vec<_> =
-                    query::timeline(&lines, session_id).into_iter().filter(|r| (from..=to).contains(&r.at)).collect();
-                if rows.is_empty() {
-                    return Err(AuditError::Usage(format!(
-                        "session {session_id} is not in the history from {} to {}",
-                        format_time(from),
-                        format_time(to)
-                    )));
-                }
-                Ok(render(&rows, &["at", "service", "run_id", "event", "status", "transition"], *format))
-            }
+            Command::Timeline { session_id, range, format } => self.timeline(session_id, range, *format, now).await,
             Command::ActiveAt { at, services, scope, who, format } => {
                 let at = time("the instant", at)?;
                 let filter = who.filter()?;
@@ -342,32 +337,12 @@ impl Cli {
                     By::Day => Bucket::Day,
                 };
                 let lines = self.lines(&[SNAPSHOTS], &range.services, from, to, &range.scope).await?;
-                let columns = [
-                    "bucket",
-                    "service",
-                    "started",
-                    "ended",
-                    "peak_concurrency",
-                    "duration_p50",
-                    "duration_p90",
-                    "duration_p99",
-                ];
-                Ok(render(&query::summary(&lines, from, to, bucket), &columns, *format))
+                Ok(render(&query::summary(&lines, from, to, bucket), &SUMMARY_COLUMNS, *format))
             }
             Command::Scopes { range, format } => {
                 let (from, to) = range.bounds(now)?;
                 let lines = self.lines(&[SNAPSHOTS], &range.services, from, to, &range.scope).await?;
-                let columns = [
-                    "service",
-                    "account_id",
-                    "region",
-                    "sessions",
-                    "runs",
-                    "peak_concurrency",
-                    "first_seen",
-                    "last_seen",
-                ];
-                Ok(render(&query::scopes(&lines, from, to), &columns, *format))
+                Ok(render(&query::scopes(&lines, from, to), &SCOPES_COLUMNS, *format))
             }
             Command::Plot { what: PlotKind::Concurrency, range, out } => {
                 let (from, to) = range.bounds(now)?;
@@ -377,5 +352,21 @@ impl Cli {
                 Ok(format!("{}\n{}\n", svg.display(), png.display()))
             }
         }
+    }
+
+    /// One session's observations and changes in the range; refused when it has none there.
+    async fn timeline(&self, session_id: &str, range: &Range, format: Format, now: i64) -> Result<String> {
+        let (from, to) = range.bounds(now)?;
+        let lines = self.lines(&[SNAPSHOTS, CHANGES], &range.services, from, to, &range.scope).await?;
+        let rows: Vec<_> =
+            query::timeline(&lines, session_id).into_iter().filter(|r| (from..=to).contains(&r.at)).collect();
+        if rows.is_empty() {
+            return Err(AuditError::Usage(format!(
+                "session {session_id} is not in the history from {} to {}",
+                format_time(from),
+                format_time(to)
+            )));
+        }
+        Ok(render(&rows, &["at", "service", "run_id", "event", "status", "transition"], format))
     }
 }

@@ -6,14 +6,9 @@ use serde::Serialize;
 
 use crate::record::AuditLine;
 
-/// Statuses that mean the session is over (or, for WorkSpaces connections, not connected):
-/// IVS `OFFLINE`, Chime `Closed`, GameLift Streams `TERMINATING` / `TERMINATED` / `ERROR`,
-/// WorkSpaces `DISCONNECTED`.
-pub const ENDED_STATUSES: [&str; 6] = ["OFFLINE", "Closed", "TERMINATING", "TERMINATED", "ERROR", "DISCONNECTED"];
-
-pub fn is_active_status(status: Option<&str>) -> bool {
-    status.is_some_and(|s| !ENDED_STATUSES.contains(&s) && s != "UNKNOWN")
-}
+/// Whether a status is active: none of the registry's ended statuses (IVS `OFFLINE`, Chime
+/// `Closed`, GameLift Streams `TERMINATING` / `TERMINATED` / `ERROR`, WorkSpaces `DISCONNECTED`).
+pub use session_archiver::services::is_active_status;
 
 /// Which sessions a question is about.
 #[derive(Clone, Debug, Default)]

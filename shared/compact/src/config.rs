@@ -82,13 +82,7 @@ mod tests {
     use session_archiver::lambda::env::fixture;
 
     fn vars(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
-        let defaults = [
-            ("TABLE_NAME", "session-archiver-sessions"),
-            ("BUCKET_NAME", "session-archiver-history-123"),
-            ("AWS_REGION", "eu-west-1"),
-            ("PERSONAL_DATA_KEY_SECRET", "session-archiver/personal-data-key"),
-        ];
-        fixture(&defaults, pairs)
+        fixture(&[("BUCKET_NAME", "session-archiver-history-123"), ("AWS_REGION", "eu-west-1")], pairs)
     }
 
     #[test]

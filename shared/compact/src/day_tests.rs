@@ -9,15 +9,18 @@ use flate2::write::GzEncoder;
 use flate2::Compression;
 use session_archiver::history::memory::MemoryBucket;
 use session_archiver::history::{HistoryKind, RunId};
-use session_archiver::model::Timestamp;
+use session_archiver::model::{Scope, Timestamp};
 use session_archiver::run::deadline::Deadlines;
 use session_archiver::run::{run, RunConfig, RunOutcome, RunRequest, Trigger};
 use session_archiver::sources::scripted::ScriptedSource;
+use session_archiver::sources::SessionSource;
 use session_archiver::table::memory::MemoryTable;
 use session_archiver::{Error, ServiceId};
 
 use crate::columns::{parse_line, read_parquet, Dataset, Row, Value};
-use crate::day::{compact_day, marker_key, source_prefix, CompactionConfig};
+use crate::dataset::CompactionConfig;
+use crate::day::compact_day;
+use crate::keys::{marker_key, source_prefix};
 use crate::parquet_object::Layout;
 use crate::parts::InThisInvocation;
 
@@ -61,9 +64,11 @@ pub(crate) async fn archived_day() -> MemoryBucket {
         ];
         let mut source = ScriptedSource::new(SERVICE, listings, 40);
         let table = MemoryTable::default();
-        let config = RunConfig::new(account, "us-east-1");
+        let config = RunConfig::new();
         for (n, hour) in [(1, 1), (2, 9), (3, 17)] {
-            let summary = run(&source, &table, &bucket, &config, &request(&format!("run-{n}"), hour)).await.unwrap();
+            let scope = Scope { service: source.service(), account_id: account.into(), region: "us-east-1".into() };
+            let summary =
+                run(&scope, &source, &table, &bucket, &config, &request(&format!("run-{n}"), hour)).await.unwrap();
             assert_eq!(summary.outcome, RunOutcome::Complete);
             source.set_status(&ids[0][n], "CLOSED");
             source.remove(&ids[1][n]);

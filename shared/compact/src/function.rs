@@ -16,7 +16,8 @@ use session_archiver::Result;
 use tracing::info;
 
 use crate::config::CompactorConfig;
-use crate::day::{compact_day, CompactionConfig, DayOutcome};
+use crate::dataset::CompactionConfig;
+use crate::day::{compact_day, DayOutcome};
 use crate::event::parse_compaction_event;
 use crate::parquet_object::Layout;
 use crate::parts::{compact_part, InThisInvocation, PartTask, SqsTaskQueue};

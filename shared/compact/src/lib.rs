@@ -5,9 +5,11 @@
 
 pub mod columns;
 pub mod config;
+pub mod dataset;
 pub mod day;
 pub mod event;
 pub mod function;
+pub mod keys;
 pub mod parquet_object;
 pub mod parts;
 pub mod sort;

@@ -18,15 +18,19 @@ use std::future::Future;
 
 use serde::{Deserialize, Serialize};
 use session_archiver::aws::sqs::SqsSender;
-use session_archiver::history::{under_prefix, HistoryKind, ListedObject, ObjectListing, ObjectStore};
+use session_archiver::history::{HistoryKind, ListedObject, ObjectListing, ObjectStore};
 use session_archiver::{Error, Result, ServiceId};
 use sha2::{Digest, Sha256};
 use tracing::info;
 
 use crate::columns::Dataset;
-use crate::day::{
-    delete_stale_parquet, marker_key, parquet_key, parquet_prefix, sort_sources, source_of, tag_sources, write_marker,
-    write_parquet, CompactedObject, CompactionConfig, DatasetOutcome, SourceObject,
+use crate::dataset::{
+    delete_stale_parquet, sort_sources, source_of, tag_sources, write_marker, write_parquet, CompactionConfig,
+    DatasetOutcome,
+};
+use crate::keys::{
+    marker_key, parquet_key, parquet_prefix, plan_key, record_key, staged_key, staging_prefix, CompactedObject,
+    SourceObject,
 };
 
 pub const PLAN_FORMAT: &str = "session-archiver/compaction-plan";
@@ -155,23 +159,6 @@ pub fn split_into_parts(sources: &[ListedObject], part_source_bytes: u64) -> Vec
         }
     }
     parts
-}
-
-/// `<prefix>/parquet/_staging/<kind>/<service>/dt=<day>/`: outside every table's location.
-pub fn staging_prefix(history_prefix: &str, dataset: &Dataset, day: &str) -> String {
-    under_prefix(history_prefix, &format!("parquet/_staging/{}/{}/dt={day}/", dataset.kind.as_str(), dataset.service))
-}
-
-pub fn plan_key(history_prefix: &str, dataset: &Dataset, day: &str) -> String {
-    format!("{}plan.json", staging_prefix(history_prefix, dataset, day))
-}
-
-fn staged_key(history_prefix: &str, dataset: &Dataset, day: &str, plan: &str, part: usize) -> String {
-    format!("{}{plan}/part-{part:05}.parquet", staging_prefix(history_prefix, dataset, day))
-}
-
-fn record_key(history_prefix: &str, dataset: &Dataset, day: &str, plan: &str, part: usize) -> String {
-    format!("{}{plan}/part-{part:05}.json", staging_prefix(history_prefix, dataset, day))
 }
 
 /// What a written part holds.

@@ -10,11 +10,11 @@ use session_archiver::history::{HistoryKind, ListedObject};
 use session_archiver::{Error, Result, ServiceId};
 
 use crate::columns::{read_parquet, Row};
-use crate::day::{compact_day, marker_key, parquet_prefix, source_prefix, CompactionConfig, Marker};
+use crate::dataset::CompactionConfig;
+use crate::day::compact_day;
 use crate::day_tests::{archived_day, config, dataset, gzip, json_rows, sorted, DAY, SERVICE};
-use crate::parts::{
-    compact_part, split_into_parts, staging_prefix, InThisInvocation, PartOutcome, PartTask, TaskQueue,
-};
+use crate::keys::{marker_key, parquet_prefix, source_prefix, staging_prefix, Marker};
+use crate::parts::{compact_part, split_into_parts, InThisInvocation, PartOutcome, PartTask, TaskQueue};
 
 /// The tasks a planning queued.
 #[derive(Default)]

@@ -35,7 +35,7 @@ use crate::aws::SdkSettings;
 use crate::error::quoted;
 use crate::error::{Error, Result};
 use crate::lambda::env::{history_start, Vars};
-use crate::model::{ServiceId, Timestamp};
+use crate::model::{Scope, ServiceId, Timestamp};
 use crate::personal::PersonalDataPolicy;
 use crate::sources::SourceOptions;
 use crate::table::progress::MAX_INLINE_PROGRESS as MAX_INLINE;
@@ -128,9 +128,11 @@ impl FunctionConfig {
                 self.failure_reserve().as_secs()
             )));
         }
-        // The run's own checks (prefix, retention, lease) with a placeholder account: the account
-        // comes with each invocation.
-        self.run_config("000000000000", &self.region).validate()
+        // The run's own checks (prefix, retention, lease), and the region's name with a
+        // placeholder account: the account comes with each invocation.
+        let home = Scope { service: self.service, account_id: "000000000000".into(), region: self.region.clone() };
+        crate::run::config::validate_scope(&home)?;
+        self.run_config().validate()
     }
 
     /// The time kept before the Lambda deadline for recording a failure (the manifest, the
@@ -144,9 +146,9 @@ impl FunctionConfig {
         Self::from_vars(service, |name| std::env::var(name).ok())
     }
 
-    /// The run settings for an invocation in `account_id` and `region`.
-    pub fn run_config(&self, account_id: &str, region: &str) -> crate::run::RunConfig {
-        let mut run = crate::run::RunConfig::new(account_id, region);
+    /// The run settings of an invocation.
+    pub fn run_config(&self) -> crate::run::RunConfig {
+        let mut run = crate::run::RunConfig::new();
         run.history_prefix = self.history_prefix.clone();
         run.state_prefix = self.state_prefix.clone();
         run.progress_inline_bytes = self.progress_inline_bytes;

@@ -174,7 +174,7 @@ impl Function {
         home: &Scope,
         deadlines: Deadlines,
     ) -> Result<RunSummary> {
-        let mut run_config = self.config.run_config(&scope.account_id, &scope.region);
+        let mut run_config = self.config.run_config();
         let key_read = deadlines.work("Secrets Manager: the personal-data key", self.personal_data());
         run_config.personal_data = key_read.await?.clone();
         let scoped_source = match (scope == home, invocation.options) {
@@ -197,7 +197,7 @@ impl Function {
             "run starting"
         );
         // Boxed: the run's future is deep, and boxing keeps the functions' own futures shallow.
-        Box::pin(run(source, &self.store, &self.objects, &run_config, &invocation.request)).await
+        Box::pin(run(scope, source, &self.store, &self.objects, &run_config, &invocation.request)).await
     }
 
     /// The session API settings of `scope`: its region, and the member role's credentials when

@@ -11,26 +11,22 @@ use std::collections::HashSet;
 
 use tracing::{info, warn};
 
-use super::config::RunConfig;
-use super::pass::{ListingStates, PartResult};
-use super::request::{RunOutcome, RunRequest, RunSummary};
+use super::context::RunInputs;
+use super::kept::{load_progress, save_progress};
+use super::pass::{pass, PartResult};
+use super::request::{RunOutcome, RunSummary};
+use super::state::ListingStates;
+use crate::diff::RunMark;
 use crate::error::{bounded, Error, Result};
 use crate::history::ObjectStore;
 use crate::model::Timestamp;
 use crate::sources::SessionSource;
-use crate::table::{
-    LeaseHolder, LeaseOutcome, Manifest, Progress, RunCounts, RunMark, RunStatus, Scope, StateVouch, Table,
-};
+use crate::table::{LeaseHolder, LeaseOutcome, Manifest, Progress, RunCounts, RunStatus, StateVouch, Table};
 
-/// One invocation's run: its ports, its settings, and when it started.
+/// One invocation's run: what it is given, and when it started.
 pub(super) struct Run<'a, S, D, O> {
-    pub(super) source: &'a S,
-    pub(super) store: &'a D,
-    pub(super) objects: &'a O,
-    pub(super) config: &'a RunConfig,
-    pub(super) request: &'a RunRequest,
-    pub(super) scope: Scope,
-    pub(super) started_at: Timestamp,
+    run: RunInputs<'a, S, D, O>,
+    started_at: Timestamp,
 }
 
 /// What happened under the lease.
@@ -60,30 +56,22 @@ where
     D: Table,
     O: ObjectStore,
 {
-    pub(super) fn new(
-        source: &'a S,
-        store: &'a D,
-        objects: &'a O,
-        config: &'a RunConfig,
-        request: &'a RunRequest,
-    ) -> Self {
-        let scope =
-            Scope { service: source.service(), account_id: config.account_id.clone(), region: config.region.clone() };
-        Run { source, store, objects, config, request, scope, started_at: Timestamp::now() }
+    pub(super) fn new(run: RunInputs<'a, S, D, O>) -> Self {
+        Run { run, started_at: Timestamp::now() }
     }
 
     /// The run, start to end: a dry run, or a part under the lease.
     pub(super) async fn execute(&self) -> Result<RunSummary> {
         let fresh = self.fresh_progress();
-        if self.request.dry_run {
+        if self.run.request.dry_run {
             let mark = self.mark(&fresh.run_id, HashSet::new());
-            let part = Box::pin(self.pass(&fresh, &Default::default(), &mark, None)).await?;
+            let part = Box::pin(pass(self.run, &fresh, &Default::default(), &mark, None)).await?;
             let summary = self.summary(&fresh.run_id, RunOutcome::DryRun, 0);
             return Ok(RunSummary { counts: part.counts, listings_left: part.listings_left, ..summary });
         }
         let holder = LeaseHolder {
-            run_id: self.request.run_id.as_str().to_owned(),
-            invocation_id: self.request.invocation_id.clone(),
+            run_id: self.run.request.run_id.as_str().to_owned(),
+            invocation_id: self.run.request.invocation_id.clone(),
         };
         let vouched = match self.take_lease(&holder).await? {
             Ok(vouched) => vouched,
@@ -101,15 +89,15 @@ where
     /// when another invocation holds it.
     async fn take_lease(&self, holder: &LeaseHolder) -> Result<std::result::Result<Option<StateVouch>, RunSummary>> {
         let now = self.started_at.epoch_seconds();
-        let deadlines = &self.request.deadlines;
-        let until = deadlines.lease_until(now, self.config.lease_duration);
-        let taken =
-            deadlines.work("DynamoDB: the run's lease", self.store.acquire_lease(&self.scope, holder, now, until));
+        let deadlines = &self.run.request.deadlines;
+        let until = deadlines.lease_until(now, self.run.config.lease_duration);
+        let taken = deadlines
+            .work("DynamoDB: the run's lease", self.run.store.acquire_lease(self.run.scope, holder, now, until));
         let (held_by, invocation_id, expires_at) = match taken.await? {
             LeaseOutcome::Acquired { vouched } => return Ok(Ok(vouched)),
             LeaseOutcome::HeldBy { run_id, invocation_id, expires_at } => (run_id, invocation_id, expires_at),
         };
-        let service = self.scope.service;
+        let service = self.run.scope.service;
         if held_by == holder.run_id {
             info!(%service, held_by, invocation_id, expires_at, "another invocation is running this event's run; skipping");
         } else {
@@ -121,17 +109,17 @@ where
 
     /// Under the lease: picks the run, runs one part of it, and records how it went.
     async fn run_part(&self, fresh: Progress, vouched: Option<&StateVouch>) -> Result<PartOutcome> {
-        let deadlines = &self.request.deadlines;
+        let deadlines = &self.run.request.deadlines;
         let chosen = deadlines.work("DynamoDB: the run's progress and manifests", self.choose_run(fresh));
         let Some(Chosen { mut progress, resuming, unfinished, mut manifest }) = chosen.await? else {
             return Ok(PartOutcome::AlreadyComplete);
         };
         let mark = self.mark(&progress.run_id, unfinished);
-        let complete_listings = !self.source.options().narrows_listings();
+        let complete_listings = !self.run.source.options().narrows_listings();
         let states = ListingStates::of(vouched, &progress.run_id, complete_listings);
         // Held by the listings that resume from the table only; the rest put back.
         let seen_before = std::sync::Mutex::new(progress.take_seen());
-        let result = Box::pin(self.pass(&progress, &seen_before, &mark, Some((self.objects, &states)))).await;
+        let result = Box::pin(pass(self.run, &progress, &seen_before, &mark, Some(&states))).await;
         progress.restore_seen(seen_before.into_inner().unwrap());
         manifest.finished_at = Some(Timestamp::now());
         let mut part = match result {
@@ -154,8 +142,8 @@ where
     /// Picks the run to work on (a partial one with the same source options, or the event's own)
     /// and marks its manifest `running`; `None` when the event's own run is already complete.
     async fn choose_run(&self, fresh: Progress) -> Result<Option<Chosen>> {
-        let (store, scope) = (self.store, &self.scope);
-        let mut kept = self.load_progress(&fresh.options).await?;
+        let (store, scope) = (self.run.store, self.run.scope);
+        let mut kept = load_progress(self.run, &fresh.options).await?;
         if let Some(partial) = &kept {
             // Completed after its progress was saved, before the progress was removed.
             if store.run_status(scope, &partial.event_time, &partial.run_id).await? == Some(RunStatus::Complete) {
@@ -165,7 +153,7 @@ where
         }
         let progress = kept.unwrap_or(fresh);
         let resuming = progress.parts > 0;
-        let request = self.request;
+        let request = self.run.request;
         if !resuming
             && store.run_status(scope, &request.event_time, request.run_id.as_str()).await? == Some(RunStatus::Complete)
         {
@@ -181,7 +169,7 @@ where
                 "resuming a partial run"
             );
         }
-        let unfinished = store.unfinished_runs(scope, self.config.unfinished_runs_window).await?;
+        let unfinished = store.unfinished_runs(scope, self.run.config.unfinished_runs_window).await?;
         if unfinished.iter().any(|r| r != &progress.run_id) {
             info!(runs = ?unfinished, "recording again the changes of unfinished runs");
         }
@@ -199,7 +187,7 @@ where
         part: &mut PartResult,
         resuming: bool,
     ) -> Result<()> {
-        let (store, scope) = (self.store, &self.scope);
+        let (store, scope) = (self.run.store, self.run.scope);
         manifest.counts.add(&part.counts);
         manifest.s3_keys.extend(part.keys.iter().cloned());
         if part.listings_left == 0 {
@@ -222,7 +210,7 @@ where
         progress.updated_at = Timestamp::now();
         // The commit point of the part: its items and objects are written; from here on the next
         // invocation starts after them.
-        self.save_progress(progress).await?;
+        save_progress(self.run, progress).await?;
         manifest.status = RunStatus::Partial;
         store.put_manifest(scope, manifest).await
     }
@@ -230,17 +218,18 @@ where
     /// The end of a part under the lease: a failed part's manifest written and the lease given
     /// back, at the same time, each bounded by the invocation's end.
     async fn let_go(&self, outcome: &Result<PartOutcome>, holder: &LeaseHolder, vouch: Option<&StateVouch>) {
-        let deadlines = &self.request.deadlines;
+        let deadlines = &self.run.request.deadlines;
         let record_failure = async {
             let Ok(PartOutcome::Failed { manifest, .. }) = outcome else { return };
-            let recorded = deadlines.last("DynamoDB: the run manifest", self.store.put_manifest(&self.scope, manifest));
+            let recorded =
+                deadlines.last("DynamoDB: the run manifest", self.run.store.put_manifest(self.run.scope, manifest));
             if let Err(also) = recorded.await {
                 warn!(error = %also, "could not record the failure in the run manifest");
             }
         };
         let release = async {
-            let released =
-                deadlines.last("DynamoDB: the run's lease", self.store.release_lease(&self.scope, holder, vouch));
+            let released = deadlines
+                .last("DynamoDB: the run's lease", self.run.store.release_lease(self.run.scope, holder, vouch));
             if let Err(err) = released.await {
                 warn!(error = %err, "could not release the lease; it expires by itself at the invocation's deadline");
             }
@@ -250,10 +239,10 @@ where
 
     /// What the invocation returns, from how its part went.
     fn summarise(&self, outcome: PartOutcome) -> Result<RunSummary> {
-        let service = self.scope.service;
+        let service = self.run.scope.service;
         match outcome {
             PartOutcome::AlreadyComplete => {
-                let run_id = self.request.run_id.as_str();
+                let run_id = self.run.request.run_id.as_str();
                 info!(%service, run_id, "the event's run is already complete; nothing to do");
                 Ok(RunSummary { already_complete: true, ..self.summary(run_id, RunOutcome::Skipped, 0) })
             }
@@ -275,7 +264,7 @@ where
     /// A summary of `outcome` with nothing counted yet.
     fn summary(&self, run_id: &str, outcome: RunOutcome, part: u32) -> RunSummary {
         RunSummary {
-            service: self.scope.service,
+            service: self.run.scope.service,
             run_id: run_id.to_owned(),
             outcome,
             part,
@@ -292,14 +281,14 @@ where
 
     /// Where a run that starts with this request stands: nothing done yet.
     fn fresh_progress(&self) -> Progress {
-        let request = self.request;
+        let request = self.run.request;
         Progress {
             run_id: request.run_id.as_str().to_owned(),
             event_id: request.event_id.clone(),
             event_time: request.event_time.clone(),
             trigger: request.trigger.as_str().into(),
             started_at: self.started_at.clone(),
-            options: self.source.options().fingerprint(),
+            options: self.run.source.options().fingerprint(),
             parts: 0,
             counts: RunCounts::default(),
             s3_keys: Vec::new(),
@@ -314,7 +303,7 @@ where
         RunMark {
             run_id: run_id.to_owned(),
             snapshot_at: self.started_at.clone(),
-            ended_expires_at: self.started_at.epoch_seconds() + self.config.ended_retention.as_secs() as i64,
+            ended_expires_at: self.started_at.epoch_seconds() + self.run.config.ended_retention.as_secs() as i64,
             unfinished_runs: unfinished,
         }
     }

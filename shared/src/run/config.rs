@@ -3,13 +3,12 @@
 use std::time::Duration;
 
 use crate::error::{quoted, Error, Result};
+use crate::model::Scope;
 use crate::personal::PersonalData;
 
 /// How a run is set up, validated once at cold start.
 #[derive(Clone, Debug, PartialEq)]
 pub struct RunConfig {
-    pub account_id: String,
-    pub region: String,
     /// Key prefix of the history objects in the bucket (may be empty).
     pub history_prefix: String,
     /// Key prefix of the listings' state in the bucket (a run's progress too large for its item),
@@ -36,10 +35,8 @@ pub struct RunConfig {
 }
 
 impl RunConfig {
-    pub fn new(account_id: impl Into<String>, region: impl Into<String>) -> Self {
+    pub fn new() -> Self {
         RunConfig {
-            account_id: account_id.into(),
-            region: region.into(),
             history_prefix: "history".into(),
             state_prefix: "state".into(),
             progress_inline_bytes: crate::table::progress::MAX_INLINE_PROGRESS,
@@ -56,12 +53,6 @@ impl RunConfig {
     /// Checks every value, naming the one that is wrong.
     pub fn validate(&self) -> Result<()> {
         let bad = |what: String| Err(Error::Config(what));
-        if !crate::model::is_account_id(&self.account_id) {
-            return bad(format!("account id {} is not 12 digits", quoted(&self.account_id)));
-        }
-        if !crate::model::is_region(&self.region) {
-            return bad(format!("region {} is not an AWS region name like eu-west-1", quoted(&self.region)));
-        }
         for (what, prefix) in [("history", &self.history_prefix), ("state", &self.state_prefix)] {
             if !is_key_prefix(prefix) {
                 return bad(format!(
@@ -113,6 +104,26 @@ impl RunConfig {
     }
 }
 
+impl Default for RunConfig {
+    fn default() -> Self {
+        RunConfig::new()
+    }
+}
+
+/// Checks the scope a run archives: its account id and region name.
+pub fn validate_scope(scope: &Scope) -> Result<()> {
+    if !crate::model::is_account_id(&scope.account_id) {
+        return Err(Error::Config(format!("account id {} is not 12 digits", quoted(&scope.account_id))));
+    }
+    if !crate::model::is_region(&scope.region) {
+        return Err(Error::Config(format!(
+            "region {} is not an AWS region name like eu-west-1",
+            quoted(&scope.region)
+        )));
+    }
+    Ok(())
+}
+
 /// An S3 key prefix the archiver writes under: short, of key-safe characters, no `.` or `..`
 /// segment.
 pub fn is_key_prefix(prefix: &str) -> bool {
@@ -127,15 +138,32 @@ mod tests {
 
     #[test]
     fn the_default_config_is_valid() {
-        RunConfig::new("123456789012", "eu-west-1").validate().unwrap();
+        RunConfig::new().validate().unwrap();
+    }
+
+    #[test]
+    fn a_bad_scope_is_named() {
+        let base = Scope {
+            service: crate::model::ServiceId::IvsStreamSessions,
+            account_id: "123456789012".into(),
+            region: "eu-west-1".into(),
+        };
+        validate_scope(&base).unwrap();
+        let cases = [
+            (Scope { account_id: "12345".into(), ..base.clone() }, "account id `12345` is not 12 digits"),
+            (Scope { region: "EU West".into(), ..base.clone() }, "region `EU West`"),
+        ];
+        for (scope, expected) in cases {
+            let message = validate_scope(&scope).unwrap_err().to_string();
+            assert!(message.starts_with("invalid configuration: "), "{message}");
+            assert!(message.contains(expected), "{expected}: {message}");
+        }
     }
 
     #[test]
     fn each_bad_config_value_is_named() {
-        let base = RunConfig::new("123456789012", "eu-west-1");
+        let base = RunConfig::new();
         let cases: Vec<(RunConfig, &str)> = vec![
-            (RunConfig { account_id: "12345".into(), ..base.clone() }, "account id `12345` is not 12 digits"),
-            (RunConfig { region: "EU West".into(), ..base.clone() }, "region `EU West`"),
             (RunConfig { history_prefix: "a/../b".into(), ..base.clone() }, "history prefix `a/../b`"),
             (RunConfig { history_prefix: "with space".into(), ..base.clone() }, "history prefix `with space`"),
             (RunConfig { state_prefix: "a/./b".into(), ..base.clone() }, "state prefix `a/./b`"),

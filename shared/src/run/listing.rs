@@ -5,15 +5,16 @@
 use futures::TryStreamExt;
 use tracing::warn;
 
-use super::pass::{ListingEnd, Pass};
+use super::context::Pass;
 use super::recorder::Recorder;
-use super::state::{Leaves, Previous};
+use super::state::{ListingEnd, Previous};
+use crate::diff::{ListingDiff, Seen};
 use crate::error::Result;
 use crate::history::ObjectStore;
 use crate::model::SessionRecord;
 use crate::sources::{pages, Listing, SessionSource};
 use crate::table::dynamodb::BATCH_GET_MAX_KEYS;
-use crate::table::{Cursor, ListingDiff, RunCounts, Seen, SessionTable};
+use crate::table::{Cursor, RunCounts, SessionTable};
 
 /// A listing being archived.
 pub(super) struct ListingRun<'p, 'a, S, D, O: ObjectStore> {
@@ -33,14 +34,6 @@ pub(super) struct ListingRun<'p, 'a, S, D, O: ObjectStore> {
     rebuild: bool,
 }
 
-/// How far a listing's pages went.
-enum Paged {
-    /// The last page was read.
-    ToTheEnd,
-    /// Paging had to stop: the listing keeps its place.
-    Stopped,
-}
-
 impl<'p, 'a, S, D, O> ListingRun<'p, 'a, S, D, O>
 where
     S: SessionSource,
@@ -54,35 +47,26 @@ where
     ) -> Result<(String, RunCounts, ListingEnd)> {
         let key = listing.key();
         if pass.past_deadline() {
-            pass.leave(listing, Leaves::NotStarted)?;
+            pass.leave(listing, &ListingEnd::NotStarted, None, false)?;
             return Ok((key, RunCounts::default(), ListingEnd::NotStarted));
         }
         let mut this = ListingRun::open(pass, listing).await?;
-        let mut end = match this.read_pages().await? {
-            Paged::Stopped => {
-                this.decide_waiting().await?;
+        let mut end = this.read_pages().await?;
+        this.decide_waiting().await?;
+        match &mut end {
+            ListingEnd::Stopped(cursor) => {
                 // The seen sessions are filled in below, once the carry is left.
-                let seen = Vec::new();
-                ListingEnd::Stopped(Cursor { next_token: this.token.take(), pages_done: this.pages_done, seen })
+                cursor.next_token = this.token.take();
+                cursor.pages_done = this.pages_done;
             }
-            Paged::ToTheEnd => {
-                this.decide_waiting().await?;
+            _ => {
                 this.end_missing().await?;
                 this.recorder.counts.parents = 1;
-                ListingEnd::Done
             }
-        };
+        }
         this.recorder.flush().await?;
-        let leaves = match end {
-            ListingEnd::Done => Leaves::Done {
-                diff: &mut this.diff,
-                rebuilt: this.rebuild,
-                wrote: this.recorder.counts.items_written > 0,
-            },
-            ListingEnd::Stopped(_) => Leaves::Stopped { diff: &mut this.diff },
-            ListingEnd::NotStarted => Leaves::NotStarted,
-        };
-        pass.leave(listing, leaves)?;
+        let changed = this.rebuild || this.recorder.counts.items_written > 0;
+        pass.leave(listing, &end, Some(&mut this.diff), changed)?;
         let ListingRun { mut diff, recorder, .. } = this;
         if let ListingEnd::Stopped(cursor) = &mut end {
             // Read back from the carry once the diff is gone: the two are never held at once.
@@ -134,10 +118,11 @@ where
         })
     }
 
-    /// Reads pages until the last one or until paging must stop. A next token the service
+    /// Reads pages until the last one ([`ListingEnd::Done`]) or until paging must stop
+    /// ([`ListingEnd::Stopped`], its place filled in by the caller). A next token the service
     /// refuses (expired) restarts the listing from its first page, once; the sessions already
     /// seen are not listed twice.
-    async fn read_pages(&mut self) -> Result<Paged> {
+    async fn read_pages(&mut self) -> Result<ListingEnd> {
         loop {
             match self.read_from_token().await {
                 Ok(paged) => return Ok(paged),
@@ -155,15 +140,15 @@ where
     }
 
     /// Reads pages from the current token on.
-    async fn read_from_token(&mut self) -> Result<Paged> {
+    async fn read_from_token(&mut self) -> Result<ListingEnd> {
         let (pass, listing) = (self.pass, self.listing);
         let mut stream = std::pin::pin!(pages(pass.source, listing, self.token.clone()));
         loop {
             pass.pacer.lock().await.wait().await;
             if pass.past_deadline() {
-                return Ok(Paged::Stopped);
+                return Ok(ListingEnd::Stopped(Cursor::default()));
             }
-            let Some(page) = stream.try_next().await? else { return Ok(Paged::ToTheEnd) };
+            let Some(page) = stream.try_next().await? else { return Ok(ListingEnd::Done) };
             self.recorder.counts.pages += 1;
             self.recorder.counts.api_calls += 1;
             self.pages_done += 1;
@@ -171,7 +156,7 @@ where
             self.observe(page.sessions).await?;
             self.token = page.next_token;
             if self.token.is_none() {
-                return Ok(Paged::ToTheEnd);
+                return Ok(ListingEnd::Done);
             }
         }
     }

@@ -11,23 +11,27 @@
 //!
 //! Any failure aborts the part's history uploads, marks the manifest `failed` (or keeps it
 //! `partial` when an earlier part saved its place) and returns the error; the items already
-//! written stay, and the next run records their changes again (see [`crate::table::diff`]).
+//! written stay, and the next run records their changes again (see [`crate::diff`]).
 //! A part that is done again after a crash writes the same keys, so no line is written twice
 //! (see [`crate::table::progress`]).
 //!
-//! - `config`: [`RunConfig`], the settings of a run;
-//! - `request`: what starts a run ([`RunRequest`]) and what it returns ([`RunSummary`]);
+//! From the top down (each file imports only those below it):
 //! - `bookkeeping`: the lease, the run chosen, the manifest, the progress commit point;
 //! - `kept`: the progress saved and read back, in its item or an S3 object;
 //! - `pass`: one part's listings and its two history objects;
 //! - `listing`: one listing, previous state to writes;
-//! - `state`: the scope's listing states: one S3 object read instead of the table, and written
-//!   after the part's items, before its history; `spool`: where they wait meanwhile, on disk;
 //! - `recorder`: an observation into lines, a table write and counts;
-//! - `pacer`: the pace of the list calls.
+//! - `context`: what they share: the run's inputs, and the part's context its listings share;
+//! - `state`: the scope's listing states: one S3 object read instead of the table, and written
+//!   after the part's items, before its history; how a listing's part ended; `spool`: where
+//!   the states wait meanwhile, on disk;
+//! - `pacer`: the pace of the list calls;
+//! - `config`: [`RunConfig`], the settings of a run; `request`: what starts a run
+//!   ([`RunRequest`]) and what it returns ([`RunSummary`]); `deadline`: the times it works to.
 
 mod bookkeeping;
 pub mod config;
+mod context;
 pub mod deadline;
 mod kept;
 mod listing;
@@ -41,16 +45,18 @@ mod state;
 pub use config::RunConfig;
 pub use request::{RunOutcome, RunRequest, RunSummary, Trigger};
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::history::ObjectStore;
+use crate::model::Scope;
 use crate::sources::SessionSource;
 use crate::table::Table;
 
-/// Runs one part of `source` into `store` and `objects`: the event's run, or the run with the
-/// same source options that an earlier invocation left partial. Every wait is bounded by the
-/// request's [`deadline::Deadlines`]: a run still waiting when they come fails with
-/// [`crate::Error::Timeout`] and records the failure before the invocation's end.
+/// Runs one part of `scope`, read from `source`, into `store` and `objects`: the event's run, or
+/// the run with the same source options that an earlier invocation left partial. Every wait is
+/// bounded by the request's [`deadline::Deadlines`]: a run still waiting when they come fails
+/// with [`crate::Error::Timeout`] and records the failure before the invocation's end.
 pub async fn run<S, D, O>(
+    scope: &Scope,
     source: &S,
     store: &D,
     objects: &O,
@@ -62,5 +68,14 @@ where
     D: Table,
     O: ObjectStore,
 {
-    bookkeeping::Run::new(source, store, objects, config, request).execute().await
+    config::validate_scope(scope)?;
+    if scope.service != source.service() {
+        return Err(Error::Config(format!(
+            "the scope is of {}, and the source lists {}",
+            scope.service,
+            source.service()
+        )));
+    }
+    let inputs = context::RunInputs { scope, source, store, objects, config, request };
+    bookkeeping::Run::new(inputs).execute().await
 }

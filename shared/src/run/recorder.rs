@@ -1,12 +1,13 @@
 //! What a listing does with each observation the diff decides: the snapshot line, the change
 //! line, the table write (batched 25 an item call), and the counts.
 
-use super::pass::Pass;
+use super::context::Pass;
+use crate::diff::Observation;
 use crate::error::Result;
 use crate::history::{line, ObjectStore};
 use crate::model::Change;
 use crate::table::dynamodb::BATCH_WRITE_MAX_ITEMS;
-use crate::table::{Observation, RunCounts, Scope, SessionTable, StoredSession};
+use crate::table::{RunCounts, Scope, SessionTable, StoredSession};
 
 /// Records one listing's observations.
 pub(super) struct Recorder<'p, 'a, S, D, O: ObjectStore> {

@@ -1,4 +1,4 @@
-//! A part's listing states (see [`crate::table::scope_state`]): the scope's state object read
+//! A part's listing states (see [`crate::state_object`]): the scope's state object read
 //! once at the start of the part, when the lease vouches for it, and spooled to the temporary
 //! directory; each listing's previous state read from its section instead of the table; the
 //! sections the part leaves (the state of each listing it completed and that changed, the diff
@@ -11,18 +11,18 @@ use std::sync::Mutex;
 
 use tracing::{info, warn};
 
-use super::pass::{ListingStates, Pass};
 use super::spool::Spool;
+use crate::diff::seen_in_carry;
+use crate::diff::{ListingDiff, PreviousState};
 use crate::error::Result;
 use crate::history::{HistoryObject, ObjectStore};
 use crate::model::Scope;
 use crate::sources::Listing;
-use crate::table::diff::seen_in_carry;
-use crate::table::scope_state::{
+use crate::state_object::{
     entry_bytes, entry_line, entry_of, state_object_key, Expected, ScopeHeader, Section, SectionHeader, SectionKind,
     StateReader, ENTRY_BYTES,
 };
-use crate::table::{ListingDiff, PreviousState};
+use crate::table::{Cursor, StateVouch};
 
 /// Entries read from a spool at a time.
 const READ_ENTRIES: usize = 4096;
@@ -35,13 +35,38 @@ pub(super) enum Previous {
     Table { rebuild: bool },
 }
 
-/// How a listing's part ended, for its section.
-pub(super) enum Leaves<'d, 'r> {
-    /// Complete: its next state, written when the table was read for it or it changed.
-    Done { diff: &'d mut ListingDiff<'r>, rebuilt: bool, wrote: bool },
-    /// Stopped mid-pagination: its diff, carried to the run's next part.
-    Stopped { diff: &'d mut ListingDiff<'r> },
-    /// Not started: its section, if any, is kept.
+/// Which listing state objects a part may read, and which it writes.
+#[derive(Debug)]
+pub(super) struct ListingStates {
+    /// The generation whose objects say what the table holds, as the lease vouched; `None`:
+    /// every listing reads the table.
+    pub(super) trusted: Option<String>,
+    /// Sections of the trusted object, as the lease says.
+    pub(super) trusted_sections: u64,
+    /// The generation of the objects the part writes: the trusted one, else a new one named
+    /// after the run.
+    pub(super) generation: String,
+    /// Whether the part writes the state of each listing it completes (its listings return
+    /// every session: no filter).
+    pub(super) writes: bool,
+}
+
+impl ListingStates {
+    pub(super) fn of(vouched: Option<&StateVouch>, run_id: &str, complete_listings: bool) -> Self {
+        let trusted = vouched.and_then(|vouch| vouch.generation_for(run_id)).map(str::to_owned);
+        let trusted_sections = vouched.filter(|_| trusted.is_some()).map_or(0, |vouch| vouch.sections);
+        let generation = trusted.clone().unwrap_or_else(|| run_id.to_owned());
+        ListingStates { trusted, trusted_sections, generation, writes: complete_listings }
+    }
+}
+
+/// How a listing's part ended: for the part's result, and for the listing's section.
+pub(super) enum ListingEnd {
+    /// It read its last page.
+    Done,
+    /// Paging had to stop mid-listing: where it stopped, for the run's next part.
+    Stopped(Cursor),
+    /// Paging had to stop before it started.
     NotStarted,
 }
 
@@ -130,18 +155,26 @@ impl<'a, O: ObjectStore> PartStates<'a, O> {
         load_section(&mut spool, section)
     }
 
-    /// Spools the section `listing` leaves.
-    pub(super) fn leave(&self, listing: &Listing, leaves: Leaves<'_, '_>) -> Result<()> {
+    /// Spools the section `listing` leaves, ended as `end`: a listing done, its next state when the
+    /// table was read for it or it `changed` something; a listing stopped, its diff, carried to
+    /// the run's next part; a listing not started (no `diff`), its section, if any, kept.
+    pub(super) fn leave(
+        &self,
+        listing: &Listing,
+        end: &ListingEnd,
+        diff: Option<&mut ListingDiff<'_>>,
+        changed: bool,
+    ) -> Result<()> {
         if !self.policy.writes {
             return Ok(());
         }
         let key = listing.key();
-        let (kind, entries): (SectionKind, Box<dyn Iterator<Item = (u64, u64)> + '_>) = match leaves {
-            Leaves::Done { diff, rebuilt, wrote } if rebuilt || wrote || self.carried(&key) => {
+        let (kind, entries): (SectionKind, Box<dyn Iterator<Item = (u64, u64)> + '_>) = match (end, diff) {
+            (ListingEnd::Done, Some(diff)) if changed || self.carried(&key) => {
                 (SectionKind::State, Box::new(diff.next_state()))
             }
-            Leaves::Stopped { diff } => (SectionKind::Carry, Box::new(diff.carry())),
-            Leaves::Done { .. } | Leaves::NotStarted => {
+            (ListingEnd::Stopped(_), Some(diff)) => (SectionKind::Carry, Box::new(diff.carry())),
+            _ => {
                 if self.read.as_ref().is_ok_and(|read| read.sections.contains_key(&key)) {
                     self.written.lock().unwrap().kept.push(key);
                 }
@@ -172,13 +205,13 @@ impl<'a, O: ObjectStore> PartStates<'a, O> {
     }
 
     /// Whether `listing` left a carry in this part.
-    fn left_carry(&self, listing: &Listing) -> bool {
+    pub(super) fn left_carry(&self, listing: &Listing) -> bool {
         let written = self.written.lock().unwrap();
         written.sections.get(&listing.key()).is_some_and(|section| section.header.kind == SectionKind::Carry)
     }
 
     /// The sessions `listing` has seen, read back from the carry it left (none: none).
-    fn carried_seen(&self, listing: &Listing) -> Result<Vec<u64>> {
+    pub(super) fn carried_seen(&self, listing: &Listing) -> Result<Vec<u64>> {
         let mut written = self.written.lock().unwrap();
         let Written { spool, sections, .. } = &mut *written;
         let mut seen = Vec::new();
@@ -267,35 +300,6 @@ async fn upload<O: ObjectStore>(
         }
     }
     object.finish().await
-}
-
-impl<S, D, O: ObjectStore> Pass<'_, S, D, O> {
-    /// Where the previous state of `listing` comes from, the reason noted when it is the table.
-    pub(super) fn previous_of(&self, listing: &Listing, resumed: bool) -> Previous {
-        let Some(states) = &self.states else { return Previous::Table { rebuild: false } };
-        match states.previous_of(listing, resumed) {
-            Ok(state) => Previous::Saved(state),
-            Err(reason) => {
-                self.state_rebuilt_because.lock().unwrap().get_or_insert(reason);
-                Previous::Table { rebuild: true }
-            }
-        }
-    }
-
-    /// Whether `listing` left a carry in this part (none in a run that writes no state).
-    pub(super) fn left_carry(&self, listing: &Listing) -> bool {
-        self.states.as_ref().is_some_and(|states| states.left_carry(listing))
-    }
-
-    /// The sessions `listing` has seen, read back from the carry it left.
-    pub(super) fn carried_seen(&self, listing: &Listing) -> Result<Vec<u64>> {
-        self.states.as_ref().map_or(Ok(Vec::new()), |states| states.carried_seen(listing))
-    }
-
-    /// Spools the section `listing` leaves (nothing in a dry run).
-    pub(super) fn leave(&self, listing: &Listing, leaves: Leaves<'_, '_>) -> Result<()> {
-        self.states.as_ref().map_or(Ok(()), |states| states.leave(listing, leaves))
-    }
 }
 
 /// The scope's state object at `key`, spooled; or why it is not used. Only the spool failing is

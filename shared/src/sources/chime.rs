@@ -4,84 +4,51 @@ use aws_config::SdkConfig;
 use aws_sdk_chimesdkvoice::types::{ProxySession, ProxySessionStatus};
 use aws_sdk_chimesdkvoice::Client;
 
-use super::{discover_all, required, time, Discovery, Listing, RawPage, SessionSource, SourceOptions};
-use crate::aws::{ThrottleCounter, ThrottleStatusClassifier};
+use super::api::session_client;
+use super::api::{Call, Parents};
+use super::{required, time, Api, Listing, RawPage, SessionApi, SourceOptions};
+use crate::aws::ThrottleCounter;
 use crate::error::{CallSite, Error, Result};
 use crate::model::{ServiceId, SessionRecord};
 
-pub struct ChimeProxySessions {
-    client: Client,
-    options: SourceOptions,
-    throttles: ThrottleCounter,
-}
+/// Chime SDK Voice's calls.
+pub struct Chime(Client);
 
-impl ChimeProxySessions {
-    pub fn new(sdk: &SdkConfig, options: SourceOptions) -> Self {
-        let throttles = ThrottleCounter::default();
-        // Chime SDK Voice throttles with `ThrottledClientException` (HTTP 429), a code the SDK's
-        // default classifiers do not know: without this classifier throttling is not retried.
-        let config = aws_sdk_chimesdkvoice::config::Builder::from(sdk)
-            .retry_classifier(ThrottleStatusClassifier)
-            .interceptor(throttles.clone())
-            .build();
-        ChimeProxySessions { client: Client::from_conf(config), options, throttles }
-    }
-}
+pub type ChimeProxySessions = Api<Chime>;
 
-impl SessionSource for ChimeProxySessions {
-    fn service(&self) -> ServiceId {
-        ServiceId::ChimeProxySessions
+impl SessionApi for Chime {
+    const SERVICE: ServiceId = ServiceId::ChimeProxySessions;
+
+    fn client(sdk: &SdkConfig, throttles: &ThrottleCounter) -> Self {
+        Chime(session_client!(aws_sdk_chimesdkvoice, sdk, throttles))
     }
 
-    fn options(&self) -> &SourceOptions {
-        &self.options
+    async fn parent_page(&self, call: Call) -> Result<Parents> {
+        let request = self.0.list_voice_connectors().set_max_results(call.page_size).set_next_token(call.token);
+        let out = request.send().await.map_err(|e| Error::from_sdk(call.site.clone(), e))?;
+        let ids = out
+            .voice_connectors()
+            .iter()
+            .map(|c| required(&call.site, "VoiceConnectorId", c.voice_connector_id()))
+            .collect::<Result<Vec<_>>>()?;
+        Ok((ids, out.next_token))
     }
 
-    fn throttles(&self) -> u64 {
-        self.throttles.count()
-    }
-
-    async fn listings(&self) -> Result<Discovery> {
-        if let Some(given) = self.options.explicit_parents() {
-            return Ok(given);
-        }
-        let site = CallSite { service: self.service().as_str(), operation: "ListVoiceConnectors", parent: None };
-        let (connectors, api_calls) = discover_all(site.clone(), |token| {
-            let request = self
-                .client
-                .list_voice_connectors()
-                .set_max_results(self.service().max_parent_page_size())
-                .set_next_token(token);
-            let site = site.clone();
-            async move {
-                let out = request.send().await.map_err(|e| Error::from_sdk(site.clone(), e))?;
-                let ids = out
-                    .voice_connectors()
-                    .iter()
-                    .map(|c| required(&site, "VoiceConnectorId", c.voice_connector_id()))
-                    .collect::<Result<Vec<_>>>()?;
-                Ok((ids, out.next_token))
-            }
-        })
-        .await?;
-        Ok(Discovery { listings: connectors.into_iter().map(Listing::parent).collect(), api_calls })
-    }
-
-    async fn list_page(&self, listing: &Listing, next_token: Option<String>) -> Result<RawPage> {
-        let site = self.list_site(listing);
+    async fn list_page(&self, options: &SourceOptions, listing: &Listing, call: Call) -> Result<RawPage> {
         // AWS ended support for proxy sessions on 2026-04-07 and marks the operation deprecated;
         // accounts that still hold proxy sessions keep needing their history.
         #[allow(deprecated)]
-        let request = self.client.list_proxy_sessions();
+        let request = self.0.list_proxy_sessions();
         let out = request
             .set_voice_connector_id(listing.parent_id.clone())
-            .set_status(self.options.proxy_status.as_deref().map(ProxySessionStatus::from))
-            .set_max_results(self.options.page_size_for(self.service()))
-            .set_next_token(next_token)
+            .set_status(options.proxy_status.as_deref().map(ProxySessionStatus::from))
+            .set_max_results(call.page_size)
+            .set_next_token(call.token)
             .send()
             .await
-            .map_err(|e| Error::from_sdk(site.clone(), e))?;
-        let sessions = out.proxy_sessions().iter().map(|s| map_proxy_session(&site, s)).collect::<Result<Vec<_>>>()?;
+            .map_err(|e| Error::from_sdk(call.site.clone(), e))?;
+        let sessions =
+            out.proxy_sessions().iter().map(|s| map_proxy_session(&call.site, s)).collect::<Result<Vec<_>>>()?;
         Ok(RawPage { sessions, next_token: out.next_token })
     }
 }

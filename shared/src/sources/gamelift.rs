@@ -5,58 +5,37 @@ use aws_config::SdkConfig;
 use aws_sdk_gameliftstreams::types::{ExportFilesStatus, StreamSessionStatus, StreamSessionSummary};
 use aws_sdk_gameliftstreams::Client;
 
-use super::{required, time, Discovery, Listing, RawPage, SessionSource, SourceOptions};
-use crate::aws::{ThrottleCounter, ThrottleStatusClassifier};
+use super::api::session_client;
+use super::api::Call;
+use super::{required, time, Api, Listing, RawPage, SessionApi, SourceOptions};
+use crate::aws::ThrottleCounter;
 use crate::error::{CallSite, Error, Result};
 use crate::model::{ServiceId, SessionRecord};
 
-pub struct GameliftStreamSessions {
-    client: Client,
-    options: SourceOptions,
-    throttles: ThrottleCounter,
-}
+/// GameLift Streams' calls.
+pub struct Gamelift(Client);
 
-impl GameliftStreamSessions {
-    pub fn new(sdk: &SdkConfig, options: SourceOptions) -> Self {
-        let throttles = ThrottleCounter::default();
-        let config = aws_sdk_gameliftstreams::config::Builder::from(sdk)
-            .retry_classifier(ThrottleStatusClassifier)
-            .interceptor(throttles.clone())
-            .build();
-        GameliftStreamSessions { client: Client::from_conf(config), options, throttles }
-    }
-}
+pub type GameliftStreamSessions = Api<Gamelift>;
 
-impl SessionSource for GameliftStreamSessions {
-    fn service(&self) -> ServiceId {
-        ServiceId::GameliftStreamSessions
+impl SessionApi for Gamelift {
+    const SERVICE: ServiceId = ServiceId::GameliftStreamSessions;
+
+    fn client(sdk: &SdkConfig, throttles: &ThrottleCounter) -> Self {
+        Gamelift(session_client!(aws_sdk_gameliftstreams, sdk, throttles))
     }
 
-    fn options(&self) -> &SourceOptions {
-        &self.options
-    }
-
-    fn throttles(&self) -> u64 {
-        self.throttles.count()
-    }
-
-    async fn listings(&self) -> Result<Discovery> {
-        Ok(Discovery { listings: vec![Listing::account()], api_calls: 0 })
-    }
-
-    async fn list_page(&self, listing: &Listing, next_token: Option<String>) -> Result<RawPage> {
-        let site = self.list_site(listing);
+    async fn list_page(&self, options: &SourceOptions, _listing: &Listing, call: Call) -> Result<RawPage> {
         let out = self
-            .client
+            .0
             .list_stream_sessions_by_account()
-            .set_status(self.options.stream_status.as_deref().map(StreamSessionStatus::from))
-            .set_export_files_status(self.options.export_files_status.as_deref().map(ExportFilesStatus::from))
-            .set_max_results(self.options.page_size_for(self.service()))
-            .set_next_token(next_token)
+            .set_status(options.stream_status.as_deref().map(StreamSessionStatus::from))
+            .set_export_files_status(options.export_files_status.as_deref().map(ExportFilesStatus::from))
+            .set_max_results(call.page_size)
+            .set_next_token(call.token)
             .send()
             .await
-            .map_err(|e| Error::from_sdk(site.clone(), e))?;
-        let sessions = out.items().iter().map(|s| map_stream_session(&site, s)).collect::<Result<Vec<_>>>()?;
+            .map_err(|e| Error::from_sdk(call.site.clone(), e))?;
+        let sessions = out.items().iter().map(|s| map_stream_session(&call.site, s)).collect::<Result<Vec<_>>>()?;
         Ok(RawPage { sessions, next_token: out.next_token })
     }
 }

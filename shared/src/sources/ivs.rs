@@ -4,8 +4,10 @@ use aws_config::SdkConfig;
 use aws_sdk_ivs::types::StreamSessionSummary;
 use aws_sdk_ivs::Client;
 
-use super::{discover_all, required, time, Discovery, Listing, RawPage, SessionSource, SourceOptions};
-use crate::aws::{ThrottleCounter, ThrottleStatusClassifier};
+use super::api::session_client;
+use super::api::{Call, Parents};
+use super::{required, time, Api, Listing, RawPage, SessionApi, SourceOptions};
+use crate::aws::ThrottleCounter;
 use crate::error::{CallSite, Error, Result};
 use crate::model::{ServiceId, SessionRecord};
 
@@ -14,75 +16,38 @@ use crate::model::{ServiceId, SessionRecord};
 pub const LIVE: &str = "LIVE";
 pub const OFFLINE: &str = "OFFLINE";
 
-pub struct IvsStreamSessions {
-    client: Client,
-    options: SourceOptions,
-    throttles: ThrottleCounter,
-}
+/// IVS's calls.
+pub struct Ivs(Client);
 
-impl IvsStreamSessions {
-    pub fn new(sdk: &SdkConfig, options: SourceOptions) -> Self {
-        let throttles = ThrottleCounter::default();
-        let config = aws_sdk_ivs::config::Builder::from(sdk)
-            .retry_classifier(ThrottleStatusClassifier)
-            .interceptor(throttles.clone())
-            .build();
-        IvsStreamSessions { client: Client::from_conf(config), options, throttles }
-    }
-}
+pub type IvsStreamSessions = Api<Ivs>;
 
-impl SessionSource for IvsStreamSessions {
-    fn service(&self) -> ServiceId {
-        ServiceId::IvsStreamSessions
+impl SessionApi for Ivs {
+    const SERVICE: ServiceId = ServiceId::IvsStreamSessions;
+
+    fn client(sdk: &SdkConfig, throttles: &ThrottleCounter) -> Self {
+        Ivs(session_client!(aws_sdk_ivs, sdk, throttles))
     }
 
-    fn options(&self) -> &SourceOptions {
-        &self.options
+    async fn parent_page(&self, call: Call) -> Result<Parents> {
+        let request = self.0.list_channels().set_max_results(call.page_size).set_next_token(call.token);
+        let out = request.send().await.map_err(|e| Error::from_sdk(call.site.clone(), e))?;
+        let arns =
+            out.channels().iter().map(|c| required(&call.site, "channel arn", c.arn())).collect::<Result<Vec<_>>>()?;
+        Ok((arns, out.next_token))
     }
 
-    fn throttles(&self) -> u64 {
-        self.throttles.count()
-    }
-
-    async fn listings(&self) -> Result<Discovery> {
-        if let Some(given) = self.options.explicit_parents() {
-            return Ok(given);
-        }
-        let site = CallSite { service: self.service().as_str(), operation: "ListChannels", parent: None };
-        let (channels, api_calls) = discover_all(site.clone(), |token| {
-            let request = self
-                .client
-                .list_channels()
-                .set_max_results(self.service().max_parent_page_size())
-                .set_next_token(token);
-            let site = site.clone();
-            async move {
-                let out = request.send().await.map_err(|e| Error::from_sdk(site.clone(), e))?;
-                let arns = out
-                    .channels()
-                    .iter()
-                    .map(|c| required(&site, "channel arn", c.arn()))
-                    .collect::<Result<Vec<_>>>()?;
-                Ok((arns, out.next_token))
-            }
-        })
-        .await?;
-        Ok(Discovery { listings: channels.into_iter().map(Listing::parent).collect(), api_calls })
-    }
-
-    async fn list_page(&self, listing: &Listing, next_token: Option<String>) -> Result<RawPage> {
-        let site = self.list_site(listing);
+    async fn list_page(&self, _options: &SourceOptions, listing: &Listing, call: Call) -> Result<RawPage> {
         let out = self
-            .client
+            .0
             .list_stream_sessions()
             .set_channel_arn(listing.parent_id.clone())
-            .set_max_results(self.options.page_size_for(self.service()))
-            .set_next_token(next_token)
+            .set_max_results(call.page_size)
+            .set_next_token(call.token)
             .send()
             .await
-            .map_err(|e| Error::from_sdk(site.clone(), e))?;
+            .map_err(|e| Error::from_sdk(call.site.clone(), e))?;
         let sessions =
-            out.stream_sessions().iter().map(|s| map_stream_session(&site, s)).collect::<Result<Vec<_>>>()?;
+            out.stream_sessions().iter().map(|s| map_stream_session(&call.site, s)).collect::<Result<Vec<_>>>()?;
         Ok(RawPage { sessions, next_token: out.next_token })
     }
 }

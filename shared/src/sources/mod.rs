@@ -5,6 +5,7 @@
 //! with the largest page size the API allows, that stops with an error on a repeated next token.
 //! Pages are yielded one by one, so memory does not grow with the number of sessions.
 
+pub mod api;
 pub(crate) mod chime;
 pub(crate) mod gamelift;
 pub(crate) mod ivs;
@@ -21,6 +22,7 @@ use std::hash::{DefaultHasher, Hash, Hasher};
 use aws_config::SdkConfig;
 use futures::Stream;
 
+pub use api::{Api, SessionApi};
 pub use chime::ChimeProxySessions;
 pub use gamelift::GameliftStreamSessions;
 pub use ivs::IvsStreamSessions;

@@ -5,6 +5,7 @@ use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
 use crate::model::ServiceId;
+use crate::services::is_workspace_id;
 
 /// Options of a source, from the configuration or a replay event. Every field is optional; a
 /// field that does not apply to the service is refused rather than ignored.
@@ -163,66 +164,12 @@ fn check_enum(field: &str, value: &Option<String>, allowed: &[&str]) -> Result<(
     Ok(())
 }
 
-/// `^wspool-[0-9a-z]{9}$`
-pub fn is_pool_id(id: &str) -> bool {
-    id.strip_prefix("wspool-")
-        .is_some_and(|rest| rest.len() == 9 && rest.bytes().all(|b| b.is_ascii_digit() || b.is_ascii_lowercase()))
-}
-
-/// `^ws-[0-9a-z]{8,63}$`
-pub fn is_workspace_id(id: &str) -> bool {
-    id.strip_prefix("ws-").is_some_and(|rest| {
-        (8..=63).contains(&rest.len()) && rest.bytes().all(|b| b.is_ascii_digit() || b.is_ascii_lowercase())
-    })
-}
-
-/// `^arn:aws:ivs:[a-z0-9-]+:[0-9]+:channel/[a-zA-Z0-9-]+$`, at most 128 characters.
-pub fn is_channel_arn(arn: &str) -> bool {
-    if arn.len() > 128 {
-        return false;
-    }
-    let Some(rest) = arn.strip_prefix("arn:aws:ivs:") else { return false };
-    let mut parts = rest.splitn(3, ':');
-    let (Some(region), Some(account), Some(resource)) = (parts.next(), parts.next(), parts.next()) else {
-        return false;
-    };
-    let Some(channel) = resource.strip_prefix("channel/") else { return false };
-    !region.is_empty()
-        && region.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        && !account.is_empty()
-        && account.bytes().all(|b| b.is_ascii_digit())
-        && !channel.is_empty()
-        && channel.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-}
-
-/// 1-128 characters, `.*\S.*`
-pub fn is_voice_connector_id(id: &str) -> bool {
-    (1..=128).contains(&id.chars().count()) && id.chars().any(|c| !c.is_whitespace())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn err(service: ServiceId, options: SourceOptions) -> String {
         options.validate(service).unwrap_err().to_string()
-    }
-
-    #[test]
-    fn parent_patterns_follow_the_api_docs() {
-        assert!(is_pool_id("wspool-abc123def"));
-        assert!(!is_pool_id("wspool-ABC123DEF"));
-        assert!(!is_pool_id("wspool-abc123de"));
-        assert!(!is_pool_id("pool-abc123def"));
-        assert!(is_channel_arn("arn:aws:ivs:us-west-2:123456789012:channel/abcdABCD1234"));
-        assert!(!is_channel_arn("arn:aws:ivs:us-west-2:123456789012:stream-key/abcd"));
-        assert!(!is_channel_arn("arn:aws:ivs:us-west-2:12345678901x:channel/abcd"));
-        assert!(!is_channel_arn("arn:aws:ivs:us-west-2:123456789012:channel/"));
-        assert!(is_voice_connector_id("abcdef1ghij2klmno3pqr4"));
-        assert!(!is_voice_connector_id("   "));
-        assert!(!is_voice_connector_id(&"a".repeat(129)));
-        assert!(is_workspace_id("ws-abcd1234"));
-        assert!(!is_workspace_id("ws-abc"));
     }
 
     #[test]

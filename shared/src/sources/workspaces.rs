@@ -5,87 +5,51 @@ use aws_config::SdkConfig;
 use aws_sdk_workspaces::types::{WorkspaceConnectionStatus, WorkspacesPoolSession};
 use aws_sdk_workspaces::Client;
 
-use super::{discover_all, required, time, Discovery, Listing, RawPage, SessionSource, SourceOptions};
-use crate::aws::{ThrottleCounter, ThrottleStatusClassifier};
+use super::api::session_client;
+use super::api::{Call, Parents};
+use super::{required, time, Api, Discovery, Listing, RawPage, SessionApi, SourceOptions};
+use crate::aws::ThrottleCounter;
 use crate::error::{CallSite, Error, Result};
 use crate::model::{ServiceId, SessionRecord};
 
 /// DescribeWorkspacesConnectionStatus accepts at most 25 WorkspaceIds per call.
 pub const WORKSPACE_IDS_PER_CALL: usize = 25;
 
-fn client(sdk: &SdkConfig, throttles: &ThrottleCounter) -> Client {
-    let config = aws_sdk_workspaces::config::Builder::from(sdk)
-        .retry_classifier(ThrottleStatusClassifier)
-        .interceptor(throttles.clone())
-        .build();
-    Client::from_conf(config)
-}
+/// WorkSpaces Pools' calls.
+pub struct WorkspacesPools(Client);
 
-pub struct WorkspacesPoolSessions {
-    client: Client,
-    options: SourceOptions,
-    throttles: ThrottleCounter,
-}
+pub type WorkspacesPoolSessions = Api<WorkspacesPools>;
 
-impl WorkspacesPoolSessions {
-    pub fn new(sdk: &SdkConfig, options: SourceOptions) -> Self {
-        let throttles = ThrottleCounter::default();
-        WorkspacesPoolSessions { client: client(sdk, &throttles), options, throttles }
-    }
-}
+impl SessionApi for WorkspacesPools {
+    const SERVICE: ServiceId = ServiceId::WorkspacesPoolSessions;
 
-impl SessionSource for WorkspacesPoolSessions {
-    fn service(&self) -> ServiceId {
-        ServiceId::WorkspacesPoolSessions
+    fn client(sdk: &SdkConfig, throttles: &ThrottleCounter) -> Self {
+        WorkspacesPools(session_client!(aws_sdk_workspaces, sdk, throttles))
     }
 
-    fn options(&self) -> &SourceOptions {
-        &self.options
+    async fn parent_page(&self, call: Call) -> Result<Parents> {
+        let request = self.0.describe_workspaces_pools().set_limit(call.page_size).set_next_token(call.token);
+        let out = request.send().await.map_err(|e| Error::from_sdk(call.site.clone(), e))?;
+        let ids = out
+            .workspaces_pools()
+            .iter()
+            .map(|pool| required(&call.site, "PoolId", Some(pool.pool_id())))
+            .collect::<Result<Vec<_>>>()?;
+        Ok((ids, out.next_token))
     }
 
-    fn throttles(&self) -> u64 {
-        self.throttles.count()
-    }
-
-    async fn listings(&self) -> Result<Discovery> {
-        if let Some(given) = self.options.explicit_parents() {
-            return Ok(given);
-        }
-        let site = CallSite { service: self.service().as_str(), operation: "DescribeWorkspacesPools", parent: None };
-        let (pools, api_calls) = discover_all(site.clone(), |token| {
-            let request = self
-                .client
-                .describe_workspaces_pools()
-                .limit(ServiceId::WorkspacesPoolSessions.max_parent_page_size().unwrap_or(25))
-                .set_next_token(token);
-            let site = site.clone();
-            async move {
-                let out = request.send().await.map_err(|e| Error::from_sdk(site.clone(), e))?;
-                let ids = out
-                    .workspaces_pools()
-                    .iter()
-                    .map(|pool| required(&site, "PoolId", Some(pool.pool_id())))
-                    .collect::<Result<Vec<_>>>()?;
-                Ok((ids, out.next_token))
-            }
-        })
-        .await?;
-        Ok(Discovery { listings: pools.into_iter().map(Listing::parent).collect(), api_calls })
-    }
-
-    async fn list_page(&self, listing: &Listing, next_token: Option<String>) -> Result<RawPage> {
-        let site = self.list_site(listing);
+    async fn list_page(&self, options: &SourceOptions, listing: &Listing, call: Call) -> Result<RawPage> {
         let out = self
-            .client
+            .0
             .describe_workspaces_pool_sessions()
             .set_pool_id(listing.parent_id.clone())
-            .set_user_id(self.options.user_id.clone())
-            .set_limit(self.options.page_size_for(self.service()))
-            .set_next_token(next_token)
+            .set_user_id(options.user_id.clone())
+            .set_limit(call.page_size)
+            .set_next_token(call.token)
             .send()
             .await
-            .map_err(|e| Error::from_sdk(site.clone(), e))?;
-        let sessions = out.sessions().iter().map(|s| map_pool_session(&site, s)).collect::<Result<Vec<_>>>()?;
+            .map_err(|e| Error::from_sdk(call.site.clone(), e))?;
+        let sessions = out.sessions().iter().map(|s| map_pool_session(&call.site, s)).collect::<Result<Vec<_>>>()?;
         Ok(RawPage { sessions, next_token: out.next_token })
     }
 }
@@ -114,60 +78,46 @@ pub fn map_pool_session(site: &CallSite, s: &WorkspacesPoolSession) -> Result<Se
     Ok(r)
 }
 
-pub struct WorkspacesConnectionStatus {
-    client: Client,
-    options: SourceOptions,
-    throttles: ThrottleCounter,
-}
+/// WorkSpaces' connection status calls.
+pub struct WorkspacesConnections(Client);
 
-impl WorkspacesConnectionStatus {
-    pub fn new(sdk: &SdkConfig, options: SourceOptions) -> Self {
-        let throttles = ThrottleCounter::default();
-        WorkspacesConnectionStatus { client: client(sdk, &throttles), options, throttles }
-    }
-}
+pub type WorkspacesConnectionStatus = Api<WorkspacesConnections>;
 
-impl SessionSource for WorkspacesConnectionStatus {
-    fn service(&self) -> ServiceId {
-        ServiceId::WorkspacesConnectionStatus
+impl SessionApi for WorkspacesConnections {
+    const SERVICE: ServiceId = ServiceId::WorkspacesConnectionStatus;
+
+    fn client(sdk: &SdkConfig, throttles: &ThrottleCounter) -> Self {
+        WorkspacesConnections(session_client!(aws_sdk_workspaces, sdk, throttles))
     }
 
-    fn options(&self) -> &SourceOptions {
-        &self.options
-    }
-
-    fn throttles(&self) -> u64 {
-        self.throttles.count()
-    }
-
-    async fn listings(&self) -> Result<Discovery> {
-        let listings = if self.options.workspace_ids.is_empty() {
+    /// The account; or the WorkSpaces named in the options, 25 a listing.
+    async fn listings(api: &Api<Self>) -> Result<Discovery> {
+        let ids = &api.options.workspace_ids;
+        let listings = if ids.is_empty() {
             vec![Listing::account()]
         } else {
-            self.options
-                .workspace_ids
-                .chunks(WORKSPACE_IDS_PER_CALL)
+            ids.chunks(WORKSPACE_IDS_PER_CALL)
                 .map(|chunk| Listing { parent_id: None, workspace_ids: chunk.to_vec() })
                 .collect()
         };
         Ok(Discovery { listings, api_calls: 0 })
     }
 
-    async fn list_page(&self, listing: &Listing, next_token: Option<String>) -> Result<RawPage> {
-        let site = self.list_site(listing);
+    /// The API chooses its page size.
+    async fn list_page(&self, _options: &SourceOptions, listing: &Listing, call: Call) -> Result<RawPage> {
         let ids = Some(listing.workspace_ids.clone()).filter(|ids| !ids.is_empty());
         let out = self
-            .client
+            .0
             .describe_workspaces_connection_status()
             .set_workspace_ids(ids)
-            .set_next_token(next_token)
+            .set_next_token(call.token)
             .send()
             .await
-            .map_err(|e| Error::from_sdk(site.clone(), e))?;
+            .map_err(|e| Error::from_sdk(call.site.clone(), e))?;
         let sessions = out
             .workspaces_connection_status()
             .iter()
-            .map(|s| map_connection_status(&site, s))
+            .map(|s| map_connection_status(&call.site, s))
             .collect::<Result<Vec<_>>>()?;
         Ok(RawPage { sessions, next_token: out.next_token })
     }

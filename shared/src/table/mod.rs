@@ -7,15 +7,12 @@
 //! - [`progress`]: pure encoding of where a run that stopped early stands;
 //! - [`dynamodb`]: the DynamoDB adapter of both ports, [`SessionTable`] and [`RunLedger`].
 
-pub mod diff;
 pub mod dynamodb;
 pub mod item;
 /// The in-memory twin, for the tests of this crate and its sibling crates (feature `testing`).
 #[cfg(any(test, feature = "testing"))]
 pub mod memory;
-mod previous;
 pub mod progress;
-pub mod scope_state;
 
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
@@ -24,69 +21,13 @@ use futures::Stream;
 
 use serde::{Deserialize, Serialize};
 
-pub use diff::{ListingDiff, Observation, RunMark, Seen};
+pub use crate::diff::stored::{StoredSession, StoredState};
 pub use dynamodb::{DynamoTable, WriteCounters};
-pub use previous::PreviousState;
 pub use progress::{Cursor, Progress, ProgressObject, SavedProgress, SeenBefore};
 
 use crate::error::Result;
-use crate::model::Change;
 pub use crate::model::Scope;
-use crate::model::{SessionRecord, Timestamp};
-
-/// A session as the table holds it: its last written state and what the archiver knows of it.
-#[derive(Clone, Debug, PartialEq)]
-pub struct StoredSession {
-    pub record: SessionRecord,
-    /// The hash of `record` when it was written.
-    pub record_hash: String,
-    /// When a run first saw the session.
-    pub first_seen: Timestamp,
-    /// When the run that last wrote the session saw it (unchanged sessions are not rewritten).
-    pub last_seen: Timestamp,
-    /// The run that last wrote the item.
-    pub last_run: String,
-    /// The change `last_run` recorded.
-    pub change: Change,
-    /// The status before that change.
-    pub previous_status: Option<String>,
-    /// When a complete listing of its parent first missed the session; `None` while live.
-    pub gone_at: Option<Timestamp>,
-    /// DynamoDB TTL (epoch seconds), set on ended sessions only.
-    pub expires_at: Option<i64>,
-}
-
-impl StoredSession {
-    pub fn is_live(&self) -> bool {
-        self.gone_at.is_none()
-    }
-}
-
-/// What a listing's diff needs of a stored session, read with a projection: a fraction of the
-/// item's bytes, so the previous state of a large listing is read in less memory and time.
-#[derive(Clone, Debug, PartialEq)]
-pub struct StoredState {
-    pub session_id: String,
-    pub record_hash: String,
-    pub live: bool,
-    pub last_run: String,
-    pub change: Change,
-    /// When an ended session's item expires (DynamoDB TTL).
-    pub expires_at: Option<i64>,
-}
-
-impl From<&StoredSession> for StoredState {
-    fn from(stored: &StoredSession) -> Self {
-        StoredState {
-            session_id: stored.record.session_id.clone(),
-            record_hash: stored.record_hash.clone(),
-            live: stored.is_live(),
-            last_run: stored.last_run.clone(),
-            change: stored.change,
-            expires_at: stored.expires_at,
-        }
-    }
-}
+use crate::model::Timestamp;
 
 /// How a run ended, as its manifest says.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]

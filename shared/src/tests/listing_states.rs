@@ -16,13 +16,19 @@ use crate::model::{ServiceId, Timestamp};
 use crate::run::deadline::Deadlines;
 use crate::run::{run, RunConfig, RunOutcome, RunRequest, RunSummary, Trigger};
 use crate::sources::scripted::ScriptedSource;
+use crate::sources::SessionSource;
 use crate::table::memory::MemoryTable;
 use crate::table::{Scope, StateVouch};
 
 const SERVICE: ServiceId = ServiceId::GameliftStreamSessions;
 
 fn config() -> RunConfig {
-    RunConfig::new("123456789012", "us-west-2")
+    RunConfig::new()
+}
+
+/// The scope the tests archive: the source's service in the test account and region.
+fn scope_of(source: &ScriptedSource) -> Scope {
+    Scope { service: source.service(), account_id: "123456789012".into(), region: "us-west-2".into() }
 }
 
 fn scope() -> Scope {
@@ -86,7 +92,7 @@ fn edited(body: &[u8], edit: impl Fn(String) -> String) -> Vec<u8> {
 }
 
 async fn complete(source: &ScriptedSource, table: &MemoryTable, bucket: &MemoryBucket, id: &str) -> RunSummary {
-    let summary = run(source, table, bucket, &config(), &request(id)).await.unwrap();
+    let summary = run(&scope_of(source), source, table, bucket, &config(), &request(id)).await.unwrap();
     assert_eq!(summary.outcome, RunOutcome::Complete, "{id}");
     summary
 }
@@ -206,7 +212,7 @@ async fn a_run_that_fails_after_writing_items_vouches_for_nothing_and_the_next_r
     source.set_status("s010", "PENDING_CLIENT_RECONNECT");
     source.set_status("s290", "PENDING_CLIENT_RECONNECT");
     bucket.failing("put");
-    run(&source, &table, &bucket, &config(), &request("evt-2")).await.unwrap_err();
+    run(&scope_of(&source), &source, &table, &bucket, &config(), &request("evt-2")).await.unwrap_err();
     assert_eq!(table.sessions()["s010"].record.status.as_deref(), Some("PENDING_CLIENT_RECONNECT"), "written");
     assert_eq!(table.vouch(&scope()), None);
     // WHEN the bucket heals and the next run comes
@@ -232,7 +238,7 @@ async fn a_run_over_several_parts_vouches_for_itself_between_them_and_leaves_a_s
         let mut short = request("evt-1");
         short.deadlines = Deadlines::paging_until(tokio::time::Instant::now());
         // WHEN the same event is invoked until its run completes
-        let part = run(&source, &table, &bucket, &config(), &short).await.unwrap();
+        let part = run(&scope_of(&source), &source, &table, &bucket, &config(), &short).await.unwrap();
         parts += 1;
         if part.outcome == RunOutcome::Complete {
             break;
@@ -263,7 +269,7 @@ async fn a_part_whose_carry_is_not_vouched_for_resumes_from_the_table_and_the_se
     complete(&source, &table, &bucket, "evt-0").await;
     let mut short = request("evt-1");
     short.deadlines = Deadlines::paging_until(tokio::time::Instant::now());
-    let first = run(&source, &table, &bucket, &config(), &short).await.unwrap();
+    let first = run(&scope_of(&source), &source, &table, &bucket, &config(), &short).await.unwrap();
     assert_eq!(first.outcome, RunOutcome::Partial);
     // AND the vouch is lost, as when a part dies before it gives the lease back
     table.set_vouch(&scope(), None);
@@ -273,7 +279,9 @@ async fn a_part_whose_carry_is_not_vouched_for_resumes_from_the_table_and_the_se
         assert!(part < 20, "the run completes");
         let mut short = request("evt-1");
         short.deadlines = Deadlines::paging_until(tokio::time::Instant::now());
-        if run(&source, &table, &bucket, &config(), &short).await.unwrap().outcome == RunOutcome::Complete {
+        if run(&scope_of(&source), &source, &table, &bucket, &config(), &short).await.unwrap().outcome
+            == RunOutcome::Complete
+        {
             break;
         }
     }
@@ -333,7 +341,9 @@ async fn a_run_over_several_parts_leaves_every_listings_state_for_the_next_run()
         assert!(part < 30, "the run completes");
         let mut short = request("evt-1");
         short.deadlines = Deadlines::paging_until(tokio::time::Instant::now());
-        if run(&source, &table, &bucket, &config(), &short).await.unwrap().outcome == RunOutcome::Complete {
+        if run(&scope_of(&source), &source, &table, &bucket, &config(), &short).await.unwrap().outcome
+            == RunOutcome::Complete
+        {
             break;
         }
     }

@@ -13,13 +13,19 @@ use crate::model::{ServiceId, Timestamp};
 use crate::run::deadline::Deadlines;
 use crate::run::{run, RunConfig, RunOutcome, RunRequest, Trigger};
 use crate::sources::scripted::ScriptedSource;
+use crate::sources::SessionSource;
 use crate::table::memory::MemoryTable;
 use crate::table::{LeaseHolder, RunLedger, RunStatus, Scope};
 
 const SERVICE: ServiceId = ServiceId::IvsStreamSessions;
 
 fn config() -> RunConfig {
-    RunConfig::new("123456789012", "eu-west-1")
+    RunConfig::new()
+}
+
+/// The scope the tests archive: the source's service in the test account and region.
+fn scope_of(source: &ScriptedSource) -> Scope {
+    Scope { service: source.service(), account_id: "123456789012".into(), region: "eu-west-1".into() }
 }
 
 fn scope() -> Scope {
@@ -85,7 +91,7 @@ async fn a_fresh_run_writes_every_session_once_completes_and_gives_the_lease_bac
     // GIVEN two channels and an empty table
     let (source, table, bucket) = (source(), MemoryTable::default(), MemoryBucket::default());
     // WHEN a scheduled event runs
-    let summary = run(&source, &table, &bucket, &config(), &request("evt-1")).await.unwrap();
+    let summary = run(&scope_of(&source), &source, &table, &bucket, &config(), &request("evt-1")).await.unwrap();
     // THEN it completes, every session in the table and once in each history object
     let truth = set(source.truth());
     assert_eq!((summary.outcome, summary.counts.sessions, summary.counts.new), (RunOutcome::Complete, 8, 8));
@@ -108,7 +114,7 @@ async fn a_run_finding_the_lease_held_is_skipped_and_lambdas_retry_takes_its_own
     let other = LeaseHolder { run_id: "evt-0".into(), invocation_id: "someone-else".into() };
     table.acquire_lease(&scope(), &other, now, now + 600).await.unwrap();
     // WHEN a run starts
-    let skipped = run(&source, &table, &bucket, &config(), &request("evt-1")).await.unwrap();
+    let skipped = run(&scope_of(&source), &source, &table, &bucket, &config(), &request("evt-1")).await.unwrap();
     // THEN it is skipped naming the holder, and reads and writes nothing
     assert_eq!((skipped.outcome, skipped.lease_held_by.as_deref()), (RunOutcome::Skipped, Some("evt-0")));
     assert_eq!((source.calls(), table.sessions().len(), bucket.keys().len()), (0, 0, 0));
@@ -116,17 +122,20 @@ async fn a_run_finding_the_lease_held_is_skipped_and_lambdas_retry_takes_its_own
     let mut retry = request("evt-0");
     retry.invocation_id = "someone-else".into();
     // THEN it takes its lease over and completes
-    assert_eq!(run(&source, &table, &bucket, &config(), &retry).await.unwrap().outcome, RunOutcome::Complete);
+    assert_eq!(
+        run(&scope_of(&source), &source, &table, &bucket, &config(), &retry).await.unwrap().outcome,
+        RunOutcome::Complete
+    );
 }
 
 #[tokio::test]
 async fn an_event_whose_run_is_complete_is_skipped_and_writes_nothing_more() {
     // GIVEN a complete run
     let (source, table, bucket) = (source(), MemoryTable::default(), MemoryBucket::default());
-    run(&source, &table, &bucket, &config(), &request("evt-1")).await.unwrap();
+    run(&scope_of(&source), &source, &table, &bucket, &config(), &request("evt-1")).await.unwrap();
     let (keys, calls) = (bucket.keys(), source.calls());
     // WHEN its event is delivered again
-    let again = run(&source, &table, &bucket, &config(), &request("evt-1")).await.unwrap();
+    let again = run(&scope_of(&source), &source, &table, &bucket, &config(), &request("evt-1")).await.unwrap();
     // THEN it is skipped as already complete: no call, no object, one manifest
     assert!(again.already_complete && again.outcome == RunOutcome::Skipped, "{again:?}");
     assert_eq!((bucket.keys(), source.calls(), table.manifests().len()), (keys, calls, 1));
@@ -136,11 +145,11 @@ async fn an_event_whose_run_is_complete_is_skipped_and_writes_nothing_more() {
 async fn a_partial_run_is_carried_on_by_the_next_event_under_its_own_id_and_day() {
     // GIVEN a run whose invocation stopped paging after its first pages
     let (source, table, bucket) = (source(), MemoryTable::default(), MemoryBucket::default());
-    let first = run(&source, &table, &bucket, &config(), &short(request("evt-1"))).await.unwrap();
+    let first = run(&scope_of(&source), &source, &table, &bucket, &config(), &short(request("evt-1"))).await.unwrap();
     assert_eq!((first.outcome, table.progress_items()), (RunOutcome::Partial, 1));
     // WHEN the next schedule's event comes, the day after
     let next = request_at("evt-2", "2026-11-23T00:05:00Z");
-    let carried = run(&source, &table, &bucket, &config(), &next).await.unwrap();
+    let carried = run(&scope_of(&source), &source, &table, &bucket, &config(), &next).await.unwrap();
     // THEN it carries the first run on: its id, its part 1, its day
     assert_eq!((carried.outcome, carried.run_id.as_str(), carried.part), (RunOutcome::Complete, "evt-1", 1));
     assert!(
@@ -176,7 +185,7 @@ async fn a_progress_too_large_for_its_item_is_kept_in_an_object_part_after_part(
     // WHEN the same event is invoked again and again until its run completes
     let mut outcomes = Vec::new();
     for _ in 0..20 {
-        let part = run(&source, &table, &bucket, &config, &short(request("evt-1"))).await.unwrap();
+        let part = run(&scope_of(&source), &source, &table, &bucket, &config, &short(request("evt-1"))).await.unwrap();
         outcomes.push(part.outcome);
         if part.outcome == RunOutcome::Complete {
             break;
@@ -201,11 +210,11 @@ async fn a_progress_object_gone_or_changed_gives_its_run_up_and_the_next_run_con
         // GIVEN a partial run whose progress is in an object, and the object then deleted or changed
         let (source, table, bucket) = (source(), MemoryTable::default(), MemoryBucket::default());
         let config = progress_in_objects();
-        run(&source, &table, &bucket, &config, &short(request("evt-1"))).await.unwrap();
+        run(&scope_of(&source), &source, &table, &bucket, &config, &short(request("evt-1"))).await.unwrap();
         let object = progress_objects(&bucket).pop().expect("a progress object");
         bucket.replace(&object, damage.clone());
         // WHEN the next event comes
-        let err = run(&source, &table, &bucket, &config, &request("evt-2")).await.unwrap_err();
+        let err = run(&scope_of(&source), &source, &table, &bucket, &config, &request("evt-2")).await.unwrap_err();
         // THEN the part fails naming the object, and gives the partial run up
         let text = err.to_string();
         assert!(text.contains(&format!("the run progress object {object}")), "{text}");
@@ -213,7 +222,7 @@ async fn a_progress_object_gone_or_changed_gives_its_run_up_and_the_next_run_con
         assert_eq!(table.progress_items(), 0);
         // AND the next event's own run completes: the table holds every session, and the
         // sessions the given-up run wrote are recorded again (its manifest is not complete)
-        let next = run(&source, &table, &bucket, &config, &request("evt-3")).await.unwrap();
+        let next = run(&scope_of(&source), &source, &table, &bucket, &config, &request("evt-3")).await.unwrap();
         assert_eq!((next.outcome, next.run_id.as_str()), (RunOutcome::Complete, "evt-3"));
         let truth = set(source.truth());
         assert_eq!(set(table.sessions().into_keys()), truth);
@@ -230,7 +239,7 @@ async fn a_run_that_failed_after_writing_items_has_their_changes_recorded_by_the
     let (source, table, bucket) = (source(), MemoryTable::default(), MemoryBucket::default());
     table.fail_writes_at(3);
     // WHEN a run writes its first listing and fails on the second
-    let err = run(&source, &table, &bucket, &config(), &request("evt-1")).await.unwrap_err();
+    let err = run(&scope_of(&source), &source, &table, &bucket, &config(), &request("evt-1")).await.unwrap_err();
     // THEN it fails retryably, its manifest says so, no history object is written, and the lease
     // is given back; the items it wrote stay
     assert!(err.is_retryable(), "{err}");
@@ -240,7 +249,7 @@ async fn a_run_that_failed_after_writing_items_has_their_changes_recorded_by_the
     assert_eq!(table.lease_holder(&scope()), None);
     // WHEN the table is back and the next event runs
     table.heal();
-    run(&source, &table, &bucket, &config(), &request("evt-2")).await.unwrap();
+    run(&scope_of(&source), &source, &table, &bucket, &config(), &request("evt-2")).await.unwrap();
     // THEN every session's opening is in the history once, the failed run's included
     assert_eq!(changes(&bucket, "evt-2"), opened(&set(source.truth())));
 }
@@ -250,12 +259,12 @@ async fn an_expired_next_token_restarts_its_listing_with_no_session_twice() {
     // GIVEN a run stopped mid-pagination
     let (source, table, bucket) = (source(), MemoryTable::default(), MemoryBucket::default());
     assert_eq!(
-        run(&source, &table, &bucket, &config(), &short(request("evt-1"))).await.unwrap().outcome,
+        run(&scope_of(&source), &source, &table, &bucket, &config(), &short(request("evt-1"))).await.unwrap().outcome,
         RunOutcome::Partial
     );
     // WHEN the service refuses the token it had handed out
     source.expire_next_token();
-    let carried = run(&source, &table, &bucket, &config(), &request("evt-2")).await.unwrap();
+    let carried = run(&scope_of(&source), &source, &table, &bucket, &config(), &request("evt-2")).await.unwrap();
     // THEN that listing is read again from its first page, and no session is listed twice
     assert_eq!((carried.outcome, carried.counts.restarted_listings), (RunOutcome::Complete, 1));
     let snapshot = ids(&bucket.lines_of(&format!("snapshots/{SERVICE}/dt=2026-11-22/123456789012.eu-west-1.evt-1.")));
@@ -266,11 +275,11 @@ async fn an_expired_next_token_restarts_its_listing_with_no_session_twice() {
 async fn sessions_that_change_or_end_are_recorded_as_such() {
     // GIVEN an archived account in which one session changes and one ends
     let (mut source, table, bucket) = (source(), MemoryTable::default(), MemoryBucket::default());
-    run(&source, &table, &bucket, &config(), &request("evt-1")).await.unwrap();
+    run(&scope_of(&source), &source, &table, &bucket, &config(), &request("evt-1")).await.unwrap();
     source.set_status("a2", "OFFLINE");
     source.remove("b3");
     // WHEN the next run comes
-    let summary = run(&source, &table, &bucket, &config(), &request("evt-2")).await.unwrap();
+    let summary = run(&scope_of(&source), &source, &table, &bucket, &config(), &request("evt-2")).await.unwrap();
     // THEN it records one change and one end, and rewrites only those two items
     let expected =
         BTreeMap::from([("changed".to_owned(), set(["a2".to_owned()])), ("ended".to_owned(), set(["b3".to_owned()]))]);
@@ -285,14 +294,14 @@ async fn a_session_api_failing_mid_run_fails_it_retryably_with_no_history_and_th
     let (source, table, bucket) = (source(), MemoryTable::default(), MemoryBucket::default());
     source.fail_from_call(3);
     // WHEN a run reads it
-    let err = run(&source, &table, &bucket, &config(), &request("evt-1")).await.unwrap_err();
+    let err = run(&scope_of(&source), &source, &table, &bucket, &config(), &request("evt-1")).await.unwrap_err();
     // THEN it fails retryably naming the operation, writes no history object, and says so
     assert!(err.is_retryable() && err.to_string().contains("ListStreamSessions"), "{err}");
     assert!(bucket.keys().is_empty());
     assert_eq!(table.manifests()[0].status, RunStatus::Failed);
     // WHEN the service is back
     source.heal();
-    run(&source, &table, &bucket, &config(), &request("evt-2")).await.unwrap();
+    run(&scope_of(&source), &source, &table, &bucket, &config(), &request("evt-2")).await.unwrap();
     // THEN the next run records every opening once
     assert_eq!(changes(&bucket, "evt-2"), opened(&set(source.truth())));
 }
@@ -303,14 +312,14 @@ async fn a_history_object_that_cannot_be_written_fails_the_part_and_leaves_no_up
     let (source, table, bucket) = (source(), MemoryTable::default(), MemoryBucket::default());
     bucket.failing("put");
     // WHEN a run finishes its listings
-    let err = run(&source, &table, &bucket, &config(), &request("evt-1")).await.unwrap_err();
+    let err = run(&scope_of(&source), &source, &table, &bucket, &config(), &request("evt-1")).await.unwrap_err();
     // THEN it fails retryably, with no object and no upload left, and the manifest says failed
     assert!(err.is_retryable(), "{err}");
     assert!(bucket.keys().is_empty() && bucket.open_uploads() == 0);
     assert_eq!(table.manifests()[0].status, RunStatus::Failed);
     // WHEN the bucket is back THEN the next run records the items the failed one wrote
     bucket.heal();
-    run(&source, &table, &bucket, &config(), &request("evt-2")).await.unwrap();
+    run(&scope_of(&source), &source, &table, &bucket, &config(), &request("evt-2")).await.unwrap();
     assert_eq!(changes(&bucket, "evt-2"), opened(&set(source.truth())));
 }
 
@@ -320,7 +329,7 @@ async fn throttled_calls_are_counted_in_the_summary_and_the_manifest() {
     let (source, table, bucket) = (source(), MemoryTable::default(), MemoryBucket::default());
     source.throttle_every(2);
     // WHEN a run reads its five pages
-    let summary = run(&source, &table, &bucket, &config(), &request("evt-1")).await.unwrap();
+    let summary = run(&scope_of(&source), &source, &table, &bucket, &config(), &request("evt-1")).await.unwrap();
     // THEN it completes, and the two throttled calls are counted where a user looks
     assert_eq!((summary.outcome, summary.counts.pages, summary.counts.throttles), (RunOutcome::Complete, 5, 2));
     assert_eq!(table.manifests()[0].counts.throttles, 2);
@@ -331,7 +340,7 @@ async fn a_dry_run_reads_everything_and_writes_nothing() {
     let (source, table, bucket) = (source(), MemoryTable::default(), MemoryBucket::default());
     let mut dry = request("evt-dry");
     dry.dry_run = true;
-    let summary = run(&source, &table, &bucket, &config(), &dry).await.unwrap();
+    let summary = run(&scope_of(&source), &source, &table, &bucket, &config(), &dry).await.unwrap();
     assert_eq!((summary.outcome, summary.counts.sessions), (RunOutcome::DryRun, 8));
     assert!(table.sessions().is_empty() && table.manifests().is_empty() && bucket.keys().is_empty());
 }
@@ -347,7 +356,7 @@ async fn a_table_gone_silent_is_given_up_before_the_deadline_and_the_failure_rec
     request.deadlines = Deadlines::lambda(deadline_ms as u64, Duration::from_secs(6), Duration::from_secs(3));
     let started = tokio::time::Instant::now();
     // WHEN it runs
-    let err = run(&source, &table, &bucket, &config(), &request).await.unwrap_err();
+    let err = run(&scope_of(&source), &source, &table, &bucket, &config(), &request).await.unwrap_err();
     // THEN it stops waiting at the give-up time with a retryable timeout
     assert!(err.is_retryable() && err.to_string().starts_with("gave up waiting for the listings"), "{err}");
     assert!(started.elapsed() < Duration::from_secs(10), "{:?}", started.elapsed());

@@ -6,9 +6,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde_json::{Map, Value as Json};
 use session_archiver::aws::SdkSettings;
 use session_archiver::history::RunId;
+use session_archiver::model::Scope;
 use session_archiver::run::deadline::Deadlines;
 use session_archiver::run::{run, RunConfig, RunRequest, RunSummary, Trigger};
-use session_archiver::sources::{AnySource, SourceOptions};
+use session_archiver::sources::{AnySource, SessionSource, SourceOptions};
 use session_archiver::{Error, ServiceId};
 use session_emulator::{Emulator, EmulatorConfig, Shape};
 
@@ -30,7 +31,7 @@ impl Rig {
         let moto = MotoServer::start().expect("moto server starts");
         let aws = LocalAws::create(&moto.url(), TABLE, BUCKET).await;
         let emulator = Emulator::start(emulator).await.unwrap();
-        Rig { emulator, aws, config: RunConfig::new("123456789012", "us-east-1"), _moto: moto }
+        Rig { emulator, aws, config: RunConfig::new(), _moto: moto }
     }
 
     pub async fn source(&self, service: ServiceId) -> AnySource {
@@ -53,7 +54,7 @@ impl Rig {
         let source = self.source(service).await;
         let (store, objects, request) = (aws.table(), aws.object_store(), request(event_id, dry_run));
         // Boxed: a run's future is large in a debug build, and a test thread's stack is 2 MiB.
-        Box::pin(run(&source, &store, &objects, &self.config, &request)).await
+        Box::pin(run(&self.scope(&source), &source, &store, &objects, &self.config, &request)).await
     }
 
     /// One invocation of a run that must stop paging `budget` after it starts (its deadline).
@@ -66,7 +67,7 @@ impl Rig {
         let deadlines = Deadlines::paging_until(tokio::time::Instant::now() + budget);
         let request = RunRequest { deadlines, ..request(event_id, false) };
         let (store, objects) = (self.aws.table(), self.aws.object_store());
-        Box::pin(run(source, &store, &objects, &self.config, &request)).await
+        Box::pin(run(&self.scope(source), source, &store, &objects, &self.config, &request)).await
     }
 
     /// The lines of every part of a run's history of one kind (`snapshots` or `changes`).
@@ -81,6 +82,11 @@ impl Rig {
     }
 
     /// The sessions the emulator serves now: (parent or none, session id).
+    /// The scope the rig archives: the source's service in the emulator's home account and region.
+    pub fn scope(&self, source: &impl SessionSource) -> Scope {
+        Scope { service: source.service(), account_id: "123456789012".into(), region: "us-east-1".into() }
+    }
+
     pub fn truth(&self, service: ServiceId) -> BTreeSet<String> {
         self.emulator.sessions(api_of(service)).into_iter().map(|s| s.id).collect()
     }

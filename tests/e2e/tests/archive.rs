@@ -10,10 +10,10 @@ use archiver_e2e::rig::{
 use archiver_e2e::{CutProxy, LocalAws, MotoServer};
 use aws_sdk_dynamodb::types::AttributeValue;
 use serde_json::Value as Json;
+use session_archiver::diff::id_fingerprint;
 use session_archiver::model::ColumnType;
 use session_archiver::run::{run, RunOutcome};
 use session_archiver::sources::SourceOptions;
-use session_archiver::table::diff::id_fingerprint;
 use session_archiver::table::{LeaseHolder, ProgressObject, RunLedger, RunStatus, SavedProgress};
 use session_archiver::ServiceId;
 use session_emulator::{EmulatorConfig, FaultPlan, Shape};
@@ -76,7 +76,10 @@ async fn an_identical_second_run_writes_no_session_item_and_no_changes_object() 
     // WHEN a second run sees the same sessions
     let store = rig.aws.table();
     let source = rig.source(service).await;
-    let summary = run(&source, &store, &rig.aws.object_store(), &rig.config, &request("run-2", false)).await.unwrap();
+    let summary =
+        run(&rig.scope(&source), &source, &store, &rig.aws.object_store(), &rig.config, &request("run-2", false))
+            .await
+            .unwrap();
 
     // THEN no session item is written: the adapter wrote none and every item is as it was
     assert_eq!(store.counters().items_written(), 0);
@@ -108,7 +111,9 @@ async fn after_churn_exactly_the_opened_changed_and_ended_sessions_are_written()
         let store = rig.aws.table();
         let source = rig.source(service).await;
         let summary =
-            run(&source, &store, &rig.aws.object_store(), &rig.config, &request("after", false)).await.unwrap();
+            run(&rig.scope(&source), &source, &store, &rig.aws.object_store(), &rig.config, &request("after", false))
+                .await
+                .unwrap();
 
         // THEN the change lines are exactly the sessions that opened, changed or ended
         let second = rig.aws.read(&key("snapshots", service, "after")).await.lines;
@@ -170,7 +175,10 @@ async fn a_churn_run_fetches_the_stored_items_it_needs_100_a_call() {
     // WHEN the next run completes
     let store = rig.aws.table();
     let source = rig.source(service).await;
-    let summary = run(&source, &store, &rig.aws.object_store(), &rig.config, &request("after", false)).await.unwrap();
+    let summary =
+        run(&rig.scope(&source), &source, &store, &rig.aws.object_store(), &rig.config, &request("after", false))
+            .await
+            .unwrap();
 
     // THEN the changed sessions' items are fetched 100 a call, not a call for each page holding
     // one, and so are the ended sessions' items
@@ -206,7 +214,10 @@ async fn the_same_event_twice_changes_nothing_the_second_time() {
     // WHEN EventBridge delivers the same event again
     let store = rig.aws.table();
     let source = rig.source(service).await;
-    let again = run(&source, &store, &rig.aws.object_store(), &rig.config, &request("evt-same", false)).await.unwrap();
+    let again =
+        run(&rig.scope(&source), &source, &store, &rig.aws.object_store(), &rig.config, &request("evt-same", false))
+            .await
+            .unwrap();
 
     // THEN it is skipped as already complete: no API call, no item, no object written
     assert_eq!(again.outcome, RunOutcome::Skipped);
@@ -512,7 +523,8 @@ async fn an_account_wide_listing_keeps_its_state_in_s3_and_an_unchanged_rerun_re
     // WHEN the next run lists the same sessions
     let store = rig.aws.table();
     let (source, objects) = (rig.source(service).await, rig.aws.object_store());
-    let rerun = run(&source, &store, &objects, &rig.config, &request("evt-2", false)).await.unwrap();
+    let rerun =
+        run(&rig.scope(&source), &source, &store, &objects, &rig.config, &request("evt-2", false)).await.unwrap();
     // THEN it reads the state object and not the table, and writes nothing
     assert_eq!((rerun.outcome, rerun.counts.states_read, rerun.counts.states_rebuilt), (RunOutcome::Complete, 1, 0));
     assert_eq!((rerun.counts.items_written, rerun.state_rebuilt_because.as_deref()), (0, None));

@@ -42,7 +42,10 @@ async fn archive_with_churn(rig: &Rig, service: ServiceId) -> Vec<Moment> {
     for n in 0..3 {
         let run_id = format!("audit-{service}-{n}");
         let request = scheduled_now(&run_id);
-        let summary = run(&source, &rig.aws.table(), &rig.aws.object_store(), &rig.config, &request).await.unwrap();
+        let summary =
+            run(&rig.scope(&source), &source, &rig.aws.table(), &rig.aws.object_store(), &rig.config, &request)
+                .await
+                .unwrap();
         assert_eq!(summary.outcome, RunOutcome::Complete);
         moments.push(Moment {
             run_id,
@@ -226,7 +229,7 @@ async fn a_compacted_day_gives_the_same_answers_from_its_parquet_alone() {
         before.push(audit(&rig, question).await.unwrap());
     }
     // WHEN each day is compacted, and then its NDJSON is gone (as the lifecycle rule expires it)
-    let config = session_compaction::day::CompactionConfig {
+    let config = session_compaction::dataset::CompactionConfig {
         history_prefix: "history".into(),
         sort_budget: 1 << 20,
         layout: session_compaction::parquet_object::Layout { row_group_bytes: 1 << 20, part_size: 0 },

@@ -17,7 +17,7 @@ use serde_json::{json, Value as Json};
 use session_archiver::history::HistoryKind;
 use session_archiver::ServiceId;
 use session_compaction::columns::{parse_line, read_parquet, Dataset, Row};
-use session_compaction::day::{marker_key, parquet_prefix, source_prefix, Marker};
+use session_compaction::keys::{marker_key, parquet_prefix, source_prefix, Marker};
 
 const DAY: &str = "2026-11-22";
 

@@ -232,14 +232,14 @@ fn the_compactor_is_scheduled_daily_reads_the_history_and_writes_only_its_parque
     let rules =
         template["Resources"]["HistoryBucket"]["Properties"]["LifecycleConfiguration"]["Rules"].as_vec().unwrap();
     let rule = rules.iter().find(|r| r["Id"].as_str() == Some("compacted-ndjson-expiry")).expect("the rule");
-    let (name, value) = session_compaction::day::COMPACTED_TAG;
+    let (name, value) = session_compaction::keys::COMPACTED_TAG;
     assert_eq!(rule["TagFilters"][0]["Key"].as_str(), Some(name));
     assert_eq!(rule["TagFilters"][0]["Value"].as_str(), Some(value));
     assert_eq!(strings(&rule["Status"]), ["ExpiresCompactedNdjson", "Enabled", "Disabled"]);
     assert_eq!(rule["Prefix"].as_str(), Some("${HistoryPrefix}/"));
     // AND the parts of a split day left behind (a task failed for good, a plan replaced) expire
     let staging = rules.iter().find(|r| r["Id"].as_str() == Some("compaction-staging-expiry")).expect("the rule");
-    let staged = session_compaction::parts::staging_prefix("${HistoryPrefix}", &dataset, "d");
+    let staged = session_compaction::keys::staging_prefix("${HistoryPrefix}", &dataset, "d");
     assert!(staged.starts_with(staging["Prefix"].as_str().unwrap()), "{staged}");
     assert_eq!(staging["Status"].as_str(), Some("Enabled"));
 }

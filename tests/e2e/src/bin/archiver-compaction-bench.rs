@@ -24,7 +24,7 @@ use session_archiver::history::{line, object_key, Change, GzipLines, HistoryKind
 use session_archiver::model::{ColumnType, Scope, Timestamp};
 use session_archiver::{ServiceId, SessionRecord};
 use session_compaction::columns::Dataset;
-use session_compaction::day::{marker_key, source_prefix, Marker};
+use session_compaction::keys::{marker_key, source_prefix, Marker};
 
 const SERVICE: ServiceId = ServiceId::GameliftStreamSessions;
 const DAY: &str = "2026-11-22";

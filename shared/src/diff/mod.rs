@@ -25,14 +25,17 @@
 //! never said complete (its history objects may be missing), the change is recorded again by
 //! this run, so no change line is lost and a redelivered event writes the same lines again.
 
+pub mod previous;
+pub mod stored;
+
 use std::collections::{HashMap, HashSet};
 
 use sha2::{Digest, Sha256};
 
-use super::previous::{self, PreviousState};
-use super::{StoredSession, StoredState};
 use crate::model::Change;
 use crate::model::{SessionRecord, Timestamp};
+pub use previous::PreviousState;
+pub use stored::{StoredSession, StoredState};
 
 /// What the diff needs to know of the run.
 #[derive(Clone, Debug)]

@@ -1,0 +1,307 @@
+//! One dataset of a day compacted, the steps the whole day and its parts share: its sources read
+//! and checked line by line into a sort, its sorted lines written as Parquet, its marker written
+//! last, the Parquet an earlier compaction left removed, and its sources tagged.
+
+use std::io::Write;
+
+use flate2::write::MultiGzDecoder;
+use serde::Serialize;
+use session_archiver::history::{ListedObject, ObjectListing, ObjectStore};
+use session_archiver::model::Column;
+use session_archiver::{Error, Result};
+
+use crate::columns::{parse_line, BatchBuilder, Dataset, Row, Value};
+use crate::keys::{marker_key, CompactedObject, Marker, SourceObject, COMPACTED_TAG, MARKER_FORMAT, MARKER_VERSION};
+use crate::parquet_object::{Layout, ParquetObject, WrittenParquet};
+use crate::sort::{ExternalSort, SortKey};
+
+/// How a day is compacted.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CompactionConfig {
+    /// The history's key prefix (`HISTORY_PREFIX`); the Parquet goes under `<prefix>/parquet/`.
+    pub history_prefix: String,
+    /// Bytes of lines sorted in memory before they are spilled to the temporary directory.
+    pub sort_budget: usize,
+    pub layout: Layout,
+    /// Rows encoded at a time.
+    pub batch_rows: usize,
+    /// Gzip'd source bytes one Parquet part is compacted from: a day of more is split into
+    /// parts, each a task of its own (`crate::parts`).
+    pub part_source_bytes: u64,
+}
+
+/// What the compaction of one dataset did.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct DatasetOutcome {
+    pub kind: &'static str,
+    pub sources: usize,
+    pub source_bytes: u64,
+    pub rows: u64,
+    pub parquet_bytes: u64,
+    /// Its marker already named the same sources, or some of them are gone: nothing was read or
+    /// written.
+    pub already_compacted: bool,
+    /// Sources its marker names that are gone (expired once compacted): the day is not compacted
+    /// again, which would lose their lines.
+    pub sources_expired: usize,
+    /// Parts sent to the compaction queue: their tasks compact the dataset, and the last one
+    /// writes its marker.
+    pub queued_parts: usize,
+}
+
+/// Tags each source compacted, once the marker stands: the lifecycle rule expires those.
+pub(crate) async fn tag_sources<'k, O: ObjectListing>(store: &O, keys: impl Iterator<Item = &'k str>) -> Result<()> {
+    for key in keys {
+        store.tag_object(key, COMPACTED_TAG).await?;
+    }
+    Ok(())
+}
+
+/// Reads the sources into a sort, each line checked against the schema; what is left in memory
+/// goes to disk, so the next dataset sorts in the same budget.
+pub(crate) async fn sort_sources<O: ObjectStore>(
+    store: &O,
+    config: &CompactionConfig,
+    dataset: &Dataset,
+    keys: &[&str],
+) -> Result<ExternalSort> {
+    let columns = dataset.columns();
+    let key_columns = KeyColumns::of(&columns);
+    let mut sort = ExternalSort::new(config.sort_budget);
+    for key in keys {
+        read_source(store, key, &columns, &key_columns, &mut sort).await?;
+    }
+    sort.spill()?;
+    Ok(sort)
+}
+
+pub(crate) fn source_of(object: &ListedObject) -> SourceObject {
+    SourceObject { key: object.key.clone(), size: object.size }
+}
+
+pub(crate) async fn read_marker<O: ObjectStore>(store: &O, key: &str) -> Result<Option<Marker>> {
+    // One this version cannot read is compacted again, and replaced.
+    Ok(store.get_object(key).await?.and_then(|body| Marker::parse(&body)))
+}
+
+/// Reads one source object into the sort, each line checked against the schema.
+async fn read_source<O: ObjectStore>(
+    store: &O,
+    key: &str,
+    columns: &[Column],
+    key_columns: &KeyColumns,
+    sort: &mut ExternalSort,
+) -> Result<()> {
+    let lines = Lines { key, columns, key_columns, sort, pending: Vec::new(), line: 0, failed: None };
+    let mut gunzip = MultiGzDecoder::new(lines);
+    let read = store.get_object_into(key, &mut gunzip).await;
+    let finished = gunzip.try_finish();
+    let lines = gunzip.get_mut();
+    if let Some(err) = lines.failed.take() {
+        return Err(err);
+    }
+    let unreadable = |line: u64, detail: String| Error::UnreadableHistory { key: key.to_owned(), line, detail };
+    match read {
+        Ok(true) => {}
+        Ok(false) => return Err(unreadable(0, "listed, then gone before it was read".into())),
+        Err(Error::UnreadableItem(detail)) => return Err(unreadable(lines.line + 1, format!("not gzip: {detail}"))),
+        Err(err) => return Err(err),
+    }
+    if let Err(err) = finished {
+        return Err(unreadable(lines.line + 1, format!("the gzip stream is cut short: {err}")));
+    }
+    if !lines.pending.is_empty() {
+        return Err(unreadable(lines.line + 1, "the last line is cut short (no newline)".into()));
+    }
+    Ok(())
+}
+
+/// Where the sort key's columns are in a row.
+struct KeyColumns {
+    account_id: usize,
+    region: usize,
+    session_id: usize,
+    snapshot_at: usize,
+    run_id: usize,
+}
+
+impl KeyColumns {
+    fn of(columns: &[Column]) -> Self {
+        let at = |name: &str| columns.iter().position(|c| c.name == name).expect("a column of every schema");
+        KeyColumns {
+            account_id: at("account_id"),
+            region: at("region"),
+            session_id: at("session_id"),
+            snapshot_at: at("snapshot_at"),
+            run_id: at("run_id"),
+        }
+    }
+
+    /// The row's sort key; every line has these columns, none null.
+    fn key_of(&self, columns: &[Column], row: &Row) -> std::result::Result<SortKey, String> {
+        let text = |index: usize| match &row.0[index] {
+            Value::Text(text) => Ok(text.clone()),
+            _ => Err(format!("column `{}` is null", columns[index].name)),
+        };
+        let observed_at = match row.0[self.snapshot_at] {
+            Value::Micros(at) => at,
+            _ => return Err("column `snapshot_at` is null".into()),
+        };
+        Ok(SortKey {
+            account_id: text(self.account_id)?,
+            region: text(self.region)?,
+            session_id: text(self.session_id)?,
+            observed_at,
+            run_id: text(self.run_id)?,
+        })
+    }
+}
+
+/// The gunzip'd bytes of a source, split into lines, each checked and sorted.
+struct Lines<'s> {
+    key: &'s str,
+    columns: &'s [Column],
+    key_columns: &'s KeyColumns,
+    sort: &'s mut ExternalSort,
+    /// The start of a line whose end has not come yet.
+    pending: Vec<u8>,
+    /// Lines read so far.
+    line: u64,
+    /// Why reading stopped: the error the compaction returns.
+    failed: Option<Error>,
+}
+
+impl Lines<'_> {
+    fn take_line(&mut self, bytes: &[u8]) -> Result<()> {
+        self.line += 1;
+        let unreadable =
+            |detail: String| Error::UnreadableHistory { key: self.key.to_owned(), line: self.line, detail };
+        let text = std::str::from_utf8(bytes).map_err(|e| unreadable(format!("not UTF-8: {e}")))?;
+        let row = parse_line(self.columns, text).map_err(unreadable)?;
+        let key = self.key_columns.key_of(self.columns, &row).map_err(unreadable)?;
+        self.sort.push(key, text.to_owned())
+    }
+}
+
+impl Write for Lines<'_> {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        // The decoder hands undelivered bytes over again after a refusal: the first one stands.
+        if self.failed.is_some() {
+            return Err(std::io::Error::other("a line was refused"));
+        }
+        let mut rest = bytes;
+        while let Some(end) = rest.iter().position(|b| *b == b'\n') {
+            let result = if self.pending.is_empty() {
+                self.take_line(&rest[..end])
+            } else {
+                let mut line = std::mem::take(&mut self.pending);
+                line.extend_from_slice(&rest[..end]);
+                self.take_line(&line)
+            };
+            if let Err(err) = result {
+                self.failed = Some(err);
+                return Err(std::io::Error::other("a line was refused"));
+            }
+            rest = &rest[end + 1..];
+        }
+        self.pending.extend_from_slice(rest);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The marker of a day compacted from `sources` into `objects` (from a plan's parts, when it was
+/// split), written last: its readers take the Parquet from now. What the compaction did.
+pub(crate) async fn write_marker<O: ObjectStore>(
+    store: &O,
+    prefix: &str,
+    dataset: &Dataset,
+    day: &str,
+    sources: Vec<SourceObject>,
+    objects: Vec<CompactedObject>,
+    plan: Option<String>,
+) -> Result<DatasetOutcome> {
+    let marker = Marker {
+        format: MARKER_FORMAT.into(),
+        version: MARKER_VERSION,
+        service: dataset.service.as_str().into(),
+        kind: dataset.kind.as_str().into(),
+        day: day.into(),
+        rows: objects.iter().map(|o| o.rows).sum(),
+        sources,
+        objects,
+        plan,
+    };
+    let outcome = DatasetOutcome {
+        kind: dataset.kind.as_str(),
+        sources: marker.sources.len(),
+        source_bytes: marker.sources.iter().map(|s| s.size).sum(),
+        rows: marker.rows,
+        parquet_bytes: marker.objects.iter().map(|o| o.bytes).sum(),
+        already_compacted: false,
+        sources_expired: 0,
+        queued_parts: 0,
+    };
+    let body = serde_json::to_vec_pretty(&marker).expect("a marker serializes");
+    store.put_object(&marker_key(prefix, dataset, day), body).await?;
+    Ok(outcome)
+}
+
+/// Deletes the Parquet objects of the partition an earlier compaction wrote and this one did not.
+pub(crate) async fn delete_stale_parquet<O: ObjectListing>(
+    store: &O,
+    partition: &str,
+    objects: &[CompactedObject],
+) -> Result<()> {
+    for stale in store.list_objects(partition).await? {
+        if stale.key.ends_with(".parquet") && !objects.iter().any(|o| o.key == stale.key) {
+            store.delete_object(&stale.key).await?;
+        }
+    }
+    Ok(())
+}
+
+/// The sorted lines as one Parquet object; the upload aborted if a line cannot be written.
+pub(crate) async fn write_parquet<O: ObjectStore>(
+    store: &O,
+    config: &CompactionConfig,
+    dataset: &Dataset,
+    key: String,
+    sort: ExternalSort,
+) -> Result<WrittenParquet> {
+    let mut object = ParquetObject::new(store, key, dataset.arrow_schema(), config.layout)?;
+    match fill(&mut object, config, dataset, sort).await {
+        Ok(()) => object.finish().await,
+        Err(err) => {
+            object.abort().await;
+            Err(err)
+        }
+    }
+}
+
+async fn fill<O: ObjectStore>(
+    object: &mut ParquetObject<'_, O>,
+    config: &CompactionConfig,
+    dataset: &Dataset,
+    sort: ExternalSort,
+) -> Result<()> {
+    let columns = dataset.columns();
+    let mut batch = BatchBuilder::new(dataset);
+    let mut merge = sort.merge()?;
+    while let Some((_, line)) = merge.next_line()? {
+        // Checked when it was read: a failure here is the sort's.
+        let row = parse_line(&columns, &line)
+            .map_err(|e| Error::Mapping(format!("a sorted line of {} no longer reads: {e}", object.key())))?;
+        batch.push(&row);
+        if batch.rows() >= config.batch_rows {
+            object.write(&batch.finish()).await?;
+        }
+    }
+    if batch.rows() > 0 {
+        object.write(&batch.finish()).await?;
+    }
+    Ok(())
+}

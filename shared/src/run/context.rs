@@ -1,0 +1,143 @@
+//! What the layers of a run share, at the bottom of `run/`: the run's inputs (its scope, ports,
+//! settings and request), and the context every listing of a part shares ([`Pass`]): the
+//! histories it writes to, the scope's listing states, the pace and the deadline.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use tokio::sync::Mutex;
+
+use super::config::RunConfig;
+use super::pacer::Pacer;
+use super::request::RunRequest;
+use super::state::{ListingEnd, PartStates, Previous};
+use crate::diff::{ListingDiff, RunMark};
+use crate::error::Result;
+use crate::history::{HistoryObject, ObjectStore, RunContext};
+use crate::personal::PersonalData;
+use crate::sources::Listing;
+use crate::table::{Progress, Scope, SeenBefore};
+
+/// What a run is given: the scope it archives, the session API, the table and the bucket, its
+/// settings and its request.
+pub(super) struct RunInputs<'a, S, D, O> {
+    pub(super) scope: &'a Scope,
+    pub(super) source: &'a S,
+    pub(super) store: &'a D,
+    pub(super) objects: &'a O,
+    pub(super) config: &'a RunConfig,
+    pub(super) request: &'a RunRequest,
+}
+
+impl<S, D, O> Clone for RunInputs<'_, S, D, O> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<S, D, O> Copy for RunInputs<'_, S, D, O> {}
+
+/// The two history objects of a part.
+pub(super) struct Histories<'a, O: ObjectStore> {
+    pub(super) snapshots: HistoryObject<'a, O>,
+    pub(super) changes: HistoryObject<'a, O>,
+}
+
+impl<O: ObjectStore> Histories<'_, O> {
+    /// Writes both objects of a part: their keys.
+    pub(super) async fn finish(&mut self) -> Result<Vec<String>> {
+        let has_changes = self.changes.lines() > 0;
+        let mut keys = vec![self.snapshots.finish().await?.key];
+        // No changes, no object: a redelivered event's changes are recorded again, so an absent
+        // object never hides one that was written.
+        if has_changes {
+            keys.push(self.changes.finish().await?.key);
+        } else {
+            self.changes.abort().await;
+        }
+        Ok(keys)
+    }
+
+    /// Aborts whatever upload either object has open.
+    pub(super) async fn abort(&mut self) {
+        self.snapshots.abort().await;
+        self.changes.abort().await;
+    }
+}
+
+/// What every listing of a pass shares.
+pub(super) struct Pass<'a, S, D, O: ObjectStore> {
+    pub(super) source: &'a S,
+    pub(super) store: &'a D,
+    pub(super) scope: &'a Scope,
+    pub(super) mark: &'a RunMark,
+    /// Where the run stands: listings done, listings stopped mid-pagination.
+    pub(super) progress: &'a Progress,
+    /// The sessions each stopped listing had seen, taken out of the progress: a listing takes
+    /// its own when it opens; what is left goes back into the progress after the part.
+    pub(super) seen_before: &'a std::sync::Mutex<SeenBefore>,
+    pub(super) stop_paging: Option<tokio::time::Instant>,
+    pub(super) ctx: RunContext,
+    /// `None` in a dry run.
+    pub(super) histories: Option<Mutex<Histories<'a, O>>>,
+    /// The scope's listing states; `None` in a dry run.
+    pub(super) states: Option<PartStates<'a, O>>,
+    /// Why a listing read the table rather than its section of the state object (the first
+    /// one's reason).
+    pub(super) state_rebuilt_because: std::sync::Mutex<Option<String>>,
+    pub(super) pacer: Mutex<Pacer>,
+    /// Whether a listing returns every session of its parent (no filter), so missing ones ended.
+    pub(super) complete_listings: bool,
+    /// Listings read at the same time.
+    pub(super) at_once: usize,
+    /// Pages read by this part so far.
+    pub(super) pages_read: AtomicU64,
+    pub(super) personal_data: &'a PersonalData,
+}
+
+impl<S, D, O: ObjectStore> Pass<'_, S, D, O> {
+    /// Whether paging must stop. A part always reads at least one page, so a run whose
+    /// invocations are all short still moves on.
+    pub(super) fn past_deadline(&self) -> bool {
+        self.stop_paging.is_some_and(|stop| tokio::time::Instant::now() >= stop)
+            && self.pages_read.load(Ordering::Relaxed) > 0
+    }
+
+    pub(super) fn count_page(&self) {
+        self.pages_read.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+impl<S, D, O: ObjectStore> Pass<'_, S, D, O> {
+    /// Where the previous state of `listing` comes from, the reason noted when it is the table.
+    pub(super) fn previous_of(&self, listing: &Listing, resumed: bool) -> Previous {
+        let Some(states) = &self.states else { return Previous::Table { rebuild: false } };
+        match states.previous_of(listing, resumed) {
+            Ok(state) => Previous::Saved(state),
+            Err(reason) => {
+                self.state_rebuilt_because.lock().unwrap().get_or_insert(reason);
+                Previous::Table { rebuild: true }
+            }
+        }
+    }
+
+    /// Whether `listing` left a carry in this part (none in a run that writes no state).
+    pub(super) fn left_carry(&self, listing: &Listing) -> bool {
+        self.states.as_ref().is_some_and(|states| states.left_carry(listing))
+    }
+
+    /// The sessions `listing` has seen, read back from the carry it left.
+    pub(super) fn carried_seen(&self, listing: &Listing) -> Result<Vec<u64>> {
+        self.states.as_ref().map_or(Ok(Vec::new()), |states| states.carried_seen(listing))
+    }
+
+    /// Spools the section `listing` leaves (nothing in a dry run).
+    pub(super) fn leave(
+        &self,
+        listing: &Listing,
+        end: &ListingEnd,
+        diff: Option<&mut ListingDiff<'_>>,
+        changed: bool,
+    ) -> Result<()> {
+        self.states.as_ref().map_or(Ok(()), |states| states.leave(listing, end, diff, changed))
+    }
+}
