@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use flate2::write::GzDecoder;
 
-use session_archiver::history::{under_prefix, HistoryKind, ObjectListing, ObjectStore, S3ObjectStore};
+use session_archiver::history::{under_prefix, Bucket, HistoryKind, ObjectListing, S3Bucket};
 use session_archiver::ServiceId;
 use session_compaction::columns::{read_parquet, Dataset, Value};
 use session_compaction::keys::{marker_key, Marker};
@@ -59,7 +59,7 @@ impl Archive {
     /// A whole object's bytes; `None` when there is no such key.
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>> {
         match self {
-            Archive::S3 { client, bucket, .. } => S3ObjectStore::new(client.clone(), bucket)
+            Archive::S3 { client, bucket, .. } => S3Bucket::new(client.clone(), bucket)
                 .get_object(key)
                 .await
                 .map_err(|e| AuditError::Archive(e.to_string())),
@@ -76,7 +76,7 @@ impl Archive {
         let mut objects = match self {
             Archive::S3 { client, bucket, prefix } => {
                 let prefix = partition_prefix(prefix, kind, service, day);
-                let listed = S3ObjectStore::new(client.clone(), bucket).list_objects(&prefix).await;
+                let listed = S3Bucket::new(client.clone(), bucket).list_objects(&prefix).await;
                 let listed = listed.map_err(|e| AuditError::Archive(e.to_string()))?;
                 listed.into_iter().map(|o| ObjectRef { key: o.key, size: o.size }).collect()
             }

@@ -7,8 +7,8 @@
 //! | `HISTORY_PREFIX` | `history` | key prefix of the history objects; the Parquet goes under `<prefix>/parquet/` |
 //! | `COMPACTION_SORT_MEMORY_MB` | `256` | MiB of lines sorted in memory before they are spilled to the temporary directory |
 //! | `COMPACTION_ROW_GROUP_MB` | `64` | encoded MiB of a Parquet row group (one is in memory at a time) |
-//! | `COMPACTION_PART_SOURCE_BYTES` | `536870912` | gzip'd source bytes one Parquet part is compacted from; a day of more is split into parts, compacted by tasks on `COMPACTION_QUEUE_URL` |
-//! | `COMPACTION_QUEUE_URL` | none | the compaction's task queue (set by the template); none: the parts of a day are compacted one after the other in the invocation |
+//! | `COMPACTION_PART_SOURCE_BYTES` | `536870912` | gzip'd source bytes one slice of a day is compacted from; a day of more is split into slices, compacted by tasks on `COMPACTION_QUEUE_URL` |
+//! | `COMPACTION_QUEUE_URL` | none | the compaction's task queue (set by the template); none: the slices of a day are compacted one after the other in the invocation |
 //! | `COMPACTION_DEAD_LETTER_QUEUE_URL` | none | where a task that no retry can mend goes, with its error as attributes (set by the template); none: SQS's redrive moves it, without the error |
 //! | `HISTORY_START_DATE` | `2024-01-01` | a day before it is refused, as the functions refuse it |
 //! | `STORAGE_ENDPOINT_URL` | none | send the S3 calls there (local moto) |
@@ -29,8 +29,8 @@ pub struct CompactorConfig {
     pub sort_memory: usize,
     /// Encoded bytes of a row group.
     pub row_group_bytes: usize,
-    /// Gzip'd source bytes of one Parquet part.
-    pub part_source_bytes: u64,
+    /// Gzip'd source bytes of one slice of a day.
+    pub slice_source_bytes: u64,
     pub task_queue: Option<String>,
     pub task_dead_letter_queue: Option<String>,
     pub history_start: Timestamp,
@@ -54,7 +54,7 @@ impl CompactorConfig {
             history_prefix,
             sort_memory: (vars.number("COMPACTION_SORT_MEMORY_MB", 256, 16..=8192)? * MIB) as usize,
             row_group_bytes: (vars.number("COMPACTION_ROW_GROUP_MB", 64, 1..=1024)? * MIB) as usize,
-            part_source_bytes: vars.number("COMPACTION_PART_SOURCE_BYTES", 512 * MIB, 1..=64 * 1024 * MIB)?,
+            slice_source_bytes: vars.number("COMPACTION_PART_SOURCE_BYTES", 512 * MIB, 1..=64 * 1024 * MIB)?,
             task_queue: vars.endpoint("COMPACTION_QUEUE_URL")?,
             task_dead_letter_queue: vars.endpoint("COMPACTION_DEAD_LETTER_QUEUE_URL")?,
             history_start: history_start(vars.get("HISTORY_START_DATE"))?,
@@ -89,7 +89,7 @@ mod tests {
     fn the_compactor_takes_its_defaults_and_refuses_a_bad_value_naming_it() {
         let defaults = CompactorConfig::from_vars(vars(&[])).unwrap();
         assert_eq!(
-            (defaults.part_source_bytes, defaults.task_queue, defaults.task_dead_letter_queue),
+            (defaults.slice_source_bytes, defaults.task_queue, defaults.task_dead_letter_queue),
             (512 << 20, None, None)
         );
         let queued = CompactorConfig::from_vars(vars(&[
@@ -97,7 +97,7 @@ mod tests {
             ("COMPACTION_PART_SOURCE_BYTES", "1"),
         ]))
         .unwrap();
-        assert_eq!(queued.part_source_bytes, 1);
+        assert_eq!(queued.slice_source_bytes, 1);
         assert!(queued.task_queue.is_some_and(|url| url.ends_with("/compaction")));
         for (pairs, expected) in [
             (&[("COMPACTION_PART_SOURCE_BYTES", "0")], "COMPACTION_PART_SOURCE_BYTES=0 is out of range"),

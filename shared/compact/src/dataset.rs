@@ -1,4 +1,4 @@
-//! One dataset of a day compacted, the steps the whole day and its parts share: its sources read
+//! One dataset of a day compacted, the steps the whole day and its slices share: its sources read
 //! and checked line by line into a sort, its sorted lines written as Parquet, its marker written
 //! last, the Parquet an earlier compaction left removed, and its sources tagged.
 
@@ -6,7 +6,7 @@ use std::io::Write;
 
 use flate2::write::MultiGzDecoder;
 use serde::Serialize;
-use session_archiver::history::{ListedObject, ObjectListing, ObjectStore};
+use session_archiver::history::{Bucket, ListedObject, ObjectListing};
 use session_archiver::model::Column;
 use session_archiver::{Error, Result};
 
@@ -25,9 +25,9 @@ pub struct CompactionConfig {
     pub layout: Layout,
     /// Rows encoded at a time.
     pub batch_rows: usize,
-    /// Gzip'd source bytes one Parquet part is compacted from: a day of more is split into
-    /// parts, each a task of its own (`crate::parts`).
-    pub part_source_bytes: u64,
+    /// Gzip'd source bytes one slice of a day is compacted from: a day of more is split into
+    /// slices, each a task of its own (`crate::slices`).
+    pub slice_source_bytes: u64,
 }
 
 /// What the compaction of one dataset did.
@@ -46,21 +46,22 @@ pub struct DatasetOutcome {
     pub sources_expired: usize,
     /// Parts sent to the compaction queue: their tasks compact the dataset, and the last one
     /// writes its marker.
-    pub queued_parts: usize,
+    #[serde(rename = "queued_parts")]
+    pub queued_slices: usize,
 }
 
 /// Tags each source compacted, once the marker stands: the lifecycle rule expires those.
-pub(crate) async fn tag_sources<'k, O: ObjectListing>(store: &O, keys: impl Iterator<Item = &'k str>) -> Result<()> {
+pub(crate) async fn tag_sources<'k, O: ObjectListing>(bucket: &O, keys: impl Iterator<Item = &'k str>) -> Result<()> {
     for key in keys {
-        store.tag_object(key, COMPACTED_TAG).await?;
+        bucket.tag_object(key, COMPACTED_TAG).await?;
     }
     Ok(())
 }
 
 /// Reads the sources into a sort, each line checked against the schema; what is left in memory
 /// goes to disk, so the next dataset sorts in the same budget.
-pub(crate) async fn sort_sources<O: ObjectStore>(
-    store: &O,
+pub(crate) async fn sort_sources<O: Bucket>(
+    bucket: &O,
     config: &CompactionConfig,
     dataset: &Dataset,
     keys: &[&str],
@@ -69,7 +70,7 @@ pub(crate) async fn sort_sources<O: ObjectStore>(
     let key_columns = KeyColumns::of(&columns);
     let mut sort = ExternalSort::new(config.sort_budget);
     for key in keys {
-        read_source(store, key, &columns, &key_columns, &mut sort).await?;
+        read_source(bucket, key, &columns, &key_columns, &mut sort).await?;
     }
     sort.spill()?;
     Ok(sort)
@@ -79,14 +80,14 @@ pub(crate) fn source_of(object: &ListedObject) -> SourceObject {
     SourceObject { key: object.key.clone(), size: object.size }
 }
 
-pub(crate) async fn read_marker<O: ObjectStore>(store: &O, key: &str) -> Result<Option<Marker>> {
+pub(crate) async fn read_marker<O: Bucket>(bucket: &O, key: &str) -> Result<Option<Marker>> {
     // One this version cannot read is compacted again, and replaced.
-    Ok(store.get_object(key).await?.and_then(|body| Marker::parse(&body)))
+    Ok(bucket.get_object(key).await?.and_then(|body| Marker::parse(&body)))
 }
 
 /// Reads one source object into the sort, each line checked against the schema.
-async fn read_source<O: ObjectStore>(
-    store: &O,
+async fn read_source<O: Bucket>(
+    bucket: &O,
     key: &str,
     columns: &[Column],
     key_columns: &KeyColumns,
@@ -94,7 +95,7 @@ async fn read_source<O: ObjectStore>(
 ) -> Result<()> {
     let lines = Lines { key, columns, key_columns, sort, pending: Vec::new(), line: 0, failed: None };
     let mut gunzip = MultiGzDecoder::new(lines);
-    let read = store.get_object_into(key, &mut gunzip).await;
+    let read = bucket.get_object_into(key, &mut gunzip).await;
     let finished = gunzip.try_finish();
     let lines = gunzip.get_mut();
     if let Some(err) = lines.failed.take() {
@@ -213,16 +214,16 @@ impl Write for Lines<'_> {
     }
 }
 
-/// The marker of a day compacted from `sources` into `objects` (from a plan's parts, when it was
-/// split), written last: its readers take the Parquet from now. What the compaction did.
-pub(crate) async fn write_marker<O: ObjectStore>(
-    store: &O,
+/// The marker of a day compacted from `sources` into `objects` (from a split's slices, when it
+/// was split), written last: its readers take the Parquet from now. What the compaction did.
+pub(crate) async fn write_marker<O: Bucket>(
+    bucket: &O,
     prefix: &str,
     dataset: &Dataset,
     day: &str,
     sources: Vec<SourceObject>,
     objects: Vec<CompactedObject>,
-    plan: Option<String>,
+    split: Option<String>,
 ) -> Result<DatasetOutcome> {
     let marker = Marker {
         format: MARKER_FORMAT.into(),
@@ -233,7 +234,7 @@ pub(crate) async fn write_marker<O: ObjectStore>(
         rows: objects.iter().map(|o| o.rows).sum(),
         sources,
         objects,
-        plan,
+        split,
     };
     let outcome = DatasetOutcome {
         kind: dataset.kind.as_str(),
@@ -243,36 +244,36 @@ pub(crate) async fn write_marker<O: ObjectStore>(
         parquet_bytes: marker.objects.iter().map(|o| o.bytes).sum(),
         already_compacted: false,
         sources_expired: 0,
-        queued_parts: 0,
+        queued_slices: 0,
     };
     let body = serde_json::to_vec_pretty(&marker).expect("a marker serializes");
-    store.put_object(&marker_key(prefix, dataset, day), body).await?;
+    bucket.put_object(&marker_key(prefix, dataset, day), body).await?;
     Ok(outcome)
 }
 
 /// Deletes the Parquet objects of the partition an earlier compaction wrote and this one did not.
 pub(crate) async fn delete_stale_parquet<O: ObjectListing>(
-    store: &O,
+    bucket: &O,
     partition: &str,
     objects: &[CompactedObject],
 ) -> Result<()> {
-    for stale in store.list_objects(partition).await? {
+    for stale in bucket.list_objects(partition).await? {
         if stale.key.ends_with(".parquet") && !objects.iter().any(|o| o.key == stale.key) {
-            store.delete_object(&stale.key).await?;
+            bucket.delete_object(&stale.key).await?;
         }
     }
     Ok(())
 }
 
 /// The sorted lines as one Parquet object; the upload aborted if a line cannot be written.
-pub(crate) async fn write_parquet<O: ObjectStore>(
-    store: &O,
+pub(crate) async fn write_parquet<O: Bucket>(
+    bucket: &O,
     config: &CompactionConfig,
     dataset: &Dataset,
     key: String,
     sort: ExternalSort,
 ) -> Result<WrittenParquet> {
-    let mut object = ParquetObject::new(store, key, dataset.arrow_schema(), config.layout)?;
+    let mut object = ParquetObject::new(bucket, key, dataset.arrow_schema(), config.layout)?;
     match fill(&mut object, config, dataset, sort).await {
         Ok(()) => object.finish().await,
         Err(err) => {
@@ -282,7 +283,7 @@ pub(crate) async fn write_parquet<O: ObjectStore>(
     }
 }
 
-async fn fill<O: ObjectStore>(
+async fn fill<O: Bucket>(
     object: &mut ParquetObject<'_, O>,
     config: &CompactionConfig,
     dataset: &Dataset,

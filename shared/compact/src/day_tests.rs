@@ -22,7 +22,7 @@ use crate::dataset::CompactionConfig;
 use crate::day::compact_day;
 use crate::keys::{marker_key, source_prefix};
 use crate::parquet_object::Layout;
-use crate::parts::InThisInvocation;
+use crate::slices::InThisInvocation;
 
 pub(crate) const SERVICE: ServiceId = ServiceId::ChimeProxySessions;
 pub(crate) const DAY: &str = "2026-11-22";
@@ -33,9 +33,9 @@ pub(crate) fn config() -> CompactionConfig {
     CompactionConfig {
         history_prefix: "history".into(),
         sort_budget: 64 * 1024,
-        layout: Layout { row_group_bytes: 256 * 1024, part_size: 0 },
+        layout: Layout { row_group_bytes: 256 * 1024, upload_part_size: 0 },
         batch_rows: 100,
-        part_source_bytes: u64::MAX,
+        slice_source_bytes: u64::MAX,
     }
 }
 

@@ -7,7 +7,7 @@ use lambda_runtime::LambdaEvent;
 use serde::Serialize;
 use serde_json::Value as Json;
 use session_archiver::aws::sqs::SqsSender;
-use session_archiver::history::S3ObjectStore;
+use session_archiver::history::S3Bucket;
 use session_archiver::lambda::event::EventWindow;
 use session_archiver::lambda::{answer_queue, is_queue_event, queue_event, serve, DeadLetters, LambdaError, Program};
 use session_archiver::model::Timestamp;
@@ -20,7 +20,7 @@ use crate::dataset::CompactionConfig;
 use crate::day::{compact_day, DayOutcome};
 use crate::event::parse_compaction_event;
 use crate::parquet_object::Layout;
-use crate::parts::{compact_part, InThisInvocation, PartTask, SqsTaskQueue};
+use crate::slices::{compact_slice, InThisInvocation, SliceTask, SqsTaskQueue};
 
 /// Rows encoded at a time: a few MB of Arrow arrays.
 const BATCH_ROWS: usize = 8192;
@@ -35,7 +35,7 @@ pub struct CompactionSummary {
 /// What a warm compactor keeps.
 pub struct Compactor {
     config: CompactorConfig,
-    store: S3ObjectStore,
+    bucket: S3Bucket,
     sqs: SqsSender,
     dead_letters: Option<DeadLetters>,
 }
@@ -48,7 +48,7 @@ impl Program for Compactor {
     async fn start(config: CompactorConfig) -> Result<Self> {
         let settings = config.sdk();
         let sdk = settings.load().await;
-        let store = S3ObjectStore::new(settings.s3_client(&sdk), &config.bucket_name);
+        let bucket = S3Bucket::new(settings.s3_client(&sdk), &config.bucket_name);
         let sqs = SqsSender::new(aws_sdk_sqs::Client::new(&sdk));
         // Only a task no retry can mend: a retryable one is SQS's to redrive.
         let dead_letters = config.task_dead_letter_queue.clone().map(|url| DeadLetters {
@@ -56,7 +56,7 @@ impl Program for Compactor {
             url,
             max_receives: None,
         });
-        Ok(Compactor { config, store, sqs, dead_letters })
+        Ok(Compactor { config, bucket, sqs, dead_letters })
     }
 
     /// One event: an SQS event of tasks, answered with those that failed; or a schedule or
@@ -79,10 +79,10 @@ impl Compactor {
             sort_budget: self.config.sort_memory,
             layout: Layout {
                 row_group_bytes: self.config.row_group_bytes,
-                part_size: session_archiver::history::DEFAULT_PART_SIZE,
+                upload_part_size: session_archiver::history::DEFAULT_UPLOAD_PART_SIZE,
             },
             batch_rows: BATCH_ROWS,
-            part_source_bytes: self.config.part_source_bytes,
+            slice_source_bytes: self.config.slice_source_bytes,
         }
     }
 
@@ -94,8 +94,8 @@ impl Compactor {
         let mut services = Vec::new();
         for service in request.services {
             let outcome = match &queue {
-                Some(queue) => compact_day(&self.store, &compaction, queue, service, &request.day).await?,
-                None => compact_day(&self.store, &compaction, &InThisInvocation, service, &request.day).await?,
+                Some(queue) => compact_day(&self.bucket, &compaction, queue, service, &request.day).await?,
+                None => compact_day(&self.bucket, &compaction, &InThisInvocation, service, &request.day).await?,
             };
             info!(%service, day = request.day, datasets = ?outcome.datasets, "compacted");
             services.push(outcome);
@@ -108,8 +108,8 @@ impl Compactor {
     async fn handle_tasks(&self, event: SqsEvent) -> SqsBatchResponse {
         let compaction = &self.compaction();
         answer_queue(event, self.dead_letters.as_ref(), "compaction task", |body| async move {
-            let task = PartTask::parse(&body)?;
-            let outcome = compact_part(&self.store, compaction, &task).await?;
+            let task = SliceTask::parse(&body)?;
+            let outcome = compact_slice(&self.bucket, compaction, &task).await?;
             info!(?outcome, "compaction task done");
             Ok(())
         })

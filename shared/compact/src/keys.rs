@@ -1,5 +1,5 @@
 //! Where a compacted day's objects go (the source partition, the Parquet partition, the staging
-//! of a day split into parts) and the marker that says a day is compacted.
+//! of a day split into slices) and the marker that says a day is compacted.
 
 use serde::{Deserialize, Serialize};
 use session_archiver::history::under_prefix;
@@ -27,9 +27,10 @@ pub struct Marker {
     /// Their lines: the Parquet's rows.
     pub rows: u64,
     pub objects: Vec<CompactedObject>,
-    /// The plan whose parts were compacted, when the day was split (`crate::parts`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub plan: Option<String>,
+    /// The split whose slices were compacted, when the day was split (`crate::slices`); `plan` in
+    /// the marker, its name from when a split was called a plan.
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "plan")]
+    pub split: Option<String>,
 }
 
 impl Marker {
@@ -78,15 +79,15 @@ pub fn staging_prefix(history_prefix: &str, dataset: &Dataset, day: &str) -> Str
     under_prefix(history_prefix, &format!("parquet/_staging/{}/{}/dt={day}/", dataset.kind.as_str(), dataset.service))
 }
 
-/// The plan of a day split into parts.
-pub fn plan_key(history_prefix: &str, dataset: &Dataset, day: &str) -> String {
+/// The split of a day into slices (`plan.json`, its name from when a split was called a plan).
+pub fn split_key(history_prefix: &str, dataset: &Dataset, day: &str) -> String {
     format!("{}plan.json", staging_prefix(history_prefix, dataset, day))
 }
 
-pub fn staged_key(history_prefix: &str, dataset: &Dataset, day: &str, plan: &str, part: usize) -> String {
-    format!("{}{plan}/part-{part:05}.parquet", staging_prefix(history_prefix, dataset, day))
+pub fn staged_key(history_prefix: &str, dataset: &Dataset, day: &str, split: &str, slice: usize) -> String {
+    format!("{}{split}/part-{slice:05}.parquet", staging_prefix(history_prefix, dataset, day))
 }
 
-pub fn record_key(history_prefix: &str, dataset: &Dataset, day: &str, plan: &str, part: usize) -> String {
-    format!("{}{plan}/part-{part:05}.json", staging_prefix(history_prefix, dataset, day))
+pub fn record_key(history_prefix: &str, dataset: &Dataset, day: &str, split: &str, slice: usize) -> String {
+    format!("{}{split}/part-{slice:05}.json", staging_prefix(history_prefix, dataset, day))
 }

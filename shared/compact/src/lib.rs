@@ -11,10 +11,10 @@ pub mod event;
 pub mod function;
 pub mod keys;
 pub mod parquet_object;
-pub mod parts;
+pub mod slices;
 pub mod sort;
 
 #[cfg(test)]
 mod day_tests;
 #[cfg(test)]
-mod parts_tests;
+mod slices_tests;

@@ -7,7 +7,7 @@ use arrow_schema::SchemaRef;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
-use session_archiver::history::{ObjectStore, ObjectUpload};
+use session_archiver::history::{Bucket, ObjectUpload};
 use session_archiver::{Error, Result};
 
 /// How the Parquet is laid out.
@@ -16,7 +16,7 @@ pub struct Layout {
     /// The encoded size at which a row group is closed (and memory given back).
     pub row_group_bytes: usize,
     /// The size of an upload part.
-    pub part_size: usize,
+    pub upload_part_size: usize,
 }
 
 /// The writer's name in the file's footer: no version or time in it, so the same rows give the
@@ -24,7 +24,7 @@ pub struct Layout {
 pub const CREATED_BY: &str = "session-archiver history-compactor";
 
 /// A Parquet object being written.
-pub struct ParquetObject<'a, O: ObjectStore> {
+pub struct ParquetObject<'a, O: Bucket> {
     writer: ArrowWriter<Vec<u8>>,
     upload: ObjectUpload<'a, O>,
     rows: u64,
@@ -39,8 +39,8 @@ pub struct WrittenParquet {
     pub row_groups: usize,
 }
 
-impl<'a, O: ObjectStore> ParquetObject<'a, O> {
-    pub fn new(store: &'a O, key: String, schema: SchemaRef, layout: Layout) -> Result<Self> {
+impl<'a, O: Bucket> ParquetObject<'a, O> {
+    pub fn new(bucket: &'a O, key: String, schema: SchemaRef, layout: Layout) -> Result<Self> {
         let properties = WriterProperties::builder()
             .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).expect("a ZSTD level")))
             .set_max_row_group_bytes(Some(layout.row_group_bytes))
@@ -48,7 +48,7 @@ impl<'a, O: ObjectStore> ParquetObject<'a, O> {
             .set_created_by(CREATED_BY.into())
             .build();
         let writer = ArrowWriter::try_new(Vec::new(), schema, Some(properties)).map_err(|e| parquet_error(&key, &e))?;
-        Ok(ParquetObject { writer, upload: ObjectUpload::new(store, key, layout.part_size), rows: 0 })
+        Ok(ParquetObject { writer, upload: ObjectUpload::new(bucket, key, layout.upload_part_size), rows: 0 })
     }
 
     pub fn key(&self) -> &str {
@@ -59,7 +59,7 @@ impl<'a, O: ObjectStore> ParquetObject<'a, O> {
     pub async fn write(&mut self, batch: &RecordBatch) -> Result<()> {
         self.writer.write(batch).map_err(|e| parquet_error(self.upload.key(), &e))?;
         self.rows += batch.num_rows() as u64;
-        if self.writer.inner().len() >= self.upload.part_size() {
+        if self.writer.inner().len() >= self.upload.upload_part_size() {
             // The writer counts what it wrote itself: taking the bytes it handed over is safe.
             let part = std::mem::take(self.writer.inner_mut());
             self.upload.upload_part(part).await?;
@@ -121,7 +121,7 @@ mod tests {
     async fn a_large_object_goes_up_in_parts_and_reads_back_whole() {
         // GIVEN row groups of about 1 MiB and parts of S3's smallest size
         let bucket = MemoryBucket::default();
-        let layout = Layout { row_group_bytes: 1 << 20, part_size: 0 };
+        let layout = Layout { row_group_bytes: 1 << 20, upload_part_size: 0 };
         let mut object = ParquetObject::new(&bucket, "p/x.parquet".into(), batch(0, 1).schema(), layout).unwrap();
         // WHEN 600,000 rows are written in batches
         for from in (0..600_000).step_by(8192) {
@@ -149,7 +149,7 @@ mod tests {
 
     #[tokio::test]
     async fn the_same_rows_give_the_same_bytes() {
-        let layout = Layout { row_group_bytes: 1 << 20, part_size: 0 };
+        let layout = Layout { row_group_bytes: 1 << 20, upload_part_size: 0 };
         let mut bodies = Vec::new();
         for _ in 0..2 {
             let bucket = MemoryBucket::default();

@@ -25,7 +25,7 @@ use crate::aws::member::MemberRoles;
 use crate::aws::sqs::SqsSender;
 use crate::aws::SdkSettings;
 use crate::error::{Error, Result};
-use crate::history::S3ObjectStore;
+use crate::history::S3Bucket;
 use crate::lambda::event::EventWindow;
 use crate::lambda::{answer_queue, is_queue_event, queue_event, DeadLetters, Program};
 use crate::model::{Scope, Timestamp};
@@ -45,8 +45,8 @@ pub struct Function {
     storage_sdk: aws_config::SdkConfig,
     session_sdk: aws_config::SdkConfig,
     source: AnySource,
-    store: DynamoTable,
-    objects: S3ObjectStore,
+    table: DynamoTable,
+    bucket: S3Bucket,
     member_roles: MemberRoles,
     /// The function's dead-letter queue, when configured.
     dead_letters: Option<DeadLetters>,
@@ -64,8 +64,8 @@ impl Program for Function {
         let (session_settings, storage_settings) = (config.session_api_sdk(), config.storage_sdk());
         let (session_sdk, storage_sdk) = tokio::join!(session_settings.load(), storage_settings.load());
         let source = AnySource::new(config.service, &session_sdk, config.options.clone())?;
-        let store = DynamoTable::new(storage_settings.dynamodb_client(&storage_sdk), &config.table_name);
-        let objects = S3ObjectStore::new(storage_settings.s3_client(&storage_sdk), &config.bucket_name);
+        let table = DynamoTable::new(storage_settings.dynamodb_client(&storage_sdk), &config.table_name);
+        let bucket = S3Bucket::new(storage_settings.s3_client(&storage_sdk), &config.bucket_name);
         let personal_data = tokio::sync::OnceCell::new();
         let mut key_read = None;
         match (&config.personal_data_key_secret, config.personal_data.needs_key()) {
@@ -97,8 +97,8 @@ impl Program for Function {
             storage_sdk,
             session_sdk,
             source,
-            store,
-            objects,
+            table,
+            bucket,
             member_roles,
             dead_letters,
         })
@@ -197,7 +197,7 @@ impl Function {
             "run starting"
         );
         // Boxed: the run's future is deep, and boxing keeps the functions' own futures shallow.
-        Box::pin(run(scope, source, &self.store, &self.objects, &run_config, &invocation.request)).await
+        Box::pin(run(scope, source, &self.table, &self.bucket, &run_config, &invocation.request)).await
     }
 
     /// The session API settings of `scope`: its region, and the member role's credentials when

@@ -35,7 +35,7 @@ use sha2::{Digest, Sha256};
 use crate::model::Change;
 use crate::model::{SessionRecord, Timestamp};
 pub use previous::PreviousState;
-pub use stored::{StoredSession, StoredState};
+pub use stored::{StoredSession, StoredSummary};
 
 /// What the diff needs to know of the run.
 #[derive(Clone, Debug)]
@@ -183,7 +183,7 @@ impl<'a> ListingDiff<'a> {
     }
 
     /// One stored session of the listing's previous state.
-    pub fn remember(&mut self, stored: &StoredState) {
+    pub fn remember(&mut self, stored: &StoredSummary) {
         let mut word = if stored.live {
             hash_fingerprint(&stored.record_hash) | LIVE
         } else {
@@ -334,7 +334,7 @@ impl<'a> ListingDiff<'a> {
 
     /// Whether [`ListingDiff::end`] records something for this stored session, after a complete
     /// listing: decided from the previous state alone, so only such sessions are fetched whole.
-    pub fn ends(&mut self, stored: &StoredState) -> bool {
+    pub fn ends(&mut self, stored: &StoredSummary) -> bool {
         self.ready();
         self.previous.find(id_fingerprint(&stored.session_id)).is_some_and(|at| self.known(at).ends())
     }

@@ -1,6 +1,6 @@
 //! What the table holds of a session, as the diff reads and decides it: the whole item
 //! ([`StoredSession`], written when a session changes), and the projection a listing's previous
-//! state is read with ([`StoredState`]).
+//! state is read with ([`StoredSummary`]).
 
 use crate::model::Change;
 use crate::model::{SessionRecord, Timestamp};
@@ -36,7 +36,7 @@ impl StoredSession {
 /// What a listing's diff needs of a stored session, read with a projection: a fraction of the
 /// item's bytes, so the previous state of a large listing is read in less memory and time.
 #[derive(Clone, Debug, PartialEq)]
-pub struct StoredState {
+pub struct StoredSummary {
     pub session_id: String,
     pub record_hash: String,
     pub live: bool,
@@ -46,9 +46,9 @@ pub struct StoredState {
     pub expires_at: Option<i64>,
 }
 
-impl From<&StoredSession> for StoredState {
+impl From<&StoredSession> for StoredSummary {
     fn from(stored: &StoredSession) -> Self {
-        StoredState {
+        StoredSummary {
             session_id: stored.record.session_id.clone(),
             record_hash: stored.record_hash.clone(),
             live: stored.is_live(),

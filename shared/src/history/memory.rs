@@ -7,7 +7,7 @@ use std::io::Read;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
-use super::{ListedObject, ObjectListing, ObjectStore, UploadedPart};
+use super::{Bucket, ListedObject, ObjectListing, UploadedPart};
 use crate::error::{injected, Error, Result};
 use serde_json::{Map, Value as Json};
 
@@ -143,7 +143,7 @@ impl ObjectListing for MemoryBucket {
     }
 }
 
-impl ObjectStore for MemoryBucket {
+impl Bucket for MemoryBucket {
     async fn get_object(&self, key: &str) -> Result<Option<Vec<u8>>> {
         self.gets.fetch_add(1, Ordering::SeqCst);
         self.check("GetObject")?;

@@ -5,15 +5,15 @@
 
 use tracing::warn;
 
+use super::bucket::{Bucket, UploadedPart};
 use super::ndjson::GzipLines;
-use super::store::{ObjectStore, UploadedPart};
 use crate::error::Result;
 
 /// The smallest part S3 takes (all but the last part).
-pub const S3_MIN_PART_SIZE: usize = 5 * 1024 * 1024;
+pub const S3_MIN_UPLOAD_PART_SIZE: usize = 5 * 1024 * 1024;
 /// The default size of a part: an object goes multipart once its gzip'd bytes pass it. S3's
 /// smallest, since a run buffers a part of each of its two objects; 10,000 parts still allow 48 GiB.
-pub const DEFAULT_PART_SIZE: usize = S3_MIN_PART_SIZE;
+pub const DEFAULT_UPLOAD_PART_SIZE: usize = S3_MIN_UPLOAD_PART_SIZE;
 
 /// A history object written by [`HistoryObject::finish`].
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -23,7 +23,7 @@ pub struct WrittenObject {
     /// Compressed size.
     pub bytes: u64,
     /// Parts of the multipart upload; 0 for a single PutObject.
-    pub parts: usize,
+    pub upload_parts: usize,
 }
 
 struct Upload {
@@ -34,38 +34,44 @@ struct Upload {
 /// An object uploaded as its bytes come: one PutObject when they all fit in a part, else a
 /// multipart upload whose parts leave as they fill. What writes the bytes (gzip'd lines, a
 /// Parquet file) is the caller's.
-pub struct ObjectUpload<'a, O: ObjectStore> {
-    store: &'a O,
+pub struct ObjectUpload<'a, O: Bucket> {
+    bucket: &'a O,
     key: String,
-    part_size: usize,
+    upload_part_size: usize,
     upload: Option<Upload>,
     bytes: u64,
 }
 
-impl<'a, O: ObjectStore> ObjectUpload<'a, O> {
-    /// `part_size` is raised to S3's 5 MiB minimum.
-    pub fn new(store: &'a O, key: String, part_size: usize) -> Self {
-        ObjectUpload { store, key, part_size: part_size.max(S3_MIN_PART_SIZE), upload: None, bytes: 0 }
+impl<'a, O: Bucket> ObjectUpload<'a, O> {
+    /// `upload_part_size` is raised to S3's 5 MiB minimum.
+    pub fn new(bucket: &'a O, key: String, upload_part_size: usize) -> Self {
+        ObjectUpload {
+            bucket,
+            key,
+            upload_part_size: upload_part_size.max(S3_MIN_UPLOAD_PART_SIZE),
+            upload: None,
+            bytes: 0,
+        }
     }
 
     pub fn key(&self) -> &str {
         &self.key
     }
 
-    pub fn part_size(&self) -> usize {
-        self.part_size
+    pub fn upload_part_size(&self) -> usize {
+        self.upload_part_size
     }
 
     /// Uploads `body` as the next part (at least the part size, but the last).
     pub async fn upload_part(&mut self, body: Vec<u8>) -> Result<()> {
         if self.upload.is_none() {
-            let id = self.store.create_multipart(&self.key).await?;
+            let id = self.bucket.create_multipart(&self.key).await?;
             self.upload = Some(Upload { id, parts: Vec::new() });
         }
         let upload = self.upload.as_mut().expect("upload started above");
         let number = upload.parts.len() as i32 + 1;
         self.bytes += body.len() as u64;
-        let part = self.store.upload_part(&self.key, &upload.id, number, body).await?;
+        let part = self.bucket.upload_part(&self.key, &upload.id, number, body).await?;
         upload.parts.push(part);
         Ok(())
     }
@@ -77,7 +83,7 @@ impl<'a, O: ObjectStore> ObjectUpload<'a, O> {
         let result = match self.upload.take() {
             None => {
                 self.bytes += rest.len() as u64;
-                self.store.put_object(&self.key, rest).await.map(|()| 0)
+                self.bucket.put_object(&self.key, rest).await.map(|()| 0)
             }
             Some(upload) => {
                 self.upload = Some(upload);
@@ -97,7 +103,7 @@ impl<'a, O: ObjectStore> ObjectUpload<'a, O> {
         self.upload_part(rest).await?;
         let upload = self.upload.as_ref().expect("multipart upload in progress");
         let parts = upload.parts.len();
-        self.store.complete_multipart(&self.key, &upload.id, upload.parts.clone()).await?;
+        self.bucket.complete_multipart(&self.key, &upload.id, upload.parts.clone()).await?;
         self.upload = None;
         Ok(parts)
     }
@@ -106,7 +112,7 @@ impl<'a, O: ObjectStore> ObjectUpload<'a, O> {
     /// Best effort: a failure to abort is logged (a bucket lifecycle rule cleans up after it).
     pub async fn abort(&mut self) {
         if let Some(upload) = self.upload.take() {
-            if let Err(err) = self.store.abort_multipart(&self.key, &upload.id).await {
+            if let Err(err) = self.bucket.abort_multipart(&self.key, &upload.id).await {
                 warn!(key = %self.key, error = %err, "could not abort the multipart upload");
             }
         }
@@ -114,15 +120,15 @@ impl<'a, O: ObjectStore> ObjectUpload<'a, O> {
 }
 
 /// A history object being written.
-pub struct HistoryObject<'a, O: ObjectStore> {
+pub struct HistoryObject<'a, O: Bucket> {
     upload: ObjectUpload<'a, O>,
     gzip: GzipLines,
 }
 
-impl<'a, O: ObjectStore> HistoryObject<'a, O> {
-    /// `part_size` is raised to S3's 5 MiB minimum.
-    pub fn new(store: &'a O, key: String, part_size: usize) -> Self {
-        HistoryObject { upload: ObjectUpload::new(store, key, part_size), gzip: GzipLines::default() }
+impl<'a, O: Bucket> HistoryObject<'a, O> {
+    /// `upload_part_size` is raised to S3's 5 MiB minimum.
+    pub fn new(bucket: &'a O, key: String, upload_part_size: usize) -> Self {
+        HistoryObject { upload: ObjectUpload::new(bucket, key, upload_part_size), gzip: GzipLines::default() }
     }
 
     pub fn key(&self) -> &str {
@@ -136,7 +142,7 @@ impl<'a, O: ObjectStore> HistoryObject<'a, O> {
     /// Adds a line (without its newline); uploads a part when one is full.
     pub async fn push(&mut self, line: &str) -> Result<()> {
         self.gzip.push(line);
-        if let Some(part) = self.gzip.take_if_at_least(self.upload.part_size()) {
+        if let Some(part) = self.gzip.take_if_at_least(self.upload.upload_part_size()) {
             self.upload.upload_part(part).await?;
         }
         Ok(())
@@ -149,7 +155,7 @@ impl<'a, O: ObjectStore> HistoryObject<'a, O> {
         let lines = self.gzip.lines();
         let rest = std::mem::take(&mut self.gzip).finish();
         let (bytes, parts) = self.upload.finish(rest).await?;
-        Ok(WrittenObject { key: self.upload.key().to_owned(), lines, bytes, parts })
+        Ok(WrittenObject { key: self.upload.key().to_owned(), lines, bytes, upload_parts: parts })
     }
 
     /// Gives the object up: aborts its multipart upload, if any.
@@ -179,57 +185,57 @@ mod tests {
 
     #[tokio::test]
     async fn a_small_object_is_one_put_with_every_line() {
-        let store = MemoryBucket::default();
-        let mut object = HistoryObject::new(&store, "k".into(), DEFAULT_PART_SIZE);
+        let bucket = MemoryBucket::default();
+        let mut object = HistoryObject::new(&bucket, "k".into(), DEFAULT_UPLOAD_PART_SIZE);
         for i in 0..100 {
             object.push(&noisy_line(i)).await.unwrap();
         }
         let written = object.finish().await.unwrap();
-        assert_eq!((written.lines, written.parts), (100, 0));
-        assert_eq!(store.text("k").lines().count(), 100);
+        assert_eq!((written.lines, written.upload_parts), (100, 0));
+        assert_eq!(bucket.text("k").lines().count(), 100);
     }
 
     #[tokio::test]
     async fn a_large_object_goes_multipart_with_parts_of_at_least_the_part_size() {
-        let store = MemoryBucket::default();
-        let mut object = HistoryObject::new(&store, "big".into(), S3_MIN_PART_SIZE);
+        let bucket = MemoryBucket::default();
+        let mut object = HistoryObject::new(&bucket, "big".into(), S3_MIN_UPLOAD_PART_SIZE);
         let mut max_pending = 0;
         for i in 0..40_000 {
             object.push(&noisy_line(i)).await.unwrap();
             max_pending = max_pending.max(object.gzip.buffered());
         }
         let written = object.finish().await.unwrap();
-        assert!(written.parts >= 2, "{written:?}");
-        assert!(max_pending < S3_MIN_PART_SIZE + 64 * 1024, "memory stays near one part: {max_pending}");
-        let text = store.text("big");
+        assert!(written.upload_parts >= 2, "{written:?}");
+        assert!(max_pending < S3_MIN_UPLOAD_PART_SIZE + 64 * 1024, "memory stays near one part: {max_pending}");
+        let text = bucket.text("big");
         assert_eq!(text.lines().count(), 40_000);
         assert_eq!(text.lines().last().unwrap(), noisy_line(39_999));
     }
 
     #[tokio::test]
     async fn a_failed_completion_aborts_the_upload() {
-        let store = MemoryBucket::default();
-        store.failing("complete");
-        let mut object = HistoryObject::new(&store, "big".into(), S3_MIN_PART_SIZE);
+        let bucket = MemoryBucket::default();
+        bucket.failing("complete");
+        let mut object = HistoryObject::new(&bucket, "big".into(), S3_MIN_UPLOAD_PART_SIZE);
         for i in 0..40_000 {
             object.push(&noisy_line(i)).await.unwrap();
         }
         let err = object.finish().await.unwrap_err();
         assert!(err.is_retryable(), "{err}");
-        assert_eq!(store.aborted(), ["upload-big"]);
-        assert_eq!(store.open_uploads(), 0, "no parts left behind");
-        assert!(store.keys().is_empty());
+        assert_eq!(bucket.aborted(), ["upload-big"]);
+        assert_eq!(bucket.open_uploads(), 0, "no parts left behind");
+        assert!(bucket.keys().is_empty());
     }
 
     #[tokio::test]
     async fn an_abandoned_object_aborts_its_upload() {
-        let store = MemoryBucket::default();
-        let mut object = HistoryObject::new(&store, "big".into(), S3_MIN_PART_SIZE);
+        let bucket = MemoryBucket::default();
+        let mut object = HistoryObject::new(&bucket, "big".into(), S3_MIN_UPLOAD_PART_SIZE);
         for i in 0..30_000 {
             object.push(&noisy_line(i)).await.unwrap();
         }
         object.abort().await;
-        assert_eq!(store.aborted().len(), 1);
-        assert!(store.keys().is_empty());
+        assert_eq!(bucket.aborted().len(), 1);
+        assert!(bucket.keys().is_empty());
     }
 }

@@ -18,7 +18,7 @@ use super::request::{RunOutcome, RunSummary};
 use super::state::ListingStates;
 use crate::diff::RunMark;
 use crate::error::{bounded, Error, Result};
-use crate::history::ObjectStore;
+use crate::history::Bucket;
 use crate::model::Timestamp;
 use crate::sources::SessionSource;
 use crate::table::{LeaseHolder, LeaseOutcome, Manifest, Progress, RunCounts, RunStatus, StateVouch, Table};
@@ -54,7 +54,7 @@ impl<'a, S, D, O> Run<'a, S, D, O>
 where
     S: SessionSource,
     D: Table,
-    O: ObjectStore,
+    O: Bucket,
 {
     pub(super) fn new(run: RunInputs<'a, S, D, O>) -> Self {
         Run { run, started_at: Timestamp::now() }
@@ -92,7 +92,7 @@ where
         let deadlines = &self.run.request.deadlines;
         let until = deadlines.lease_until(now, self.run.config.lease_duration);
         let taken = deadlines
-            .work("DynamoDB: the run's lease", self.run.store.acquire_lease(self.run.scope, holder, now, until));
+            .work("DynamoDB: the run's lease", self.run.table.acquire_lease(self.run.scope, holder, now, until));
         let (held_by, invocation_id, expires_at) = match taken.await? {
             LeaseOutcome::Acquired { vouched } => return Ok(Ok(vouched)),
             LeaseOutcome::HeldBy { run_id, invocation_id, expires_at } => (run_id, invocation_id, expires_at),
@@ -142,12 +142,12 @@ where
     /// Picks the run to work on (a partial one with the same source options, or the event's own)
     /// and marks its manifest `running`; `None` when the event's own run is already complete.
     async fn choose_run(&self, fresh: Progress) -> Result<Option<Chosen>> {
-        let (store, scope) = (self.run.store, self.run.scope);
+        let (table, scope) = (self.run.table, self.run.scope);
         let mut kept = load_progress(self.run, &fresh.options).await?;
         if let Some(partial) = &kept {
             // Completed after its progress was saved, before the progress was removed.
-            if store.run_status(scope, &partial.event_time, &partial.run_id).await? == Some(RunStatus::Complete) {
-                store.delete_progress(scope, &partial.options).await?;
+            if table.run_status(scope, &partial.event_time, &partial.run_id).await? == Some(RunStatus::Complete) {
+                table.delete_progress(scope, &partial.options).await?;
                 kept = None;
             }
         }
@@ -155,7 +155,7 @@ where
         let resuming = progress.parts > 0;
         let request = self.run.request;
         if !resuming
-            && store.run_status(scope, &request.event_time, request.run_id.as_str()).await? == Some(RunStatus::Complete)
+            && table.run_status(scope, &request.event_time, request.run_id.as_str()).await? == Some(RunStatus::Complete)
         {
             return Ok(None);
         }
@@ -169,12 +169,12 @@ where
                 "resuming a partial run"
             );
         }
-        let unfinished = store.unfinished_runs(scope, self.run.config.unfinished_runs_window).await?;
+        let unfinished = table.unfinished_runs(scope, self.run.config.unfinished_runs_window).await?;
         if unfinished.iter().any(|r| r != &progress.run_id) {
             info!(runs = ?unfinished, "recording again the changes of unfinished runs");
         }
         let manifest = running_manifest(&progress);
-        store.put_manifest(scope, &manifest).await?;
+        table.put_manifest(scope, &manifest).await?;
         Ok(Some(Chosen { progress, resuming, unfinished, manifest }))
     }
 
@@ -187,14 +187,14 @@ where
         part: &mut PartResult,
         resuming: bool,
     ) -> Result<()> {
-        let (store, scope) = (self.run.store, self.run.scope);
+        let (table, scope) = (self.run.table, self.run.scope);
         manifest.counts.add(&part.counts);
         manifest.s3_keys.extend(part.keys.iter().cloned());
         if part.listings_left == 0 {
             manifest.status = RunStatus::Complete;
-            store.put_manifest(scope, manifest).await?;
+            table.put_manifest(scope, manifest).await?;
             if resuming {
-                store.delete_progress(scope, &progress.options).await?;
+                table.delete_progress(scope, &progress.options).await?;
             }
             return Ok(());
         }
@@ -212,7 +212,7 @@ where
         // invocation starts after them.
         save_progress(self.run, progress).await?;
         manifest.status = RunStatus::Partial;
-        store.put_manifest(scope, manifest).await
+        table.put_manifest(scope, manifest).await
     }
 
     /// The end of a part under the lease: a failed part's manifest written and the lease given
@@ -222,14 +222,14 @@ where
         let record_failure = async {
             let Ok(PartOutcome::Failed { manifest, .. }) = outcome else { return };
             let recorded =
-                deadlines.last("DynamoDB: the run manifest", self.run.store.put_manifest(self.run.scope, manifest));
+                deadlines.last("DynamoDB: the run manifest", self.run.table.put_manifest(self.run.scope, manifest));
             if let Err(also) = recorded.await {
                 warn!(error = %also, "could not record the failure in the run manifest");
             }
         };
         let release = async {
             let released = deadlines
-                .last("DynamoDB: the run's lease", self.run.store.release_lease(self.run.scope, holder, vouch));
+                .last("DynamoDB: the run's lease", self.run.table.release_lease(self.run.scope, holder, vouch));
             if let Err(err) = released.await {
                 warn!(error = %err, "could not release the lease; it expires by itself at the invocation's deadline");
             }

@@ -21,7 +21,7 @@ pub struct RunConfig {
     /// How long a run holds the lease: longer than the function's timeout.
     pub lease_duration: Duration,
     /// Size of a multipart part; an object goes multipart once past it.
-    pub part_size: usize,
+    pub upload_part_size: usize,
     /// How many recent runs are checked for unfinished ones whose changes must be recorded again.
     pub unfinished_runs_window: i32,
     /// Listings (parents) read at the same time.
@@ -42,7 +42,7 @@ impl RunConfig {
             progress_inline_bytes: crate::table::progress::MAX_INLINE_PROGRESS,
             ended_retention: Duration::from_secs(90 * 86_400),
             lease_duration: Duration::from_secs(16 * 60),
-            part_size: crate::history::DEFAULT_PART_SIZE,
+            upload_part_size: crate::history::DEFAULT_UPLOAD_PART_SIZE,
             unfinished_runs_window: 50,
             max_concurrent_listings: 4,
             max_calls_per_second: None,
@@ -85,8 +85,8 @@ impl RunConfig {
         if !(60..=86_400).contains(&self.lease_duration.as_secs()) {
             return bad(format!("lease duration must be 60 s to 24 h, not {:?}", self.lease_duration));
         }
-        if !(crate::history::S3_MIN_PART_SIZE..=5 * 1024 * 1024 * 1024).contains(&self.part_size) {
-            return bad(format!("part size must be 5 MiB to 5 GiB, not {} bytes", self.part_size));
+        if !(crate::history::S3_MIN_UPLOAD_PART_SIZE..=5 * 1024 * 1024 * 1024).contains(&self.upload_part_size) {
+            return bad(format!("part size must be 5 MiB to 5 GiB, not {} bytes", self.upload_part_size));
         }
         if !(1..=64).contains(&self.max_concurrent_listings) {
             return bad(format!("concurrent listings must be 1 to 64, not {}", self.max_concurrent_listings));
@@ -187,7 +187,7 @@ mod tests {
                 RunConfig { lease_duration: Duration::from_secs(5), ..base.clone() },
                 "lease duration must be 60 s to 24 h",
             ),
-            (RunConfig { part_size: 1024, ..base.clone() }, "part size must be 5 MiB to 5 GiB"),
+            (RunConfig { upload_part_size: 1024, ..base.clone() }, "part size must be 5 MiB to 5 GiB"),
             (RunConfig { unfinished_runs_window: 0, ..base.clone() }, "unfinished runs window must be 1 to 1000"),
         ];
         for (config, expected) in cases {

@@ -12,7 +12,7 @@ use super::request::RunRequest;
 use super::state::{ListingEnd, PartStates, Previous};
 use crate::diff::{ListingDiff, RunMark};
 use crate::error::Result;
-use crate::history::{HistoryObject, ObjectStore, RunContext};
+use crate::history::{Bucket, HistoryObject, RunContext};
 use crate::personal::PersonalData;
 use crate::sources::Listing;
 use crate::table::{Progress, Scope, SeenBefore};
@@ -22,8 +22,8 @@ use crate::table::{Progress, Scope, SeenBefore};
 pub(super) struct RunInputs<'a, S, D, O> {
     pub(super) scope: &'a Scope,
     pub(super) source: &'a S,
-    pub(super) store: &'a D,
-    pub(super) objects: &'a O,
+    pub(super) table: &'a D,
+    pub(super) bucket: &'a O,
     pub(super) config: &'a RunConfig,
     pub(super) request: &'a RunRequest,
 }
@@ -37,12 +37,12 @@ impl<S, D, O> Clone for RunInputs<'_, S, D, O> {
 impl<S, D, O> Copy for RunInputs<'_, S, D, O> {}
 
 /// The two history objects of a part.
-pub(super) struct Histories<'a, O: ObjectStore> {
+pub(super) struct Histories<'a, O: Bucket> {
     pub(super) snapshots: HistoryObject<'a, O>,
     pub(super) changes: HistoryObject<'a, O>,
 }
 
-impl<O: ObjectStore> Histories<'_, O> {
+impl<O: Bucket> Histories<'_, O> {
     /// Writes both objects of a part: their keys.
     pub(super) async fn finish(&mut self) -> Result<Vec<String>> {
         let has_changes = self.changes.lines() > 0;
@@ -65,9 +65,9 @@ impl<O: ObjectStore> Histories<'_, O> {
 }
 
 /// What every listing of a pass shares.
-pub(super) struct Pass<'a, S, D, O: ObjectStore> {
+pub(super) struct Pass<'a, S, D, O: Bucket> {
     pub(super) source: &'a S,
-    pub(super) store: &'a D,
+    pub(super) table: &'a D,
     pub(super) scope: &'a Scope,
     pub(super) mark: &'a RunMark,
     /// Where the run stands: listings done, listings stopped mid-pagination.
@@ -94,7 +94,7 @@ pub(super) struct Pass<'a, S, D, O: ObjectStore> {
     pub(super) personal_data: &'a PersonalData,
 }
 
-impl<S, D, O: ObjectStore> Pass<'_, S, D, O> {
+impl<S, D, O: Bucket> Pass<'_, S, D, O> {
     /// Whether paging must stop. A part always reads at least one page, so a run whose
     /// invocations are all short still moves on.
     pub(super) fn past_deadline(&self) -> bool {
@@ -107,7 +107,7 @@ impl<S, D, O: ObjectStore> Pass<'_, S, D, O> {
     }
 }
 
-impl<S, D, O: ObjectStore> Pass<'_, S, D, O> {
+impl<S, D, O: Bucket> Pass<'_, S, D, O> {
     /// Where the previous state of `listing` comes from, the reason noted when it is the table.
     pub(super) fn previous_of(&self, listing: &Listing, resumed: bool) -> Previous {
         let Some(states) = &self.states else { return Previous::Table { rebuild: false } };

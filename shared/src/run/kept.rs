@@ -5,13 +5,13 @@ use tracing::{info, warn};
 
 use super::context::RunInputs;
 use crate::error::{Error, Result};
-use crate::history::ObjectStore;
+use crate::history::Bucket;
 use crate::table::progress::progress_object_key;
 use crate::table::{Progress, ProgressObject, SavedProgress, Table};
 
 /// Saves `progress`: the object first when it is too large for its item, then the item, the
 /// commit point of the part.
-pub(super) async fn save_progress<S, D: Table, O: ObjectStore>(
+pub(super) async fn save_progress<S, D: Table, O: Bucket>(
     run: RunInputs<'_, S, D, O>,
     progress: &Progress,
 ) -> Result<()> {
@@ -26,29 +26,29 @@ pub(super) async fn save_progress<S, D: Table, O: ObjectStore>(
             bytes = object.bytes,
             "the run's progress is too large for its item: kept in an object"
         );
-        run.objects.put_object(&object.key, encoded).await?;
+        run.bucket.put_object(&object.key, encoded).await?;
         SavedProgress::Object(object)
     };
-    run.store.put_progress(run.scope, progress, &saved).await
+    run.table.put_progress(run.scope, progress, &saved).await
 }
 
 /// The progress of the scope's partial run with these source options, if one is kept. One that
 /// can never be read (its object gone, changed or damaged, its encoding unreadable) is given up:
 /// its item is deleted and the part fails naming it, so the next invocation starts a new run,
 /// which records the lost run's changes again (its manifest never says complete).
-pub(super) async fn load_progress<S, D: Table, O: ObjectStore>(
+pub(super) async fn load_progress<S, D: Table, O: Bucket>(
     run: RunInputs<'_, S, D, O>,
     options: &str,
 ) -> Result<Option<Progress>> {
-    let Some(saved) = run.store.get_progress(run.scope, options).await? else { return Ok(None) };
+    let Some(saved) = run.table.get_progress(run.scope, options).await? else { return Ok(None) };
     let read = match &saved {
         SavedProgress::Inline(bytes) => Progress::decode(bytes),
-        SavedProgress::Object(object) => read_object(run.objects, object).await,
+        SavedProgress::Object(object) => read_object(run.bucket, object).await,
     };
     match read {
         Err(Error::UnreadableItem(detail)) => {
             warn!(error = detail, "giving up the partial run whose progress cannot be read");
-            run.store.delete_progress(run.scope, options).await?;
+            run.table.delete_progress(run.scope, options).await?;
             Err(Error::UnreadableItem(format!(
                 "{detail}; the partial run is given up, and the next invocation starts a new one"
             )))
@@ -58,8 +58,8 @@ pub(super) async fn load_progress<S, D: Table, O: ObjectStore>(
     }
 }
 
-async fn read_object<O: ObjectStore>(objects: &O, object: &ProgressObject) -> Result<Progress> {
-    let body = objects
+async fn read_object<O: Bucket>(bucket: &O, object: &ProgressObject) -> Result<Progress> {
+    let body = bucket
         .get_object(&object.key)
         .await?
         .ok_or_else(|| Error::UnreadableItem(format!("the run progress object {} is missing", object.key)))?;

@@ -10,14 +10,14 @@ use super::recorder::Recorder;
 use super::state::{ListingEnd, Previous};
 use crate::diff::{ListingDiff, Seen};
 use crate::error::Result;
-use crate::history::ObjectStore;
+use crate::history::Bucket;
 use crate::model::SessionRecord;
 use crate::sources::{pages, Listing, SessionSource};
 use crate::table::dynamodb::BATCH_GET_MAX_KEYS;
 use crate::table::{Cursor, RunCounts, SessionTable};
 
 /// A listing being archived.
-pub(super) struct ListingRun<'p, 'a, S, D, O: ObjectStore> {
+pub(super) struct ListingRun<'p, 'a, S, D, O: Bucket> {
     pass: &'p Pass<'a, S, D, O>,
     listing: &'p Listing,
     diff: ListingDiff<'p>,
@@ -38,7 +38,7 @@ impl<'p, 'a, S, D, O> ListingRun<'p, 'a, S, D, O>
 where
     S: SessionSource,
     D: SessionTable,
-    O: ObjectStore,
+    O: Bucket,
 {
     /// Archives `listing` as far as this part goes: its key, its counts, and how it ended.
     pub(super) async fn archive(
@@ -96,7 +96,7 @@ where
             Previous::Table { rebuild } => {
                 counts.states_rebuilt = u64::from(rebuild);
                 let mut diff = ListingDiff::resume(pass.mark, seen_before);
-                let mut stored = std::pin::pin!(pass.store.stored_states(pass.scope, listing.parent_id.as_deref()));
+                let mut stored = std::pin::pin!(pass.table.stored_summaries(pass.scope, listing.parent_id.as_deref()));
                 while let Some(page) = stored.try_next().await? {
                     page.iter().for_each(|state| diff.remember(state));
                 }
@@ -193,7 +193,7 @@ where
             return Ok(());
         }
         let ids: Vec<&str> = waiting.iter().map(|(record, _)| record.session_id.as_str()).collect();
-        let mut found = self.pass.store.get_sessions(self.pass.scope, self.listing.parent_id.as_deref(), &ids).await?;
+        let mut found = self.pass.table.get_sessions(self.pass.scope, self.listing.parent_id.as_deref(), &ids).await?;
         for (record, record_hash) in waiting {
             let before = found.remove(&record.session_id);
             let observation = self.diff.decide(record, record_hash, before);
@@ -212,7 +212,7 @@ where
         }
         let (pass, parent_id) = (self.pass, self.listing.parent_id.as_deref());
         let mut ending: Vec<String> = Vec::with_capacity(BATCH_GET_MAX_KEYS);
-        let mut stored = std::pin::pin!(pass.store.stored_states(pass.scope, parent_id));
+        let mut stored = std::pin::pin!(pass.table.stored_summaries(pass.scope, parent_id));
         while let Some(page) = stored.try_next().await? {
             for state in page {
                 if self.diff.ends(&state) {
@@ -233,7 +233,7 @@ where
             return Ok(());
         }
         let keys: Vec<&str> = ids.iter().map(String::as_str).collect();
-        let mut found = self.pass.store.get_sessions(self.pass.scope, self.listing.parent_id.as_deref(), &keys).await?;
+        let mut found = self.pass.table.get_sessions(self.pass.scope, self.listing.parent_id.as_deref(), &keys).await?;
         for id in &ids {
             if let Some(observation) = found.remove(id).and_then(|before| self.diff.end(before)) {
                 self.recorder.observed(observation).await?;

@@ -46,27 +46,27 @@ pub use config::RunConfig;
 pub use request::{RunOutcome, RunRequest, RunSummary, Trigger};
 
 use crate::error::{Error, Result};
-use crate::history::ObjectStore;
+use crate::history::Bucket;
 use crate::model::Scope;
 use crate::sources::SessionSource;
 use crate::table::Table;
 
-/// Runs one part of `scope`, read from `source`, into `store` and `objects`: the event's run, or
+/// Runs one part of `scope`, read from `source`, into `table` and `bucket`: the event's run, or
 /// the run with the same source options that an earlier invocation left partial. Every wait is
 /// bounded by the request's [`deadline::Deadlines`]: a run still waiting when they come fails
 /// with [`crate::Error::Timeout`] and records the failure before the invocation's end.
 pub async fn run<S, D, O>(
     scope: &Scope,
     source: &S,
-    store: &D,
-    objects: &O,
+    table: &D,
+    bucket: &O,
     config: &RunConfig,
     request: &RunRequest,
 ) -> Result<RunSummary>
 where
     S: SessionSource,
     D: Table,
-    O: ObjectStore,
+    O: Bucket,
 {
     config::validate_scope(scope)?;
     if scope.service != source.service() {
@@ -76,6 +76,6 @@ where
             source.service()
         )));
     }
-    let inputs = context::RunInputs { scope, source, store, objects, config, request };
+    let inputs = context::RunInputs { scope, source, table, bucket, config, request };
     bookkeeping::Run::new(inputs).execute().await
 }

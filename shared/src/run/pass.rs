@@ -13,7 +13,7 @@ use super::pacer::Pacer;
 use super::state::{ListingEnd, ListingStates, PartStates};
 use crate::diff::RunMark;
 use crate::error::Result;
-use crate::history::{object_key, HistoryKind, HistoryObject, ObjectStore, RunContext, RunId};
+use crate::history::{object_key, Bucket, HistoryKind, HistoryObject, RunContext, RunId};
 use crate::sources::{Listing, SessionSource};
 use crate::table::{Cursor, Progress, RunCounts, SeenBefore, SessionTable};
 
@@ -51,12 +51,12 @@ pub(super) async fn pass<S, D, O>(
 where
     S: SessionSource,
     D: SessionTable,
-    O: ObjectStore,
+    O: Bucket,
 {
     let mut pass = start_pass(run, progress, seen_before, mark, written.is_some())?;
     let deadlines = &run.request.deadlines;
     if let Some(policy) = written {
-        let opened = PartStates::open(run.objects, policy, run.scope, &run.config.state_prefix, &progress.run_id);
+        let opened = PartStates::open(run.bucket, policy, run.scope, &run.config.state_prefix, &progress.run_id);
         pass.states = Some(deadlines.work(STATES_WAIT, opened).await?);
     }
     let throttles_before = run.source.throttles();
@@ -70,7 +70,7 @@ where
     // Before the history: a state object that cannot be written fails the part with nothing
     // of its history written.
     if let (Ok(part), Some(states)) = (&mut result, pass.states.take()) {
-        match deadlines.work(STATES_WAIT, states.write(progress.parts, run.config.part_size)).await {
+        match deadlines.work(STATES_WAIT, states.write(progress.parts, run.config.upload_part_size)).await {
             Ok((wrote, sections)) => {
                 part.counts.states_written += u64::from(wrote);
                 part.state_sections = sections;
@@ -103,7 +103,7 @@ where
 }
 
 /// The context the part's listings share; `writes`: its two history objects are open.
-fn start_pass<'p, S: SessionSource, D, O: ObjectStore>(
+fn start_pass<'p, S: SessionSource, D, O: Bucket>(
     run: RunInputs<'p, S, D, O>,
     progress: &'p Progress,
     seen_before: &'p std::sync::Mutex<SeenBefore>,
@@ -111,17 +111,17 @@ fn start_pass<'p, S: SessionSource, D, O: ObjectStore>(
     writes: bool,
 ) -> Result<Pass<'p, S, D, O>> {
     let run_id = RunId::parse(&progress.run_id)?;
-    let (config, objects) = (run.config, run.objects);
+    let (config, bucket) = (run.config, run.bucket);
     let key = |kind| object_key(&config.history_prefix, kind, run.scope, &progress.event_time, &run_id, progress.parts);
     let histories = writes.then(|| {
         Mutex::new(Histories {
-            snapshots: HistoryObject::new(objects, key(HistoryKind::Snapshots), config.part_size),
-            changes: HistoryObject::new(objects, key(HistoryKind::Changes), config.part_size),
+            snapshots: HistoryObject::new(bucket, key(HistoryKind::Snapshots), config.upload_part_size),
+            changes: HistoryObject::new(bucket, key(HistoryKind::Changes), config.upload_part_size),
         })
     });
     Ok(Pass {
         source: run.source,
-        store: run.store,
+        table: run.table,
         scope: run.scope,
         mark,
         progress,
@@ -150,7 +150,7 @@ async fn listings<S, D, O>(pass: &Pass<'_, S, D, O>) -> Result<PartResult>
 where
     S: SessionSource,
     D: SessionTable,
-    O: ObjectStore,
+    O: Bucket,
 {
     let discovery = pass.source.listings().await?;
     let mut part = PartResult {

@@ -4,13 +4,13 @@
 use super::context::Pass;
 use crate::diff::Observation;
 use crate::error::Result;
-use crate::history::{line, ObjectStore};
+use crate::history::{line, Bucket};
 use crate::model::Change;
 use crate::table::dynamodb::BATCH_WRITE_MAX_ITEMS;
 use crate::table::{RunCounts, Scope, SessionTable, StoredSession};
 
 /// Records one listing's observations.
-pub(super) struct Recorder<'p, 'a, S, D, O: ObjectStore> {
+pub(super) struct Recorder<'p, 'a, S, D, O: Bucket> {
     pass: &'p Pass<'a, S, D, O>,
     pub(super) counts: RunCounts,
     writes: PendingWrites<'a, D>,
@@ -19,10 +19,10 @@ pub(super) struct Recorder<'p, 'a, S, D, O: ObjectStore> {
 impl<'p, 'a, S, D, O> Recorder<'p, 'a, S, D, O>
 where
     D: SessionTable,
-    O: ObjectStore,
+    O: Bucket,
 {
     pub(super) fn new(pass: &'p Pass<'a, S, D, O>) -> Self {
-        let writes = PendingWrites::new(pass.store, pass.scope, pass.histories.is_some());
+        let writes = PendingWrites::new(pass.table, pass.scope, pass.histories.is_some());
         Recorder { pass, counts: RunCounts::default(), writes }
     }
 
@@ -70,7 +70,7 @@ where
 /// Session items waiting to be written: sent in batches of 25 as they fill, or at the end of a
 /// listing. A dry run sends nothing.
 struct PendingWrites<'a, D> {
-    store: &'a D,
+    table: &'a D,
     scope: &'a Scope,
     items: Vec<StoredSession>,
     enabled: bool,
@@ -78,8 +78,8 @@ struct PendingWrites<'a, D> {
 }
 
 impl<'a, D: SessionTable> PendingWrites<'a, D> {
-    fn new(store: &'a D, scope: &'a Scope, enabled: bool) -> Self {
-        PendingWrites { store, scope, items: Vec::with_capacity(BATCH_WRITE_MAX_ITEMS), enabled, written: 0 }
+    fn new(table: &'a D, scope: &'a Scope, enabled: bool) -> Self {
+        PendingWrites { table, scope, items: Vec::with_capacity(BATCH_WRITE_MAX_ITEMS), enabled, written: 0 }
     }
 
     async fn push(&mut self, item: StoredSession) -> Result<()> {
@@ -92,7 +92,7 @@ impl<'a, D: SessionTable> PendingWrites<'a, D> {
 
     async fn flush(&mut self) -> Result<()> {
         if self.enabled && !self.items.is_empty() {
-            self.store.write_sessions(self.scope, &self.items).await?;
+            self.table.write_sessions(self.scope, &self.items).await?;
             self.written += self.items.len() as u64;
         }
         self.items.clear();

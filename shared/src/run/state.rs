@@ -15,7 +15,7 @@ use super::spool::Spool;
 use crate::diff::seen_in_carry;
 use crate::diff::{ListingDiff, PreviousState};
 use crate::error::Result;
-use crate::history::{HistoryObject, ObjectStore};
+use crate::history::{Bucket, HistoryObject};
 use crate::model::Scope;
 use crate::sources::Listing;
 use crate::state_object::{
@@ -88,7 +88,7 @@ struct Written {
 
 /// The listing states of one part.
 pub(super) struct PartStates<'a, O> {
-    objects: &'a O,
+    bucket: &'a O,
     policy: &'a ListingStates,
     scope: &'a Scope,
     key: String,
@@ -98,10 +98,10 @@ pub(super) struct PartStates<'a, O> {
     written: Mutex<Written>,
 }
 
-impl<'a, O: ObjectStore> PartStates<'a, O> {
+impl<'a, O: Bucket> PartStates<'a, O> {
     /// Reads the scope's state object when the lease vouches for its generation.
     pub(super) async fn open(
-        objects: &'a O,
+        bucket: &'a O,
         policy: &'a ListingStates,
         scope: &'a Scope,
         state_prefix: &str,
@@ -115,7 +115,7 @@ impl<'a, O: ObjectStore> PartStates<'a, O> {
             )),
             // Nothing to read: every listing reads the table, as one without a section does.
             Some(_) if policy.trusted_sections == 0 => Ok(Read { spool: None, sections: HashMap::new() }),
-            Some(generation) => read_object(objects, &key, scope, generation, run_id).await?,
+            Some(generation) => read_object(bucket, &key, scope, generation, run_id).await?,
         };
         match &read {
             Ok(read) => {
@@ -125,7 +125,7 @@ impl<'a, O: ObjectStore> PartStates<'a, O> {
                 warn!(reason, "the listings read their previous states from the table, to rebuild the state object")
             }
         }
-        Ok(PartStates { objects, policy, scope, key, run_id, read, written: Mutex::new(written) })
+        Ok(PartStates { bucket, policy, scope, key, run_id, read, written: Mutex::new(written) })
     }
 
     /// Where the previous state of `listing` comes from: its section of the object read (a
@@ -230,7 +230,7 @@ impl<'a, O: ObjectStore> PartStates<'a, O> {
     /// the sections it spooled and the ones it kept, in listing order. Nothing when no section
     /// is new (the object read still says what the table holds). Returns whether it wrote, and
     /// the sections of the scope's object then.
-    pub(super) async fn write(self, part: u32, part_size: usize) -> Result<(bool, u64)> {
+    pub(super) async fn write(self, part: u32, upload_part_size: usize) -> Result<(bool, u64)> {
         let mut written = self.written.into_inner().unwrap();
         if !self.policy.writes || written.sections.is_empty() {
             let standing = self.read.as_ref().map_or(0, |read| read.sections.len() as u64);
@@ -248,7 +248,7 @@ impl<'a, O: ObjectStore> PartStates<'a, O> {
         }
         order.sort_unstable_by_key(|(key, _, _)| *key);
         let header = ScopeHeader::new(self.scope, &self.policy.generation, self.run_id, part, order.len() as u64);
-        let mut object = HistoryObject::new(self.objects, self.key.clone(), part_size);
+        let mut object = HistoryObject::new(self.bucket, self.key.clone(), upload_part_size);
         let spooled = written.spool.as_mut().expect("a section written is spooled");
         let uploaded = upload(&mut object, &header, &order, spooled).await;
         match uploaded {
@@ -271,7 +271,7 @@ impl<'a, O: ObjectStore> PartStates<'a, O> {
 
 /// Uploads the object: its header, then each section (its listing, where its entries are: the
 /// object read, or else `spooled`, and the section) in the order given.
-async fn upload<O: ObjectStore>(
+async fn upload<O: Bucket>(
     object: &mut HistoryObject<'_, O>,
     header: &ScopeHeader,
     order: &[(&str, Option<&Read>, &Section)],
@@ -304,8 +304,8 @@ async fn upload<O: ObjectStore>(
 
 /// The scope's state object at `key`, spooled; or why it is not used. Only the spool failing is
 /// an error: whatever the object is, the listings can read the table.
-async fn read_object<O: ObjectStore>(
-    objects: &O,
+async fn read_object<O: Bucket>(
+    bucket: &O,
     key: &str,
     scope: &Scope,
     generation: &str,
@@ -313,7 +313,7 @@ async fn read_object<O: ObjectStore>(
 ) -> Result<std::result::Result<Read, String>> {
     let spool = Spool::create(&std::env::temp_dir(), run_id)?;
     let mut reader = StateReader::new(Expected { scope, generation }, SpoolSink(spool));
-    let read = match objects.get_object_into(key, reader.sink()).await {
+    let read = match bucket.get_object_into(key, reader.sink()).await {
         Ok(true) => Ok(()),
         Ok(false) => return Ok(Err(format!("the state object {key} is missing"))),
         Err(err) => Err(err),

@@ -151,7 +151,7 @@ pub fn pages<'a, S: SessionSource>(
     listing: &'a Listing,
     start_token: Option<String>,
 ) -> impl Stream<Item = Result<Page>> + Send + 'a {
-    struct State {
+    struct Paging {
         token: Option<String>,
         guard: TokenGuard,
         done: bool,
@@ -161,17 +161,17 @@ pub fn pages<'a, S: SessionSource>(
         // A resumed listing must not come back to the token it resumed from.
         guard.remember(token);
     }
-    let state = State { token: start_token, guard, done: false };
-    futures::stream::try_unfold(state, move |mut state| async move {
-        if state.done {
+    let paging = Paging { token: start_token, guard, done: false };
+    futures::stream::try_unfold(paging, move |mut paging| async move {
+        if paging.done {
             return Ok(None);
         }
-        let raw = source.list_page(listing, state.token.take()).await?;
-        let next = state.guard.advance(&source.list_site(listing), raw.next_token)?;
-        state.done = next.is_none();
-        state.token = next.clone();
-        let page = Page { number: state.guard.pages, sessions: raw.sessions, next_token: next };
-        Ok(Some((page, state)))
+        let raw = source.list_page(listing, paging.token.take()).await?;
+        let next = paging.guard.advance(&source.list_site(listing), raw.next_token)?;
+        paging.done = next.is_none();
+        paging.token = next.clone();
+        let page = Page { number: paging.guard.pages, sessions: raw.sessions, next_token: next };
+        Ok(Some((page, paging)))
     })
 }
 

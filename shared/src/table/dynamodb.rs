@@ -15,7 +15,7 @@ use tracing::{instrument, warn};
 use super::item::{self, Item, LEASE_SK};
 use super::{
     LeaseHolder, LeaseOutcome, Manifest, Progress, RunLedger, RunStatus, SavedProgress, Scope, SessionTable,
-    StateVouch, StoredSession, StoredState,
+    StateVouch, StoredSession, StoredSummary,
 };
 use crate::error::{Error, Result};
 use crate::model::Timestamp;
@@ -283,11 +283,11 @@ impl DynamoTable {
 }
 
 impl SessionTable for DynamoTable {
-    fn stored_states<'a>(
+    fn stored_summaries<'a>(
         &'a self,
         scope: &'a Scope,
         parent_id: Option<&'a str>,
-    ) -> impl Stream<Item = Result<Vec<StoredState>>> + Send + 'a {
+    ) -> impl Stream<Item = Result<Vec<StoredSummary>>> + Send + 'a {
         // Attribute names through placeholders: none can clash with a reserved word.
         let mut query = self.session_query(scope, parent_id);
         let mut placeholders = Vec::new();
@@ -597,7 +597,7 @@ mod tests {
             FakeDynamo { calls, url }
         }
 
-        async fn store(&self) -> DynamoTable {
+        async fn table(&self) -> DynamoTable {
             let settings = SdkSettings::local(&self.url);
             let client = settings.dynamodb_client(&settings.load().await);
             DynamoTable::new(client, "sessions").with_batch_retry(BatchRetry {
@@ -620,27 +620,27 @@ mod tests {
             _ => Vec::new(),
         })
         .await;
-        let store = dynamo.store().await;
+        let table = dynamo.table().await;
 
         // WHEN 30 sessions are written
-        store.write_sessions(&scope(), &sessions(30)).await.unwrap();
+        table.write_sessions(&scope(), &sessions(30)).await.unwrap();
 
         // THEN a batch of 25, the 3 left over exactly, then the last 5
         let calls = dynamo.calls();
         assert_eq!(calls.iter().map(Vec::len).collect::<Vec<_>>(), vec![25, 3, 5]);
         assert_eq!(calls[1], vec!["s-004", "s-009", "s-020"]);
-        assert_eq!(store.counters().items_written(), 30);
-        assert_eq!(store.counters().items_retried.load(Ordering::Relaxed), 3);
+        assert_eq!(table.counters().items_written(), 30);
+        assert_eq!(table.counters().items_retried.load(Ordering::Relaxed), 3);
     }
 
     #[tokio::test]
     async fn items_still_unprocessed_after_the_last_attempt_are_a_clear_retryable_error() {
         // GIVEN DynamoDB never taking one of the items
         let dynamo = FakeDynamo::start(|_, _| vec!["s-001".into()]).await;
-        let store = dynamo.store().await;
+        let table = dynamo.table().await;
 
         // WHEN the sessions are written
-        let err = store.write_sessions(&scope(), &sessions(2)).await.unwrap_err();
+        let err = table.write_sessions(&scope(), &sessions(2)).await.unwrap_err();
 
         // THEN the error says how many items and attempts, and that trying later may work
         assert_eq!(
@@ -649,7 +649,7 @@ mod tests {
         );
         assert!(err.is_retryable());
         assert_eq!(dynamo.calls(), vec![vec!["s-000", "s-001"], vec!["s-001"], vec!["s-001"]]);
-        assert_eq!(store.counters().items_written(), 1);
+        assert_eq!(table.counters().items_written(), 1);
     }
 
     #[tokio::test]
@@ -660,14 +660,14 @@ mod tests {
             _ => Vec::new(),
         })
         .await;
-        let store = dynamo.store().await;
-        store.write_sessions(&scope(), &sessions(130)).await.unwrap();
+        let table = dynamo.table().await;
+        table.write_sessions(&scope(), &sessions(130)).await.unwrap();
 
         // WHEN 120 of them and one never stored are asked for
         let mut ids: Vec<String> = (0..120).map(|i| format!("s-{i:03}")).collect();
         ids.push("s-999".into());
         let wanted: Vec<&str> = ids.iter().map(String::as_str).collect();
-        let found = store.get_sessions(&scope(), None, &wanted).await.unwrap();
+        let found = table.get_sessions(&scope(), None, &wanted).await.unwrap();
 
         // THEN 100 keys, the 2 left over exactly, then the last 21; the 120 come back whole
         let calls = dynamo.calls();

@@ -15,7 +15,7 @@ use std::collections::HashMap;
 use aws_sdk_dynamodb::types::AttributeValue;
 
 use super::progress::{ProgressObject, SavedProgress};
-use super::{Manifest, Progress, RunCounts, RunStatus, Scope, StateVouch, StoredSession, StoredState};
+use super::{Manifest, Progress, RunCounts, RunStatus, Scope, StateVouch, StoredSession, StoredSummary};
 use crate::error::{Error, Result};
 use crate::model::Change;
 use crate::model::{Column, ColumnType, SessionRecord, Timestamp, Value};
@@ -137,13 +137,13 @@ pub fn stored_session(scope: &Scope, item: &Item) -> Result<StoredSession> {
     })
 }
 
-/// The attributes of a session item that make its [`StoredState`] (a Query's projection).
+/// The attributes of a session item that make its [`StoredSummary`] (a Query's projection).
 pub const STATE_PROJECTION: [&str; 6] = ["sk", "record_hash", "gone_at", "last_run", "change", "expires_at"];
 
 /// Reads the state of a session from its item, whole or projected to [`STATE_PROJECTION`].
-pub fn stored_state(item: &Item) -> Result<StoredState> {
+pub fn stored_state(item: &Item) -> Result<StoredSummary> {
     let reader = ItemReader { item, what: "session item" };
-    Ok(StoredState {
+    Ok(StoredSummary {
         session_id: reader.string("sk")?,
         record_hash: reader.string("record_hash")?,
         live: reader.optional_timestamp("gone_at")?.is_none(),
@@ -485,8 +485,8 @@ mod tests {
         for stored in [live, ended] {
             let item = session_item(&scope, &stored);
             assert!(projected(&item).len() < item.len() / 2, "the projection leaves most of the item out");
-            assert_eq!(stored_state(&item).unwrap(), StoredState::from(&stored));
-            assert_eq!(stored_state(&projected(&item)).unwrap(), StoredState::from(&stored));
+            assert_eq!(stored_state(&item).unwrap(), StoredSummary::from(&stored));
+            assert_eq!(stored_state(&projected(&item)).unwrap(), StoredSummary::from(&stored));
         }
         let mut projected = projected(&session_item(&scope, &chime_session()));
         projected.insert("change".into(), s("closed"));

@@ -11,7 +11,7 @@ use futures::Stream;
 use super::item::manifest_sk;
 use super::{
     LeaseHolder, LeaseOutcome, Manifest, Progress, RunLedger, RunStatus, SavedProgress, Scope, SessionTable,
-    StateVouch, StoredSession, StoredState,
+    StateVouch, StoredSession, StoredSummary,
 };
 use crate::error::{injected, Result};
 use crate::model::Timestamp;
@@ -96,14 +96,14 @@ impl MemoryTable {
 }
 
 impl SessionTable for MemoryTable {
-    fn stored_states<'a>(
+    fn stored_summaries<'a>(
         &'a self,
         scope: &'a Scope,
         parent_id: Option<&'a str>,
-    ) -> impl Stream<Item = Result<Vec<StoredState>>> + Send + 'a {
+    ) -> impl Stream<Item = Result<Vec<StoredSummary>>> + Send + 'a {
         self.listings_read.fetch_add(1, Ordering::SeqCst);
-        let states: Vec<StoredState> = self.listing(scope, parent_id).iter().map(StoredState::from).collect();
-        let pages: Vec<Result<Vec<StoredState>>> = states.chunks(100).map(|page| Ok(page.to_vec())).collect();
+        let states: Vec<StoredSummary> = self.listing(scope, parent_id).iter().map(StoredSummary::from).collect();
+        let pages: Vec<Result<Vec<StoredSummary>>> = states.chunks(100).map(|page| Ok(page.to_vec())).collect();
         futures::stream::iter(pages)
     }
 

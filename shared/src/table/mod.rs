@@ -21,7 +21,7 @@ use futures::Stream;
 
 use serde::{Deserialize, Serialize};
 
-pub use crate::diff::stored::{StoredSession, StoredState};
+pub use crate::diff::stored::{StoredSession, StoredSummary};
 pub use dynamodb::{DynamoTable, WriteCounters};
 pub use progress::{Cursor, Progress, ProgressObject, SavedProgress, SeenBefore};
 
@@ -173,14 +173,14 @@ pub enum LeaseOutcome {
 pub trait SessionTable: Send + Sync {
     /// The state of every stored session of one listing (live and ended), a page at a time in
     /// session id order, so a listing of any size is read in bounded memory: what its diff remembers.
-    fn stored_states<'a>(
+    fn stored_summaries<'a>(
         &'a self,
         scope: &'a Scope,
         parent_id: Option<&'a str>,
-    ) -> impl Stream<Item = Result<Vec<StoredState>>> + Send + 'a;
+    ) -> impl Stream<Item = Result<Vec<StoredSummary>>> + Send + 'a;
 
     /// Every stored session of one listing (live and ended), whole, a page at a time in session
-    /// id order. A run never needs it (it reads [`SessionTable::stored_states`] and fetches whole
+    /// id order. A run never needs it (it reads [`SessionTable::stored_summaries`] and fetches whole
     /// items by id); the bench compares its bytes with the projected read's.
     fn stored_pages<'a>(
         &'a self,

@@ -10,7 +10,7 @@ use clap::Parser;
 use flate2::read::MultiGzDecoder;
 use serde_json::{Map, Value as Json};
 use session_archiver::aws::SdkSettings;
-use session_archiver::history::S3ObjectStore;
+use session_archiver::history::S3Bucket;
 use session_archiver::table::item::{self, Item};
 use session_archiver::table::{DynamoTable, Manifest};
 
@@ -70,8 +70,8 @@ impl LocalAws {
         DynamoTable::new(self.dynamodb.clone(), &self.table)
     }
 
-    pub fn object_store(&self) -> S3ObjectStore {
-        S3ObjectStore::new(self.s3.clone(), &self.bucket)
+    pub fn history_bucket(&self) -> S3Bucket {
+        S3Bucket::new(self.s3.clone(), &self.bucket)
     }
 
     /// Every item of the table.

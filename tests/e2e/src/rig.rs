@@ -52,9 +52,9 @@ impl Rig {
         dry_run: bool,
     ) -> Result<RunSummary, Error> {
         let source = self.source(service).await;
-        let (store, objects, request) = (aws.table(), aws.object_store(), request(event_id, dry_run));
+        let (table, objects, request) = (aws.table(), aws.history_bucket(), request(event_id, dry_run));
         // Boxed: a run's future is large in a debug build, and a test thread's stack is 2 MiB.
-        Box::pin(run(&self.scope(&source), &source, &store, &objects, &self.config, &request)).await
+        Box::pin(run(&self.scope(&source), &source, &table, &objects, &self.config, &request)).await
     }
 
     /// One invocation of a run that must stop paging `budget` after it starts (its deadline).
@@ -66,8 +66,8 @@ impl Rig {
     ) -> Result<RunSummary, Error> {
         let deadlines = Deadlines::paging_until(tokio::time::Instant::now() + budget);
         let request = RunRequest { deadlines, ..request(event_id, false) };
-        let (store, objects) = (self.aws.table(), self.aws.object_store());
-        Box::pin(run(&self.scope(source), source, &store, &objects, &self.config, &request)).await
+        let (table, objects) = (self.aws.table(), self.aws.history_bucket());
+        Box::pin(run(&self.scope(source), source, &table, &objects, &self.config, &request)).await
     }
 
     /// The lines of every part of a run's history of one kind (`snapshots` or `changes`).

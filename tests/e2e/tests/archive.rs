@@ -74,15 +74,15 @@ async fn an_identical_second_run_writes_no_session_item_and_no_changes_object() 
     let n = before.len() as u64;
 
     // WHEN a second run sees the same sessions
-    let store = rig.aws.table();
+    let table = rig.aws.table();
     let source = rig.source(service).await;
     let summary =
-        run(&rig.scope(&source), &source, &store, &rig.aws.object_store(), &rig.config, &request("run-2", false))
+        run(&rig.scope(&source), &source, &table, &rig.aws.history_bucket(), &rig.config, &request("run-2", false))
             .await
             .unwrap();
 
     // THEN no session item is written: the adapter wrote none and every item is as it was
-    assert_eq!(store.counters().items_written(), 0);
+    assert_eq!(table.counters().items_written(), 0);
     assert_eq!(summary.counts.items_written, 0);
     assert_eq!(
         (summary.counts.unchanged, summary.counts.new, summary.counts.changed, summary.counts.ended),
@@ -108,10 +108,10 @@ async fn after_churn_exactly_the_opened_changed_and_ended_sessions_are_written()
         let after = rig.truth(service);
 
         // WHEN the next run completes
-        let store = rig.aws.table();
+        let table = rig.aws.table();
         let source = rig.source(service).await;
         let summary =
-            run(&rig.scope(&source), &source, &store, &rig.aws.object_store(), &rig.config, &request("after", false))
+            run(&rig.scope(&source), &source, &table, &rig.aws.history_bucket(), &rig.config, &request("after", false))
                 .await
                 .unwrap();
 
@@ -136,7 +136,7 @@ async fn after_churn_exactly_the_opened_changed_and_ended_sessions_are_written()
         assert_eq!(changes_by_kind(&changes), expected, "{service}");
         // AND exactly those items were written
         let written = (opened.len() + changed.len() + ended.len()) as u64;
-        assert_eq!(store.counters().items_written(), written, "{service}");
+        assert_eq!(table.counters().items_written(), written, "{service}");
         assert_eq!(
             (summary.counts.new, summary.counts.changed, summary.counts.ended),
             (opened.len() as u64, changed.len() as u64, ended.len() as u64)
@@ -173,10 +173,10 @@ async fn a_churn_run_fetches_the_stored_items_it_needs_100_a_call() {
     rig.emulator.advance(1);
 
     // WHEN the next run completes
-    let store = rig.aws.table();
+    let table = rig.aws.table();
     let source = rig.source(service).await;
     let summary =
-        run(&rig.scope(&source), &source, &store, &rig.aws.object_store(), &rig.config, &request("after", false))
+        run(&rig.scope(&source), &source, &table, &rig.aws.history_bucket(), &rig.config, &request("after", false))
             .await
             .unwrap();
 
@@ -184,7 +184,7 @@ async fn a_churn_run_fetches_the_stored_items_it_needs_100_a_call() {
     // one, and so are the ended sessions' items
     let counts = &summary.counts;
     assert!(counts.changed > 100 && counts.ended > 0, "the world moved enough: {counts:?}");
-    let batch_gets = store.counters().batch_gets.load(std::sync::atomic::Ordering::Relaxed);
+    let batch_gets = table.counters().batch_gets.load(std::sync::atomic::Ordering::Relaxed);
     assert_eq!(batch_gets, counts.changed.div_ceil(100) + counts.ended.div_ceil(100), "{counts:?}");
     // AND every change is recorded and written once
     let changes = rig.aws.read(&key("changes", service, "after")).await.lines;
@@ -192,7 +192,7 @@ async fn a_churn_run_fetches_the_stored_items_it_needs_100_a_call() {
     let kind = |name: &str| by_kind.get(name).map_or(0, |ids| ids.len() as u64);
     assert_eq!((kind("opened"), kind("changed"), kind("ended")), (counts.new, counts.changed, counts.ended));
     assert_eq!(changes.len() as u64, counts.new + counts.changed + counts.ended);
-    assert_eq!(store.counters().items_written(), counts.new + counts.changed + counts.ended);
+    assert_eq!(table.counters().items_written(), counts.new + counts.changed + counts.ended);
     // AND the table holds each listed WorkSpace live and each ended one gone
     let items = rig.aws.sessions().await;
     let gone = items.values().filter(|item| item.contains_key("gone_at")).count() as u64;
@@ -212,10 +212,10 @@ async fn the_same_event_twice_changes_nothing_the_second_time() {
     rig.emulator.reset_calls();
 
     // WHEN EventBridge delivers the same event again
-    let store = rig.aws.table();
+    let table = rig.aws.table();
     let source = rig.source(service).await;
     let again =
-        run(&rig.scope(&source), &source, &store, &rig.aws.object_store(), &rig.config, &request("evt-same", false))
+        run(&rig.scope(&source), &source, &table, &rig.aws.history_bucket(), &rig.config, &request("evt-same", false))
             .await
             .unwrap();
 
@@ -224,7 +224,7 @@ async fn the_same_event_twice_changes_nothing_the_second_time() {
     assert!(again.already_complete);
     assert!(again.s3_keys.is_empty());
     assert!(rig.emulator.calls().values().all(|c| c.calls == 0));
-    assert_eq!(store.counters().items_written(), 0);
+    assert_eq!(table.counters().items_written(), 0);
     // AND the table and the history are exactly as the first delivery left them
     assert_eq!(rig.aws.scan().await, table_before);
     assert_eq!(rig.aws.keys("history/").await, set(first.s3_keys.clone()).into_iter().collect::<Vec<_>>());
@@ -391,11 +391,11 @@ async fn a_run_while_another_holds_the_lease_is_skipped_and_writes_nothing() {
     // GIVEN another run holding the lease of the service in this account and region
     let rig = Rig::start(small_world()).await;
     let service = ServiceId::IvsStreamSessions;
-    let store = rig.aws.table();
+    let table = rig.aws.table();
     let scope = scope(service);
     let now = session_archiver::model::Timestamp::now().epoch_seconds();
     let other = LeaseHolder { run_id: "someone-else".into(), invocation_id: "their-invocation".into() };
-    store.acquire_lease(&scope, &other, now, now + 600).await.unwrap();
+    table.acquire_lease(&scope, &other, now, now + 600).await.unwrap();
     // WHEN a run starts
     let summary = rig.run(service, "late").await.unwrap();
     // THEN it is skipped, naming the holder, and nothing but the lease is in the table
@@ -404,7 +404,7 @@ async fn a_run_while_another_holds_the_lease_is_skipped_and_writes_nothing() {
     assert_eq!(rig.aws.scan().await.len(), 1);
     assert!(rig.aws.keys("").await.is_empty());
     // AND once the lease has expired, a run takes it and completes
-    store.acquire_lease(&scope, &other, now, now - 1).await.unwrap();
+    table.acquire_lease(&scope, &other, now, now - 1).await.unwrap();
     assert_eq!(rig.run(service, "later").await.unwrap().outcome, RunOutcome::Complete);
 }
 
@@ -413,7 +413,7 @@ async fn a_large_history_object_is_a_multipart_upload_and_an_abandoned_one_leave
     // GIVEN the S3 adapter on moto
     let moto = MotoServer::start().unwrap();
     let aws = LocalAws::create(&moto.url(), TABLE, BUCKET).await;
-    let objects = aws.object_store();
+    let objects = aws.history_bucket();
     let noisy = |i: u64| {
         format!(
             "{{\"n\":{i},\"noise\":\"{:x}{:x}\"}}",
@@ -431,7 +431,7 @@ async fn a_large_history_object_is_a_multipart_upload_and_an_abandoned_one_leave
     let written = object.finish().await.unwrap();
 
     // THEN it went up in parts and reads back whole, with its content type and encoding
-    assert!(written.parts >= 2, "{written:?}");
+    assert!(written.upload_parts >= 2, "{written:?}");
     let read = aws.read("big.jsonl.gz").await;
     assert_eq!(read.lines.len() as u64, lines);
     assert_eq!(read.lines[lines as usize - 1]["n"], lines - 1);
@@ -456,7 +456,7 @@ async fn a_run_progress_is_kept_per_source_options_until_deleted() {
     // GIVEN the table on moto
     let moto = MotoServer::start().unwrap();
     let aws = LocalAws::create(&moto.url(), TABLE, BUCKET).await;
-    let store = aws.table();
+    let table = aws.table();
     let scope = scope(ServiceId::IvsStreamSessions);
     let at = |t: &str| session_archiver::model::Timestamp::parse(t).unwrap();
     let scheduled = SourceOptions::default().fingerprint();
@@ -489,19 +489,19 @@ async fn a_run_progress_is_kept_per_source_options_until_deleted() {
     };
     // WHEN a run saves where it stands, in its item
     let saved = SavedProgress::Inline(progress.encode().unwrap());
-    store.put_progress(&scope, &progress, &saved).await.unwrap();
+    table.put_progress(&scope, &progress, &saved).await.unwrap();
     // THEN a run with the same options finds it whole, one with other options does not
-    let found = store.get_progress(&scope, &scheduled).await.unwrap();
+    let found = table.get_progress(&scope, &scheduled).await.unwrap();
     let Some(SavedProgress::Inline(bytes)) = found else { panic!("{found:?}") };
     assert_eq!(session_archiver::table::Progress::decode(&bytes).unwrap(), progress);
-    assert_eq!(store.get_progress(&scope, &replay).await.unwrap(), None);
+    assert_eq!(table.get_progress(&scope, &replay).await.unwrap(), None);
     // AND one kept in an object is named by the item, with its size and hash
     let object = SavedProgress::Object(ProgressObject::of("state/progress/x.json.gz".into(), &bytes));
-    store.put_progress(&scope, &progress, &object).await.unwrap();
-    assert_eq!(store.get_progress(&scope, &scheduled).await.unwrap(), Some(object));
+    table.put_progress(&scope, &progress, &object).await.unwrap();
+    assert_eq!(table.get_progress(&scope, &scheduled).await.unwrap(), Some(object));
     // AND once deleted it is gone
-    store.delete_progress(&scope, &scheduled).await.unwrap();
-    assert_eq!(store.get_progress(&scope, &scheduled).await.unwrap(), None);
+    table.delete_progress(&scope, &scheduled).await.unwrap();
+    assert_eq!(table.get_progress(&scope, &scheduled).await.unwrap(), None);
 }
 
 #[tokio::test]
@@ -521,14 +521,14 @@ async fn an_account_wide_listing_keeps_its_state_in_s3_and_an_unchanged_rerun_re
     assert_eq!(leases[0]["state_sections"].as_n().unwrap(), "1", "one listing, account-wide");
     assert_eq!(leases[0]["expires_at"].as_n().unwrap(), "0", "given back");
     // WHEN the next run lists the same sessions
-    let store = rig.aws.table();
-    let (source, objects) = (rig.source(service).await, rig.aws.object_store());
+    let table = rig.aws.table();
+    let (source, objects) = (rig.source(service).await, rig.aws.history_bucket());
     let rerun =
-        run(&rig.scope(&source), &source, &store, &objects, &rig.config, &request("evt-2", false)).await.unwrap();
+        run(&rig.scope(&source), &source, &table, &objects, &rig.config, &request("evt-2", false)).await.unwrap();
     // THEN it reads the state object and not the table, and writes nothing
     assert_eq!((rerun.outcome, rerun.counts.states_read, rerun.counts.states_rebuilt), (RunOutcome::Complete, 1, 0));
     assert_eq!((rerun.counts.items_written, rerun.state_rebuilt_because.as_deref()), (0, None));
-    let queries = store.counters().queries.load(std::sync::atomic::Ordering::Relaxed);
+    let queries = table.counters().queries.load(std::sync::atomic::Ordering::Relaxed);
     assert_eq!(queries, 1, "the run manifests' Query (unfinished runs) only, no session page");
     let snapshot = rig.aws.read(&key("snapshots", service, "evt-2")).await.lines;
     assert_eq!(set(snapshot.iter().map(|l| text(l, "session_id"))), rig.truth(service));

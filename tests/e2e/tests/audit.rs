@@ -14,7 +14,7 @@ use session_archiver::run::{run, RunOutcome, RunRequest};
 use session_archiver::ServiceId;
 use session_audit::cli::Cli;
 use session_audit::query::is_active_status;
-use session_compaction::parts::InThisInvocation;
+use session_compaction::slices::InThisInvocation;
 use session_emulator::SimSession;
 
 const KEY: &str = "audit-test-key-0123456789abcdef0123456789abcdef";
@@ -43,7 +43,7 @@ async fn archive_with_churn(rig: &Rig, service: ServiceId) -> Vec<Moment> {
         let run_id = format!("audit-{service}-{n}");
         let request = scheduled_now(&run_id);
         let summary =
-            run(&rig.scope(&source), &source, &rig.aws.table(), &rig.aws.object_store(), &rig.config, &request)
+            run(&rig.scope(&source), &source, &rig.aws.table(), &rig.aws.history_bucket(), &rig.config, &request)
                 .await
                 .unwrap();
         assert_eq!(summary.outcome, RunOutcome::Complete);
@@ -232,14 +232,14 @@ async fn a_compacted_day_gives_the_same_answers_from_its_parquet_alone() {
     let config = session_compaction::dataset::CompactionConfig {
         history_prefix: "history".into(),
         sort_budget: 1 << 20,
-        layout: session_compaction::parquet_object::Layout { row_group_bytes: 1 << 20, part_size: 0 },
+        layout: session_compaction::parquet_object::Layout { row_group_bytes: 1 << 20, upload_part_size: 0 },
         batch_rows: 64,
         // Small parts: a day is several Parquet objects, as a large day is.
-        part_source_bytes: 2048,
+        slice_source_bytes: 2048,
     };
     let days: BTreeSet<String> = moments.iter().map(|m| m.day.clone()).collect();
     for day in &days {
-        session_compaction::day::compact_day(&rig.aws.object_store(), &config, &InThisInvocation, service, day)
+        session_compaction::day::compact_day(&rig.aws.history_bucket(), &config, &InThisInvocation, service, day)
             .await
             .unwrap();
     }

@@ -220,11 +220,17 @@ async fn a_run_resumed_by_a_later_event_keeps_its_own_id_and_partition() {
     );
 
     // WHEN the next scheduled event comes
-    let store = rig.aws.table();
-    let next =
-        run(&rig.scope(&source), &source, &store, &rig.aws.object_store(), &rig.config, &request("evt-second", false))
-            .await
-            .unwrap();
+    let table = rig.aws.table();
+    let next = run(
+        &rig.scope(&source),
+        &source,
+        &table,
+        &rig.aws.history_bucket(),
+        &rig.config,
+        &request("evt-second", false),
+    )
+    .await
+    .unwrap();
 
     // THEN it carries on the first run rather than starting its own
     assert_eq!((next.outcome, next.run_id.as_str(), next.part), (RunOutcome::Complete, "evt-first", 1));

@@ -217,7 +217,7 @@ fn the_compactor_is_scheduled_daily_reads_the_history_and_writes_only_its_parque
     assert_eq!(strings(&variables["COMPACTION_QUEUE_URL"]), ["CompactionTaskQueue"]);
     assert_eq!(strings(&variables["COMPACTION_DEAD_LETTER_QUEUE_URL"]), ["CompactionTaskDeadLetterQueue"]);
     let part = &template["Parameters"]["CompactionPartSourceBytes"];
-    assert_eq!(part["Default"].as_i64(), Some(config.part_source_bytes as i64));
+    assert_eq!(part["Default"].as_i64(), Some(config.slice_source_bytes as i64));
     let queue = &template["Resources"]["CompactionTaskQueue"]["Properties"];
     assert_eq!(strings(&queue["RedrivePolicy"]["deadLetterTargetArn"]), ["CompactionTaskDeadLetterQueue.Arn"]);
     assert!(queue["VisibilityTimeout"].as_i64().unwrap() >= 6 * 900, "six times the timeout, as Lambda advises");
@@ -269,7 +269,7 @@ fn each_function_may_call_exactly_the_operations_its_code_calls() {
         assert_eq!(table, sorted(session_archiver::table::dynamodb::IAM_ACTIONS.map(String::from).to_vec()));
         assert_eq!(resource.as_str(), Some("SessionTable.Arn"), "{logical}: the table only");
         let (history, resource) = actions("History");
-        assert_eq!(history, sorted(session_archiver::history::store::IAM_ACTIONS.map(String::from).to_vec()));
+        assert_eq!(history, sorted(session_archiver::history::bucket::IAM_ACTIONS.map(String::from).to_vec()));
         assert_eq!(resource.as_str(), Some("${HistoryBucket.Arn}/${HistoryPrefix}/*"), "{logical}: the prefix only");
         let (key, resource) = actions("PersonalDataKey");
         assert_eq!(key, session_archiver::personal::IAM_ACTIONS.map(String::from).to_vec());

@@ -278,13 +278,13 @@ async fn projection_ratio(
     let source = AnySource::new(service, &sdk, SourceOptions::default())?;
     let parent_id = source.listings().await?.listings.into_iter().next().and_then(|listing| listing.parent_id);
     let settings = SdkSettings { region: Some(REGION.into()), ..SdkSettings::local(proxy.url()) };
-    let store = DynamoTable::new(settings.dynamodb_client(&settings.load().await), TABLE);
+    let table = DynamoTable::new(settings.dynamodb_client(&settings.load().await), TABLE);
     let scope = Scope { service, account_id: ACCOUNT_ID.into(), region: REGION.into() };
     let query_bytes = |op: &str| proxy.take().get(op).map_or(0, |t| t.bytes_received);
     proxy.take();
-    let items = std::pin::pin!(store.stored_pages(&scope, parent_id.as_deref())).next().await.transpose()?;
+    let items = std::pin::pin!(table.stored_pages(&scope, parent_id.as_deref())).next().await.transpose()?;
     let whole = query_bytes("DynamoDB Query");
-    std::pin::pin!(store.stored_states(&scope, parent_id.as_deref())).next().await.transpose()?;
+    std::pin::pin!(table.stored_summaries(&scope, parent_id.as_deref())).next().await.transpose()?;
     let projected = query_bytes("DynamoDB Query (projected)");
     Ok(ItemBytes {
         whole_per_projected: whole as f64 / projected.max(1) as f64,
@@ -600,7 +600,7 @@ async fn count_items(stage: &LocalStage, service: ServiceId) -> Result<usize, St
         operation_timeout: Duration::from_secs(300),
         ..SdkSettings::local(stage.moto.url())
     };
-    let store = DynamoTable::new(settings.dynamodb_client(&settings.load().await), TABLE);
+    let table = DynamoTable::new(settings.dynamodb_client(&settings.load().await), TABLE);
     let scope = Scope { service, account_id: ACCOUNT_ID.into(), region: REGION.into() };
     let parents: Vec<Option<String>> = match service.parent_operation() {
         Some(_) => stage.emulator.parents(api_of(service)).into_iter().map(Some).collect(),
@@ -608,7 +608,7 @@ async fn count_items(stage: &LocalStage, service: ServiceId) -> Result<usize, St
     };
     let mut count = 0;
     for parent in &parents {
-        let mut pages = std::pin::pin!(store.stored_states(&scope, parent.as_deref()));
+        let mut pages = std::pin::pin!(table.stored_summaries(&scope, parent.as_deref()));
         while let Some(page) = pages.try_next().await.map_err(|e| format!("counting the items: {e}"))? {
             count += page.len();
         }

@@ -249,7 +249,7 @@ async fn bench() -> Result<(), Box<dyn std::error::Error>> {
     }
     let query = audit_query_bytes(&aws).await?;
     let parts = setting("COMPACTION_BENCH_PARTS", 8) as u64;
-    let split = compact_in_parts(&moto, &aws, parts).await?;
+    let split = compact_in_slices(&moto, &aws, parts).await?;
     if split.rows != observations || split.tasks as u64 != split.queued {
         return Err(
             format!("split: {} rows of {observations}, {} tasks of {}", split.rows, split.tasks, split.queued).into()
@@ -352,12 +352,12 @@ async fn compact(moto: &MotoServer) -> Result<Compacted, Box<dyn std::error::Err
 /// The day compacted again, split into `parts` parts whose tasks go through an SQS queue back to
 /// the compactor (one warm process, as Lambda reuses one): every invocation's wall and CPU time,
 /// the peak RSS of any, and the Parquet's bytes and rows.
-async fn compact_in_parts(moto: &MotoServer, aws: &LocalAws, parts: u64) -> Result<Split, Box<dyn std::error::Error>> {
+async fn compact_in_slices(moto: &MotoServer, aws: &LocalAws, parts: u64) -> Result<Split, Box<dyn std::error::Error>> {
     for key in aws.keys("history/parquet/").await {
         aws.delete_object(&key).await;
     }
     let snapshots = Dataset { service: SERVICE, kind: HistoryKind::Snapshots };
-    let listed = aws.object_store().list_objects(&source_prefix("history", &snapshots, DAY)).await?;
+    let listed = aws.history_bucket().list_objects(&source_prefix("history", &snapshots, DAY)).await?;
     let source_bytes: u64 = listed.iter().map(|o| o.size).sum();
     let sqs = aws_sdk_sqs::Client::new(&aws.settings.load().await);
     let queues = queue_with_dead_letters(&sqs, "compaction").await;

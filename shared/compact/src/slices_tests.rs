@@ -1,7 +1,7 @@
-//! A day split into parts on the in-memory twins: compacted here or by tasks from a queue, in
-//! any order, it is the same lines once; the day is published only when its last part is; a
-//! task delivered again, or of a plan since replaced, does nothing; a corrupt source stops its
-//! part and the day stays unpublished.
+//! A day split into slices on the in-memory twins: compacted here or by tasks from a queue, in
+//! any order, it is the same lines once; the day is published only when its last slice is; a
+//! task delivered again, or of a split since replaced, does nothing; a corrupt source stops its
+//! slice and the day stays unpublished.
 
 use std::sync::Mutex;
 
@@ -14,12 +14,12 @@ use crate::dataset::CompactionConfig;
 use crate::day::compact_day;
 use crate::day_tests::{archived_day, config, dataset, gzip, json_rows, sorted, DAY, SERVICE};
 use crate::keys::{marker_key, parquet_prefix, source_prefix, staging_prefix, Marker};
-use crate::parts::{compact_part, split_into_parts, InThisInvocation, PartOutcome, PartTask, TaskQueue};
+use crate::slices::{compact_slice, split_into_slices, InThisInvocation, SliceOutcome, SliceTask, TaskQueue};
 
-/// The tasks a planning queued.
+/// The tasks a splitting queued.
 #[derive(Default)]
 struct MemoryTaskQueue {
-    sent: Mutex<Vec<PartTask>>,
+    sent: Mutex<Vec<SliceTask>>,
 }
 
 impl TaskQueue for MemoryTaskQueue {
@@ -27,14 +27,14 @@ impl TaskQueue for MemoryTaskQueue {
         true
     }
 
-    async fn send(&self, tasks: &[PartTask]) -> Result<()> {
+    async fn send(&self, tasks: &[SliceTask]) -> Result<()> {
         self.sent.lock().unwrap().extend(tasks.iter().cloned());
         Ok(())
     }
 }
 
 impl MemoryTaskQueue {
-    fn take(&self) -> Vec<PartTask> {
+    fn take(&self) -> Vec<SliceTask> {
         std::mem::take(&mut *self.sent.lock().unwrap())
     }
 }
@@ -43,7 +43,7 @@ impl MemoryTaskQueue {
 fn split_config(bucket: &MemoryBucket) -> CompactionConfig {
     let prefix = source_prefix("history", &dataset(HistoryKind::Snapshots), DAY);
     let largest = bucket.keys().iter().filter(|k| k.starts_with(&prefix)).map(|k| bucket.get_bytes(k).len()).max();
-    CompactionConfig { part_source_bytes: 2 * largest.unwrap() as u64, ..config() }
+    CompactionConfig { slice_source_bytes: 2 * largest.unwrap() as u64, ..config() }
 }
 
 fn marker(bucket: &MemoryBucket, kind: HistoryKind) -> Option<Marker> {
@@ -71,20 +71,20 @@ fn listed(sizes: &[u64]) -> Vec<ListedObject> {
 
 #[test]
 fn sources_split_in_key_order_into_parts_of_at_most_the_budget_and_a_larger_one_alone() {
-    let keys = |parts: Vec<Vec<ListedObject>>| -> Vec<Vec<String>> {
-        parts.into_iter().map(|p| p.into_iter().map(|o| o.key).collect()).collect()
+    let keys = |slices: Vec<Vec<ListedObject>>| -> Vec<Vec<String>> {
+        slices.into_iter().map(|p| p.into_iter().map(|o| o.key).collect()).collect()
     };
     assert_eq!(
-        keys(split_into_parts(&listed(&[4, 4, 2, 9, 1, 1]), 8)),
+        keys(split_into_slices(&listed(&[4, 4, 2, 9, 1, 1]), 8)),
         [vec!["k0", "k1"], vec!["k2"], vec!["k3"], vec!["k4", "k5"]]
     );
-    assert_eq!(keys(split_into_parts(&listed(&[1, 1, 1]), 100)), [vec!["k0", "k1", "k2"]]);
-    assert!(split_into_parts(&[], 8).is_empty());
+    assert_eq!(keys(split_into_slices(&listed(&[1, 1, 1]), 100)), [vec!["k0", "k1", "k2"]]);
+    assert!(split_into_slices(&[], 8).is_empty());
 }
 
 #[tokio::test]
 async fn a_day_over_the_part_size_is_compacted_in_parts_each_line_once() {
-    // GIVEN a day of more sources than one part takes
+    // GIVEN a day of more sources than one slice takes
     let bucket = archived_day().await;
     let config = split_config(&bucket);
     // WHEN it is compacted with no queue
@@ -92,16 +92,16 @@ async fn a_day_over_the_part_size_is_compacted_in_parts_each_line_once() {
     // THEN each dataset is several Parquet objects that hold every JSON line once
     for kind in [HistoryKind::Snapshots, HistoryKind::Changes] {
         let marker = marker(&bucket, kind).unwrap();
-        assert!(marker.objects.len() >= 2 && marker.plan.is_some(), "{kind:?}: {marker:?}");
+        assert!(marker.objects.len() >= 2 && marker.split.is_some(), "{kind:?}: {marker:?}");
         assert_eq!(sorted(published_rows(&bucket, kind)), sorted(json_rows(&bucket, kind)), "{kind:?}");
-        // AND the staging is cleared: only the parts and the marker are left
+        // AND the staging is cleared: only the slices and the marker are left
         let names: Vec<String> =
             compacted_keys(&bucket, kind).iter().map(|k| k.rsplit('/').next().unwrap().into()).collect();
         let mut expected: Vec<String> = (0..marker.objects.len()).map(|n| format!("part-{n:05}.parquet")).collect();
         expected.insert(0, "_compacted.json".into());
         assert_eq!(names, expected, "{kind:?}");
     }
-    assert!(outcome.datasets.iter().all(|d| d.rows > 0 && d.queued_parts == 0), "{outcome:?}");
+    assert!(outcome.datasets.iter().all(|d| d.rows > 0 && d.queued_slices == 0), "{outcome:?}");
     assert!(bucket.tags().len() == bucket.keys().iter().filter(|k| k.ends_with(".jsonl.gz")).count());
     // WHEN it is compacted again
     let before = bucket.snapshot();
@@ -113,7 +113,7 @@ async fn a_day_over_the_part_size_is_compacted_in_parts_each_line_once() {
 
 #[tokio::test]
 async fn queued_parts_publish_the_day_when_the_last_one_is_done_whatever_their_order() {
-    // GIVEN a day compacted whole, then planned again in parts after a late source
+    // GIVEN a day compacted whole, then split again in slices after a late source
     let bucket = archived_day().await;
     compact_day(&bucket, &config(), &InThisInvocation, SERVICE, DAY).await.unwrap();
     let source = source_prefix("history", &dataset(HistoryKind::Snapshots), DAY);
@@ -123,7 +123,7 @@ async fn queued_parts_publish_the_day_when_the_last_one_is_done_whatever_their_o
     let outcome = compact_day(&bucket, &config, &queue, SERVICE, DAY).await.unwrap();
     // THEN the snapshots' tasks are queued, and their marker is gone (readers take the NDJSON)
     let mut tasks = queue.take();
-    assert!(tasks.len() >= 2 && tasks.len() == outcome.datasets[0].queued_parts, "{outcome:?}");
+    assert!(tasks.len() >= 2 && tasks.len() == outcome.datasets[0].queued_slices, "{outcome:?}");
     assert!(outcome.datasets[1].already_compacted, "the changes have no late source");
     assert!(marker(&bucket, HistoryKind::Snapshots).is_none());
     let published = parquet_prefix("history", &dataset(HistoryKind::Snapshots), DAY);
@@ -132,30 +132,30 @@ async fn queued_parts_publish_the_day_when_the_last_one_is_done_whatever_their_o
     tasks.reverse();
     let last = tasks.pop().unwrap();
     for task in &tasks {
-        let outcome = compact_part(&bucket, &config, task).await.unwrap();
+        let outcome = compact_slice(&bucket, &config, task).await.unwrap();
         // THEN each is written to the staging, and the day's partition is untouched meanwhile
-        assert!(matches!(outcome, PartOutcome::Written { .. }), "{outcome:?}");
+        assert!(matches!(outcome, SliceOutcome::Written { .. }), "{outcome:?}");
         let now: Vec<String> = bucket.keys().into_iter().filter(|k| k.starts_with(&published)).collect();
         assert_eq!(now, before);
     }
     // WHEN the last is delivered
-    let outcome = compact_part(&bucket, &config, &last).await.unwrap();
+    let outcome = compact_slice(&bucket, &config, &last).await.unwrap();
     // THEN the day is published with every line, the late source's too
-    let PartOutcome::Finished(dataset_outcome) = outcome else { panic!("{outcome:?}") };
+    let SliceOutcome::Finished(dataset_outcome) = outcome else { panic!("{outcome:?}") };
     let rows = sorted(json_rows(&bucket, HistoryKind::Snapshots));
     assert_eq!(dataset_outcome.rows, rows.len() as u64);
     assert_eq!(sorted(published_rows(&bucket, HistoryKind::Snapshots)), rows);
     // WHEN a task is delivered again
     let before = bucket.snapshot();
-    let again = compact_part(&bucket, &config, &last).await.unwrap();
+    let again = compact_slice(&bucket, &config, &last).await.unwrap();
     // THEN it does nothing
-    assert_eq!(again, PartOutcome::Superseded);
+    assert_eq!(again, SliceOutcome::Superseded);
     assert_eq!(bucket.snapshot(), before);
 }
 
 #[tokio::test]
 async fn a_task_of_a_replaced_plan_does_nothing() {
-    // GIVEN a day planned in parts, then planned again after a late source
+    // GIVEN a day split in slices, then split again after a late source
     let bucket = archived_day().await;
     let (config, queue) = (split_config(&bucket), MemoryTaskQueue::default());
     compact_day(&bucket, &config, &queue, SERVICE, DAY).await.unwrap();
@@ -165,16 +165,16 @@ async fn a_task_of_a_replaced_plan_does_nothing() {
     bucket.replace(&format!("{source}333333333333.us-east-1.run-late.jsonl.gz"), Some(bucket.get_bytes(&first)));
     compact_day(&bucket, &config, &queue, SERVICE, DAY).await.unwrap();
     let current = queue.take();
-    // WHEN a task of the first plan is delivered
-    let changes = |tasks: &[PartTask]| tasks.iter().find(|t| t.kind == "changes").cloned().unwrap();
+    // WHEN a task of the first split is delivered
+    let changes = |tasks: &[SliceTask]| tasks.iter().find(|t| t.kind == "changes").cloned().unwrap();
     let before = bucket.snapshot();
-    let outcome = compact_part(&bucket, &config, &changes(&stale)).await.unwrap();
+    let outcome = compact_slice(&bucket, &config, &changes(&stale)).await.unwrap();
     // THEN it does nothing
-    assert_eq!(outcome, PartOutcome::Superseded);
+    assert_eq!(outcome, SliceOutcome::Superseded);
     assert_eq!(bucket.snapshot(), before);
-    // AND the current plan's tasks publish the day
+    // AND the current split's tasks publish the day
     for task in &current {
-        compact_part(&bucket, &config, task).await.unwrap();
+        compact_slice(&bucket, &config, task).await.unwrap();
     }
     let kind = HistoryKind::Changes;
     assert_eq!(sorted(published_rows(&bucket, kind)), sorted(json_rows(&bucket, kind)));
@@ -182,7 +182,7 @@ async fn a_task_of_a_replaced_plan_does_nothing() {
 
 #[tokio::test]
 async fn a_corrupt_source_stops_its_part_naming_the_object_and_line_and_the_day_stays_unpublished() {
-    // GIVEN a day planned in parts, one of its snapshot objects damaged on its first line
+    // GIVEN a day split in slices, one of its snapshot objects damaged on its first line
     let bucket = archived_day().await;
     let (config, queue) = (split_config(&bucket), MemoryTaskQueue::default());
     let source = source_prefix("history", &dataset(HistoryKind::Snapshots), DAY);
@@ -192,11 +192,11 @@ async fn a_corrupt_source_stops_its_part_naming_the_object_and_line_and_the_day_
     // WHEN every snapshot task is delivered
     let mut failures = Vec::new();
     for task in queue.take().iter().filter(|t| t.kind == "snapshots") {
-        if let Err(err) = compact_part(&bucket, &config, task).await {
+        if let Err(err) = compact_slice(&bucket, &config, task).await {
             failures.push(err);
         }
     }
-    // THEN the part holding it fails for good, naming the object and the line
+    // THEN the slice holding it fails for good, naming the object and the line
     assert_eq!(failures.len(), 1, "{failures:?}");
     assert!(matches!(&failures[0], Error::UnreadableHistory { .. }) && !failures[0].is_retryable());
     let message = failures[0].to_string();
@@ -212,9 +212,9 @@ async fn a_corrupt_source_stops_its_part_naming_the_object_and_line_and_the_day_
 #[test]
 fn a_task_message_that_is_not_one_is_refused_naming_what_is_wrong() {
     let valid = r#"{"compact_part": {"service": "ivs-stream-sessions", "kind": "changes", "day": "2026-11-22", "plan": "ab", "part": 2}}"#;
-    let task = PartTask::parse(valid).unwrap();
-    assert_eq!((task.service, task.part), (ServiceId::IvsStreamSessions, 2));
-    assert_eq!(PartTask::parse(&task.body()).unwrap(), task);
+    let task = SliceTask::parse(valid).unwrap();
+    assert_eq!((task.service, task.slice), (ServiceId::IvsStreamSessions, 2));
+    assert_eq!(SliceTask::parse(&task.body()).unwrap(), task);
     for (body, expected) in [
         (r#"{"compact": {"day": "2026-11-22"}}"#, "unknown field `compact`"),
         (&valid.replace("changes", "sessions"), "`kind` `sessions` is neither snapshots nor changes"),
@@ -222,21 +222,21 @@ fn a_task_message_that_is_not_one_is_refused_naming_what_is_wrong() {
         (&valid.replace("}}", ", \"extra\": 1}}"), "unknown field `extra`"),
         (&valid.replace("ivs-stream-sessions", "ivs"), "unknown variant `ivs`"),
     ] {
-        let err = PartTask::parse(body).unwrap_err();
+        let err = SliceTask::parse(body).unwrap_err();
         assert!(matches!(err, Error::Event(_)) && err.to_string().contains(expected), "{body}: {err}");
     }
 }
 
 #[tokio::test]
 async fn a_task_naming_a_part_its_plan_does_not_have_is_refused() {
-    // GIVEN a day planned in parts
+    // GIVEN a day split in slices
     let bucket = archived_day().await;
     let (config, queue) = (split_config(&bucket), MemoryTaskQueue::default());
     compact_day(&bucket, &config, &queue, SERVICE, DAY).await.unwrap();
     let mut task = queue.take().remove(0);
-    // WHEN a task names a part past its plan's last
-    task.part = 99;
-    let err = compact_part(&bucket, &config, &task).await.unwrap_err();
-    // THEN it is refused, naming the plan and its parts
+    // WHEN a task names a slice past its split's last
+    task.slice = 99;
+    let err = compact_slice(&bucket, &config, &task).await.unwrap_err();
+    // THEN it is refused, naming the split and its slices
     assert!(matches!(err, Error::Event(_)) && err.to_string().contains("`part` 99 is not a part of plan"), "{err}");
 }

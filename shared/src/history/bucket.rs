@@ -1,4 +1,4 @@
-//! Where history objects go: the [`ObjectStore`] port and its S3 adapter.
+//! Where history objects go: the [`Bucket`] port and its S3 adapter.
 
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -47,7 +47,7 @@ pub struct ListedObject {
     pub size: u64,
 }
 
-/// What the compaction needs beyond [`ObjectStore`]: the objects under a prefix, and deleting
+/// What the compaction needs beyond [`Bucket`]: the objects under a prefix, and deleting
 /// one (the archiving functions neither list nor delete).
 pub trait ObjectListing: Send + Sync {
     /// Every object whose key starts with `prefix`, in key order.
@@ -69,9 +69,9 @@ pub struct UploadedPart {
     pub checksum_crc32: Option<String>,
 }
 
-/// An object store that takes whole objects and multipart uploads, and gives back a whole
+/// The bucket: it takes whole objects and multipart uploads, and gives back a whole
 /// object (a run's progress too large for its item).
-pub trait ObjectStore: Send + Sync {
+pub trait Bucket: Send + Sync {
     /// The object's bytes; `None` when there is no such key.
     fn get_object(&self, key: &str) -> impl Future<Output = Result<Option<Vec<u8>>>> + Send;
     /// Streams the object's bytes into `into` as they arrive; `false` when there is no such key.
@@ -105,22 +105,22 @@ pub trait ObjectStore: Send + Sync {
 pub struct UploadCounters {
     pub put_objects: AtomicU64,
     pub multipart_uploads: AtomicU64,
-    pub parts: AtomicU64,
+    pub upload_parts: AtomicU64,
     pub aborted_uploads: AtomicU64,
     pub bytes: AtomicU64,
 }
 
 /// History objects in an S3 bucket.
 #[derive(Clone, Debug)]
-pub struct S3ObjectStore {
+pub struct S3Bucket {
     client: Client,
     bucket: String,
     counters: Arc<UploadCounters>,
 }
 
-impl S3ObjectStore {
+impl S3Bucket {
     pub fn new(client: Client, bucket: impl Into<String>) -> Self {
-        S3ObjectStore { client, bucket: bucket.into(), counters: Arc::default() }
+        S3Bucket { client, bucket: bucket.into(), counters: Arc::default() }
     }
 
     pub fn bucket(&self) -> &str {
@@ -149,7 +149,7 @@ impl S3ObjectStore {
     }
 }
 
-impl ObjectStore for S3ObjectStore {
+impl Bucket for S3Bucket {
     #[instrument(skip(self), fields(bucket = %self.bucket))]
     async fn get_object(&self, key: &str) -> Result<Option<Vec<u8>>> {
         let output = match self.client.get_object().bucket(&self.bucket).key(key).send().await {
@@ -251,7 +251,7 @@ impl ObjectStore for S3ObjectStore {
             .send()
             .await
             .map_err(|e| self.error("S3 UploadPart", key, e))?;
-        Self::count(&self.counters.parts, 1);
+        Self::count(&self.counters.upload_parts, 1);
         Self::count(&self.counters.bytes, bytes);
         Ok(UploadedPart { number, etag: output.e_tag.unwrap_or_default(), checksum_crc32: output.checksum_crc32 })
     }
@@ -295,7 +295,7 @@ impl ObjectStore for S3ObjectStore {
     }
 }
 
-impl ObjectListing for S3ObjectStore {
+impl ObjectListing for S3Bucket {
     #[instrument(skip(self), fields(bucket = %self.bucket))]
     async fn list_objects(&self, prefix: &str) -> Result<Vec<ListedObject>> {
         let mut objects = Vec::new();
