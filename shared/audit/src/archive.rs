@@ -9,10 +9,10 @@ use flate2::write::GzDecoder;
 
 use session_archiver::history::{under_prefix, Bucket, HistoryKind, ObjectListing, S3Bucket};
 use session_archiver::ServiceId;
-use session_compaction::columns::{read_parquet, Dataset, Value};
+use session_compaction::columns::{read_parquet, Dataset};
 use session_compaction::keys::{marker_key, Marker};
 
-use crate::record::{parse_line, AuditLine};
+use crate::record::{dataset_of, parse_line, AuditLine};
 use crate::{AuditError, Result};
 
 /// One history object.
@@ -119,9 +119,10 @@ impl Archive {
         }
         let mut splitter = GzDecoder::new(LineSplitter::default());
         let corrupt = |why: String| AuditError::Corrupt { key: object.key.clone(), line: None, detail: why };
+        let columns = dataset_of(&object.key).map_err(corrupt)?.columns();
         let mut drain = |splitter: &mut GzDecoder<LineSplitter>| -> Result<()> {
             for (number, text) in splitter.get_mut().lines.drain(..) {
-                let line = parse_line(&text).map_err(|detail| AuditError::Corrupt {
+                let line = parse_line(&columns, &text).map_err(|detail| AuditError::Corrupt {
                     key: object.key.clone(),
                     line: Some(number),
                     detail,
@@ -172,44 +173,9 @@ impl Archive {
 /// The rows of a compacted day's Parquet as audit lines: its key says which service and kind
 /// (`…/parquet/<kind>/<service>/dt=…/…`), its rows are typed as the code's schema.
 fn parquet_lines(key: &str, body: Vec<u8>) -> std::result::Result<Vec<AuditLine>, String> {
-    let mut parts = key.rsplit('/').skip(2);
-    let (service, kind) = (parts.next().unwrap_or_default(), parts.next().unwrap_or_default());
-    let service: ServiceId = service.parse().map_err(|e: session_archiver::Error| e.to_string())?;
-    let kind =
-        HistoryKind::parse(kind).ok_or_else(|| format!("not a compacted snapshots or changes object: {kind}"))?;
-    let dataset = Dataset { service, kind };
+    let dataset = dataset_of(key)?;
     let columns = dataset.columns();
-    let rows = read_parquet(&dataset, body)?;
-    let at = |name: &str| columns.iter().position(|c| c.name == name);
-    rows.into_iter()
-        .map(|row| {
-            let value = |name: &str| at(name).map_or(&Value::Null, |i| &row.0[i]);
-            let text = |name: &str| match value(name) {
-                Value::Text(text) => Some(text.clone()),
-                _ => None,
-            };
-            let required = |name: &str| text(name).ok_or_else(|| format!("`{name}` is missing"));
-            let time = |name: &str| match value(name) {
-                Value::Micros(at) => Some(at.div_euclid(1_000_000)),
-                _ => None,
-            };
-            Ok(AuditLine {
-                seen_at: time("snapshot_at").ok_or("`snapshot_at` is missing")?,
-                run_id: required("run_id")?,
-                account_id: required("account_id")?,
-                region: required("region")?,
-                service: required("service")?,
-                parent_id: text("parent_id"),
-                session_id: required("session_id")?,
-                status: text("status"),
-                started_at: time("started_at"),
-                ended_at: time("ended_at"),
-                user_id: text("user_id"),
-                change: text("change"),
-                previous_status: text("previous_status"),
-            })
-        })
-        .collect()
+    read_parquet(&dataset, body)?.iter().map(|row| AuditLine::from_row(&columns, row)).collect()
 }
 
 /// An error and its causes, one line, without the raw response.

@@ -1,9 +1,12 @@
 //! A history line as the audit reads it: the columns every service shares, from snapshot and
-//! changes lines alike.
+//! changes lines alike, NDJSON or Parquet, each read by the history's one reader
+//! ([`session_compaction::columns`]: a line or a row typed by the schema).
 
 use aws_smithy_types::DateTime;
-use serde_json::Value as Json;
-use session_archiver::model::Timestamp;
+use session_archiver::history::HistoryKind;
+use session_archiver::model::{Column, Timestamp};
+use session_archiver::ServiceId;
+use session_compaction::columns::{self, Dataset, Row, Value};
 
 /// One observation of a session (a snapshot line) or one change (a changes line).
 #[derive(Clone, Debug, PartialEq)]
@@ -25,40 +28,52 @@ pub struct AuditLine {
     pub previous_status: Option<String>,
 }
 
-/// Parses one NDJSON history line, naming what is wrong.
-pub fn parse_line(text: &str) -> Result<AuditLine, String> {
-    let value: Json = serde_json::from_str(text).map_err(|e| format!("not JSON: {e}"))?;
-    let Json::Object(fields) = value else { return Err("not a JSON object".into()) };
-    let string = |name: &str| -> Result<Option<String>, String> {
-        match fields.get(name) {
-            None | Some(Json::Null) => Ok(None),
-            Some(Json::String(s)) => Ok(Some(s.clone())),
-            Some(other) => Err(format!("`{name}` is not a string: {other}")),
-        }
-    };
-    let required = |name: &str| string(name)?.ok_or_else(|| format!("`{name}` is missing"));
-    let time = |name: &str| -> Result<Option<i64>, String> {
-        string(name)?
-            .map(|t| {
-                Timestamp::parse(&t).map(|t| t.epoch_seconds()).map_err(|_| format!("`{name}` is not a time: {t}"))
-            })
-            .transpose()
-    };
-    Ok(AuditLine {
-        seen_at: time("snapshot_at")?.ok_or("`snapshot_at` is missing")?,
-        run_id: required("run_id")?,
-        account_id: required("account_id")?,
-        region: required("region")?,
-        service: required("service")?,
-        parent_id: string("parent_id")?,
-        session_id: required("session_id")?,
-        status: string("status")?,
-        started_at: time("started_at")?,
-        ended_at: time("ended_at")?,
-        user_id: string("user_id")?,
-        change: string("change")?,
-        previous_status: string("previous_status")?,
-    })
+/// The dataset (service and kind) a history object's key names: the two segments before its
+/// `dt=` partition, `…/<kind>/<service>/dt=…/<file>`, for NDJSON and compacted Parquet alike.
+pub fn dataset_of(key: &str) -> Result<Dataset, String> {
+    let mut segments = key.rsplit('/').skip(2);
+    let (service, kind) = (segments.next().unwrap_or_default(), segments.next().unwrap_or_default());
+    let service: ServiceId = service.parse().map_err(|e: session_archiver::Error| e.to_string())?;
+    let kind = HistoryKind::parse(kind).ok_or_else(|| format!("not a snapshots or changes object: {kind}"))?;
+    Ok(Dataset { service, kind })
+}
+
+/// Reads one NDJSON history line of a dataset (its `columns`) with the history's one reader (the
+/// compaction's, typed by the schema), naming what is wrong.
+pub fn parse_line(columns: &[Column], text: &str) -> Result<AuditLine, String> {
+    AuditLine::from_row(columns, &columns::parse_line(columns, text)?)
+}
+
+impl AuditLine {
+    /// The audit's columns of a typed row of a dataset (its `columns`), from an NDJSON line or a
+    /// Parquet row alike.
+    pub fn from_row(columns: &[Column], row: &Row) -> Result<AuditLine, String> {
+        let value = |name: &str| columns.iter().position(|c| c.name == name).map_or(&Value::Null, |i| &row.0[i]);
+        let text = |name: &str| match value(name) {
+            Value::Text(text) => Some(text.clone()),
+            _ => None,
+        };
+        let required = |name: &str| text(name).ok_or_else(|| format!("`{name}` is missing"));
+        let time = |name: &str| match value(name) {
+            Value::Micros(at) => Some(at.div_euclid(1_000_000)),
+            _ => None,
+        };
+        Ok(AuditLine {
+            seen_at: time("snapshot_at").ok_or("`snapshot_at` is missing")?,
+            run_id: required("run_id")?,
+            account_id: required("account_id")?,
+            region: required("region")?,
+            service: required("service")?,
+            parent_id: text("parent_id"),
+            session_id: required("session_id")?,
+            status: text("status"),
+            started_at: time("started_at"),
+            ended_at: time("ended_at"),
+            user_id: text("user_id"),
+            change: text("change"),
+            previous_status: text("previous_status"),
+        })
+    }
 }
 
 /// RFC 3339 text of epoch seconds (the seconds themselves outside years 0001-9999).
@@ -84,19 +99,42 @@ pub fn day_of(epoch: i64) -> String {
 mod tests {
     use super::*;
 
+    /// A line of IVS's snapshots with every column null but those given.
+    fn ivs_line(set: &[(&str, &str)]) -> String {
+        let dataset = Dataset { service: ServiceId::IvsStreamSessions, kind: HistoryKind::Snapshots };
+        let mut object = serde_json::Map::new();
+        for column in dataset.columns() {
+            let value = set.iter().find(|(name, _)| *name == column.name).map(|(_, v)| serde_json::json!(v));
+            object.insert(column.name.to_owned(), value.unwrap_or(serde_json::Value::Null));
+        }
+        serde_json::Value::Object(object).to_string()
+    }
+
     #[test]
     fn a_line_is_read_or_refused_naming_the_field() {
-        let line = parse_line(r#"{"snapshot_at":"2026-11-22T10:00:00Z","run_id":"r","account_id":"1","region":"x","service":"ivs-stream-sessions","parent_id":"c","session_id":"s","status":"LIVE","started_at":"2026-11-22T09:00:00Z","ended_at":null,"user_id":null}"#).unwrap();
+        let columns = dataset_of("history/snapshots/ivs-stream-sessions/dt=2026-11-22/a.jsonl.gz").unwrap().columns();
+        let common = [("snapshot_at", "2026-11-22T10:00:00Z"), ("run_id", "r"), ("account_id", "1"), ("region", "x")];
+        let mut full = common.to_vec();
+        full.extend([("service", "ivs-stream-sessions"), ("parent_id", "c"), ("session_id", "s"), ("status", "LIVE")]);
+        full.push(("started_at", "2026-11-22T09:00:00Z"));
+        let line = parse_line(&columns, &ivs_line(&full)).unwrap();
         assert_eq!((line.seen_at - line.started_at.unwrap(), line.status.as_deref()), (3600, Some("LIVE")));
-        assert!(parse_line("{").unwrap_err().starts_with("not JSON"));
-        assert_eq!(
-            parse_line(
-                r#"{"snapshot_at":"2026-11-22T10:00:00Z","run_id":"r","account_id":"1","region":"x","service":"x"}"#
-            )
-            .unwrap_err(),
-            "`session_id` is missing"
-        );
-        assert!(parse_line(r#"{"snapshot_at":"yesterday"}"#).unwrap_err().contains("`snapshot_at` is not a time"));
+        assert!(parse_line(&columns, "{").unwrap_err().starts_with("not JSON"));
+        let mut no_session = common.to_vec();
+        no_session.push(("service", "x"));
+        assert_eq!(parse_line(&columns, &ivs_line(&no_session)).unwrap_err(), "`session_id` is missing");
+        let err = parse_line(&columns, &ivs_line(&[("snapshot_at", "yesterday")])).unwrap_err();
+        assert!(err.contains("column `snapshot_at`: `yesterday` is not an RFC 3339 timestamp"), "{err}");
+        // AND a line not of the schema is refused, naming the column
+        let extra = ivs_line(&full).replacen('{', "{\"extra\":1,", 1);
+        assert!(parse_line(&columns, &extra).unwrap_err().contains("a column not of the schema: `extra`"));
+    }
+
+    #[test]
+    fn an_objects_key_names_its_dataset() {
+        let changes = dataset_of("h/parquet/changes/chime-proxy-sessions/dt=2026-11-22/part-00000.parquet").unwrap();
+        assert_eq!((changes.service, changes.kind), (ServiceId::ChimeProxySessions, HistoryKind::Changes));
+        assert!(dataset_of("h/other/ec2/dt=2026-11-22/a.jsonl.gz").unwrap_err().contains("unknown service `ec2`"));
     }
 
     #[test]

@@ -1,6 +1,8 @@
-//! The compacted history's columns: the one schema of the code ([`session_archiver::model`]),
-//! typed. A history line is read into a [`Row`] of typed values, refused when it is not of the
-//! schema (a missing, unknown or mistyped column), and rows are built into Arrow batches.
+//! The history's one reader, and the compacted history's columns: the one schema of the code
+//! ([`session_archiver::model`]), typed. A history line is read into a [`Row`] of typed values,
+//! refused when it is not of the schema (a missing, unknown or mistyped column); a Parquet object's
+//! rows are read into the same [`Row`]s; rows are built into Arrow batches. The compaction and
+//! `session-audit` read the history through it.
 
 use std::sync::Arc;
 
