@@ -109,12 +109,7 @@ impl Archive {
     /// line is an error naming the object and the line number.
     pub async fn read(&self, object: &ObjectRef, mut each: impl FnMut(AuditLine)) -> Result<()> {
         if object.key.ends_with(".parquet") {
-            let body = self
-                .get(&object.key)
-                .await?
-                .ok_or_else(|| AuditError::Archive(format!("{}: named by its day's marker, and gone", object.key)))?;
-            let corrupt = |detail: String| AuditError::Corrupt { key: object.key.clone(), line: None, detail };
-            parquet_lines(&object.key, body).map_err(corrupt)?.into_iter().for_each(each);
+            self.read_parquet(object).await?.into_iter().for_each(each);
             return Ok(());
         }
         let mut splitter = GzDecoder::new(LineSplitter::default());
@@ -167,6 +162,18 @@ impl Archive {
         splitter.try_finish().map_err(|e| corrupt(format!("truncated gzip: {e}")))?;
         splitter.get_mut().finish();
         drain(&mut splitter)
+    }
+}
+
+impl Archive {
+    /// A compacted day's Parquet object, whole, as audit lines.
+    async fn read_parquet(&self, object: &ObjectRef) -> Result<Vec<AuditLine>> {
+        let body = self
+            .get(&object.key)
+            .await?
+            .ok_or_else(|| AuditError::Archive(format!("{}: named by its day's marker, and gone", object.key)))?;
+        let corrupt = |detail: String| AuditError::Corrupt { key: object.key.clone(), line: None, detail };
+        parquet_lines(&object.key, body).map_err(corrupt)
     }
 }
 
