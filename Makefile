@@ -169,7 +169,7 @@ bench-large: moto bench-build ## The benchmark at n = 1,000,000 sessions (here 3
 	$(TOOLS_BUILD) --bin archiver-bench
 	MOTO_SERVER=$(BENCH_MOTO) BENCH_SIZES=1000000 target/bench-tools/archiver-bench
 
-bench-compaction: moto duckdb ## Benchmark a day's compaction: 288 runs at COMPACTION_BENCH_SESSIONS (10,000) with 10 % churn, NDJSON.gz against Parquet bytes, the compactor's CPU and RSS, an audit query's bytes read (DuckDB), the day split into COMPACTION_BENCH_PARTS tasks on SQS
+bench-compaction: moto duckdb ## Benchmark a day's compaction: 288 runs at COMPACTION_BENCH_SESSIONS (10,000) with 10 % churn, NDJSON.gz against Parquet bytes, the compactor's CPU and RSS, an audit query's bytes read (DuckDB), the day split into COMPACTION_BENCH_PARTS slices, tasks on SQS
 	$(TOOLS_BUILD) --bin archiver-compaction-bench
 	$(CARGO) build --release --locked -p history-compactor
 	target/bench-tools/archiver-compaction-bench

@@ -6,7 +6,7 @@
 //! the Parquet, the compactor's wall time, CPU and peak RSS, and the bytes DuckDB reads from each
 //! format for a typical audit query (one day, a few columns, a status filter), through a
 //! filesystem that counts them (Athena's "bytes scanned"). Then the same day split into
-//! `COMPACTION_BENCH_PARTS` parts (8), their tasks on a moto SQS queue delivered to the compactor
+//! `COMPACTION_BENCH_PARTS` slices (8), their tasks on a moto SQS queue delivered to the compactor
 //! by the local event source mapping: its invocations, wall time, CPU and the peak RSS of any of
 //! them. Writes `target/bench/compaction-<time>.json`.
 
@@ -302,7 +302,7 @@ async fn bench() -> Result<(), Box<dyn std::error::Error>> {
             report["audit_query_parquet_share_pct"].as_f64().unwrap_or(100.0) <= 25.0,
         ),
         ("the compactor's peak RSS ≤ 512 MiB (half its 1,024 MB)", rss <= 512.0),
-        ("split into parts, any of its invocations' peak RSS ≤ 512 MiB", split.rss <= 512.0),
+        ("split into slices, any of its invocations' peak RSS ≤ 512 MiB", split.rss <= 512.0),
     ];
     println!("targets:");
     for (target, met) in targets {
@@ -349,7 +349,7 @@ async fn compact(moto: &MotoServer) -> Result<Compacted, Box<dyn std::error::Err
     }
 }
 
-/// The day compacted again, split into `parts` parts whose tasks go through an SQS queue back to
+/// The day compacted again, split into `parts` slices whose tasks go through an SQS queue back to
 /// the compactor (one warm process, as Lambda reuses one): every invocation's wall and CPU time,
 /// the peak RSS of any, and the Parquet's bytes and rows.
 async fn compact_in_slices(moto: &MotoServer, aws: &LocalAws, parts: u64) -> Result<Split, Box<dyn std::error::Error>> {
@@ -370,7 +370,7 @@ async fn compact_in_slices(moto: &MotoServer, aws: &LocalAws, parts: u64) -> Res
     let pid = compactor.pid().ok_or("the compactor has no process")?;
     let (cpu_before, _) = process_usage(pid);
     let started = Instant::now();
-    let Outcome::Response(planned) = compactor.invoke(replay()).await? else { return Err("planning failed".into()) };
+    let Outcome::Response(planned) = compactor.invoke(replay()).await? else { return Err("splitting failed".into()) };
     let queue =
         QueueSource { sqs: &sqs, url: &queues.queue, region: REGION, visibility: VISIBILITY, retry_after: RETRY_AFTER };
     let delivered = queue.drain_into(&mut compactor).await;
@@ -397,9 +397,9 @@ async fn compact_in_slices(moto: &MotoServer, aws: &LocalAws, parts: u64) -> Res
     })
 }
 
-/// The day compacted in parts.
+/// The day compacted in slices.
 struct Split {
-    /// Task invocations, and the tasks the planning queued.
+    /// Task invocations, and the tasks the splitting queued.
     tasks: usize,
     queued: u64,
     /// The snapshots' Parquet objects, rows and bytes.
@@ -471,7 +471,7 @@ fn print_report(r: &Json) {
         r["audit_query_parquet_share_pct"].as_f64().unwrap_or(0.0),
     );
     println!();
-    println!("| split into parts | task invocations | snapshot objects | Parquet bytes | Parquet / NDJSON.gz | wall s (planning and tasks) | CPU s | peak RSS MiB (any invocation) |");
+    println!("| split into slices | task invocations | snapshot objects | Parquet bytes | Parquet / NDJSON.gz | wall s (splitting and tasks) | CPU s | peak RSS MiB (any invocation) |");
     println!("|---:|---:|---:|---:|---:|---:|---:|---:|");
     println!(
         "| {} | {} | {} | {} | {:.1} % | {:.1} | {:.1} | {:.1} |",
