@@ -1,7 +1,7 @@
 //! The listing states of a scope as one S3 object, read at the start of a part instead of
 //! querying the table: pure, no I/O.
 //!
-//! A listing's state is what its diff ends holding ([`super::ListingDiff::next_state`]): per
+//! A listing's state is what its diff ends holding ([`crate::diff::ListingDiff::next_state`]): per
 //! stored session, its 64-bit id fingerprint and its 48-bit word (a hash fingerprint, or when an
 //! ended session's item expires, and flags), in id order. A listing a part stopped in leaves its
 //! diff as it stands instead, flags and all (a *carry*), for the run's next part only.
@@ -13,7 +13,7 @@
 //! One object a scope: an unchanged run of any number of listings reads it with one GET.
 //!
 //! The table stays the truth. The object is used only when it provably says what the table
-//! holds: its generation is the one the scope's lease vouches for ([`super::StateVouch`]), its
+//! holds: its generation is the one the scope's lease vouches for ([`crate::table::StateVouch`]), its
 //! header names this scope and this format's version, and every line decodes, in order, to as
 //! many sections and sessions as announced. Anything else is refused with the reason, and the
 //! run reads its listings from the table instead.

@@ -43,7 +43,7 @@ pub trait SessionApi: Send + Sync + Sized {
     /// The API, in the registry.
     const SERVICE: ServiceId;
 
-    /// Its SDK client (see [`session_client`]).
+    /// Its SDK client (built with `session_client!`).
     fn client(sdk: &SdkConfig, throttles: &ThrottleCounter) -> Self;
 
     /// One page of its parent discovery operation. Only the APIs the registry gives parents are

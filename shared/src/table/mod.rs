@@ -2,10 +2,11 @@
 //! manifests, the run lease and the progress of a run that spans invocations.
 //!
 //! - [`item`]: pure mapping between the model and DynamoDB items (keys, attributes);
-//! - [`diff`]: pure decision, per session, of what to write and which change to record, over a
-//!   listing's previous state held compactly (`previous`);
 //! - [`progress`]: pure encoding of where a run that stopped early stands;
-//! - [`dynamodb`]: the DynamoDB adapter of both ports, [`SessionTable`] and [`RunLedger`].
+//! - [`dynamodb`]: the DynamoDB adapter of both ports, [`SessionTable`] and [`RunLedger`];
+//! - `memory`: their in-memory twin (feature `testing`).
+//!
+//! What to write of each session is the diff's decision ([`crate::diff`]).
 
 pub mod dynamodb;
 pub mod item;
@@ -139,7 +140,7 @@ pub struct LeaseHolder {
 }
 
 /// What a run that gives the lease back vouches for: the scope's state object of `generation`
-/// says what the table holds (see [`scope_state`]), for any run, or only for the partial run
+/// says what the table holds (see [`crate::state_object`]), for any run, or only for the partial run
 /// `for_run` (whose stopped listings have items their objects do not have yet). Taking the lease
 /// takes the vouch away, so a run that then fails, or does not write its listings' states,
 /// leaves none, and the next run reads the table.

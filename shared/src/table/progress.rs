@@ -121,7 +121,7 @@ pub struct Cursor {
     /// The token of the next page; `None` to start the listing again from its first page.
     pub next_token: Option<String>,
     pub pages_done: u64,
-    /// Sessions the listing has returned so far, by [`super::diff::id_fingerprint`] (sorted).
+    /// Sessions the listing has returned so far, by [`crate::diff::id_fingerprint`] (sorted).
     pub seen: Vec<u64>,
 }
 
