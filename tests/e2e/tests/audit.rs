@@ -338,13 +338,28 @@ fn binary() -> PathBuf {
 
 #[tokio::test]
 async fn bad_input_gets_a_clear_message_and_a_non_zero_exit() {
-    // GIVEN a bucket with one run's history and one corrupt object
+    // GIVEN a bucket with one run's history and one corrupt object: a line of the schema, then one
+    // that is not JSON
     let rig = Rig::start(small_world()).await;
     let moments = archive_with_churn(&rig, ServiceId::IvsStreamSessions).await;
     let from = first_day(&moments);
     let corrupt_key = format!("history/snapshots/chime-proxy-sessions/dt={from}/corrupt.jsonl.gz");
+    let chime = session_compaction::columns::Dataset {
+        service: ServiceId::ChimeProxySessions,
+        kind: session_archiver::history::HistoryKind::Snapshots,
+    };
+    let given = [("snapshot_at", "2026-11-22T10:00:00Z"), ("run_id", "r"), ("account_id", "123456789012")];
+    let given =
+        [&given[..], &[("region", "us-east-1"), ("service", "chime-proxy-sessions"), ("session_id", "s")]].concat();
+    let line: serde_json::Map<String, Json> = chime
+        .columns()
+        .iter()
+        .map(|c| {
+            (c.name.to_owned(), given.iter().find(|(n, _)| *n == c.name).map_or(Json::Null, |(_, v)| Json::from(*v)))
+        })
+        .collect();
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-    std::io::Write::write_all(&mut gz, b"{\"snapshot_at\":\"2026-11-22T10:00:00Z\",\"run_id\":\"r\",\"account_id\":\"123456789012\",\"region\":\"us-east-1\",\"service\":\"chime-proxy-sessions\",\"session_id\":\"s\"}\nnot json\n").unwrap();
+    std::io::Write::write_all(&mut gz, format!("{}\nnot json\n", Json::Object(line)).as_bytes()).unwrap();
     rig.aws.put_object(&corrupt_key, gz.finish().unwrap()).await;
     let url = moto_url(&rig);
     let base = ["--bucket", BUCKET, "--endpoint-url", url.as_str(), "--bucket-region", "us-east-1"];
