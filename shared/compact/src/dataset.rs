@@ -5,6 +5,7 @@
 use std::io::Write;
 
 use flate2::write::MultiGzDecoder;
+use futures::StreamExt;
 use serde::Serialize;
 use session_archiver::history::{Bucket, ListedObject, ObjectListing};
 use session_archiver::model::Column;
@@ -58,22 +59,62 @@ pub(crate) async fn tag_sources<'k, O: ObjectListing>(bucket: &O, keys: impl Ite
     Ok(())
 }
 
-/// Reads the sources into a sort, each line checked against the schema; what is left in memory
-/// goes to disk, so the next dataset sorts in the same budget.
+/// Sources of at most this many gzip'd bytes are fetched whole, several at a time (a day of an
+/// organization is many small objects, each a request's wait); a larger one is streamed alone.
+const WHOLE_SOURCE_BYTES: u64 = 8 * 1024 * 1024;
+
+/// Small sources fetched at the same time: at most this many times `WHOLE_SOURCE_BYTES` in memory.
+const SOURCES_AT_ONCE: usize = 8;
+
+/// Reads the sources into a sort, in key order, each line checked against the schema; what is left
+/// in memory goes to disk, so the next dataset sorts in the same budget. Runs of small sources are
+/// fetched several at a time and each read as it comes; a large source is streamed alone, so no
+/// fetch waits unpolled behind it.
 pub(crate) async fn sort_sources<O: Bucket>(
     bucket: &O,
     config: &CompactionConfig,
     dataset: &Dataset,
-    keys: &[&str],
+    sources: &[SourceObject],
 ) -> Result<ExternalSort> {
     let columns = dataset.columns();
     let key_columns = KeyColumns::of(&columns);
     let mut sort = ExternalSort::new(config.sort_budget);
-    for key in keys {
-        read_source(bucket, key, &columns, &key_columns, &mut sort).await?;
+    for run in sources.chunk_by(|a, b| (a.size <= WHOLE_SOURCE_BYTES) == (b.size <= WHOLE_SOURCE_BYTES)) {
+        if run[0].size > WHOLE_SOURCE_BYTES {
+            for source in run {
+                let mut lines = Lines::new(&source.key, &columns, &key_columns, &mut sort);
+                let mut gunzip = MultiGzDecoder::new(&mut lines);
+                let read = bucket.get_object_into(&source.key, &mut gunzip).await;
+                let finished = gunzip.try_finish();
+                drop(gunzip);
+                lines.finish(read, finished)?;
+            }
+            continue;
+        }
+        let fetches = run.iter().map(|source| async move { (source, bucket.get_object(&source.key).await) });
+        let mut fetched = futures::stream::iter(fetches).buffered(SOURCES_AT_ONCE);
+        while let Some((source, body)) = fetched.next().await {
+            let mut lines = Lines::new(&source.key, &columns, &key_columns, &mut sort);
+            let (read, finished) = match body {
+                Ok(Some(body)) => read_whole(&mut lines, &body),
+                Ok(None) => (Ok(false), Ok(())),
+                Err(err) => (Err(err), Ok(())),
+            };
+            lines.finish(read, finished)?;
+        }
     }
     sort.spill()?;
     Ok(sort)
+}
+
+/// Gunzips a whole source into its lines: the read (a refusal of the decoder, as a streamed read
+/// reports it) and the end of the gzip stream, for [`Lines::finish`].
+fn read_whole(lines: &mut Lines<'_>, body: &[u8]) -> (Result<bool>, std::io::Result<()>) {
+    let mut gunzip = MultiGzDecoder::new(lines);
+    if let Err(err) = gunzip.write_all(body) {
+        return (Err(Error::UnreadableItem(err.to_string())), Ok(()));
+    }
+    (Ok(true), gunzip.try_finish())
 }
 
 pub(crate) fn source_of(object: &ListedObject) -> SourceObject {
@@ -83,38 +124,6 @@ pub(crate) fn source_of(object: &ListedObject) -> SourceObject {
 pub(crate) async fn read_marker<O: Bucket>(bucket: &O, key: &str) -> Result<Option<Marker>> {
     // One this version cannot read is compacted again, and replaced.
     Ok(bucket.get_object(key).await?.and_then(|body| Marker::parse(&body)))
-}
-
-/// Reads one source object into the sort, each line checked against the schema.
-async fn read_source<O: Bucket>(
-    bucket: &O,
-    key: &str,
-    columns: &[Column],
-    key_columns: &KeyColumns,
-    sort: &mut ExternalSort,
-) -> Result<()> {
-    let lines = Lines { key, columns, key_columns, sort, pending: Vec::new(), line: 0, failed: None };
-    let mut gunzip = MultiGzDecoder::new(lines);
-    let read = bucket.get_object_into(key, &mut gunzip).await;
-    let finished = gunzip.try_finish();
-    let lines = gunzip.get_mut();
-    if let Some(err) = lines.failed.take() {
-        return Err(err);
-    }
-    let unreadable = |line: u64, detail: String| Error::UnreadableHistory { key: key.to_owned(), line, detail };
-    match read {
-        Ok(true) => {}
-        Ok(false) => return Err(unreadable(0, "listed, then gone before it was read".into())),
-        Err(Error::UnreadableItem(detail)) => return Err(unreadable(lines.line + 1, format!("not gzip: {detail}"))),
-        Err(err) => return Err(err),
-    }
-    if let Err(err) = finished {
-        return Err(unreadable(lines.line + 1, format!("the gzip stream is cut short: {err}")));
-    }
-    if !lines.pending.is_empty() {
-        return Err(unreadable(lines.line + 1, "the last line is cut short (no newline)".into()));
-    }
-    Ok(())
 }
 
 /// Where the sort key's columns are in a row.
@@ -172,7 +181,34 @@ struct Lines<'s> {
     failed: Option<Error>,
 }
 
-impl Lines<'_> {
+impl<'s> Lines<'s> {
+    fn new(key: &'s str, columns: &'s [Column], key_columns: &'s KeyColumns, sort: &'s mut ExternalSort) -> Self {
+        Lines { key, columns, key_columns, sort, pending: Vec::new(), line: 0, failed: None }
+    }
+
+    /// How the source's read ended, as an error naming the object and the line: a line refused,
+    /// the object gone since it was listed, not gzip, or cut short.
+    fn finish(&mut self, read: Result<bool>, finished: std::io::Result<()>) -> Result<()> {
+        if let Some(err) = self.failed.take() {
+            return Err(err);
+        }
+        let (key, next) = (self.key, self.line + 1);
+        let unreadable = |line: u64, detail: String| Error::UnreadableHistory { key: key.to_owned(), line, detail };
+        match read {
+            Ok(true) => {}
+            Ok(false) => return Err(unreadable(0, "listed, then gone before it was read".into())),
+            Err(Error::UnreadableItem(detail)) => return Err(unreadable(next, format!("not gzip: {detail}"))),
+            Err(err) => return Err(err),
+        }
+        if let Err(err) = finished {
+            return Err(unreadable(next, format!("the gzip stream is cut short: {err}")));
+        }
+        if !self.pending.is_empty() {
+            return Err(unreadable(next, "the last line is cut short (no newline)".into()));
+        }
+        Ok(())
+    }
+
     fn take_line(&mut self, bytes: &[u8]) -> Result<()> {
         self.line += 1;
         let unreadable =

@@ -54,8 +54,8 @@ pub async fn compact_day<O: Bucket + ObjectListing, Q: TaskQueue>(
             Survey::Pending(sources)
                 if !tasks.queues() && split_into_slices(sources, config.slice_source_bytes).len() <= 1 =>
             {
-                let keys: Vec<&str> = sources.iter().map(|s| s.key.as_str()).collect();
-                Some(sort_sources(bucket, config, dataset, &keys).await?)
+                let sources: Vec<SourceObject> = sources.iter().map(source_of).collect();
+                Some(sort_sources(bucket, config, dataset, &sources).await?)
             }
             _ => None,
         });

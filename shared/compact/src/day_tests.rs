@@ -18,9 +18,9 @@ use session_archiver::table::memory::MemoryTable;
 use session_archiver::{Error, ServiceId};
 
 use crate::columns::{parse_line, read_parquet, Dataset, Row, Value};
-use crate::dataset::CompactionConfig;
+use crate::dataset::{sort_sources, CompactionConfig};
 use crate::day::compact_day;
-use crate::keys::{marker_key, source_prefix};
+use crate::keys::{marker_key, source_prefix, SourceObject};
 use crate::parquet_object::Layout;
 use crate::slices::InThisInvocation;
 
@@ -231,4 +231,42 @@ async fn a_corrupt_or_truncated_source_stops_the_compaction_naming_the_object_an
         assert!(bucket.tags().is_empty(), "{expected}: nothing tagged");
         assert_eq!(bucket.open_uploads(), 0);
     }
+}
+
+#[tokio::test]
+async fn sources_fetched_whole_several_at_a_time_or_streamed_alone_read_the_same() {
+    // GIVEN a day's change sources, listed at their sizes (fetched whole, several at a time) and
+    // listed as large (streamed one by one)
+    let bucket = archived_day().await;
+    let changes = dataset(HistoryKind::Changes);
+    let prefix = source_prefix("history", &changes, DAY);
+    let keys: Vec<String> = bucket.keys().into_iter().filter(|k| k.starts_with(&prefix)).collect();
+    assert!(keys.len() >= 3, "{keys:?}");
+    let listed = |size: Option<u64>| -> Vec<SourceObject> {
+        let size_of = |key: &str| size.unwrap_or(bucket.get_bytes(key).len() as u64);
+        keys.iter().map(|key| SourceObject { key: key.clone(), size: size_of(key) }).collect()
+    };
+    let (whole, streamed) = (listed(None), listed(Some(u64::MAX)));
+    let lines: u64 = keys.iter().map(|key| bucket.text(key).lines().count() as u64).sum();
+    // WHEN each is sorted THEN every line of every source is in the sort, either way
+    for sources in [&whole, &streamed] {
+        let sort = sort_sources(&bucket, &config(), &changes, sources).await.unwrap();
+        assert_eq!(sort.lines(), lines);
+    }
+    // AND a damaged source stops either read with the same error, naming the object and line
+    let victim = &keys[1];
+    let text = bucket.text(victim);
+    for (body, says) in
+        [(gzip(&text.replacen('{', "{oops", 1)), "line 1: not JSON"), (b"plain text\n".to_vec(), "line 1: not gzip")]
+    {
+        bucket.replace(victim, Some(body));
+        for sources in [&whole, &streamed] {
+            let err = sort_sources(&bucket, &config(), &changes, sources).await.err().map(|e| e.to_string());
+            assert!(err.as_deref().is_some_and(|e| e.contains(victim.as_str()) && e.contains(says)), "{err:?}");
+        }
+    }
+    // AND a source gone since it was listed is named as such
+    bucket.replace(victim, None);
+    let gone = sort_sources(&bucket, &config(), &changes, &whole).await.err().map(|e| e.to_string());
+    assert!(gone.is_some_and(|e| e.contains("listed, then gone before it was read")));
 }

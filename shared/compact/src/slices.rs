@@ -266,8 +266,7 @@ pub async fn compact_slice<O: Bucket + ObjectListing>(
     })?;
     let record = record_key(prefix, &dataset, day, &split.id, task.slice);
     if bucket.get_object(&record).await?.is_none() {
-        let keys: Vec<&str> = sources.iter().map(|s| s.key.as_str()).collect();
-        let sort = sort_sources(bucket, config, &dataset, &keys).await?;
+        let sort = sort_sources(bucket, config, &dataset, sources).await?;
         let written = match sort.lines() {
             0 => SliceRecord { rows: 0, bytes: 0 },
             _ => {

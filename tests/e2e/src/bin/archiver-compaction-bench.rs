@@ -260,6 +260,9 @@ async fn bench() -> Result<(), Box<dyn std::error::Error>> {
         QueryBytes { json_bytes, parquet_bytes, rows, json_read, parquet_read },
     ) = (compacted, query);
     let per = |bytes: u64| bytes as f64 / observations.max(1) as f64;
+    // Every source object of the day's datasets, read by the compactor.
+    let datasets = summary["services"][0]["datasets"].as_array().cloned().unwrap_or_default();
+    let source_objects: u64 = datasets.iter().filter_map(|d| d["sources"].as_u64()).sum();
     let report = json!({
         "commit": commit(),
         "at": Timestamp::now().as_str(),
@@ -276,6 +279,8 @@ async fn bench() -> Result<(), Box<dyn std::error::Error>> {
         "compactor_wall_ms": wall.as_millis() as u64,
         "compactor_cpu_ms": cpu.as_millis() as u64,
         "compactor_peak_rss_mib": rss,
+        "source_objects": source_objects,
+        "source_objects_per_s": source_objects as f64 / wall.as_secs_f64().max(0.001),
         "audit_query_rows": rows,
         "audit_query_ndjson_bytes_read": json_read,
         "audit_query_parquet_bytes_read": parquet_read,
@@ -449,10 +454,10 @@ async fn audit_query_bytes(aws: &LocalAws) -> Result<QueryBytes, Box<dyn std::er
 
 fn print_report(r: &Json) {
     println!();
-    println!("| service | sessions | runs | churn % | observations | NDJSON.gz bytes | B / observation | Parquet bytes | B / observation | Parquet / NDJSON.gz | compactor wall s | CPU s | peak RSS MiB | audit query: NDJSON bytes read | Parquet bytes read | Parquet / NDJSON |");
-    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("| service | sessions | runs | churn % | observations | NDJSON.gz bytes | B / observation | Parquet bytes | B / observation | Parquet / NDJSON.gz | compactor wall s | CPU s | peak RSS MiB | source objects | objects read / s | audit query: NDJSON bytes read | Parquet bytes read | Parquet / NDJSON |");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     println!(
-        "| {} | {} | {} | {} | {} | {} | {:.2} | {} | {:.2} | {:.1} % | {:.1} | {:.1} | {:.1} | {} | {} | {:.2} % |",
+        "| {} | {} | {} | {} | {} | {} | {:.2} | {} | {:.2} | {:.1} % | {:.1} | {:.1} | {:.1} | {} | {:.0} | {} | {} | {:.2} % |",
         r["service"].as_str().unwrap_or_default(),
         r["sessions"],
         r["runs"],
@@ -466,6 +471,8 @@ fn print_report(r: &Json) {
         r["compactor_wall_ms"].as_f64().unwrap_or(0.0) / 1000.0,
         r["compactor_cpu_ms"].as_f64().unwrap_or(0.0) / 1000.0,
         r["compactor_peak_rss_mib"].as_f64().unwrap_or(0.0),
+        r["source_objects"],
+        r["source_objects_per_s"].as_f64().unwrap_or(0.0),
         r["audit_query_ndjson_bytes_read"],
         r["audit_query_parquet_bytes_read"],
         r["audit_query_parquet_share_pct"].as_f64().unwrap_or(0.0),
