@@ -83,7 +83,7 @@ fn sources_split_in_key_order_into_parts_of_at_most_the_budget_and_a_larger_one_
 }
 
 #[tokio::test]
-async fn a_day_over_the_part_size_is_compacted_in_parts_each_line_once() {
+async fn a_day_over_the_slice_size_is_compacted_in_slices_each_line_once() {
     // GIVEN a day of more sources than one slice takes
     let bucket = archived_day().await;
     let config = split_config(&bucket);
@@ -112,7 +112,7 @@ async fn a_day_over_the_part_size_is_compacted_in_parts_each_line_once() {
 }
 
 #[tokio::test]
-async fn queued_parts_publish_the_day_when_the_last_one_is_done_whatever_their_order() {
+async fn queued_slices_publish_the_day_when_the_last_one_is_done_whatever_their_order() {
     // GIVEN a day compacted whole, then split again in slices after a late source
     let bucket = archived_day().await;
     compact_day(&bucket, &config(), &InThisInvocation, SERVICE, DAY).await.unwrap();
@@ -154,7 +154,7 @@ async fn queued_parts_publish_the_day_when_the_last_one_is_done_whatever_their_o
 }
 
 #[tokio::test]
-async fn a_task_of_a_replaced_plan_does_nothing() {
+async fn a_task_of_a_replaced_split_does_nothing() {
     // GIVEN a day split in slices, then split again after a late source
     let bucket = archived_day().await;
     let (config, queue) = (split_config(&bucket), MemoryTaskQueue::default());
@@ -181,7 +181,7 @@ async fn a_task_of_a_replaced_plan_does_nothing() {
 }
 
 #[tokio::test]
-async fn a_corrupt_source_stops_its_part_naming_the_object_and_line_and_the_day_stays_unpublished() {
+async fn a_corrupt_source_stops_its_slice_naming_the_object_and_line_and_the_day_stays_unpublished() {
     // GIVEN a day split in slices, one of its snapshot objects damaged on its first line
     let bucket = archived_day().await;
     let (config, queue) = (split_config(&bucket), MemoryTaskQueue::default());
@@ -228,7 +228,7 @@ fn a_task_message_that_is_not_one_is_refused_naming_what_is_wrong() {
 }
 
 #[tokio::test]
-async fn a_task_naming_a_part_its_plan_does_not_have_is_refused() {
+async fn a_task_naming_a_slice_its_split_does_not_have_is_refused() {
     // GIVEN a day split in slices
     let bucket = archived_day().await;
     let (config, queue) = (split_config(&bucket), MemoryTaskQueue::default());
