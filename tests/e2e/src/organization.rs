@@ -190,8 +190,16 @@ impl LocalOrganization {
 
     /// Starts `service`'s function binary as the organization's archive deploys it.
     pub async fn function(&self, service: ServiceId) -> std::io::Result<LocalFunction> {
+        self.function_with_storage(service, &self.stage.moto.url()).await
+    }
+
+    /// Starts `service`'s function binary with its storage calls (DynamoDB, S3, STS, SQS) sent to
+    /// `storage`: moto, or a proxy in front of it that counts them.
+    pub async fn function_with_storage(&self, service: ServiceId, storage: &str) -> std::io::Result<LocalFunction> {
         let binary = LocalFunction::binary_of(self.profile, service.as_str());
-        let env = self.function_env(service);
+        let mut env = self.function_env(service);
+        env.retain(|(name, _)| name != "STORAGE_ENDPOINT_URL");
+        env.push(("STORAGE_ENDPOINT_URL".to_owned(), storage.to_owned()));
         LocalFunction::start(&binary, service.as_str(), ACCOUNT_ID, REGION, &env, Duration::from_secs(120)).await
     }
 

@@ -4,17 +4,20 @@
 //! scopes fail), small IVS worlds (two channels of five sessions and an empty one); the planner
 //! plans IVS, and `ORG_BENCH_CONCURRENCY` function processes (4) take the queue through a local
 //! event source mapping. Reports the setup, plan and drain wall times, messages, list calls
-//! against their floor, the failed scopes, and each function process's CPU and peak RSS; writes
+//! against their floor, the failed scopes, each function process's CPU and peak RSS, and per
+//! scope-run the storage requests the functions made (counted by a proxy in front of moto:
+//! DynamoDB reads and writes, S3 PUTs and GETs) and the history objects written; writes
 //! `target/bench/org-<time>.json`. `ORG_BENCH_PROFILE=debug` runs the debug binaries instead.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::process::ExitCode;
 use std::time::Instant;
 
 use archiver_e2e::organization::{LocalOrganization, Member, RETRY_AFTER, VISIBILITY};
 use archiver_e2e::poller::QueueSource;
-use archiver_e2e::setting;
+use archiver_e2e::{setting, CountingProxy, Traffic};
 use serde_json::json;
+use session_archiver::history::ObjectListing;
 use session_archiver::model::Timestamp;
 use session_archiver::ServiceId;
 use session_emulator::{EmulatorConfig, Shape};
@@ -56,10 +59,12 @@ async fn bench() -> Result<(), Box<dyn std::error::Error>> {
     let summary = org.plan(SERVICE, "org-bench-1", &time).await;
     let plan = started.elapsed();
 
+    let proxy = CountingProxy::start(org.stage.moto.url().trim_start_matches("http://").parse()?).await?;
     let mut functions = Vec::new();
     for _ in 0..concurrency {
-        functions.push(org.function(SERVICE).await?);
+        functions.push(org.function_with_storage(SERVICE, &proxy.url()).await?);
     }
+    proxy.take();
     org.stage.emulator.reset_calls();
     let started = Instant::now();
     let queue = org.queues[&SERVICE].queue.clone();
@@ -90,6 +95,8 @@ async fn bench() -> Result<(), Box<dyn std::error::Error>> {
         processes.push((report.invocations, cpu, rss));
     }
     let drain = started.elapsed();
+    let storage = Storage::of(&proxy.take(), delivered as u64);
+    let history = history_objects(&org.stage.aws.history_bucket()).await?;
 
     let calls = org.stage.emulator.calls();
     let count = |op: &str| calls.get(op).map_or(0, |c| c.calls);
@@ -118,6 +125,12 @@ async fn bench() -> Result<(), Box<dyn std::error::Error>> {
     println!("| scopes complete | {complete} of {archived} |");
     println!("| scopes in the dead-letter queue | {} (expected {failed_scopes}), all of the accounts without the member role: {} |", letters.len(), failed_accounts == expected_failed);
     println!("| list calls / floor | {} / {floor} |", count("ListChannels") + count("ListStreamSessions"));
+    println!("| storage requests per scope-run: DynamoDB reads, DynamoDB writes, S3 PUTs, S3 GETs | {:.2}, {:.2}, {:.2}, {:.2} |", storage.dynamodb_reads, storage.dynamodb_writes, storage.s3_puts, storage.s3_gets);
+    println!(
+        "| history objects written (snapshots, changes) | {} ({:.2} a scope-run) |",
+        history,
+        history as f64 / delivered.max(1) as f64
+    );
     for (i, (invocations, cpu, rss)) in processes.iter().enumerate() {
         println!("| function process {i}: invocations, CPU, peak RSS | {invocations}, {cpu:.2} s, {rss:.1} MiB |");
     }
@@ -129,6 +142,8 @@ async fn bench() -> Result<(), Box<dyn std::error::Error>> {
         "delivered": delivered, "handed_back": handed_back, "complete": complete, "dead_letters": letters.len(),
         "failures_isolated": failed_accounts == expected_failed,
         "list_calls": count("ListChannels") + count("ListStreamSessions"), "list_floor": floor,
+        "per_scope_run": {"dynamodb_reads": storage.dynamodb_reads, "dynamodb_writes": storage.dynamodb_writes, "s3_puts": storage.s3_puts, "s3_gets": storage.s3_gets},
+        "history_objects": history,
         "processes": processes.iter().map(|(n, cpu, rss)| json!({"invocations": n, "cpu_s": cpu, "peak_rss_mib": rss})).collect::<Vec<_>>(),
     });
     std::fs::create_dir_all("target/bench")?;
@@ -139,4 +154,41 @@ async fn bench() -> Result<(), Box<dyn std::error::Error>> {
         return Err("the organization did not converge as planned".into());
     }
     Ok(())
+}
+
+/// The storage requests a scope-run made, on average.
+struct Storage {
+    dynamodb_reads: f64,
+    dynamodb_writes: f64,
+    s3_puts: f64,
+    s3_gets: f64,
+}
+
+impl Storage {
+    fn of(traffic: &BTreeMap<String, Traffic>, runs: u64) -> Self {
+        let sum = |ops: &[&str]| -> f64 {
+            let total: u64 = ops.iter().filter_map(|op| traffic.get(*op)).map(|t| t.requests).sum();
+            total as f64 / runs.max(1) as f64
+        };
+        Storage {
+            dynamodb_reads: sum(&["DynamoDB GetItem", "DynamoDB Query", "DynamoDB BatchGetItem"]),
+            dynamodb_writes: sum(&[
+                "DynamoDB PutItem",
+                "DynamoDB UpdateItem",
+                "DynamoDB DeleteItem",
+                "DynamoDB BatchWriteItem",
+            ]),
+            s3_puts: sum(&["S3 PutObject", "S3 UploadPart", "S3 CreateMultipartUpload", "S3 CompleteMultipartUpload"]),
+            s3_gets: sum(&["S3 GetObject"]),
+        }
+    }
+}
+
+/// The snapshots and changes objects of the service's history.
+async fn history_objects(bucket: &impl ObjectListing) -> Result<usize, Box<dyn std::error::Error>> {
+    let mut count = 0;
+    for kind in ["snapshots", "changes"] {
+        count += bucket.list_objects(&format!("history/{kind}/{SERVICE}/")).await?.len();
+    }
+    Ok(count)
 }
