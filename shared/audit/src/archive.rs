@@ -163,9 +163,7 @@ impl Archive {
         splitter.get_mut().finish();
         drain(&mut splitter)
     }
-}
 
-impl Archive {
     /// A compacted day's Parquet object, whole, as audit lines.
     async fn read_parquet(&self, object: &ObjectRef) -> Result<Vec<AuditLine>> {
         let body = self
