@@ -107,7 +107,7 @@ impl Compactor {
     /// then it goes to the dead-letter queue with its error, when there is one.
     async fn handle_tasks(&self, event: SqsEvent) -> SqsBatchResponse {
         let compaction = &self.compaction();
-        answer_queue(event, self.dead_letters.as_ref(), "compaction task", |body| async move {
+        answer_queue(event, self.dead_letters.as_ref(), "compaction task", |body, _| async move {
             let task = SliceTask::parse(&body)?;
             let outcome = compact_slice(&self.bucket, compaction, &task).await?;
             info!(?outcome, "compaction task done");

@@ -24,7 +24,10 @@
 //! | `MEMBER_ROLE_NAME` | `session-archiver-member` | the role a function assumes in a scope's account other than its own (`MemberRoleName`) |
 //! | `MEMBER_ROLE_EXTERNAL_ID` | none | the ExternalId the member role's trust policy asks for (`MemberRoleExternalId`) |
 //! | `SCOPE_DEAD_LETTER_QUEUE_URL` | none | where a scope message goes, with its error as attributes, when its failure cannot pass with a retry or it was delivered `SCOPE_MAX_RECEIVES` times (set by the template); none: SQS's redrive moves it, without the error |
-//! | `SCOPE_MAX_RECEIVES` | `3` | the scope queue's `maxReceiveCount` (`ScopeMaxReceives`) |
+//! | `SCOPE_MAX_RECEIVES` | `3` | the tries a scope gets: the scope queue's `maxReceiveCount`, and the deliveries after which a scope of a batch that keeps failing goes to the dead-letter queue (`ScopeMaxReceives`) |
+//! | `SCOPE_QUEUE_URL` | none | the function's own scope queue, where a scope of a batch that failed is sent again alone, and the scopes a batch had no time to start (set by the template); none: a batch with a failed scope comes back whole |
+//! | `SCOPE_RETRY_SECONDS` | `60` | how long a failed scope of a batch waits for its second try, 0 to 900; twice as long for each further one, at most 900 |
+//! | `SCOPES_AT_ONCE` | `8` | scopes of a batch archived side by side, 1 to 64 (`ScopesAtOnce`) |
 //! | `SESSION_API_ENDPOINT_URL` | none | send the session API calls there (the local emulator) |
 //! | `STORAGE_ENDPOINT_URL` | none | send DynamoDB, S3, Secrets Manager, STS, SQS and Organizations calls there (local moto) |
 //! | `AWS_REGION` | set by Lambda | region of the APIs, table and bucket |
@@ -73,6 +76,12 @@ pub struct FunctionConfig {
     /// The function's dead-letter queue, and the deliveries after which a message goes there.
     pub scope_dead_letter_queue: Option<String>,
     pub scope_max_receives: u32,
+    /// The function's own scope queue, where failed and unstarted scopes of a batch go again.
+    pub scope_queue: Option<String>,
+    /// How long a failed scope of a batch waits for its second try.
+    pub scope_retry_delay: Duration,
+    /// Scopes of a batch archived side by side.
+    pub scopes_at_once: usize,
     pub session_api_endpoint: Option<String>,
     pub storage_endpoint: Option<String>,
 }
@@ -112,6 +121,9 @@ impl FunctionConfig {
             member_role_external_id: vars.role_word("MEMBER_ROLE_EXTERNAL_ID", 1224)?,
             scope_dead_letter_queue: vars.endpoint("SCOPE_DEAD_LETTER_QUEUE_URL")?,
             scope_max_receives: vars.number("SCOPE_MAX_RECEIVES", 3, 1..=10)? as u32,
+            scope_queue: vars.endpoint("SCOPE_QUEUE_URL")?,
+            scope_retry_delay: vars.seconds("SCOPE_RETRY_SECONDS", 60, 0..=900)?,
+            scopes_at_once: vars.number("SCOPES_AT_ONCE", 8, 1..=64)? as usize,
             session_api_endpoint: vars.endpoint("SESSION_API_ENDPOINT_URL")?,
             storage_endpoint: vars.endpoint("STORAGE_ENDPOINT_URL")?,
         };

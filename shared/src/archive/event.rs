@@ -8,7 +8,8 @@
 //!   required, `time` defaults to now (give it, so replaying the same file writes the same keys),
 //!   `dry_run` to false, and `options` (parents, filters) to the function's own;
 //! - a **scope message** from the service's queue (an SQS record's body, [`ScopeMessage`]), sent
-//!   by the planner for one account and region.
+//!   by the planner for a batch of accounts and regions ([`ScopeBatch`]), or by a function for
+//!   one scope of a batch that failed.
 //!
 //! Anything else is refused with an error that names what is wrong ([`crate::lambda::event`]);
 //! nothing is read or written.
@@ -19,7 +20,8 @@ use serde_json::Value as Json;
 use crate::error::{quoted, Result};
 use crate::lambda::event::{config_detail, kind_of, parse_schedule, refuse, EventWindow, Schedule};
 use crate::model::{is_account_id, is_region, RunId, Scope, ServiceId, Timestamp};
-use crate::plan::event::ScopeMessage;
+use crate::plan::config::MAX_BATCH_SIZE;
+use crate::plan::event::{AccountRegion, ScopeMessage};
 use crate::run::deadline::Deadlines;
 use crate::run::{RunRequest, Trigger};
 use crate::sources::SourceOptions;
@@ -30,8 +32,6 @@ pub struct Invocation {
     pub request: RunRequest,
     /// Options of a replay event, in place of the function's own.
     pub options: Option<SourceOptions>,
-    /// The account and region of a scope message; `None`: the function's own.
-    pub scope: Option<Scope>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -62,7 +62,7 @@ pub fn parse_invocation(service: ServiceId, payload: &Json, window: &EventWindow
     }
     if fields.contains_key("detail-type") || fields.contains_key("source") {
         let Schedule { run_id, id, time } = parse_schedule(payload, window)?;
-        return Ok(scheduled_run(run_id, id, time, None));
+        return Ok(Invocation { request: scheduled_request(run_id, id, time), options: None });
     }
     let mut keys: Vec<String> = fields.keys().map(|key| quoted(key)).collect();
     keys.sort_unstable();
@@ -72,47 +72,78 @@ pub fn parse_invocation(service: ServiceId, payload: &Json, window: &EventWindow
     )))
 }
 
-/// Validates a scope message (an SQS record's body) for a function of `service`, in `window`.
-pub fn parse_scope_message(service: ServiceId, body: &str, window: &EventWindow) -> Result<Invocation> {
-    let message: ScopeMessage =
-        serde_json::from_str(body).map_err(|e| refuse(format!("scope message {}: {e}", quoted(body))))?;
+/// A validated scope message: the planner's run, for a batch of scopes.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ScopeBatch {
+    pub request: RunRequest,
+    /// Each once, in the message's order.
+    pub scopes: Vec<Scope>,
+    /// Deliveries these scopes had in earlier messages.
+    pub attempts: u32,
+    /// The message as read: the scopes sent again are sent in its form.
+    pub message: ScopeMessage,
+}
+
+/// Validates a scope message (an SQS record's body) for a function of `service`, in `window`:
+/// a batch, or a message of one scope from before batches.
+pub fn parse_scope_message(service: ServiceId, body: &str, window: &EventWindow) -> Result<ScopeBatch> {
+    let message = ScopeMessage::from_body(body).map_err(|e| refuse(format!("scope message {}: {e}", quoted(body))))?;
     if message.service != service {
         return Err(refuse(format!(
             "the scope message is for {}, and this function archives {service}: check the queue's event source mapping",
             message.service
         )));
     }
-    if !is_account_id(&message.account_id) {
-        return Err(refuse(format!("scope message `account_id` {} is not 12 digits", quoted(&message.account_id))));
-    }
-    if !is_region(&message.region) {
-        return Err(refuse(format!(
-            "scope message `region` {} is not an AWS region name like eu-west-1",
-            quoted(&message.region)
-        )));
-    }
+    check_scopes(&message.scopes)?;
     let run_id =
         RunId::parse(&message.run_id).map_err(|e| refuse(format!("scope message `run_id`: {}", config_detail(&e))))?;
     let event_time = Timestamp::parse(&message.event_time)
         .map_err(|e| refuse(format!("scope message `event_time`: {}", config_detail(&e))))?;
     window.check("scope message `event_time`", &event_time)?;
-    Ok(scheduled_run(run_id, message.run_id.clone(), event_time, Some(message.scope())))
+    let request = scheduled_request(run_id, message.run_id.clone(), event_time);
+    Ok(ScopeBatch { request, scopes: message.scopes(), attempts: message.attempts, message })
 }
 
-/// The run of a schedule: the planner's through a scope message, or the function's own.
-fn scheduled_run(run_id: RunId, event_id: String, event_time: Timestamp, scope: Option<Scope>) -> Invocation {
-    Invocation {
-        request: RunRequest {
-            run_id,
-            event_id,
-            event_time,
-            trigger: Trigger::Scheduled,
-            dry_run: false,
-            invocation_id: RunRequest::local_invocation_id(),
-            deadlines: Deadlines::none(),
-        },
-        options: None,
-        scope,
+/// A message's scopes: at least one, at most a batch's largest size, each a valid account and
+/// region, each once.
+fn check_scopes(scopes: &[AccountRegion]) -> Result<()> {
+    if scopes.is_empty() {
+        return Err(refuse("the scope message has no scope: `scopes` is empty"));
+    }
+    if scopes.len() > MAX_BATCH_SIZE {
+        return Err(refuse(format!("the scope message has {} scopes, more than {MAX_BATCH_SIZE}", scopes.len())));
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    for scope in scopes {
+        if !is_account_id(&scope.account_id) {
+            return Err(refuse(format!("scope message `account_id` {} is not 12 digits", quoted(&scope.account_id))));
+        }
+        if !is_region(&scope.region) {
+            return Err(refuse(format!(
+                "scope message `region` {} is not an AWS region name like eu-west-1",
+                quoted(&scope.region)
+            )));
+        }
+        if !seen.insert(scope) {
+            return Err(refuse(format!(
+                "the scope message names account {} in {} twice",
+                scope.account_id, scope.region
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// The request of a schedule's run: the planner's, through a scope message, or the function's own.
+fn scheduled_request(run_id: RunId, event_id: String, event_time: Timestamp) -> RunRequest {
+    RunRequest {
+        run_id,
+        event_id,
+        event_time,
+        trigger: Trigger::Scheduled,
+        dry_run: false,
+        invocation_id: RunRequest::local_invocation_id(),
+        deadlines: Deadlines::none(),
     }
 }
 
@@ -140,7 +171,6 @@ fn parse_replay(service: ServiceId, payload: &Json, window: &EventWindow) -> Res
             deadlines: Deadlines::none(),
         },
         options: replay.options,
-        scope: None,
     })
 }
 
@@ -285,28 +315,39 @@ mod tests {
     fn scope_message() -> Json {
         json!({
             "service": "ivs-stream-sessions",
-            "account_id": "111122223333",
-            "region": "eu-west-1",
             "run_id": "53dc4d37-cffa-4f76-80c9-8b7d4a4d2eaa",
-            "event_time": "2026-11-22T10:00:00Z"
+            "event_time": "2026-11-22T10:00:00Z",
+            "scopes": [
+                {"account_id": "111122223333", "region": "eu-west-1"},
+                {"account_id": "111122223333", "region": "us-east-1"}
+            ]
         })
     }
 
     #[test]
-    fn a_scope_message_runs_the_planners_event_in_its_account_and_region() {
-        // GIVEN the planner's message for one scope
+    fn a_scope_message_runs_the_planners_event_in_each_of_its_accounts_and_regions() {
+        // GIVEN the planner's message for two scopes
         let body = scope_message().to_string();
         // WHEN the IVS function takes it from its queue
-        let invocation = parse_scope_message(ServiceId::IvsStreamSessions, &body, &window()).unwrap();
-        // THEN it runs the planner's event in that account and region
-        let scope = invocation.scope.unwrap();
-        assert_eq!((scope.account_id.as_str(), scope.region.as_str()), ("111122223333", "eu-west-1"));
-        assert_eq!(invocation.request.run_id.as_str(), "53dc4d37-cffa-4f76-80c9-8b7d4a4d2eaa");
-        assert_eq!(invocation.request.event_time.as_str(), "2026-11-22T10:00:00Z");
-        assert_eq!(invocation.request.trigger, Trigger::Scheduled);
-        // AND the message the planner builds for that scope reads back the same
-        let rebuilt = ScopeMessage::new(&scope, &invocation.request.run_id, &invocation.request.event_time);
+        let batch = parse_scope_message(ServiceId::IvsStreamSessions, &body, &window()).unwrap();
+        // THEN it runs the planner's event in each account and region, in the message's order
+        let scopes: Vec<(&str, &str)> =
+            batch.scopes.iter().map(|s| (s.account_id.as_str(), s.region.as_str())).collect();
+        assert_eq!(scopes, [("111122223333", "eu-west-1"), ("111122223333", "us-east-1")]);
+        assert_eq!(batch.request.run_id.as_str(), "53dc4d37-cffa-4f76-80c9-8b7d4a4d2eaa");
+        assert_eq!(batch.request.event_time.as_str(), "2026-11-22T10:00:00Z");
+        assert_eq!((batch.request.trigger, batch.attempts), (Trigger::Scheduled, 0));
+        // AND the message the planner builds for those scopes reads back the same
+        let rebuilt = ScopeMessage::new(
+            ServiceId::IvsStreamSessions,
+            &batch.scopes,
+            &batch.request.run_id,
+            &batch.request.event_time,
+        );
         assert_eq!(serde_json::to_value(&rebuilt).unwrap(), scope_message());
+        // AND one scope sent again after two deliveries says so
+        let again = serde_json::to_value(rebuilt.for_scopes(&batch.scopes[1..], 2)).unwrap();
+        assert_eq!((again["scopes"].as_array().unwrap().len(), &again["attempts"]), (1, &json!(2)));
     }
 
     #[test]
@@ -316,6 +357,11 @@ mod tests {
             message[field] = value;
             message.to_string()
         };
+        let scope = |account: &str, region: &str| json!([{"account_id": account, "region": region}]);
+        let one = json!({"account_id": "111122223333", "region": "eu-west-1"});
+        let twice = json!([one.clone(), one]);
+        let too_many: Vec<Json> =
+            (0..501).map(|n| json!({"account_id": format!("{n:012}"), "region": "eu-west-1"})).collect();
         let cases = [
             ("not json".to_owned(), "scope message `not json`: expected ident"),
             (
@@ -323,19 +369,36 @@ mod tests {
                 "is for chime-proxy-sessions, and this function archives ivs-stream-sessions",
             ),
             (with("service", json!("ec2")), "unknown variant `ec2`"),
-            (with("account_id", json!("1111")), "`account_id` `1111` is not 12 digits"),
-            (with("region", json!("mars-1")), "`region` `mars-1` is not an AWS region name"),
+            (with("scopes", scope("1111", "eu-west-1")), "`account_id` `1111` is not 12 digits"),
+            (with("scopes", scope("111122223333", "mars-1")), "`region` `mars-1` is not an AWS region name"),
+            (with("scopes", json!([])), "`scopes` is empty"),
+            (with("scopes", twice), "names account 111122223333 in eu-west-1 twice"),
+            (with("scopes", json!(too_many)), "has 501 scopes, more than 500"),
             (with("run_id", json!("a/b")), "scope message `run_id`: run id `a/b`"),
             (
                 with("event_time", json!("2023-12-31T23:59:59Z")),
                 "`event_time` 2023-12-31T23:59:59Z is before 2024-01-01",
             ),
             (with("extra", json!(1)), "unknown field `extra`"),
+            (with("attempts", json!(-1)), "invalid value: integer `-1`"),
         ];
         for (body, expected) in cases {
             let err = parse_scope_message(ServiceId::IvsStreamSessions, &body, &window()).unwrap_err();
             assert!(!err.is_retryable(), "{err}");
             assert!(err.to_string().contains(expected), "{expected}: {err}");
         }
+    }
+
+    #[test]
+    fn a_one_scope_message_of_before_batches_runs_its_scope() {
+        let body = json!({
+            "service": "ivs-stream-sessions", "account_id": "111122223333", "region": "eu-west-1",
+            "run_id": "r-1", "event_time": "2026-11-22T10:00:00Z"
+        });
+        let batch = parse_scope_message(ServiceId::IvsStreamSessions, &body.to_string(), &window()).unwrap();
+        assert_eq!(batch.scopes.len(), 1);
+        assert_eq!(batch.scopes[0].account_id, "111122223333");
+        let err = parse_scope_message(ServiceId::IvsStreamSessions, &json!({"account_id": "1", "region": "eu-west-1", "service": "ivs-stream-sessions", "run_id": "r", "event_time": "2026-11-22T10:00:00Z"}).to_string(), &window()).unwrap_err();
+        assert!(err.to_string().contains("`account_id` `1` is not 12 digits"), "{err}");
     }
 }

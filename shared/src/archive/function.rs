@@ -1,12 +1,15 @@
 //! An archiving function's Lambda side: its cold start (clients, the personal-data key) and the
 //! handler of its events, served by [`crate::lambda::serve`].
 //!
-//! A function takes an EventBridge schedule or a replay event (its own account and region), or
-//! an SQS event of scope messages from its queue (any account and region the planner planned):
-//! it answers those with the messages that failed (`ReportBatchItemFailures`), which SQS delivers
-//! again. A message whose failure a retry cannot mend, or on its last delivery, the function moves
-//! to its dead-letter queue itself, with the error as message attributes; SQS's own redrive after
-//! the queue's `maxReceiveCount` stays as the backstop.
+//! A function takes an EventBridge schedule or a replay event (its own account and region: a
+//! batch of one scope), or an SQS event of scope messages from its queue, each a batch of the
+//! accounts and regions the planner planned, archived side by side (`SCOPES_AT_ONCE`). A scope
+//! of a batch that fails is sent again alone to the queue, or on its last try, or when a retry
+//! cannot mend its failure, moved to the dead-letter queue with the error as message attributes,
+//! once whatever the deliveries ([`super::batch`]); the scopes a batch had no time to start are
+//! sent again together. A message that could not be handled at all comes back to the queue
+//! (`ReportBatchItemFailures`); SQS's own redrive after the queue's `maxReceiveCount` stays as
+//! the backstop.
 //!
 //! Errors reach Lambda with an `errorType` that says whether a retry can help:
 //! `Retryable.<Kind>` (throttling that outlasted the retries, a 5xx, a timeout, DynamoDB or S3
@@ -16,10 +19,11 @@
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use lambda_runtime::{Context, LambdaEvent};
 use serde_json::Value as Json;
-use tracing::info;
+use tracing::{error, info, warn};
 
+use super::batch::{place, retry_delay, Placement};
 use super::config::FunctionConfig;
-use super::event::{parse_invocation, parse_scope_message, Invocation};
+use super::event::{parse_invocation, parse_scope_message, Invocation, ScopeBatch};
 use super::report::{metrics_line, scope_failure};
 use crate::aws::member::MemberRoles;
 use crate::aws::sqs::SqsSender;
@@ -30,10 +34,12 @@ use crate::lambda::event::EventWindow;
 use crate::lambda::{answer_queue, is_queue_event, queue_event, DeadLetters, Program};
 use crate::model::{Scope, Timestamp};
 use crate::personal::PersonalData;
+use crate::plan::ScopeMessage;
+use crate::run::batch::{run_batch, ScopeOutcome};
 use crate::run::deadline::Deadlines;
-use crate::run::{run, RunSummary};
-use crate::sources::AnySource;
-use crate::table::DynamoTable;
+use crate::run::{run, RunRequest, RunSummary};
+use crate::sources::{AnySource, SourceOptions};
+use crate::table::{DeadLetterClaim, DynamoTable, RunLedger};
 
 /// What a warm function keeps between invocations: configuration and clients, built once.
 pub struct Function {
@@ -48,6 +54,8 @@ pub struct Function {
     table: DynamoTable,
     bucket: S3Bucket,
     member_roles: MemberRoles,
+    /// Sends the scopes of a batch again to the function's own queue.
+    queue: SqsSender,
     /// The function's dead-letter queue, when configured.
     dead_letters: Option<DeadLetters>,
 }
@@ -84,8 +92,9 @@ impl Program for Function {
             &config.member_role_name,
             config.member_role_external_id.clone(),
         );
+        let queue = SqsSender::new(aws_sdk_sqs::Client::new(&storage_sdk));
         let dead_letters = config.scope_dead_letter_queue.clone().map(|url| DeadLetters {
-            sender: SqsSender::new(aws_sdk_sqs::Client::new(&storage_sdk)),
+            sender: queue.clone(),
             url,
             max_receives: Some(config.scope_max_receives),
         });
@@ -100,6 +109,7 @@ impl Program for Function {
             table,
             bucket,
             member_roles,
+            queue,
             dead_letters,
         })
     }
@@ -137,50 +147,175 @@ impl Function {
             .await
     }
 
-    /// Runs each scope message in turn. A failed message comes back to the queue, unless it goes
-    /// to the dead-letter queue with its error.
+    /// Runs each scope message's batch in turn. A message whose scopes all ran, or went again
+    /// or to the dead-letter queue, is done; one that could not be handled comes back to the
+    /// queue, unless it goes to the dead-letter queue with its error.
     async fn handle_queue(&self, event: SqsEvent, context: &Context, window: &EventWindow) -> SqsBatchResponse {
-        answer_queue(event, self.dead_letters.as_ref(), "scope message", |body| async move {
-            let invocation = parse_scope_message(self.config.service, &body, window)?;
-            self.run_invocation(invocation, context).await.map(|_| ())
+        answer_queue(event, self.dead_letters.as_ref(), "scope message", |body, receives| async move {
+            let batch = parse_scope_message(self.config.service, &body, window)?;
+            self.archive_batch(batch, receives, context).await
         })
         .await
     }
 
-    /// One run: in the invocation's scope (or the function's own), to the invocation's deadline.
-    async fn run_invocation(&self, mut invocation: Invocation, context: &Context) -> Result<RunSummary> {
-        let deadlines = Deadlines::lambda(context.deadline, self.config.deadline_margin, self.config.failure_reserve());
-        invocation.request.deadlines = deadlines;
-        invocation.request.invocation_id = context.request_id.clone();
-        // The function's own scope: its account and region, and its clients.
-        let home = Scope {
+    /// A batch's scopes run side by side, then its failed and unstarted scopes placed.
+    async fn archive_batch(&self, batch: ScopeBatch, receives: u32, context: &Context) -> Result<()> {
+        let home = self.home(context)?;
+        let mut request = batch.request.clone();
+        request.deadlines = self.deadlines(context);
+        request.invocation_id = context.request_id.clone();
+        let (request, home) = (&request, &home);
+        let run_one = |scope: &Scope| Box::pin(self.run_scope(request, None, scope.clone(), home));
+        let outcomes = run_batch(&batch.scopes, self.config.scopes_at_once, &request.deadlines, run_one).await;
+        let tries = batch.attempts + receives;
+        let placement = place(outcomes, tries, self.config.scope_max_receives);
+        info!(
+            run_id = %request.run_id,
+            scopes = batch.scopes.len(),
+            ran = placement.ran,
+            again = placement.again.len(),
+            dead = placement.dead.len(),
+            not_started = placement.left.len(),
+            "batch done"
+        );
+        let Placement { again, dead, left, .. } = placement;
+        self.send_again(&batch, again, &left, tries).await?;
+        self.bury(&batch, dead, tries, &context.request_id).await
+    }
+
+    /// Sends the failed scopes again alone, after a delay, and the unstarted ones together.
+    async fn send_again(
+        &self,
+        batch: &ScopeBatch,
+        again: Vec<(&Scope, Error)>,
+        left: &[&Scope],
+        tries: u32,
+    ) -> Result<()> {
+        if again.is_empty() && left.is_empty() {
+            return Ok(());
+        }
+        let Some(queue) = &self.config.scope_queue else {
+            // No queue to send them to: the whole message comes back.
+            return Err(match again.into_iter().next() {
+                Some((_, err)) => err,
+                None => {
+                    handed_back(format!("{} scopes had no time to start, and SCOPE_QUEUE_URL is not set", left.len()))
+                }
+            });
+        };
+        let body = |message: ScopeMessage| {
+            serde_json::to_string(&message).map_err(|e| Error::Mapping(format!("scope message: {e}")))
+        };
+        if !left.is_empty() {
+            let left: Vec<Scope> = left.iter().map(|s| (*s).clone()).collect();
+            self.queue.send_bodies(queue, vec![body(batch.message.for_scopes(&left, batch.attempts))?]).await?;
+        }
+        for (scope, err) in again {
+            warn!(account_id = %scope.account_id, region = %scope.region, tries, err = %err, "scope failed; sent again alone");
+            let alone = body(batch.message.for_scopes(std::slice::from_ref(scope), tries))?;
+            self.queue.send_bodies_after(queue, vec![alone], retry_delay(self.config.scope_retry_delay, tries)).await?;
+        }
+        Ok(())
+    }
+
+    /// Moves each scope failed for good to the dead-letter queue with its reason, once whatever
+    /// the deliveries: a claim in the table, settled as sent, or given up if the send fails.
+    async fn bury(&self, batch: &ScopeBatch, dead: Vec<(&Scope, Error)>, tries: u32, claimant: &str) -> Result<()> {
+        for (scope, err) in dead {
+            let Some(dead_letters) = &self.dead_letters else { return Err(err) };
+            let run_id = batch.request.run_id.as_str();
+            let now = Timestamp::now().epoch_seconds();
+            match self.table.claim_dead_letter(scope, run_id, claimant, now).await? {
+                DeadLetterClaim::Sent => {
+                    info!(account_id = %scope.account_id, region = %scope.region, run_id, "already in the dead-letter queue");
+                    continue;
+                }
+                DeadLetterClaim::BeingSent => {
+                    return Err(handed_back(format!(
+                        "another delivery is sending the dead letter of account {}, region {}: the message comes back to see how it went",
+                        scope.account_id, scope.region
+                    )))
+                }
+                DeadLetterClaim::Claimed => {}
+            }
+            let letter = serde_json::to_string(&batch.message.for_scopes(std::slice::from_ref(scope), tries))
+                .map_err(|e| Error::Mapping(format!("scope message: {e}")))?;
+            let sent = dead_letters.sender.dead_letter(&dead_letters.url, &letter, &err, tries).await;
+            error!(account_id = %scope.account_id, region = %scope.region, tries, error_type = err.error_type(), err = %err, dead_lettered = sent.is_ok(), "scope failed");
+            let settled = self.table.settle_dead_letter(scope, run_id, claimant, sent.is_ok()).await;
+            sent?;
+            if let Err(also) = settled {
+                warn!(error = %also, "could not mark the dead letter sent; a delivery after the claim goes stale may send it again");
+            }
+        }
+        Ok(())
+    }
+
+    /// The function's own scope: its account and region.
+    fn home(&self, context: &Context) -> Result<Scope> {
+        Ok(Scope {
             service: self.config.service,
             account_id: crate::lambda::account_of(&context.invoked_function_arn)?,
             region: self.config.region.clone(),
-        };
-        let scope = invocation.scope.take().unwrap_or_else(|| home.clone());
-        let result = Box::pin(self.run_in_scope(invocation, &scope, &home, deadlines)).await;
+        })
+    }
+
+    fn deadlines(&self, context: &Context) -> Deadlines {
+        Deadlines::lambda(context.deadline, self.config.deadline_margin, self.config.failure_reserve())
+    }
+
+    /// A schedule's or replay's run, in the function's own scope: a batch of one, to the
+    /// invocation's deadline.
+    async fn run_invocation(&self, invocation: Invocation, context: &Context) -> Result<RunSummary> {
+        let home = self.home(context)?;
+        let mut request = invocation.request;
+        request.deadlines = self.deadlines(context);
+        request.invocation_id = context.request_id.clone();
+        let run_one =
+            |scope: &Scope| Box::pin(self.run_scope(&request, invocation.options.clone(), scope.clone(), &home));
+        let scopes = [home.clone()];
+        let outcome = run_batch(&scopes, 1, &Deadlines::none(), run_one).await.pop();
+        match outcome.map(|(_, outcome)| outcome) {
+            Some(ScopeOutcome::Ran(summary)) => Ok(summary),
+            Some(ScopeOutcome::Failed(err)) => Err(err),
+            Some(ScopeOutcome::NotStarted) | None => {
+                Err(Error::Mapping("the run of the function's own scope did not start".into()))
+            }
+        }
+    }
+
+    /// One scope's run, its metrics line written, its failure named by its scope when it is
+    /// not the function's own.
+    async fn run_scope(
+        &self,
+        request: &RunRequest,
+        options: Option<SourceOptions>,
+        scope: Scope,
+        home: &Scope,
+    ) -> Result<RunSummary> {
+        let result = Box::pin(self.run_in_scope(request, options, &scope, home)).await;
         println!("{}", metrics_line(&scope, &result, Timestamp::now().epoch_seconds() * 1000));
         match result {
-            Err(err) if scope != home => Err(scope_failure(&scope, err)),
+            Err(err) if scope != *home => Err(scope_failure(&scope, err)),
             other => other,
         }
     }
 
     async fn run_in_scope(
         &self,
-        invocation: Invocation,
+        request: &RunRequest,
+        options: Option<SourceOptions>,
         scope: &Scope,
         home: &Scope,
-        deadlines: Deadlines,
     ) -> Result<RunSummary> {
+        let deadlines = request.deadlines;
         let mut run_config = self.config.run_config();
         let key_read = deadlines.work("Secrets Manager: the personal-data key", self.personal_data());
         run_config.personal_data = key_read.await?.clone();
-        let scoped_source = match (scope == home, invocation.options) {
+        let scoped_source = match (scope == home, options) {
             (true, None) => None,
             (_, options) => {
-                let sdk = self.scope_sdk(scope, home, invocation.request.run_id.as_str(), deadlines).await?;
+                let sdk = self.scope_sdk(scope, home, request.run_id.as_str(), deadlines).await?;
                 let options = options.unwrap_or_else(|| self.config.options.clone());
                 Some(AnySource::new(self.config.service, &sdk, options)?)
             }
@@ -190,14 +325,14 @@ impl Function {
             service = %self.config.service,
             account_id = %scope.account_id,
             region = %scope.region,
-            run_id = %invocation.request.run_id,
-            trigger = invocation.request.trigger.as_str(),
-            dry_run = invocation.request.dry_run,
-            request_id = %invocation.request.invocation_id,
+            run_id = %request.run_id,
+            trigger = request.trigger.as_str(),
+            dry_run = request.dry_run,
+            request_id = %request.invocation_id,
             "run starting"
         );
         // Boxed: the run's future is deep, and boxing keeps the functions' own futures shallow.
-        Box::pin(run(scope, source, &self.table, &self.bucket, &run_config, &invocation.request)).await
+        Box::pin(run(scope, source, &self.table, &self.bucket, &run_config, request)).await
     }
 
     /// The session API settings of `scope`: its region, and the member role's credentials when
@@ -217,6 +352,18 @@ impl Function {
             sdk = sdk.credentials_provider(aws_credential_types::provider::SharedCredentialsProvider::new(assumed));
         }
         Ok(sdk.build())
+    }
+}
+
+/// A retryable failure that hands a message back to the queue, saying why.
+fn handed_back(why: String) -> Error {
+    Error::Storage {
+        operation: "SQS SendMessage",
+        resource: "the scope queue".into(),
+        code: "HandedBack".into(),
+        message: why,
+        status: None,
+        retryable: true,
     }
 }
 

@@ -1,7 +1,9 @@
 //! The archiving functions' program, one per session API: their configuration ([`config`]),
-//! events ([`event`]), cold start and handler ([`function`]) and what a run reports ([`report`]).
+//! events ([`event`]), cold start and handler ([`function`]), what becomes of a batch's failed
+//! scopes ([`batch`]) and what a run reports ([`report`]).
 //! A function's `main` is [`main`].
 
+pub mod batch;
 pub mod config;
 pub mod event;
 pub mod function;

@@ -11,6 +11,9 @@ pub const IAM_ACTIONS: [&str; 1] = ["sqs:SendMessage"];
 /// The most entries one `SendMessageBatch` call takes.
 const BATCH: usize = 10;
 
+/// The longest SQS delays a message.
+const MAX_DELAY_SECONDS: u64 = 900;
+
 /// Times the entries SQS failed on its side are sent again (the SDK retries the calls themselves).
 const ENTRY_ATTEMPTS: usize = 3;
 
@@ -52,13 +55,14 @@ impl SqsSender {
 
     /// Sends one batch; returns the entries SQS failed on its side (to send again), and fails on
     /// an entry refused for what it holds.
-    async fn send_batch(&self, queue_url: &str, batch: &[(usize, String)]) -> Result<Vec<(usize, String)>> {
+    async fn send_batch(&self, queue_url: &str, batch: &[(usize, String)], delay: i32) -> Result<Vec<(usize, String)>> {
         let entries = batch
             .iter()
             .map(|(index, body)| {
                 SendMessageBatchRequestEntry::builder()
                     .id(index.to_string())
                     .message_body(body)
+                    .set_delay_seconds((delay > 0).then_some(delay))
                     .build()
                     .map_err(|e| Error::Mapping(format!("SQS entry: {e}")))
             })
@@ -97,12 +101,24 @@ impl SqsSender {
     /// Sends every body to the queue, ten to a call, the entries SQS failed on its side sent
     /// again; fails naming the queue and how many were not sent.
     pub async fn send_bodies(&self, queue_url: &str, bodies: Vec<String>) -> Result<()> {
+        self.send_bodies_after(queue_url, bodies, std::time::Duration::ZERO).await
+    }
+
+    /// Sends every body as [`SqsSender::send_bodies`] does, each delivered `delay` later (SQS
+    /// holds a message at most 15 minutes).
+    pub async fn send_bodies_after(
+        &self,
+        queue_url: &str,
+        bodies: Vec<String>,
+        delay: std::time::Duration,
+    ) -> Result<()> {
+        let delay = delay.as_secs().min(MAX_DELAY_SECONDS) as i32;
         let total = bodies.len();
         let mut pending: Vec<(usize, String)> = bodies.into_iter().enumerate().collect();
         for attempt in 1..=ENTRY_ATTEMPTS {
             let mut again = Vec::new();
             for batch in pending.chunks(BATCH) {
-                again.extend(self.send_batch(queue_url, batch).await?);
+                again.extend(self.send_batch(queue_url, batch, delay).await?);
             }
             if again.is_empty() {
                 return Ok(());

@@ -105,8 +105,7 @@ impl DeadLetters {
     /// last delivery): whether it did. If the move fails, the record comes back and SQS's
     /// redrive moves it in the end.
     pub async fn take(&self, body: &str, err: &Error, receives: u32) -> bool {
-        let last = self.max_receives.is_some_and(|max| receives >= max);
-        if err.is_retryable() && !last {
+        if !no_retry_left(err, receives, self.max_receives) {
             return false;
         }
         self.sender
@@ -119,8 +118,14 @@ impl DeadLetters {
     }
 }
 
+/// Whether a failure gets no more tries: no retry can mend it, or it failed on try `tries` of
+/// at most `max_tries` (`None`: retries without end).
+pub fn no_retry_left(err: &Error, tries: u32, max_tries: Option<u32>) -> bool {
+    !err.is_retryable() || max_tries.is_some_and(|max| tries >= max)
+}
+
 /// Answers an SQS event (`ReportBatchItemFailures`): each record's body handled in turn by
-/// `each`; a failed record comes back to the queue, unless it went to `dead_letters`. `what`
+/// `each`, with its delivery count (`ApproximateReceiveCount`); a failed record comes back to the queue, unless it went to `dead_letters`. `what`
 /// names a record in the logs ("scope message", "compaction task").
 pub async fn answer_queue<F, Fut>(
     event: SqsEvent,
@@ -129,15 +134,15 @@ pub async fn answer_queue<F, Fut>(
     mut each: F,
 ) -> SqsBatchResponse
 where
-    F: FnMut(String) -> Fut,
+    F: FnMut(String, u32) -> Fut,
     Fut: Future<Output = Result<()>>,
 {
     let mut response = SqsBatchResponse::default();
     for record in event.records {
         let message_id = record.message_id.clone().unwrap_or_default();
         let body = record.body.unwrap_or_default();
-        let Err(err) = each(body.clone()).await else { continue };
         let receives = record.attributes.get("ApproximateReceiveCount").and_then(|n| n.parse().ok()).unwrap_or(1);
+        let Err(err) = each(body.clone(), receives).await else { continue };
         let dead_lettered = match dead_letters {
             Some(dead_letters) => dead_letters.take(&body, &err, receives).await,
             None => false,

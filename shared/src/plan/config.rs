@@ -8,6 +8,7 @@
 //! | `EXCLUDE_ACCOUNTS` | none | account ids never planned (`ExcludeAccounts`) |
 //! | `REGIONS` | `self` | regions of every account: `self` (the planner's own), `enabled` (every region the account has enabled, from Account Management), or region names, comma-separated; only those where the service is offered are planned (`Regions`) |
 //! | `REGIONS_CACHE_SECONDS` | `3600` | how long a warm planner reuses the regions it listed (where each service is offered, each account's enabled regions); `0` lists them at every plan |
+//! | `SCOPE_BATCH_SIZE` | `50` | scopes in one message, 1 to 500: one invocation archives them side by side (`ScopeBatchSize`) |
 //! | `SCOPE_QUEUES` | required | each service's queue: `service=queue URL`, comma-separated (set by the template) |
 //! | `HISTORY_START_DATE` | `2024-01-01` | a plan event dated before it is refused, as the functions refuse it |
 //! | `STORAGE_ENDPOINT_URL` | none | send the Organizations, SSM, Account Management and SQS calls there (local moto) |
@@ -76,9 +77,18 @@ impl PlanConfig {
             Some(_) => RegionSource::Listed(region_names(vars.list("REGIONS")?.unwrap_or_default())?),
         };
         let queues = scope_queues(&vars.required("SCOPE_QUEUES")?)?;
-        Ok(PlanConfig { accounts, exclude: exclude.into_iter().collect(), regions, queues })
+        let batch_size =
+            vars.number("SCOPE_BATCH_SIZE", DEFAULT_BATCH_SIZE as u64, 1..=MAX_BATCH_SIZE as u64)? as usize;
+        Ok(PlanConfig { accounts, exclude: exclude.into_iter().collect(), regions, queues, batch_size })
     }
 }
+
+/// Scopes in one message unless `SCOPE_BATCH_SIZE` says otherwise.
+pub const DEFAULT_BATCH_SIZE: usize = 50;
+
+/// The most scopes in one message: about 25 KB of JSON, far below SQS's limit, and a batch's
+/// scopes all start within the invocation.
+pub const MAX_BATCH_SIZE: usize = 500;
 
 /// Each value once, each one checked by `valid`; `what` names a value in the error.
 fn distinct(name: &str, values: Vec<String>, valid: fn(&str) -> bool, what: &str) -> Result<Vec<String>> {

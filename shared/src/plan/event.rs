@@ -1,6 +1,7 @@
 //! The planner's events: the plan event it takes, `{"plan": {"service", "id", "time"}}`, and the
-//! scope message it sends for each scope, `{"service", "account_id", "region", "run_id",
-//! "event_time"}`, the run id and time being the plan event's, shared by every scope it planned.
+//! scope message it sends for each batch of scopes, `{"service", "run_id", "event_time",
+//! "scopes": [{"account_id", "region"}, …]}`, the run id and time being the plan event's, shared
+//! by every scope it planned.
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value as Json;
@@ -18,32 +19,100 @@ pub struct PlanRequest {
     pub event_time: Timestamp,
 }
 
-/// The message the planner sends for one scope, and a function takes from its queue.
+/// The message the planner sends for a batch of scopes of one service, and a function takes from
+/// its queue. A function sends one again for a single scope of a batch that failed (with the
+/// deliveries it has had in `attempts`), and for the scopes of a batch it had no time to start.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ScopeMessage {
     pub service: ServiceId,
-    pub account_id: String,
-    pub region: String,
     /// The planner's event id: the run id in every scope it planned.
     pub run_id: String,
     /// The planner's event time: the history partition.
     pub event_time: String,
+    /// The accounts and regions of the batch, each once.
+    pub scopes: Vec<AccountRegion>,
+    /// How many times these scopes were delivered in earlier messages: a scope sent again alone
+    /// carries its count, so its last delivery is known whatever the message.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub attempts: u32,
+}
+
+/// One scope of a [`ScopeMessage`]: the service is the message's.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccountRegion {
+    pub account_id: String,
+    pub region: String,
+}
+
+/// The message of one scope before batches (`{"service", "account_id", "region", "run_id",
+/// "event_time"}`), still read: a queue may hold some while a deployment is updated.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OneScopeMessage {
+    service: ServiceId,
+    account_id: String,
+    region: String,
+    run_id: String,
+    event_time: String,
+}
+
+impl AccountRegion {
+    fn of(scope: &Scope) -> Self {
+        AccountRegion { account_id: scope.account_id.clone(), region: scope.region.clone() }
+    }
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 impl ScopeMessage {
-    pub fn new(scope: &Scope, run_id: &RunId, event_time: &Timestamp) -> Self {
+    /// The message of `scopes` (all of one service, given first) for the planner's event.
+    pub fn new(service: ServiceId, scopes: &[Scope], run_id: &RunId, event_time: &Timestamp) -> Self {
         ScopeMessage {
-            service: scope.service,
-            account_id: scope.account_id.clone(),
-            region: scope.region.clone(),
+            service,
             run_id: run_id.to_string(),
             event_time: event_time.to_string(),
+            scopes: scopes.iter().map(AccountRegion::of).collect(),
+            attempts: 0,
         }
     }
 
-    pub fn scope(&self) -> Scope {
-        Scope { service: self.service, account_id: self.account_id.clone(), region: self.region.clone() }
+    /// The same run for `scopes` only, having had `attempts` deliveries.
+    pub fn for_scopes(&self, scopes: &[Scope], attempts: u32) -> Self {
+        ScopeMessage {
+            service: self.service,
+            run_id: self.run_id.clone(),
+            event_time: self.event_time.clone(),
+            scopes: scopes.iter().map(AccountRegion::of).collect(),
+            attempts,
+        }
+    }
+
+    /// The scopes of the message, in its order.
+    pub fn scopes(&self) -> Vec<Scope> {
+        self.scopes
+            .iter()
+            .map(|s| Scope { service: self.service, account_id: s.account_id.clone(), region: s.region.clone() })
+            .collect()
+    }
+
+    /// Reads a message's body: a batch, or the one-scope message of before (as a batch of one).
+    pub fn from_body(body: &str) -> std::result::Result<Self, serde_json::Error> {
+        let json: Json = serde_json::from_str(body)?;
+        if json.get("scopes").is_some() || json.get("account_id").is_none() {
+            return serde_json::from_value(json);
+        }
+        let one: OneScopeMessage = serde_json::from_value(json)?;
+        Ok(ScopeMessage {
+            service: one.service,
+            run_id: one.run_id,
+            event_time: one.event_time,
+            scopes: vec![AccountRegion { account_id: one.account_id, region: one.region }],
+            attempts: 0,
+        })
     }
 }
 

@@ -1,6 +1,7 @@
-//! The planner: turns the scopes of one service (its accounts × regions) into one message per
-//! scope on the service's queue. Each function consumes its queue (an event source mapping), so
-//! every scope runs, fails and is retried on its own, on Lambda's and SQS's machinery.
+//! The planner: turns the scopes of one service (its accounts × regions) into messages of a batch
+//! of scopes each on the service's queue. Each function consumes its queue (an event source
+//! mapping) and archives a message's scopes side by side; a scope that fails is sent again alone,
+//! so every scope fails and is retried on its own, on Lambda's and SQS's machinery.
 //!
 //! Accounts come from the configuration: the planner's own (the default, no Organizations
 //! needed), a list, or AWS Organizations (every ACTIVE account, or those under some OUs with the
@@ -49,6 +50,8 @@ pub struct PlanConfig {
     pub regions: RegionSource,
     /// Each service's queue URL (`SCOPE_QUEUES`).
     pub queues: BTreeMap<ServiceId, String>,
+    /// Scopes in one message (`SCOPE_BATCH_SIZE`).
+    pub batch_size: usize,
 }
 
 /// An account as the directory lists it.
@@ -89,8 +92,9 @@ pub struct PlanSummary {
     pub accounts: usize,
     /// Regions of some scope.
     pub regions: Vec<String>,
-    /// Scopes planned: one message each.
+    /// Scopes planned.
     pub scopes: usize,
+    /// Messages sent: the scopes in batches of at most `SCOPE_BATCH_SIZE`.
     pub messages_sent: usize,
     /// Accounts left out by `EXCLUDE_ACCOUNTS`.
     pub excluded: Vec<String>,
@@ -173,8 +177,17 @@ async fn regions_of_accounts<R: RegionDirectory>(
     futures::stream::iter(listed).buffered(REGION_LISTINGS_AT_ONCE).try_collect().await
 }
 
-/// Plans `request.service`: lists the accounts and their regions, then sends one message per
-/// scope. `own_account` is the planner's account (`ACCOUNTS=self`).
+/// The messages of a plan: its scopes in order, `batch_size` to a message. The order is account
+/// by account, so a batch's scopes share few accounts and their member roles are assumed once.
+pub fn batches(service: ServiceId, scopes: &[Scope], batch_size: usize, request: &PlanRequest) -> Vec<ScopeMessage> {
+    scopes
+        .chunks(batch_size.max(1))
+        .map(|batch| ScopeMessage::new(service, batch, &request.run_id, &request.event_time))
+        .collect()
+}
+
+/// Plans `request.service`: lists the accounts and their regions, then sends their scopes in
+/// batches. `own_account` is the planner's account (`ACCOUNTS=self`).
 pub async fn plan<D: AccountDirectory, R: RegionDirectory, Q: ScopeQueue>(
     directory: &D,
     regions: &R,
@@ -196,8 +209,7 @@ pub async fn plan<D: AccountDirectory, R: RegionDirectory, Q: ScopeQueue>(
     let offered = regions.offered(service).await?;
     let regions_of = regions_of_accounts(regions, &config.regions, &selection.active, own_account).await?;
     let planned = plan_scopes(service, &regions_of, &offered);
-    let messages: Vec<ScopeMessage> =
-        planned.scopes.iter().map(|scope| ScopeMessage::new(scope, &request.run_id, &request.event_time)).collect();
+    let messages = batches(service, &planned.scopes, config.batch_size, request);
     queue.send(queue_url, &messages).await?;
     Ok(PlanSummary {
         service,

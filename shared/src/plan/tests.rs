@@ -109,6 +109,7 @@ fn config(accounts: AccountSource, regions: &[&str]) -> PlanConfig {
         exclude: BTreeSet::new(),
         regions: RegionSource::Listed(regions.iter().map(|r| (*r).to_owned()).collect()),
         queues: BTreeMap::from([(ServiceId::IvsStreamSessions, QUEUE.to_owned())]),
+        batch_size: 50,
     }
 }
 
@@ -131,7 +132,8 @@ fn organization() -> MemoryDirectory {
 
 fn scopes_sent(queue: &MemoryQueue) -> Vec<(String, String)> {
     let sent = queue.sent.lock().unwrap();
-    sent.get(QUEUE).into_iter().flatten().map(|m| (m.account_id.clone(), m.region.clone())).collect()
+    let scopes = sent.get(QUEUE).into_iter().flatten().flat_map(|m| m.scopes.iter());
+    scopes.map(|s| (s.account_id.clone(), s.region.clone())).collect()
 }
 
 #[tokio::test]
@@ -159,15 +161,49 @@ async fn every_active_account_of_the_organization_is_planned_in_every_region() {
     // WHEN it plans
     let summary =
         plan(&directory, &MemoryRegions::default(), &queue, &config, "999999999999", &request()).await.unwrap();
-    // THEN every active, not excluded account gets a message per region, nested OUs included
+    // THEN every active, not excluded account is planned in each region, nested OUs included,
+    // all six scopes in one message
     let sent = scopes_sent(&queue);
     let accounts: BTreeSet<&str> = sent.iter().map(|(a, _)| a.as_str()).collect();
     assert_eq!(accounts, BTreeSet::from(["111111111111", "222222222222", "444444444444"]));
     assert_eq!(sent.len(), 6);
     // AND the summary says what was left out and why
-    assert_eq!((summary.accounts, summary.scopes, summary.messages_sent), (3, 6, 6));
+    assert_eq!((summary.accounts, summary.scopes, summary.messages_sent), (3, 6, 1));
     assert_eq!(summary.excluded, ["999999999999"]);
     assert_eq!(summary.inactive, [Account { id: "333333333333".into(), state: "SUSPENDED".into() }]);
+}
+
+#[tokio::test]
+async fn scopes_go_in_batches_of_the_batch_size_account_by_account() {
+    // GIVEN four accounts in two regions, and batches of three
+    let (directory, queue) = (MemoryDirectory::default(), MemoryQueue::default());
+    let accounts = ["111111111111", "222222222222", "333333333333", "444444444444"];
+    let mut config = config(AccountSource::Listed(accounts.map(String::from).into()), &["eu-west-1", "us-east-1"]);
+    config.batch_size = 3;
+    // WHEN it plans
+    let summary =
+        plan(&directory, &MemoryRegions::default(), &queue, &config, "999999999999", &request()).await.unwrap();
+    // THEN eight scopes go in three messages of 3, 3 and 2, in account order, each scope once,
+    // each message carrying the plan's run and none of them a delivery yet
+    let sent = queue.sent.lock().unwrap()[QUEUE].clone();
+    let sizes: Vec<usize> = sent.iter().map(|m| m.scopes.len()).collect();
+    assert_eq!(sizes, [3, 3, 2]);
+    assert_eq!((summary.scopes, summary.messages_sent), (8, 3));
+    let first: Vec<(&str, &str)> = sent[0].scopes.iter().map(|s| (s.account_id.as_str(), s.region.as_str())).collect();
+    assert_eq!(first, [(accounts[0], "eu-west-1"), (accounts[0], "us-east-1"), (accounts[1], "eu-west-1")]);
+    assert!(sent.iter().all(|m| m.run_id == "plan-1" && m.attempts == 0));
+    assert_eq!(scopes_sent(&queue).into_iter().collect::<BTreeSet<_>>().len(), 8);
+}
+
+#[test]
+fn a_scope_message_of_before_batches_is_read_as_a_batch_of_one() {
+    let body = r#"{"service":"ivs-stream-sessions","account_id":"111111111111","region":"eu-west-1","run_id":"r1","event_time":"2026-11-22T10:00:00Z"}"#;
+    let message = ScopeMessage::from_body(body).unwrap();
+    assert_eq!(message.scopes.len(), 1);
+    assert_eq!((message.scopes[0].account_id.as_str(), message.attempts), ("111111111111", 0));
+    // AND a batch is written without `attempts` until it has some
+    let json = serde_json::to_value(&message).unwrap();
+    assert!(json.get("attempts").is_none() && json["scopes"][0]["region"] == "eu-west-1", "{json}");
 }
 
 #[tokio::test]

@@ -60,6 +60,11 @@ impl Deadlines {
         }
     }
 
+    /// Whether paging has had to stop: no new scope of a batch starts.
+    pub fn paging_stopped(&self) -> bool {
+        self.stop_paging.is_some_and(|stop| Instant::now() >= stop)
+    }
+
     /// When a lease taken at `now` (epoch seconds) for at most `longest` expires: at the
     /// invocation's deadline when it has one, since nobody holds it after that.
     pub fn lease_until(&self, now: i64, longest: Duration) -> i64 {

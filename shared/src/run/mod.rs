@@ -16,6 +16,7 @@
 //! (see [`crate::table::progress`]).
 //!
 //! From the top down (each file imports only those below it):
+//! - [`batch`]: the scopes of one message, each its own run, side by side;
 //! - `bookkeeping`: the lease, the run chosen, the manifest, the progress commit point;
 //! - `kept`: the progress saved and read back, in its item or an S3 object;
 //! - `pass`: one part's listings and its two history objects;
@@ -29,6 +30,7 @@
 //! - `config`: [`RunConfig`], the settings of a run; `request`: what starts a run
 //!   ([`RunRequest`]) and what it returns ([`RunSummary`]); `deadline`: the times it works to.
 
+pub mod batch;
 mod bookkeeping;
 pub mod config;
 mod context;

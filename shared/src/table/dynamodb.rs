@@ -14,8 +14,8 @@ use tracing::{instrument, warn};
 
 use super::item::{self, Item, LEASE_SK};
 use super::{
-    LeaseHolder, LeaseOutcome, Manifest, Progress, RunLedger, RunStatus, SavedProgress, Scope, SessionTable,
-    StateVouch, StoredSession, StoredSummary,
+    DeadLetterClaim, LeaseHolder, LeaseOutcome, Manifest, Progress, RunLedger, RunStatus, SavedProgress, Scope,
+    SessionTable, StateVouch, StoredSession, StoredSummary, DEAD_LETTER_STALE_SECONDS,
 };
 use crate::error::{Error, Result};
 use crate::model::Timestamp;
@@ -489,7 +489,90 @@ impl RunLedger for DynamoTable {
             .map_err(|e| self.storage_error("DynamoDB DeleteItem (run progress)", e))?;
         Ok(())
     }
+
+    /// One item a scope's run, `sending` then `sent`, kept for SQS's longest retention (its TTL).
+    #[instrument(skip(self), fields(table = %self.table_name))]
+    async fn claim_dead_letter(
+        &self,
+        scope: &Scope,
+        run_id: &str,
+        claimant: &str,
+        now: i64,
+    ) -> Result<DeadLetterClaim> {
+        self.count(&self.counters.single_item_calls, 1);
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.table_name)
+            .item("pk", AttributeValue::S(scope.dead_letter_pk()))
+            .item("sk", AttributeValue::S(run_id.into()))
+            .item("item_type", AttributeValue::S("dead_letter".into()))
+            .item("status", AttributeValue::S(DEAD_LETTER_SENDING.into()))
+            .item("claimant", AttributeValue::S(claimant.into()))
+            .item("claimed_at", AttributeValue::N(now.to_string()))
+            .item("expires_at", AttributeValue::N((now + DEAD_LETTER_KEPT_SECONDS).to_string()))
+            .condition_expression("attribute_not_exists(pk) OR (#status = :sending AND claimed_at < :stale)")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":sending", AttributeValue::S(DEAD_LETTER_SENDING.into()))
+            .expression_attribute_values(":stale", AttributeValue::N((now - DEAD_LETTER_STALE_SECONDS).to_string()))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(DeadLetterClaim::Claimed),
+            Err(err) if err.as_service_error().is_some_and(|e| e.is_conditional_check_failed_exception()) => {
+                let claim =
+                    self.get_item("DynamoDB GetItem (dead-letter claim)", scope.dead_letter_pk(), run_id.into());
+                let sent = claim.await?.and_then(|item| item.get("status").cloned())
+                    == Some(AttributeValue::S(DEAD_LETTER_SENT.into()));
+                Ok(if sent { DeadLetterClaim::Sent } else { DeadLetterClaim::BeingSent })
+            }
+            Err(err) => Err(self.storage_error("DynamoDB PutItem (dead-letter claim)", err)),
+        }
+    }
+
+    /// Conditional on the claimant: a claim taken over since is the new claimant's to settle.
+    #[instrument(skip(self), fields(table = %self.table_name))]
+    async fn settle_dead_letter(&self, scope: &Scope, run_id: &str, claimant: &str, sent: bool) -> Result<()> {
+        self.count(&self.counters.single_item_calls, 1);
+        let (pk, sk) = (AttributeValue::S(scope.dead_letter_pk()), AttributeValue::S(run_id.into()));
+        let claimant = AttributeValue::S(claimant.into());
+        if !sent {
+            let delete = self.client.delete_item().table_name(&self.table_name).key("pk", pk).key("sk", sk);
+            return match delete
+                .condition_expression("claimant = :claimant")
+                .expression_attribute_values(":claimant", claimant)
+                .send()
+                .await
+            {
+                Ok(_) => Ok(()),
+                Err(err) if err.as_service_error().is_some_and(|e| e.is_conditional_check_failed_exception()) => Ok(()),
+                Err(err) => Err(self.storage_error("DynamoDB DeleteItem (dead-letter claim)", err)),
+            };
+        }
+        let update = self.client.update_item().table_name(&self.table_name).key("pk", pk).key("sk", sk);
+        match update
+            .update_expression("SET #status = :sent")
+            .condition_expression("claimant = :claimant")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":sent", AttributeValue::S(DEAD_LETTER_SENT.into()))
+            .expression_attribute_values(":claimant", claimant)
+            .send()
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(err) if err.as_service_error().is_some_and(|e| e.is_conditional_check_failed_exception()) => Ok(()),
+            Err(err) => Err(self.storage_error("DynamoDB UpdateItem (dead-letter claim)", err)),
+        }
+    }
 }
+
+/// A dead-letter claim's statuses.
+const DEAD_LETTER_SENDING: &str = "sending";
+const DEAD_LETTER_SENT: &str = "sent";
+
+/// How long a dead-letter claim is kept: SQS's longest retention, so no delivery of the message
+/// outlives it, and a day.
+const DEAD_LETTER_KEPT_SECONDS: i64 = 15 * 86_400;
 
 #[cfg(test)]
 mod tests {

@@ -45,6 +45,11 @@ impl Scope {
     pub fn progress_pk(&self) -> String {
         format!("PROGRESS#{}", self.tail())
     }
+
+    /// The claims on its runs' dead letters, one item a run (sort key: the run id).
+    pub fn dead_letter_pk(&self) -> String {
+        format!("DEADLETTER#{}", self.tail())
+    }
 }
 
 pub const LEASE_SK: &str = "LEASE";

@@ -10,14 +10,17 @@ use futures::Stream;
 
 use super::item::manifest_sk;
 use super::{
-    LeaseHolder, LeaseOutcome, Manifest, Progress, RunLedger, RunStatus, SavedProgress, Scope, SessionTable,
-    StateVouch, StoredSession, StoredSummary,
+    DeadLetterClaim, LeaseHolder, LeaseOutcome, Manifest, Progress, RunLedger, RunStatus, SavedProgress, Scope,
+    SessionTable, StateVouch, StoredSession, StoredSummary, DEAD_LETTER_STALE_SECONDS,
 };
 use crate::error::{injected, Result};
 use crate::model::Timestamp;
 
 /// A scope's lease item: the holder, until when (0 once given back), and the vouch it left.
 type Lease = (LeaseHolder, i64, Option<StateVouch>);
+
+/// A dead-letter claim: the claimant, when it claimed, and whether it sent.
+type Claim = (String, i64, bool);
 
 /// The table, in memory.
 #[derive(Default)]
@@ -27,6 +30,8 @@ pub struct MemoryTable {
     lease: Mutex<HashMap<String, Lease>>,
     manifests: Mutex<BTreeMap<(String, String), Manifest>>,
     progress: Mutex<HashMap<(String, String), SavedProgress>>,
+    /// Dead-letter claims by scope and run.
+    dead_letters: Mutex<HashMap<(String, String), Claim>>,
     /// Session writes refused once this many items are in the table.
     fail_writes_at: Mutex<Option<usize>>,
     /// Session writes never answered, as a silent DynamoDB.
@@ -210,6 +215,38 @@ impl RunLedger for MemoryTable {
 
     async fn delete_progress(&self, scope: &Scope, options: &str) -> Result<()> {
         self.progress.lock().unwrap().remove(&(scope.progress_pk(), options.to_owned()));
+        Ok(())
+    }
+
+    async fn claim_dead_letter(
+        &self,
+        scope: &Scope,
+        run_id: &str,
+        claimant: &str,
+        now: i64,
+    ) -> Result<DeadLetterClaim> {
+        let mut claims = self.dead_letters.lock().unwrap();
+        let key = (scope.dead_letter_pk(), run_id.to_owned());
+        match claims.get(&key) {
+            Some((_, _, true)) => Ok(DeadLetterClaim::Sent),
+            Some((_, at, false)) if *at > now - DEAD_LETTER_STALE_SECONDS => Ok(DeadLetterClaim::BeingSent),
+            _ => {
+                claims.insert(key, (claimant.to_owned(), now, false));
+                Ok(DeadLetterClaim::Claimed)
+            }
+        }
+    }
+
+    async fn settle_dead_letter(&self, scope: &Scope, run_id: &str, claimant: &str, sent: bool) -> Result<()> {
+        let mut claims = self.dead_letters.lock().unwrap();
+        let key = (scope.dead_letter_pk(), run_id.to_owned());
+        match claims.get_mut(&key) {
+            Some(claim) if claim.0 == claimant && sent => claim.2 = true,
+            Some(claim) if claim.0 == claimant => {
+                claims.remove(&key);
+            }
+            _ => {}
+        }
         Ok(())
     }
 }

@@ -170,6 +170,24 @@ pub enum LeaseOutcome {
     HeldBy { run_id: String, invocation_id: String, expires_at: i64 },
 }
 
+/// Who moves a scope's failed run to the dead-letter queue: SQS delivers a message at least once,
+/// and two deliveries failing the same way must not make two dead letters.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DeadLetterClaim {
+    /// This claimant sends it, and then settles the claim.
+    Claimed,
+    /// It was sent already.
+    Sent,
+    /// Another claimant is sending it now (or stopped less than [`DEAD_LETTER_STALE_SECONDS`]
+    /// ago without settling): the message is handed back, and its next delivery sees how it went.
+    BeingSent,
+}
+
+/// How long a claim to send a dead letter holds without being settled: a claimant that stopped
+/// between claiming and settling (a crash, a timeout) is then taken over. Far above a send, far
+/// below the scope queues' visibility timeout, after which a message handed back returns.
+pub const DEAD_LETTER_STALE_SECONDS: i64 = 15 * 60;
+
 /// The table's sessions, as a listing reads and writes them.
 pub trait SessionTable: Send + Sync {
     /// The state of every stored session of one listing (live and ended), a page at a time in
@@ -253,6 +271,27 @@ pub trait RunLedger: Send + Sync {
 
     /// Forgets the scope's progress once its run completes (or is given up).
     fn delete_progress(&self, scope: &Scope, options: &str) -> impl Future<Output = Result<()>> + Send;
+
+    /// Claims the sending of the dead letter of `scope`'s run `run_id` for `claimant` (an
+    /// invocation) at `now` (epoch seconds): claimed when nobody did, or a claim went stale
+    /// unsettled; else whether it was sent or is being sent.
+    fn claim_dead_letter(
+        &self,
+        scope: &Scope,
+        run_id: &str,
+        claimant: &str,
+        now: i64,
+    ) -> impl Future<Output = Result<DeadLetterClaim>> + Send;
+
+    /// Settles `claimant`'s claim: `sent`, kept as sent (until SQS's longest retention); not
+    /// sent, given up, so the next delivery claims it again.
+    fn settle_dead_letter(
+        &self,
+        scope: &Scope,
+        run_id: &str,
+        claimant: &str,
+        sent: bool,
+    ) -> impl Future<Output = Result<()>> + Send;
 }
 
 /// The one table of current state: its sessions and the run's records.

@@ -63,6 +63,8 @@ pub struct LocalOrganization {
     pub regions: Vec<String>,
     /// The cargo profile of the function and planner binaries (`debug`, or `release` to bench).
     pub profile: &'static str,
+    /// The planner's `SCOPE_BATCH_SIZE`: scopes in one message.
+    pub batch_size: usize,
     function_credentials: Credentials,
 }
 
@@ -126,6 +128,7 @@ impl LocalOrganization {
             queues,
             regions,
             profile,
+            batch_size: session_archiver::plan::config::DEFAULT_BATCH_SIZE,
             function_credentials,
         })
     }
@@ -138,7 +141,7 @@ impl LocalOrganization {
     }
 
     /// A function's environment: the stage's, with the credentials of its role under
-    /// `/session-archiver/`, the ExternalId and its dead-letter queue.
+    /// `/session-archiver/`, the ExternalId, its own queue and its dead-letter queue.
     pub fn function_env(&self, service: ServiceId) -> Vec<(String, String)> {
         let mut env: Vec<(String, String)> =
             self.stage.function_env().into_iter().filter(|(name, _)| !name.starts_with("AWS_")).collect();
@@ -150,17 +153,22 @@ impl LocalOrganization {
             ("MEMBER_ROLE_EXTERNAL_ID".to_owned(), EXTERNAL_ID.to_owned()),
             ("SCOPE_MAX_RECEIVES".to_owned(), MAX_RECEIVES.to_string()),
             ("SCOPE_DEAD_LETTER_QUEUE_URL".to_owned(), self.queues[&service].dead_letters.clone()),
+            ("SCOPE_QUEUE_URL".to_owned(), self.queues[&service].queue.clone()),
+            // A failed scope's retry comes a second later, not a minute: the tests need not wait.
+            ("SCOPE_RETRY_SECONDS".to_owned(), "1".to_owned()),
         ]);
         env
     }
 
-    /// The planner's environment: the whole organization, in [`REGIONS`], to the five queues.
+    /// The planner's environment: the whole organization, in [`REGIONS`], to the five queues, in
+    /// batches of `batch_size`.
     pub fn planner_env(&self) -> Vec<(String, String)> {
         let queues: Vec<String> = self.queues.iter().map(|(service, q)| format!("{service}={}", q.queue)).collect();
         [
             ("ACCOUNTS", "organization".to_owned()),
             ("REGIONS", self.regions.join(",")),
             ("SCOPE_QUEUES", queues.join(",")),
+            ("SCOPE_BATCH_SIZE", self.batch_size.to_string()),
             ("STORAGE_ENDPOINT_URL", self.stage.moto.url()),
             ("AWS_ACCESS_KEY_ID", "AKIDLOCALSTANDIN".to_owned()),
             ("AWS_SECRET_ACCESS_KEY", "local-stand-in-secret".to_owned()),
@@ -205,14 +213,18 @@ impl LocalOrganization {
 
     /// Delivers `service`'s queue to `function` until it is empty (the event source mapping).
     pub async fn drain(&self, service: ServiceId, function: &mut LocalFunction) -> PollReport {
-        let source = QueueSource {
+        self.queue_source(service).drain_into(function).await
+    }
+
+    /// `service`'s queue as the event source mapping polls it.
+    pub fn queue_source(&self, service: ServiceId) -> QueueSource<'_> {
+        QueueSource {
             sqs: &self.sqs,
             url: &self.queues[&service].queue,
             region: REGION,
             visibility: VISIBILITY,
             retry_after: RETRY_AFTER,
-        };
-        source.drain_into(function).await
+        }
     }
 
     /// Every scope's runs as their manifests say: (service, account, region, status, sessions).
@@ -261,6 +273,12 @@ async fn create_member(sdk: &aws_config::SdkConfig, organization_id: &str, membe
 }
 
 /// The event a service's schedule sends the planner.
+/// The account and region of a dead letter: a scope message of one scope.
+pub fn letter_scope(body: &Json) -> (&str, &str) {
+    let scope = &body["scopes"][0];
+    (scope["account_id"].as_str().unwrap_or_default(), scope["region"].as_str().unwrap_or_default())
+}
+
 pub fn plan_event(service: ServiceId, id: &str, time: &str) -> Json {
     json!({"plan": {"service": service.as_str(), "id": id, "time": time}})
 }

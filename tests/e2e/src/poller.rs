@@ -49,11 +49,12 @@ impl QueueSource<'_> {
         attributes.ok().and_then(|a| a.attributes()?.get(&QueueAttributeName::QueueArn).cloned()).unwrap_or_default()
     }
 
-    /// Messages received and not yet deleted or made visible again.
+    /// Messages waiting, received and not yet deleted, or delayed (a scope sent again).
     async fn in_flight(&self) -> u64 {
         let names = [
             QueueAttributeName::ApproximateNumberOfMessages,
             QueueAttributeName::ApproximateNumberOfMessagesNotVisible,
+            QueueAttributeName::ApproximateNumberOfMessagesDelayed,
         ];
         let attributes = self
             .sqs
@@ -67,6 +68,7 @@ impl QueueSource<'_> {
             |name| attributes.attributes().and_then(|a| a.get(&name)).and_then(|n| n.parse::<u64>().ok()).unwrap_or(0);
         count(QueueAttributeName::ApproximateNumberOfMessages)
             + count(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
+            + count(QueueAttributeName::ApproximateNumberOfMessagesDelayed)
     }
 
     /// Delivers the queue's messages to `function` one at a time until the queue holds none

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use archiver_e2e::api_of;
 use archiver_e2e::lambda::{InvokeError, Outcome};
-use archiver_e2e::organization::{drain_queue, plan_event, LocalOrganization, Member, REGIONS};
+use archiver_e2e::organization::{drain_queue, letter_scope, plan_event, LocalOrganization, Member, REGIONS};
 use archiver_e2e::stage::{local_world, ACCOUNT_ID};
 use serde_json::Value as Json;
 use session_archiver::ServiceId;
@@ -60,18 +60,21 @@ async fn an_organization_converges_scope_by_scope_and_failing_scopes_fail_alone_
     // to beta in the second region
     let beta_denied = Member { denied_in: Some(REGIONS[1]), ..member("beta", true) };
     let members = [member("alpha", true), beta_denied, member("gamma", false)];
-    let org = LocalOrganization::start(local_world().unwrap(), &members).await.unwrap();
+    let mut org = LocalOrganization::start(local_world().unwrap(), &members).await.unwrap();
+    org.batch_size = 3;
     let (alpha, beta, gamma) = (&org.accounts["alpha"], &org.accounts["beta"], &org.accounts["gamma"]);
 
-    // WHEN the planner plans IVS from its schedule's event, and the queue is delivered to the
-    // IVS function
+    // WHEN the planner plans IVS from its schedule's event in batches of three, and the queue is
+    // delivered to the IVS function
     let summary = org.plan(SERVICE, "plan-evt-1", &format!("{DAY}T10:00:00Z")).await;
     let mut function = org.function(SERVICE).await.unwrap();
     let report = org.drain(SERVICE, &mut function).await;
 
-    // THEN every account was planned in both regions, and each message delivered once
+    // THEN every account was planned in both regions, in three messages each delivered once, and
+    // none came back: the failing scopes of a batch did not fail it
     assert_eq!((summary["accounts"].as_u64(), summary["scopes"].as_u64()), (Some(4), Some(8)), "{summary}");
-    assert_eq!((report.invocations, report.handed_back), (8, 0), "{report:?}");
+    assert_eq!(summary["messages_sent"].as_u64(), Some(3), "{summary}");
+    assert_eq!((report.invocations, report.handed_back), (3, 0), "{report:?}");
     // AND each scope with the member role and no denial holds its own world in the table and in
     // its run's history, each session once, its run complete
     for account in [ACCOUNT_ID, alpha.as_str(), beta.as_str()] {
@@ -89,16 +92,14 @@ async fn an_organization_converges_scope_by_scope_and_failing_scopes_fail_alone_
         }
     }
     // AND gamma's two scopes and beta's denied one, and nothing else, are in the dead-letter
-    // queue, each with its reason
+    // queue, each alone with its reason
     let mut letters = org.dead_letters(SERVICE).await;
-    let scopes: BTreeSet<(&str, &str)> = letters
-        .iter()
-        .map(|(body, _)| (body["account_id"].as_str().unwrap(), body["region"].as_str().unwrap()))
-        .collect();
+    assert!(letters.iter().all(|(body, _)| body["scopes"].as_array().map(Vec::len) == Some(1)), "{letters:?}");
+    let scopes: BTreeSet<(&str, &str)> = letters.iter().map(|(body, _)| letter_scope(body)).collect();
     let expected =
         BTreeSet::from([(gamma.as_str(), REGIONS[0]), (gamma.as_str(), REGIONS[1]), (beta.as_str(), REGIONS[1])]);
     assert_eq!(scopes, expected, "{letters:?}");
-    let position = letters.iter().position(|(body, _)| body["account_id"] == beta.as_str()).unwrap();
+    let position = letters.iter().position(|(body, _)| letter_scope(body).0 == beta.as_str()).unwrap();
     let (_, denied) = letters.remove(position);
     assert_eq!(denied["ErrorType"], "NonRetryable.SessionApi");
     let reason = &denied["ErrorMessage"];
@@ -112,12 +113,12 @@ async fn an_organization_converges_scope_by_scope_and_failing_scopes_fail_alone_
     assert!(reason.contains("explicit deny in a service control policy"), "{reason}");
     assert!(items_of(&org, beta, REGIONS[1]).await.is_empty(), "nothing written for the denied scope");
     for (body, attributes) in &letters {
-        assert_eq!(body["account_id"].as_str(), Some(gamma.as_str()));
+        let (account, region) = letter_scope(body);
+        assert_eq!(account, gamma.as_str());
         assert_eq!(attributes["ErrorType"], "NonRetryable.MemberRole");
         let reason = &attributes["ErrorMessage"];
         let expected = format!(
-            "account {gamma}, region {}: STS AssumeRole on role arn:aws:iam::{gamma}:role/session-archiver-member failed: AccessDenied",
-            body["region"].as_str().unwrap()
+            "account {gamma}, region {region}: STS AssumeRole on role arn:aws:iam::{gamma}:role/session-archiver-member failed: AccessDenied"
         );
         assert!(reason.starts_with(&expected), "{reason}");
     }
@@ -149,31 +150,59 @@ async fn audit(org: &LocalOrganization, args: &[&str]) -> Json {
 }
 
 #[tokio::test]
-async fn a_scope_delivered_twice_archives_once_and_the_next_plan_follows_the_organization() {
-    // GIVEN an organization of alpha and beta, planned and archived once
-    let mut org =
-        LocalOrganization::start(local_world().unwrap(), &[member("alpha", true), member("beta", true)]).await.unwrap();
+async fn a_batch_delivered_twice_at_once_archives_once_and_the_next_plan_follows_the_organization() {
+    // GIVEN an organization of alpha and beta with the member role and gamma without, and the
+    // planner's one message for its eight scopes delivered twice (SQS delivers at least once)
+    let mut org = LocalOrganization::start(
+        local_world().unwrap(),
+        &[member("alpha", true), member("beta", true), member("gamma", false)],
+    )
+    .await
+    .unwrap();
     let (alpha, beta) = (org.accounts["alpha"].clone(), org.accounts["beta"].clone());
     org.plan(SERVICE, "plan-evt-1", &format!("{DAY}T10:00:00Z")).await;
-    let mut function = org.function(SERVICE).await.unwrap();
-    org.drain(SERVICE, &mut function).await;
-    let keys_before = org.stage.aws.keys("history/").await;
-
-    // WHEN alpha's message is delivered again (SQS delivers at least once)
     let queue = org.queues[&SERVICE].queue.clone();
+    let planned = drain_queue(&org.sqs, &queue).await;
+    assert_eq!(planned.len(), 1);
+    for _ in 0..2 {
+        let body = planned[0].0.to_string();
+        org.sqs.send_message().queue_url(&queue).message_body(body).send().await.unwrap();
+    }
+
+    // WHEN two invocations take the two deliveries at the same time
+    let (mut first, mut second) = (org.function(SERVICE).await.unwrap(), org.function(SERVICE).await.unwrap());
+    let source = org.queue_source(SERVICE);
+    let (one, two) = tokio::join!(source.drain_into(&mut first), source.drain_into(&mut second));
+
+    // THEN both deliveries were taken, and every scope with the member role was archived once:
+    // one run, complete, each session once in its run's history
+    assert!(one.invocations >= 1 && two.invocations >= 1, "{one:?} {two:?}");
+    for account in [ACCOUNT_ID, alpha.as_str(), beta.as_str()] {
+        for region in REGIONS {
+            assert_eq!(manifest_statuses(&org, account, region).await, ["complete"], "{account} {region}");
+            let snapshot = snapshot_of(&org, account, region, "plan-evt-1").await;
+            assert_eq!(snapshot.iter().collect::<BTreeSet<_>>(), truth(&org, account, region).iter().collect());
+            assert_eq!(snapshot.len(), truth(&org, account, region).len(), "{account} {region}: a session twice");
+        }
+    }
+    // AND gamma's two scopes are each in the dead-letter queue once, not once per delivery
+    let letters = org.dead_letters(SERVICE).await;
+    let mut buried: Vec<(&str, &str)> = letters.iter().map(|(body, _)| letter_scope(body)).collect();
+    buried.sort_unstable();
+    let gamma = org.accounts["gamma"].as_str();
+    assert_eq!(buried, [(gamma, REGIONS[0]), (gamma, REGIONS[1])], "{letters:?}");
+
+    // WHEN the message of one scope from before batches comes again
+    let keys_before = org.stage.aws.keys("history/").await;
     let body = serde_json::json!({
         "service": SERVICE.as_str(), "account_id": alpha, "region": REGIONS[0],
         "run_id": "plan-evt-1", "event_time": format!("{DAY}T10:00:00Z")
     });
     org.sqs.send_message().queue_url(&queue).message_body(body.to_string()).send().await.unwrap();
-    let report = org.drain(SERVICE, &mut function).await;
-
-    // THEN it succeeds without writing: one run, one history object, each session once
+    let report = org.drain(SERVICE, &mut first).await;
+    // THEN it is read as a batch of one, and finds its run complete: nothing written
     assert_eq!((report.invocations, report.handed_back), (1, 0));
     assert_eq!(org.stage.aws.keys("history/").await, keys_before);
-    assert_eq!(manifest_statuses(&org, &alpha, REGIONS[0]).await, ["complete"]);
-    let snapshot = snapshot_of(&org, &alpha, REGIONS[0], "plan-evt-1").await;
-    assert_eq!(snapshot.len(), snapshot.iter().collect::<BTreeSet<_>>().len());
 
     // WHEN beta is closed, delta joins with the member role, and the next schedule comes
     let organizations = aws_sdk_organizations::Client::new(&org.sdk);
@@ -181,13 +210,18 @@ async fn a_scope_delivered_twice_archives_once_and_the_next_plan_follows_the_org
     let delta = org.add_member(member("delta", true)).await;
     let summary = org.plan(SERVICE, "plan-evt-2", &format!("{DAY}T10:05:00Z")).await;
 
-    // THEN the plan leaves beta out, naming its state, and plans delta
-    let planned: BTreeMap<String, usize> =
-        drain_queue(&org.sqs, &queue).await.into_iter().fold(BTreeMap::new(), |mut by, (body, _)| {
-            *by.entry(body["account_id"].as_str().unwrap().to_owned()).or_default() += 1;
+    // THEN the plan leaves beta out, naming its state, and plans delta (and gamma, still active)
+    let planned: BTreeMap<String, usize> = drain_queue(&org.sqs, &queue)
+        .await
+        .iter()
+        .flat_map(|(body, _)| body["scopes"].as_array().unwrap().clone())
+        .fold(BTreeMap::new(), |mut by, scope| {
+            *by.entry(scope["account_id"].as_str().unwrap().to_owned()).or_default() += 1;
             by
         });
-    let expected: BTreeMap<String, usize> = [ACCOUNT_ID.to_owned(), alpha, delta].into_iter().map(|a| (a, 2)).collect();
+    let gamma = org.accounts["gamma"].clone();
+    let expected: BTreeMap<String, usize> =
+        [ACCOUNT_ID.to_owned(), alpha, gamma, delta].into_iter().map(|a| (a, 2)).collect();
     assert_eq!(planned, expected);
     let inactive: Vec<(&str, &str)> = summary["inactive"]
         .as_array()
@@ -260,8 +294,10 @@ async fn with_regions_enabled_the_planner_plans_each_accounts_enabled_regions_wh
     let Outcome::Response(summary) = outcome else { panic!("the plan failed: {outcome:?}") };
     let mut planned: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     for (body, _) in drain_queue(&org.sqs, &org.queues[&service].queue).await {
-        let (account, region) = (body["account_id"].as_str().unwrap(), body["region"].as_str().unwrap());
-        planned.entry(account.to_owned()).or_default().insert(region.to_owned());
+        for scope in body["scopes"].as_array().unwrap() {
+            let (account, region) = (scope["account_id"].as_str().unwrap(), scope["region"].as_str().unwrap());
+            planned.entry(account.to_owned()).or_default().insert(region.to_owned());
+        }
     }
     let accounts: BTreeSet<&str> = planned.keys().map(String::as_str).collect();
     assert_eq!(accounts, BTreeSet::from([ACCOUNT_ID, alpha.as_str(), beta.as_str()]));

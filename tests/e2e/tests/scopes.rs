@@ -171,9 +171,64 @@ async fn a_scope_message_no_retry_can_mend_goes_to_the_dead_letter_queue_with_it
     let letters = drain_queue(&sqs, &dead_letter_queue).await;
     assert_eq!(letters.len(), 1, "{letters:?}");
     let (body, attributes) = &letters[0];
-    assert_eq!(body["account_id"], "123456789012");
+    assert_eq!(body["scopes"], json!([{"account_id": "123456789012", "region": "us-east-1"}]));
+    assert_eq!(body["attempts"], 3, "the tries it had");
     assert_eq!((attributes["ErrorType"].as_str(), attributes["ReceiveCount"].as_str()), ("Retryable.SessionApi", "3"));
     assert!(attributes["ErrorMessage"].contains("ServiceUnavailable"), "{attributes:?}");
+}
+
+#[tokio::test]
+async fn a_failed_scope_is_sent_again_alone_with_its_tries_and_dead_lettered_on_its_last() {
+    // GIVEN the IVS function with its own scope queue (retries at once) and its dead-letter
+    // queue, and a session API answering 503 to every call
+    let service = ServiceId::IvsStreamSessions;
+    let stage = LocalStage::start(local_world().unwrap()).await.unwrap();
+    let sqs = aws_sdk_sqs::Client::new(&stage.aws.settings.load().await);
+    let queue_of = |name: String| {
+        let sqs = sqs.clone();
+        async move { sqs.create_queue().queue_name(name).send().await.unwrap().queue_url().unwrap().to_owned() }
+    };
+    let (queue, dead_letter_queue) =
+        (queue_of(format!("{service}-scopes")).await, queue_of(format!("{service}-dlq")).await);
+    let mut env = stage.function_env();
+    env.extend([
+        ("SCOPE_QUEUE_URL".to_owned(), queue.clone()),
+        ("SCOPE_DEAD_LETTER_QUEUE_URL".to_owned(), dead_letter_queue.clone()),
+        ("SCOPE_RETRY_SECONDS".to_owned(), "0".to_owned()),
+        ("SDK_MAX_ATTEMPTS".to_owned(), "1".to_owned()),
+    ]);
+    let mut function = start_function(service, &env, std::time::Duration::from_secs(120)).await.unwrap();
+    stage.emulator.set_faults("*", session_emulator::FaultPlan::server_errors(1.0, 503));
+    let batch = json!({
+        "service": service.as_str(), "run_id": "plan-evt-4", "event_time": "2026-11-22T10:00:00Z",
+        "scopes": [{"account_id": "123456789012", "region": "us-east-1"}]
+    });
+
+    // WHEN the batch fails on its first delivery, and each message sent again fails too
+    let mut body = batch.to_string();
+    let mut sent_again = Vec::new();
+    for _ in 0..3 {
+        let Outcome::Response(response) = function.invoke(sqs_event(&[("m", body.clone())])).await.unwrap() else {
+            panic!("the invocation failed whole")
+        };
+        // THEN the message is never handed back whole
+        assert_eq!(response, json!({"batchItemFailures": []}));
+        match drain_queue(&sqs, &queue).await.pop() {
+            Some((again, _)) => {
+                sent_again.push(again["attempts"].clone());
+                body = again.to_string();
+            }
+            None => break,
+        }
+    }
+    // AND the scope was sent again alone after its first and second tries, counting them
+    assert_eq!(sent_again, [json!(1), json!(2)]);
+    // AND after its third (SCOPE_MAX_RECEIVES) it is in the dead-letter queue with its reason
+    let letters = drain_queue(&sqs, &dead_letter_queue).await;
+    assert_eq!(letters.len(), 1, "{letters:?}");
+    let (letter, attributes) = &letters[0];
+    assert_eq!((letter["scopes"].clone(), letter["attempts"].clone()), (batch["scopes"].clone(), json!(3)));
+    assert_eq!((attributes["ErrorType"].as_str(), attributes["ReceiveCount"].as_str()), ("Retryable.SessionApi", "3"));
 }
 
 /// moto's Organizations with a root, an OU holding a nested OU, and accounts in each; one of the
@@ -236,8 +291,14 @@ async fn received(sqs: &aws_sdk_sqs::Client, queue_url: &str) -> Vec<ScopeMessag
     drained.into_iter().map(|(body, _)| serde_json::from_value(body).unwrap()).collect()
 }
 
+/// The accounts and regions of the messages in the queue, taken out of it.
+async fn scopes_received(sqs: &aws_sdk_sqs::Client, queue_url: &str) -> Vec<(String, String)> {
+    let messages = received(sqs, queue_url).await;
+    messages.into_iter().flat_map(|m| m.scopes).map(|s| (s.account_id, s.region)).collect()
+}
+
 #[tokio::test]
-async fn the_planner_sends_one_message_per_active_account_and_region_of_an_ou_and_nothing_for_an_unknown_ou() {
+async fn the_planner_sends_each_active_account_and_region_of_an_ou_in_batches_and_nothing_for_an_unknown_ou() {
     // GIVEN an organization on moto, and the IVS queue
     let moto = MotoServer::start().unwrap();
     let sdk = SdkSettings::local(moto.url()).load().await;
@@ -260,6 +321,7 @@ async fn the_planner_sends_one_message_per_active_account_and_region_of_an_ou_an
         exclude: BTreeSet::new(),
         regions: RegionSource::Listed(vec!["eu-west-1".into(), "us-east-1".into()]),
         queues: BTreeMap::from([(ServiceId::IvsStreamSessions, queue_url.clone())]),
+        batch_size: 3,
     };
     let request = plan_request(ServiceId::IvsStreamSessions);
 
@@ -268,16 +330,21 @@ async fn the_planner_sends_one_message_per_active_account_and_region_of_an_ou_an
         .await
         .unwrap();
 
-    // THEN the queue holds one message per region for each ACTIVE account under the OU, nested OU included
+    // THEN the queue holds each region of each ACTIVE account under the OU, nested OU included,
+    // in batches of three
+    let messages = received(&sqs, &queue_url).await;
+    let mut sizes: Vec<usize> = messages.iter().map(|m| m.scopes.len()).collect();
+    sizes.sort_unstable();
+    assert_eq!(sizes, [1, 3]);
     let sent: BTreeSet<(String, String)> =
-        received(&sqs, &queue_url).await.into_iter().map(|m| (m.account_id, m.region)).collect();
+        messages.into_iter().flat_map(|m| m.scopes).map(|s| (s.account_id, s.region)).collect();
     let expected: BTreeSet<(String, String)> = [&org.accounts["in-workload"], &org.accounts["in-nested"]]
         .into_iter()
         .flat_map(|a| ["eu-west-1", "us-east-1"].map(|r| (a.clone(), r.to_owned())))
         .collect();
     assert_eq!(sent, expected);
     // AND the summary counts them and names the closed account
-    assert_eq!((summary.accounts, summary.scopes, summary.messages_sent), (2, 4, 4));
+    assert_eq!((summary.accounts, summary.scopes, summary.messages_sent), (2, 4, 2));
     assert_eq!(
         summary.inactive.iter().map(|a| (a.id.as_str(), a.state.as_str())).collect::<Vec<_>>(),
         [(org.accounts["closed"].as_str(), "SUSPENDED")]
@@ -286,7 +353,7 @@ async fn the_planner_sends_one_message_per_active_account_and_region_of_an_ou_an
     // WHEN the whole organization is planned
     let whole = plan(&directory, &regions, &queue, &config(vec![]), "123456789012", &request).await.unwrap();
     // THEN the account at the root is planned as well (and moto's management account)
-    let accounts: BTreeSet<String> = received(&sqs, &queue_url).await.into_iter().map(|m| m.account_id).collect();
+    let accounts: BTreeSet<String> = scopes_received(&sqs, &queue_url).await.into_iter().map(|(a, _)| a).collect();
     assert!(accounts.contains(&org.accounts["at-root"]) && !accounts.contains(&org.accounts["closed"]), "{accounts:?}");
     assert_eq!(whole.scopes, 2 * whole.accounts);
 
@@ -336,6 +403,7 @@ async fn with_enabled_regions_each_account_is_planned_where_it_has_enabled_a_reg
         exclude: BTreeSet::new(),
         regions: RegionSource::Enabled,
         queues: BTreeMap::from([(service, queue_url.clone())]),
+        batch_size: 50,
     };
     let request = plan_request(service);
     let directory = OrganizationsDirectory::new(aws_sdk_organizations::Client::new(&sdk));
@@ -348,8 +416,8 @@ async fn with_enabled_regions_each_account_is_planned_where_it_has_enabled_a_reg
     // THEN each account has a message for every region enabled by default where WorkSpaces is
     // offered, and in-workload also for af-south-1; no account for eu-north-1 (enabled, not offered)
     let mut sent: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-    for message in received(&sqs, &queue_url).await {
-        sent.entry(message.account_id).or_default().insert(message.region);
+    for (account, region) in scopes_received(&sqs, &queue_url).await {
+        sent.entry(account).or_default().insert(region);
     }
     let by_default: BTreeSet<String> = WORKSPACES_ENABLED_BY_DEFAULT.map(String::from).into();
     let mut with_opt_in = by_default.clone();
@@ -364,7 +432,7 @@ async fn with_enabled_regions_each_account_is_planned_where_it_has_enabled_a_reg
     let summary = plan(&directory, &regions, &queue, &listed, "123456789012", &request).await.unwrap();
     // THEN its own account is asked for without its id (as ListRegions requires) and planned too
     assert_eq!((summary.accounts, summary.scopes), (2, 29));
-    let accounts: BTreeSet<String> = received(&sqs, &queue_url).await.into_iter().map(|m| m.account_id).collect();
+    let accounts: BTreeSet<String> = scopes_received(&sqs, &queue_url).await.into_iter().map(|(a, _)| a).collect();
     assert_eq!(accounts, BTreeSet::from(["123456789012".to_owned(), in_workload.clone()]));
 
     // WHEN a region is listed where WorkSpaces is not offered
@@ -372,7 +440,7 @@ async fn with_enabled_regions_each_account_is_planned_where_it_has_enabled_a_reg
     listed.regions = RegionSource::Listed(vec!["us-east-1".into(), "eu-north-1".into()]);
     let summary = plan(&directory, &regions, &queue, &listed, "123456789012", &request).await.unwrap();
     // THEN it gets no message, and the summary names it
-    let regions_sent: Vec<String> = received(&sqs, &queue_url).await.into_iter().map(|m| m.region).collect();
+    let regions_sent: Vec<String> = scopes_received(&sqs, &queue_url).await.into_iter().map(|(_, r)| r).collect();
     assert_eq!(regions_sent, ["us-east-1"]);
     assert_eq!(summary.not_offered, ["eu-north-1"]);
 

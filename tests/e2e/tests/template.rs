@@ -281,12 +281,16 @@ fn each_function_may_call_exactly_the_operations_its_code_calls() {
             Some("arn:${AWS::Partition}:iam::*:role/${MemberRoleName}"),
             "{logical}: the member role only"
         );
-        let (dead_letters, resource) = actions("DeadLetters");
-        assert_eq!(dead_letters, session_archiver::aws::sqs::IAM_ACTIONS.map(String::from).to_vec());
-        let dead_letter_queue = format!("{}ScopeDeadLetterQueue", pascal(service));
-        assert_eq!(resource.as_str(), Some(format!("{dead_letter_queue}.Arn").as_str()), "{logical}: its own");
+        // AND it sends to its own queue (a failed scope of a batch, alone) and its dead-letter queue only
+        let (queues, resource) = actions("Queues");
+        assert_eq!(queues, session_archiver::aws::sqs::IAM_ACTIONS.map(String::from).to_vec());
+        let (queue, dead_letter_queue) =
+            (format!("{}ScopeQueue", pascal(service)), format!("{}ScopeDeadLetterQueue", pascal(service)));
+        let resources: Vec<&str> = resource.as_vec().unwrap().iter().map(|r| r.as_str().unwrap()).collect();
+        assert_eq!(resources, [format!("{queue}.Arn"), format!("{dead_letter_queue}.Arn")], "{logical}: its own");
         let variables = &template["Resources"][logical.as_str()]["Properties"]["Environment"]["Variables"];
         assert_eq!(variables["SCOPE_DEAD_LETTER_QUEUE_URL"].as_str(), Some(dead_letter_queue.as_str()));
+        assert_eq!(variables["SCOPE_QUEUE_URL"].as_str(), Some(queue.as_str()));
         let (state, resource) = actions("ListingState");
         assert_eq!(state, sorted(session_archiver::table::progress::IAM_ACTIONS.map(String::from).to_vec()));
         assert_eq!(

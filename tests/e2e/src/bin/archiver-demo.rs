@@ -12,7 +12,7 @@
 use std::process::ExitCode;
 
 use archiver_e2e::lambda::Outcome;
-use archiver_e2e::organization::{LocalOrganization, Member};
+use archiver_e2e::organization::{letter_scope, LocalOrganization, Member};
 use archiver_e2e::stage::{events_dir, local_world, read_json, LocalStage, BUCKET, TABLE};
 use serde_json::Value as Json;
 use session_archiver::model::Timestamp;
@@ -135,10 +135,11 @@ async fn archive_an_organization() -> Result<(), Box<dyn std::error::Error>> {
         let not_offered =
             if not_offered.is_empty() { String::new() } else { format!("; not offered in {}", not_offered.join(", ")) };
         println!(
-            "  {:<30} planned {} scopes in {} accounts; {} messages delivered{not_offered}",
+            "  {:<30} planned {} scopes in {} accounts; {} batch message(s), {} invocation(s){not_offered}",
             service.as_str(),
             summary["scopes"],
             summary["accounts"],
+            summary["messages_sent"],
             delivered.invocations
         );
     }
@@ -154,8 +155,8 @@ async fn archive_an_organization() -> Result<(), Box<dyn std::error::Error>> {
     let mut reasons = std::collections::BTreeSet::new();
     for service in ServiceId::ALL {
         for (body, attributes) in org.dead_letters(service).await {
-            let account = body["account_id"].as_str().unwrap_or_default().to_owned();
-            let region = body["region"].as_str().unwrap_or_default();
+            let (account, region) = letter_scope(&body);
+            let account = account.to_owned();
             let name = names.get(account.as_str()).unwrap_or(&"");
             let error_type = attributes.get("ErrorType").map_or("", String::as_str);
             println!("  {:<30} {account} {name:<8} {region:<10} {error_type}", service.as_str());

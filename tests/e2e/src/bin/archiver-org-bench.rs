@@ -3,7 +3,8 @@
 //! `ORG_BENCH_REGIONS` (5 regions), 2 % of the accounts without the member role (so 2 % of the
 //! scopes fail), small IVS worlds (two channels of five sessions and an empty one); the planner
 //! plans IVS, and `ORG_BENCH_CONCURRENCY` function processes (4) take the queue through a local
-//! event source mapping. Reports the setup, plan and drain wall times, messages, list calls
+//! event source mapping, a batch of scopes an invocation. Reports the setup, plan and drain wall
+//! times, messages and invocations, list calls
 //! against their floor, the failed scopes, each function process's CPU and peak RSS, and per
 //! scope-run the storage requests the functions made (counted by a proxy in front of moto:
 //! DynamoDB reads and writes, S3 PUTs and GETs) and the history objects written; writes
@@ -13,7 +14,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::process::ExitCode;
 use std::time::Instant;
 
-use archiver_e2e::organization::{LocalOrganization, Member, RETRY_AFTER, VISIBILITY};
+use archiver_e2e::organization::{letter_scope, LocalOrganization, Member, RETRY_AFTER, VISIBILITY};
 use archiver_e2e::poller::QueueSource;
 use archiver_e2e::{setting, CountingProxy, Traffic};
 use serde_json::json;
@@ -95,19 +96,19 @@ async fn bench() -> Result<(), Box<dyn std::error::Error>> {
         processes.push((report.invocations, cpu, rss));
     }
     let drain = started.elapsed();
-    let storage = Storage::of(&proxy.take(), delivered as u64);
+    let scopes = summary["scopes"].as_u64().unwrap_or(0);
+    // Every scope runs once: the failing ones fail for good (no member role) and are not tried again.
+    let storage = Storage::of(&proxy.take(), scopes);
     let history = history_objects(&org.stage.aws.history_bucket()).await?;
 
     let calls = org.stage.emulator.calls();
     let count = |op: &str| calls.get(op).map_or(0, |c| c.calls);
-    let scopes = summary["scopes"].as_u64().unwrap_or(0);
     let failed_scopes = (failing * regions.len()) as u64;
     let archived = scopes - failed_scopes;
     // Per archived scope: ListChannels once, ListStreamSessions once per channel (three, one empty).
     let floor = archived * 4;
     let letters = org.dead_letters(SERVICE).await;
-    let failed_accounts: BTreeSet<String> =
-        letters.iter().filter_map(|(body, _)| body["account_id"].as_str().map(str::to_owned)).collect();
+    let failed_accounts: BTreeSet<String> = letters.iter().map(|(body, _)| letter_scope(body).0.to_owned()).collect();
     let expected_failed: BTreeSet<String> = names[..failing].iter().map(|n| org.accounts[n].clone()).collect();
     let runs = org.scope_runs().await;
     let complete = runs.iter().filter(|r| r.3 == "complete").count() as u64;
@@ -119,9 +120,12 @@ async fn bench() -> Result<(), Box<dyn std::error::Error>> {
     println!(
         "| drain ({concurrency} function processes) | {:.1} s ({:.1} scopes/s) |",
         drain.as_secs_f64(),
-        delivered as f64 / drain.as_secs_f64()
+        scopes as f64 / drain.as_secs_f64()
     );
-    println!("| messages delivered / handed back | {delivered} / {handed_back} |");
+    println!(
+        "| messages sent / invocations / handed back | {} (batches of up to {}) / {delivered} / {handed_back} |",
+        summary["messages_sent"], org.batch_size
+    );
     println!("| scopes complete | {complete} of {archived} |");
     println!("| scopes in the dead-letter queue | {} (expected {failed_scopes}), all of the accounts without the member role: {} |", letters.len(), failed_accounts == expected_failed);
     println!("| list calls / floor | {} / {floor} |", count("ListChannels") + count("ListStreamSessions"));
@@ -129,7 +133,7 @@ async fn bench() -> Result<(), Box<dyn std::error::Error>> {
     println!(
         "| history objects written (snapshots, changes) | {} ({:.2} a scope-run) |",
         history,
-        history as f64 / delivered.max(1) as f64
+        history as f64 / scopes.max(1) as f64
     );
     for (i, (invocations, cpu, rss)) in processes.iter().enumerate() {
         println!("| function process {i}: invocations, CPU, peak RSS | {invocations}, {cpu:.2} s, {rss:.1} MiB |");
@@ -139,7 +143,8 @@ async fn bench() -> Result<(), Box<dyn std::error::Error>> {
         "at": Timestamp::now().as_str(),
         "accounts": accounts, "regions": regions, "failing_accounts": failing, "concurrency": concurrency,
         "scopes": scopes, "setup_s": setup.as_secs_f64(), "plan_s": plan.as_secs_f64(), "drain_s": drain.as_secs_f64(),
-        "delivered": delivered, "handed_back": handed_back, "complete": complete, "dead_letters": letters.len(),
+        "messages": summary["messages_sent"], "batch_size": org.batch_size, "invocations": delivered,
+        "scopes_per_s": scopes as f64 / drain.as_secs_f64(), "handed_back": handed_back, "complete": complete, "dead_letters": letters.len(),
         "failures_isolated": failed_accounts == expected_failed,
         "list_calls": count("ListChannels") + count("ListStreamSessions"), "list_floor": floor,
         "per_scope_run": {"dynamodb_reads": storage.dynamodb_reads, "dynamodb_writes": storage.dynamodb_writes, "s3_puts": storage.s3_puts, "s3_gets": storage.s3_gets},
