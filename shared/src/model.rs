@@ -166,6 +166,29 @@ pub const SESSION_COLUMNS: &[Column] = &[
 /// The last column: hash of the session columns, stable for the same session state.
 pub const HASH_COLUMN: Column = col("record_hash", Str, "SHA-256 (128 bits, hex) of the session columns");
 
+/// The runs dataset's columns: one line per scope and run an invocation ran, the same for every
+/// service (see [`crate::history::runs`]).
+pub const RUN_COLUMNS: &[Column] = &[
+    col("service", Str, "service id, e.g. ivs-stream-sessions"),
+    col("account_id", Str, "AWS account of the scope"),
+    col("region", Str, "AWS region of the scope"),
+    col("run_id", Str, "id of the run, derived from the triggering event"),
+    col("event_time", Ts, "the triggering event's time: the dt partition's day"),
+    col("started_at", Ts, "when the run started in this invocation"),
+    col("finished_at", Ts, "when it ended"),
+    col("status", Str, "complete, partial (its place kept for the next invocation), failed or dry_run"),
+    col("quiet", Boolean, "true: the scope held no session and holds none; the run wrote nothing else"),
+    col("sessions", BigInt, "sessions listed"),
+    col("new", BigInt, "sessions seen for the first time"),
+    col("changed", BigInt, "sessions whose state changed"),
+    col("ended", BigInt, "sessions that ended"),
+    col("pages", BigInt, "pages read"),
+    col("api_calls", BigInt, "calls to the session API, discovery included"),
+    col("error_kind", Str, "what failed (MemberRole, SessionApi, Storage, ...), for a failed run"),
+    col("error_message", Str, "the failure, naming the account, region and call"),
+    col("invocation_id", Str, "the Lambda request id of the invocation that ran it"),
+];
+
 /// The column list of one service.
 #[derive(Debug)]
 pub struct Schema {

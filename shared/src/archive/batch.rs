@@ -80,6 +80,7 @@ mod tests {
             lease_held_by: None,
             already_complete: false,
             state_rebuilt_because: None,
+            quiet: false,
         }
     }
 

@@ -19,17 +19,18 @@
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use lambda_runtime::{Context, LambdaEvent};
 use serde_json::Value as Json;
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 
 use super::batch::{place, retry_delay, Placement};
 use super::config::FunctionConfig;
 use super::event::{parse_invocation, parse_scope_message, Invocation, ScopeBatch};
-use super::report::{metrics_line, scope_failure};
+use super::report::{metrics_line, run_line, scope_failure};
 use crate::aws::member::MemberRoles;
 use crate::aws::sqs::SqsSender;
 use crate::aws::SdkSettings;
 use crate::error::{Error, Result};
-use crate::history::S3Bucket;
+use crate::history::runs::runs_key;
+use crate::history::{HistoryObject, S3Bucket, DEFAULT_UPLOAD_PART_SIZE};
 use crate::lambda::event::EventWindow;
 use crate::lambda::{answer_queue, is_queue_event, queue_event, DeadLetters, Program};
 use crate::model::{Scope, Timestamp};
@@ -37,7 +38,7 @@ use crate::personal::PersonalData;
 use crate::plan::ScopeMessage;
 use crate::run::batch::{run_batch, ScopeOutcome};
 use crate::run::deadline::Deadlines;
-use crate::run::{run, RunRequest, RunSummary};
+use crate::run::{run, RunConfig, RunRequest, RunSummary};
 use crate::sources::{AnySource, SourceOptions};
 use crate::table::{DeadLetterClaim, DynamoTable, RunLedger};
 
@@ -164,9 +165,12 @@ impl Function {
         let mut request = batch.request.clone();
         request.deadlines = self.deadlines(context);
         request.invocation_id = context.request_id.clone();
-        let (request, home) = (&request, &home);
-        let run_one = |scope: &Scope| Box::pin(self.run_scope(request, None, scope.clone(), home));
+        // Before any scope: a key that cannot be read fails the message, not each of its scopes.
+        let run_config = self.run_config(&request.deadlines).await?;
+        let (request, home, started_at, run_config) = (&request, &home, Timestamp::now(), &run_config);
+        let run_one = |scope: &Scope| Box::pin(self.run_scope(request, run_config, None, scope.clone(), home));
         let outcomes = run_batch(&batch.scopes, self.config.scopes_at_once, &request.deadlines, run_one).await;
+        self.report(request, &outcomes, &started_at).await;
         let tries = batch.attempts + receives;
         let placement = place(outcomes, tries, self.config.scope_max_receives);
         info!(
@@ -251,6 +255,52 @@ impl Function {
         Ok(())
     }
 
+    /// What a batch's runs report: one metrics line, and the runs dataset's lines.
+    async fn report(&self, request: &RunRequest, outcomes: &[(&Scope, ScopeOutcome)], started_at: &Timestamp) {
+        println!("{}", metrics_line(self.config.service, outcomes, Timestamp::now().epoch_seconds() * 1000));
+        self.write_runs(request, outcomes, started_at).await;
+    }
+
+    /// Writes the runs dataset's lines of a batch's scopes, one object. The runs are done, their
+    /// objects and items written, whatever becomes of these lines: a failure to write them is
+    /// logged (`runs object not written`), and the invocation goes on.
+    async fn write_runs(&self, request: &RunRequest, outcomes: &[(&Scope, ScopeOutcome)], started_at: &Timestamp) {
+        let lines: Vec<String> = outcomes
+            .iter()
+            .filter_map(|(scope, outcome)| run_line(scope, request, outcome, started_at))
+            .map(|line| line.to_json())
+            .collect();
+        if lines.is_empty() || request.dry_run {
+            return;
+        }
+        let key = runs_key(
+            &self.config.history_prefix,
+            self.config.service,
+            &request.event_time,
+            request.run_id.as_str(),
+            &request.invocation_id,
+        );
+        let mut object = HistoryObject::new(&self.bucket, key.clone(), DEFAULT_UPLOAD_PART_SIZE);
+        let written = async {
+            for line in &lines {
+                object.push(line).await?;
+            }
+            object.finish().await
+        };
+        if let Err(err) = request.deadlines.last("S3: the runs object", written).await {
+            object.abort().await;
+            error!(key, lines = lines.len(), err = %err, "runs object not written");
+        }
+    }
+
+    /// The run settings of an invocation, with the personal-data policy and its key.
+    async fn run_config(&self, deadlines: &Deadlines) -> Result<RunConfig> {
+        let mut run_config = self.config.run_config();
+        let key_read = deadlines.work("Secrets Manager: the personal-data key", self.personal_data());
+        run_config.personal_data = key_read.await?.clone();
+        Ok(run_config)
+    }
+
     /// The function's own scope: its account and region.
     fn home(&self, context: &Context) -> Result<Scope> {
         Ok(Scope {
@@ -271,11 +321,15 @@ impl Function {
         let mut request = invocation.request;
         request.deadlines = self.deadlines(context);
         request.invocation_id = context.request_id.clone();
+        let run_config = self.run_config(&request.deadlines).await?;
+        let started_at = Timestamp::now();
+        let options = invocation.options;
         let run_one =
-            |scope: &Scope| Box::pin(self.run_scope(&request, invocation.options.clone(), scope.clone(), &home));
+            |scope: &Scope| Box::pin(self.run_scope(&request, &run_config, options.clone(), scope.clone(), &home));
         let scopes = [home.clone()];
-        let outcome = run_batch(&scopes, 1, &Deadlines::none(), run_one).await.pop();
-        match outcome.map(|(_, outcome)| outcome) {
+        let outcomes = run_batch(&scopes, 1, &Deadlines::none(), run_one).await;
+        self.report(&request, &outcomes, &started_at).await;
+        match outcomes.into_iter().next().map(|(_, outcome)| outcome) {
             Some(ScopeOutcome::Ran(summary)) => Ok(summary),
             Some(ScopeOutcome::Failed(err)) => Err(err),
             Some(ScopeOutcome::NotStarted) | None => {
@@ -284,17 +338,16 @@ impl Function {
         }
     }
 
-    /// One scope's run, its metrics line written, its failure named by its scope when it is
-    /// not the function's own.
+    /// One scope's run, its failure named by its scope when it is not the function's own.
     async fn run_scope(
         &self,
         request: &RunRequest,
+        run_config: &RunConfig,
         options: Option<SourceOptions>,
         scope: Scope,
         home: &Scope,
     ) -> Result<RunSummary> {
-        let result = Box::pin(self.run_in_scope(request, options, &scope, home)).await;
-        println!("{}", metrics_line(&scope, &result, Timestamp::now().epoch_seconds() * 1000));
+        let result = Box::pin(self.run_in_scope(request, run_config, options, &scope, home)).await;
         match result {
             Err(err) if scope != *home => Err(scope_failure(&scope, err)),
             other => other,
@@ -304,14 +357,12 @@ impl Function {
     async fn run_in_scope(
         &self,
         request: &RunRequest,
+        run_config: &RunConfig,
         options: Option<SourceOptions>,
         scope: &Scope,
         home: &Scope,
     ) -> Result<RunSummary> {
         let deadlines = request.deadlines;
-        let mut run_config = self.config.run_config();
-        let key_read = deadlines.work("Secrets Manager: the personal-data key", self.personal_data());
-        run_config.personal_data = key_read.await?.clone();
         let scoped_source = match (scope == home, options) {
             (true, None) => None,
             (_, options) => {
@@ -321,7 +372,8 @@ impl Function {
             }
         };
         let source = scoped_source.as_ref().unwrap_or(&self.source);
-        info!(
+        // Debug: a quiet scope's run logs nothing at INFO (its line in the runs dataset says it).
+        debug!(
             service = %self.config.service,
             account_id = %scope.account_id,
             region = %scope.region,
@@ -332,7 +384,7 @@ impl Function {
             "run starting"
         );
         // Boxed: the run's future is deep, and boxing keeps the functions' own futures shallow.
-        Box::pin(run(scope, source, &self.table, &self.bucket, &run_config, request)).await
+        Box::pin(run(scope, source, &self.table, &self.bucket, run_config, request)).await
     }
 
     /// The session API settings of `scope`: its region, and the member role's credentials when

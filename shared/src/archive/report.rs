@@ -1,28 +1,48 @@
-//! What a scope's run reports besides its summary: one line of metrics for CloudWatch, and its
-//! failure named by its scope.
+//! What a scope's run reports besides its summary: one line of metrics for CloudWatch, its line
+//! in the runs dataset, and its failure named by its scope.
 
 use serde_json::Value as Json;
 
-use crate::error::Error;
-use crate::model::Scope;
-use crate::run::{RunOutcome, RunSummary};
-use crate::Result;
+use crate::error::{bounded, Error};
+use crate::history::runs::RunLine;
+use crate::model::{Scope, ServiceId, Timestamp};
+use crate::run::batch::ScopeOutcome;
+use crate::run::{RunOutcome, RunRequest};
+use crate::table::RunCounts;
 
-/// One CloudWatch Embedded Metric Format line (namespace `SessionArchiver`, dimension `Service`):
-/// CloudWatch turns it into metrics with no API call; the template's alarms watch them. The
-/// account and region are properties, not dimensions: searchable in Logs Insights, and no
-/// metric per scope (an organization of 1,000 accounts in 17 regions would make 187,000).
-pub fn metrics_line(scope: &Scope, result: &Result<RunSummary>, timestamp_ms: i64) -> String {
-    let (outcome, counts) = match result {
-        Ok(summary) => (Some(summary.outcome), summary.counts.clone()),
-        Err(_) => (None, Default::default()),
-    };
-    let flag = |wanted: Option<RunOutcome>| u64::from(outcome == wanted);
-    let metrics: [(&str, u64, &str); 13] = [
-        ("CompleteRuns", flag(Some(RunOutcome::Complete)), "Count"),
-        ("PartialRuns", flag(Some(RunOutcome::Partial)), "Count"),
-        ("FailedRuns", u64::from(result.is_err()), "Count"),
-        ("SkippedRuns", flag(Some(RunOutcome::Skipped)), "Count"),
+/// One CloudWatch Embedded Metric Format line for a batch's runs (namespace `SessionArchiver`,
+/// dimension `Service`): CloudWatch turns it into metrics with no API call; the template's alarms
+/// watch them. One line an invocation, its runs summed: a scope's detail is its line in the runs
+/// dataset, so a quiet scope logs nothing of its own. A batch of one scope names its account and
+/// region as properties, not dimensions: no metric per scope (an organization of 1,000 accounts
+/// in 17 regions would make 187,000).
+pub fn metrics_line(service: ServiceId, outcomes: &[(&Scope, ScopeOutcome)], timestamp_ms: i64) -> String {
+    let mut counts = RunCounts::default();
+    let mut runs = [0u64; 6];
+    for (_, outcome) in outcomes {
+        let slot = match outcome {
+            ScopeOutcome::Ran(summary) if summary.quiet => 4,
+            ScopeOutcome::Ran(summary) => match summary.outcome {
+                RunOutcome::Complete | RunOutcome::DryRun => 0,
+                RunOutcome::Partial => 1,
+                RunOutcome::Skipped => 3,
+            },
+            ScopeOutcome::Failed(_) => 2,
+            ScopeOutcome::NotStarted => 5,
+        };
+        runs[slot] += 1;
+        if let ScopeOutcome::Ran(summary) = outcome {
+            counts.add(&summary.counts);
+        }
+    }
+    let metrics: [(&str, u64, &str); 15] = [
+        // A quiet run is a complete one, and counted apart as well.
+        ("CompleteRuns", runs[0] + runs[4], "Count"),
+        ("PartialRuns", runs[1], "Count"),
+        ("FailedRuns", runs[2], "Count"),
+        ("SkippedRuns", runs[3], "Count"),
+        ("QuietRuns", runs[4], "Count"),
+        ("NotStartedScopes", runs[5], "Count"),
         ("Sessions", counts.sessions, "Count"),
         ("NewSessions", counts.new, "Count"),
         ("ChangedSessions", counts.changed, "Count"),
@@ -45,16 +65,71 @@ pub fn metrics_line(scope: &Scope, result: &Result<RunSummary>, timestamp_ms: i6
             }],
         }),
     );
-    line.insert("Service".into(), Json::from(scope.service.as_str()));
-    line.insert("AccountId".into(), Json::from(scope.account_id.as_str()));
-    line.insert("Region".into(), Json::from(scope.region.as_str()));
-    if let Ok(RunSummary { state_rebuilt_because: Some(reason), .. }) = result {
-        line.insert("StateRebuiltBecause".into(), Json::from(reason.as_str()));
+    line.insert("Service".into(), Json::from(service.as_str()));
+    line.insert("Scopes".into(), Json::from(outcomes.len()));
+    if let [(scope, _)] = outcomes {
+        line.insert("AccountId".into(), Json::from(scope.account_id.as_str()));
+        line.insert("Region".into(), Json::from(scope.region.as_str()));
     }
     for (name, value, _) in metrics {
         line.insert(name.into(), Json::from(value));
     }
     Json::Object(line).to_string()
+}
+
+/// A scope's line in the runs dataset, for a run that ran (a skipped one read and wrote nothing,
+/// and has none); `started_at` is when the invocation started it.
+pub fn run_line(
+    scope: &Scope,
+    request: &RunRequest,
+    outcome: &ScopeOutcome,
+    started_at: &Timestamp,
+) -> Option<RunLine> {
+    let line = |run_id: &str, status, started_at: &Timestamp, finished_at| RunLine {
+        service: scope.service,
+        account_id: scope.account_id.clone(),
+        region: scope.region.clone(),
+        run_id: run_id.to_owned(),
+        event_time: request.event_time.clone(),
+        started_at: started_at.clone(),
+        finished_at,
+        status,
+        quiet: false,
+        sessions: 0,
+        new: 0,
+        changed: 0,
+        ended: 0,
+        pages: 0,
+        api_calls: 0,
+        error: None,
+        invocation_id: request.invocation_id.clone(),
+    };
+    match outcome {
+        ScopeOutcome::NotStarted => None,
+        ScopeOutcome::Failed(err) => Some(RunLine {
+            error: Some((err.kind(), bounded(err.to_string()))),
+            ..line(request.run_id.as_str(), "failed", started_at, Timestamp::now())
+        }),
+        ScopeOutcome::Ran(summary) => {
+            let status = match summary.outcome {
+                RunOutcome::Complete => "complete",
+                RunOutcome::Partial => "partial",
+                RunOutcome::DryRun => "dry_run",
+                RunOutcome::Skipped => return None,
+            };
+            let c = &summary.counts;
+            Some(RunLine {
+                quiet: summary.quiet,
+                sessions: c.sessions,
+                new: c.new,
+                changed: c.changed,
+                ended: c.ended,
+                pages: c.pages,
+                api_calls: c.api_calls,
+                ..line(&summary.run_id, status, &summary.started_at, summary.finished_at.clone())
+            })
+        }
+    }
 }
 
 /// The failure of a scope's run (an account and region of an organization), with what to check
@@ -103,7 +178,8 @@ mod tests {
             account_id: "111122223333".into(),
             region: "eu-west-1".into(),
         };
-        let line = metrics_line(&scope, &Err(Error::Event("bad".into())), 1_790_000_000_000);
+        let outcomes = [(&scope, ScopeOutcome::Failed(Error::Event("bad".into())))];
+        let line = metrics_line(ServiceId::IvsStreamSessions, &outcomes, 1_790_000_000_000);
         let parsed: Json = serde_json::from_str(&line).unwrap();
         assert_eq!(parsed["_aws"]["CloudWatchMetrics"][0]["Namespace"], "SessionArchiver");
         assert_eq!(parsed["Service"], "ivs-stream-sessions");
@@ -120,6 +196,12 @@ mod tests {
             .map(|m| m["Name"].as_str().unwrap())
             .collect();
         assert!(names.iter().all(|n| parsed.get(n).is_some()), "every metric has its value");
+        // AND a batch's line sums its scopes, and names no account
+        let other = Scope { region: "us-east-1".into(), ..scope.clone() };
+        let two = [(&scope, ScopeOutcome::Failed(Error::Event("bad".into()))), (&other, ScopeOutcome::NotStarted)];
+        let parsed: Json = serde_json::from_str(&metrics_line(ServiceId::IvsStreamSessions, &two, 0)).unwrap();
+        assert_eq!((parsed["Scopes"].as_u64(), parsed["FailedRuns"].as_u64()), (Some(2), Some(1)));
+        assert_eq!((parsed["NotStartedScopes"].as_u64(), parsed.get("AccountId")), (Some(1), None));
     }
 
     fn scope() -> Scope {

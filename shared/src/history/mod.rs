@@ -1,5 +1,6 @@
-//! History in S3: object keys, the NDJSON.gz encoding of session lines, and the streaming writer
-//! of one object behind the [`Bucket`] port (S3 adapter: [`S3Bucket`]).
+//! History in S3: object keys, the NDJSON.gz encoding of session lines, the runs dataset's lines
+//! ([`runs`]), and the streaming writer of one object behind the [`Bucket`] port (S3 adapter:
+//! [`S3Bucket`]).
 
 pub mod bucket;
 mod keys;
@@ -7,6 +8,7 @@ mod keys;
 #[cfg(any(test, feature = "testing"))]
 pub mod memory;
 mod ndjson;
+pub mod runs;
 mod writer;
 
 /// The change a changes line records and the run a key names (both of the model).

@@ -9,11 +9,12 @@
 
 use std::collections::HashSet;
 
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use super::context::RunInputs;
 use super::kept::{load_progress, save_progress};
 use super::pass::{pass, PartResult};
+use super::quiet::quiet_run;
 use super::request::{RunOutcome, RunSummary};
 use super::state::ListingStates;
 use crate::diff::RunMark;
@@ -68,6 +69,11 @@ where
             let part = Box::pin(pass(self.run, &fresh, &Default::default(), &mark, None)).await?;
             let summary = self.summary(&fresh.run_id, RunOutcome::DryRun, 0);
             return Ok(RunSummary { counts: part.counts, listings_left: part.listings_left, ..summary });
+        }
+        if let Some(counts) = quiet_run(self.run, &self.started_at).await? {
+            let run_id = self.run.request.run_id.as_str();
+            debug!(service = %self.run.scope.service, run_id, "quiet: the scope holds no session; nothing written");
+            return Ok(RunSummary { counts, quiet: true, ..self.summary(run_id, RunOutcome::Complete, 0) });
         }
         let holder = LeaseHolder {
             run_id: self.run.request.run_id.as_str().to_owned(),
@@ -249,7 +255,8 @@ where
             PartOutcome::Failed { error, .. } => Err(error),
             PartOutcome::Ran { run_id, part: number, result: part, .. } => {
                 let outcome = if part.listings_left == 0 { RunOutcome::Complete } else { RunOutcome::Partial };
-                info!(%service, run_id, part = number, ?outcome, counts = ?part.counts, "run part done");
+                let (account_id, region) = (&self.run.scope.account_id, &self.run.scope.region);
+                info!(%service, %account_id, %region, run_id, part = number, ?outcome, counts = ?part.counts, "run part done");
                 Ok(RunSummary {
                     counts: part.counts,
                     listings_left: part.listings_left,
@@ -276,6 +283,7 @@ where
             lease_held_by: None,
             already_complete: false,
             state_rebuilt_because: None,
+            quiet: false,
         }
     }
 
@@ -311,15 +319,17 @@ where
 
 /// What a part that gives the lease back vouches for: the generation its listings' state objects
 /// belong to, once it has written them all (for any run once the run is complete; for its own
-/// next part while it is partial). A failed part vouches for nothing; a part that found its run
+/// next part while it is partial), and whether the scope was empty. A failed part vouches for nothing; a part that found its run
 /// complete wrote nothing, and passes on what it was given.
 fn vouch_after(outcome: &Result<PartOutcome>, vouched: Option<StateVouch>) -> Option<StateVouch> {
     match outcome {
         Ok(PartOutcome::AlreadyComplete) => vouched,
-        Ok(PartOutcome::Ran { run_id, result, states, .. }) if states.writes => Some(StateVouch {
+        Ok(PartOutcome::Ran { run_id, part, result, states }) if states.writes => Some(StateVouch {
             generation: states.generation.clone(),
             for_run: (result.listings_left > 0).then(|| run_id.clone()),
             sections: result.state_sections,
+            // A run of one part that saw nothing in unfiltered listings: the scope is empty.
+            quiet: *part == 0 && result.listings_left == 0 && result.counts.sessions == 0,
         }),
         _ => None,
     }

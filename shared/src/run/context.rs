@@ -43,16 +43,18 @@ pub(super) struct Histories<'a, O: Bucket> {
 }
 
 impl<O: Bucket> Histories<'_, O> {
-    /// Writes both objects of a part: their keys.
+    /// Writes the objects of a part that have lines: their keys. A part that saw no session
+    /// writes no object (its manifest, and its line in the runs dataset, say it listed nothing);
+    /// one without changes no changes object: a redelivered event's changes are recorded again,
+    /// so an absent object never hides one that was written.
     pub(super) async fn finish(&mut self) -> Result<Vec<String>> {
-        let has_changes = self.changes.lines() > 0;
-        let mut keys = vec![self.snapshots.finish().await?.key];
-        // No changes, no object: a redelivered event's changes are recorded again, so an absent
-        // object never hides one that was written.
-        if has_changes {
-            keys.push(self.changes.finish().await?.key);
-        } else {
-            self.changes.abort().await;
+        let mut keys = Vec::new();
+        for object in [&mut self.snapshots, &mut self.changes] {
+            if object.lines() > 0 {
+                keys.push(object.finish().await?.key);
+            } else {
+                object.abort().await;
+            }
         }
         Ok(keys)
     }

@@ -1,6 +1,7 @@
 //! The run: one source, the table and the history, joined.
 //!
-//! lease (and the vouch for the listing states) → the run to work on (a partial one with the same
+//! a quiet run, when the scope held no session and its listings are still empty (nothing written;
+//! see `quiet`); else lease (and the vouch for the listing states) → the run to work on (a partial one with the same
 //! source options, resumed; or the event's own) → unfinished runs (their changes are recorded
 //! again) → manifest `running` → the scope's listing states read → for each listing not done:
 //! previous state (its section, or the table), pages (from where an earlier part stopped), the
@@ -18,6 +19,7 @@
 //! From the top down (each file imports only those below it):
 //! - [`batch`]: the scopes of one message, each its own run, side by side;
 //! - `bookkeeping`: the lease, the run chosen, the manifest, the progress commit point;
+//! - `quiet`: the run of a scope that held no session and holds none, which writes nothing;
 //! - `kept`: the progress saved and read back, in its item or an S3 object;
 //! - `pass`: one part's listings and its two history objects;
 //! - `listing`: one listing, previous state to writes;
@@ -39,6 +41,7 @@ mod kept;
 mod listing;
 mod pacer;
 mod pass;
+mod quiet;
 mod recorder;
 mod request;
 mod spool;

@@ -93,4 +93,7 @@ pub struct RunSummary {
     /// last run left (the first listing's reason, when several did).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub state_rebuilt_because: Option<String>,
+    /// A quiet run: the scope held no session before and holds none now; nothing was written.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub quiet: bool,
 }

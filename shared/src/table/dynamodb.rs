@@ -14,8 +14,8 @@ use tracing::{instrument, warn};
 
 use super::item::{self, Item, LEASE_SK};
 use super::{
-    DeadLetterClaim, LeaseHolder, LeaseOutcome, Manifest, Progress, RunLedger, RunStatus, SavedProgress, Scope,
-    SessionTable, StateVouch, StoredSession, StoredSummary, DEAD_LETTER_STALE_SECONDS,
+    DeadLetterClaim, LeaseHolder, LeaseOutcome, LeasePeek, Manifest, Progress, RunLedger, RunStatus, SavedProgress,
+    Scope, SessionTable, StateVouch, StoredSession, StoredSummary, DEAD_LETTER_STALE_SECONDS,
 };
 use crate::error::{Error, Result};
 use crate::model::Timestamp;
@@ -396,6 +396,15 @@ impl RunLedger for DynamoTable {
             }
             Err(err) => Err(self.storage_error("DynamoDB PutItem (lease)", err)),
         }
+    }
+
+    #[instrument(skip(self), fields(table = %self.table_name))]
+    async fn peek_lease(&self, scope: &Scope) -> Result<LeasePeek> {
+        let Some(lease) = self.get_item("DynamoDB GetItem (lease)", scope.lease_pk(), LEASE_SK.into()).await? else {
+            return Ok(LeasePeek::default());
+        };
+        let expires_at = lease.get("expires_at").and_then(|v| v.as_n().ok()?.parse().ok()).unwrap_or_default();
+        Ok(LeasePeek { expires_at, vouched: item::state_vouch(&lease) })
     }
 
     /// The item stays, expired (`expires_at = 0`: any run takes it, and DynamoDB's TTL leaves

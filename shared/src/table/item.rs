@@ -165,6 +165,9 @@ pub fn vouch_attributes(vouch: &StateVouch) -> Vec<(&'static str, AttributeValue
     if let Some(run) = &vouch.for_run {
         attributes.push(("state_for_run", s(run.as_str())));
     }
+    if vouch.quiet {
+        attributes.push(("state_quiet", AttributeValue::Bool(true)));
+    }
     attributes
 }
 
@@ -173,7 +176,8 @@ pub fn state_vouch(item: &Item) -> Option<StateVouch> {
     let text = |name: &str| item.get(name).and_then(|v| v.as_s().ok()).cloned();
     // Without a count, the object is read.
     let sections = item.get("state_sections").and_then(|v| v.as_n().ok()?.parse().ok()).unwrap_or(u64::MAX);
-    Some(StateVouch { generation: text("state_generation")?, for_run: text("state_for_run"), sections })
+    let quiet = item.get("state_quiet").and_then(|v| v.as_bool().ok()).copied().unwrap_or(false);
+    Some(StateVouch { generation: text("state_generation")?, for_run: text("state_for_run"), sections, quiet })
 }
 
 /// The manifest item of a run.

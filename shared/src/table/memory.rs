@@ -10,8 +10,8 @@ use futures::Stream;
 
 use super::item::manifest_sk;
 use super::{
-    DeadLetterClaim, LeaseHolder, LeaseOutcome, Manifest, Progress, RunLedger, RunStatus, SavedProgress, Scope,
-    SessionTable, StateVouch, StoredSession, StoredSummary, DEAD_LETTER_STALE_SECONDS,
+    DeadLetterClaim, LeaseHolder, LeaseOutcome, LeasePeek, Manifest, Progress, RunLedger, RunStatus, SavedProgress,
+    Scope, SessionTable, StateVouch, StoredSession, StoredSummary, DEAD_LETTER_STALE_SECONDS,
 };
 use crate::error::{injected, Result};
 use crate::model::Timestamp;
@@ -174,6 +174,14 @@ impl RunLedger for MemoryTable {
                 Ok(LeaseOutcome::Acquired { vouched: old.and_then(|(_, _, vouch)| vouch) })
             }
         }
+    }
+
+    async fn peek_lease(&self, scope: &Scope) -> Result<LeasePeek> {
+        let leases = self.lease.lock().unwrap();
+        Ok(leases.get(&scope.lease_pk()).map_or_else(LeasePeek::default, |(_, until, vouch)| LeasePeek {
+            expires_at: *until,
+            vouched: vouch.clone(),
+        }))
     }
 
     async fn release_lease(&self, scope: &Scope, holder: &LeaseHolder, vouch: Option<&StateVouch>) -> Result<()> {

@@ -151,6 +151,9 @@ pub struct StateVouch {
     /// Sections of the scope's state object: with none, the object is not read (an empty scope
     /// makes no GET), and every listing reads the table, as for a listing without a section.
     pub sections: u64,
+    /// The run that vouched was complete, its listings unfiltered, and it saw no session: the
+    /// next run may be a quiet one (see [`crate::run`]).
+    pub quiet: bool,
 }
 
 impl StateVouch {
@@ -158,6 +161,15 @@ impl StateVouch {
     pub fn generation_for(&self, run_id: &str) -> Option<&str> {
         self.for_run.as_deref().is_none_or(|only| only == run_id).then_some(self.generation.as_str())
     }
+}
+
+/// The lease as it stands, read without taking it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LeasePeek {
+    /// Until when it is held (epoch seconds); 0, or past, when nobody holds it.
+    pub expires_at: i64,
+    /// What the last holder vouched for as it gave it back.
+    pub vouched: Option<StateVouch>,
 }
 
 /// Whether the lease was taken.
@@ -234,6 +246,9 @@ pub trait RunLedger: Send + Sync {
         now: i64,
         expires_at: i64,
     ) -> impl Future<Output = Result<LeaseOutcome>> + Send;
+
+    /// The scope's lease as it stands (a strongly consistent read), without taking it.
+    fn peek_lease(&self, scope: &Scope) -> impl Future<Output = Result<LeasePeek>> + Send;
 
     /// Gives the lease back if `holder`'s invocation still holds it, vouching for `vouch`.
     fn release_lease(

@@ -106,7 +106,10 @@ async fn an_unchanged_rerun_reads_the_listings_state_object_and_not_the_table() 
     assert!(reason.contains("no state object is vouched for"), "{reason}");
     assert_eq!((first.counts.states_rebuilt, first.counts.states_written), (1, 1));
     let key = state_key(&bucket);
-    assert_eq!(table.vouch(&scope()), Some(StateVouch { generation: "evt-1".into(), for_run: None, sections: 1 }));
+    assert_eq!(
+        table.vouch(&scope()),
+        Some(StateVouch { generation: "evt-1".into(), for_run: None, sections: 1, quiet: false })
+    );
     // WHEN the same sessions are listed again
     let reads_before = table.listings_read();
     let rerun = complete(&source, &table, &bucket, "evt-2").await;
@@ -184,9 +187,10 @@ async fn a_missing_stale_corrupt_or_other_version_state_object_is_rebuilt_from_t
             Damage::OtherVersion => {
                 bucket.replace(&key, Some(edited(&body, |t| t.replacen("\"version\":1", "\"version\":0", 1))))
             }
-            Damage::Stale => {
-                table.set_vouch(&scope(), Some(StateVouch { generation: "evt-0".into(), for_run: None, sections: 1 }))
-            }
+            Damage::Stale => table.set_vouch(
+                &scope(),
+                Some(StateVouch { generation: "evt-0".into(), for_run: None, sections: 1, quiet: false }),
+            ),
         }
         source.set_status("s010", "PENDING_CLIENT_RECONNECT");
         // WHEN the next run comes
@@ -226,7 +230,10 @@ async fn a_run_that_fails_after_writing_items_vouches_for_nothing_and_the_next_r
         BTreeMap::from([("s010".to_owned(), "changed".to_owned()), ("s290".to_owned(), "changed".to_owned())]);
     assert_eq!(changes(&bucket, "evt-3"), expected);
     assert_converged(&source, &table, &bucket, "evt-3");
-    assert_eq!(table.vouch(&scope()), Some(StateVouch { generation: "evt-3".into(), for_run: None, sections: 1 }));
+    assert_eq!(
+        table.vouch(&scope()),
+        Some(StateVouch { generation: "evt-3".into(), for_run: None, sections: 1, quiet: false })
+    );
 }
 
 #[tokio::test]
@@ -246,7 +253,7 @@ async fn a_run_over_several_parts_vouches_for_itself_between_them_and_leaves_a_s
         // THEN between parts the lease vouches for the run's own next part only, and each part
         // after the first resumed from the carried diff
         assert_eq!(part.counts.states_read, u64::from(parts > 1), "part {parts}");
-        let own = StateVouch { generation: "evt-1".into(), for_run: Some("evt-1".into()), sections: 1 };
+        let own = StateVouch { generation: "evt-1".into(), for_run: Some("evt-1".into()), sections: 1, quiet: false };
         assert_eq!(table.vouch(&scope()), Some(own));
         assert!(parts < 20, "the run completes");
     }
@@ -256,7 +263,10 @@ async fn a_run_over_several_parts_vouches_for_itself_between_them_and_leaves_a_s
     // the carry the part before left in the state object
     assert_eq!(table.listings_read(), 1);
     // AND once complete, for any run: the next one reads the state the last part wrote
-    assert_eq!(table.vouch(&scope()), Some(StateVouch { generation: "evt-1".into(), for_run: None, sections: 1 }));
+    assert_eq!(
+        table.vouch(&scope()),
+        Some(StateVouch { generation: "evt-1".into(), for_run: None, sections: 1, quiet: false })
+    );
     let rerun = complete(&source, &table, &bucket, "evt-2").await;
     assert_eq!((rerun.counts.states_read, rerun.counts.items_written), (1, 0));
 }

@@ -365,3 +365,46 @@ async fn a_table_gone_silent_is_given_up_before_the_deadline_and_the_failure_rec
     assert_eq!(table.lease_holder(&scope()), None);
     assert!(bucket.keys().is_empty() && bucket.open_uploads() == 0);
 }
+
+#[tokio::test]
+async fn a_scope_without_sessions_writes_nothing_once_its_last_run_found_it_empty() {
+    // GIVEN a channel without sessions, archived once: the run completes, writing no history
+    // object, and vouches that the scope was empty
+    let mut source = ScriptedSource::new(SERVICE, vec![(Some("channel-a"), vec![])], 2);
+    let (table, bucket) = (MemoryTable::default(), MemoryBucket::default());
+    let first = run(&scope_of(&source), &source, &table, &bucket, &config(), &request("evt-1")).await.unwrap();
+    assert_eq!((first.outcome, first.quiet, first.s3_keys.len()), (RunOutcome::Complete, false, 0));
+    assert!(!bucket.keys().iter().any(|k| k.starts_with("history/")), "{:?}", bucket.keys());
+    assert!(table.vouch(&scope()).is_some_and(|v| v.quiet));
+    let (keys, manifests, calls) = (bucket.keys(), table.manifests().len(), source.calls());
+
+    // WHEN the next schedule runs, the channel still empty
+    let second = run(&scope_of(&source), &source, &table, &bucket, &config(), &request("evt-2")).await.unwrap();
+    // THEN the run is quiet: complete, its list calls made (the channels, and the channel's one
+    // page), and nothing written: no manifest, no object, no state, the vouch as it was
+    assert_eq!((second.outcome, second.quiet, second.counts.parents), (RunOutcome::Complete, true, 1));
+    assert_eq!(source.calls() - calls, 1, "the channel's page (the channels are given by the script)");
+    assert_eq!((bucket.keys(), table.manifests().len()), (keys.clone(), manifests));
+    assert!(table.vouch(&scope()).is_some_and(|v| v.quiet) && table.lease_holder(&scope()).is_none());
+
+    // WHEN a session starts, and the next schedule runs
+    source.add(Some("channel-a"), "a1");
+    let third = run(&scope_of(&source), &source, &table, &bucket, &config(), &request("evt-3")).await.unwrap();
+    // THEN the run is an ordinary one: the session archived, the scope no longer vouched quiet
+    assert_eq!((third.outcome, third.quiet, third.counts.new), (RunOutcome::Complete, false, 1));
+    let snapshot =
+        bucket.lines(&format!("history/snapshots/{SERVICE}/dt=2026-11-22/123456789012.eu-west-1.evt-3.jsonl.gz"));
+    assert_eq!(ids(&snapshot), ["a1"]);
+    assert!(table.vouch(&scope()).is_some_and(|v| !v.quiet));
+
+    // WHEN a run is held by another invocation THEN a scope vouched quiet is not run quietly
+    source.remove("a1");
+    let fourth = run(&scope_of(&source), &source, &table, &bucket, &config(), &request("evt-4")).await.unwrap();
+    assert!(!fourth.quiet, "the session's end is written: {fourth:?}");
+    assert_eq!(changes(&bucket, "evt-4").get("ended").map(BTreeSet::len), Some(1));
+    let now = Timestamp::now().epoch_seconds();
+    let other = LeaseHolder { run_id: "evt-9".into(), invocation_id: "someone-else".into() };
+    table.acquire_lease(&scope(), &other, now, now + 600).await.unwrap();
+    let held = run(&scope_of(&source), &source, &table, &bucket, &config(), &request("evt-5")).await.unwrap();
+    assert_eq!((held.outcome, held.quiet), (RunOutcome::Skipped, false));
+}

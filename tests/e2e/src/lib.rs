@@ -144,6 +144,21 @@ impl Drop for MotoServer {
 }
 
 /// A whole number from the environment variable `name`, `default` when unset, unreadable or 0.
+/// DuckDB's answer to `sql` over files copied under `root` (`{root}` in `sql` names it), one line a
+/// row, tab-separated: the pinned Python package `make duckdb` installs into `.venv`.
+pub fn duckdb(root: &std::path::Path, sql: &str) -> String {
+    let python = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.venv/bin/python");
+    let script = "import sys, duckdb\nfor row in duckdb.sql(sys.argv[1]).fetchall(): print('\\t'.join(map(str, row)))";
+    let output = std::process::Command::new(&python)
+        .arg("-c")
+        .arg(script)
+        .arg(sql.replace("{root}", &root.display().to_string()))
+        .output()
+        .unwrap_or_else(|e| panic!("{}: {e} (make duckdb installs it)", python.display()));
+    assert!(output.status.success(), "DuckDB: {}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8(output.stdout).unwrap().trim().to_owned()
+}
+
 pub fn setting(name: &str, default: usize) -> usize {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).filter(|n| *n > 0).unwrap_or(default)
 }

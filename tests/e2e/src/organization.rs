@@ -34,13 +34,14 @@ pub const RETRY_AFTER: Duration = Duration::from_secs(1);
 /// The deliveries after which a message goes to the dead-letter queue (the template's default).
 pub const MAX_RECEIVES: u32 = 3;
 
-/// A member account to create: its name, whether the member role is deployed in it, and a region
-/// where a service control policy denies the session APIs.
+/// A member account to create: its name, whether the member role is deployed in it, a region
+/// where a service control policy denies the session APIs, and whether its APIs list no session.
 #[derive(Clone, Copy, Debug)]
 pub struct Member<'a> {
     pub name: &'a str,
     pub member_role: bool,
     pub denied_in: Option<&'a str>,
+    pub empty: bool,
 }
 
 /// A service's scope queue and dead-letter queue.
@@ -96,6 +97,7 @@ impl LocalOrganization {
         }
         let denied: Vec<(String, &str)> =
             members.iter().filter_map(|m| Some((accounts[m.name].clone(), m.denied_in?))).collect();
+        let empty: Vec<&String> = members.iter().filter(|m| m.empty).map(|m| &accounts[m.name]).collect();
         let other_scopes = std::iter::once(ACCOUNT_ID.to_owned())
             .chain(accounts.values().cloned())
             .flat_map(|account| {
@@ -103,6 +105,7 @@ impl LocalOrganization {
                     .iter()
                     .map(|region| ScopeWorld {
                         denied: denied.contains(&(account.clone(), *region)),
+                        empty: empty.contains(&&account),
                         account_id: account.clone(),
                         region: (*region).into(),
                     })

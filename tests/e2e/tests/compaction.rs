@@ -6,9 +6,8 @@
 //! published by its last task.
 
 use std::collections::BTreeMap;
-use std::path::Path;
-use std::process::Command;
 
+use archiver_e2e::duckdb;
 use archiver_e2e::lambda::Outcome;
 use archiver_e2e::organization::{drain_queue, queue_with_dead_letters, RETRY_AFTER, VISIBILITY};
 use archiver_e2e::poller::QueueSource;
@@ -72,21 +71,6 @@ async fn compacted(stage: &LocalStage) -> BTreeMap<String, Vec<u8>> {
         objects.insert(key.clone(), stage.aws.bytes(&key).await);
     }
     objects
-}
-
-/// DuckDB's answer to `sql` over the Parquet copied under `root` (Hive partitions kept), one
-/// line a row, tab-separated.
-fn duckdb(root: &Path, sql: &str) -> String {
-    let python = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.venv/bin/python");
-    let script = "import sys, duckdb\nfor row in duckdb.sql(sys.argv[1]).fetchall(): print('\\t'.join(map(str, row)))";
-    let output = Command::new(&python)
-        .arg("-c")
-        .arg(script)
-        .arg(sql.replace("{root}", &root.display().to_string()))
-        .output()
-        .unwrap_or_else(|e| panic!("{}: {e} (make duckdb installs it)", python.display()));
-    assert!(output.status.success(), "DuckDB: {}", String::from_utf8_lossy(&output.stderr));
-    String::from_utf8(output.stdout).unwrap().trim().to_owned()
 }
 
 #[tokio::test]

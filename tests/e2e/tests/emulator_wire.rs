@@ -174,16 +174,19 @@ async fn each_account_and_region_is_a_world_of_its_own_answering_only_its_own_si
                 account_id: "111122223333".into(),
                 region: "eu-west-1".into(),
                 denied: false,
+                empty: false,
             },
             session_emulator::ScopeWorld {
                 account_id: "111122223333".into(),
                 region: "us-east-1".into(),
                 denied: false,
+                empty: false,
             },
             session_emulator::ScopeWorld {
                 account_id: "111122223333".into(),
                 region: "eu-central-1".into(),
                 denied: true,
+                empty: false,
             },
         ],
         ..EmulatorConfig::default()

@@ -399,3 +399,53 @@ async fn a_function_killed_mid_run_and_invoked_again_converges() {
     assert_each_once(&run_history(&stage, "changes", service, &run_id).await, &truth, "changes");
     assert_eq!(stage.aws.open_uploads().await, 0);
 }
+
+#[tokio::test]
+async fn a_scope_without_sessions_writes_a_runs_line_a_run_and_no_history_object() {
+    // GIVEN an account whose IVS has one channel and no session
+    let world = session_emulator::EmulatorConfig {
+        ivs_stream_sessions: session_emulator::Shape::new(0, 0, 1),
+        ..local_world().unwrap()
+    };
+    let stage = LocalStage::start(world).await.unwrap();
+    let mut function = stage.function(ServiceId::IvsStreamSessions).await.unwrap();
+    let mut event = read_json(&events_dir().join("ivs-stream-sessions/scheduled.json")).unwrap();
+
+    // WHEN two schedules run, five minutes apart
+    let mut summaries = Vec::new();
+    for (id, time) in [("evt-empty-1", "2026-11-22T10:00:00Z"), ("evt-empty-2", "2026-11-22T10:05:00Z")] {
+        (event["id"], event["time"]) = (id.into(), time.into());
+        summaries.push(summary(function.invoke(event.clone()).await.unwrap(), id));
+    }
+
+    // THEN both complete, the second quiet, and neither wrote a history object
+    let quiet: Vec<bool> = summaries.iter().map(|s| s["quiet"].as_bool().unwrap_or(false)).collect();
+    assert_eq!(quiet, [false, true], "{summaries:?}");
+    assert!(summaries.iter().all(|s| s["outcome"] == "complete"), "{summaries:?}");
+    for kind in ["snapshots", "changes"] {
+        assert_eq!(stage.aws.keys(&format!("history/{kind}/")).await, Vec::<String>::new(), "{kind}");
+    }
+    // AND the quiet run wrote nothing in the table either: one manifest, the first run's
+    let manifests =
+        stage.aws.scan().await.iter().filter(|i| i["pk"].as_s().is_ok_and(|pk| pk.starts_with("RUN#"))).count();
+    assert_eq!(manifests, 1);
+    // AND each run has its line in the runs dataset, which DuckDB reads by day
+    let runs = stage.aws.keys("history/runs/ivs-stream-sessions/dt=2026-11-22/").await;
+    assert_eq!(runs.len(), 2, "{runs:?}");
+    let copy = std::env::temp_dir().join(format!("runs-{}", std::process::id()));
+    for key in &runs {
+        let path = copy.join(key);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, stage.aws.bytes(key).await).unwrap();
+    }
+    let answer = archiver_e2e::duckdb(
+        &copy,
+        "SELECT run_id, status, quiet, sessions, api_calls, error_kind, dt \
+         FROM read_json_auto('{root}/history/runs/*/*/*.jsonl.gz', hive_partitioning = true) ORDER BY run_id",
+    );
+    assert_eq!(
+        answer,
+        "evt-empty-1\tcomplete\tFalse\t0\t2\tNone\t2026-11-22\nevt-empty-2\tcomplete\tTrue\t0\t2\tNone\t2026-11-22"
+    );
+    std::fs::remove_dir_all(&copy).ok();
+}

@@ -16,7 +16,7 @@ const SERVICE: ServiceId = ServiceId::IvsStreamSessions;
 const DAY: &str = "2026-11-22";
 
 fn member(name: &str, member_role: bool) -> Member<'_> {
-    Member { name, member_role, denied_in: None }
+    Member { name, member_role, denied_in: None, empty: false }
 }
 
 /// The session ids the table holds for one scope.
@@ -123,6 +123,24 @@ async fn an_organization_converges_scope_by_scope_and_failing_scopes_fail_alone_
         assert!(reason.starts_with(&expected), "{reason}");
     }
     assert!(items_of(&org, gamma, REGIONS[0]).await.is_empty(), "nothing written for gamma");
+    // AND the runs dataset has one line per scope: complete with its sessions, or failed with why
+    let mut runs = BTreeMap::new();
+    for key in org.stage.aws.keys(&format!("history/runs/{SERVICE}/dt={DAY}/")).await {
+        for line in org.stage.aws.read(&key).await.lines {
+            let scope = (line["account_id"].as_str().unwrap().to_owned(), line["region"].as_str().unwrap().to_owned());
+            let run = (line["status"].as_str().unwrap().to_owned(), line["sessions"].as_u64().unwrap());
+            assert!(runs.insert(scope, (run, line["error_kind"].clone())).is_none(), "a scope twice: {line:?}");
+        }
+    }
+    assert_eq!(runs.len(), 8, "{runs:?}");
+    for ((account, region), ((status, sessions), error_kind)) in &runs {
+        let expected = match (account.as_str(), region.as_str()) {
+            (a, _) if a == gamma => ("failed", 0, Json::from("MemberRole")),
+            (a, r) if a == beta && r == REGIONS[1] => ("failed", 0, Json::from("SessionApi")),
+            (a, r) => ("complete", truth(&org, a, r).len() as u64, Json::Null),
+        };
+        assert_eq!((status.as_str(), *sessions, error_kind.clone()), expected, "{account} {region}");
+    }
 
     // WHEN the history is audited per account and region, and for one account in one region
     // (the runs' partition is the schedule's day; they saw the sessions now)

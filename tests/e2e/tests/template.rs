@@ -377,11 +377,35 @@ fn the_member_role_lists_exactly_the_five_apis_for_the_archive_functions_only() 
     );
 }
 
+/// The `TableInput` of the Glue table named `name`.
+fn table_input<'a>(tables: &'a [(String, &'a Yaml)], name: &str) -> &'a Yaml {
+    let table = tables.iter().find(|(_, t)| t["Properties"]["TableInput"]["Name"].as_str() == Some(name));
+    &table.unwrap_or_else(|| panic!("no Glue table {name}")).1["Properties"]["TableInput"]
+}
+
+/// A Glue table's columns: name and type.
+fn glue_columns(input: &Yaml) -> Vec<(String, String)> {
+    let columns = input["StorageDescriptor"]["Columns"].as_vec().unwrap().iter();
+    columns.map(|c| (c["Name"].as_str().unwrap().to_owned(), c["Type"].as_str().unwrap().to_owned())).collect()
+}
+
 #[test]
 fn the_glue_tables_have_the_code_columns_and_project_dt() {
     let template = template();
     let tables = resources_of_type(&template, "AWS::Glue::Table");
-    assert_eq!(tables.len(), ServiceId::ALL.len() * 4, "JSON and Parquet, snapshots and changes");
+    assert_eq!(tables.len(), ServiceId::ALL.len() * 5, "JSON and Parquet, snapshots and changes; the runs");
+    // The runs dataset's tables: its columns, the same for every service, by day
+    for service in ServiceId::ALL {
+        let name = format!("runs_{}", service.as_str().replace('-', "_"));
+        let input = table_input(&tables, &name);
+        let expected: Vec<(String, String)> = session_archiver::model::RUN_COLUMNS
+            .iter()
+            .map(|c| (c.name.to_owned(), c.ty.glue_type().to_owned()))
+            .collect();
+        assert_eq!(glue_columns(input), expected, "{name}: regenerate with `target/debug/archiver-schema`");
+        let location = input["Parameters"]["storage.location.template"].as_str().unwrap();
+        assert!(location.ends_with(&format!("${{HistoryPrefix}}/runs/{service}/dt=${{!dt}}/")), "{name}: {location}");
+    }
     for (service, kind, parquet) in ServiceId::ALL
         .into_iter()
         .flat_map(|service| ["snapshots", "changes"].map(|kind| (service, kind)))
@@ -389,22 +413,13 @@ fn the_glue_tables_have_the_code_columns_and_project_dt() {
     {
         let table = format!("{kind}_{}", service.as_str().replace('-', "_"));
         let name = if parquet { format!("compacted_{table}") } else { table };
-        let input = &tables
-            .iter()
-            .find(|(_, t)| t["Properties"]["TableInput"]["Name"].as_str() == Some(name.as_str()))
-            .unwrap_or_else(|| panic!("no Glue table {name}"))
-            .1["Properties"]["TableInput"];
+        let input = table_input(&tables, &name);
         let mut expected: Vec<(String, String)> =
             service.schema().columns().map(|c| (c.name.to_owned(), c.ty.glue_type().to_owned())).collect();
         if kind == "changes" {
             expected.extend(change_columns().iter().map(|c| (c.name.to_owned(), c.ty.glue_type().to_owned())));
         }
-        let columns: Vec<(String, String)> = input["StorageDescriptor"]["Columns"]
-            .as_vec()
-            .unwrap()
-            .iter()
-            .map(|c| (c["Name"].as_str().unwrap().to_owned(), c["Type"].as_str().unwrap().to_owned()))
-            .collect();
+        let columns = glue_columns(input);
         assert_eq!(columns, expected, "{name}: regenerate with `target/debug/archiver-schema`");
         let parameters = &input["Parameters"];
         assert_eq!(parameters["projection.enabled"].as_str(), Some("true"), "{name}");

@@ -80,6 +80,9 @@ pub struct ScopeWorld {
     /// denying the session APIs there makes it.
     #[serde(default)]
     pub denied: bool,
+    /// Its session APIs list no session: the parents of every shape are there, without sessions.
+    #[serde(default)]
+    pub empty: bool,
 }
 
 /// The seeded account the emulator serves (its home: `account_id` in `region`), and the other
@@ -135,10 +138,16 @@ impl EmulatorConfig {
     /// The configuration of the world of `scope`: the same shapes, a seed of its own.
     pub fn for_scope(&self, scope: &ScopeWorld) -> EmulatorConfig {
         let text = |value: &str| mix_all(&value.bytes().map(u64::from).collect::<Vec<_>>());
+        let shape = |shape: Shape| if scope.empty { Shape { sessions_per_parent: 0, ..shape } } else { shape };
         EmulatorConfig {
             seed: mix_all(&[self.seed, text(&scope.account_id), text(&scope.region)]),
             account_id: scope.account_id.clone(),
             region: scope.region.clone(),
+            pool_sessions: shape(self.pool_sessions),
+            connection_status: shape(self.connection_status),
+            ivs_stream_sessions: shape(self.ivs_stream_sessions),
+            chime_proxy_sessions: shape(self.chime_proxy_sessions),
+            gamelift_stream_sessions: shape(self.gamelift_stream_sessions),
             other_scopes: Vec::new(),
             ..self.clone()
         }

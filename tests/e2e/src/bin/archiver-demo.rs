@@ -117,8 +117,8 @@ async fn audit_the_history(stage: &LocalStage, first_day: &str) -> Result<(), Bo
 async fn archive_an_organization() -> Result<(), Box<dyn std::error::Error>> {
     println!("\n--- an organization: the archive account and two members, in two regions ---");
     let members = [
-        Member { name: "alpha", member_role: true, denied_in: None },
-        Member { name: "beta", member_role: false, denied_in: None },
+        Member { name: "alpha", member_role: true, denied_in: None, empty: false },
+        Member { name: "beta", member_role: false, denied_in: None, empty: false },
     ];
     let org = LocalOrganization::start(local_world()?, &members).await?;
     println!(

@@ -1,9 +1,11 @@
 //! `make bench-org`: a simulated organization through the whole fan-out, with the release
 //! binaries: moto's Organizations with `ORG_BENCH_ACCOUNTS` member accounts (200) in
 //! `ORG_BENCH_REGIONS` (5 regions), 2 % of the accounts without the member role (so 2 % of the
-//! scopes fail), small IVS worlds (two channels of five sessions and an empty one); the planner
-//! plans IVS, and `ORG_BENCH_CONCURRENCY` function processes (4) take the queue through a local
-//! event source mapping, a batch of scopes an invocation. Reports the setup, plan and drain wall
+//! scopes fail), `ORG_BENCH_BUSY_PERCENT` (10 %) of them with small IVS worlds (two channels of
+//! five sessions and an empty one), the others' channels empty; the planner plans IVS twice (two
+//! schedules five minutes apart: first runs, then the next), and each time
+//! `ORG_BENCH_CONCURRENCY` function processes (4) take the queue through a local event source
+//! mapping, a batch of scopes an invocation. Reports the setup, plan and drain wall
 //! times, messages and invocations, list calls
 //! against their floor, the failed scopes, each function process's CPU and peak RSS, and per
 //! scope-run the storage requests the functions made (counted by a proxy in front of moto:
@@ -42,25 +44,108 @@ async fn bench() -> Result<(), Box<dyn std::error::Error>> {
         ["us-east-1", "eu-west-1", "us-west-2", "eu-central-1", "ap-northeast-1", "ap-northeast-2", "ap-south-1"];
     let regions = &all_regions[..setting("ORG_BENCH_REGIONS", 5).min(all_regions.len())];
     let concurrency = setting("ORG_BENCH_CONCURRENCY", 4);
+    // The share of accounts whose scopes hold sessions; the others' APIs list none.
+    let busy_percent = setting("ORG_BENCH_BUSY_PERCENT", 10).min(100);
     let failing = (accounts * 2).div_ceil(100);
     let names: Vec<String> = (0..accounts).map(|i| format!("member-{i:04}")).collect();
-    let members: Vec<Member> =
-        names.iter().enumerate().map(|(i, name)| Member { name, member_role: i >= failing, denied_in: None }).collect();
+    let busy = |i: usize| i % 100 < busy_percent;
+    let members: Vec<Member> = names
+        .iter()
+        .enumerate()
+        .map(|(i, name)| Member { name, member_role: i >= failing, denied_in: None, empty: !busy(i) })
+        .collect();
     let world = EmulatorConfig { ivs_stream_sessions: Shape::new(2, 5, 1), ..EmulatorConfig::default() };
 
-    println!("organization bench: {accounts} member accounts (+ the archive account) × {} regions, {failing} accounts without the member role, {concurrency} function processes", regions.len());
+    println!("organization bench: {accounts} member accounts (+ the archive account, busy) × {} regions, {busy_percent} % of them with sessions, {failing} without the member role, {concurrency} function processes", regions.len());
     let started = Instant::now();
     // `ORG_BENCH_PROFILE=debug` runs the debug binaries (a quick check of the bench itself).
     let profile = if std::env::var("ORG_BENCH_PROFILE").as_deref() == Ok("debug") { "debug" } else { "release" };
     let org = LocalOrganization::start_in(world, &members, regions, profile).await?;
     let setup = started.elapsed();
-
-    let started = Instant::now();
-    let time = format!("{}Z", &Timestamp::now().as_str()[..19]);
-    let summary = org.plan(SERVICE, "org-bench-1", &time).await;
-    let plan = started.elapsed();
+    let empty_accounts: BTreeSet<String> =
+        names.iter().enumerate().filter(|(i, _)| !busy(*i)).map(|(_, n)| org.accounts[n].clone()).collect();
 
     let proxy = CountingProxy::start(org.stage.moto.url().trim_start_matches("http://").parse()?).await?;
+    let now = std::time::SystemTime::now();
+    let mut rounds = Vec::new();
+    for (round, run_id) in ["org-bench-1", "org-bench-2"].into_iter().enumerate() {
+        let at = Timestamp::from_system_time(now + std::time::Duration::from_secs(300 * round as u64));
+        let time = format!("{}Z", &at.as_str()[..19]);
+        rounds.push(drain_round(&org, &proxy, concurrency, run_id, &time, &empty_accounts).await?);
+    }
+
+    let scopes = rounds[0].scopes;
+    let failed_scopes = (failing * regions.len()) as u64;
+    let archived = scopes - failed_scopes;
+    let letters = org.dead_letters(SERVICE).await;
+    let failed_accounts: BTreeSet<String> = letters.iter().map(|(body, _)| letter_scope(body).0.to_owned()).collect();
+    let expected_failed: BTreeSet<String> = names[..failing].iter().map(|n| org.accounts[n].clone()).collect();
+    let runs = org.scope_runs().await;
+    let complete =
+        runs.iter().filter(|r| r.3 == "complete").map(|r| (&r.1, &r.2)).collect::<BTreeSet<_>>().len() as u64;
+    let isolated = failed_accounts == expected_failed && letters.len() as u64 == failed_scopes;
+
+    println!("\n| measure | value |\n|---|---|");
+    println!(
+        "| scopes planned | {scopes} ({} accounts × {} regions; {} empty) |",
+        accounts + 1,
+        regions.len(),
+        empty_accounts.len() * regions.len()
+    );
+    println!("| setup (organization, member roles, queues) | {:.1} s |", setup.as_secs_f64());
+    println!("| scopes with a complete run | {complete} of {archived} |");
+    println!("| scopes in the dead-letter queue, once each | {} (expected {failed_scopes}), exactly the accounts without the member role: {isolated} |", letters.len());
+    for (n, round) in rounds.iter().enumerate() {
+        round.print(n + 1, concurrency);
+    }
+
+    let report = json!({
+        "at": Timestamp::now().as_str(),
+        "accounts": accounts, "regions": regions, "busy_percent": busy_percent, "failing_accounts": failing,
+        "concurrency": concurrency, "batch_size": org.batch_size, "scopes": scopes,
+        "empty_scopes": empty_accounts.len() * regions.len(), "setup_s": setup.as_secs_f64(),
+        "complete": complete, "dead_letters": letters.len(), "failures_isolated": isolated,
+        "rounds": rounds.iter().map(Round::json).collect::<Vec<_>>(),
+    });
+    std::fs::create_dir_all("target/bench")?;
+    let path = format!("target/bench/org-{}.json", Timestamp::now().as_str().replace(':', ""));
+    std::fs::write(&path, serde_json::to_string_pretty(&report)?)?;
+    println!("\nwritten to {path}");
+    if complete != archived || !isolated {
+        return Err("the organization did not converge as planned".into());
+    }
+    Ok(())
+}
+
+/// One schedule of the organization: planned, then drained by the function processes.
+struct Round {
+    scopes: u64,
+    plan_s: f64,
+    drain_s: f64,
+    messages: u64,
+    invocations: usize,
+    handed_back: usize,
+    list_calls: u64,
+    storage: Storage,
+    /// History objects (snapshots, changes) the round wrote, and those of empty scopes.
+    history_objects: usize,
+    empty_scope_objects: usize,
+    runs_objects: usize,
+    /// Per function process: invocations, CPU seconds, peak RSS MiB.
+    processes: Vec<(usize, f64, f64)>,
+}
+
+async fn drain_round(
+    org: &LocalOrganization,
+    proxy: &CountingProxy,
+    concurrency: usize,
+    run_id: &str,
+    time: &str,
+    empty_accounts: &BTreeSet<String>,
+) -> Result<Round, Box<dyn std::error::Error>> {
+    let started = Instant::now();
+    let summary = org.plan(SERVICE, run_id, time).await;
+    let plan_s = started.elapsed().as_secs_f64();
     let mut functions = Vec::new();
     for _ in 0..concurrency {
         functions.push(org.function_with_storage(SERVICE, &proxy.url()).await?);
@@ -68,10 +153,9 @@ async fn bench() -> Result<(), Box<dyn std::error::Error>> {
     proxy.take();
     org.stage.emulator.reset_calls();
     let started = Instant::now();
-    let queue = org.queues[&SERVICE].queue.clone();
     let mut tasks = Vec::new();
     for mut function in functions {
-        let (sqs, queue) = (org.sqs.clone(), queue.clone());
+        let (sqs, queue) = (org.sqs.clone(), org.queues[&SERVICE].queue.clone());
         tasks.push(tokio::spawn(async move {
             let source = QueueSource {
                 sqs: &sqs,
@@ -82,83 +166,90 @@ async fn bench() -> Result<(), Box<dyn std::error::Error>> {
             };
             let report = source.drain_into(&mut function).await;
             let (cpu, rss) = function.pid().map(archiver_e2e::process_usage).unwrap_or_default();
-            let cpu = cpu.as_secs_f64();
-            (report, cpu, rss)
+            (report, cpu.as_secs_f64(), rss)
         }));
     }
-    let mut delivered = 0;
-    let mut handed_back = 0;
-    let mut processes = Vec::new();
+    let (mut invocations, mut handed_back, mut processes) = (0, 0, Vec::new());
     for task in tasks {
         let (report, cpu, rss) = task.await?;
-        delivered += report.invocations;
+        invocations += report.invocations;
         handed_back += report.handed_back;
         processes.push((report.invocations, cpu, rss));
     }
-    let drain = started.elapsed();
+    let drain_s = started.elapsed().as_secs_f64();
     let scopes = summary["scopes"].as_u64().unwrap_or(0);
     // Every scope runs once: the failing ones fail for good (no member role) and are not tried again.
     let storage = Storage::of(&proxy.take(), scopes);
-    let history = history_objects(&org.stage.aws.history_bucket()).await?;
-
     let calls = org.stage.emulator.calls();
     let count = |op: &str| calls.get(op).map_or(0, |c| c.calls);
-    let failed_scopes = (failing * regions.len()) as u64;
-    let archived = scopes - failed_scopes;
-    // Per archived scope: ListChannels once, ListStreamSessions once per channel (three, one empty).
-    let floor = archived * 4;
-    let letters = org.dead_letters(SERVICE).await;
-    let failed_accounts: BTreeSet<String> = letters.iter().map(|(body, _)| letter_scope(body).0.to_owned()).collect();
-    let expected_failed: BTreeSet<String> = names[..failing].iter().map(|n| org.accounts[n].clone()).collect();
-    let runs = org.scope_runs().await;
-    let complete = runs.iter().filter(|r| r.3 == "complete").count() as u64;
+    let bucket = org.stage.aws.history_bucket();
+    let mut written = Vec::new();
+    for kind in ["snapshots", "changes"] {
+        written.extend(bucket.list_objects(&format!("history/{kind}/{SERVICE}/")).await?.into_iter().map(|o| o.key));
+    }
+    let of_round: Vec<&String> = written.iter().filter(|k| k.contains(&format!(".{run_id}."))).collect();
+    let of_empty = of_round.iter().filter(|k| empty_accounts.iter().any(|a| k.contains(&format!("/{a}.")))).count();
+    let runs_objects = bucket
+        .list_objects(&format!("history/runs/{SERVICE}/"))
+        .await?
+        .iter()
+        .filter(|o| o.key.contains(run_id))
+        .count();
+    Ok(Round {
+        scopes,
+        plan_s,
+        drain_s,
+        messages: summary["messages_sent"].as_u64().unwrap_or(0),
+        invocations,
+        handed_back,
+        list_calls: count("ListChannels") + count("ListStreamSessions"),
+        storage,
+        history_objects: of_round.len(),
+        empty_scope_objects: of_empty,
+        runs_objects,
+        processes,
+    })
+}
 
-    println!("\n| measure | value |\n|---|---|");
-    println!("| scopes planned | {scopes} ({} accounts × {} regions) |", summary["accounts"], regions.len());
-    println!("| setup (organization, member roles, queues) | {:.1} s |", setup.as_secs_f64());
-    println!("| plan (list the organization, send the messages) | {:.2} s |", plan.as_secs_f64());
-    println!(
-        "| drain ({concurrency} function processes) | {:.1} s ({:.1} scopes/s) |",
-        drain.as_secs_f64(),
-        scopes as f64 / drain.as_secs_f64()
-    );
-    println!(
-        "| messages sent / invocations / handed back | {} (batches of up to {}) / {delivered} / {handed_back} |",
-        summary["messages_sent"], org.batch_size
-    );
-    println!("| scopes complete | {complete} of {archived} |");
-    println!("| scopes in the dead-letter queue | {} (expected {failed_scopes}), all of the accounts without the member role: {} |", letters.len(), failed_accounts == expected_failed);
-    println!("| list calls / floor | {} / {floor} |", count("ListChannels") + count("ListStreamSessions"));
-    println!("| storage requests per scope-run: DynamoDB reads, DynamoDB writes, S3 PUTs, S3 GETs | {:.2}, {:.2}, {:.2}, {:.2} |", storage.dynamodb_reads, storage.dynamodb_writes, storage.s3_puts, storage.s3_gets);
-    println!(
-        "| history objects written (snapshots, changes) | {} ({:.2} a scope-run) |",
-        history,
-        history as f64 / scopes.max(1) as f64
-    );
-    for (i, (invocations, cpu, rss)) in processes.iter().enumerate() {
-        println!("| function process {i}: invocations, CPU, peak RSS | {invocations}, {cpu:.2} s, {rss:.1} MiB |");
+impl Round {
+    fn print(&self, n: usize, concurrency: usize) {
+        let s = &self.storage;
+        println!(
+            "| round {n}: plan, drain ({concurrency} function processes) | {:.2} s, {:.1} s ({:.1} scopes/s) |",
+            self.plan_s,
+            self.drain_s,
+            self.scopes as f64 / self.drain_s
+        );
+        println!(
+            "| round {n}: messages / invocations / handed back | {} / {} / {} |",
+            self.messages, self.invocations, self.handed_back
+        );
+        println!("| round {n}: list calls | {} |", self.list_calls);
+        println!(
+            "| round {n}: per scope-run: DynamoDB reads, writes; S3 PUTs, GETs | {:.2}, {:.2}; {:.2}, {:.2} |",
+            s.dynamodb_reads, s.dynamodb_writes, s.s3_puts, s.s3_gets
+        );
+        println!(
+            "| round {n}: history objects (of empty scopes), runs objects | {} ({}), {} |",
+            self.history_objects, self.empty_scope_objects, self.runs_objects
+        );
+        for (i, (invocations, cpu, rss)) in self.processes.iter().enumerate() {
+            println!("| round {n}: function process {i}: invocations, CPU, peak RSS | {invocations}, {cpu:.2} s, {rss:.1} MiB |");
+        }
     }
 
-    let report = json!({
-        "at": Timestamp::now().as_str(),
-        "accounts": accounts, "regions": regions, "failing_accounts": failing, "concurrency": concurrency,
-        "scopes": scopes, "setup_s": setup.as_secs_f64(), "plan_s": plan.as_secs_f64(), "drain_s": drain.as_secs_f64(),
-        "messages": summary["messages_sent"], "batch_size": org.batch_size, "invocations": delivered,
-        "scopes_per_s": scopes as f64 / drain.as_secs_f64(), "handed_back": handed_back, "complete": complete, "dead_letters": letters.len(),
-        "failures_isolated": failed_accounts == expected_failed,
-        "list_calls": count("ListChannels") + count("ListStreamSessions"), "list_floor": floor,
-        "per_scope_run": {"dynamodb_reads": storage.dynamodb_reads, "dynamodb_writes": storage.dynamodb_writes, "s3_puts": storage.s3_puts, "s3_gets": storage.s3_gets},
-        "history_objects": history,
-        "processes": processes.iter().map(|(n, cpu, rss)| json!({"invocations": n, "cpu_s": cpu, "peak_rss_mib": rss})).collect::<Vec<_>>(),
-    });
-    std::fs::create_dir_all("target/bench")?;
-    let path = format!("target/bench/org-{}.json", Timestamp::now().as_str().replace(':', ""));
-    std::fs::write(&path, serde_json::to_string_pretty(&report)?)?;
-    println!("\nwritten to {path}");
-    if complete != archived || letters.len() as u64 != failed_scopes || failed_accounts != expected_failed {
-        return Err("the organization did not converge as planned".into());
+    fn json(&self) -> serde_json::Value {
+        let s = &self.storage;
+        json!({
+            "scopes": self.scopes, "plan_s": self.plan_s, "drain_s": self.drain_s,
+            "scopes_per_s": self.scopes as f64 / self.drain_s, "messages": self.messages,
+            "invocations": self.invocations, "handed_back": self.handed_back, "list_calls": self.list_calls,
+            "per_scope_run": {"dynamodb_reads": s.dynamodb_reads, "dynamodb_writes": s.dynamodb_writes, "s3_puts": s.s3_puts, "s3_gets": s.s3_gets},
+            "history_objects": self.history_objects, "empty_scope_history_objects": self.empty_scope_objects,
+            "runs_objects": self.runs_objects,
+            "processes": self.processes.iter().map(|(n, cpu, rss)| json!({"invocations": n, "cpu_s": cpu, "peak_rss_mib": rss})).collect::<Vec<_>>(),
+        })
     }
-    Ok(())
 }
 
 /// The storage requests a scope-run made, on average.
@@ -187,13 +278,4 @@ impl Storage {
             s3_gets: sum(&["S3 GetObject"]),
         }
     }
-}
-
-/// The snapshots and changes objects of the service's history.
-async fn history_objects(bucket: &impl ObjectListing) -> Result<usize, Box<dyn std::error::Error>> {
-    let mut count = 0;
-    for kind in ["snapshots", "changes"] {
-        count += bucket.list_objects(&format!("history/{kind}/{SERVICE}/")).await?.len();
-    }
-    Ok(count)
 }
