@@ -122,11 +122,13 @@ impl Program for Function {
         let (payload, context) = event.into_parts();
         let window = EventWindow::new(Timestamp::now(), self.config.history_start.clone());
         if is_queue_event(&payload) {
-            let response = self.handle_queue(queue_event(payload)?, &context, &window).await;
+            // Boxed, as the runs below: a batch's future is deep, and the optimised build
+            // computes its layout to a bounded depth.
+            let response = Box::pin(self.handle_queue(queue_event(payload)?, &context, &window)).await;
             return serde_json::to_value(response).map_err(|e| Error::Mapping(format!("batch response: {e}")));
         }
         let invocation = parse_invocation(self.config.service, &payload, &window)?;
-        let summary = self.run_invocation(invocation, &context).await?;
+        let summary = Box::pin(self.run_invocation(invocation, &context)).await?;
         serde_json::to_value(summary).map_err(|e| Error::Mapping(format!("run summary: {e}")))
     }
 }
@@ -154,7 +156,7 @@ impl Function {
     async fn handle_queue(&self, event: SqsEvent, context: &Context, window: &EventWindow) -> SqsBatchResponse {
         answer_queue(event, self.dead_letters.as_ref(), "scope message", |body, receives| async move {
             let batch = parse_scope_message(self.config.service, &body, window)?;
-            self.archive_batch(batch, receives, context).await
+            Box::pin(self.archive_batch(batch, receives, context)).await
         })
         .await
     }
@@ -169,7 +171,8 @@ impl Function {
         let run_config = self.run_config(&request.deadlines).await?;
         let (request, home, started_at, run_config) = (&request, &home, Timestamp::now(), &run_config);
         let run_one = |scope: &Scope| Box::pin(self.run_scope(request, run_config, None, scope.clone(), home));
-        let outcomes = run_batch(&batch.scopes, self.config.scopes_at_once, &request.deadlines, run_one).await;
+        let outcomes =
+            Box::pin(run_batch(&batch.scopes, self.config.scopes_at_once, &request.deadlines, run_one)).await;
         self.report(request, &outcomes, &started_at).await;
         let tries = batch.attempts + receives;
         let placement = place(outcomes, tries, self.config.scope_max_receives);
@@ -327,7 +330,7 @@ impl Function {
         let run_one =
             |scope: &Scope| Box::pin(self.run_scope(&request, &run_config, options.clone(), scope.clone(), &home));
         let scopes = [home.clone()];
-        let outcomes = run_batch(&scopes, 1, &Deadlines::none(), run_one).await;
+        let outcomes = Box::pin(run_batch(&scopes, 1, &Deadlines::none(), run_one)).await;
         self.report(&request, &outcomes, &started_at).await;
         match outcomes.into_iter().next().map(|(_, outcome)| outcome) {
             Some(ScopeOutcome::Ran(summary)) => Ok(summary),

@@ -328,3 +328,55 @@ async fn with_regions_enabled_the_planner_plans_each_accounts_enabled_regions_wh
     assert!(not_offered.contains(&"eu-north-1"), "{not_offered:?}");
     assert!(planned.values().all(|regions| !regions.contains("eu-north-1")), "{planned:?}");
 }
+
+#[tokio::test]
+async fn a_batch_cut_by_its_deadline_sends_its_unstarted_scopes_again_and_the_organization_converges() {
+    // GIVEN an organization of alpha and beta in two regions (six scopes, one message), a
+    // session API answering each call after 400 ms, and an IVS function of a 7-second timeout
+    // that stops paging 4 seconds before it, archiving one scope at a time
+    let org =
+        LocalOrganization::start(local_world().unwrap(), &[member("alpha", true), member("beta", true)]).await.unwrap();
+    let latency = session_emulator::FaultPlan { latency_ms: 400, ..Default::default() };
+    org.stage.emulator.set_faults("*", latency);
+    let mut env = org.function_env(SERVICE);
+    env.extend(
+        [("SDK_ATTEMPT_TIMEOUT_SECONDS", "1"), ("DEADLINE_MARGIN_SECONDS", "4"), ("SCOPES_AT_ONCE", "1")]
+            .map(|(k, v)| (k.to_owned(), v.to_owned())),
+    );
+    let binary = archiver_e2e::lambda::LocalFunction::binary_of(org.profile, SERVICE.as_str());
+    let timeout = std::time::Duration::from_secs(7);
+    let region = archiver_e2e::stage::REGION;
+    let start =
+        || archiver_e2e::lambda::LocalFunction::start(&binary, SERVICE.as_str(), ACCOUNT_ID, region, &env, timeout);
+    let mut function = start().await.unwrap();
+
+    // WHEN the plan's message is delivered
+    let summary = org.plan(SERVICE, "plan-evt-1", &format!("{DAY}T10:00:00Z")).await;
+    let first = org.drain(SERVICE, &mut function).await;
+
+    // THEN the batch did not fit one invocation: the scopes it had no time to start were sent
+    // again (never handed back, never dead-lettered), and every scope ran once
+    assert_eq!((summary["scopes"].as_u64(), summary["messages_sent"].as_u64()), (Some(6), Some(1)), "{summary}");
+    assert!(first.invocations > 1 && first.handed_back == 0, "{first:?}");
+    assert!(org.dead_letters(SERVICE).await.is_empty());
+    let all: Vec<(String, &str)> = [ACCOUNT_ID.to_owned(), org.accounts["alpha"].clone(), org.accounts["beta"].clone()]
+        .into_iter()
+        .flat_map(|a| REGIONS.map(|r| (a.clone(), r)))
+        .collect();
+    for (account, region) in &all {
+        let statuses = manifest_statuses(&org, account, region).await;
+        assert_eq!(statuses.len(), 1, "{account} {region}: {statuses:?}");
+        assert!(["complete", "partial"].contains(&statuses[0].as_str()), "{account} {region}: {statuses:?}");
+    }
+
+    // WHEN the next schedule comes, without the latency
+    org.stage.emulator.clear_faults();
+    org.plan(SERVICE, "plan-evt-2", &format!("{DAY}T10:05:00Z")).await;
+    org.drain(SERVICE, &mut function).await;
+    // THEN every scope holds its world, and no run is left partial
+    for (account, region) in &all {
+        assert_eq!(items_of(&org, account, region).await, truth(&org, account, region), "{account} {region}");
+        let statuses = manifest_statuses(&org, account, region).await;
+        assert!(statuses.iter().all(|s| s == "complete"), "{account} {region}: {statuses:?}");
+    }
+}

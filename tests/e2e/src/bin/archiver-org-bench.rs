@@ -77,13 +77,24 @@ async fn bench() -> Result<(), Box<dyn std::error::Error>> {
     let scopes = rounds[0].scopes;
     let failed_scopes = (failing * regions.len()) as u64;
     let archived = scopes - failed_scopes;
+    // A failing scope fails every round: one dead letter a scope and run.
     let letters = org.dead_letters(SERVICE).await;
     let failed_accounts: BTreeSet<String> = letters.iter().map(|(body, _)| letter_scope(body).0.to_owned()).collect();
+    let letter_runs: BTreeSet<(String, String, String)> = letters
+        .iter()
+        .map(|(body, _)| {
+            let (account, region) = letter_scope(body);
+            (account.to_owned(), region.to_owned(), body["run_id"].as_str().unwrap_or_default().to_owned())
+        })
+        .collect();
     let expected_failed: BTreeSet<String> = names[..failing].iter().map(|n| org.accounts[n].clone()).collect();
     let runs = org.scope_runs().await;
     let complete =
         runs.iter().filter(|r| r.3 == "complete").map(|r| (&r.1, &r.2)).collect::<BTreeSet<_>>().len() as u64;
-    let isolated = failed_accounts == expected_failed && letters.len() as u64 == failed_scopes;
+    let expected_letters = failed_scopes * rounds.len() as u64;
+    let isolated = failed_accounts == expected_failed
+        && letters.len() as u64 == expected_letters
+        && letter_runs.len() == letters.len();
 
     println!("\n| measure | value |\n|---|---|");
     println!(
@@ -94,7 +105,7 @@ async fn bench() -> Result<(), Box<dyn std::error::Error>> {
     );
     println!("| setup (organization, member roles, queues) | {:.1} s |", setup.as_secs_f64());
     println!("| scopes with a complete run | {complete} of {archived} |");
-    println!("| scopes in the dead-letter queue, once each | {} (expected {failed_scopes}), exactly the accounts without the member role: {isolated} |", letters.len());
+    println!("| dead letters, one a failing scope and run | {} (expected {expected_letters}), exactly the accounts without the member role: {isolated} |", letters.len());
     for (n, round) in rounds.iter().enumerate() {
         round.print(n + 1, concurrency);
     }
