@@ -8,6 +8,7 @@ pub mod lambda;
 mod local_aws;
 pub mod organization;
 pub mod poller;
+pub mod price;
 mod proxy;
 pub mod rig;
 pub mod stage;

@@ -24,6 +24,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use archiver_e2e::lambda::{LocalFunction, Outcome};
+use archiver_e2e::price;
 use archiver_e2e::stage::{LocalStage, ACCOUNT_ID, REGION, TABLE};
 use archiver_e2e::{api_of, process_usage, CountingProxy, Traffic};
 use serde::Serialize;
@@ -46,24 +47,6 @@ const CHURN: f64 = 0.10;
 
 /// Sessions per parent for the services listed per parent (pools, channels, voice connectors).
 const PER_PARENT: u32 = 100;
-
-/// AWS list prices (us-east-1, on-demand, as published when this was written; check the pricing
-/// pages before relying on them). Storage, logs and data transfer are left out.
-mod price {
-    /// Lambda, arm64: per GB-second, and per request.
-    pub const LAMBDA_GB_SECOND: f64 = 0.000_013_333_4;
-    pub const LAMBDA_REQUEST: f64 = 0.000_000_2;
-    pub const LAMBDA_MEMORY_GB: f64 = 0.5;
-    /// DynamoDB on-demand: per write request unit (1 KB) and read request unit (4 KB strong, 8 KB
-    /// eventually consistent).
-    pub const DYNAMODB_WRU: f64 = 0.000_000_625;
-    pub const DYNAMODB_RRU: f64 = 0.000_000_125;
-    /// S3 Standard: PUT, POST, LIST per request; GET per request.
-    pub const S3_PUT: f64 = 0.000_005;
-    pub const S3_GET: f64 = 0.000_000_4;
-    /// Secrets Manager: per API call.
-    pub const SECRETS_CALL: f64 = 0.000_005;
-}
 
 #[derive(Clone, Debug, Serialize)]
 struct Row {

@@ -18,7 +18,7 @@ use std::time::Instant;
 
 use archiver_e2e::organization::{letter_scope, LocalOrganization, Member, RETRY_AFTER, VISIBILITY};
 use archiver_e2e::poller::QueueSource;
-use archiver_e2e::{setting, CountingProxy, Traffic};
+use archiver_e2e::{price, setting, CountingProxy, Traffic};
 use serde_json::json;
 use session_archiver::history::ObjectListing;
 use session_archiver::model::Timestamp;
@@ -116,7 +116,7 @@ async fn bench() -> Result<(), Box<dyn std::error::Error>> {
         "concurrency": concurrency, "batch_size": org.batch_size, "scopes": scopes,
         "empty_scopes": empty_accounts.len() * regions.len(), "setup_s": setup.as_secs_f64(),
         "complete": complete, "dead_letters": letters.len(), "failures_isolated": isolated,
-        "rounds": rounds.iter().map(Round::json).collect::<Vec<_>>(),
+        "rounds": rounds.iter().map(|round| round.json(concurrency)).collect::<Vec<_>>(),
     });
     std::fs::create_dir_all("target/bench")?;
     let path = format!("target/bench/org-{}.json", Timestamp::now().as_str().replace(':', ""));
@@ -222,7 +222,35 @@ async fn drain_round(
     })
 }
 
+/// Runs a month of one account and region for the five services at their default schedules
+/// (5 minutes: pools, connection status, IVS; 10: Chime; 15: GameLift Streams).
+const RUNS_A_MONTH: f64 = 3.0 * 8_640.0 + 4_320.0 + 2_880.0;
+
+/// SQS requests a message costs: a tenth of a `SendMessageBatch`, a receive and a delete.
+const SQS_REQUESTS_A_MESSAGE: f64 = 2.1;
+
+/// Log bytes an invocation writes: its metrics line, the batch's line, Lambda's own lines.
+const LOG_BYTES_AN_INVOCATION: f64 = 2_048.0;
+
 impl Round {
+    /// The bill of one account and region a month, from this round's counted requests (each
+    /// request counted as one unit: the items and objects are small), Lambda billed on the drain's
+    /// wall time of every function process (on moto, so an upper bound), the five services run
+    /// as this one.
+    fn cost_per_account_region_month(&self, concurrency: usize) -> f64 {
+        let s = &self.storage;
+        let storage = s.dynamodb_reads * price::DYNAMODB_RRU
+            + s.dynamodb_writes * price::DYNAMODB_WRU
+            + s.s3_puts * price::S3_PUT
+            + s.s3_gets * price::S3_GET;
+        let invocations = self.invocations as f64;
+        let lambda = invocations * price::LAMBDA_REQUEST
+            + self.drain_s * concurrency as f64 * price::LAMBDA_MEMORY_GB * price::LAMBDA_GB_SECOND;
+        let queue_and_logs = invocations
+            * (SQS_REQUESTS_A_MESSAGE * price::SQS_REQUEST + LOG_BYTES_AN_INVOCATION / 1e9 * price::LOGS_GB);
+        (storage + (lambda + queue_and_logs) / self.scopes.max(1) as f64) * RUNS_A_MONTH
+    }
+
     fn print(&self, n: usize, concurrency: usize) {
         let s = &self.storage;
         println!(
@@ -247,11 +275,13 @@ impl Round {
         for (i, (invocations, cpu, rss)) in self.processes.iter().enumerate() {
             println!("| round {n}: function process {i}: invocations, CPU, peak RSS | {invocations}, {cpu:.2} s, {rss:.1} MiB |");
         }
+        println!("| round {n}: cost per account and region a month, were every run as this round's (counted requests; Lambda on moto's wall time) | ${:.4} |", self.cost_per_account_region_month(concurrency));
     }
 
-    fn json(&self) -> serde_json::Value {
+    fn json(&self, concurrency: usize) -> serde_json::Value {
         let s = &self.storage;
         json!({
+            "cost_per_account_region_month_usd": self.cost_per_account_region_month(concurrency),
             "scopes": self.scopes, "plan_s": self.plan_s, "drain_s": self.drain_s,
             "scopes_per_s": self.scopes as f64 / self.drain_s, "messages": self.messages,
             "invocations": self.invocations, "handed_back": self.handed_back, "list_calls": self.list_calls,
