@@ -12,7 +12,7 @@ use session_archiver::ServiceId;
 use session_compaction::columns::{read_parquet, Dataset};
 use session_compaction::keys::{marker_key, Marker};
 
-use crate::record::{dataset_of, parse_line, AuditLine};
+use crate::record::{dataset_of, parse_line, AuditLine, RunRecord};
 use crate::{AuditError, Result};
 
 /// One history object.
@@ -162,6 +162,18 @@ impl Archive {
         splitter.try_finish().map_err(|e| corrupt(format!("truncated gzip: {e}")))?;
         splitter.get_mut().finish();
         drain(&mut splitter)
+    }
+
+    /// A runs object of the runs dataset, whole (an invocation's few lines), as its runs; a line
+    /// that is not a runs line is an error naming the object and the line number.
+    pub async fn read_runs(&self, object: &ObjectRef) -> Result<Vec<RunRecord>> {
+        let corrupt = |line: Option<u64>, detail: String| AuditError::Corrupt { key: object.key.clone(), line, detail };
+        let Some(body) = self.get(&object.key).await? else { return Ok(Vec::new()) };
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut flate2::read::MultiGzDecoder::new(&body[..]), &mut text)
+            .map_err(|e| corrupt(None, format!("not gzip'd text: {e}")))?;
+        let lines = text.lines().enumerate().filter(|(_, line)| !line.is_empty());
+        lines.map(|(n, line)| RunRecord::parse(line).map_err(|detail| corrupt(Some(n as u64 + 1), detail))).collect()
     }
 
     /// A compacted day's Parquet object, whole, as audit lines.

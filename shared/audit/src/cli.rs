@@ -84,8 +84,12 @@ impl Where {
     }
 
     fn keeps(&self, line: &AuditLine) -> bool {
-        (self.accounts.is_empty() || self.accounts.contains(&line.account_id))
-            && (self.regions.is_empty() || self.regions.contains(&line.region))
+        self.keeps_scope(&line.account_id, &line.region)
+    }
+
+    fn keeps_scope(&self, account_id: &str, region: &str) -> bool {
+        (self.accounts.is_empty() || self.accounts.iter().any(|a| a == account_id))
+            && (self.regions.is_empty() || self.regions.iter().any(|r| r == region))
     }
 }
 
@@ -146,7 +150,10 @@ pub enum Command {
         #[arg(long, value_enum, default_value = "table")]
         format: Format,
     },
-    /// Per service, account and region: sessions, runs, peak concurrency, first and last seen.
+    /// Per service, account and region: sessions, runs that listed it (quiet ones apart), failed
+    /// runs and the last one's reason, peak concurrency, when it was last listed, first and last
+    /// seen; from the snapshots and the runs dataset, so a scope without sessions, or whose runs
+    /// failed, has its row.
     Scopes {
         #[command(flatten)]
         range: Range,
@@ -252,8 +259,20 @@ const SESSION_COLUMNS: [&str; 10] = [
 const SUMMARY_COLUMNS: [&str; 8] =
     ["bucket", "service", "started", "ended", "peak_concurrency", "duration_p50", "duration_p90", "duration_p99"];
 
-const SCOPES_COLUMNS: [&str; 8] =
-    ["service", "account_id", "region", "sessions", "runs", "peak_concurrency", "first_seen", "last_seen"];
+const SCOPES_COLUMNS: [&str; 12] = [
+    "service",
+    "account_id",
+    "region",
+    "sessions",
+    "runs",
+    "quiet_runs",
+    "failed_runs",
+    "peak_concurrency",
+    "last_listed_at",
+    "first_seen",
+    "last_seen",
+    "last_error",
+];
 
 impl Cli {
     /// Where the history is.
@@ -342,7 +361,10 @@ impl Cli {
             Command::Scopes { range, format } => {
                 let (from, to) = range.bounds(now)?;
                 let lines = self.lines(&[SNAPSHOTS], &range.services, from, to, &range.scope).await?;
-                Ok(render(&query::scopes(&lines, from, to), &SCOPES_COLUMNS, *format))
+                let archive = self.archive().await?;
+                let mut runs = crate::load_runs(&archive, &names(&range.services), from, to).await?;
+                runs.retain(|run| range.scope.keeps_scope(&run.account_id, &run.region));
+                Ok(render(&query::scopes(&lines, &runs, from, to), &SCOPES_COLUMNS, *format))
             }
             Command::Plot { what: PlotKind::Concurrency, range, out } => {
                 let (from, to) = range.bounds(now)?;

@@ -91,6 +91,23 @@ pub async fn load(archive: &Archive, kinds: &[&str], services: &[&str], from: i6
     Ok(lines)
 }
 
+/// The runs dataset's lines of `services` on the days of `[from, to]` (and the day before), the
+/// runs of scopes that hold no session and of those that failed included.
+pub async fn load_runs(archive: &Archive, services: &[&str], from: i64, to: i64) -> Result<Vec<record::RunRecord>> {
+    let mut runs = Vec::new();
+    for service in services {
+        for day in days(from, to) {
+            for object in archive.list(RUNS, service, &day).await? {
+                runs.extend(archive.read_runs(&object).await?);
+            }
+        }
+    }
+    Ok(runs)
+}
+
+/// The runs dataset's folder, beside `snapshots` and `changes`.
+pub const RUNS: &str = "runs";
+
 #[cfg(test)]
 mod tests {
     use super::*;

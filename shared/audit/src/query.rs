@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
 
-use crate::record::AuditLine;
+use crate::record::{AuditLine, RunRecord};
 
 /// Whether a status is active: none of the registry's ended statuses (IVS `OFFLINE`, Chime
 /// `Closed`, GameLift Streams `TERMINATING` / `TERMINATED` / `ERROR`, WorkSpaces `DISCONNECTED`).
@@ -323,32 +323,62 @@ pub struct ScopeRow {
     pub region: String,
     /// Distinct sessions seen.
     pub sessions: u64,
-    /// Runs that saw the scope.
+    /// Runs that listed the scope: those the runs dataset says listed it, and those whose
+    /// snapshots saw a session there.
     pub runs: u64,
+    /// Of those, the runs that found no session and wrote nothing (quiet).
+    pub quiet_runs: u64,
+    /// Runs that failed, by the runs dataset.
+    pub failed_runs: u64,
     /// The most sessions one run saw active.
     pub peak_concurrency: u64,
-    pub first_seen: i64,
-    pub last_seen: i64,
+    /// When a run last listed the scope (a quiet one too); none when none did.
+    pub last_listed_at: Option<i64>,
+    /// The last failed run's reason (`<kind>: <message>`), when the last run failed.
+    pub last_error: Option<String>,
+    pub first_seen: Option<i64>,
+    pub last_seen: Option<i64>,
 }
 
-/// Per service, account and region: the sessions and runs observed in `[from, to]`.
-pub fn scopes(lines: &[AuditLine], from: i64, to: i64) -> Vec<ScopeRow> {
+/// Per service, account and region, in `[from, to]`: the sessions the snapshots saw, and every
+/// run the runs dataset holds: a scope without a session, or whose runs all failed, has its row.
+pub fn scopes(lines: &[AuditLine], runs: &[RunRecord], from: i64, to: i64) -> Vec<ScopeRow> {
     #[derive(Default)]
     struct Acc {
         sessions: BTreeSet<String>,
         active_per_run: BTreeMap<String, u64>,
+        listed_runs: BTreeSet<String>,
+        quiet_runs: u64,
+        failed_runs: u64,
+        last_listed_at: Option<i64>,
+        /// The last run's end and its error, if it failed.
+        last_run: Option<(i64, Option<String>)>,
         first_seen: Option<i64>,
-        last_seen: i64,
+        last_seen: Option<i64>,
     }
     let mut scopes: BTreeMap<(String, String, String), Acc> = BTreeMap::new();
     for line in snapshots(lines).filter(|l| (from..=to).contains(&l.seen_at)) {
         let key = (line.service.clone(), line.account_id.clone(), line.region.clone());
         let acc = scopes.entry(key).or_default();
         acc.sessions.insert(line.session_id.clone());
+        acc.listed_runs.insert(line.run_id.clone());
         let active = acc.active_per_run.entry(line.run_id.clone()).or_default();
         *active += u64::from(is_active_status(line.status.as_deref()));
         acc.first_seen = Some(acc.first_seen.map_or(line.seen_at, |f| f.min(line.seen_at)));
-        acc.last_seen = acc.last_seen.max(line.seen_at);
+        acc.last_seen = Some(acc.last_seen.map_or(line.seen_at, |l| l.max(line.seen_at)));
+    }
+    for run in runs.iter().filter(|r| (from..=to).contains(&r.finished_at)) {
+        let acc = scopes.entry((run.service.clone(), run.account_id.clone(), run.region.clone())).or_default();
+        if run.listed() {
+            acc.quiet_runs += u64::from(run.quiet);
+            acc.listed_runs.insert(run.run_id.clone());
+            acc.last_listed_at = Some(acc.last_listed_at.map_or(run.finished_at, |t| t.max(run.finished_at)));
+        } else if run.status == "failed" {
+            acc.failed_runs += 1;
+        }
+        if acc.last_run.as_ref().is_none_or(|(at, _)| run.finished_at >= *at) {
+            acc.last_run = Some((run.finished_at, run.error.clone().filter(|_| run.status == "failed")));
+        }
     }
     scopes
         .into_iter()
@@ -357,9 +387,13 @@ pub fn scopes(lines: &[AuditLine], from: i64, to: i64) -> Vec<ScopeRow> {
             account_id,
             region,
             sessions: acc.sessions.len() as u64,
-            runs: acc.active_per_run.len() as u64,
+            runs: acc.listed_runs.len() as u64,
+            quiet_runs: acc.quiet_runs,
+            failed_runs: acc.failed_runs,
             peak_concurrency: acc.active_per_run.values().copied().max().unwrap_or(0),
-            first_seen: acc.first_seen.unwrap_or(acc.last_seen),
+            last_listed_at: acc.last_listed_at.or(acc.last_seen),
+            last_error: acc.last_run.and_then(|(_, error)| error),
+            first_seen: acc.first_seen,
             last_seen: acc.last_seen,
         })
         .collect()
@@ -444,12 +478,52 @@ mod tests {
         other.account_id = "111122223333".into();
         lines.push(other);
         // WHEN summed per scope
-        let rows = scopes(&lines, 0, 10_000);
+        let rows = scopes(&lines, &[], 0, 10_000);
         // THEN each account is a row of its own
         let by_account: Vec<(&str, u64, u64)> =
             rows.iter().map(|r| (r.account_id.as_str(), r.sessions, r.runs)).collect();
         assert_eq!(by_account[0], ("111122223333", 1, 1));
         assert_eq!(by_account[1].0, "123456789012");
         assert_eq!(rows[0].peak_concurrency, 1);
+    }
+
+    fn run(account: &str, run_id: &str, at: i64, status: &str, quiet: bool, error: Option<&str>) -> RunRecord {
+        RunRecord {
+            service: "ivs-stream-sessions".into(),
+            account_id: account.into(),
+            region: "eu-west-1".into(),
+            run_id: run_id.into(),
+            finished_at: at,
+            status: status.into(),
+            quiet,
+            sessions: 0,
+            error: error.map(str::to_owned),
+        }
+    }
+
+    #[test]
+    fn a_scope_without_sessions_and_one_that_fails_have_rows_from_the_runs_dataset() {
+        // GIVEN an account listed empty three times (the last two quiet), and another whose
+        // first run failed, its second listed it, and its third failed again
+        let runs = [
+            run("111111111111", "r1", 100, "complete", false, None),
+            run("111111111111", "r2", 400, "complete", true, None),
+            run("111111111111", "r3", 700, "complete", true, None),
+            run("222222222222", "r1", 100, "failed", false, Some("MemberRole: AccessDenied")),
+            run("222222222222", "r2", 400, "complete", false, None),
+            run("222222222222", "r3", 700, "failed", false, Some("SessionApi: ThrottlingException")),
+        ];
+        // WHEN the scopes are summed
+        let rows = scopes(&[], &runs, 0, 1_000);
+        // THEN each has its row: the empty one listed three times, the last at 700, no session
+        let empty = &rows[0];
+        assert_eq!((empty.sessions, empty.runs, empty.quiet_runs, empty.failed_runs), (0, 3, 2, 0));
+        assert_eq!((empty.last_listed_at, empty.last_error.as_deref(), empty.first_seen), (Some(700), None, None));
+        // AND the failing one: one run listed it, two failed, the last one's reason said
+        let failing = &rows[1];
+        assert_eq!((failing.runs, failing.failed_runs, failing.last_listed_at), (1, 2, Some(400)));
+        assert_eq!(failing.last_error.as_deref(), Some("SessionApi: ThrottlingException"));
+        // AND a run outside the range counts not
+        assert_eq!(scopes(&[], &runs, 500, 1_000)[0].runs, 1);
     }
 }

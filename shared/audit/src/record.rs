@@ -95,6 +95,56 @@ pub fn day_of(epoch: i64) -> String {
     format_time(epoch)[..10].to_owned()
 }
 
+/// One line of the runs dataset, as the audit reads it: a scope's run, how it went, and why it
+/// failed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RunRecord {
+    pub service: String,
+    pub account_id: String,
+    pub region: String,
+    pub run_id: String,
+    /// Epoch seconds of `finished_at`.
+    pub finished_at: i64,
+    /// `complete`, `partial`, `failed` or `dry_run`.
+    pub status: String,
+    pub quiet: bool,
+    pub sessions: u64,
+    /// `<error_kind>: <error_message>` of a failed run.
+    pub error: Option<String>,
+}
+
+impl RunRecord {
+    /// Reads a runs line, naming the column that is missing or of the wrong type.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let json: serde_json::Value = serde_json::from_str(text).map_err(|e| format!("not JSON: {e}"))?;
+        let text_of = |name: &str| {
+            json[name].as_str().map(str::to_owned).ok_or_else(|| format!("column `{name}` is missing or not a string"))
+        };
+        let finished_at = parse_time(&text_of("finished_at")?).ok_or("column `finished_at` is not a time")?;
+        let error = match (json["error_kind"].as_str(), json["error_message"].as_str()) {
+            (Some(kind), Some(message)) => Some(format!("{kind}: {message}")),
+            (Some(kind), None) => Some(kind.to_owned()),
+            _ => None,
+        };
+        Ok(RunRecord {
+            service: text_of("service")?,
+            account_id: text_of("account_id")?,
+            region: text_of("region")?,
+            run_id: text_of("run_id")?,
+            finished_at,
+            status: text_of("status")?,
+            quiet: json["quiet"].as_bool().unwrap_or(false),
+            sessions: json["sessions"].as_u64().ok_or("column `sessions` is missing or not a count")?,
+            error,
+        })
+    }
+
+    /// Whether the run listed its scope (it did not fail, and was not a dry run).
+    pub fn listed(&self) -> bool {
+        matches!(self.status.as_str(), "complete" | "partial")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -147,13 +147,25 @@ async fn an_organization_converges_scope_by_scope_and_failing_scopes_fail_alone_
     let scopes = audit(&org, &["scopes", "--from", DAY, "--format", "json"]).await;
     let alpha_there = ["sessions", "--from", DAY, "--account", alpha, "--region", REGIONS[1], "--format", "json"];
     let sessions_of_alpha = audit(&org, &alpha_there).await;
-    // THEN the summary has a row for each archived scope, with its sessions
+    // THEN the summary has a row for each scope: an archived one with its sessions and its run, a
+    // failed one with its failed run and the reason
     let rows = scopes.as_array().unwrap();
-    assert_eq!(rows.len(), 5, "{scopes}");
+    assert_eq!(rows.len(), 8, "{scopes}");
     for row in rows {
         let (account, region) = (row["account_id"].as_str().unwrap(), row["region"].as_str().unwrap());
+        if account == gamma || (account == beta && region == REGIONS[1]) {
+            assert_eq!(
+                (row["sessions"].as_u64(), row["runs"].as_u64(), row["failed_runs"].as_u64()),
+                (Some(0), Some(0), Some(1)),
+                "{row}"
+            );
+            let reason = row["last_error"].as_str().unwrap();
+            assert!(reason.starts_with("MemberRole: ") || reason.starts_with("SessionApi: "), "{row}");
+            continue;
+        }
         assert_eq!(row["sessions"].as_u64(), Some(truth(&org, account, region).len() as u64), "{row}");
-        assert_eq!(row["runs"].as_u64(), Some(1));
+        assert_eq!((row["runs"].as_u64(), row["failed_runs"].as_u64()), (Some(1), Some(0)), "{row}");
+        assert!(row["last_listed_at"].as_str().is_some_and(|t| t.starts_with("20")), "{row}");
     }
     // AND the filtered question answers with exactly that scope's sessions
     let ids: BTreeSet<String> =
