@@ -185,6 +185,13 @@ impl Function {
             not_started = placement.left.len(),
             "batch done"
         );
+        if placement.ran == 0 && placement.again.is_empty() && placement.dead.is_empty() {
+            // Sending them again would loop: no invocation of this function has the time.
+            return Err(Error::Config(format!(
+                "no scope of the batch could start: paging stops DEADLINE_MARGIN_SECONDS={} before the invocation's deadline, and the invocation had less; raise the function's timeout or lower the margin",
+                self.config.deadline_margin.as_secs()
+            )));
+        }
         let Placement { again, dead, left, .. } = placement;
         self.send_again(&batch, again, &left, tries).await?;
         self.bury(&batch, dead, tries, &context.request_id).await

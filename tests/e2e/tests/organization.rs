@@ -6,7 +6,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use archiver_e2e::api_of;
-use archiver_e2e::lambda::{InvokeError, Outcome};
+use archiver_e2e::lambda::{InvokeError, LocalFunction, Outcome};
 use archiver_e2e::organization::{drain_queue, letter_scope, plan_event, LocalOrganization, Member, REGIONS};
 use archiver_e2e::stage::{local_world, ACCOUNT_ID};
 use serde_json::Value as Json;
@@ -341,6 +341,19 @@ async fn with_regions_enabled_the_planner_plans_each_accounts_enabled_regions_wh
     assert!(planned.values().all(|regions| !regions.contains("eu-north-1")), "{planned:?}");
 }
 
+/// The organization's IVS function with a Lambda timeout of `timeout`: paging stops 4 s before
+/// its deadline (a call attempt gives up after 1 s), and it archives one scope at a time.
+async fn short_function(org: &LocalOrganization, timeout: std::time::Duration) -> LocalFunction {
+    let mut env = org.function_env(SERVICE);
+    env.extend(
+        [("SDK_ATTEMPT_TIMEOUT_SECONDS", "1"), ("DEADLINE_MARGIN_SECONDS", "4"), ("SCOPES_AT_ONCE", "1")]
+            .map(|(k, v)| (k.to_owned(), v.to_owned())),
+    );
+    let binary = LocalFunction::binary_of(org.profile, SERVICE.as_str());
+    let region = archiver_e2e::stage::REGION;
+    LocalFunction::start(&binary, SERVICE.as_str(), ACCOUNT_ID, region, &env, timeout).await.unwrap()
+}
+
 #[tokio::test]
 async fn a_batch_cut_by_its_deadline_sends_its_unstarted_scopes_again_and_the_organization_converges() {
     // GIVEN an organization of alpha and beta in two regions (six scopes, one message), a
@@ -350,17 +363,7 @@ async fn a_batch_cut_by_its_deadline_sends_its_unstarted_scopes_again_and_the_or
         LocalOrganization::start(local_world().unwrap(), &[member("alpha", true), member("beta", true)]).await.unwrap();
     let latency = session_emulator::FaultPlan { latency_ms: 400, ..Default::default() };
     org.stage.emulator.set_faults("*", latency);
-    let mut env = org.function_env(SERVICE);
-    env.extend(
-        [("SDK_ATTEMPT_TIMEOUT_SECONDS", "1"), ("DEADLINE_MARGIN_SECONDS", "4"), ("SCOPES_AT_ONCE", "1")]
-            .map(|(k, v)| (k.to_owned(), v.to_owned())),
-    );
-    let binary = archiver_e2e::lambda::LocalFunction::binary_of(org.profile, SERVICE.as_str());
-    let timeout = std::time::Duration::from_secs(7);
-    let region = archiver_e2e::stage::REGION;
-    let start =
-        || archiver_e2e::lambda::LocalFunction::start(&binary, SERVICE.as_str(), ACCOUNT_ID, region, &env, timeout);
-    let mut function = start().await.unwrap();
+    let mut function = short_function(&org, std::time::Duration::from_secs(7)).await;
 
     // WHEN the plan's message is delivered
     let summary = org.plan(SERVICE, "plan-evt-1", &format!("{DAY}T10:00:00Z")).await;
@@ -391,4 +394,69 @@ async fn a_batch_cut_by_its_deadline_sends_its_unstarted_scopes_again_and_the_or
         let statuses = manifest_statuses(&org, account, region).await;
         assert!(statuses.iter().all(|s| s == "complete"), "{account} {region}: {statuses:?}");
     }
+}
+
+#[tokio::test]
+async fn a_batch_killed_mid_way_is_delivered_again_and_converges() {
+    // GIVEN an organization of alpha and beta in two regions (six scopes, one message), a session
+    // API answering each call after 300 ms, and an IVS function of a 30-second timeout archiving
+    // one scope at a time
+    let org =
+        LocalOrganization::start(local_world().unwrap(), &[member("alpha", true), member("beta", true)]).await.unwrap();
+    org.stage.emulator.set_faults("*", session_emulator::FaultPlan { latency_ms: 300, ..Default::default() });
+    let timeout = std::time::Duration::from_secs(30);
+    org.plan(SERVICE, "plan-evt-1", &format!("{DAY}T10:00:00Z")).await;
+    let queue = org.queues[&SERVICE].queue.clone();
+    let planned = drain_queue(&org.sqs, &queue).await;
+    let body = planned[0].0.to_string();
+    let all: Vec<(String, &str)> = [ACCOUNT_ID.to_owned(), org.accounts["alpha"].clone(), org.accounts["beta"].clone()]
+        .into_iter()
+        .flat_map(|a| REGIONS.map(|r| (a.clone(), r)))
+        .collect();
+    let complete = || async {
+        let mut n = 0;
+        for (account, region) in &all {
+            n += usize::from(manifest_statuses(&org, account, region).await == ["complete"]);
+        }
+        n
+    };
+
+    // WHEN the function is killed once the batch's first scope is complete
+    let mut function = short_function(&org, timeout).await;
+    let region = archiver_e2e::stage::REGION;
+    let event = serde_json::json!({"Records": [{
+        "messageId": "m-1", "receiptHandle": "h-1", "body": body, "attributes": {"ApproximateReceiveCount": "1"},
+        "messageAttributes": {}, "md5OfBody": "", "eventSource": "aws:sqs",
+        "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:ivs-stream-sessions-scopes", "awsRegion": region
+    }]});
+    let killed_at = tokio::time::Instant::now();
+    tokio::select! {
+        outcome = function.invoke(event) => panic!("the batch ended before the kill: {outcome:?}"),
+        () = async {
+            while complete().await == 0 {
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+        } => {}
+    }
+    function.kill().await;
+    let done_before = complete().await;
+    assert!((1..all.len()).contains(&done_before), "{done_before} of {} complete at the kill", all.len());
+
+    // AND the message comes again once the killed invocation's deadline, when the lease of the
+    // scope it was running expires, has passed (the lease counts whole seconds)
+    tokio::time::sleep_until(killed_at + timeout + std::time::Duration::from_secs(3)).await;
+    org.stage.emulator.clear_faults();
+    org.sqs.send_message().queue_url(&queue).message_body(body).send().await.unwrap();
+    let mut again = short_function(&org, timeout).await;
+    let report = org.drain(SERVICE, &mut again).await;
+
+    // THEN every scope holds its world, its run complete, each session once in the run's history
+    assert_eq!(report.handed_back, 0, "{report:?}");
+    for (account, region) in &all {
+        assert_eq!(items_of(&org, account, region).await, truth(&org, account, region), "{account} {region}");
+        assert_eq!(manifest_statuses(&org, account, region).await, ["complete"], "{account} {region}");
+        let snapshot = snapshot_of(&org, account, region, "plan-evt-1").await;
+        assert_eq!(snapshot.len(), truth(&org, account, region).len(), "{account} {region}: a session twice");
+    }
+    assert!(org.dead_letters(SERVICE).await.is_empty());
 }

@@ -231,6 +231,39 @@ async fn a_failed_scope_is_sent_again_alone_with_its_tries_and_dead_lettered_on_
     assert_eq!((attributes["ErrorType"].as_str(), attributes["ReceiveCount"].as_str()), ("Retryable.SessionApi", "3"));
 }
 
+#[tokio::test]
+async fn a_batch_no_scope_of_which_has_time_to_start_is_dead_lettered_naming_the_margin() {
+    // GIVEN the IVS function with its dead-letter queue, whose invocations (10 s) are shorter
+    // than the margin before the deadline at which paging stops (60 s by default)
+    let service = ServiceId::IvsStreamSessions;
+    let stage = LocalStage::start(local_world().unwrap()).await.unwrap();
+    let sqs = aws_sdk_sqs::Client::new(&stage.aws.settings.load().await);
+    let created = sqs.create_queue().queue_name(format!("{service}-dead-letters")).send().await.unwrap();
+    let dead_letter_queue = created.queue_url().unwrap().to_owned();
+    let mut env = stage.function_env();
+    env.push(("SCOPE_DEAD_LETTER_QUEUE_URL".into(), dead_letter_queue.clone()));
+    let mut function = start_function(service, &env, std::time::Duration::from_secs(10)).await.unwrap();
+    let batch = json!({
+        "service": service.as_str(), "run_id": "plan-evt-5", "event_time": "2026-11-22T10:00:00Z",
+        "scopes": [{"account_id": "123456789012", "region": "us-east-1"}]
+    });
+
+    // WHEN a batch comes
+    let Outcome::Response(response) = function.invoke(sqs_event(&[("m", batch.to_string())])).await.unwrap() else {
+        panic!("the invocation failed whole")
+    };
+
+    // THEN it is not sent again (every invocation would find the same): it goes to the
+    // dead-letter queue at once, naming the setting, and nothing was read or written
+    assert_eq!(response, json!({"batchItemFailures": []}));
+    let letters = drain_queue(&sqs, &dead_letter_queue).await;
+    assert_eq!(letters.len(), 1, "{letters:?}");
+    assert_eq!(letters[0].1["ErrorType"], "NonRetryable.Configuration");
+    assert!(letters[0].1["ErrorMessage"].contains("DEADLINE_MARGIN_SECONDS=60"), "{letters:?}");
+    assert!(stage.aws.sessions().await.is_empty());
+    assert!(stage.emulator.calls().values().all(|c| c.calls == 0));
+}
+
 /// moto's Organizations with a root, an OU holding a nested OU, and accounts in each; one of the
 /// OU's accounts closed (SUSPENDED).
 struct Organization {
