@@ -6,10 +6,16 @@
 
 use std::time::Duration;
 
-use crate::error::Error;
-use crate::lambda::no_retry_left;
-use crate::model::Scope;
+use tracing::{error, info, warn};
+
+use super::event::ScopeBatch;
+use crate::aws::sqs::SqsSender;
+use crate::error::{Error, Result};
+use crate::lambda::{no_retry_left, DeadLetters};
+use crate::model::{Scope, Timestamp};
+use crate::plan::ScopeMessage;
 use crate::run::batch::ScopeOutcome;
+use crate::table::{DeadLetterClaim, RunLedger};
 
 /// The longest SQS holds a message back.
 const LONGEST_DELAY: Duration = Duration::from_secs(900);
@@ -41,6 +47,101 @@ pub fn place<'a>(outcomes: Vec<(&'a Scope, ScopeOutcome)>, tries: u32, max_tries
         }
     }
     placement
+}
+
+/// Where a batch's failed and unstarted scopes go: the function's own queue, its dead-letter
+/// queue, and the table's dead-letter claims.
+pub struct Placer<'a, T> {
+    pub queue: &'a SqsSender,
+    /// The function's own scope queue (`SCOPE_QUEUE_URL`); none: a message with a scope to send
+    /// again comes back whole.
+    pub queue_url: Option<&'a str>,
+    pub dead_letters: Option<&'a DeadLetters>,
+    pub table: &'a T,
+    /// The wait before a failed scope's second try.
+    pub retry_delay: Duration,
+}
+
+impl<T: RunLedger> Placer<'_, T> {
+    /// Sends the failed scopes again alone, after a delay, and the unstarted ones together.
+    pub async fn send_again(
+        &self,
+        batch: &ScopeBatch,
+        again: Vec<(&Scope, Error)>,
+        left: &[&Scope],
+        tries: u32,
+    ) -> Result<()> {
+        if again.is_empty() && left.is_empty() {
+            return Ok(());
+        }
+        let Some(queue) = self.queue_url else {
+            // No queue to send them to: the whole message comes back.
+            return Err(match again.into_iter().next() {
+                Some((_, err)) => err,
+                None => {
+                    handed_back(format!("{} scopes had no time to start, and SCOPE_QUEUE_URL is not set", left.len()))
+                }
+            });
+        };
+        let body = |message: ScopeMessage| {
+            serde_json::to_string(&message).map_err(|e| Error::Mapping(format!("scope message: {e}")))
+        };
+        if !left.is_empty() {
+            let left: Vec<Scope> = left.iter().map(|s| (*s).clone()).collect();
+            self.queue.send_bodies(queue, vec![body(batch.message.for_scopes(&left, batch.attempts))?]).await?;
+        }
+        for (scope, err) in again {
+            warn!(account_id = %scope.account_id, region = %scope.region, tries, err = %err, "scope failed; sent again alone");
+            let alone = body(batch.message.for_scopes(std::slice::from_ref(scope), tries))?;
+            self.queue.send_bodies_after(queue, vec![alone], retry_delay(self.retry_delay, tries)).await?;
+        }
+        Ok(())
+    }
+
+    /// Moves each scope failed for good to the dead-letter queue with its reason, once whatever
+    /// the deliveries: a claim in the table, settled as sent, or given up if the send fails.
+    pub async fn bury(&self, batch: &ScopeBatch, dead: Vec<(&Scope, Error)>, tries: u32, claimant: &str) -> Result<()> {
+        for (scope, err) in dead {
+            let Some(dead_letters) = &self.dead_letters else { return Err(err) };
+            let run_id = batch.request.run_id.as_str();
+            let now = Timestamp::now().epoch_seconds();
+            match self.table.claim_dead_letter(scope, run_id, claimant, now).await? {
+                DeadLetterClaim::Sent => {
+                    info!(account_id = %scope.account_id, region = %scope.region, run_id, "already in the dead-letter queue");
+                    continue;
+                }
+                DeadLetterClaim::BeingSent => {
+                    return Err(handed_back(format!(
+                        "another delivery is sending the dead letter of account {}, region {}: the message comes back to see how it went",
+                        scope.account_id, scope.region
+                    )))
+                }
+                DeadLetterClaim::Claimed => {}
+            }
+            let letter = serde_json::to_string(&batch.message.for_scopes(std::slice::from_ref(scope), tries))
+                .map_err(|e| Error::Mapping(format!("scope message: {e}")))?;
+            let sent = dead_letters.sender.dead_letter(&dead_letters.url, &letter, &err, tries).await;
+            error!(account_id = %scope.account_id, region = %scope.region, tries, error_type = err.error_type(), err = %err, dead_lettered = sent.is_ok(), "scope failed");
+            let settled = self.table.settle_dead_letter(scope, run_id, claimant, sent.is_ok()).await;
+            sent?;
+            if let Err(also) = settled {
+                warn!(error = %also, "could not mark the dead letter sent; a delivery after the claim goes stale may send it again");
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A retryable failure that hands a message back to the queue, saying why.
+fn handed_back(why: String) -> Error {
+    Error::Storage {
+        operation: "SQS SendMessage",
+        resource: "the scope queue".into(),
+        code: "HandedBack".into(),
+        message: why,
+        status: None,
+        retryable: true,
+    }
 }
 
 /// How long a scope that failed on try `tries` waits for its next one: `first` after the first

@@ -19,28 +19,26 @@
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use lambda_runtime::{Context, LambdaEvent};
 use serde_json::Value as Json;
-use tracing::{debug, error, info, warn};
+use tracing::{debug, info};
 
-use super::batch::{place, retry_delay, Placement};
+use super::batch::{place, Placement, Placer};
 use super::config::FunctionConfig;
 use super::event::{parse_invocation, parse_scope_message, Invocation, ScopeBatch};
-use super::report::{metrics_line, run_line, scope_failure};
+use super::report::{metrics_line, scope_failure, write_runs};
 use crate::aws::member::MemberRoles;
 use crate::aws::sqs::SqsSender;
 use crate::aws::SdkSettings;
 use crate::error::{Error, Result};
-use crate::history::runs::runs_key;
-use crate::history::{HistoryObject, S3Bucket, DEFAULT_UPLOAD_PART_SIZE};
+use crate::history::S3Bucket;
 use crate::lambda::event::EventWindow;
 use crate::lambda::{answer_queue, is_queue_event, queue_event, DeadLetters, Program};
 use crate::model::{Scope, Timestamp};
 use crate::personal::PersonalData;
-use crate::plan::ScopeMessage;
 use crate::run::batch::{run_batch, ScopeOutcome};
 use crate::run::deadline::Deadlines;
 use crate::run::{run, RunConfig, RunRequest, RunSummary};
 use crate::sources::{AnySource, SourceOptions};
-use crate::table::{DeadLetterClaim, DynamoTable, RunLedger};
+use crate::table::DynamoTable;
 
 /// What a warm function keeps between invocations: configuration and clients, built once.
 pub struct Function {
@@ -193,114 +191,22 @@ impl Function {
             )));
         }
         let Placement { again, dead, left, .. } = placement;
-        self.send_again(&batch, again, &left, tries).await?;
-        self.bury(&batch, dead, tries, &context.request_id).await
-    }
-
-    /// Sends the failed scopes again alone, after a delay, and the unstarted ones together.
-    async fn send_again(
-        &self,
-        batch: &ScopeBatch,
-        again: Vec<(&Scope, Error)>,
-        left: &[&Scope],
-        tries: u32,
-    ) -> Result<()> {
-        if again.is_empty() && left.is_empty() {
-            return Ok(());
-        }
-        let Some(queue) = &self.config.scope_queue else {
-            // No queue to send them to: the whole message comes back.
-            return Err(match again.into_iter().next() {
-                Some((_, err)) => err,
-                None => {
-                    handed_back(format!("{} scopes had no time to start, and SCOPE_QUEUE_URL is not set", left.len()))
-                }
-            });
+        let placer = Placer {
+            queue: &self.queue,
+            queue_url: self.config.scope_queue.as_deref(),
+            dead_letters: self.dead_letters.as_ref(),
+            table: &self.table,
+            retry_delay: self.config.scope_retry_delay,
         };
-        let body = |message: ScopeMessage| {
-            serde_json::to_string(&message).map_err(|e| Error::Mapping(format!("scope message: {e}")))
-        };
-        if !left.is_empty() {
-            let left: Vec<Scope> = left.iter().map(|s| (*s).clone()).collect();
-            self.queue.send_bodies(queue, vec![body(batch.message.for_scopes(&left, batch.attempts))?]).await?;
-        }
-        for (scope, err) in again {
-            warn!(account_id = %scope.account_id, region = %scope.region, tries, err = %err, "scope failed; sent again alone");
-            let alone = body(batch.message.for_scopes(std::slice::from_ref(scope), tries))?;
-            self.queue.send_bodies_after(queue, vec![alone], retry_delay(self.config.scope_retry_delay, tries)).await?;
-        }
-        Ok(())
-    }
-
-    /// Moves each scope failed for good to the dead-letter queue with its reason, once whatever
-    /// the deliveries: a claim in the table, settled as sent, or given up if the send fails.
-    async fn bury(&self, batch: &ScopeBatch, dead: Vec<(&Scope, Error)>, tries: u32, claimant: &str) -> Result<()> {
-        for (scope, err) in dead {
-            let Some(dead_letters) = &self.dead_letters else { return Err(err) };
-            let run_id = batch.request.run_id.as_str();
-            let now = Timestamp::now().epoch_seconds();
-            match self.table.claim_dead_letter(scope, run_id, claimant, now).await? {
-                DeadLetterClaim::Sent => {
-                    info!(account_id = %scope.account_id, region = %scope.region, run_id, "already in the dead-letter queue");
-                    continue;
-                }
-                DeadLetterClaim::BeingSent => {
-                    return Err(handed_back(format!(
-                        "another delivery is sending the dead letter of account {}, region {}: the message comes back to see how it went",
-                        scope.account_id, scope.region
-                    )))
-                }
-                DeadLetterClaim::Claimed => {}
-            }
-            let letter = serde_json::to_string(&batch.message.for_scopes(std::slice::from_ref(scope), tries))
-                .map_err(|e| Error::Mapping(format!("scope message: {e}")))?;
-            let sent = dead_letters.sender.dead_letter(&dead_letters.url, &letter, &err, tries).await;
-            error!(account_id = %scope.account_id, region = %scope.region, tries, error_type = err.error_type(), err = %err, dead_lettered = sent.is_ok(), "scope failed");
-            let settled = self.table.settle_dead_letter(scope, run_id, claimant, sent.is_ok()).await;
-            sent?;
-            if let Err(also) = settled {
-                warn!(error = %also, "could not mark the dead letter sent; a delivery after the claim goes stale may send it again");
-            }
-        }
-        Ok(())
+        placer.send_again(&batch, again, &left, tries).await?;
+        placer.bury(&batch, dead, tries, &context.request_id).await
     }
 
     /// What a batch's runs report: one metrics line, and the runs dataset's lines.
     async fn report(&self, request: &RunRequest, outcomes: &[(&Scope, ScopeOutcome)], started_at: &Timestamp) {
         println!("{}", metrics_line(self.config.service, outcomes, Timestamp::now().epoch_seconds() * 1000));
-        self.write_runs(request, outcomes, started_at).await;
-    }
-
-    /// Writes the runs dataset's lines of a batch's scopes, one object. The runs are done, their
-    /// objects and items written, whatever becomes of these lines: a failure to write them is
-    /// logged (`runs object not written`), and the invocation goes on.
-    async fn write_runs(&self, request: &RunRequest, outcomes: &[(&Scope, ScopeOutcome)], started_at: &Timestamp) {
-        let lines: Vec<String> = outcomes
-            .iter()
-            .filter_map(|(scope, outcome)| run_line(scope, request, outcome, started_at))
-            .map(|line| line.to_json())
-            .collect();
-        if lines.is_empty() || request.dry_run {
-            return;
-        }
-        let key = runs_key(
-            &self.config.history_prefix,
-            self.config.service,
-            &request.event_time,
-            request.run_id.as_str(),
-            &request.invocation_id,
-        );
-        let mut object = HistoryObject::new(&self.bucket, key.clone(), DEFAULT_UPLOAD_PART_SIZE);
-        let written = async {
-            for line in &lines {
-                object.push(line).await?;
-            }
-            object.finish().await
-        };
-        if let Err(err) = request.deadlines.last("S3: the runs object", written).await {
-            object.abort().await;
-            error!(key, lines = lines.len(), err = %err, "runs object not written");
-        }
+        let (prefix, service) = (&self.config.history_prefix, self.config.service);
+        write_runs(&self.bucket, prefix, service, request, outcomes, started_at).await;
     }
 
     /// The run settings of an invocation, with the personal-data policy and its key.
@@ -414,18 +320,6 @@ impl Function {
             sdk = sdk.credentials_provider(aws_credential_types::provider::SharedCredentialsProvider::new(assumed));
         }
         Ok(sdk.build())
-    }
-}
-
-/// A retryable failure that hands a message back to the queue, saying why.
-fn handed_back(why: String) -> Error {
-    Error::Storage {
-        operation: "SQS SendMessage",
-        resource: "the scope queue".into(),
-        code: "HandedBack".into(),
-        message: why,
-        status: None,
-        retryable: true,
     }
 }
 

@@ -4,7 +4,8 @@
 use serde_json::Value as Json;
 
 use crate::error::{bounded, Error};
-use crate::history::runs::RunLine;
+use crate::history::runs::{runs_key, RunLine};
+use crate::history::{Bucket, HistoryObject, DEFAULT_UPLOAD_PART_SIZE};
 use crate::model::{Scope, ServiceId, Timestamp};
 use crate::run::batch::ScopeOutcome;
 use crate::run::{RunOutcome, RunRequest};
@@ -132,6 +133,39 @@ pub fn run_line(
     }
 }
 
+/// Writes the runs dataset's lines of a batch's scopes, one object. The runs are done, their
+/// objects and items written, whatever becomes of these lines: a failure to write them is logged
+/// (`runs object not written`), and the invocation goes on.
+pub async fn write_runs<O: Bucket>(
+    bucket: &O,
+    prefix: &str,
+    service: ServiceId,
+    request: &RunRequest,
+    outcomes: &[(&Scope, ScopeOutcome)],
+    started_at: &Timestamp,
+) {
+    let lines: Vec<String> = outcomes
+        .iter()
+        .filter_map(|(scope, outcome)| run_line(scope, request, outcome, started_at))
+        .map(|line| line.to_json())
+        .collect();
+    if lines.is_empty() || request.dry_run {
+        return;
+    }
+    let key = runs_key(prefix, service, &request.event_time, request.run_id.as_str(), &request.invocation_id);
+    let mut object = HistoryObject::new(bucket, key.clone(), DEFAULT_UPLOAD_PART_SIZE);
+    let written = async {
+        for line in &lines {
+            object.push(line).await?;
+        }
+        object.finish().await
+    };
+    if let Err(err) = request.deadlines.last("S3: the runs object", written).await {
+        object.abort().await;
+        tracing::error!(key, lines = lines.len(), err = %err, "runs object not written");
+    }
+}
+
 /// The failure of a scope's run (an account and region of an organization), with what to check
 /// where the cause alone does not say it.
 pub fn scope_failure(scope: &Scope, err: Error) -> Error {
@@ -169,7 +203,76 @@ fn scope_hint(scope: &Scope, code: &str, message: &str) -> Option<String> {
 mod tests {
     use super::*;
     use crate::error::CallSite;
-    use crate::model::ServiceId;
+    use crate::history::memory::MemoryBucket;
+    use crate::run::{RunSummary, Trigger};
+
+    fn summary(outcome: RunOutcome, quiet: bool) -> RunSummary {
+        let at = Timestamp::parse("2026-11-22T10:00:30Z").unwrap();
+        RunSummary {
+            service: ServiceId::IvsStreamSessions,
+            run_id: "plan-1".into(),
+            outcome,
+            part: 0,
+            started_at: at.clone(),
+            finished_at: at,
+            counts: RunCounts { api_calls: 2, pages: 1, ..RunCounts::default() },
+            listings_left: 0,
+            s3_keys: Vec::new(),
+            lease_held_by: None,
+            already_complete: false,
+            state_rebuilt_because: None,
+            quiet,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_batch_writes_one_runs_object_with_a_line_for_each_scope_that_ran_or_failed() {
+        // GIVEN a batch of four scopes: one quiet, one failed, one skipped, one not started
+        let scopes: Vec<Scope> = ["111111111111", "222222222222", "333333333333", "444444444444"]
+            .map(|a| Scope { service: ServiceId::IvsStreamSessions, account_id: a.into(), region: "eu-west-1".into() })
+            .into();
+        let denied = Error::Event("denied".into());
+        let outcomes = [
+            (&scopes[0], ScopeOutcome::Ran(summary(RunOutcome::Complete, true))),
+            (&scopes[1], ScopeOutcome::Failed(scope_failure(&scopes[1], denied))),
+            (&scopes[2], ScopeOutcome::Ran(summary(RunOutcome::Skipped, false))),
+            (&scopes[3], ScopeOutcome::NotStarted),
+        ];
+        let request = RunRequest {
+            run_id: crate::model::RunId::parse("plan-1").unwrap(),
+            event_id: "plan-1".into(),
+            event_time: Timestamp::parse("2026-11-22T10:00:00Z").unwrap(),
+            trigger: Trigger::Scheduled,
+            dry_run: false,
+            invocation_id: "req-1".into(),
+            deadlines: crate::run::deadline::Deadlines::none(),
+        };
+        let bucket = MemoryBucket::default();
+        // WHEN its runs are written
+        let started = Timestamp::parse("2026-11-22T10:00:01Z").unwrap();
+        write_runs(&bucket, "history", ServiceId::IvsStreamSessions, &request, &outcomes, &started).await;
+        // THEN one object holds a line for the quiet scope and one for the failed scope, with why
+        assert_eq!(bucket.keys(), ["history/runs/ivs-stream-sessions/dt=2026-11-22/plan-1.req-1.jsonl.gz"]);
+        let lines = bucket.lines(&bucket.keys()[0]);
+        let summary: Vec<(&str, &str, bool, &Json)> = lines
+            .iter()
+            .map(|l| {
+                (l["account_id"].as_str().unwrap(), l["status"].as_str().unwrap(), l["quiet"] == true, &l["error_kind"])
+            })
+            .collect();
+        assert_eq!(
+            summary,
+            [
+                ("111111111111", "complete", true, &Json::Null),
+                ("222222222222", "failed", false, &Json::from("InvalidEvent"))
+            ]
+        );
+        assert!(lines[1]["error_message"].as_str().unwrap().starts_with("account 222222222222, region eu-west-1: "));
+        // AND a dry run writes none
+        let dry = RunRequest { dry_run: true, invocation_id: "req-2".into(), ..request };
+        write_runs(&bucket, "history", ServiceId::IvsStreamSessions, &dry, &outcomes, &started).await;
+        assert_eq!(bucket.keys().len(), 1);
+    }
 
     #[test]
     fn a_failed_run_is_one_failed_run_in_the_metrics() {
