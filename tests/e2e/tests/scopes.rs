@@ -242,6 +242,9 @@ async fn a_batch_no_scope_of_which_has_time_to_start_is_dead_lettered_naming_the
     let dead_letter_queue = created.queue_url().unwrap().to_owned();
     let mut env = stage.function_env();
     env.push(("SCOPE_DEAD_LETTER_QUEUE_URL".into(), dead_letter_queue.clone()));
+    // Waits give up 3 s before the deadline (not 21 s, before the invocation began): the
+    // personal-data key is read in time.
+    env.push(("SDK_ATTEMPT_TIMEOUT_SECONDS".into(), "1".into()));
     let mut function = start_function(service, &env, std::time::Duration::from_secs(10)).await.unwrap();
     let batch = json!({
         "service": service.as_str(), "run_id": "plan-evt-5", "event_time": "2026-11-22T10:00:00Z",
