@@ -1,8 +1,9 @@
 //! What becomes of a batch's scopes once it ran: a scope that failed is sent again alone, with
-//! the tries it has had, after a delay that doubles with them (`SCOPE_RETRY_SECONDS` first); on its last try, or when no retry
-//! can mend its failure, it goes to the dead-letter queue with its reason, once (a claim in the
-//! table, [`crate::table::DeadLetterClaim`]); the scopes whose turn came after paging had to stop
-//! are sent again together, their tries unchanged. The others of the batch are complete.
+//! the tries it has had, after a delay that doubles with them (`SCOPE_RETRY_SECONDS` first); on
+//! its last try, or when no retry can mend its failure, it goes to the dead-letter queue with its
+//! reason, once (a claim in the table, [`crate::table::DeadLetterClaim`]); the scopes whose turn
+//! came after paging had to stop are sent again together, their tries unchanged. The others of
+//! the batch are complete.
 
 use std::time::Duration;
 
