@@ -169,21 +169,7 @@ mod tests {
 
     fn ran() -> RunSummary {
         let at = Timestamp::parse("2026-11-22T10:00:00Z").unwrap();
-        RunSummary {
-            service: ServiceId::IvsStreamSessions,
-            run_id: "r-1".into(),
-            outcome: RunOutcome::Complete,
-            part: 0,
-            started_at: at.clone(),
-            finished_at: at,
-            counts: Default::default(),
-            listings_left: 0,
-            s3_keys: Vec::new(),
-            lease_held_by: None,
-            already_complete: false,
-            state_rebuilt_because: None,
-            quiet: false,
-        }
+        RunSummary::new(ServiceId::IvsStreamSessions, "r-1", RunOutcome::Complete, 0, at.clone(), at)
     }
 
     fn denied() -> Error {

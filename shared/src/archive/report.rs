@@ -208,20 +208,11 @@ mod tests {
 
     fn summary(outcome: RunOutcome, quiet: bool) -> RunSummary {
         let at = Timestamp::parse("2026-11-22T10:00:30Z").unwrap();
+        let counts = RunCounts { api_calls: 2, pages: 1, ..RunCounts::default() };
         RunSummary {
-            service: ServiceId::IvsStreamSessions,
-            run_id: "plan-1".into(),
-            outcome,
-            part: 0,
-            started_at: at.clone(),
-            finished_at: at,
-            counts: RunCounts { api_calls: 2, pages: 1, ..RunCounts::default() },
-            listings_left: 0,
-            s3_keys: Vec::new(),
-            lease_held_by: None,
-            already_complete: false,
-            state_rebuilt_because: None,
+            counts,
             quiet,
+            ..RunSummary::new(ServiceId::IvsStreamSessions, "plan-1", outcome, 0, at.clone(), at)
         }
     }
 

@@ -270,21 +270,8 @@ where
 
     /// A summary of `outcome` with nothing counted yet.
     fn summary(&self, run_id: &str, outcome: RunOutcome, part: u32) -> RunSummary {
-        RunSummary {
-            service: self.run.scope.service,
-            run_id: run_id.to_owned(),
-            outcome,
-            part,
-            started_at: self.started_at.clone(),
-            finished_at: Timestamp::now(),
-            counts: RunCounts::default(),
-            listings_left: 0,
-            s3_keys: Vec::new(),
-            lease_held_by: None,
-            already_complete: false,
-            state_rebuilt_because: None,
-            quiet: false,
-        }
+        let started_at = self.started_at.clone();
+        RunSummary::new(self.run.scope.service, run_id, outcome, part, started_at, Timestamp::now())
     }
 
     /// Where a run that starts with this request stands: nothing done yet.

@@ -51,6 +51,35 @@ impl RunRequest {
     }
 }
 
+impl RunSummary {
+    /// The summary of `service`'s run `run_id` that ended with `outcome` in part `part`, with
+    /// nothing counted or written yet.
+    pub fn new(
+        service: ServiceId,
+        run_id: &str,
+        outcome: RunOutcome,
+        part: u32,
+        started_at: Timestamp,
+        finished_at: Timestamp,
+    ) -> Self {
+        RunSummary {
+            service,
+            run_id: run_id.to_owned(),
+            outcome,
+            part,
+            started_at,
+            finished_at,
+            counts: RunCounts::default(),
+            listings_left: 0,
+            s3_keys: Vec::new(),
+            lease_held_by: None,
+            already_complete: false,
+            state_rebuilt_because: None,
+            quiet: false,
+        }
+    }
+}
+
 /// How a run ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
