@@ -14,7 +14,6 @@ use crate::aws::sqs::SqsSender;
 use crate::error::{Error, Result};
 use crate::lambda::{no_retry_left, DeadLetters};
 use crate::model::{Scope, Timestamp};
-use crate::plan::ScopeMessage;
 use crate::run::batch::ScopeOutcome;
 use crate::table::{DeadLetterClaim, RunLedger};
 
@@ -84,16 +83,13 @@ impl<T: RunLedger> Placer<'_, T> {
                 }
             });
         };
-        let body = |message: ScopeMessage| {
-            serde_json::to_string(&message).map_err(|e| Error::Mapping(format!("scope message: {e}")))
-        };
         if !left.is_empty() {
             let left: Vec<Scope> = left.iter().map(|s| (*s).clone()).collect();
-            self.queue.send_bodies(queue, vec![body(batch.message.for_scopes(&left, batch.attempts))?]).await?;
+            self.queue.send_bodies(queue, vec![batch.message.for_scopes(&left, batch.attempts).body()?]).await?;
         }
         for (scope, err) in again {
             warn!(account_id = %scope.account_id, region = %scope.region, tries, err = %err, "scope failed; sent again alone");
-            let alone = body(batch.message.for_scopes(std::slice::from_ref(scope), tries))?;
+            let alone = batch.message.for_scopes(std::slice::from_ref(scope), tries).body()?;
             self.queue.send_bodies_after(queue, vec![alone], retry_delay(self.retry_delay, tries)).await?;
         }
         Ok(())
@@ -119,8 +115,7 @@ impl<T: RunLedger> Placer<'_, T> {
                 }
                 DeadLetterClaim::Claimed => {}
             }
-            let letter = serde_json::to_string(&batch.message.for_scopes(std::slice::from_ref(scope), tries))
-                .map_err(|e| Error::Mapping(format!("scope message: {e}")))?;
+            let letter = batch.message.for_scopes(std::slice::from_ref(scope), tries).body()?;
             let sent = dead_letters.sender.dead_letter(&dead_letters.url, &letter, &err, tries).await;
             error!(account_id = %scope.account_id, region = %scope.region, tries, error_type = err.error_type(), err = %err, dead_lettered = sent.is_ok(), "scope failed");
             let settled = self.table.settle_dead_letter(scope, run_id, claimant, sent.is_ok()).await;

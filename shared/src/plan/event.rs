@@ -99,6 +99,11 @@ impl ScopeMessage {
             .collect()
     }
 
+    /// The message's body, as it is sent.
+    pub fn body(&self) -> crate::error::Result<String> {
+        serde_json::to_string(self).map_err(|e| crate::error::Error::Mapping(format!("scope message: {e}")))
+    }
+
     /// Reads a message's body: a batch, or the one-scope message of before (as a batch of one).
     pub fn from_body(body: &str) -> std::result::Result<Self, serde_json::Error> {
         let json: Json = serde_json::from_str(body)?;
