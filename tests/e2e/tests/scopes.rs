@@ -85,13 +85,24 @@ async fn with_dead_letters(
     stage: &LocalStage,
     service: ServiceId,
 ) -> (archiver_e2e::lambda::LocalFunction, aws_sdk_sqs::Client, String) {
+    with_dead_letters_and(stage, service, &[], std::time::Duration::from_secs(120)).await
+}
+
+/// As [`with_dead_letters`], with `extra` variables and a Lambda timeout of `timeout`.
+async fn with_dead_letters_and(
+    stage: &LocalStage,
+    service: ServiceId,
+    extra: &[(&str, &str)],
+    timeout: std::time::Duration,
+) -> (archiver_e2e::lambda::LocalFunction, aws_sdk_sqs::Client, String) {
     let sqs = aws_sdk_sqs::Client::new(&stage.aws.settings.load().await);
     let created = sqs.create_queue().queue_name(format!("{service}-dead-letters")).send().await.unwrap();
     let dead_letter_queue = created.queue_url().unwrap().to_owned();
     let mut env = stage.function_env();
     env.push(("SCOPE_DEAD_LETTER_QUEUE_URL".into(), dead_letter_queue.clone()));
     env.push(("SDK_MAX_ATTEMPTS".into(), "1".into()));
-    let function = start_function(service, &env, std::time::Duration::from_secs(120)).await.unwrap();
+    env.extend(extra.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
+    let function = start_function(service, &env, timeout).await.unwrap();
     (function, sqs, dead_letter_queue)
 }
 
@@ -184,20 +195,11 @@ async fn a_failed_scope_is_sent_again_alone_with_its_tries_and_dead_lettered_on_
     let service = ServiceId::IvsStreamSessions;
     let stage = LocalStage::start(local_world().unwrap()).await.unwrap();
     let sqs = aws_sdk_sqs::Client::new(&stage.aws.settings.load().await);
-    let queue_of = |name: String| {
-        let sqs = sqs.clone();
-        async move { sqs.create_queue().queue_name(name).send().await.unwrap().queue_url().unwrap().to_owned() }
-    };
-    let (queue, dead_letter_queue) =
-        (queue_of(format!("{service}-scopes")).await, queue_of(format!("{service}-dlq")).await);
-    let mut env = stage.function_env();
-    env.extend([
-        ("SCOPE_QUEUE_URL".to_owned(), queue.clone()),
-        ("SCOPE_DEAD_LETTER_QUEUE_URL".to_owned(), dead_letter_queue.clone()),
-        ("SCOPE_RETRY_SECONDS".to_owned(), "0".to_owned()),
-        ("SDK_MAX_ATTEMPTS".to_owned(), "1".to_owned()),
-    ]);
-    let mut function = start_function(service, &env, std::time::Duration::from_secs(120)).await.unwrap();
+    let created = sqs.create_queue().queue_name(format!("{service}-scopes")).send().await.unwrap();
+    let queue = created.queue_url().unwrap().to_owned();
+    let extra = [("SCOPE_QUEUE_URL", queue.as_str()), ("SCOPE_RETRY_SECONDS", "0")];
+    let (mut function, sqs, dead_letter_queue) =
+        with_dead_letters_and(&stage, service, &extra, std::time::Duration::from_secs(120)).await;
     stage.emulator.set_faults("*", session_emulator::FaultPlan::server_errors(1.0, 503));
     let batch = json!({
         "service": service.as_str(), "run_id": "plan-evt-4", "event_time": "2026-11-22T10:00:00Z",
@@ -237,15 +239,11 @@ async fn a_batch_no_scope_of_which_has_time_to_start_is_dead_lettered_naming_the
     // than the margin before the deadline at which paging stops (60 s by default)
     let service = ServiceId::IvsStreamSessions;
     let stage = LocalStage::start(local_world().unwrap()).await.unwrap();
-    let sqs = aws_sdk_sqs::Client::new(&stage.aws.settings.load().await);
-    let created = sqs.create_queue().queue_name(format!("{service}-dead-letters")).send().await.unwrap();
-    let dead_letter_queue = created.queue_url().unwrap().to_owned();
-    let mut env = stage.function_env();
-    env.push(("SCOPE_DEAD_LETTER_QUEUE_URL".into(), dead_letter_queue.clone()));
     // Waits give up 3 s before the deadline (not 21 s, before the invocation began): the
     // personal-data key is read in time.
-    env.push(("SDK_ATTEMPT_TIMEOUT_SECONDS".into(), "1".into()));
-    let mut function = start_function(service, &env, std::time::Duration::from_secs(10)).await.unwrap();
+    let extra = [("SDK_ATTEMPT_TIMEOUT_SECONDS", "1")];
+    let (mut function, sqs, dead_letter_queue) =
+        with_dead_letters_and(&stage, service, &extra, std::time::Duration::from_secs(10)).await;
     let batch = json!({
         "service": service.as_str(), "run_id": "plan-evt-5", "event_time": "2026-11-22T10:00:00Z",
         "scopes": [{"account_id": "123456789012", "region": "us-east-1"}]
