@@ -288,7 +288,7 @@ pub(crate) async fn write_marker<O: Bucket>(
 }
 
 /// Deletes the Parquet objects of the partition an earlier compaction wrote and this one did not.
-pub(crate) async fn delete_stale_parquet<O: ObjectListing>(
+pub(crate) async fn delete_stale_parquet<O: ObjectListing + Bucket>(
     bucket: &O,
     partition: &str,
     objects: &[CompactedObject],

@@ -16,6 +16,8 @@
 //! unreachable) or `NonRetryable.<Kind>` (a bad event, a bad page, a bug): an async invocation's
 //! retries and the on-failure destination can tell them apart ([`crate::lambda`]).
 
+use std::future::Future;
+
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use lambda_runtime::{Context, LambdaEvent};
 use serde_json::Value as Json;
@@ -36,7 +38,8 @@ use crate::model::{Scope, Timestamp};
 use crate::personal::PersonalData;
 use crate::run::batch::{run_batch, ScopeOutcome};
 use crate::run::deadline::Deadlines;
-use crate::run::{run, RunConfig, RunRequest, RunSummary};
+use crate::run::pool::POOL_STAGING_BYTES;
+use crate::run::{prepare, Prepared, RunConfig, RunRequest, RunSummary, Staging};
 use crate::sources::{AnySource, SourceOptions};
 use crate::table::DynamoTable;
 
@@ -168,9 +171,10 @@ impl Function {
         // Before any scope: a key that cannot be read fails the message, not each of its scopes.
         let run_config = self.run_config(&request.deadlines).await?;
         let (request, home, started_at, run_config) = (&request, &home, Timestamp::now(), &run_config);
-        let run_one = |scope: &Scope| Box::pin(self.run_scope(request, run_config, None, scope.clone(), home));
-        let outcomes =
-            Box::pin(run_batch(&batch.scopes, self.config.scopes_at_once, &request.deadlines, run_one)).await;
+        let staging = Staging::new(POOL_STAGING_BYTES);
+        let run_one = |scope| Box::pin(self.run_scope(request, run_config, None, scope, home, &staging));
+        let outcomes = self.run_scopes(&batch.scopes, self.config.scopes_at_once, &request.deadlines, home, run_one);
+        let outcomes = Box::pin(outcomes).await;
         self.report(request, &outcomes, &started_at).await;
         let tries = batch.attempts + receives;
         let placement = place(outcomes, tries, self.config.scope_max_receives);
@@ -239,11 +243,10 @@ impl Function {
         request.invocation_id = context.request_id.clone();
         let run_config = self.run_config(&request.deadlines).await?;
         let started_at = Timestamp::now();
-        let options = invocation.options;
-        let run_one =
-            |scope: &Scope| Box::pin(self.run_scope(&request, &run_config, options.clone(), scope.clone(), &home));
+        let (options, staging) = (invocation.options, Staging::new(POOL_STAGING_BYTES));
+        let run_one = |scope| Box::pin(self.run_scope(&request, &run_config, options.clone(), scope, &home, &staging));
         let scopes = [home.clone()];
-        let outcomes = Box::pin(run_batch(&scopes, 1, &Deadlines::none(), run_one)).await;
+        let outcomes = Box::pin(self.run_scopes(&scopes, 1, &Deadlines::none(), &home, run_one)).await;
         self.report(&request, &outcomes, &started_at).await;
         match outcomes.into_iter().next().map(|(_, outcome)| outcome) {
             Some(ScopeOutcome::Ran(summary)) => Ok(summary),
@@ -254,30 +257,40 @@ impl Function {
         }
     }
 
-    /// One scope's run, its failure named by its scope when it is not the function's own.
-    async fn run_scope(
+    /// A batch's scopes run ([`run_batch`]), each failure named by its scope when it is not the
+    /// function's own.
+    async fn run_scopes<'a, 'r, F, Fut>(
         &self,
-        request: &RunRequest,
-        run_config: &RunConfig,
-        options: Option<SourceOptions>,
-        scope: Scope,
+        scopes: &'a [Scope],
+        at_once: usize,
+        deadlines: &Deadlines,
         home: &Scope,
-    ) -> Result<RunSummary> {
-        let result = Box::pin(self.run_in_scope(request, run_config, options, &scope, home)).await;
-        match result {
-            Err(err) if scope != *home => Err(scope_failure(&scope, err)),
-            other => other,
-        }
+        run_one: F,
+    ) -> Vec<(&'a Scope, ScopeOutcome)>
+    where
+        F: Fn(&'a Scope) -> Fut,
+        Fut: Future<Output = Result<Prepared<'r, DynamoTable, S3Bucket>>>,
+    {
+        let outcomes = run_batch(scopes, at_once, deadlines, run_one).await;
+        outcomes
+            .into_iter()
+            .map(|(scope, outcome)| match outcome {
+                ScopeOutcome::Failed(err) if scope != home => (scope, ScopeOutcome::Failed(scope_failure(scope, err))),
+                other => (scope, other),
+            })
+            .collect()
     }
 
-    async fn run_in_scope(
-        &self,
-        request: &RunRequest,
-        run_config: &RunConfig,
+    /// One scope's run, up to its lines when they are left for the batch's pool.
+    async fn run_scope<'r>(
+        &'r self,
+        request: &'r RunRequest,
+        run_config: &'r RunConfig,
         options: Option<SourceOptions>,
-        scope: &Scope,
+        scope: &'r Scope,
         home: &Scope,
-    ) -> Result<RunSummary> {
+        staging: &'r Staging,
+    ) -> Result<Prepared<'r, DynamoTable, S3Bucket>> {
         let deadlines = request.deadlines;
         let scoped_source = match (scope == home, options) {
             (true, None) => None,
@@ -300,7 +313,7 @@ impl Function {
             "run starting"
         );
         // Boxed: the run's future is deep, and boxing keeps the functions' own futures shallow.
-        Box::pin(run(scope, source, &self.table, &self.bucket, run_config, request)).await
+        Box::pin(prepare(scope, source, &self.table, &self.bucket, run_config, request, Some(staging))).await
     }
 
     /// The session API settings of `scope`: its region, and the member role's credentials when

@@ -12,8 +12,9 @@ use tracing::instrument;
 use crate::error::{Error, Result};
 
 /// The S3 actions this adapter needs, on the history prefix: `s3:PutObject` covers PutObject and
-/// the multipart calls (create, upload part, complete); aborting is its own action.
-pub const IAM_ACTIONS: [&str; 2] = ["s3:PutObject", "s3:AbortMultipartUpload"];
+/// the multipart calls (create, upload part, complete); aborting is its own action, and so is
+/// deleting (an abandoned history pool's objects).
+pub const IAM_ACTIONS: [&str; 3] = ["s3:PutObject", "s3:AbortMultipartUpload", "s3:DeleteObject"];
 
 /// The media type of the history objects.
 pub const CONTENT_TYPE: &str = "application/x-ndjson";
@@ -47,13 +48,11 @@ pub struct ListedObject {
     pub size: u64,
 }
 
-/// What the compaction needs beyond [`Bucket`]: the objects under a prefix, and deleting
-/// one (the archiving functions neither list nor delete).
+/// What the compaction needs beyond [`Bucket`]: the objects under a prefix, tagged and copied
+/// (the archiving functions neither list, tag nor copy).
 pub trait ObjectListing: Send + Sync {
     /// Every object whose key starts with `prefix`, in key order.
     fn list_objects(&self, prefix: &str) -> impl Future<Output = Result<Vec<ListedObject>>> + Send;
-    /// Deletes `key`; a key that is not there is not an error.
-    fn delete_object(&self, key: &str) -> impl Future<Output = Result<()>> + Send;
     /// Sets the object's tags to this one (a lifecycle rule can act on it).
     fn tag_object(&self, key: &str, tag: (&str, &str)) -> impl Future<Output = Result<()>> + Send;
     /// Copies `from` to `to` in the bucket, on S3's side (an object of at most 5 GB).
@@ -98,6 +97,9 @@ pub trait Bucket: Send + Sync {
         parts: Vec<UploadedPart>,
     ) -> impl Future<Output = Result<()>> + Send;
     fn abort_multipart(&self, key: &str, upload_id: &str) -> impl Future<Output = Result<()>> + Send;
+    /// Deletes `key`; a key that is not there is not an error (an abandoned history pool's
+    /// objects, the compaction's sources).
+    fn delete_object(&self, key: &str) -> impl Future<Output = Result<()>> + Send;
 }
 
 /// What the S3 adapter sent, for the run's summary and the tests.
@@ -293,6 +295,18 @@ impl Bucket for S3Bucket {
         Self::count(&self.counters.aborted_uploads, 1);
         Ok(())
     }
+
+    #[instrument(skip(self), fields(bucket = %self.bucket))]
+    async fn delete_object(&self, key: &str) -> Result<()> {
+        self.client
+            .delete_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+            .map_err(|e| self.error("S3 DeleteObject", key, e))?;
+        Ok(())
+    }
 }
 
 impl ObjectListing for S3Bucket {
@@ -310,18 +324,6 @@ impl ObjectListing for S3Bucket {
         }
         objects.sort();
         Ok(objects)
-    }
-
-    #[instrument(skip(self), fields(bucket = %self.bucket))]
-    async fn delete_object(&self, key: &str) -> Result<()> {
-        self.client
-            .delete_object()
-            .bucket(&self.bucket)
-            .key(key)
-            .send()
-            .await
-            .map_err(|e| self.error("S3 DeleteObject", key, e))?;
-        Ok(())
     }
 
     #[instrument(skip(self), fields(bucket = %self.bucket))]

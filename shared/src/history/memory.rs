@@ -119,12 +119,6 @@ impl ObjectListing for MemoryBucket {
         Ok(listed.map(|(key, body)| ListedObject { key: key.clone(), size: body.len() as u64 }).collect())
     }
 
-    async fn delete_object(&self, key: &str) -> Result<()> {
-        self.check("DeleteObject")?;
-        self.objects.lock().unwrap().remove(key);
-        Ok(())
-    }
-
     async fn tag_object(&self, key: &str, (name, value): (&str, &str)) -> Result<()> {
         self.check("PutObjectTagging")?;
         if !self.objects.lock().unwrap().contains_key(key) {
@@ -193,6 +187,12 @@ impl Bucket for MemoryBucket {
     async fn abort_multipart(&self, _key: &str, upload_id: &str) -> Result<()> {
         self.uploads.lock().unwrap().remove(upload_id);
         self.aborted.lock().unwrap().push(upload_id.into());
+        Ok(())
+    }
+
+    async fn delete_object(&self, key: &str) -> Result<()> {
+        self.check("DeleteObject")?;
+        self.objects.lock().unwrap().remove(key);
         Ok(())
     }
 }

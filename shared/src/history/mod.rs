@@ -1,5 +1,5 @@
 //! History in S3: object keys, the NDJSON.gz encoding of session lines, the runs dataset's lines
-//! ([`runs`]), and the streaming writer of one object behind the [`Bucket`] port (S3 adapter:
+//! ([`runs`]), the pooled objects of several scopes' parts ([`pool`]), and the streaming writer of one object behind the [`Bucket`] port (S3 adapter:
 //! [`S3Bucket`]).
 
 pub mod bucket;
@@ -8,6 +8,7 @@ mod keys;
 #[cfg(any(test, feature = "testing"))]
 pub mod memory;
 mod ndjson;
+pub mod pool;
 pub mod runs;
 mod writer;
 

@@ -15,6 +15,14 @@ pub const S3_MIN_UPLOAD_PART_SIZE: usize = 5 * 1024 * 1024;
 /// smallest, since a run buffers a part of each of its two objects; 10,000 parts still allow 48 GiB.
 pub const DEFAULT_UPLOAD_PART_SIZE: usize = S3_MIN_UPLOAD_PART_SIZE;
 
+/// One object's lines of a part, gzip'd, not written yet.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct StagedObject {
+    /// One whole gzip stream of the lines, each ending in a newline.
+    pub gzip: Vec<u8>,
+    pub lines: u64,
+}
+
 /// A history object written by [`HistoryObject::finish`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct WrittenObject {
@@ -161,6 +169,21 @@ impl<'a, O: Bucket> HistoryObject<'a, O> {
     /// Gives the object up: aborts its multipart upload, if any.
     pub async fn abort(&mut self) {
         self.upload.abort().await;
+    }
+
+    /// The gzip'd bytes its lines take so far, while they are all still here (see [`Self::stage`]).
+    pub fn staged_size(&self) -> Option<usize> {
+        self.upload.upload.is_none().then(|| self.gzip.buffered())
+    }
+
+    /// Its lines, gzip'd, instead of the object, while they are all still here (no part has
+    /// left); `None` once the object went multipart: it is then finished as itself.
+    pub fn stage(&mut self) -> Option<StagedObject> {
+        if self.upload.upload.is_some() {
+            return None;
+        }
+        let lines = self.gzip.lines();
+        Some(StagedObject { gzip: std::mem::take(&mut self.gzip).finish(), lines })
     }
 }
 

@@ -14,15 +14,17 @@ use tracing::{debug, info, warn};
 use super::context::RunInputs;
 use super::kept::{load_progress, save_progress};
 use super::pass::{pass, PartResult};
+use super::pool::{pooled_lines, PoolTarget, StagedLines};
 use super::quiet::quiet_run;
 use super::request::{RunOutcome, RunSummary};
 use super::state::ListingStates;
 use crate::diff::RunMark;
 use crate::error::{bounded, Error, Result};
 use crate::history::Bucket;
+use crate::model::Scope;
 use crate::model::Timestamp;
 use crate::sources::SessionSource;
-use crate::table::{LeaseHolder, LeaseOutcome, Manifest, Progress, RunCounts, RunStatus, StateVouch, Table};
+use crate::table::{pool_part, LeaseHolder, LeaseOutcome, Manifest, Progress, RunCounts, RunStatus, StateVouch, Table};
 
 /// One invocation's run: what it is given, and when it started.
 pub(super) struct Run<'a, S, D, O> {
@@ -39,6 +41,46 @@ enum PartOutcome {
     Ran { run_id: String, part: u32, result: PartResult, states: ListingStates },
     /// A part failed: its manifest, saying so, is still to be written.
     Failed { error: Error, manifest: Manifest },
+    /// A part that completed its run left its lines for the batch's pool: it is recorded once
+    /// they are written.
+    Staged(Box<Staged>),
+}
+
+/// What a run did: it is done, or a part's lines wait for the batch's pool.
+#[allow(clippy::large_enum_variant, reason = "one a scope's run, moved once")]
+pub(super) enum Executed {
+    Done(RunSummary),
+    Staged(Box<Staged>),
+}
+
+/// A part that holds its scope's lease, its items and listing states written, its lines staged.
+pub(super) struct Staged {
+    started_at: Timestamp,
+    holder: LeaseHolder,
+    progress: Progress,
+    manifest: Manifest,
+    resuming: bool,
+    result: PartResult,
+    states: ListingStates,
+}
+
+/// A scope's run, prepared: done, or a part whose lines wait for its batch's pool.
+pub enum Prepared<'a, D, O> {
+    Done(RunSummary),
+    Staged(StagedPart<'a, D, O>),
+}
+
+/// A staged part with what it needs to be [`StagedPart::finish`]ed once its batch's pool is
+/// written (or could not be): no session API.
+pub struct StagedPart<'a, D, O> {
+    run: Run<'a, (), D, O>,
+    staged: Box<Staged>,
+}
+
+impl<'a, D, O> StagedPart<'a, D, O> {
+    pub(super) fn new(run: RunInputs<'a, (), D, O>, staged: Box<Staged>) -> Self {
+        StagedPart { run: Run { run, started_at: staged.started_at.clone() }, staged }
+    }
 }
 
 /// The run a part works on, chosen under the lease.
@@ -61,19 +103,25 @@ where
         Run { run, started_at: Timestamp::now() }
     }
 
-    /// The run, start to end: a dry run, or a part under the lease.
-    pub(super) async fn execute(&self) -> Result<RunSummary> {
+    /// The run, start to end: a dry run, or a part under the lease; or, when its lines are left
+    /// for the batch's pool, up to them.
+    pub(super) async fn execute(&self) -> Result<Executed> {
         let fresh = self.fresh_progress();
         if self.run.request.dry_run {
             let mark = self.mark(&fresh.run_id, HashSet::new());
             let part = Box::pin(pass(self.run, &fresh, &Default::default(), &mark, None)).await?;
             let summary = self.summary(&fresh.run_id, RunOutcome::DryRun, 0);
-            return Ok(RunSummary { counts: part.counts, listings_left: part.listings_left, ..summary });
+            return Ok(Executed::Done(RunSummary {
+                counts: part.counts,
+                listings_left: part.listings_left,
+                ..summary
+            }));
         }
         if let Some(counts) = quiet_run(self.run, &self.started_at).await? {
             let run_id = self.run.request.run_id.as_str();
             debug!(service = %self.run.scope.service, run_id, "quiet: the scope holds no session; nothing written");
-            return Ok(RunSummary { counts, quiet: true, ..self.summary(run_id, RunOutcome::Complete, 0) });
+            let summary = self.summary(run_id, RunOutcome::Complete, 0);
+            return Ok(Executed::Done(RunSummary { counts, quiet: true, ..summary }));
         }
         let holder = LeaseHolder {
             run_id: self.run.request.run_id.as_str().to_owned(),
@@ -81,14 +129,15 @@ where
         };
         let vouched = match self.take_lease(&holder).await? {
             Ok(vouched) => vouched,
-            Err(skipped) => return Ok(skipped),
+            Err(skipped) => return Ok(Executed::Done(skipped)),
         };
         // Boxed: a run's future is deep, and on the heap it does not weigh on the stack of what
         // polls it.
-        let outcome = Box::pin(self.run_part(fresh, vouched.as_ref())).await;
-        let vouch = vouch_after(&outcome, vouched);
-        self.let_go(&outcome, &holder, vouch.as_ref()).await;
-        self.summarise(outcome?)
+        let outcome = Box::pin(self.run_part(fresh, vouched.as_ref(), &holder)).await;
+        if let Ok(PartOutcome::Staged(staged)) = outcome {
+            return Ok(Executed::Staged(staged));
+        }
+        self.end(outcome, &holder, vouched).await.map(Executed::Done)
     }
 
     /// Takes the scope's lease: what the run before vouched for; or the summary of a skipped run
@@ -114,7 +163,12 @@ where
     }
 
     /// Under the lease: picks the run, runs one part of it, and records how it went.
-    async fn run_part(&self, fresh: Progress, vouched: Option<&StateVouch>) -> Result<PartOutcome> {
+    async fn run_part(
+        &self,
+        fresh: Progress,
+        vouched: Option<&StateVouch>,
+        holder: &LeaseHolder,
+    ) -> Result<PartOutcome> {
         let deadlines = &self.run.request.deadlines;
         let chosen = deadlines.work("DynamoDB: the run's progress and manifests", self.choose_run(fresh));
         let Some(Chosen { mut progress, resuming, unfinished, mut manifest }) = chosen.await? else {
@@ -139,6 +193,19 @@ where
                 return Ok(PartOutcome::Failed { error, manifest });
             }
         };
+        if part.staged.is_some() {
+            let (started_at, holder) = (self.started_at.clone(), holder.clone());
+            let result = part;
+            return Ok(PartOutcome::Staged(Box::new(Staged {
+                started_at,
+                holder,
+                progress,
+                manifest,
+                resuming,
+                result,
+                states,
+            })));
+        }
         let ran_part = progress.parts;
         let recorded = self.record_part(&mut progress, &mut manifest, &mut part, resuming);
         deadlines.work("DynamoDB: the part's manifest and progress", recorded).await?;
@@ -150,20 +217,31 @@ where
     async fn choose_run(&self, fresh: Progress) -> Result<Option<Chosen>> {
         let (table, scope) = (self.run.table, self.run.scope);
         let mut kept = load_progress(self.run, &fresh.options).await?;
+        let mut status = None;
         if let Some(partial) = &kept {
+            status = table.run_status(scope, &partial.event_time, &partial.run_id).await?;
             // Completed after its progress was saved, before the progress was removed.
-            if table.run_status(scope, &partial.event_time, &partial.run_id).await? == Some(RunStatus::Complete) {
+            if status == Some(RunStatus::Complete) {
                 table.delete_progress(scope, &partial.options).await?;
-                kept = None;
+                (kept, status) = (None, None);
             }
         }
         let progress = kept.unwrap_or(fresh);
         let resuming = progress.parts > 0;
         let request = self.run.request;
-        if !resuming
-            && table.run_status(scope, &request.event_time, request.run_id.as_str()).await? == Some(RunStatus::Complete)
-        {
-            return Ok(None);
+        if !resuming {
+            status = table.run_status(scope, &request.event_time, request.run_id.as_str()).await?;
+            if status == Some(RunStatus::Complete) {
+                return Ok(None);
+            }
+        }
+        // A part done again, which may have left its lines in its batch's pool.
+        if status.is_some() && progress.run_id == request.run_id.as_str() {
+            let pooled = pooled_lines(table, self.run.bucket, scope, &progress.run_id, progress.parts).await?;
+            if let Some(keys) = pooled {
+                self.complete_from_pool(&progress, keys, resuming).await?;
+                return Ok(None);
+            }
         }
         if resuming {
             info!(
@@ -182,6 +260,55 @@ where
         let manifest = running_manifest(&progress);
         table.put_manifest(scope, &manifest).await?;
         Ok(Some(Chosen { progress, resuming, unfinished, manifest }))
+    }
+
+    /// Where a run that starts with this request stands: nothing done yet.
+    fn fresh_progress(&self) -> Progress {
+        let request = self.run.request;
+        Progress {
+            run_id: request.run_id.as_str().to_owned(),
+            event_id: request.event_id.clone(),
+            event_time: request.event_time.clone(),
+            trigger: request.trigger.as_str().into(),
+            started_at: self.started_at.clone(),
+            options: self.run.source.options().fingerprint(),
+            parts: 0,
+            counts: RunCounts::default(),
+            s3_keys: Vec::new(),
+            done: Default::default(),
+            cursors: Default::default(),
+            updated_at: self.started_at.clone(),
+        }
+    }
+}
+
+/// The bookkeeping that needs no session API: what a staged part does once its pool is written.
+impl<'a, S, D: Table, O: Bucket> Run<'a, S, D, O> {
+    /// The end of a part under the lease: recorded, the lease given back, the summary.
+    async fn end(
+        &self,
+        outcome: Result<PartOutcome>,
+        holder: &LeaseHolder,
+        vouched: Option<StateVouch>,
+    ) -> Result<RunSummary> {
+        let vouch = vouch_after(&outcome, vouched);
+        self.let_go(&outcome, holder, vouch.as_ref()).await;
+        self.summarise(outcome?)
+    }
+
+    /// Records the run of a part whose lines a committed pool holds (its invocation stopped after
+    /// the pool, before its manifest): complete, its progress gone.
+    async fn complete_from_pool(&self, progress: &Progress, keys: Vec<String>, resuming: bool) -> Result<()> {
+        let (table, scope) = (self.run.table, self.run.scope);
+        let mut manifest = running_manifest(progress);
+        manifest.status = RunStatus::Complete;
+        manifest.finished_at = Some(Timestamp::now());
+        manifest.s3_keys.extend(keys);
+        table.put_manifest(scope, &manifest).await?;
+        if resuming {
+            table.delete_progress(scope, &progress.options).await?;
+        }
+        Ok(())
     }
 
     /// Records a part that ran: the manifest `complete` (and the progress gone), or the progress
@@ -253,6 +380,9 @@ where
                 Ok(RunSummary { already_complete: true, ..self.summary(run_id, RunOutcome::Skipped, 0) })
             }
             PartOutcome::Failed { error, .. } => Err(error),
+            PartOutcome::Staged(_) => {
+                Err(Error::Mapping("a part whose lines were staged ended before its pool was written".into()))
+            }
             PartOutcome::Ran { run_id, part: number, result: part, .. } => {
                 let outcome = if part.listings_left == 0 { RunOutcome::Complete } else { RunOutcome::Partial };
                 let (account_id, region) = (&self.run.scope.account_id, &self.run.scope.region);
@@ -274,25 +404,6 @@ where
         RunSummary::new(self.run.scope.service, run_id, outcome, part, started_at, Timestamp::now())
     }
 
-    /// Where a run that starts with this request stands: nothing done yet.
-    fn fresh_progress(&self) -> Progress {
-        let request = self.run.request;
-        Progress {
-            run_id: request.run_id.as_str().to_owned(),
-            event_id: request.event_id.clone(),
-            event_time: request.event_time.clone(),
-            trigger: request.trigger.as_str().into(),
-            started_at: self.started_at.clone(),
-            options: self.run.source.options().fingerprint(),
-            parts: 0,
-            counts: RunCounts::default(),
-            s3_keys: Vec::new(),
-            done: Default::default(),
-            cursors: Default::default(),
-            updated_at: self.started_at.clone(),
-        }
-    }
-
     /// What the diff needs to know of the run: its id, its clock, and the unfinished runs.
     fn mark(&self, run_id: &str, unfinished: HashSet<String>) -> RunMark {
         RunMark {
@@ -301,6 +412,64 @@ where
             ended_expires_at: self.started_at.epoch_seconds() + self.run.config.ended_retention.as_secs() as i64,
             unfinished_runs: unfinished,
         }
+    }
+}
+
+impl<'a, D: Table, O: Bucket> StagedPart<'a, D, O> {
+    pub fn scope(&self) -> &'a Scope {
+        self.run.run.scope
+    }
+
+    /// How its batch's pool names it.
+    pub fn pool_part(&self) -> String {
+        pool_part(self.run.run.scope, self.staged.progress.parts)
+    }
+
+    pub(super) fn lines(&self) -> &StagedLines {
+        self.staged.result.staged.as_ref().expect("a staged part has its lines")
+    }
+
+    /// Where its batch's pool goes (every staged part of a batch has the same).
+    pub(super) fn pool_target(&self) -> PoolTarget<'a, D, O> {
+        let RunInputs { table, bucket, config, request, .. } = self.run.run;
+        PoolTarget {
+            table,
+            bucket,
+            prefix: &config.history_prefix,
+            upload_part_size: config.upload_part_size,
+            service: self.run.run.scope.service,
+            run_id: &request.run_id,
+            event_time: &request.event_time,
+            invocation_id: &request.invocation_id,
+            deadlines: &request.deadlines,
+        }
+    }
+
+    /// Records the part once its lines are `written` (the keys of the objects holding them), or
+    /// fails it when they could not be; gives the lease back.
+    pub async fn finish(self, written: Result<Vec<String>>) -> Result<RunSummary> {
+        let StagedPart { run, staged } = self;
+        let Staged { holder, mut progress, mut manifest, resuming, mut result, states, .. } = *staged;
+        result.staged = None;
+        let ran_part = progress.parts;
+        let outcome = match written {
+            Ok(keys) => {
+                result.keys.extend(keys);
+                let recorded = run.record_part(&mut progress, &mut manifest, &mut result, resuming);
+                let deadlines = &run.run.request.deadlines;
+                match deadlines.work("DynamoDB: the part's manifest and progress", recorded).await {
+                    Ok(()) => Ok(PartOutcome::Ran { run_id: progress.run_id, part: ran_part, result, states }),
+                    Err(err) => Err(err),
+                }
+            }
+            Err(error) => {
+                manifest.status = if resuming { RunStatus::Partial } else { RunStatus::Failed };
+                manifest.parts = progress.parts;
+                manifest.error = Some(bounded(error.to_string()));
+                Ok(PartOutcome::Failed { error, manifest })
+            }
+        };
+        run.end(outcome, &holder, None).await
     }
 }
 

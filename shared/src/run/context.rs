@@ -8,6 +8,7 @@ use tokio::sync::Mutex;
 
 use super::config::RunConfig;
 use super::pacer::Pacer;
+use super::pool::Staging;
 use super::request::RunRequest;
 use super::state::{ListingEnd, PartStates, Previous};
 use crate::diff::{ListingDiff, RunMark};
@@ -26,6 +27,9 @@ pub(super) struct RunInputs<'a, S, D, O> {
     pub(super) bucket: &'a O,
     pub(super) config: &'a RunConfig,
     pub(super) request: &'a RunRequest,
+    /// Where a part that completes its run may leave its lines for its batch's pool; `None`: it
+    /// writes its own objects.
+    pub(super) staging: Option<&'a Staging>,
 }
 
 impl<S, D, O> Clone for RunInputs<'_, S, D, O> {

@@ -10,6 +10,7 @@ use tokio::sync::Mutex;
 use super::context::{Histories, Pass, RunInputs};
 use super::listing::ListingRun;
 use super::pacer::Pacer;
+use super::pool::StagedLines;
 use super::state::{ListingEnd, ListingStates, PartStates};
 use crate::diff::RunMark;
 use crate::error::Result;
@@ -37,6 +38,8 @@ pub(super) struct PartResult {
     pub(super) state_rebuilt_because: Option<String>,
     /// Sections of the scope's state object once the part is done.
     pub(super) state_sections: u64,
+    /// Its lines, left for the batch's pool rather than written (see [`super::pool`]).
+    pub(super) staged: Option<StagedLines>,
 }
 
 /// Reads the listings the run has not finished and writes what changed, with the listing states
@@ -78,11 +81,27 @@ where
             Err(err) => result = Err(err),
         }
     }
-    let Some(mut histories) = pass.histories.map(Mutex::into_inner) else {
+    let Some(histories) = pass.histories.map(Mutex::into_inner) else {
         return result;
     };
+    write_histories(run, progress, result, histories).await
+}
+
+/// The part's two history objects once its listings ran: written (or its lines staged for the
+/// batch's pool) when they ran well, else aborted.
+async fn write_histories<S, D, O: Bucket>(
+    run: RunInputs<'_, S, D, O>,
+    progress: &Progress,
+    result: Result<PartResult>,
+    mut histories: Histories<'_, O>,
+) -> Result<PartResult> {
+    let deadlines = &run.request.deadlines;
     let written = match result {
         Ok(mut part) => {
+            if let Some(lines) = stage(run, progress, &part, &mut histories) {
+                part.staged = Some(lines);
+                return Ok(part);
+            }
             let keys = deadlines.work("S3: the part's history objects", histories.finish()).await;
             keys.map(|keys| {
                 part.keys.extend(keys);
@@ -100,6 +119,29 @@ where
         let _ = deadlines.last("S3: aborting the part's uploads", aborted).await;
     }
     written
+}
+
+/// The part's lines, left for its batch's pool: when the part completes the batch's own run, has
+/// lines, all still in memory, and the batch's staging has room for them.
+fn stage<S, D, O: Bucket>(
+    run: RunInputs<'_, S, D, O>,
+    progress: &Progress,
+    part: &PartResult,
+    histories: &mut Histories<'_, O>,
+) -> Option<StagedLines> {
+    let staging = run.staging?;
+    let lines = histories.snapshots.lines() + histories.changes.lines();
+    if part.listings_left > 0 || lines == 0 || progress.run_id != run.request.run_id.as_str() {
+        return None;
+    }
+    let size = histories.snapshots.staged_size()? + histories.changes.staged_size()?;
+    if !staging.take(size) {
+        return None;
+    }
+    let Histories { snapshots, changes } = histories;
+    let snapshots = (snapshots.key().to_owned(), snapshots.stage()?);
+    let changes = (changes.key().to_owned(), changes.stage()?);
+    Some(StagedLines { objects: [snapshots, changes] })
 }
 
 /// The context the part's listings share; `writes`: its two history objects are open.

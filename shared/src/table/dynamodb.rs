@@ -14,11 +14,11 @@ use tracing::{instrument, warn};
 
 use super::item::{self, Item, LEASE_SK};
 use super::{
-    DeadLetterClaim, LeaseHolder, LeaseOutcome, LeasePeek, Manifest, Progress, RunLedger, RunStatus, SavedProgress,
-    Scope, SessionTable, StateVouch, StoredSession, StoredSummary, DEAD_LETTER_STALE_SECONDS,
+    DeadLetterClaim, HistoryPool, LeaseHolder, LeaseOutcome, LeasePeek, Manifest, PoolStatus, Progress, RunLedger,
+    RunStatus, SavedProgress, Scope, SessionTable, StateVouch, StoredSession, StoredSummary, DEAD_LETTER_STALE_SECONDS,
 };
 use crate::error::{Error, Result};
-use crate::model::Timestamp;
+use crate::model::{ServiceId, Timestamp};
 
 /// The DynamoDB actions this adapter calls (the template grants exactly these, on the table).
 pub const IAM_ACTIONS: [&str; 7] = [
@@ -572,6 +572,64 @@ impl RunLedger for DynamoTable {
             Err(err) if err.as_service_error().is_some_and(|e| e.is_conditional_check_failed_exception()) => Ok(()),
             Err(err) => Err(self.storage_error("DynamoDB UpdateItem (dead-letter claim)", err)),
         }
+    }
+    #[instrument(skip(self, pool), fields(table = %self.table_name, pool = %pool.id))]
+    async fn open_pool(&self, service: ServiceId, run_id: &str, pool: &HistoryPool, expires_at: i64) -> Result<()> {
+        self.put_item("DynamoDB PutItem (history pool)", item::pool_item(service, run_id, pool, expires_at)).await
+    }
+
+    /// Conditional on `pending`: a pool settled already is read back as it stands.
+    #[instrument(skip(self), fields(table = %self.table_name))]
+    async fn settle_pool(&self, service: ServiceId, run_id: &str, id: &str, to: PoolStatus) -> Result<PoolStatus> {
+        self.count(&self.counters.single_item_calls, 1);
+        let (pk, sk) = (item::pool_pk(service, run_id), id.to_owned());
+        let pk_text = pk.clone();
+        let update = self.client.update_item().table_name(&self.table_name);
+        let result = update
+            .key("pk", AttributeValue::S(pk.clone()))
+            .key("sk", AttributeValue::S(sk.clone()))
+            .update_expression("SET #status = :to")
+            .condition_expression("#status = :pending")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":to", AttributeValue::S(to.as_str().into()))
+            .expression_attribute_values(":pending", AttributeValue::S(PoolStatus::Pending.as_str().into()))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(to),
+            Err(err) if err.as_service_error().is_some_and(|e| e.is_conditional_check_failed_exception()) => {
+                let found = self.get_item("DynamoDB GetItem (history pool)", pk, sk).await?;
+                let pool = found.as_ref().map(item::history_pool).transpose()?;
+                pool.map(|pool| pool.status).ok_or_else(|| {
+                    Error::UnreadableItem(format!(
+                        "history pool {pk_text} / {id}: gone from the table {}",
+                        self.table_name
+                    ))
+                })
+            }
+            Err(err) => Err(self.storage_error("DynamoDB UpdateItem (history pool)", err)),
+        }
+    }
+
+    #[instrument(skip(self), fields(table = %self.table_name))]
+    async fn pools(&self, service: ServiceId, run_id: &str) -> Result<Vec<HistoryPool>> {
+        self.count(&self.counters.queries, 1);
+        let mut pages = self
+            .client
+            .query()
+            .table_name(&self.table_name)
+            .key_condition_expression("pk = :pk")
+            .expression_attribute_values(":pk", AttributeValue::S(item::pool_pk(service, run_id)))
+            .consistent_read(true)
+            .into_paginator()
+            .items()
+            .send();
+        let mut pools = Vec::new();
+        while let Some(found) = pages.next().await {
+            let found = found.map_err(|e| self.storage_error("DynamoDB Query (history pools)", e))?;
+            pools.push(item::history_pool(&found)?);
+        }
+        Ok(pools)
     }
 }
 

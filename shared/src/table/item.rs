@@ -6,6 +6,7 @@
 //! | run manifest | `RUN#<service>#<account>#<region>` | `<event time>#<run id>` |
 //! | lease (kept once given back, `expires_at` 0, with the listing states' vouch) | `LEASE#<service>#<account>#<region>` | `LEASE` |
 //! | progress of a run that stopped early | `PROGRESS#<service>#<account>#<region>` | `<options fingerprint>` |
+//! | a pool of history objects (several scopes' parts of a run) | `POOL#<service>#<run id>` | pool id |
 //!
 //! A session item holds every session column of the service's schema under the column's own
 //! name (absent when null), so it reads like a line of the history.
@@ -15,10 +16,12 @@ use std::collections::HashMap;
 use aws_sdk_dynamodb::types::AttributeValue;
 
 use super::progress::{ProgressObject, SavedProgress};
-use super::{Manifest, Progress, RunCounts, RunStatus, Scope, StateVouch, StoredSession, StoredSummary};
+use super::{
+    HistoryPool, Manifest, PoolStatus, Progress, RunCounts, RunStatus, Scope, StateVouch, StoredSession, StoredSummary,
+};
 use crate::error::{Error, Result};
 use crate::model::Change;
-use crate::model::{Column, ColumnType, SessionRecord, Timestamp, Value};
+use crate::model::{Column, ColumnType, ServiceId, SessionRecord, Timestamp, Value};
 
 pub type Item = HashMap<String, AttributeValue>;
 
@@ -221,6 +224,41 @@ pub fn manifest_item(scope: &Scope, manifest: &Manifest) -> Item {
         item.insert("error".into(), s(error.as_str()));
     }
     item
+}
+
+/// The partition of a run's pools of history objects, one item a pool (sort key: its id).
+pub fn pool_pk(service: ServiceId, run_id: &str) -> String {
+    format!("POOL#{service}#{run_id}")
+}
+
+/// A pool's item.
+pub fn pool_item(service: ServiceId, run_id: &str, pool: &HistoryPool, expires_at: i64) -> Item {
+    let list = |values: &[String]| AttributeValue::L(values.iter().map(|v| s(v.as_str())).collect());
+    Item::from([
+        ("pk".to_owned(), s(pool_pk(service, run_id))),
+        ("sk".to_owned(), s(pool.id.as_str())),
+        ("item_type".to_owned(), s("history_pool")),
+        ("status".to_owned(), s(pool.status.as_str())),
+        ("keys".to_owned(), list(&pool.keys)),
+        ("parts".to_owned(), list(&pool.parts)),
+        ("expires_at".to_owned(), n(expires_at)),
+    ])
+}
+
+/// Reads a pool's item back.
+pub fn history_pool(item: &Item) -> Result<HistoryPool> {
+    let r = ItemReader { item, what: "history pool" };
+    let status_text = r.string("status")?;
+    let status = PoolStatus::parse(&status_text).ok_or_else(|| r.bad("status", format!("`{status_text}`")))?;
+    let list = |name: &str| -> Result<Vec<String>> {
+        match item.get(name) {
+            Some(AttributeValue::L(values)) => {
+                values.iter().map(|v| v.as_s().cloned().map_err(|_| r.bad(name, "not a list of strings"))).collect()
+            }
+            _ => Err(r.bad(name, "missing")),
+        }
+    };
+    Ok(HistoryPool { id: r.string("sk")?, keys: list("keys")?, parts: list("parts")?, status })
 }
 
 /// Reads a manifest item back (for the tests and the audit tools).

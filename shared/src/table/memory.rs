@@ -8,13 +8,13 @@ use std::sync::Mutex;
 
 use futures::Stream;
 
-use super::item::manifest_sk;
+use super::item::{manifest_sk, pool_pk};
 use super::{
-    DeadLetterClaim, LeaseHolder, LeaseOutcome, LeasePeek, Manifest, Progress, RunLedger, RunStatus, SavedProgress,
-    Scope, SessionTable, StateVouch, StoredSession, StoredSummary, DEAD_LETTER_STALE_SECONDS,
+    DeadLetterClaim, HistoryPool, LeaseHolder, LeaseOutcome, LeasePeek, Manifest, PoolStatus, Progress, RunLedger,
+    RunStatus, SavedProgress, Scope, SessionTable, StateVouch, StoredSession, StoredSummary, DEAD_LETTER_STALE_SECONDS,
 };
 use crate::error::{injected, Result};
-use crate::model::Timestamp;
+use crate::model::{ServiceId, Timestamp};
 
 /// A scope's lease item: the holder, until when (0 once given back), and the vouch it left.
 type Lease = (LeaseHolder, i64, Option<StateVouch>);
@@ -32,6 +32,8 @@ pub struct MemoryTable {
     progress: Mutex<HashMap<(String, String), SavedProgress>>,
     /// Dead-letter claims by scope and run.
     dead_letters: Mutex<HashMap<(String, String), Claim>>,
+    /// History pools by (partition, id).
+    pools: Mutex<BTreeMap<(String, String), HistoryPool>>,
     /// Session writes refused once this many items are in the table.
     fail_writes_at: Mutex<Option<usize>>,
     /// Session writes never answered, as a silent DynamoDB.
@@ -64,6 +66,29 @@ impl MemoryTable {
     /// Every manifest, oldest first.
     pub fn manifests(&self) -> Vec<Manifest> {
         self.manifests.lock().unwrap().values().cloned().collect()
+    }
+
+    /// Sets every manifest's status, as an invocation that stopped before writing them would
+    /// have left them (`running`).
+    pub fn mark_manifests(&self, status: RunStatus) {
+        self.manifests.lock().unwrap().values_mut().for_each(|m| m.status = status);
+    }
+
+    /// Takes every lease's vouch away, as runs that took their leases and stopped before giving
+    /// them back leave them.
+    pub fn drop_vouches(&self) {
+        self.lease.lock().unwrap().values_mut().for_each(|lease| lease.2 = None);
+    }
+
+    /// Every history pool, oldest partition first.
+    pub fn history_pools(&self) -> Vec<HistoryPool> {
+        self.pools.lock().unwrap().values().cloned().collect()
+    }
+
+    /// Sets every history pool's status, as an invocation that stopped before committing them
+    /// would have left them (`pending`).
+    pub fn mark_pools(&self, status: PoolStatus) {
+        self.pools.lock().unwrap().values_mut().for_each(|p| p.status = status);
     }
 
     pub fn progress_items(&self) -> usize {
@@ -256,5 +281,26 @@ impl RunLedger for MemoryTable {
             _ => {}
         }
         Ok(())
+    }
+
+    async fn open_pool(&self, service: ServiceId, run_id: &str, pool: &HistoryPool, _expires_at: i64) -> Result<()> {
+        let key = (pool_pk(service, run_id), pool.id.clone());
+        self.pools.lock().unwrap().insert(key, pool.clone());
+        Ok(())
+    }
+
+    async fn settle_pool(&self, service: ServiceId, run_id: &str, id: &str, to: PoolStatus) -> Result<PoolStatus> {
+        let mut pools = self.pools.lock().unwrap();
+        let pool = pools.get_mut(&(pool_pk(service, run_id), id.to_owned()));
+        let pool = pool.ok_or_else(|| crate::Error::UnreadableItem(format!("history pool {id}: gone")))?;
+        if pool.status == PoolStatus::Pending {
+            pool.status = to;
+        }
+        Ok(pool.status)
+    }
+
+    async fn pools(&self, service: ServiceId, run_id: &str) -> Result<Vec<HistoryPool>> {
+        let pk = pool_pk(service, run_id);
+        Ok(self.pools.lock().unwrap().iter().filter(|((p, _), _)| *p == pk).map(|(_, pool)| pool.clone()).collect())
     }
 }

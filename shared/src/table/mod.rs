@@ -28,7 +28,7 @@ pub use progress::{Cursor, Progress, ProgressObject, SavedProgress, SeenBefore};
 
 use crate::error::Result;
 pub use crate::model::Scope;
-use crate::model::Timestamp;
+use crate::model::{ServiceId, Timestamp};
 
 /// How a run ended, as its manifest says.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -200,6 +200,56 @@ pub enum DeadLetterClaim {
 /// below the scope queues' visibility timeout, after which a message handed back returns.
 pub const DEAD_LETTER_STALE_SECONDS: i64 = 15 * 60;
 
+/// The record of a pooled pair of history objects: the lines of several scopes' parts of one run,
+/// written together (see [`crate::run::batch`]). Written `pending` before the objects, `committed`
+/// after them and before any of its parts' manifests; a part whose manifest is not complete finds
+/// it here: committed, its part is done; pending or abandoned, its objects are deleted and the part
+/// is done again. So a part's lines are in one object however its batch ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HistoryPool {
+    /// Unique to the invocation that writes it.
+    pub id: String,
+    /// Its objects: a snapshots object, and a changes object when a part changed something.
+    pub keys: Vec<String>,
+    /// Its parts, each as [`pool_part`] names it.
+    pub parts: Vec<String>,
+    pub status: PoolStatus,
+}
+
+/// Where a [`HistoryPool`] stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PoolStatus {
+    /// Its objects are being written, or were by an invocation that stopped before committing.
+    Pending,
+    /// Its objects are written and hold its parts' lines.
+    Committed,
+    /// Given up: its objects are deleted (again, by whoever finds it), its parts done again.
+    Abandoned,
+}
+
+impl PoolStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PoolStatus::Pending => "pending",
+            PoolStatus::Committed => "committed",
+            PoolStatus::Abandoned => "abandoned",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        [PoolStatus::Pending, PoolStatus::Committed, PoolStatus::Abandoned].into_iter().find(|s| s.as_str() == text)
+    }
+}
+
+/// How a pool names one part it holds: the scope's account and region, and the part's number.
+pub fn pool_part(scope: &Scope, part: u32) -> String {
+    format!("{}.{}.{part}", scope.account_id, scope.region)
+}
+
+/// How long a pool's record is kept: longer than any delivery or retry of its batch (SQS's longest
+/// retention), so a part left unfinished always finds it.
+pub const POOL_KEPT_SECONDS: i64 = 15 * 86_400;
+
 /// The table's sessions, as a listing reads and writes them.
 pub trait SessionTable: Send + Sync {
     /// The state of every stored session of one listing (live and ended), a page at a time in
@@ -286,6 +336,29 @@ pub trait RunLedger: Send + Sync {
 
     /// Forgets the scope's progress once its run completes (or is given up).
     fn delete_progress(&self, scope: &Scope, options: &str) -> impl Future<Output = Result<()>> + Send;
+
+    /// Records `pool` (pending) for `service`'s run `run_id`, kept until `expires_at` (epoch
+    /// seconds), before its objects are written.
+    fn open_pool(
+        &self,
+        service: ServiceId,
+        run_id: &str,
+        pool: &HistoryPool,
+        expires_at: i64,
+    ) -> impl Future<Output = Result<()>> + Send;
+
+    /// Moves a pending pool to `to` (committed or abandoned); returns where it stands after: `to`,
+    /// or what another invocation settled it as first.
+    fn settle_pool(
+        &self,
+        service: ServiceId,
+        run_id: &str,
+        id: &str,
+        to: PoolStatus,
+    ) -> impl Future<Output = Result<PoolStatus>> + Send;
+
+    /// Every pool of `service`'s run `run_id` (a strongly consistent read).
+    fn pools(&self, service: ServiceId, run_id: &str) -> impl Future<Output = Result<Vec<HistoryPool>>> + Send;
 
     /// Claims the sending of the dead letter of `scope`'s run `run_id` for `claimant` (an
     /// invocation) at `now` (epoch seconds): claimed when nobody did, or a claim went stale
