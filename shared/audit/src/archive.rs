@@ -169,6 +169,12 @@ impl Archive {
     pub async fn read_runs(&self, object: &ObjectRef) -> Result<Vec<RunRecord>> {
         let corrupt = |line: Option<u64>, detail: String| AuditError::Corrupt { key: object.key.clone(), line, detail };
         let Some(body) = self.get(&object.key).await? else { return Ok(Vec::new()) };
+        if object.key.ends_with(".parquet") {
+            let dataset = dataset_of(&object.key).map_err(|detail| corrupt(None, detail))?;
+            let columns = dataset.columns();
+            let rows = read_parquet(&dataset, body).map_err(|detail| corrupt(None, detail))?;
+            return rows.iter().map(|row| RunRecord::from_row(&columns, row).map_err(|d| corrupt(None, d))).collect();
+        }
         let mut text = String::new();
         std::io::Read::read_to_string(&mut flate2::read::MultiGzDecoder::new(&body[..]), &mut text)
             .map_err(|e| corrupt(None, format!("not gzip'd text: {e}")))?;

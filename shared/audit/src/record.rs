@@ -4,7 +4,7 @@
 
 use aws_smithy_types::DateTime;
 use session_archiver::history::HistoryKind;
-use session_archiver::model::{Column, Timestamp};
+use session_archiver::model::{Column, Timestamp, RUN_COLUMNS};
 use session_archiver::ServiceId;
 use session_compaction::columns::{self, Dataset, Row, Value};
 
@@ -34,7 +34,7 @@ pub fn dataset_of(key: &str) -> Result<Dataset, String> {
     let mut segments = key.rsplit('/').skip(2);
     let (service, kind) = (segments.next().unwrap_or_default(), segments.next().unwrap_or_default());
     let service: ServiceId = service.parse().map_err(|e: session_archiver::Error| e.to_string())?;
-    let kind = HistoryKind::parse(kind).ok_or_else(|| format!("not a snapshots or changes object: {kind}"))?;
+    let kind = HistoryKind::parse(kind).ok_or_else(|| format!("not a snapshots, changes or runs object: {kind}"))?;
     Ok(Dataset { service, kind })
 }
 
@@ -48,16 +48,8 @@ impl AuditLine {
     /// The audit's columns of a typed row of a dataset (its `columns`), from an NDJSON line or a
     /// Parquet row alike.
     pub fn from_row(columns: &[Column], row: &Row) -> Result<AuditLine, String> {
-        let value = |name: &str| columns.iter().position(|c| c.name == name).map_or(&Value::Null, |i| &row.0[i]);
-        let text = |name: &str| match value(name) {
-            Value::Text(text) => Some(text.clone()),
-            _ => None,
-        };
-        let required = |name: &str| text(name).ok_or_else(|| format!("`{name}` is missing"));
-        let time = |name: &str| match value(name) {
-            Value::Micros(at) => Some(at.div_euclid(1_000_000)),
-            _ => None,
-        };
+        let named = Named { columns, row };
+        let (text, required, time) = (|n| named.text(n), |n| named.required(n), |n| named.time(n));
         Ok(AuditLine {
             seen_at: time("snapshot_at").ok_or("`snapshot_at` is missing")?,
             run_id: required("run_id")?,
@@ -73,6 +65,37 @@ impl AuditLine {
             change: text("change"),
             previous_status: text("previous_status"),
         })
+    }
+}
+
+/// A typed row's values by column name.
+struct Named<'a> {
+    columns: &'a [Column],
+    row: &'a Row,
+}
+
+impl Named<'_> {
+    fn value(&self, name: &str) -> &Value {
+        self.columns.iter().position(|c| c.name == name).map_or(&Value::Null, |i| &self.row.0[i])
+    }
+
+    fn text(&self, name: &str) -> Option<String> {
+        match self.value(name) {
+            Value::Text(text) => Some(text.clone()),
+            _ => None,
+        }
+    }
+
+    fn required(&self, name: &str) -> Result<String, String> {
+        self.text(name).ok_or_else(|| format!("`{name}` is missing"))
+    }
+
+    /// Epoch seconds of a timestamp column.
+    fn time(&self, name: &str) -> Option<i64> {
+        match self.value(name) {
+            Value::Micros(at) => Some(at.div_euclid(1_000_000)),
+            _ => None,
+        }
     }
 }
 
@@ -114,27 +137,34 @@ pub struct RunRecord {
 }
 
 impl RunRecord {
-    /// Reads a runs line, naming the column that is missing or of the wrong type.
+    /// Reads a runs line with the history's one reader, naming the column that is missing or of
+    /// the wrong type.
     pub fn parse(text: &str) -> Result<Self, String> {
-        let json: serde_json::Value = serde_json::from_str(text).map_err(|e| format!("not JSON: {e}"))?;
-        let text_of = |name: &str| {
-            json[name].as_str().map(str::to_owned).ok_or_else(|| format!("column `{name}` is missing or not a string"))
+        Self::from_row(RUN_COLUMNS, &columns::parse_line(RUN_COLUMNS, text)?)
+    }
+
+    /// A runs row (a line, or a compacted day's Parquet row) as the audit reads it.
+    pub fn from_row(columns: &[Column], row: &Row) -> Result<Self, String> {
+        let named = Named { columns, row };
+        let (text, required) = (|n| named.text(n), |n| named.required(n));
+        let finished_at = named.time("finished_at").ok_or("`finished_at` is missing")?;
+        let sessions = match named.value("sessions") {
+            Value::Int(n) if *n >= 0 => *n as u64,
+            _ => return Err("`sessions` is missing or not a count".into()),
         };
-        let finished_at = parse_time(&text_of("finished_at")?).ok_or("column `finished_at` is not a time")?;
-        let error = match (json["error_kind"].as_str(), json["error_message"].as_str()) {
+        let error = match (text("error_kind"), text("error_message")) {
             (Some(kind), Some(message)) => Some(format!("{kind}: {message}")),
-            (Some(kind), None) => Some(kind.to_owned()),
-            _ => None,
+            (kind, _) => kind,
         };
         Ok(RunRecord {
-            service: text_of("service")?,
-            account_id: text_of("account_id")?,
-            region: text_of("region")?,
-            run_id: text_of("run_id")?,
+            service: required("service")?,
+            account_id: required("account_id")?,
+            region: required("region")?,
+            run_id: required("run_id")?,
             finished_at,
-            status: text_of("status")?,
-            quiet: json["quiet"].as_bool().unwrap_or(false),
-            sessions: json["sessions"].as_u64().ok_or("column `sessions` is missing or not a count")?,
+            status: required("status")?,
+            quiet: matches!(named.value("quiet"), Value::Bool(true)),
+            sessions,
             error,
         })
     }

@@ -13,13 +13,13 @@ use serde_json::{Map, Value as Json};
 use session_archiver::error::quoted;
 use session_archiver::history::{change_columns, HistoryKind};
 use session_archiver::lambda::event::kind_of;
-use session_archiver::model::{Column, ColumnType, Timestamp};
+use session_archiver::model::{Column, ColumnType, Timestamp, RUN_COLUMNS};
 use session_archiver::ServiceId;
 
 /// The zone of every timestamp column: the history is UTC.
 pub const UTC: &str = "UTC";
 
-/// One dataset of one service: its snapshots or its changes.
+/// One dataset of one service: its snapshots, its changes or its runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Dataset {
     pub service: ServiceId,
@@ -28,8 +28,11 @@ pub struct Dataset {
 
 impl Dataset {
     /// Every column of its lines, in file order: the service's schema, then for changes
-    /// `change` and `previous_status`.
+    /// `change` and `previous_status`; the runs' own columns, the same for every service.
     pub fn columns(&self) -> Vec<Column> {
+        if self.kind == HistoryKind::Runs {
+            return RUN_COLUMNS.to_vec();
+        }
         let mut columns: Vec<Column> = self.service.schema().columns().copied().collect();
         if self.kind == HistoryKind::Changes {
             columns.extend(change_columns());

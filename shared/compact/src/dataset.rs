@@ -130,19 +130,22 @@ pub(crate) async fn read_marker<O: Bucket>(bucket: &O, key: &str) -> Result<Opti
 struct KeyColumns {
     account_id: usize,
     region: usize,
-    session_id: usize,
-    snapshot_at: usize,
+    /// None in the runs, which have no session.
+    session_id: Option<usize>,
+    /// `snapshot_at` (sessions) or `started_at` (runs).
+    observed_at: usize,
     run_id: usize,
 }
 
 impl KeyColumns {
     fn of(columns: &[Column]) -> Self {
-        let at = |name: &str| columns.iter().position(|c| c.name == name).expect("a column of every schema");
+        let find = |name: &str| columns.iter().position(|c| c.name == name);
+        let at = |name: &str| find(name).expect("a column of every dataset");
         KeyColumns {
             account_id: at("account_id"),
             region: at("region"),
-            session_id: at("session_id"),
-            snapshot_at: at("snapshot_at"),
+            session_id: find("session_id"),
+            observed_at: find("snapshot_at").unwrap_or_else(|| at("started_at")),
             run_id: at("run_id"),
         }
     }
@@ -153,14 +156,14 @@ impl KeyColumns {
             Value::Text(text) => Ok(text.clone()),
             _ => Err(format!("column `{}` is null", columns[index].name)),
         };
-        let observed_at = match row.0[self.snapshot_at] {
+        let observed_at = match row.0[self.observed_at] {
             Value::Micros(at) => at,
-            _ => return Err("column `snapshot_at` is null".into()),
+            _ => return Err(format!("column `{}` is null", columns[self.observed_at].name)),
         };
         Ok(SortKey {
             account_id: text(self.account_id)?,
             region: text(self.region)?,
-            session_id: text(self.session_id)?,
+            session_id: self.session_id.map(text).transpose()?.unwrap_or_default(),
             observed_at,
             run_id: text(self.run_id)?,
         })

@@ -7,9 +7,11 @@ use std::io::Write;
 
 use flate2::write::GzEncoder;
 use flate2::Compression;
+use session_archiver::archive::report::write_runs;
 use session_archiver::history::memory::MemoryBucket;
 use session_archiver::history::{HistoryKind, RunId};
 use session_archiver::model::{Scope, Timestamp};
+use session_archiver::run::batch::ScopeOutcome;
 use session_archiver::run::deadline::Deadlines;
 use session_archiver::run::{run, RunConfig, RunOutcome, RunRequest, Trigger};
 use session_archiver::sources::scripted::ScriptedSource;
@@ -52,7 +54,7 @@ fn request(id: &str, hour: u32) -> RunRequest {
 }
 
 /// Two accounts' voice connectors archived three times in the day, sessions opening, changing
-/// and ending between runs.
+/// and ending between runs, each run's line in the runs dataset.
 pub(crate) async fn archived_day() -> MemoryBucket {
     let bucket = MemoryBucket::default();
     for account in ACCOUNTS {
@@ -67,9 +69,14 @@ pub(crate) async fn archived_day() -> MemoryBucket {
         let config = RunConfig::new();
         for (n, hour) in [(1, 1), (2, 9), (3, 17)] {
             let scope = Scope { service: source.service(), account_id: account.into(), region: "us-east-1".into() };
-            let summary =
-                run(&scope, &source, &table, &bucket, &config, &request(&format!("run-{n}"), hour)).await.unwrap();
+            // Each account's run in its own invocation, as the functions run them.
+            let request = RunRequest { invocation_id: format!("{account}-{n}"), ..request(&format!("run-{n}"), hour) };
+            let started_at = Timestamp::now();
+            let summary = run(&scope, &source, &table, &bucket, &config, &request).await.unwrap();
             assert_eq!(summary.outcome, RunOutcome::Complete);
+            // The invocation's line in the runs dataset, as the function writes it.
+            let outcomes = [(&scope, ScopeOutcome::Ran(summary))];
+            write_runs(&bucket, "history", SERVICE, &request, &outcomes, &started_at).await;
             source.set_status(&ids[0][n], "CLOSED");
             source.remove(&ids[1][n]);
             source.add(Some("vc-1"), &format!("{account}-new-{n}"));
@@ -138,13 +145,15 @@ async fn every_line_of_the_day_is_once_in_the_parquet_with_equal_values_in_sessi
         assert_eq!(sorted(parquet), sorted(json), "{kind:?}");
     }
     let rows: Vec<u64> = outcome.datasets.iter().map(|d| d.rows).collect();
-    assert_eq!(
-        rows,
-        [
-            json_rows(&bucket, HistoryKind::Snapshots).len() as u64,
-            json_rows(&bucket, HistoryKind::Changes).len() as u64
-        ]
-    );
+    assert_eq!(rows, HistoryKind::ALL.map(|kind| json_rows(&bucket, kind).len() as u64));
+    // AND the runs dataset's lines too, one a scope and run, by account, region and start
+    let (json, parquet) = (json_rows(&bucket, HistoryKind::Runs), parquet_rows(&bucket, HistoryKind::Runs));
+    assert_eq!(json.len(), ACCOUNTS.len() * 3);
+    assert_eq!(sorted(parquet.clone()), sorted(json));
+    let columns = dataset(HistoryKind::Runs).columns();
+    let at = |row: &Row, name: &str| format!("{:?}", row.0[columns.iter().position(|c| c.name == name).unwrap()]);
+    let keys: Vec<(String, String)> = parquet.iter().map(|row| (at(row, "account_id"), at(row, "run_id"))).collect();
+    assert_eq!(keys[0], ("Text(\"111111111111\")".to_owned(), "Text(\"run-1\")".to_owned()), "{keys:?}");
     // AND each day has its marker, naming its sources
     let marker = bucket.text_plain(&marker_key("history", &dataset(HistoryKind::Snapshots), DAY));
     assert!(marker.contains("\"rows\"") && marker.contains("run-3"), "{marker}");
@@ -172,8 +181,9 @@ async fn a_rerun_changes_nothing_and_a_new_source_compacts_the_day_again() {
     let first = bucket.keys().into_iter().find(|k| k.starts_with(&source)).unwrap();
     bucket.replace(&format!("{source}333333333333.us-east-1.run-late.jsonl.gz"), Some(bucket.get_bytes(&first)));
     let again = compact_day(&bucket, &config(), &InThisInvocation, SERVICE, DAY).await.unwrap();
-    // THEN the snapshots are compacted from every source, and the changes left alone
-    assert_eq!((again.datasets[0].already_compacted, again.datasets[1].already_compacted), (false, true));
+    // THEN the snapshots are compacted from every source, and the changes and runs left alone
+    let compacted: Vec<bool> = again.datasets.iter().map(|d| d.already_compacted).collect();
+    assert_eq!(compacted, [false, true, true]);
     assert!(parquet_rows(&bucket, HistoryKind::Snapshots).len() > late);
 }
 

@@ -17,8 +17,9 @@ use session_archiver::{Error, Result};
 pub struct SortKey {
     pub account_id: String,
     pub region: String,
+    /// Empty in the runs.
     pub session_id: String,
-    /// `snapshot_at`, microseconds.
+    /// `snapshot_at` (`started_at` in the runs), microseconds.
     pub observed_at: i64,
     pub run_id: String,
 }

@@ -6,17 +6,22 @@
 
 use crate::model::{RunId, Scope, Timestamp};
 
-/// The two datasets of the history.
+/// The datasets of the history: two of sessions, and the runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum HistoryKind {
     /// Every session a run saw.
     Snapshots,
     /// Sessions a run saw open, change or end.
     Changes,
+    /// One line per scope and run: how it went (see [`super::runs`]).
+    Runs,
 }
 
 impl HistoryKind {
-    pub const ALL: [HistoryKind; 2] = [HistoryKind::Snapshots, HistoryKind::Changes];
+    /// Every dataset, as the compaction takes them.
+    pub const ALL: [HistoryKind; 3] = [HistoryKind::Snapshots, HistoryKind::Changes, HistoryKind::Runs];
+    /// The datasets of sessions, whose lines a run writes to its objects (or its batch's pool).
+    pub const SESSIONS: [HistoryKind; 2] = [HistoryKind::Snapshots, HistoryKind::Changes];
 
     /// The kind a name (`snapshots`, `changes`) says.
     pub fn parse(name: &str) -> Option<Self> {
@@ -27,6 +32,7 @@ impl HistoryKind {
         match self {
             HistoryKind::Snapshots => "snapshots",
             HistoryKind::Changes => "changes",
+            HistoryKind::Runs => "runs",
         }
     }
 }
@@ -76,6 +82,7 @@ mod tests {
             assert_eq!(HistoryKind::parse(kind.as_str()), Some(kind));
         }
         assert_eq!(HistoryKind::parse("sessions"), None);
+        assert!(!HistoryKind::SESSIONS.contains(&HistoryKind::Runs));
     }
 
     #[test]

@@ -81,7 +81,7 @@ impl<D: RunLedger, O: Bucket> PoolTarget<'_, D, O> {
         let names: Vec<String> = parts.iter().map(|(name, _)| name.clone()).collect();
         let id = pool_id(&names, self.invocation_id);
         let mut keys = Vec::new();
-        for (index, kind) in HistoryKind::ALL.into_iter().enumerate() {
+        for (index, kind) in HistoryKind::SESSIONS.into_iter().enumerate() {
             if parts.iter().any(|(_, lines)| lines.objects[index].1.lines > 0) {
                 keys.push((index, self.key(kind, &id)));
             }

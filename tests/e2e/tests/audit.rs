@@ -8,8 +8,10 @@ use std::process::Command;
 use archiver_e2e::rig::{request, small_world, Rig, BUCKET};
 use clap::Parser;
 use serde_json::Value as Json;
+use session_archiver::archive::report::write_runs;
 use session_archiver::model::Timestamp;
 use session_archiver::personal::{PersonalData, PersonalDataPolicy};
+use session_archiver::run::batch::ScopeOutcome;
 use session_archiver::run::{run, RunOutcome, RunRequest};
 use session_archiver::ServiceId;
 use session_audit::cli::Cli;
@@ -41,12 +43,13 @@ async fn archive_with_churn(rig: &Rig, service: ServiceId) -> Vec<Moment> {
     let mut moments = Vec::new();
     for n in 0..3 {
         let run_id = format!("audit-{service}-{n}");
-        let request = scheduled_now(&run_id);
-        let summary =
-            run(&rig.scope(&source), &source, &rig.aws.table(), &rig.aws.history_bucket(), &rig.config, &request)
-                .await
-                .unwrap();
+        let (request, scope, started_at) = (scheduled_now(&run_id), rig.scope(&source), Timestamp::now());
+        let bucket = rig.aws.history_bucket();
+        let summary = run(&scope, &source, &rig.aws.table(), &bucket, &rig.config, &request).await.unwrap();
         assert_eq!(summary.outcome, RunOutcome::Complete);
+        // Its line in the runs dataset, as the function writes it after its batch.
+        let outcomes = [(&scope, ScopeOutcome::Ran(summary.clone()))];
+        write_runs(&bucket, "history", service, &request, &outcomes, &started_at).await;
         moments.push(Moment {
             run_id,
             day: request.event_time.day().to_owned(),
@@ -223,6 +226,8 @@ async fn a_compacted_day_gives_the_same_answers_from_its_parquet_alone() {
         vec!["active-at", &instant, "--service", service.as_str(), "--format", "json"],
         vec!["timeline", &changed, "--from", &from, "--format", "json"],
         vec!["summary", "--by", "day", "--from", &from, "--format", "json"],
+        // Its runs too: the runs dataset is compacted with the sessions.
+        vec!["scopes", "--service", service.as_str(), "--from", &from, "--format", "json"],
     ];
     let mut before = Vec::new();
     for question in &questions {
@@ -249,7 +254,8 @@ async fn a_compacted_day_gives_the_same_answers_from_its_parquet_alone() {
     for key in &sources {
         rig.aws.delete_object(key).await;
     }
-    // THEN every answer is the same, read from the Parquet alone
+    // THEN every answer is the same, read from the Parquet alone (the runs' included)
+    assert!(rig.aws.keys("history/parquet/runs/").await.iter().any(|k| k.ends_with(".parquet")));
     for (question, answer) in questions.iter().zip(&before) {
         assert!(!json_rows(answer).is_empty(), "{question:?}: {answer}");
         assert_eq!(&audit(&rig, question).await.unwrap(), answer, "{question:?}");

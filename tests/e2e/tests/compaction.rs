@@ -83,11 +83,12 @@ async fn a_compacted_day_holds_every_line_once_reads_in_duckdb_and_a_rerun_chang
         Outcome::Response(summary) => summary,
         other => panic!("{other:?}"),
     };
-    // THEN for every service and dataset, the Parquet's rows are the JSON lines, each once
+    // THEN for every service and dataset (snapshots, changes, runs), the Parquet's rows are the
+    // JSON lines, each once
     assert_eq!(summary["services"].as_array().unwrap().len(), 5, "{summary}");
     let copy = std::env::temp_dir().join(format!("compacted-{}", std::process::id()));
     for service in ServiceId::ALL {
-        for kind in [HistoryKind::Snapshots, HistoryKind::Changes] {
+        for kind in HistoryKind::ALL {
             let dataset = dataset(service, kind);
             let json = json_rows(&stage, &dataset).await;
             let prefix = parquet_prefix("history", &dataset, DAY);
@@ -118,6 +119,16 @@ async fn a_compacted_day_holds_every_line_once_reads_in_duckdb_and_a_rerun_chang
         json_snapshots += json_rows(&stage, &dataset(service, HistoryKind::Snapshots)).await.len();
     }
     assert_eq!(answer, format!("{json_snapshots}\t{json_snapshots}\t{DAY}\tTIMESTAMP WITH TIME ZONE"));
+    // AND the runs: a row per service and run, each complete, typed
+    let runs = "read_parquet('{root}/history/parquet/runs/*/*/*.parquet', hive_partitioning = true)";
+    let answer = duckdb(
+        &copy,
+        &format!(
+            "SELECT count(*), count(DISTINCT (service, run_id)), count_if(status = 'complete'), \
+             any_value(typeof(finished_at)), any_value(typeof(sessions)) FROM {runs}"
+        ),
+    );
+    assert_eq!(answer, "10\t10\t10\tTIMESTAMP WITH TIME ZONE\tBIGINT");
     // WHEN the day is compacted again
     let before = compacted(&stage).await;
     let rerun = match compact(&stage, event).await {
@@ -191,7 +202,7 @@ async fn a_day_split_into_tasks_on_the_queue_is_published_by_the_last_and_reads_
     ];
     let mut compactor = stage.compactor(16, &env).await.unwrap();
     let service = ServiceId::GameliftStreamSessions;
-    let kinds = [HistoryKind::Snapshots, HistoryKind::Changes];
+    let kinds = HistoryKind::ALL;
     // WHEN the day of one service is replayed
     let replay = json!({"compact": {"day": DAY, "service": service.as_str()}});
     let Outcome::Response(summary) = compactor.invoke(replay.clone()).await.unwrap() else { panic!("planning failed") };

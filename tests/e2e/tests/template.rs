@@ -393,10 +393,11 @@ fn glue_columns(input: &Yaml) -> Vec<(String, String)> {
 fn the_glue_tables_have_the_code_columns_and_project_dt() {
     let template = template();
     let tables = resources_of_type(&template, "AWS::Glue::Table");
-    assert_eq!(tables.len(), ServiceId::ALL.len() * 5, "JSON and Parquet, snapshots and changes; the runs");
-    // The runs dataset's tables: its columns, the same for every service, by day
-    for service in ServiceId::ALL {
-        let name = format!("runs_{}", service.as_str().replace('-', "_"));
+    assert_eq!(tables.len(), ServiceId::ALL.len() * 6, "JSON and Parquet: snapshots, changes and runs");
+    // The runs dataset's tables, NDJSON and compacted: its columns, the same for every service, by day
+    for (service, parquet) in ServiceId::ALL.into_iter().flat_map(|service| [(service, false), (service, true)]) {
+        let table = format!("runs_{}", service.as_str().replace('-', "_"));
+        let name = if parquet { format!("compacted_{table}") } else { table };
         let input = table_input(&tables, &name);
         let expected: Vec<(String, String)> = session_archiver::model::RUN_COLUMNS
             .iter()
@@ -404,7 +405,10 @@ fn the_glue_tables_have_the_code_columns_and_project_dt() {
             .collect();
         assert_eq!(glue_columns(input), expected, "{name}: regenerate with `target/debug/archiver-schema`");
         let location = input["Parameters"]["storage.location.template"].as_str().unwrap();
-        assert!(location.ends_with(&format!("${{HistoryPrefix}}/runs/{service}/dt=${{!dt}}/")), "{name}: {location}");
+        let prefix = if parquet { "${HistoryPrefix}/parquet" } else { "${HistoryPrefix}" };
+        assert!(location.ends_with(&format!("{prefix}/runs/{service}/dt=${{!dt}}/")), "{name}: {location}");
+        let serde = input["StorageDescriptor"]["SerdeInfo"]["SerializationLibrary"].as_str().unwrap();
+        assert_eq!(serde.contains("parquet"), parquet, "{name}: {serde}");
     }
     for (service, kind, parquet) in ServiceId::ALL
         .into_iter()
@@ -549,7 +553,8 @@ fn athena_has_the_audit_questions_as_named_queries_over_every_service() {
         }
         // Each table it reads, a compacted day from its Parquet twin and any other from the NDJSON.
         let read: Vec<&str> = sql.split("FROM ").skip(1).filter_map(|from| from.split_whitespace().next()).collect();
-        for table in read.iter().filter(|t| t.starts_with("snapshots_") || t.starts_with("changes_")) {
+        let ndjson = |t: &&&str| ["snapshots_", "changes_", "runs_"].iter().any(|kind| t.starts_with(kind));
+        for table in read.iter().filter(ndjson) {
             let both = format!(
                 "FROM (SELECT * FROM compacted_{table} UNION ALL SELECT * FROM {table} \
                  WHERE dt NOT IN (SELECT DISTINCT dt FROM compacted_{table}))"
