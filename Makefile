@@ -177,7 +177,7 @@ bench-compaction: moto duckdb ## Benchmark a day's compaction: 288 runs at COMPA
 bench-build: ## Build the functions in release for this machine (what the benchmarks run)
 	$(CARGO) build --release --locked $(addprefix -p ,$(FUNCTIONS))
 
-bench-org: moto bench-build ## Benchmark an organization's fan-out: 200 accounts × 5 regions, 10 % with sessions, two schedules through planner, queue and functions (ORG_BENCH_*)
+bench-org: moto bench-build ## Benchmark an organization's fan-out: 200 accounts × 5 regions of WorkSpaces connection status, 10 % with sessions, two schedules through planner, queue and functions; checks the targets (ORG_BENCH_*)
 	$(TOOLS_BUILD) --bin archiver-org-bench
 	$(if $(filter debug,$(ORG_BENCH_PROFILE)),$(CARGO) build --locked $(addprefix --bin ,$(FUNCTIONS)))
 	MOTO_SERVER=$(BENCH_MOTO) target/bench-tools/archiver-org-bench

@@ -1,16 +1,18 @@
 //! `make bench-org`: a simulated organization through the whole fan-out, with the release
 //! binaries: moto's Organizations with `ORG_BENCH_ACCOUNTS` member accounts (200) in
-//! `ORG_BENCH_REGIONS` (5 regions), 2 % of the accounts without the member role (so 2 % of the
-//! scopes fail), `ORG_BENCH_BUSY_PERCENT` (10 %) of them with small IVS worlds (two channels of
-//! five sessions and an empty one), the others' channels empty; the planner plans IVS twice (two
-//! schedules five minutes apart: first runs, then the next), and each time
-//! `ORG_BENCH_CONCURRENCY` function processes (4) take the queue through a local event source
-//! mapping, a batch of scopes an invocation. Reports the setup, plan and drain wall
-//! times, messages and invocations, list calls
-//! against their floor, the failed scopes, each function process's CPU and peak RSS, and per
-//! scope-run the storage requests the functions made (counted by a proxy in front of moto:
-//! DynamoDB reads and writes, S3 PUTs and GETs) and the history objects written; writes
-//! `target/bench/org-<time>.json`. `ORG_BENCH_PROFILE=debug` runs the debug binaries instead.
+//! `ORG_BENCH_REGIONS` of WorkSpaces' 17 commercial regions (5), 2 % of the accounts without the
+//! member role (so 2 % of the scopes fail), `ORG_BENCH_BUSY_PERCENT` (10 %) of them with small
+//! worlds (ten WorkSpaces whose connections come and go), the others empty; the planner plans
+//! WorkSpaces connection status (a 5-minute service) twice (two schedules five minutes apart:
+//! first runs, then the next), and each time `ORG_BENCH_CONCURRENCY` function processes (4) take
+//! the queue through a local event source mapping, a batch of scopes an invocation. Reports the
+//! setup, plan and drain wall times, messages and invocations, list calls, the failed scopes, each
+//! function process's CPU and peak RSS, per scope-run the storage requests the functions made
+//! (counted by a proxy in front of moto: DynamoDB reads and writes, S3 PUTs and GETs), the history
+//! objects written, the cost per account and region a month, and the targets, each met or
+//! not (a target missed fails the bench); writes `target/bench/org-<time>.json`.
+//! `ORG_BENCH_PROFILE=debug` runs the debug binaries instead. 17,000 scopes:
+//! `ORG_BENCH_ACCOUNTS=999 ORG_BENCH_REGIONS=17` (the archive account is the thousandth).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::process::ExitCode;
@@ -25,7 +27,30 @@ use session_archiver::model::Timestamp;
 use session_archiver::ServiceId;
 use session_emulator::{EmulatorConfig, Shape};
 
-const SERVICE: ServiceId = ServiceId::IvsStreamSessions;
+/// A 5-minute service offered in 17 commercial regions (IVS, the other 5-minute API with parents,
+/// is offered in 7).
+const SERVICE: ServiceId = ServiceId::WorkspacesConnectionStatus;
+
+/// The commercial regions where WorkSpaces is offered (moto's SSM public parameters, as AWS's).
+const REGIONS: [&str; 17] = [
+    "us-east-1",
+    "eu-west-1",
+    "us-west-2",
+    "eu-central-1",
+    "ap-northeast-1",
+    "ap-northeast-2",
+    "ap-south-1",
+    "ap-southeast-1",
+    "ap-southeast-2",
+    "ap-southeast-5",
+    "ca-central-1",
+    "eu-west-2",
+    "eu-west-3",
+    "il-central-1",
+    "sa-east-1",
+    "us-east-2",
+    "af-south-1",
+];
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -40,9 +65,7 @@ async fn main() -> ExitCode {
 
 async fn bench() -> Result<(), Box<dyn std::error::Error>> {
     let accounts = setting("ORG_BENCH_ACCOUNTS", 200);
-    let all_regions =
-        ["us-east-1", "eu-west-1", "us-west-2", "eu-central-1", "ap-northeast-1", "ap-northeast-2", "ap-south-1"];
-    let regions = &all_regions[..setting("ORG_BENCH_REGIONS", 5).min(all_regions.len())];
+    let regions = &REGIONS[..setting("ORG_BENCH_REGIONS", 5).clamp(1, REGIONS.len())];
     let concurrency = setting("ORG_BENCH_CONCURRENCY", 4);
     // The share of accounts whose scopes hold sessions; the others' APIs list none.
     let busy_percent = setting("ORG_BENCH_BUSY_PERCENT", 10).min(100);
@@ -54,7 +77,7 @@ async fn bench() -> Result<(), Box<dyn std::error::Error>> {
         .enumerate()
         .map(|(i, name)| Member { name, member_role: i >= failing, denied_in: None, empty: !busy(i) })
         .collect();
-    let world = EmulatorConfig { ivs_stream_sessions: Shape::new(2, 5, 1), ..EmulatorConfig::default() };
+    let world = EmulatorConfig { connection_status: Shape::account(10), ..EmulatorConfig::default() };
 
     println!("organization bench: {accounts} member accounts (+ the archive account, busy) × {} regions, {busy_percent} % of them with sessions, {failing} without the member role, {concurrency} function processes", regions.len());
     let started = Instant::now();
@@ -118,12 +141,19 @@ async fn bench() -> Result<(), Box<dyn std::error::Error>> {
         "complete": complete, "dead_letters": letters.len(), "failures_isolated": isolated,
         "rounds": rounds.iter().map(|round| round.json(concurrency)).collect::<Vec<_>>(),
     });
+    let targets = Targets::of(&rounds, concurrency, isolated && complete == archived);
+    targets.print();
+    let mut report = report;
+    report["targets"] = targets.json();
     std::fs::create_dir_all("target/bench")?;
     let path = format!("target/bench/org-{}.json", Timestamp::now().as_str().replace(':', ""));
     std::fs::write(&path, serde_json::to_string_pretty(&report)?)?;
     println!("\nwritten to {path}");
     if complete != archived || !isolated {
         return Err("the organization did not converge as planned".into());
+    }
+    if !targets.all_met() {
+        return Err("a target was missed (see the table above)".into());
     }
     Ok(())
 }
@@ -198,8 +228,15 @@ async fn drain_round(
     for kind in ["snapshots", "changes"] {
         written.extend(bucket.list_objects(&format!("history/{kind}/{SERVICE}/")).await?.into_iter().map(|o| o.key));
     }
-    let of_round: Vec<&String> = written.iter().filter(|k| k.contains(&format!(".{run_id}."))).collect();
-    let of_empty = of_round.iter().filter(|k| empty_accounts.iter().any(|a| k.contains(&format!("/{a}.")))).count();
+    // A scope's own objects name the run after its account and region; a batch's pool names it first.
+    let of_round: Vec<&String> =
+        written.iter().filter(|k| k.contains(&format!(".{run_id}.")) || k.contains(&format!("/{run_id}."))).collect();
+    let mut of_empty = of_round.iter().filter(|k| empty_accounts.iter().any(|a| k.contains(&format!("/{a}.")))).count();
+    for key in of_round.iter().filter(|k| k.contains(".pool-")) {
+        let lines = org.stage.aws.read(key).await.lines;
+        of_empty +=
+            usize::from(lines.iter().any(|l| l["account_id"].as_str().is_some_and(|a| empty_accounts.contains(a))));
+    }
     let runs_objects = bucket
         .list_objects(&format!("history/runs/{SERVICE}/"))
         .await?
@@ -213,13 +250,91 @@ async fn drain_round(
         messages: summary["messages_sent"].as_u64().unwrap_or(0),
         invocations,
         handed_back,
-        list_calls: count("ListChannels") + count("ListStreamSessions"),
+        list_calls: count("DescribeWorkspacesConnectionStatus"),
         storage,
         history_objects: of_round.len(),
         empty_scope_objects: of_empty,
         runs_objects,
         processes,
     })
+}
+
+/// The targets, checked on the rounds: the recurring cost on the next schedule (round 2),
+/// objects on both rounds, the drain of each round, and the failures.
+struct Targets {
+    cost: f64,
+    empty_scope_objects: usize,
+    /// The most history objects a batch run wrote on average in a round: objects / invocations.
+    objects_a_batch: f64,
+    slowest_drain_s: f64,
+    isolated: bool,
+}
+
+/// The targets' bounds.
+const COST_TARGET: f64 = 0.04;
+const OBJECTS_A_BATCH_TARGET: f64 = 2.0;
+const DRAIN_TARGET_S: f64 = 900.0;
+
+impl Targets {
+    fn of(rounds: &[Round], concurrency: usize, isolated: bool) -> Self {
+        let last = rounds.last().expect("a round");
+        Targets {
+            cost: last.cost_per_account_region_month(concurrency),
+            empty_scope_objects: rounds.iter().map(|r| r.empty_scope_objects).sum(),
+            objects_a_batch: rounds
+                .iter()
+                .map(|r| r.history_objects as f64 / r.invocations.max(1) as f64)
+                .fold(0.0, f64::max),
+            slowest_drain_s: rounds.iter().map(|r| r.drain_s).fold(0.0, f64::max),
+            isolated,
+        }
+    }
+
+    fn checks(&self) -> [(&'static str, String, bool); 5] {
+        [
+            (
+                "cost per account and region a month, next schedule (≤ $0.04)",
+                format!("${:.4}", self.cost),
+                self.cost <= COST_TARGET,
+            ),
+            (
+                "history objects of empty scopes (0)",
+                self.empty_scope_objects.to_string(),
+                self.empty_scope_objects == 0,
+            ),
+            (
+                "history objects a batch run, on average in a round (≤ 2)",
+                format!("{:.2}", self.objects_a_batch),
+                self.objects_a_batch <= OBJECTS_A_BATCH_TARGET,
+            ),
+            (
+                "slowest round's drain (≤ 15 min)",
+                format!("{:.0} s", self.slowest_drain_s),
+                self.slowest_drain_s <= DRAIN_TARGET_S,
+            ),
+            (
+                "failing scopes dead-lettered with their reason, the others complete",
+                self.isolated.to_string(),
+                self.isolated,
+            ),
+        ]
+    }
+
+    fn all_met(&self) -> bool {
+        self.checks().iter().all(|(_, _, met)| *met)
+    }
+
+    fn print(&self) {
+        println!("\n| target | measured | met |\n|---|---|---|");
+        for (name, value, met) in self.checks() {
+            println!("| {name} | {value} | {} |", if met { "yes" } else { "**no**" });
+        }
+    }
+
+    fn json(&self) -> serde_json::Value {
+        let checks = self.checks().map(|(name, value, met)| json!({"target": name, "measured": value, "met": met}));
+        json!({"all_met": self.all_met(), "checks": checks.to_vec()})
+    }
 }
 
 /// Runs a month of one account and region for the five services at their default schedules
