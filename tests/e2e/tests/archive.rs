@@ -14,7 +14,9 @@ use session_archiver::diff::id_fingerprint;
 use session_archiver::model::ColumnType;
 use session_archiver::run::{run, RunOutcome};
 use session_archiver::sources::SourceOptions;
-use session_archiver::table::{LeaseHolder, ProgressObject, RunLedger, RunStatus, SavedProgress};
+use session_archiver::table::{
+    HistoryPool, LeaseHolder, PoolStatus, ProgressObject, RunLedger, RunStatus, SavedProgress,
+};
 use session_archiver::ServiceId;
 use session_emulator::{EmulatorConfig, FaultPlan, Shape};
 
@@ -384,6 +386,43 @@ async fn a_dry_run_reads_and_reports_but_writes_nothing() {
     assert!(summary.s3_keys.is_empty());
     assert!(rig.aws.scan().await.is_empty());
     assert!(rig.aws.keys("").await.is_empty());
+}
+
+#[tokio::test]
+async fn a_history_pool_is_settled_once_on_dynamodb_whoever_comes_second() {
+    // GIVEN two batches' pools of one run recorded pending in the table on moto
+    let rig = Rig::start(small_world()).await;
+    let (table, service) = (rig.aws.table(), ServiceId::IvsStreamSessions);
+    let pool = |id: &str, parts: &[&str]| HistoryPool {
+        id: id.into(),
+        keys: vec![format!("history/snapshots/{service}/dt=2026-11-22/plan-1.pool-{id}.jsonl.gz")],
+        parts: parts.iter().map(|p| (*p).to_owned()).collect(),
+        status: PoolStatus::Pending,
+    };
+    let (first, second) =
+        (pool("a1", &["111111111111.eu-west-1.0", "222222222222.eu-west-1.0"]), pool("b2", &["3.x.0"]));
+    for pool in [&first, &second] {
+        table.open_pool(service, "plan-1", pool, 4_102_444_800).await.unwrap();
+    }
+    // WHEN the first is committed by its writer and a part that took over tries to abandon it,
+    // and the second is abandoned before its writer commits it
+    let committed = table.settle_pool(service, "plan-1", "a1", PoolStatus::Committed).await.unwrap();
+    let too_late = table.settle_pool(service, "plan-1", "a1", PoolStatus::Abandoned).await.unwrap();
+    let abandoned = table.settle_pool(service, "plan-1", "b2", PoolStatus::Abandoned).await.unwrap();
+    let writer_late = table.settle_pool(service, "plan-1", "b2", PoolStatus::Committed).await.unwrap();
+    // THEN each is settled once: the second to come learns how it went
+    assert_eq!((committed, too_late), (PoolStatus::Committed, PoolStatus::Committed));
+    assert_eq!((abandoned, writer_late), (PoolStatus::Abandoned, PoolStatus::Abandoned));
+    // AND the run's pools read back whole, with their keys and parts; another run has none
+    let mut pools = table.pools(service, "plan-1").await.unwrap();
+    pools.sort_by(|a, b| a.id.cmp(&b.id));
+    let expected = [
+        HistoryPool { status: PoolStatus::Committed, ..first },
+        HistoryPool { status: PoolStatus::Abandoned, ..second },
+    ];
+    assert_eq!(pools, expected);
+    assert!(table.pools(service, "plan-2").await.unwrap().is_empty());
+    assert!(table.pools(ServiceId::ChimeProxySessions, "plan-1").await.unwrap().is_empty());
 }
 
 #[tokio::test]
