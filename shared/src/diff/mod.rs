@@ -13,8 +13,9 @@
 //! ([`ListingDiff::next_state`]). The common case, an unchanged live session, is decided from
 //! that alone. A session that changed (or whose last change must be recorded again) is decided
 //! once its whole stored item is fetched by id ([`Seen::NeedsPrevious`]); the sessions a complete
-//! listing did not return are ended from a second read of the previous state
-//! ([`ListingDiff::ends`]) and fetched whole by id ([`ListingDiff::end`]), done only when there
+//! listing did not return ([`ListingDiff::ending`]) are found by id where the run can (the last
+//! complete run's snapshot lines), else in a second read of the previous state
+//! ([`ListingDiff::ends`]), and fetched whole by id ([`ListingDiff::end`]), done only when there
 //! are such sessions.
 //! Fingerprints are 64-bit (ids) and 44-bit (hashes): two of a listing's ids collide with a chance
 //! of about 3 × 10⁻⁸ at a million sessions, and a changed session whose new hash matches its old
@@ -330,6 +331,13 @@ impl<'a> ListingDiff<'a> {
     pub fn has_ended(&mut self) -> bool {
         self.ready();
         self.previous.iter().any(|(_, word)| Known { word }.ends())
+    }
+
+    /// The id fingerprints of the sessions a complete listing ends (those [`ListingDiff::ends`]
+    /// says yes to), to find their ids elsewhere than in a read of the table.
+    pub fn ending(&mut self) -> std::collections::HashSet<u64> {
+        self.ready();
+        self.previous.iter().filter(|(_, word)| Known { word: *word }.ends()).map(|(id, _)| id).collect()
     }
 
     /// Whether [`ListingDiff::end`] records something for this stored session, after a complete

@@ -12,9 +12,10 @@ use tracing::instrument;
 use crate::error::{Error, Result};
 
 /// The S3 actions this adapter needs, on the history prefix: `s3:PutObject` covers PutObject and
-/// the multipart calls (create, upload part, complete); aborting is its own action, and so is
-/// deleting (an abandoned history pool's objects).
-pub const IAM_ACTIONS: [&str; 3] = ["s3:PutObject", "s3:AbortMultipartUpload", "s3:DeleteObject"];
+/// the multipart calls (create, upload part, complete); aborting is its own action, and so are
+/// deleting (an abandoned history pool's objects) and reading (the last complete run's snapshot
+/// lines, where a churn run finds the ids of the sessions that ended).
+pub const IAM_ACTIONS: [&str; 4] = ["s3:PutObject", "s3:AbortMultipartUpload", "s3:DeleteObject", "s3:GetObject"];
 
 /// The media type of the history objects.
 pub const CONTENT_TYPE: &str = "application/x-ndjson";

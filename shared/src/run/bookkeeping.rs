@@ -20,7 +20,7 @@ use super::request::{RunOutcome, RunSummary};
 use super::state::ListingStates;
 use crate::diff::RunMark;
 use crate::error::{bounded, Error, Result};
-use crate::history::Bucket;
+use crate::history::{Bucket, HistoryKind};
 use crate::model::Scope;
 use crate::model::Timestamp;
 use crate::sources::SessionSource;
@@ -90,6 +90,8 @@ struct Chosen {
     resuming: bool,
     /// Recent runs that never completed: their changes are recorded again.
     unfinished: HashSet<String>,
+    /// The snapshots objects of the scope's last complete run: where ended sessions' ids are.
+    listed_before: Vec<String>,
     manifest: Manifest,
 }
 
@@ -109,7 +111,7 @@ where
         let fresh = self.fresh_progress();
         if self.run.request.dry_run {
             let mark = self.mark(&fresh.run_id, HashSet::new());
-            let part = Box::pin(pass(self.run, &fresh, &Default::default(), &mark, None)).await?;
+            let part = Box::pin(pass(self.run, &fresh, &Default::default(), &mark, None, &[])).await?;
             let summary = self.summary(&fresh.run_id, RunOutcome::DryRun, 0);
             return Ok(Executed::Done(RunSummary {
                 counts: part.counts,
@@ -171,7 +173,7 @@ where
     ) -> Result<PartOutcome> {
         let deadlines = &self.run.request.deadlines;
         let chosen = deadlines.work("DynamoDB: the run's progress and manifests", self.choose_run(fresh));
-        let Some(Chosen { mut progress, resuming, unfinished, mut manifest }) = chosen.await? else {
+        let Some(Chosen { mut progress, resuming, unfinished, listed_before, mut manifest }) = chosen.await? else {
             return Ok(PartOutcome::AlreadyComplete);
         };
         let mark = self.mark(&progress.run_id, unfinished);
@@ -179,7 +181,7 @@ where
         let states = ListingStates::of(vouched, &progress.run_id, complete_listings);
         // Held by the listings that resume from the table only; the rest put back.
         let seen_before = std::sync::Mutex::new(progress.take_seen());
-        let result = Box::pin(pass(self.run, &progress, &seen_before, &mark, Some(&states))).await;
+        let result = Box::pin(pass(self.run, &progress, &seen_before, &mark, Some(&states), &listed_before)).await;
         progress.restore_seen(seen_before.into_inner().unwrap());
         manifest.finished_at = Some(Timestamp::now());
         let mut part = match result {
@@ -253,13 +255,15 @@ where
                 "resuming a partial run"
             );
         }
-        let unfinished = table.unfinished_runs(scope, self.run.config.unfinished_runs_window).await?;
+        let recent = table.recent_runs(scope, self.run.config.unfinished_runs_window).await?;
+        let unfinished = recent.unfinished;
         if unfinished.iter().any(|r| r != &progress.run_id) {
             info!(runs = ?unfinished, "recording again the changes of unfinished runs");
         }
+        let listed_before = recent.last_complete_keys.into_iter().filter(|key| is_snapshots_key(key)).collect();
         let manifest = running_manifest(&progress);
         table.put_manifest(scope, &manifest).await?;
-        Ok(Some(Chosen { progress, resuming, unfinished, manifest }))
+        Ok(Some(Chosen { progress, resuming, unfinished, listed_before, manifest }))
     }
 
     /// Where a run that starts with this request stands: nothing done yet.
@@ -489,6 +493,11 @@ fn vouch_after(outcome: &Result<PartOutcome>, vouched: Option<StateVouch>) -> Op
         }),
         _ => None,
     }
+}
+
+/// Whether a history key is of the snapshots dataset.
+fn is_snapshots_key(key: &str) -> bool {
+    key.split('/').any(|segment| segment == HistoryKind::Snapshots.as_str())
 }
 
 /// The manifest of a part starting: `running`, with the counts and objects of the parts before.

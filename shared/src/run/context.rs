@@ -2,11 +2,13 @@
 //! settings and request), and the context every listing of a part shares ([`Pass`]): the
 //! histories it writes to, the scope's listing states, the pace and the deadline.
 
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use tokio::sync::Mutex;
 
 use super::config::RunConfig;
+use super::ended::LastRun;
 use super::pacer::Pacer;
 use super::pool::Staging;
 use super::request::RunRequest;
@@ -85,6 +87,12 @@ pub(super) struct Pass<'a, S, D, O: Bucket> {
     pub(super) ctx: RunContext,
     /// `None` in a dry run.
     pub(super) histories: Option<Mutex<Histories<'a, O>>>,
+    pub(super) bucket: &'a O,
+    /// The snapshots objects of the scope's last complete run, where the ids of the sessions a
+    /// listing ends are looked up before the table is read for them; read once, when a listing
+    /// first needs them.
+    pub(super) listed_before: &'a [String],
+    pub(super) last_run: tokio::sync::OnceCell<Option<LastRun>>,
     /// The scope's listing states; `None` in a dry run.
     pub(super) states: Option<PartStates<'a, O>>,
     /// Why a listing read the table rather than its section of the state object (the first
@@ -114,6 +122,20 @@ impl<S, D, O: Bucket> Pass<'_, S, D, O> {
 }
 
 impl<S, D, O: Bucket> Pass<'_, S, D, O> {
+    /// The ids of the sessions of listing `parent_id` whose fingerprints are `ending`, from the
+    /// last complete run's snapshot lines; `None` unless all are there.
+    pub(super) async fn ended_ids(
+        &self,
+        parent_id: Option<&str>,
+        ending: &HashSet<u64>,
+    ) -> Result<Option<Vec<String>>> {
+        let read = LastRun::read(self.bucket, self.listed_before, self.scope, &self.mark.run_id);
+        match self.last_run.get_or_try_init(|| read).await? {
+            Some(last) => last.ids(parent_id, ending),
+            None => Ok(None),
+        }
+    }
+
     /// Where the previous state of `listing` comes from, the reason noted when it is the table.
     pub(super) fn previous_of(&self, listing: &Listing, resumed: bool) -> Previous {
         let Some(states) = &self.states else { return Previous::Table { rebuild: false } };

@@ -203,14 +203,24 @@ where
     }
 
     /// After a complete listing, the stored sessions it did not return end, only when some did
-    /// not come back: found in a second read of the previous state (projected, as the first),
-    /// then fetched whole by id, a BatchGetItem's worth at a time. A filtered listing is not
-    /// complete and ends nothing.
+    /// not come back: their ids found in the last complete run's snapshot lines (see `ended`),
+    /// or else in a second read of the previous state (projected, as the first), then fetched
+    /// whole by id, a BatchGetItem's worth at a time. A filtered listing is not complete and
+    /// ends nothing.
     async fn end_missing(&mut self) -> Result<()> {
         if !self.pass.complete_listings || !self.diff.has_ended() {
             return Ok(());
         }
         let (pass, parent_id) = (self.pass, self.listing.parent_id.as_deref());
+        // Their ids from the last complete run's lines when all are there: no read of the listing.
+        let ending = self.diff.ending();
+        if let Some(ids) = pass.ended_ids(parent_id, &ending).await? {
+            for chunk in ids.chunks(BATCH_GET_MAX_KEYS) {
+                self.end(chunk.to_vec()).await?;
+            }
+            return Ok(());
+        }
+        drop(ending);
         let mut ending: Vec<String> = Vec::with_capacity(BATCH_GET_MAX_KEYS);
         let mut stored = std::pin::pin!(pass.table.stored_summaries(pass.scope, parent_id));
         while let Some(page) = stored.try_next().await? {

@@ -6,8 +6,8 @@
 //! again) → manifest `running` → the scope's listing states read → for each listing not done:
 //! previous state (its section, or the table), pages (from where an earlier part stopped), the
 //! stored items of changed sessions, diff, change-only writes, snapshot and change lines, until
-//! the listing ends or paging must stop; ended sessions found in a read of the table, fetched by
-//! id → the scope's next listing states → history objects of the part (or, for a part that
+//! the listing ends or paging must stop; ended sessions' ids found in the last complete run's
+//! snapshot lines (else in a read of the table), their items fetched by id → the scope's next listing states → history objects of the part (or, for a part that
 //! completes a batch's run, its lines left for the batch's pool, written once every scope ran) →
 //! manifest `complete`, or progress saved and manifest `partial` → lease released, vouching for
 //! the listing states.
@@ -32,6 +32,8 @@
 //! - `state`: the scope's listing states: one S3 object read instead of the table, and written
 //!   after the part's items, before its history; how a listing's part ended; `spool`: where
 //!   the states wait meanwhile, on disk;
+//! - `ended`: the ids of the sessions a listing ends, from the last complete run's snapshot
+//!   lines (spooled and indexed once a part), so the table is not read for them;
 //! - `pacer`: the pace of the list calls;
 //! - [`pool`]: the batch's pool of history objects, its record the commit point, and an
 //!   unfinished part's lines found in its run's pools;
@@ -43,6 +45,7 @@ mod bookkeeping;
 pub mod config;
 mod context;
 pub mod deadline;
+mod ended;
 mod kept;
 mod listing;
 mod pacer;

@@ -50,6 +50,7 @@ pub(super) async fn pass<S, D, O>(
     seen_before: &std::sync::Mutex<SeenBefore>,
     mark: &RunMark,
     written: Option<&ListingStates>,
+    listed_before: &[String],
 ) -> Result<PartResult>
 where
     S: SessionSource,
@@ -57,6 +58,7 @@ where
     O: Bucket,
 {
     let mut pass = start_pass(run, progress, seen_before, mark, written.is_some())?;
+    pass.listed_before = listed_before;
     let deadlines = &run.request.deadlines;
     if let Some(policy) = written {
         let opened = PartStates::open(run.bucket, policy, run.scope, &run.config.state_prefix, &progress.run_id);
@@ -176,6 +178,9 @@ fn start_pass<'p, S: SessionSource, D, O: Bucket>(
             region: run.scope.region.clone(),
         },
         histories,
+        bucket,
+        listed_before: &[],
+        last_run: tokio::sync::OnceCell::new(),
         states: None,
         state_rebuilt_because: std::sync::Mutex::new(None),
         pacer: Mutex::new(Pacer::new(config.max_calls_per_second)),

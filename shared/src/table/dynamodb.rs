@@ -1,6 +1,6 @@
 //! The DynamoDB adapter of both table ports, [`SessionTable`] and [`RunLedger`].
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,8 +14,9 @@ use tracing::{instrument, warn};
 
 use super::item::{self, Item, LEASE_SK};
 use super::{
-    DeadLetterClaim, HistoryPool, LeaseHolder, LeaseOutcome, LeasePeek, Manifest, PoolStatus, Progress, RunLedger,
-    RunStatus, SavedProgress, Scope, SessionTable, StateVouch, StoredSession, StoredSummary, DEAD_LETTER_STALE_SECONDS,
+    DeadLetterClaim, HistoryPool, LeaseHolder, LeaseOutcome, LeasePeek, Manifest, PoolStatus, Progress, RecentRuns,
+    RunLedger, RunStatus, SavedProgress, Scope, SessionTable, StateVouch, StoredSession, StoredSummary,
+    DEAD_LETTER_STALE_SECONDS,
 };
 use crate::error::{Error, Result};
 use crate::model::{ServiceId, Timestamp};
@@ -442,7 +443,7 @@ impl RunLedger for DynamoTable {
     }
 
     #[instrument(skip(self), fields(table = %self.table_name))]
-    async fn unfinished_runs(&self, scope: &Scope, limit: i32) -> Result<HashSet<String>> {
+    async fn recent_runs(&self, scope: &Scope, limit: i32) -> Result<RecentRuns> {
         self.count(&self.counters.queries, 1);
         let output = self
             .client
@@ -450,20 +451,25 @@ impl RunLedger for DynamoTable {
             .table_name(&self.table_name)
             .key_condition_expression("pk = :pk")
             .expression_attribute_values(":pk", AttributeValue::S(scope.runs_pk()))
-            .projection_expression("run_id, #status")
+            .projection_expression("run_id, #status, s3_keys")
             .expression_attribute_names("#status", "status")
             .scan_index_forward(false)
             .limit(limit)
             .send()
             .await
             .map_err(|e| self.storage_error("DynamoDB Query (run manifests)", e))?;
-        Ok(output
-            .items
-            .unwrap_or_default()
-            .into_iter()
-            .filter(|item| item.get("status").and_then(|s| s.as_s().ok()).is_none_or(|s| s != "complete"))
+        let items = output.items.unwrap_or_default();
+        let complete = |item: &Item| item.get("status").and_then(|s| s.as_s().ok()).is_some_and(|s| s == "complete");
+        let unfinished = items
+            .iter()
+            .filter(|item| !complete(item))
             .filter_map(|item| item.get("run_id").and_then(|r| r.as_s().ok()).cloned())
-            .collect())
+            .collect();
+        let last_complete_keys = match items.iter().find(|item| complete(item)).and_then(|item| item.get("s3_keys")) {
+            Some(AttributeValue::L(keys)) => keys.iter().filter_map(|k| k.as_s().ok().cloned()).collect(),
+            _ => Vec::new(),
+        };
+        Ok(RecentRuns { unfinished, last_complete_keys })
     }
 
     #[instrument(skip(self), fields(table = %self.table_name))]

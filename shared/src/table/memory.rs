@@ -2,7 +2,7 @@
 //! progress, keeping the adapter's contracts (ids in order, conditional lease, newest manifests
 //! first); the end-to-end tests on moto check the DynamoDB adapter.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 
@@ -10,8 +10,9 @@ use futures::Stream;
 
 use super::item::{manifest_sk, pool_pk};
 use super::{
-    DeadLetterClaim, HistoryPool, LeaseHolder, LeaseOutcome, LeasePeek, Manifest, PoolStatus, Progress, RunLedger,
-    RunStatus, SavedProgress, Scope, SessionTable, StateVouch, StoredSession, StoredSummary, DEAD_LETTER_STALE_SECONDS,
+    DeadLetterClaim, HistoryPool, LeaseHolder, LeaseOutcome, LeasePeek, Manifest, PoolStatus, Progress, RecentRuns,
+    RunLedger, RunStatus, SavedProgress, Scope, SessionTable, StateVouch, StoredSession, StoredSummary,
+    DEAD_LETTER_STALE_SECONDS,
 };
 use crate::error::{injected, Result};
 use crate::model::{ServiceId, Timestamp};
@@ -225,10 +226,18 @@ impl RunLedger for MemoryTable {
         Ok(())
     }
 
-    async fn unfinished_runs(&self, scope: &Scope, limit: i32) -> Result<HashSet<String>> {
+    async fn recent_runs(&self, scope: &Scope, limit: i32) -> Result<RecentRuns> {
         let manifests = self.manifests.lock().unwrap();
-        let newest = manifests.iter().rev().filter(|((pk, _), _)| *pk == scope.runs_pk()).take(limit as usize);
-        Ok(newest.filter(|(_, m)| m.status != RunStatus::Complete).map(|(_, m)| m.run_id.clone()).collect())
+        let newest: Vec<&Manifest> = manifests
+            .iter()
+            .rev()
+            .filter(|((pk, _), _)| *pk == scope.runs_pk())
+            .take(limit as usize)
+            .map(|(_, m)| m)
+            .collect();
+        let unfinished = newest.iter().filter(|m| m.status != RunStatus::Complete).map(|m| m.run_id.clone()).collect();
+        let last = newest.iter().find(|m| m.status == RunStatus::Complete);
+        Ok(RecentRuns { unfinished, last_complete_keys: last.map(|m| m.s3_keys.clone()).unwrap_or_default() })
     }
 
     async fn run_status(&self, scope: &Scope, event_time: &Timestamp, run_id: &str) -> Result<Option<RunStatus>> {

@@ -250,6 +250,16 @@ pub fn pool_part(scope: &Scope, part: u32) -> String {
 /// retention), so a part left unfinished always finds it.
 pub const POOL_KEPT_SECONDS: i64 = 15 * 86_400;
 
+/// What the newest manifests of a scope say (see [`RunLedger::recent_runs`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RecentRuns {
+    /// The ids of those that did not complete: their changes are recorded again.
+    pub unfinished: HashSet<String>,
+    /// The history objects of the newest complete run (empty when none is among them): its
+    /// snapshot lines name the sessions it listed, so a run finds there the ids of those that end.
+    pub last_complete_keys: Vec<String>,
+}
+
 /// The table's sessions, as a listing reads and writes them.
 pub trait SessionTable: Send + Sync {
     /// The state of every stored session of one listing (live and ended), a page at a time in
@@ -310,8 +320,9 @@ pub trait RunLedger: Send + Sync {
 
     fn put_manifest(&self, scope: &Scope, manifest: &Manifest) -> impl Future<Output = Result<()>> + Send;
 
-    /// The ids of the newest runs (at most `limit`) whose manifest does not say complete.
-    fn unfinished_runs(&self, scope: &Scope, limit: i32) -> impl Future<Output = Result<HashSet<String>>> + Send;
+    /// The newest runs (at most `limit`): those whose manifest does not say complete, and the
+    /// history objects of the newest that does.
+    fn recent_runs(&self, scope: &Scope, limit: i32) -> impl Future<Output = Result<RecentRuns>> + Send;
 
     /// The status of a run's manifest, if it has one.
     fn run_status(

@@ -123,6 +123,24 @@ async fn an_unchanged_rerun_reads_the_listings_state_object_and_not_the_table() 
 }
 
 #[tokio::test]
+async fn a_gone_session_whose_id_is_not_in_the_last_runs_lines_is_ended_from_a_read_of_the_table() {
+    // GIVEN a complete run whose snapshots object is gone since (deleted by hand, or expired)
+    let (mut source, table, bucket) = (source(), MemoryTable::default(), MemoryBucket::default());
+    complete(&source, &table, &bucket, "evt-1").await;
+    for key in bucket.keys().into_iter().filter(|k| k.contains("/snapshots/")) {
+        bucket.replace(&key, None);
+    }
+    source.remove("s020");
+    // WHEN the next run lists
+    let reads_before = table.listings_read();
+    complete(&source, &table, &bucket, "evt-2").await;
+    // THEN the gone session ends all the same, its id from a read of the listing
+    assert_eq!(changes(&bucket, "evt-2"), BTreeMap::from([("s020".to_owned(), "ended".to_owned())]));
+    assert_eq!(table.listings_read(), reads_before + 1);
+    assert_converged(&source, &table, &bucket, "evt-2");
+}
+
+#[tokio::test]
 async fn changes_read_from_the_state_object_are_recorded_as_from_the_table_and_the_ended_stay_ended() {
     // GIVEN a complete run, then one session changed, one gone and one new
     let (mut source, table, bucket) = (source(), MemoryTable::default(), MemoryBucket::default());
@@ -134,8 +152,9 @@ async fn changes_read_from_the_state_object_are_recorded_as_from_the_table_and_t
     // WHEN the next run reads the state object
     let reads_before = table.listings_read();
     let next = complete(&source, &table, &bucket, "evt-2").await;
-    // THEN it records each change, ends the gone session (the table read once, for its item),
-    // and writes the listing's state again
+    // THEN it records each change, ends the gone session (its id found in the last run's
+    // snapshot lines, its item fetched by id: the listing is not read from the table), and writes
+    // the listing's state again
     let expected = BTreeMap::from([
         ("s010".to_owned(), "changed".to_owned()),
         ("s020".to_owned(), "ended".to_owned()),
@@ -143,7 +162,7 @@ async fn changes_read_from_the_state_object_are_recorded_as_from_the_table_and_t
     ]);
     assert_eq!(changes(&bucket, "evt-2"), expected);
     assert_eq!((next.counts.states_read, next.counts.states_written, next.counts.items_written), (1, 1, 3));
-    assert_eq!(table.listings_read(), reads_before + 1, "the ended pass's read only");
+    assert_eq!(table.listings_read(), reads_before, "no read of the listing for the ended");
     assert_converged(&source, &table, &bucket, "evt-2");
     // AND the run after it records nothing, reads no table, and does not end the gone one again
     let reads_before = table.listings_read();

@@ -188,6 +188,11 @@ async fn a_churn_run_fetches_the_stored_items_it_needs_100_a_call() {
     assert!(counts.changed > 100 && counts.ended > 0, "the world moved enough: {counts:?}");
     let batch_gets = table.counters().batch_gets.load(std::sync::atomic::Ordering::Relaxed);
     assert_eq!(batch_gets, counts.changed.div_ceil(100) + counts.ended.div_ceil(100), "{counts:?}");
+    // AND the ended sessions' ids came from the first run's snapshot lines: the listing's previous
+    // state from the state object, and the only items read are the changed and ended ones, by id
+    assert_eq!(summary.counts.states_read, 1, "{counts:?}");
+    let items_read = table.counters().items_read.load(std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(items_read, counts.changed + counts.ended, "no listing read from the table");
     // AND every change is recorded and written once
     let changes = rig.aws.read(&key("changes", service, "after")).await.lines;
     let by_kind = changes_by_kind(&changes);

@@ -59,6 +59,8 @@ struct Row {
     sessions: u64,
     /// Sessions opened, changed or ended, as a share of n.
     churn_pct: f64,
+    /// Sessions changed or ended: those whose stored item the run reads.
+    changed_or_ended: u64,
     wall_ms: f64,
     cpu_ms: f64,
     cpu_us_per_session: f64,
@@ -388,6 +390,7 @@ async fn bench_one(
             invocations: 1,
             sessions,
             churn_pct: 100.0 * (count("new") + count("changed") + count("ended")) as f64 / f64::from(n),
+            changed_or_ended: count("changed") + count("ended"),
             wall_ms: wall.as_secs_f64() * 1000.0,
             cpu_ms: cpu.as_secs_f64() * 1000.0,
             cpu_us_per_session: cpu.as_secs_f64() * 1e6 / sessions.max(1) as f64,
@@ -486,6 +489,7 @@ async fn bench_resumed(
         invocations: run.invocations,
         sessions: run.sessions,
         churn_pct: 100.0,
+        changed_or_ended: 0,
         wall_ms: wall.as_secs_f64() * 1000.0,
         cpu_ms: cpu.as_secs_f64() * 1000.0,
         cpu_us_per_session: cpu.as_secs_f64() * 1e6 / run.sessions.max(1) as f64,
@@ -630,13 +634,12 @@ fn cost(traffic: &BTreeMap<String, Traffic>, summary: &Json, wall: Duration, who
         + get("DynamoDB DeleteItem").requests;
     // Queries are eventually consistent: one read unit per 8 KB of whole items read, projected or
     // not; GetItem is strong.
-    // BatchGetItem fetches the stored item of each changed session, eventually consistent and
-    // under 4 KB: half a unit each.
+    // BatchGetItem fetches the stored item of each changed and each ended session, eventually
+    // consistent and under 4 KB: half a unit each.
     let query_bytes = get("DynamoDB Query").bytes_received as f64
         + get("DynamoDB Query (projected)").bytes_received as f64 * whole_per_projected_byte;
-    let read_units = (query_bytes / 8192.0).ceil() as u64
-        + get("DynamoDB GetItem").requests
-        + summary["changed"].as_u64().unwrap_or(0).div_ceil(2);
+    let fetched = summary["changed"].as_u64().unwrap_or(0) + summary["ended"].as_u64().unwrap_or(0);
+    let read_units = (query_bytes / 8192.0).ceil() as u64 + get("DynamoDB GetItem").requests + fetched.div_ceil(2);
     let s3_puts: u64 = traffic
         .iter()
         .filter(|(op, _)| op.starts_with("S3 ") && op.as_str() != "S3 GetObject")
@@ -753,6 +756,14 @@ fn print_table(report: &Report, previous: Option<&Json>) {
         worst <= 0.01,
         format!("an unchanged rerun reads ≤ 1 % of a read of the table: at most {:.2} %", 100.0 * worst),
     );
+    let churns: Vec<&Row> = report.rows.iter().filter(|r| r.scenario == "churn").collect();
+    let per_session = churns.iter().map(|r| r.read_units as f64 / r.changed_or_ended.max(1) as f64).fold(0.0, f64::max);
+    check(
+        per_session <= 2.0,
+        format!("a churn run reads ≤ 2 read units per changed or ended session: at most {per_session:.2}"),
+    );
+    let share = churns.iter().map(|r| r.read_units as f64 / r.table_read_units.max(1) as f64).fold(0.0, f64::max);
+    check(share <= 0.05, format!("a churn run reads ≤ 5 % of a read of the table: at most {:.1} %", 100.0 * share));
     let dearest = reruns
         .iter()
         .filter(|r| r.n >= 1_000_000)
