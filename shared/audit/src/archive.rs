@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use flate2::write::GzDecoder;
 
-use session_archiver::history::{under_prefix, Bucket, HistoryKind, ObjectListing, S3Bucket};
+use session_archiver::history::{under_prefix, Bucket, HistoryKind, LineBuffer, ObjectListing, S3Bucket};
 use session_archiver::ServiceId;
 use session_compaction::columns::{read_parquet, Dataset};
 use session_compaction::keys::{marker_key, Marker};
@@ -216,40 +216,37 @@ pub fn describe<E: std::error::Error>(err: &E) -> String {
 /// Splits the gunzip'd bytes into numbered lines as they come.
 #[derive(Default)]
 struct LineSplitter {
-    partial: Vec<u8>,
+    buffer: LineBuffer,
     number: u64,
     lines: Vec<(u64, String)>,
 }
 
 impl LineSplitter {
-    fn push(&mut self, bytes: Vec<u8>) {
+    fn push(&mut self, bytes: &[u8]) {
         self.number += 1;
         if !bytes.iter().all(u8::is_ascii_whitespace) {
-            self.lines.push((self.number, String::from_utf8_lossy(&bytes).into_owned()));
+            self.lines.push((self.number, String::from_utf8_lossy(bytes).into_owned()));
         }
     }
 
     /// The last line, when the object does not end with a newline.
     fn finish(&mut self) {
-        if !self.partial.is_empty() {
-            let rest = std::mem::take(&mut self.partial);
-            self.push(rest);
+        if !self.buffer.is_empty() {
+            let rest = self.buffer.take_rest();
+            self.push(&rest);
         }
     }
 }
 
 impl Write for LineSplitter {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let mut start = 0;
-        for (i, b) in buf.iter().enumerate() {
-            if *b == b'\n' {
-                self.partial.extend_from_slice(&buf[start..i]);
-                let line = std::mem::take(&mut self.partial);
-                self.push(line);
-                start = i + 1;
-            }
-        }
-        self.partial.extend_from_slice(&buf[start..]);
+        let mut buffer = std::mem::take(&mut self.buffer);
+        let split = buffer.split(buf, |line| {
+            self.push(line);
+            Ok::<_, std::convert::Infallible>(())
+        });
+        self.buffer = buffer;
+        let Ok(()) = split;
         Ok(buf.len())
     }
 

@@ -7,7 +7,7 @@ use std::io::Write;
 use flate2::write::MultiGzDecoder;
 use futures::StreamExt;
 use serde::Serialize;
-use session_archiver::history::{Bucket, ListedObject, ObjectListing};
+use session_archiver::history::{Bucket, LineBuffer, ListedObject, ObjectListing};
 use session_archiver::model::Column;
 use session_archiver::{Error, Result};
 
@@ -176,8 +176,7 @@ struct Lines<'s> {
     columns: &'s [Column],
     key_columns: &'s KeyColumns,
     sort: &'s mut ExternalSort,
-    /// The start of a line whose end has not come yet.
-    pending: Vec<u8>,
+    buffer: LineBuffer,
     /// Lines read so far.
     line: u64,
     /// Why reading stopped: the error the compaction returns.
@@ -186,7 +185,7 @@ struct Lines<'s> {
 
 impl<'s> Lines<'s> {
     fn new(key: &'s str, columns: &'s [Column], key_columns: &'s KeyColumns, sort: &'s mut ExternalSort) -> Self {
-        Lines { key, columns, key_columns, sort, pending: Vec::new(), line: 0, failed: None }
+        Lines { key, columns, key_columns, sort, buffer: LineBuffer::default(), line: 0, failed: None }
     }
 
     /// How the source's read ended, as an error naming the object and the line: a line refused,
@@ -206,7 +205,7 @@ impl<'s> Lines<'s> {
         if let Err(err) = finished {
             return Err(unreadable(next, format!("the gzip stream is cut short: {err}")));
         }
-        if !self.pending.is_empty() {
+        if !self.buffer.is_empty() {
             return Err(unreadable(next, "the last line is cut short (no newline)".into()));
         }
         Ok(())
@@ -229,22 +228,13 @@ impl Write for Lines<'_> {
         if self.failed.is_some() {
             return Err(std::io::Error::other("a line was refused"));
         }
-        let mut rest = bytes;
-        while let Some(end) = rest.iter().position(|b| *b == b'\n') {
-            let result = if self.pending.is_empty() {
-                self.take_line(&rest[..end])
-            } else {
-                let mut line = std::mem::take(&mut self.pending);
-                line.extend_from_slice(&rest[..end]);
-                self.take_line(&line)
-            };
-            if let Err(err) = result {
-                self.failed = Some(err);
-                return Err(std::io::Error::other("a line was refused"));
-            }
-            rest = &rest[end + 1..];
+        let mut buffer = std::mem::take(&mut self.buffer);
+        let split = buffer.split(bytes, |line| self.take_line(line));
+        self.buffer = buffer;
+        if let Err(err) = split {
+            self.failed = Some(err);
+            return Err(std::io::Error::other("a line was refused"));
         }
-        self.pending.extend_from_slice(rest);
         Ok(bytes.len())
     }
 

@@ -16,5 +16,5 @@ mod writer;
 pub use crate::model::{Change, RunId};
 pub use bucket::{Bucket, ListedObject, ObjectListing, S3Bucket, UploadCounters, UploadedPart};
 pub use keys::{object_key, under_prefix, HistoryKind};
-pub use ndjson::{change_columns, line, GzipLines, RunContext};
+pub use ndjson::{change_columns, line, GzipLines, LineBuffer, RunContext};
 pub use writer::{HistoryObject, ObjectUpload, WrittenObject, DEFAULT_UPLOAD_PART_SIZE, S3_MIN_UPLOAD_PART_SIZE};

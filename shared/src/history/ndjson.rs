@@ -112,6 +112,44 @@ impl GzipLines {
     }
 }
 
+/// Bytes as they stream in (a gzip decoder's output), split into lines without their newlines;
+/// the start of a line whose end has not come yet waits here. The history's readers (the
+/// compaction, the audit, a churn run's look at the last run's lines) split with it.
+#[derive(Debug, Default)]
+pub struct LineBuffer {
+    pending: Vec<u8>,
+}
+
+impl LineBuffer {
+    /// Calls `each` with every line `bytes` completes, in order; the first error stops it and is
+    /// returned (the rest of `bytes` is dropped).
+    pub fn split<E>(&mut self, bytes: &[u8], mut each: impl FnMut(&[u8]) -> Result<(), E>) -> Result<(), E> {
+        let mut rest = bytes;
+        while let Some(end) = rest.iter().position(|b| *b == b'\n') {
+            if self.pending.is_empty() {
+                each(&rest[..end])?;
+            } else {
+                let mut line = std::mem::take(&mut self.pending);
+                line.extend_from_slice(&rest[..end]);
+                each(&line)?;
+            }
+            rest = &rest[end + 1..];
+        }
+        self.pending.extend_from_slice(rest);
+        Ok(())
+    }
+
+    /// Whether no line waits for its end.
+    pub fn is_empty(&self) -> bool {
+        self.pending.is_empty()
+    }
+
+    /// The last line's bytes, taken out, when the stream did not end with a newline.
+    pub fn take_rest(&mut self) -> Vec<u8> {
+        std::mem::take(&mut self.pending)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::io::Read;
@@ -186,5 +224,23 @@ mod tests {
 
     fn mix_text(i: u64) -> String {
         format!("{:x}", i.wrapping_mul(0x9E37_79B9_7F4A_7C15))
+    }
+
+    #[test]
+    fn lines_split_across_writes_come_whole_and_the_last_waits_for_its_newline() {
+        let mut buffer = LineBuffer::default();
+        let mut lines = Vec::new();
+        for chunk in [&b"ab"[..], b"c\nd", b"\n\ne", b"f"] {
+            let each = |line: &[u8]| {
+                lines.push(String::from_utf8(line.to_vec()).unwrap());
+                Ok::<_, ()>(())
+            };
+            buffer.split(chunk, each).unwrap();
+        }
+        assert_eq!(lines, ["abc", "d", ""]);
+        assert!(!buffer.is_empty());
+        assert_eq!(buffer.take_rest(), b"ef");
+        let stopped = buffer.split(b"x\ny\n", |line| if line == b"x" { Err("refused") } else { Ok(()) });
+        assert_eq!(stopped, Err("refused"));
     }
 }

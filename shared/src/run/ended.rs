@@ -21,7 +21,7 @@ use tracing::{debug, warn};
 use super::spool::Spool;
 use crate::diff::id_fingerprint;
 use crate::error::Result;
-use crate::history::Bucket;
+use crate::history::{Bucket, LineBuffer};
 use crate::model::Scope;
 
 /// What a snapshot line says of where its session is.
@@ -57,7 +57,7 @@ impl LastRun {
             return Ok(None);
         }
         let spool = Spool::create(&std::env::temp_dir(), run_id)?;
-        let mut lines = Lines { scope, spool, index: Vec::new(), pending: Vec::new(), bad: None };
+        let mut lines = Lines { scope, spool, index: Vec::new(), buffer: LineBuffer::default(), bad: None };
         for key in keys {
             let mut gunzip = MultiGzDecoder::new(&mut lines);
             let read = bucket.get_object_into(key, &mut gunzip).await;
@@ -77,7 +77,7 @@ impl LastRun {
                 );
                 return Ok(None);
             }
-            lines.pending.clear();
+            lines.buffer.take_rest();
         }
         let Lines { spool, mut index, .. } = lines;
         index.sort_unstable();
@@ -119,8 +119,7 @@ struct Lines<'a> {
     scope: &'a Scope,
     spool: Spool,
     index: Vec<(u64, u64)>,
-    /// The start of a line whose end has not come yet.
-    pending: Vec<u8>,
+    buffer: LineBuffer,
     /// Why a line could not be read (the first).
     bad: Option<String>,
 }
@@ -154,19 +153,10 @@ impl Lines<'_> {
 
 impl Write for Lines<'_> {
     fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        let mut rest = bytes;
-        while let Some(end) = rest.iter().position(|&b| b == b'\n') {
-            if self.pending.is_empty() {
-                self.line(&rest[..end])?;
-            } else {
-                let mut whole = std::mem::take(&mut self.pending);
-                whole.extend_from_slice(&rest[..end]);
-                self.line(&whole)?;
-            }
-            rest = &rest[end + 1..];
-        }
-        self.pending.extend_from_slice(rest);
-        Ok(bytes.len())
+        let mut buffer = std::mem::take(&mut self.buffer);
+        let split = buffer.split(bytes, |line| self.line(line));
+        self.buffer = buffer;
+        split.map(|()| bytes.len())
     }
 
     fn flush(&mut self) -> std::io::Result<()> {
