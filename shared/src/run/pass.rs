@@ -57,8 +57,7 @@ where
     D: SessionTable,
     O: Bucket,
 {
-    let mut pass = start_pass(run, progress, seen_before, mark, written.is_some())?;
-    pass.listed_before = listed_before;
+    let mut pass = start_pass(run, progress, seen_before, mark, written.is_some(), listed_before)?;
     let deadlines = &run.request.deadlines;
     if let Some(policy) = written {
         let opened = PartStates::open(run.bucket, policy, run.scope, &run.config.state_prefix, &progress.run_id);
@@ -146,13 +145,15 @@ fn stage<S, D, O: Bucket>(
     Some(StagedLines { objects: [snapshots, changes] })
 }
 
-/// The context the part's listings share; `writes`: its two history objects are open.
+/// The context the part's listings share; `writes`: its two history objects are open;
+/// `listed_before`: the last complete run's snapshots objects.
 fn start_pass<'p, S: SessionSource, D, O: Bucket>(
     run: RunInputs<'p, S, D, O>,
     progress: &'p Progress,
     seen_before: &'p std::sync::Mutex<SeenBefore>,
     mark: &'p RunMark,
     writes: bool,
+    listed_before: &'p [String],
 ) -> Result<Pass<'p, S, D, O>> {
     let run_id = RunId::parse(&progress.run_id)?;
     let (config, bucket) = (run.config, run.bucket);
@@ -179,7 +180,7 @@ fn start_pass<'p, S: SessionSource, D, O: Bucket>(
         },
         histories,
         bucket,
-        listed_before: &[],
+        listed_before,
         last_run: tokio::sync::OnceCell::new(),
         states: None,
         state_rebuilt_because: std::sync::Mutex::new(None),
