@@ -11,12 +11,14 @@
 //! or read from the state the listing's last run left, and a listed session the table does not
 //! know joins it the same way, so the diff ends holding the listing's next state
 //! ([`ListingDiff::next_state`]). The common case, an unchanged live session, is decided from
-//! that alone. A session that changed (or whose last change must be recorded again) is decided
-//! once its whole stored item is fetched by id ([`Seen::NeedsPrevious`]); the sessions a complete
-//! listing did not return ([`ListingDiff::ending`]) are found by id where the run can (the last
-//! complete run's snapshot lines), else in a second read of the previous state
-//! ([`ListingDiff::ends`]), and fetched whole by id ([`ListingDiff::end`]), done only when there
-//! are such sessions.
+//! that alone. A session that changed is written in place without a read, on the condition that
+//! its item is as the diff knows it ([`Seen::Update`], see [`update`]); one whose last change
+//! must be recorded again is decided once its whole stored item is fetched by id
+//! ([`Seen::NeedsPrevious`]). The sessions a complete listing did not return
+//! ([`ListingDiff::ending`]) are found by id where the run can (the last complete run's snapshot
+//! lines), else in a second read of the previous state ([`ListingDiff::ends`]), and ended the
+//! same two ways ([`ListingDiff::end_update`], [`ListingDiff::end`]), done only when there are
+//! such sessions.
 //! Fingerprints are 64-bit (ids) and 44-bit (hashes): two of a listing's ids collide with a chance
 //! of about 3 × 10⁻⁸ at a million sessions, and a changed session whose new hash matches its old
 //! one in 44 bits (a chance of 6 × 10⁻¹⁴ a change) would be taken for unchanged.
@@ -28,6 +30,7 @@
 
 pub mod previous;
 pub mod stored;
+pub mod update;
 
 use std::collections::{HashMap, HashSet};
 
@@ -37,6 +40,7 @@ use crate::model::Change;
 use crate::model::{SessionRecord, Timestamp};
 pub use previous::PreviousState;
 pub use stored::{StoredSession, StoredSummary};
+pub use update::{SessionUpdate, UpdateWrite, Updated};
 
 /// What the diff needs to know of the run.
 #[derive(Clone, Debug)]
@@ -53,6 +57,19 @@ impl RunMark {
     /// Whether this run records again the change the run `last_run` recorded.
     fn records_again(&self, last_run: &str) -> bool {
         self.unfinished_runs.contains(last_run) || last_run == self.run_id
+    }
+
+    /// The runs an item written in place must not have been last written by (those whose
+    /// changes this run records again); `None` when too many for a condition to name.
+    fn update_condition(&self) -> Option<Vec<String>> {
+        if self.unfinished_runs.len() >= update::MAX_CONDITION_RUNS {
+            return None;
+        }
+        let mut runs: Vec<String> = self.unfinished_runs.iter().cloned().collect();
+        runs.push(self.run_id.clone());
+        runs.sort_unstable();
+        runs.dedup();
+        Some(runs)
     }
 }
 
@@ -139,6 +156,9 @@ pub enum Seen {
     /// The listing already returned it (a page repeating a session keeps the first).
     Repeated,
     Decided(Observation),
+    /// Written in place without a read, if its item is as the diff knows it: pass what the table
+    /// did to [`ListingDiff::updated`].
+    Update(SessionUpdate),
     /// Its stored item is needed: pass it (or `None` if it is gone) to [`ListingDiff::decide`].
     NeedsPrevious {
         record: SessionRecord,
@@ -295,7 +315,58 @@ impl<'a> ListingDiff<'a> {
         if known.has(LIVE) && !known.has(CARRIED) && known.hash() == hash_fingerprint(&record_hash) {
             return Seen::Decided(Observation { record, record_hash, change: None, write: None });
         }
-        Seen::NeedsPrevious { record, record_hash }
+        match self.run.update_condition().filter(|_| !known.has(CARRIED)) {
+            Some(not_written_by) => {
+                let change = if known.has(LIVE) { Change::Changed } else { Change::Opened };
+                let last_seen = self.run.snapshot_at.clone();
+                Seen::Update(SessionUpdate {
+                    parent_id: record.parent_id.clone(),
+                    session_id: record.session_id.clone(),
+                    write: UpdateWrite::Listed { record, record_hash, change, last_seen },
+                    run_id: self.run.run_id.clone(),
+                    not_written_by,
+                })
+            }
+            None => Seen::NeedsPrevious { record, record_hash },
+        }
+    }
+
+    /// For a session a complete listing ends ([`ListingDiff::ends`]), its end written in place
+    /// without a read: when it was live and its last change is not recorded again (else it is
+    /// fetched and passed to [`ListingDiff::end`]).
+    pub fn end_update(&mut self, parent_id: Option<&str>, session_id: &str) -> Option<SessionUpdate> {
+        self.ready();
+        let known = self.known(self.previous.find(id_fingerprint(session_id))?);
+        if !known.ends() || !known.has(LIVE) || known.has(CARRIED) {
+            return None;
+        }
+        let run = self.run;
+        Some(SessionUpdate {
+            parent_id: parent_id.map(str::to_owned),
+            session_id: session_id.to_owned(),
+            write: UpdateWrite::Ended { gone_at: run.snapshot_at.clone(), expires_at: run.ended_expires_at },
+            run_id: run.run_id.clone(),
+            not_written_by: run.update_condition()?,
+        })
+    }
+
+    /// The outcome of a session written in place ([`Seen::Update`], [`ListingDiff::end_update`])
+    /// given what the table did: decided from the item as it was, as from a read; applied, its
+    /// write is done already; refused, the item is written whole as the read decides (`None`: an
+    /// ended session whose item is gone, nothing to record).
+    pub fn updated(&mut self, update: SessionUpdate, outcome: Updated) -> Option<Observation> {
+        let (applied, before) = match outcome {
+            Updated::Applied(before) => (true, Some(before)),
+            Updated::Refused(before) => (false, before),
+        };
+        let mut observation = match update.write {
+            UpdateWrite::Listed { record, record_hash, .. } => Some(self.decide(record, record_hash, before)),
+            UpdateWrite::Ended { .. } => before.and_then(|before| self.end(before)),
+        }?;
+        if applied {
+            observation.write = None;
+        }
+        Some(observation)
     }
 
     /// The outcome for a listed session given its stored item (`None` if it is gone since the
@@ -442,7 +513,7 @@ mod tests {
         let mut out = Vec::new();
         for session in sessions {
             let seen = diff.observe(session.clone());
-            out.extend(resolve(&diff, table, seen));
+            out.extend(resolve(&mut diff, table, seen));
         }
         out.extend(end_all(&mut diff, table));
         out
@@ -454,7 +525,7 @@ mod tests {
         diff
     }
 
-    fn resolve(diff: &ListingDiff<'_>, table: &HashMap<String, StoredSession>, seen: Seen) -> Option<Observation> {
+    fn resolve(diff: &mut ListingDiff<'_>, table: &HashMap<String, StoredSession>, seen: Seen) -> Option<Observation> {
         match seen {
             Seen::Repeated => None,
             Seen::Decided(observation) => Some(observation),
@@ -462,7 +533,36 @@ mod tests {
                 let before = table.get(&record.session_id).cloned();
                 Some(diff.decide(record, record_hash, before))
             }
+            Seen::Update(update) => in_place(diff, table, update),
         }
+    }
+
+    /// A write in place as the table does it: applied when its item is as expected, else refused
+    /// with the item. An applied one's write is left in the observation for [`apply`], after
+    /// checking it is the very item the diff would have written after reading it.
+    fn in_place(
+        diff: &mut ListingDiff<'_>,
+        table: &HashMap<String, StoredSession>,
+        update: SessionUpdate,
+    ) -> Option<Observation> {
+        let before = table.get(&update.session_id).cloned();
+        if !update.holds_for(before.as_ref()) {
+            return diff.updated(update, Updated::Refused(before));
+        }
+        let before = before.unwrap();
+        let written = update.applied_to(&before);
+        let by_read = match &update.write {
+            UpdateWrite::Listed { record, record_hash, .. } => {
+                Some(diff.decide(record.clone(), record_hash.clone(), Some(before.clone())))
+            }
+            UpdateWrite::Ended { .. } => diff.end(before.clone()),
+        };
+        let mut observation = diff.updated(update, Updated::Applied(before)).unwrap();
+        assert_eq!(by_read.as_ref().map(|o| o.change.clone()), Some(observation.change.clone()));
+        assert_eq!(by_read.and_then(|o| o.write), Some(written.clone()), "the write in place is the read's");
+        assert_eq!(observation.write, None, "written already");
+        observation.write = Some(written);
+        Some(observation)
     }
 
     /// The second read of the table's states, in id order, when the diff says something ended;
@@ -474,7 +574,15 @@ mod tests {
         let mut stored: Vec<&StoredSession> = table.values().collect();
         stored.sort_by(|a, b| a.record.session_id.cmp(&b.record.session_id));
         let ending: Vec<&StoredSession> = stored.into_iter().filter(|s| diff.ends(&(*s).into())).collect();
-        ending.into_iter().map(|s| diff.end(s.clone()).expect("a session the states say ends, ends")).collect()
+        let mut out = Vec::new();
+        for s in ending {
+            let ended = match diff.end_update(s.record.parent_id.as_deref(), &s.record.session_id) {
+                Some(update) => in_place(diff, table, update),
+                None => diff.end(s.clone()),
+            };
+            out.push(ended.expect("a session the states say ends, ends"));
+        }
+        out
     }
 
     /// Lists on the table, then applies the writes; returns the observations.
@@ -564,18 +672,54 @@ mod tests {
     }
 
     #[test]
-    fn a_changed_session_asks_for_its_stored_item_and_one_gone_since_opens_again() {
+    fn a_changed_session_is_written_in_place_and_one_gone_since_opens_again() {
+        // GIVEN a session the table holds live
         let mut table = HashMap::new();
         step(&mut table, &run("r1", "2026-11-22T10:00:00Z"), &[session("a", "ACTIVATING")]);
         let r2 = run("r2", "2026-11-22T10:05:00Z");
         let mut diff = remembering(&r2, &table, &[]);
-        let Seen::NeedsPrevious { record, record_hash } = diff.observe(session("a", "ACTIVE")) else {
-            panic!("a changed session needs its stored item")
+        // WHEN it is listed changed
+        let Seen::Update(update) = diff.observe(session("a", "ACTIVE")) else {
+            panic!("a changed session is written in place")
         };
-        // An item removed between the two reads (the TTL of an ended session) is a new session.
-        let gone = diff.decide(record, record_hash, None);
+        // THEN its write expects a live item with another hash, not last written by this run
+        assert_eq!(update.not_written_by, ["r2"]);
+        assert!(matches!(update.write, UpdateWrite::Listed { change: Change::Changed, .. }));
+        // AND an item removed before the write (the TTL of an ended session) is refused, and the
+        // session is a new one, written whole
+        let gone = diff.updated(update, Updated::Refused(None)).unwrap();
         assert_eq!(gone.change, Some((Change::Opened, None)));
         assert_eq!(gone.write.unwrap().first_seen, at("2026-11-22T10:05:00Z"));
+    }
+
+    #[test]
+    fn a_write_in_place_refused_is_decided_from_the_item_returned() {
+        // GIVEN a session the diff knows live, whose item something else ended since
+        let mut table = HashMap::new();
+        step(&mut table, &run("r1", "2026-11-22T10:00:00Z"), &[session("a", "ACTIVATING")]);
+        let r2 = run("r2", "2026-11-22T10:05:00Z");
+        let mut diff = remembering(&r2, &table, &[]);
+        let item = table.get_mut("a").unwrap();
+        item.gone_at = Some(at("2026-11-22T10:02:00Z"));
+        item.change = Change::Ended;
+        // WHEN it is listed changed, and its write in place is refused with that item
+        let Seen::Update(update) = diff.observe(session("a", "ACTIVE")) else { panic!("written in place") };
+        assert!(!update.holds_for(table.get("a")));
+        let back = diff.updated(update, Updated::Refused(table.get("a").cloned())).unwrap();
+        // THEN it is decided as from a read: opened again, written whole, first seen kept
+        assert_eq!(back.change, Some((Change::Opened, Some("ACTIVATING".into()))));
+        assert_eq!(back.write.unwrap().first_seen, at("2026-11-22T10:00:00Z"));
+    }
+
+    #[test]
+    fn with_more_unfinished_runs_than_a_condition_names_sessions_are_read_before_they_are_written() {
+        let mut table = HashMap::new();
+        step(&mut table, &run("r1", "2026-11-22T10:00:00Z"), &[session("a", "ACTIVATING"), session("b", "ACTIVE")]);
+        let mut r2 = run("r2", "2026-11-22T10:05:00Z");
+        r2.unfinished_runs = (0..update::MAX_CONDITION_RUNS).map(|n| format!("failed-{n}")).collect();
+        let mut diff = remembering(&r2, &table, &[]);
+        assert!(matches!(diff.observe(session("a", "ACTIVE")), Seen::NeedsPrevious { .. }));
+        assert!(diff.end_update(None, "b").is_none());
     }
 
     #[test]
@@ -623,7 +767,7 @@ mod tests {
         let mut out = Vec::new();
         for session in sessions {
             let seen = diff.observe(session.clone());
-            out.extend(resolve(&diff, table, seen));
+            out.extend(resolve(&mut diff, table, seen));
         }
         out.extend(end_all(&mut diff, table));
         let next = diff.next_state().collect();
@@ -755,7 +899,7 @@ mod tests {
         let again = diff.observe(session("s1", "ACTIVE"));
         let new_again = diff.observe(session("s-new", "ACTIVE"));
         let s2 = diff.observe(session("s2", "ACTIVE"));
-        let s2 = resolve(&diff, &table, s2).unwrap();
+        let s2 = resolve(&mut diff, &table, s2).unwrap();
         let ended = end_all(&mut diff, &table);
         // THEN s1 (and a session new in the first part) is not listed twice nor ended, s2 is
         // unchanged, only s3 ended, and the seen sessions carry over to a later part

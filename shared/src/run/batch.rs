@@ -65,7 +65,7 @@ where
             scope,
             match prepared {
                 None => ScopeOutcome::NotStarted,
-                Some(Ok(Prepared::Done(summary))) => ScopeOutcome::Ran(summary),
+                Some(Ok(Prepared::Done(summary))) => ScopeOutcome::Ran(*summary),
                 Some(Err(err)) => ScopeOutcome::Failed(err),
                 Some(Ok(Prepared::Staged(part))) => {
                     staged.push((index, part));

@@ -66,7 +66,7 @@ pub(super) struct Staged {
 
 /// A scope's run, prepared: done, or a part whose lines wait for its batch's pool.
 pub enum Prepared<'a, D, O> {
-    Done(RunSummary),
+    Done(Box<RunSummary>),
     Staged(StagedPart<'a, D, O>),
 }
 

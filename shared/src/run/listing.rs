@@ -8,13 +8,16 @@ use tracing::warn;
 use super::context::Pass;
 use super::recorder::Recorder;
 use super::state::{ListingEnd, Previous};
-use crate::diff::{ListingDiff, Seen};
+use crate::diff::{ListingDiff, Seen, SessionUpdate, UpdateWrite};
 use crate::error::Result;
 use crate::history::Bucket;
 use crate::model::SessionRecord;
 use crate::sources::{pages, Listing, SessionSource};
-use crate::table::dynamodb::BATCH_GET_MAX_KEYS;
+use crate::table::dynamodb::{BATCH_GET_MAX_KEYS, BATCH_WRITE_MAX_ITEMS};
 use crate::table::{Cursor, RunCounts, SessionTable};
+
+/// Sessions written in place at once: as many as a BatchWriteItem carries.
+const UPDATES_AT_ONCE: usize = BATCH_WRITE_MAX_ITEMS;
 
 /// A listing being archived.
 pub(super) struct ListingRun<'p, 'a, S, D, O: Bucket> {
@@ -26,6 +29,9 @@ pub(super) struct ListingRun<'p, 'a, S, D, O: Bucket> {
     /// BatchGetItem's worth waits (see docs/decisions.md), and all decided before the listing
     /// ends or stops, so a saved place never names a session whose change is not written.
     undecided: Vec<(SessionRecord, String)>,
+    /// Sessions to write in place, sent [`UPDATES_AT_ONCE`] at a time and all done with the
+    /// undecided ones.
+    updates: Vec<SessionUpdate>,
     token: Option<String>,
     pages_done: u64,
     /// Whether the listing was read again from its first page after its token was refused.
@@ -111,6 +117,7 @@ where
             diff,
             recorder,
             undecided: Vec::new(),
+            updates: Vec::new(),
             token: cursor.and_then(|c| c.next_token.clone()),
             pages_done: cursor.map_or(0, |c| c.pages_done),
             restarted: false,
@@ -171,19 +178,52 @@ where
                 Seen::Repeated => self.recorder.counts.duplicates += 1,
                 Seen::Decided(observation) => self.recorder.listed(observation).await?,
                 Seen::NeedsPrevious { record, record_hash } => self.undecided.push((record, record_hash)),
+                Seen::Update(update) => self.update_or_read(update),
             }
         }
         while self.undecided.len() >= BATCH_GET_MAX_KEYS {
             let batch: Vec<_> = self.undecided.drain(..BATCH_GET_MAX_KEYS).collect();
             self.decide(batch).await?;
         }
-        Ok(())
+        self.write_updates(UPDATES_AT_ONCE).await
     }
 
-    /// Decides every session still waiting for its stored item.
+    /// A listed session to write in place; decided from its read instead when the run writes
+    /// nothing (a dry run).
+    fn update_or_read(&mut self, update: SessionUpdate) {
+        if !self.recorder.writes() {
+            self.undecided.extend(update.into_listed());
+        } else {
+            self.updates.push(update);
+        }
+    }
+
+    /// Decides every session still waiting for its stored item or its write in place.
     async fn decide_waiting(&mut self) -> Result<()> {
         let waiting = std::mem::take(&mut self.undecided);
-        self.decide(waiting).await
+        self.decide(waiting).await?;
+        self.write_updates(1).await
+    }
+
+    /// Writes the sessions waiting to be written in place, [`UPDATES_AT_ONCE`] at a time, while
+    /// at least `least` wait; records what the diff makes of each from the item returned.
+    async fn write_updates(&mut self, least: usize) -> Result<()> {
+        let (table, scope) = (self.pass.table, self.pass.scope);
+        while self.updates.len() >= least.max(1) {
+            let batch: Vec<SessionUpdate> = self.updates.drain(..self.updates.len().min(UPDATES_AT_ONCE)).collect();
+            let outcomes = futures::future::join_all(batch.iter().map(|u| table.update_session(scope, u))).await;
+            for (update, outcome) in batch.into_iter().zip(outcomes) {
+                let outcome = outcome?;
+                self.recorder.wrote_in_place(&outcome);
+                let listed = matches!(update.write, UpdateWrite::Listed { .. });
+                match self.diff.updated(update, outcome) {
+                    Some(observation) if listed => self.recorder.listed(observation).await?,
+                    Some(observation) => self.recorder.observed(observation).await?,
+                    None => {}
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Decides listed sessions from their stored items, fetched by id (a BatchGetItem for each
@@ -193,6 +233,7 @@ where
             return Ok(());
         }
         let ids: Vec<&str> = waiting.iter().map(|(record, _)| record.session_id.as_str()).collect();
+        self.recorder.counts.items_fetched += ids.len() as u64;
         let mut found = self.pass.table.get_sessions(self.pass.scope, self.listing.parent_id.as_deref(), &ids).await?;
         for (record, record_hash) in waiting {
             let before = found.remove(&record.session_id);
@@ -214,26 +255,47 @@ where
         let (pass, parent_id) = (self.pass, self.listing.parent_id.as_deref());
         // Their ids from the last complete run's lines when all are there: no read of the listing.
         let ending = self.diff.ending();
+        let mut fetched: Vec<String> = Vec::with_capacity(BATCH_GET_MAX_KEYS);
         if let Some(ids) = pass.ended_ids(parent_id, &ending).await? {
-            for chunk in ids.chunks(BATCH_GET_MAX_KEYS) {
-                self.end(chunk.to_vec()).await?;
+            for id in ids {
+                self.end_one(id, &mut fetched).await?;
             }
-            return Ok(());
+            return self.end_waiting(fetched).await;
         }
         drop(ending);
-        let mut ending: Vec<String> = Vec::with_capacity(BATCH_GET_MAX_KEYS);
         let mut stored = std::pin::pin!(pass.table.stored_summaries(pass.scope, parent_id));
         while let Some(page) = stored.try_next().await? {
             for state in page {
                 if self.diff.ends(&state) {
-                    ending.push(state.session_id);
-                }
-                if ending.len() == BATCH_GET_MAX_KEYS {
-                    self.end(std::mem::take(&mut ending)).await?;
+                    self.end_one(state.session_id, &mut fetched).await?;
                 }
             }
         }
-        self.end(ending).await
+        self.end_waiting(fetched).await
+    }
+
+    /// One session the listing ends: written in place when the diff can tell how, else fetched
+    /// with the others in `fetched`, a BatchGetItem's worth at a time.
+    async fn end_one(&mut self, id: String, fetched: &mut Vec<String>) -> Result<()> {
+        match self.diff.end_update(self.listing.parent_id.as_deref(), &id).filter(|_| self.recorder.writes()) {
+            Some(update) => {
+                self.updates.push(update);
+                self.write_updates(UPDATES_AT_ONCE).await
+            }
+            None => {
+                fetched.push(id);
+                if fetched.len() < BATCH_GET_MAX_KEYS {
+                    return Ok(());
+                }
+                self.end(std::mem::take(fetched)).await
+            }
+        }
+    }
+
+    /// The ended sessions still waiting: fetched, or written in place.
+    async fn end_waiting(&mut self, fetched: Vec<String>) -> Result<()> {
+        self.end(fetched).await?;
+        self.write_updates(1).await
     }
 
     /// Ends the stored sessions with these ids from their whole items; an item gone since the
@@ -243,6 +305,7 @@ where
             return Ok(());
         }
         let keys: Vec<&str> = ids.iter().map(String::as_str).collect();
+        self.recorder.counts.items_fetched += keys.len() as u64;
         let mut found = self.pass.table.get_sessions(self.pass.scope, self.listing.parent_id.as_deref(), &keys).await?;
         for id in &ids {
             if let Some(observation) = found.remove(id).and_then(|before| self.diff.end(before)) {

@@ -87,7 +87,7 @@ where
     O: Bucket,
 {
     match prepare(scope, source, table, bucket, config, request, None).await? {
-        Prepared::Done(summary) => Ok(summary),
+        Prepared::Done(summary) => Ok(*summary),
         Prepared::Staged(part) => {
             part.finish(Err(Error::Mapping("a run without a pool staged its lines".into()))).await
         }
@@ -120,7 +120,7 @@ where
     }
     let inputs = context::RunInputs { scope, source, table, bucket, config, request, staging };
     match bookkeeping::Run::new(inputs).execute().await? {
-        Executed::Done(summary) => Ok(Prepared::Done(summary)),
+        Executed::Done(summary) => Ok(Prepared::Done(Box::new(summary))),
         Executed::Staged(staged) => {
             let ledger = context::RunInputs { scope, source: &(), table, bucket, config, request, staging };
             Ok(Prepared::Staged(StagedPart::new(ledger, staged)))

@@ -7,7 +7,7 @@ use crate::error::Result;
 use crate::history::{line, Bucket};
 use crate::model::Change;
 use crate::table::dynamodb::BATCH_WRITE_MAX_ITEMS;
-use crate::table::{RunCounts, Scope, SessionTable, StoredSession};
+use crate::table::{RunCounts, Scope, SessionTable, StoredSession, Updated};
 
 /// Records one listing's observations.
 pub(super) struct Recorder<'p, 'a, S, D, O: Bucket> {
@@ -57,6 +57,19 @@ where
             self.writes.push(write).await?;
         }
         Ok(())
+    }
+
+    /// Whether the run writes (not a dry run).
+    pub(super) fn writes(&self) -> bool {
+        self.writes.enabled
+    }
+
+    /// Counts a session written in place, or refused (its whole write follows, queued).
+    pub(super) fn wrote_in_place(&mut self, outcome: &Updated) {
+        match outcome {
+            Updated::Applied(_) => self.writes.written += 1,
+            Updated::Refused(_) => self.counts.updates_refused += 1,
+        }
     }
 
     /// Sends the items still queued, and counts what was written.

@@ -7,7 +7,10 @@ use std::time::Duration;
 
 use aws_sdk_dynamodb::error::ProvideErrorMetadata;
 use aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder;
-use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes, PutRequest, ReturnValue, WriteRequest};
+use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
+use aws_sdk_dynamodb::types::{
+    AttributeValue, KeysAndAttributes, PutRequest, ReturnValue, ReturnValuesOnConditionCheckFailure, WriteRequest,
+};
 use aws_sdk_dynamodb::Client;
 use futures::Stream;
 use tracing::{instrument, warn};
@@ -15,8 +18,8 @@ use tracing::{instrument, warn};
 use super::item::{self, Item, LEASE_SK};
 use super::{
     DeadLetterClaim, HistoryPool, LeaseHolder, LeaseOutcome, LeasePeek, Manifest, PoolStatus, Progress, RecentRuns,
-    RunLedger, RunStatus, SavedProgress, Scope, SessionTable, StateVouch, StoredSession, StoredSummary,
-    DEAD_LETTER_STALE_SECONDS,
+    RunLedger, RunStatus, SavedProgress, Scope, SessionTable, SessionUpdate, StateVouch, StoredSession, StoredSummary,
+    Updated, DEAD_LETTER_STALE_SECONDS,
 };
 use crate::error::{Error, Result};
 use crate::model::{ServiceId, Timestamp};
@@ -66,7 +69,7 @@ impl BatchRetry {
 #[derive(Debug, Default)]
 pub struct WriteCounters {
     pub batch_calls: AtomicU64,
-    /// Session items DynamoDB accepted.
+    /// Session items DynamoDB accepted, whole or in place.
     pub items_written: AtomicU64,
     /// Items sent again because DynamoDB returned them unprocessed.
     pub items_retried: AtomicU64,
@@ -77,6 +80,9 @@ pub struct WriteCounters {
     pub items_read: AtomicU64,
     /// PutItem, GetItem and DeleteItem calls (manifests, lease, progress).
     pub single_item_calls: AtomicU64,
+    /// Session items written in place (UpdateItem), and those refused (not as the run knew them).
+    pub items_updated: AtomicU64,
+    pub updates_refused: AtomicU64,
 }
 
 impl WriteCounters {
@@ -350,6 +356,44 @@ impl SessionTable for DynamoTable {
             self.write_batch(requests).await?;
         }
         Ok(())
+    }
+
+    /// A conditional UpdateItem returning the item as it was, on a refusal too (no read charged).
+    #[instrument(skip(self, update), fields(table = %self.table_name, session = %update.session_id))]
+    async fn update_session(&self, scope: &Scope, update: &SessionUpdate) -> Result<Updated> {
+        let request = super::session_update::session_update(scope, update);
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table_name)
+            .set_key(Some(request.key))
+            .update_expression(request.update_expression)
+            .condition_expression(request.condition_expression)
+            .set_expression_attribute_names(Some(request.names))
+            .set_expression_attribute_values(Some(request.values))
+            .return_values(ReturnValue::AllOld)
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .send()
+            .await;
+        match result {
+            Ok(output) => {
+                self.count(&self.counters.items_written, 1);
+                self.count(&self.counters.items_updated, 1);
+                let before = output.attributes.ok_or_else(|| {
+                    Error::UnreadableItem(format!("session {}: updated without its item returned", update.session_id))
+                })?;
+                Ok(Updated::Applied(item::stored_session(scope, &before)?))
+            }
+            Err(err) if err.as_service_error().is_some_and(UpdateItemError::is_conditional_check_failed_exception) => {
+                self.count(&self.counters.updates_refused, 1);
+                let UpdateItemError::ConditionalCheckFailedException(refusal) = err.into_service_error() else {
+                    unreachable!("matched as a refusal above")
+                };
+                let before = refusal.item.map(|item| item::stored_session(scope, &item)).transpose()?;
+                Ok(Updated::Refused(before))
+            }
+            Err(err) => Err(self.storage_error("DynamoDB UpdateItem (session)", err)),
+        }
     }
 }
 

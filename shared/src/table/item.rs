@@ -100,7 +100,7 @@ pub fn session_item(scope: &Scope, stored: &StoredSession) -> Item {
     item
 }
 
-fn json_attribute(column: &Column, value: &serde_json::Value) -> Option<AttributeValue> {
+pub(super) fn json_attribute(column: &Column, value: &serde_json::Value) -> Option<AttributeValue> {
     use serde_json::Value as Json;
     match (column.ty, value) {
         (_, Json::Null) => None,
@@ -208,6 +208,8 @@ pub fn manifest_item(scope: &Scope, manifest: &Manifest) -> Item {
         ("unchanged".to_owned(), n(c.unchanged)),
         ("ended".to_owned(), n(c.ended)),
         ("items_written".to_owned(), n(c.items_written)),
+        ("items_fetched".to_owned(), n(c.items_fetched)),
+        ("updates_refused".to_owned(), n(c.updates_refused)),
         ("duplicates".to_owned(), n(c.duplicates)),
         ("throttles".to_owned(), n(c.throttles)),
         ("restarted_listings".to_owned(), n(c.restarted_listings)),
@@ -289,6 +291,8 @@ pub fn manifest(item: &Item) -> Result<Manifest> {
             unchanged: count("unchanged")?,
             ended: count("ended")?,
             items_written: count("items_written")?,
+            items_fetched: count("items_fetched")?,
+            updates_refused: count("updates_refused")?,
             duplicates: count("duplicates")?,
             throttles: count("throttles")?,
             restarted_listings: count("restarted_listings")?,

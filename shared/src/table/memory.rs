@@ -11,8 +11,8 @@ use futures::Stream;
 use super::item::{manifest_sk, pool_pk};
 use super::{
     DeadLetterClaim, HistoryPool, LeaseHolder, LeaseOutcome, LeasePeek, Manifest, PoolStatus, Progress, RecentRuns,
-    RunLedger, RunStatus, SavedProgress, Scope, SessionTable, StateVouch, StoredSession, StoredSummary,
-    DEAD_LETTER_STALE_SECONDS,
+    RunLedger, RunStatus, SavedProgress, Scope, SessionTable, SessionUpdate, StateVouch, StoredSession, StoredSummary,
+    Updated, DEAD_LETTER_STALE_SECONDS,
 };
 use crate::error::{injected, Result};
 use crate::model::{ServiceId, Timestamp};
@@ -175,6 +175,24 @@ impl SessionTable for MemoryTable {
             sessions.insert(key, stored.clone());
         }
         Ok(())
+    }
+
+    async fn update_session(&self, scope: &Scope, update: &SessionUpdate) -> Result<Updated> {
+        if self.silent_writes.load(Ordering::SeqCst) {
+            std::future::pending::<()>().await;
+        }
+        let mut sessions = self.sessions.lock().unwrap();
+        if self.fail_writes_at.lock().unwrap().is_some_and(|at| sessions.len() >= at) {
+            return Err(injected("DynamoDB UpdateItem"));
+        }
+        let key = (scope.session_pk(update.parent_id.as_deref()), update.session_id.clone());
+        let before = sessions.get(&key).cloned();
+        if !update.holds_for(before.as_ref()) {
+            return Ok(Updated::Refused(before));
+        }
+        let before = before.expect("an update holds for an item only");
+        sessions.insert(key, update.applied_to(&before));
+        Ok(Updated::Applied(before))
     }
 }
 

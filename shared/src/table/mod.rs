@@ -14,6 +14,7 @@ pub mod item;
 #[cfg(any(test, feature = "testing"))]
 pub mod memory;
 pub mod progress;
+pub mod session_update;
 
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
@@ -23,6 +24,7 @@ use futures::Stream;
 use serde::{Deserialize, Serialize};
 
 pub use crate::diff::stored::{StoredSession, StoredSummary};
+pub use crate::diff::update::{SessionUpdate, Updated};
 pub use dynamodb::{DynamoTable, WriteCounters};
 pub use progress::{Cursor, Progress, ProgressObject, SavedProgress, SeenBefore};
 
@@ -74,8 +76,13 @@ pub struct RunCounts {
     pub changed: u64,
     pub unchanged: u64,
     pub ended: u64,
-    /// Session items written to the table.
+    /// Session items written to the table (whole, or in place).
     pub items_written: u64,
+    /// Stored session items asked for by id, to decide a session from what the table holds.
+    pub items_fetched: u64,
+    /// Sessions written in place that the table refused, their items not as the run knew them:
+    /// each decided from the item returned and written whole.
+    pub updates_refused: u64,
     /// Sessions a page repeated within the same listing (kept once).
     pub duplicates: u64,
     /// Session API calls answered with a throttling error (each attempt counted; the SDK retried them).
@@ -102,6 +109,8 @@ impl RunCounts {
         self.unchanged += other.unchanged;
         self.ended += other.ended;
         self.items_written += other.items_written;
+        self.items_fetched += other.items_fetched;
+        self.updates_refused += other.updates_refused;
         self.duplicates += other.duplicates;
         self.throttles += other.throttles;
         self.restarted_listings += other.restarted_listings;
@@ -290,6 +299,11 @@ pub trait SessionTable: Send + Sync {
 
     /// Writes whole session items (BatchWriteItem, at most 25 per call).
     fn write_sessions(&self, scope: &Scope, sessions: &[StoredSession]) -> impl Future<Output = Result<()>> + Send;
+
+    /// Writes one session in place if its item stands as `update` expects
+    /// ([`SessionUpdate::holds_for`]; a conditional UpdateItem), to what
+    /// [`SessionUpdate::applied_to`] makes of it; returns the item as it was, applied or refused.
+    fn update_session(&self, scope: &Scope, update: &SessionUpdate) -> impl Future<Output = Result<Updated>> + Send;
 }
 
 /// The run's own records in the table: the one-run lease, the run manifests, and the progress of

@@ -280,12 +280,36 @@ async fn sessions_that_change_or_end_are_recorded_as_such() {
     source.remove("b3");
     // WHEN the next run comes
     let summary = run(&scope_of(&source), &source, &table, &bucket, &config(), &request("evt-2")).await.unwrap();
-    // THEN it records one change and one end, and rewrites only those two items
+    // THEN it records one change and one end, and rewrites only those two items, in place,
+    // without reading them
     let expected =
         BTreeMap::from([("changed".to_owned(), set(["a2".to_owned()])), ("ended".to_owned(), set(["b3".to_owned()]))]);
     assert_eq!(changes(&bucket, "evt-2"), expected);
     assert_eq!((summary.counts.changed, summary.counts.ended, summary.counts.items_written), (1, 1, 2));
-    assert!(!table.sessions()["b3"].is_live());
+    assert_eq!((summary.counts.items_fetched, summary.counts.updates_refused), (0, 0));
+    let sessions = table.sessions();
+    assert!(!sessions["b3"].is_live());
+    assert_eq!(sessions["a2"].previous_status, sessions["a1"].record.status, "the status before the change");
+    assert_eq!(sessions["b3"].previous_status, sessions["b3"].record.status, "the status at the end");
+}
+
+#[tokio::test]
+async fn a_dry_run_over_changes_reports_them_and_writes_nothing() {
+    // GIVEN an archived account in which one session changes and one ends
+    let (mut source, table, bucket) = (source(), MemoryTable::default(), MemoryBucket::default());
+    run(&scope_of(&source), &source, &table, &bucket, &config(), &request("evt-1")).await.unwrap();
+    let (items, keys) = (table.sessions(), bucket.keys());
+    source.set_status("a2", "OFFLINE");
+    source.remove("b3");
+    // WHEN a dry run comes
+    let mut dry = request("evt-dry");
+    dry.dry_run = true;
+    let summary = run(&scope_of(&source), &source, &table, &bucket, &config(), &dry).await.unwrap();
+    // THEN it tells the change and the end, decided from their items read, and writes nothing
+    let counts = &summary.counts;
+    assert_eq!((summary.outcome, counts.changed, counts.ended), (RunOutcome::DryRun, 1, 1));
+    assert_eq!((counts.items_fetched, counts.items_written), (2, 0));
+    assert_eq!((table.sessions(), bucket.keys()), (items, keys));
 }
 
 #[tokio::test]

@@ -61,6 +61,8 @@ pub fn operation(method: &str, query: Option<&str>, target: Option<&str>) -> Str
 }
 
 const PROJECTED: &[u8] = b"\"ProjectionExpression\"";
+/// Only a session written in place asks for its item back on a refusal.
+const SESSION_UPDATE: &[u8] = b"\"ReturnValuesOnConditionCheckFailure\"";
 
 async fn forward(State(state): State<Forward>, request: Request) -> Response {
     let (parts, body) = request.into_parts();
@@ -70,8 +72,13 @@ async fn forward(State(state): State<Forward>, request: Request) -> Response {
     let target = parts.headers.get("x-amz-target").and_then(|v| v.to_str().ok());
     let mut op = operation(parts.method.as_str(), parts.uri.query(), target);
     // A projected Query is charged on whole items: the bench tells the two apart.
-    if op == "DynamoDB Query" && sent.windows(PROJECTED.len()).any(|w| w == PROJECTED) {
+    let has = |marker: &[u8]| sent.windows(marker.len()).any(|w| w == marker);
+    if op == "DynamoDB Query" && has(PROJECTED) {
         op.push_str(" (projected)");
+    }
+    // Session items written in place are counted with the other session writes, not the run's items.
+    if op == "DynamoDB UpdateItem" && has(SESSION_UPDATE) {
+        op.push_str(" (session)");
     }
     let path = parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
     let mut outbound =

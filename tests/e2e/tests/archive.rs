@@ -10,12 +10,13 @@ use archiver_e2e::rig::{
 use archiver_e2e::{CutProxy, LocalAws, MotoServer};
 use aws_sdk_dynamodb::types::AttributeValue;
 use serde_json::Value as Json;
-use session_archiver::diff::id_fingerprint;
-use session_archiver::model::ColumnType;
+use session_archiver::diff::{id_fingerprint, UpdateWrite};
+use session_archiver::model::{Change, ColumnType, SessionRecord, Timestamp};
 use session_archiver::run::{run, RunOutcome};
 use session_archiver::sources::SourceOptions;
 use session_archiver::table::{
-    HistoryPool, LeaseHolder, PoolStatus, ProgressObject, RunLedger, RunStatus, SavedProgress,
+    HistoryPool, LeaseHolder, PoolStatus, ProgressObject, RunLedger, RunStatus, SavedProgress, SessionTable,
+    SessionUpdate, StoredSession, Updated,
 };
 use session_archiver::ServiceId;
 use session_emulator::{EmulatorConfig, FaultPlan, Shape};
@@ -166,7 +167,7 @@ async fn after_churn_exactly_the_opened_changed_and_ended_sessions_are_written()
 }
 
 #[tokio::test]
-async fn a_churn_run_fetches_the_stored_items_it_needs_100_a_call() {
+async fn a_churn_run_writes_its_changed_and_ended_sessions_in_place_without_reading_them() {
     // GIVEN 2,000 WorkSpaces listed 25 a page (80 pages), archived once, then a tenth of them moving
     let world = EmulatorConfig { connection_status: Shape::account(2000), moving_per_mille: 100, ..small_world() };
     let rig = Rig::start(world).await;
@@ -182,29 +183,113 @@ async fn a_churn_run_fetches_the_stored_items_it_needs_100_a_call() {
             .await
             .unwrap();
 
-    // THEN the changed sessions' items are fetched 100 a call, not a call for each page holding
-    // one, and so are the ended sessions' items
+    // THEN no session item is read: the listing's previous state comes from the state object,
+    // the ended sessions' ids from the first run's snapshot lines, and the changed and ended
+    // sessions are written in place, each by one conditional update the table applied
     let counts = &summary.counts;
     assert!(counts.changed > 100 && counts.ended > 0, "the world moved enough: {counts:?}");
-    let batch_gets = table.counters().batch_gets.load(std::sync::atomic::Ordering::Relaxed);
-    assert_eq!(batch_gets, counts.changed.div_ceil(100) + counts.ended.div_ceil(100), "{counts:?}");
-    // AND the ended sessions' ids came from the first run's snapshot lines: the listing's previous
-    // state from the state object, and the only items read are the changed and ended ones, by id
     assert_eq!(summary.counts.states_read, 1, "{counts:?}");
-    let items_read = table.counters().items_read.load(std::sync::atomic::Ordering::Relaxed);
-    assert_eq!(items_read, counts.changed + counts.ended, "no listing read from the table");
-    // AND every change is recorded and written once
+    let counter = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
+    let counters = table.counters();
+    assert_eq!((counter(&counters.batch_gets), counter(&counters.items_read)), (0, 0), "{counts:?}");
+    assert_eq!((counts.items_fetched, counts.updates_refused), (0, 0));
+    assert_eq!(counter(&counters.items_updated), counts.changed + counts.ended);
+    // AND every change is recorded and written once, an ended line with the status before the end
     let changes = rig.aws.read(&key("changes", service, "after")).await.lines;
     let by_kind = changes_by_kind(&changes);
     let kind = |name: &str| by_kind.get(name).map_or(0, |ids| ids.len() as u64);
     assert_eq!((kind("opened"), kind("changed"), kind("ended")), (counts.new, counts.changed, counts.ended));
     assert_eq!(changes.len() as u64, counts.new + counts.changed + counts.ended);
     assert_eq!(table.counters().items_written(), counts.new + counts.changed + counts.ended);
-    // AND the table holds each listed WorkSpace live and each ended one gone
+    assert_eq!(counts.items_written, table.counters().items_written());
+    for line in changes.iter().filter(|l| text(l, "change") == "ended") {
+        assert_eq!(line["previous_status"], line["status"]);
+    }
+    // AND the table holds each listed WorkSpace live with its listed state, each ended one gone
     let items = rig.aws.sessions().await;
     let gone = items.values().filter(|item| item.contains_key("gone_at")).count() as u64;
     assert_eq!(gone, counts.ended);
     assert_eq!(items.len() as u64 - gone, counts.sessions);
+    let snapshot = rig.aws.read(&key("snapshots", service, "after")).await.lines;
+    for line in &snapshot {
+        let item = &items[&text(line, "session_id")];
+        assert_eq!(item["record_hash"].as_s().unwrap(), &text(line, "record_hash"));
+        assert_eq!(item.get("status").map(|s| s.as_s().unwrap().clone()), line["status"].as_str().map(str::to_owned));
+    }
+}
+
+#[tokio::test]
+async fn a_session_written_in_place_on_dynamodb_is_the_item_a_whole_write_would_leave() {
+    // GIVEN a live session with a user, an ended one, and a live one without a status, on moto
+    let rig = Rig::start(small_world()).await;
+    let (table, service) = (rig.aws.table(), ServiceId::WorkspacesPoolSessions);
+    let scope = scope(service);
+    let at = |t: &str| Timestamp::parse(t).unwrap();
+    let record = |id: &str, status: Option<&str>, user: Option<&str>| {
+        let mut record = SessionRecord::new(service, id);
+        record.parent_id = Some("pool-1".into());
+        record.status = status.map(str::to_owned);
+        record.user_id = user.map(str::to_owned);
+        record
+    };
+    let stored = |record: SessionRecord, gone: bool| StoredSession {
+        record_hash: record.record_hash(),
+        record,
+        first_seen: at("2026-11-22T09:00:00Z"),
+        last_seen: at("2026-11-22T09:00:00Z"),
+        last_run: "r1".into(),
+        change: if gone { Change::Ended } else { Change::Opened },
+        previous_status: None,
+        gone_at: gone.then(|| at("2026-11-22T09:30:00Z")),
+        expires_at: gone.then_some(1_900_000_000),
+    };
+    let (live, ended) =
+        (stored(record("a", Some("ACTIVE"), Some("ana")), false), stored(record("b", Some("ACTIVE"), None), true));
+    let no_status = stored(record("c", None, None), false);
+    table.write_sessions(&scope, &[live.clone(), ended.clone(), no_status.clone()]).await.unwrap();
+    let update = |id: &str, write: UpdateWrite| SessionUpdate {
+        parent_id: Some("pool-1".into()),
+        session_id: id.into(),
+        write,
+        run_id: "r2".into(),
+        not_written_by: vec!["r2".into()],
+    };
+    let listed = |record: SessionRecord, change| UpdateWrite::Listed {
+        record_hash: record.record_hash(),
+        record,
+        change,
+        last_seen: at("2026-11-22T10:00:00Z"),
+    };
+    let ends = UpdateWrite::Ended { gone_at: at("2026-11-22T10:00:00Z"), expires_at: 1_950_000_000 };
+
+    // WHEN the first changes (its user gone), the second comes back, the third ends, in place
+    let writes = [
+        (&live, update("a", listed(record("a", Some("IDLE"), None), Change::Changed))),
+        (&ended, update("b", listed(record("b", Some("ACTIVE"), None), Change::Opened))),
+        (&no_status, update("c", ends.clone())),
+    ];
+    for (before, write) in &writes {
+        // THEN each is applied, returns the item as it was, and leaves what the update makes of it
+        assert_eq!(table.update_session(&scope, write).await.unwrap(), Updated::Applied((*before).clone()));
+        let after = table.get_sessions(&scope, Some("pool-1"), &[write.session_id.as_str()]).await.unwrap();
+        assert_eq!(after[&write.session_id], write.applied_to(before), "{}", write.session_id);
+    }
+    let items = rig.aws.sessions().await;
+    assert!(!items["a"].contains_key("user_id") && !items["b"].contains_key("gone_at"), "{items:?}");
+    assert_eq!(items["a"]["previous_status"], AttributeValue::S("ACTIVE".into()));
+
+    // AND a write the item does not stand for (ended already; last written by this run; no
+    // item) is refused with the item as it is, and changes nothing
+    let now = table.get_sessions(&scope, Some("pool-1"), &["a", "c"]).await.unwrap();
+    let refusals = [
+        (update("c", ends.clone()), Some(now["c"].clone())),
+        (update("a", listed(record("a", Some("ACTIVE"), None), Change::Changed)), Some(now["a"].clone())),
+        (update("gone", ends), None),
+    ];
+    for (write, item) in refusals {
+        assert_eq!(table.update_session(&scope, &write).await.unwrap(), Updated::Refused(item));
+    }
+    assert_eq!(rig.aws.sessions().await, items);
 }
 
 #[tokio::test]

@@ -627,18 +627,21 @@ struct Bill {
 fn cost(traffic: &BTreeMap<String, Traffic>, summary: &Json, wall: Duration, whole_per_projected_byte: f64) -> Bill {
     let get = |op: &str| traffic.get(op).copied().unwrap_or_default();
     let lambda = price::LAMBDA_REQUEST + wall.as_secs_f64() * price::LAMBDA_MEMORY_GB * price::LAMBDA_GB_SECOND;
-    // Items are well under 1 KB: one write unit each; a put, update or delete of a run item, one more.
-    let wru = summary["items_written"].as_u64().unwrap_or(0)
+    // Items are well under 1 KB: one write unit each, written whole or in place (a refused write
+    // in place costs one too); a put, update or delete of a run item, one more.
+    let count = |name: &str| summary[name].as_u64().unwrap_or(0);
+    let wru = count("items_written")
+        + count("updates_refused")
         + get("DynamoDB PutItem").requests
         + get("DynamoDB UpdateItem").requests
         + get("DynamoDB DeleteItem").requests;
     // Queries are eventually consistent: one read unit per 8 KB of whole items read, projected or
     // not; GetItem is strong.
-    // BatchGetItem fetches the stored item of each changed and each ended session, eventually
-    // consistent and under 4 KB: half a unit each.
+    // BatchGetItem fetches stored items by id (sessions recorded again, or decided by a dry run),
+    // eventually consistent and under 4 KB: half a unit each.
     let query_bytes = get("DynamoDB Query").bytes_received as f64
         + get("DynamoDB Query (projected)").bytes_received as f64 * whole_per_projected_byte;
-    let fetched = summary["changed"].as_u64().unwrap_or(0) + summary["ended"].as_u64().unwrap_or(0);
+    let fetched = count("items_fetched");
     let read_units = (query_bytes / 8192.0).ceil() as u64 + get("DynamoDB GetItem").requests + fetched.div_ceil(2);
     let s3_puts: u64 = traffic
         .iter()

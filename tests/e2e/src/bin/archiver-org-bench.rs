@@ -427,6 +427,7 @@ impl Storage {
             dynamodb_writes: sum(&[
                 "DynamoDB PutItem",
                 "DynamoDB UpdateItem",
+                "DynamoDB UpdateItem (session)",
                 "DynamoDB DeleteItem",
                 "DynamoDB BatchWriteItem",
             ]),
