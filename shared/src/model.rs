@@ -351,6 +351,28 @@ impl fmt::Display for RunId {
     }
 }
 
+/// What a time given as text is expected to be, as a refusal says it.
+pub const EXPECTED_TIME: &str =
+    "RFC 3339, such as 2026-12-04T10:00:00Z or 2026-12-04T10:00:00+01:00, or a day, such as 2026-12-04";
+
+fn not_a_time(text: &str) -> Error {
+    Error::Config(format!("{} is not a time: expected {EXPECTED_TIME}", crate::error::quoted(text)))
+}
+
+/// The date-time and the offset east of UTC in seconds, of RFC 3339 text ending in `±HH:MM`.
+fn split_offset(text: &str) -> Option<(&str, i64)> {
+    let (base, offset) = text.split_at_checked(text.len().checked_sub(6)?)?;
+    let sign = match offset.as_bytes() {
+        [b'+', _, _, b':', _, _] => 1,
+        [b'-', _, _, b':', _, _] => -1,
+        _ => return None,
+    };
+    let number =
+        |digits: &str| digits.bytes().all(|b| b.is_ascii_digit()).then(|| digits.parse::<i64>().ok()).flatten();
+    let (hours, minutes) = (number(&offset[1..3])?, number(&offset[4..6])?);
+    (base.contains('T') && hours < 24 && minutes < 60).then_some((base, sign * (hours * 3600 + minutes * 60)))
+}
+
 /// A UTC instant, held in its RFC 3339 form (`2024-05-01T10:00:00Z`, fractions only when present).
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
@@ -386,11 +408,34 @@ impl Timestamp {
         self.to_datetime().secs()
     }
 
+    /// RFC 3339 with any offset (`Z`, `+01:00`, `-05:30`), converted to UTC.
     pub fn parse(text: &str) -> Result<Self, Error> {
-        let parsed = DateTime::from_str(text, Format::DateTime)
-            .map_err(|e| Error::Config(format!("{} is not an RFC 3339 timestamp: {e}", crate::error::quoted(text))))?;
-        Timestamp::from_datetime(&parsed)
-            .map_err(|_| Error::Config(format!("{} is outside years 0001-9999", crate::error::quoted(text))))
+        let refused = || not_a_time(text);
+        let upper = text.to_ascii_uppercase();
+        let (utc, offset) = match split_offset(&upper) {
+            Some((base, offset)) => (format!("{base}Z"), offset),
+            None => (upper, 0),
+        };
+        let parsed = DateTime::from_str(&utc, Format::DateTime).map_err(|_| refused())?;
+        let shifted =
+            parsed.secs().checked_sub(offset).map(|secs| DateTime::from_secs_and_nanos(secs, parsed.subsec_nanos()));
+        shifted
+            .and_then(|at| Timestamp::from_datetime(&at).ok())
+            .ok_or_else(|| Error::Config(format!("{} is outside years 0001-9999", crate::error::quoted(text))))
+    }
+
+    /// A time as a person gives it (an event's `time`, a command's option): RFC 3339 with any
+    /// offset, converted to UTC, or a day (`2026-12-04`: its midnight UTC).
+    pub fn parse_given(text: &str) -> Result<Self, Error> {
+        let is_day = text.len() == 10
+            && text
+                .bytes()
+                .enumerate()
+                .all(|(i, b)| matches!((i, b), (4 | 7, b'-')) || (i != 4 && i != 7 && b.is_ascii_digit()));
+        if is_day {
+            return Timestamp::parse(&format!("{text}T00:00:00Z")).map_err(|_| not_a_time(text));
+        }
+        Timestamp::parse(text)
     }
 
     pub fn as_str(&self) -> &str {
@@ -664,6 +709,24 @@ mod tests {
         assert_eq!(Timestamp::parse("2024-05-01T10:00:00Z").unwrap(), t);
         assert_eq!(Timestamp::parse("2024-05-01T23:59:59.999Z").unwrap().day(), "2024-05-01");
         assert!(Timestamp::parse("yesterday").is_err());
+    }
+
+    #[test]
+    fn a_time_a_person_gives_may_carry_any_offset_or_be_a_day_and_is_kept_in_utc() {
+        // GIVEN times as people type them
+        let given = |text: &str| Timestamp::parse_given(text).map(|t| t.as_str().to_owned());
+        // THEN offsets are converted to UTC, fractions kept, a day is its midnight UTC
+        assert_eq!(given("2026-12-04T10:00:00+01:00").unwrap(), "2026-12-04T09:00:00Z");
+        assert_eq!(given("2026-12-04T01:30:00.250-05:30").unwrap(), "2026-12-04T07:00:00.25Z");
+        assert_eq!(given("2026-12-04t10:00:00z").unwrap(), "2026-12-04T10:00:00Z");
+        assert_eq!(given("2026-12-04T10:00:00-00:00").unwrap(), "2026-12-04T10:00:00Z");
+        assert_eq!(given("2026-12-04").unwrap(), "2026-12-04T00:00:00Z");
+        // AND anything else is refused, saying what was expected
+        for bad in ["22/11/2026 10:00", "2026-12-04T10:00:00+25:00", "2026-12-04T10:00:00", "2026-13-04", "2026-12-4"] {
+            let err = Timestamp::parse_given(bad).unwrap_err().to_string();
+            assert!(err.contains(&format!("`{bad}` is not a time: expected RFC 3339, such as")), "{bad}: {err}");
+            assert!(err.contains("or a day, such as 2026-12-04") && !err.contains("Smithy"), "{err}");
+        }
     }
 
     #[test]

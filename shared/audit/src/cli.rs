@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
+use session_archiver::model::EXPECTED_TIME;
 use session_archiver::ServiceId;
 
 use crate::archive::Archive;
@@ -191,11 +192,8 @@ fn parse_service(text: &str) -> Result<ServiceId, String> {
 }
 
 fn time(flag: &str, text: &str) -> Result<i64> {
-    parse_time(text).ok_or_else(|| {
-        AuditError::Usage(format!(
-            "{flag} `{text}` is not a time: give RFC 3339 (2026-11-22T10:00:00Z) or a day (2026-11-22)"
-        ))
-    })
+    parse_time(text)
+        .ok_or_else(|| AuditError::Usage(format!("{flag} `{text}` is not a time: expected {EXPECTED_TIME}")))
 }
 
 impl Range {

@@ -104,13 +104,10 @@ pub fn format_time(epoch: i64) -> String {
     Timestamp::from_datetime(&DateTime::from_secs(epoch)).map_or_else(|_| epoch.to_string(), String::from)
 }
 
-/// Parses a time given on the command line: RFC 3339 (`2026-11-22T10:00:00Z`) or a day
-/// (`2026-11-22`, its midnight UTC).
+/// Parses a time given on the command line: RFC 3339 with any offset (`2026-11-22T10:00:00Z`,
+/// `2026-11-22T11:00:00+01:00`) or a day (`2026-11-22`, its midnight UTC).
 pub fn parse_time(text: &str) -> Option<i64> {
-    if text.len() == 10 {
-        return Timestamp::parse(&format!("{text}T00:00:00Z")).ok().map(|t| t.epoch_seconds());
-    }
-    Timestamp::parse(text).ok().map(|t| t.epoch_seconds())
+    Timestamp::parse_given(text).ok().map(|t| t.epoch_seconds())
 }
 
 /// The `YYYY-MM-DD` day of epoch seconds.
@@ -222,6 +219,7 @@ mod tests {
         assert_eq!(parse_time("2026-11-22"), parse_time("2026-11-22T00:00:00Z"));
         assert_eq!(format_time(parse_time("2026-11-22T10:00:00Z").unwrap()), "2026-11-22T10:00:00Z");
         assert_eq!(parse_time("22/11/2026"), None);
+        assert_eq!(parse_time("2026-11-22T11:00:00+01:00"), parse_time("2026-11-22T10:00:00Z"));
         assert_eq!(day_of(parse_time("2026-11-22T23:59:59Z").unwrap()), "2026-11-22");
     }
 }

@@ -153,7 +153,9 @@ fn parse_replay(service: ServiceId, payload: &Json, window: &EventWindow) -> Res
     let replay = envelope.replay;
     let run_id = RunId::parse(&replay.id).map_err(|e| refuse(format!("replay `id`: {}", config_detail(&e))))?;
     let event_time = match &replay.time {
-        Some(text) => Timestamp::parse(text).map_err(|e| refuse(format!("replay `time`: {}", config_detail(&e))))?,
+        Some(text) => {
+            Timestamp::parse_given(text).map_err(|e| refuse(format!("replay `time`: {}", config_detail(&e))))?
+        }
         None => window.now.clone(),
     };
     window.check("replay `time`", &event_time)?;

@@ -73,7 +73,8 @@ pub fn parse_schedule(payload: &Json, window: &EventWindow) -> Result<Schedule> 
     // The text itself, not chrono's reading of it: chrono takes years 0000 and beyond 9999, and
     // leap seconds, which no partition can be named after.
     let text = payload["time"].as_str().unwrap_or_default();
-    let event_time = Timestamp::parse(text).map_err(|e| refuse(format!("event `time`: {}", config_detail(&e))))?;
+    let event_time =
+        Timestamp::parse_given(text).map_err(|e| refuse(format!("event `time`: {}", config_detail(&e))))?;
     window.check("event `time`", &event_time)?;
     Ok(Schedule { run_id, id, time: event_time })
 }

@@ -57,20 +57,30 @@ pub fn serve<P: Program>(configure: impl FnOnce() -> Result<P::Config>) -> Resul
         let program = &program;
         lambda_runtime::run(service_fn(move |event: LambdaEvent<Json>| {
             // Boxed: a run's future is deep, and boxing keeps the runtime's own future shallow.
-            Box::pin(async move {
-                program.handle(event).await.inspect_err(|err| {
-                    error!(
-                        err = bounded(err.to_string()),
-                        retryable = err.is_retryable(),
-                        error_type = err.error_type(),
-                        "{}",
-                        P::FAILED
-                    )
-                })
-            })
+            Box::pin(async move { program.handle(event).await.map_err(|err| Failed { what: P::FAILED, err }) })
         }))
         .await
     })
+}
+
+/// A failed invocation, as the runtime logs it (once, at ERROR, with its `Debug`: the project's
+/// line) and reports it to Lambda (its [`Diagnostic`]).
+struct Failed {
+    what: &'static str,
+    err: Error,
+}
+
+impl std::fmt::Debug for Failed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let retry = if self.err.is_retryable() { "retryable" } else { "not retryable" };
+        write!(f, "{} ({}, {retry}): {}", self.what, self.err.error_type(), bounded(self.err.to_string()))
+    }
+}
+
+impl From<Failed> for Diagnostic {
+    fn from(failed: Failed) -> Self {
+        failed.err.into()
+    }
 }
 
 impl From<Error> for Diagnostic {
@@ -224,6 +234,16 @@ mod tests {
         let s3 = serde_json::json!({"Records": [{"eventSource": "aws:s3"}]});
         assert!(is_queue_event(&sqs));
         assert!(!is_queue_event(&s3) && !is_queue_event(&serde_json::json!({"replay": {}})));
+    }
+
+    #[test]
+    fn a_failed_invocation_is_one_line_naming_what_failed_its_type_and_why() {
+        let failed = Failed { what: "invocation failed", err: Error::Event("replay `time`: bad".into()) };
+        assert_eq!(
+            format!("{failed:?}"),
+            "invocation failed (NonRetryable.InvalidEvent, not retryable): invalid event: replay `time`: bad"
+        );
+        assert_eq!(Diagnostic::from(failed).error_type, "NonRetryable.InvalidEvent");
     }
 
     #[test]

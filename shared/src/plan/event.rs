@@ -143,7 +143,8 @@ pub fn parse_plan_event(payload: &Json, window: &EventWindow) -> Result<PlanRequ
         .map_err(|e| refuse(format!("expected {{\"plan\": {{\"service\", \"id\", \"time\"}}}}: {e}")))?;
     let plan = envelope.plan;
     let run_id = RunId::parse(&plan.id).map_err(|e| refuse(format!("plan `id`: {}", config_detail(&e))))?;
-    let event_time = Timestamp::parse(&plan.time).map_err(|e| refuse(format!("plan `time`: {}", config_detail(&e))))?;
+    let event_time =
+        Timestamp::parse_given(&plan.time).map_err(|e| refuse(format!("plan `time`: {}", config_detail(&e))))?;
     window.check("plan `time`", &event_time)?;
     Ok(PlanRequest { service: plan.service, run_id, event_time })
 }

@@ -175,6 +175,16 @@ async fn every_invalid_event_gets_an_error_response_and_writes_nothing() {
             }
             refused += 1;
         }
+        // AND each refusal is logged once, on one line saying what failed and why
+        let errors: Vec<String> =
+            function.log().into_iter().filter(|line| line.contains("\"level\":\"ERROR\"")).collect();
+        assert_eq!(errors.len(), invalid.len() + own.len(), "{service}: {errors:#?}");
+        for line in &errors {
+            assert!(
+                line.contains("invocation failed (NonRetryable.InvalidEvent, not retryable): invalid event: "),
+                "{line}"
+            );
+        }
     }
     assert!(invalid.len() >= 25 && refused >= 5 * invalid.len() + 7, "{} events, {refused} refusals", invalid.len());
     // AND nothing was written anywhere, and the emulator was never called
