@@ -54,6 +54,11 @@ impl ServiceId {
         self.spec().parents.as_ref().map(|parents| parents.operation)
     }
 
+    /// The operation that describes a page's sessions further, and the most ids a call takes.
+    pub fn lookup(self) -> Option<(&'static str, usize)> {
+        self.spec().lookup.as_ref().map(|lookup| (lookup.operation, lookup.max_ids))
+    }
+
     /// The largest page the list operation accepts (`None`: the service chooses the page size).
     pub fn max_page_size(self) -> Option<i32> {
         self.spec().max_page_size
@@ -64,13 +69,14 @@ impl ServiceId {
         self.spec().parents.as_ref().map(|parents| parents.max_page_size)
     }
 
-    /// The IAM actions the function of this service calls: its list operation and the parent
-    /// discovery operation (the template grants exactly these).
+    /// The IAM actions the function of this service calls: its list operation, the parent
+    /// discovery operation and the lookup (the template grants exactly these).
     pub fn iam_actions(self) -> Vec<String> {
         let prefix = self.spec().iam_prefix;
         self.parent_operation()
             .into_iter()
             .chain([self.list_operation()])
+            .chain(self.lookup().map(|(operation, _)| operation))
             .map(|operation| format!("{prefix}:{operation}"))
             .collect()
     }
@@ -160,7 +166,7 @@ pub const SESSION_COLUMNS: &[Column] = &[
     col("status", Str, "the session's state as AWS spells it"),
     col("started_at", Ts, "when the session started"),
     col("ended_at", Ts, "when the session ended, if it has"),
-    col("user_id", Str, "the user of the session, if the API names one"),
+    col("user_id", Str, "the user of the session, if the API names one (a WorkSpace's: its UserName)"),
 ];
 
 /// The last column: hash of the session columns, stable for the same session state.
@@ -224,6 +230,8 @@ pub static WORKSPACES_CONNECTION_STATUS: Schema = Schema {
     own: &[
         observed("connection_state_check_timestamp", Ts, "ConnectionStateCheckTimestamp (not hashed)"),
         col("last_known_user_connection_timestamp", Ts, "LastKnownUserConnectionTimestamp"),
+        col("directory_id", Str, "DescribeWorkspaces DirectoryId: the WorkSpace's directory"),
+        col("computer_name", Str, "DescribeWorkspaces ComputerName"),
     ],
 };
 

@@ -23,6 +23,9 @@ pub struct ServiceSpec {
     pub max_page_size: Option<i32>,
     /// The parents the sessions are listed per, if any.
     pub parents: Option<ParentSpec>,
+    /// The operation that describes the listed sessions further, a page's sessions at a time, if
+    /// the list operation leaves out what the history needs (the WorkSpace's user).
+    pub lookup: Option<LookupSpec>,
     /// The filters (`SourceOptions` fields) the list operation takes.
     pub filters: &'static [&'static str],
     /// The columns of its history.
@@ -30,6 +33,14 @@ pub struct ServiceSpec {
     /// The statuses of a session that is over, or not connected: a session in one is not active
     /// (the audit's active-at, its concurrency).
     pub ended_statuses: &'static [&'static str],
+}
+
+/// An operation asked about the sessions of each page by their ids.
+#[derive(Debug)]
+pub struct LookupSpec {
+    pub operation: &'static str,
+    /// The most ids (and results) a call takes.
+    pub max_ids: usize,
 }
 
 /// The parents of an API listed per parent.
@@ -59,6 +70,7 @@ static SERVICES: [ServiceSpec; 5] = [
             is_valid: is_pool_id,
             looks_like: "a pool id like wspool-abc123def (^wspool-[0-9a-z]{9}$)",
         }),
+        lookup: None,
         filters: &["user_id"],
         schema: &WORKSPACES_POOL_SESSIONS,
         ended_statuses: &[],
@@ -70,6 +82,7 @@ static SERVICES: [ServiceSpec; 5] = [
         list_operation: "DescribeWorkspacesConnectionStatus",
         max_page_size: None,
         parents: None,
+        lookup: Some(LookupSpec { operation: "DescribeWorkspaces", max_ids: 25 }),
         filters: &["workspace_ids"],
         schema: &WORKSPACES_CONNECTION_STATUS,
         ended_statuses: &["DISCONNECTED"],
@@ -86,6 +99,7 @@ static SERVICES: [ServiceSpec; 5] = [
             is_valid: is_channel_arn,
             looks_like: "a channel ARN like arn:aws:ivs:us-west-2:123456789012:channel/abcdABCD1234",
         }),
+        lookup: None,
         filters: &[],
         schema: &IVS_STREAM_SESSIONS,
         ended_statuses: &["OFFLINE"],
@@ -102,6 +116,7 @@ static SERVICES: [ServiceSpec; 5] = [
             is_valid: is_voice_connector_id,
             looks_like: "a voice connector id (1-128 characters, not blank)",
         }),
+        lookup: None,
         filters: &["proxy_status"],
         schema: &CHIME_PROXY_SESSIONS,
         ended_statuses: &["Closed"],
@@ -113,6 +128,7 @@ static SERVICES: [ServiceSpec; 5] = [
         list_operation: "ListStreamSessionsByAccount",
         max_page_size: Some(100),
         parents: None,
+        lookup: None,
         filters: &["stream_status", "export_files_status"],
         schema: &GAMELIFT_STREAM_SESSIONS,
         ended_statuses: &["TERMINATING", "TERMINATED", "ERROR"],

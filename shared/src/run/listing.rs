@@ -157,7 +157,7 @@ where
             }
             let Some(page) = stream.try_next().await? else { return Ok(ListingEnd::Done) };
             self.recorder.counts.pages += 1;
-            self.recorder.counts.api_calls += 1;
+            self.recorder.counts.api_calls += 1 + page.lookup_calls;
             self.pages_done += 1;
             pass.count_page();
             self.observe(page.sessions).await?;

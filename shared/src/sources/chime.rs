@@ -49,7 +49,7 @@ impl SessionApi for Chime {
             .map_err(|e| Error::from_sdk(call.site.clone(), e))?;
         let sessions =
             out.proxy_sessions().iter().map(|s| map_proxy_session(&call.site, s)).collect::<Result<Vec<_>>>()?;
-        Ok(RawPage { sessions, next_token: out.next_token })
+        Ok(RawPage { sessions, next_token: out.next_token, lookup_calls: 0 })
     }
 }
 

@@ -36,7 +36,7 @@ impl SessionApi for Gamelift {
             .await
             .map_err(|e| Error::from_sdk(call.site.clone(), e))?;
         let sessions = out.items().iter().map(|s| map_stream_session(&call.site, s)).collect::<Result<Vec<_>>>()?;
-        Ok(RawPage { sessions, next_token: out.next_token })
+        Ok(RawPage { sessions, next_token: out.next_token, lookup_calls: 0 })
     }
 }
 

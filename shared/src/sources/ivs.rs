@@ -48,7 +48,7 @@ impl SessionApi for Ivs {
             .map_err(|e| Error::from_sdk(call.site.clone(), e))?;
         let sessions =
             out.stream_sessions().iter().map(|s| map_stream_session(&call.site, s)).collect::<Result<Vec<_>>>()?;
-        Ok(RawPage { sessions, next_token: out.next_token })
+        Ok(RawPage { sessions, next_token: out.next_token, lookup_calls: 0 })
     }
 }
 

@@ -74,6 +74,8 @@ pub struct Discovery {
 pub struct RawPage {
     pub sessions: Vec<SessionRecord>,
     pub next_token: Option<String>,
+    /// Calls of the service's lookup made for this page's sessions (see [`ServiceId::lookup`]).
+    pub lookup_calls: u64,
 }
 
 /// One page of a listing, as [`pages`] yields it.
@@ -84,6 +86,8 @@ pub struct Page {
     pub sessions: Vec<SessionRecord>,
     /// The token of the page after this one; `None` on the last page.
     pub next_token: Option<String>,
+    /// Calls of the service's lookup made for its sessions.
+    pub lookup_calls: u64,
 }
 
 /// A session API the archiver can read.
@@ -170,7 +174,12 @@ pub fn pages<'a, S: SessionSource>(
         let next = paging.guard.advance(&source.list_site(listing), raw.next_token)?;
         paging.done = next.is_none();
         paging.token = next.clone();
-        let page = Page { number: paging.guard.pages, sessions: raw.sessions, next_token: next };
+        let page = Page {
+            number: paging.guard.pages,
+            sessions: raw.sessions,
+            next_token: next,
+            lookup_calls: raw.lookup_calls,
+        };
         Ok(Some((page, paging)))
     })
 }

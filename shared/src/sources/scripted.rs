@@ -149,6 +149,6 @@ impl SessionSource for ScriptedSource {
         let start = page * self.page_size;
         let sessions = records.iter().skip(start).take(self.page_size).cloned().collect();
         let next_token = (start + self.page_size < records.len()).then(|| (page + 1).to_string());
-        Ok(RawPage { sessions, next_token })
+        Ok(RawPage { sessions, next_token, lookup_calls: 0 })
     }
 }

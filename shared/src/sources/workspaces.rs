@@ -1,8 +1,12 @@
 //! WorkSpaces: `DescribeWorkspacesPoolSessions` (per pool, pools from `DescribeWorkspacesPools`)
-//! and `DescribeWorkspacesConnectionStatus` (account wide, or WorkspaceIds 25 per call).
+//! and `DescribeWorkspacesConnectionStatus` (account wide, or WorkspaceIds 25 per call), each
+//! page's WorkSpaces described by `DescribeWorkspaces` for their user, directory and computer
+//! name, which the connection status leaves out.
+
+use std::collections::HashMap;
 
 use aws_config::SdkConfig;
-use aws_sdk_workspaces::types::{WorkspaceConnectionStatus, WorkspacesPoolSession};
+use aws_sdk_workspaces::types::{Workspace, WorkspaceConnectionStatus, WorkspacesPoolSession};
 use aws_sdk_workspaces::Client;
 
 use super::api::session_client;
@@ -50,7 +54,7 @@ impl SessionApi for WorkspacesPools {
             .await
             .map_err(|e| Error::from_sdk(call.site.clone(), e))?;
         let sessions = out.sessions().iter().map(|s| map_pool_session(&call.site, s)).collect::<Result<Vec<_>>>()?;
-        Ok(RawPage { sessions, next_token: out.next_token })
+        Ok(RawPage { sessions, next_token: out.next_token, lookup_calls: 0 })
     }
 }
 
@@ -114,13 +118,60 @@ impl SessionApi for WorkspacesConnections {
             .send()
             .await
             .map_err(|e| Error::from_sdk(call.site.clone(), e))?;
-        let sessions = out
+        let mut sessions = out
             .workspaces_connection_status()
             .iter()
             .map(|s| map_connection_status(&call.site, s))
             .collect::<Result<Vec<_>>>()?;
-        Ok(RawPage { sessions, next_token: out.next_token })
+        let lookup_calls = self.describe(&call.site, &mut sessions).await?;
+        Ok(RawPage { sessions, next_token: out.next_token, lookup_calls })
     }
+}
+
+impl WorkspacesConnections {
+    /// Gives a page's WorkSpaces their user, directory and computer name from `DescribeWorkspaces`
+    /// (25 ids a call, every page of each); the calls made. A WorkSpace it does not return
+    /// (removed since it was listed) keeps none.
+    async fn describe(&self, listed: &CallSite, sessions: &mut [SessionRecord]) -> Result<u64> {
+        let site = CallSite { operation: "DescribeWorkspaces", ..listed.clone() };
+        let mut described = HashMap::with_capacity(sessions.len());
+        let mut calls = 0;
+        for chunk in sessions.chunks(WORKSPACE_IDS_PER_CALL) {
+            let ids: Vec<String> = chunk.iter().map(|s| s.session_id.clone()).collect();
+            let mut guard = super::TokenGuard::default();
+            let mut token = None;
+            loop {
+                let out = (self.0.describe_workspaces().set_workspace_ids(Some(ids.clone())))
+                    .limit(WORKSPACE_IDS_PER_CALL as i32)
+                    .set_next_token(token.take())
+                    .send()
+                    .await
+                    .map_err(|e| Error::from_sdk(site.clone(), e))?;
+                calls += 1;
+                for workspace in out.workspaces() {
+                    let id = required(&site, "WorkspaceId", workspace.workspace_id())?;
+                    described.insert(id, workspace.clone());
+                }
+                match guard.advance(&site, out.next_token)? {
+                    Some(next) => token = Some(next),
+                    None => break,
+                }
+            }
+        }
+        for session in sessions.iter_mut() {
+            if let Some(workspace) = described.get(&session.session_id) {
+                describe_workspace(session, workspace)?;
+            }
+        }
+        Ok(calls)
+    }
+}
+
+/// A WorkSpace's user, directory and computer name on its connection status.
+pub fn describe_workspace(session: &mut SessionRecord, workspace: &Workspace) -> Result<()> {
+    session.user_id = workspace.user_name().filter(|u| !u.is_empty()).map(str::to_owned);
+    session.set("directory_id", workspace.directory_id())?.set("computer_name", workspace.computer_name())?;
+    Ok(())
 }
 
 /// Maps one `WorkspaceConnectionStatus`: the WorkSpace is the session, its state the status.
@@ -240,5 +291,28 @@ mod tests {
         let r = map_connection_status(&site(None), &unknown).unwrap();
         assert_eq!(r.status.as_deref(), Some("UNKNOWN"));
         assert_eq!(r.get("last_known_user_connection_timestamp"), Some(&Value::Null));
+    }
+
+    #[test]
+    fn a_workspace_gives_its_connection_status_its_user_directory_and_computer_name() {
+        // GIVEN a WorkSpace's connection status, and the WorkSpace as DescribeWorkspaces tells it
+        let status = WorkspaceConnectionStatus::builder().workspace_id("ws-abcd1234").build();
+        let mut r = map_connection_status(&site(None), &status).unwrap();
+        assert_eq!((r.user_id.as_deref(), r.get("directory_id")), (None, Some(&Value::Null)));
+        let workspace = Workspace::builder()
+            .workspace_id("ws-abcd1234")
+            .user_name("alice")
+            .directory_id("d-926722edaf")
+            .computer_name("WSAMZN-ABC1DEF2")
+            .build();
+        // WHEN it is described
+        describe_workspace(&mut r, &workspace).unwrap();
+        // THEN the status carries the WorkSpace's user and where it lives
+        assert_eq!(r.user_id.as_deref(), Some("alice"));
+        assert_eq!(r.get("directory_id"), Some(&Value::String("d-926722edaf".into())));
+        assert_eq!(r.get("computer_name"), Some(&Value::String("WSAMZN-ABC1DEF2".into())));
+        // AND a WorkSpace without a user name (being created) has none
+        describe_workspace(&mut r, &Workspace::builder().workspace_id("ws-abcd1234").user_name("").build()).unwrap();
+        assert_eq!(r.user_id, None);
     }
 }

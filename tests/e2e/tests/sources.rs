@@ -87,6 +87,18 @@ async fn every_api_lists_every_session_of_every_parent_once_at_the_fewest_calls(
         if let Some(parent_op) = service.parent_operation() {
             assert_eq!(calls(&emulator, parent_op), 1, "{service}: one discovery call for few parents");
         }
+        // AND each session's user is the emulator's: a WorkSpace's from DescribeWorkspaces, asked
+        // about each page's WorkSpaces (up to 25 a call)
+        let users: BTreeMap<&str, Option<&str>> = truth.iter().map(|s| (s.id.as_str(), s.user_id.as_deref())).collect();
+        for s in &sessions {
+            assert_eq!(s.user_id.as_deref(), users[s.session_id.as_str()], "{service} {}", s.session_id);
+        }
+        if let Some((lookup, max_ids)) = service.lookup() {
+            assert!(sessions.iter().all(|s| s.user_id.is_some()), "{service}: every WorkSpace has its user");
+            // Pages of at most 25 here: a call a page that holds a WorkSpace.
+            assert!(page as usize <= max_ids);
+            assert_eq!(calls(&emulator, lookup), (sessions.len() as u64).div_ceil(u64::from(page)), "{service}");
+        }
     }
 }
 
@@ -184,6 +196,7 @@ async fn thirty_percent_throttling_still_yields_every_session() {
     // and slow
     let emulator = Emulator::start(busy_config()).await.unwrap();
     emulator.set_faults("*", FaultPlan { latency_ms: 2, ..FaultPlan::throttling(0.3) });
+    let mut throttled = 0;
     for service in ServiceId::ALL {
         emulator.reset_calls();
         let source = source(&emulator, service, SourceOptions::default()).await;
@@ -192,9 +205,15 @@ async fn thirty_percent_throttling_still_yields_every_session() {
         // THEN nothing is missing, and the counters show the SDK retried the throttled calls
         assert_eq!(sessions.len(), emulator.sessions(api_of(service)).len(), "{service}");
         let counts = emulator.calls()[service.list_operation()];
-        assert!(counts.throttled > 0, "{service}: {counts:?}");
         assert_eq!(counts.calls, counts.pages + counts.throttled, "{service}: {counts:?}");
+        throttled += counts.throttled;
+        if let Some((lookup, _)) = service.lookup() {
+            assert!(sessions.iter().all(|s| s.user_id.is_some()), "{service}: every user, throttled or not");
+            throttled += emulator.calls()[lookup].throttled;
+        }
     }
+    // (A service of few pages may draw none of the throttles: counted over all of them.)
+    assert!(throttled >= 10, "{throttled} throttled calls");
 }
 
 fn assert_api_error(err: &Error, code: &str, operation: &str, parent: Option<&str>) {
@@ -331,14 +350,8 @@ async fn wire_fields_arrive_mapped_to_the_schema() {
                 assert!(started.as_str().ends_with('Z'), "{started}");
                 assert_eq!(started.to_datetime().secs(), t.started, "{service}");
             }
-            assert_eq!(
-                s.user_id,
-                if matches!(service, ServiceId::WorkspacesPoolSessions | ServiceId::GameliftStreamSessions) {
-                    t.user_id.clone()
-                } else {
-                    None
-                }
-            );
+            // AND the user is the session's (a WorkSpace's, from DescribeWorkspaces), where there is one
+            assert_eq!(s.user_id, t.user_id, "{service}");
             // AND the hash is the same when the same state is read again
             assert_eq!(s.record_hash().len(), 32);
         }

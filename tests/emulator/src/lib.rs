@@ -3,7 +3,8 @@
 //! (restJson1). The real aws-sdk-rust clients talk to it through `endpoint_url`.
 //!
 //! Served operations: `DescribeWorkspacesPoolSessions`, `DescribeWorkspacesPools`,
-//! `DescribeWorkspacesConnectionStatus`, IVS `ListStreamSessions` and `ListChannels`, Chime SDK
+//! `DescribeWorkspacesConnectionStatus`, `DescribeWorkspaces` (a WorkSpace's user, directory and
+//! computer name), IVS `ListStreamSessions` and `ListChannels`, Chime SDK
 //! Voice `ListProxySessions` and `ListVoiceConnectors`, GameLift Streams
 //! `ListStreamSessionsByAccount`.
 //!

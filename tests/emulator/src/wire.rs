@@ -431,6 +431,7 @@ async fn workspaces(State(shared): State<AppState>, headers: HeaderMap, body: By
         Some("DescribeWorkspacesPoolSessions") => "DescribeWorkspacesPoolSessions",
         Some("DescribeWorkspacesPools") => "DescribeWorkspacesPools",
         Some("DescribeWorkspacesConnectionStatus") => "DescribeWorkspacesConnectionStatus",
+        Some("DescribeWorkspaces") => "DescribeWorkspaces",
         _ => {
             return svc.render(ApiError {
                 status: 400,
@@ -461,6 +462,7 @@ async fn workspaces(State(shared): State<AppState>, headers: HeaderMap, body: By
     serve(&shared, svc, operation, &headers, list, |shared| match operation {
         "DescribeWorkspacesPoolSessions" => describe_pool_sessions(shared, &fields),
         "DescribeWorkspacesPools" => describe_pools(shared, &fields),
+        "DescribeWorkspaces" => describe_workspaces(shared, &fields),
         _ => describe_connection_status(shared, &fields),
     })
     .await
@@ -627,6 +629,60 @@ fn describe_connection_status(shared: Here<'_>, fields: &Fields) -> Result<Value
         })
         .collect();
     Ok(list_body("WorkspacesConnectionStatus", items, "NextToken", next))
+}
+
+/// `DescribeWorkspaces` by `WorkspaceIds` (1 to 25; unknown ones left out) or of the whole account,
+/// `Limit` 1 to 25 a page; the other filters are not emulated and are refused.
+fn describe_workspaces(shared: Here<'_>, fields: &Fields) -> Result<Value, ApiError> {
+    let svc = Svc::WorkSpaces;
+    for unsupported in ["DirectoryId", "UserName", "BundleId", "WorkspaceName"] {
+        if fields.map.contains_key(unsupported) {
+            return Err(svc.invalid(format!("the emulator does not filter by {unsupported}")));
+        }
+    }
+    let ids = fields.strings("WorkspaceIds")?;
+    if ids.as_ref().is_some_and(|ids| ids.is_empty() || ids.len() > 25) {
+        return Err(svc.invalid("You can specify 1 to 25 WorkspaceIds"));
+    }
+    let limit = fields.int("Limit")?.unwrap_or(25);
+    if !(1..=25).contains(&limit) {
+        return Err(svc.invalid("Limit must be 1 to 25"));
+    }
+    let token = fields.string("NextToken")?;
+    check_token_length(svc, &token, 2048)?;
+    let (world, tick) = (shared.world, shared.tick());
+    let call = |slots| PageCall {
+        operation: 9,
+        parent: 0,
+        filter: filter_sig(&[ids.as_ref().map(|w| w.join(",")).as_deref()]),
+        token: token.as_deref(),
+        slots,
+        limit: limit as u32,
+    };
+    let (workspaces, next) = match &ids {
+        Some(ids) => page(shared, svc, call(ids.len() as u32), |i| world.workspace(&ids[i as usize], tick))?,
+        None => page(shared, svc, call(world.slots(Api::ConnectionStatus, 0)), |k| {
+            Some(world.session(Api::ConnectionStatus, 0, k, tick))
+        })?,
+    };
+    let items = workspaces.iter().map(|w| workspace_body(world, w)).collect();
+    Ok(list_body("Workspaces", items, "NextToken", next))
+}
+
+/// A personal WorkSpace as `DescribeWorkspaces` describes it.
+fn workspace_body(world: &World, w: &SimSession) -> Value {
+    let directory = format!("d-{:010x}", mix(world.config.seed ^ (w.bits % 3)) & 0xff_ffff_ffff);
+    json!({
+        "WorkspaceId": w.id,
+        "DirectoryId": directory,
+        "UserName": w.user_id,
+        "IpAddress": ip_of(w.bits),
+        "State": if w.status == "UNKNOWN" { "STOPPED" } else { "AVAILABLE" },
+        "BundleId": "wsb-emulated1",
+        "SubnetId": "subnet-0emulated",
+        "ComputerName": format!("WSAMZN-{:08X}", (w.bits >> 20) & 0xffff_ffff),
+        "WorkspaceProperties": {"RunningMode": "AUTO_STOP", "ComputeTypeName": "STANDARD"},
+    })
 }
 
 // ---------------------------------------------------------------- IVS (restJson1)

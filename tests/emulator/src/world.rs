@@ -209,6 +209,34 @@ fn chars(mut h: u64, len: usize, alphabet: &[u8]) -> String {
 }
 
 const LOWER_ALNUM: &[u8] = b"0123456789abcdefghijklmnopqrstuvwxyz";
+
+/// A WorkSpace id's bits (36^9 > 2^46): a slot in the high 26, its generation in the low 20.
+const ID_MASK: u64 = (1 << 46) - 1;
+const GENERATION_BITS: u32 = 20;
+const GENERATION_MASK: u64 = (1 << GENERATION_BITS) - 1;
+/// Odd, so multiplying by it modulo 2^46 is a bijection.
+const ID_SCRAMBLE: u64 = 0x2545_F491_4F6D & ID_MASK | 1;
+
+/// The inverse of [`ID_SCRAMBLE`] modulo 2^46 (Newton's iteration; each step doubles the bits).
+fn id_unscramble() -> u64 {
+    let mut inverse = ID_SCRAMBLE;
+    for _ in 0..6 {
+        inverse = inverse.wrapping_mul(2u64.wrapping_sub(ID_SCRAMBLE.wrapping_mul(inverse)));
+    }
+    inverse & ID_MASK
+}
+
+/// A bijection of 46 bits that spreads every input bit over the output: multiply, fold the high
+/// half onto the low (its own inverse, the shift being half the width), multiply.
+fn scramble(n: u64) -> u64 {
+    let n = n.wrapping_mul(ID_SCRAMBLE) & ID_MASK;
+    (n ^ (n >> 23)).wrapping_mul(ID_SCRAMBLE) & ID_MASK
+}
+
+fn unscramble(n: u64) -> u64 {
+    let n = n.wrapping_mul(id_unscramble()) & ID_MASK;
+    (n ^ (n >> 23)).wrapping_mul(id_unscramble()) & ID_MASK
+}
 const ALNUM: &[u8] = b"0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ";
 
 fn uuid(h: u64) -> String {
@@ -328,8 +356,10 @@ impl World {
                 s.status = if phase < 4 { "CONNECTED" } else { "NOT_CONNECTED" };
             }
             Api::ConnectionStatus => {
-                // A WorkSpace lives long; its connection state cycles every five ticks.
-                s.id = format!("ws-{}", chars(h, 9, LOWER_ALNUM));
+                // A WorkSpace lives long; its connection state cycles every five ticks. A personal
+                // WorkSpace has one user for life.
+                s.id = self.workspace_id(k, generation);
+                s.user_id = user;
                 let cycle = (phase + (h % 5) as i64) % 5;
                 s.status = match cycle {
                     0 | 1 => "CONNECTED",
@@ -407,6 +437,41 @@ impl World {
         s
     }
 
+    /// The id of the WorkSpace of slot `k` in its `generation`: the two packed in 46 bits, scrambled
+    /// by a bijection keyed by the world's seed, as 9 base-36 characters, so a WorkSpace is found
+    /// by its id ([`World::workspace`]) without an index of a million ids.
+    fn workspace_id(&self, k: u32, generation: i64) -> String {
+        let packed = (u64::from(k) << GENERATION_BITS) | (generation as u64 & GENERATION_MASK);
+        let mut n = scramble((packed ^ self.workspace_key()) & ID_MASK);
+        let mut digits = [b'0'; 9];
+        for digit in digits.iter_mut().rev() {
+            *digit = LOWER_ALNUM[(n % 36) as usize];
+            n /= 36;
+        }
+        format!("ws-{}", String::from_utf8_lossy(&digits))
+    }
+
+    fn workspace_key(&self) -> u64 {
+        mix(self.config.seed ^ 0x5753) & ID_MASK
+    }
+
+    /// The WorkSpace with this id at `tick`, if it is there (the account's WorkSpace of that slot
+    /// in that generation).
+    pub fn workspace(&self, id: &str, tick: u64) -> Option<SimSession> {
+        let digits = id.strip_prefix("ws-").filter(|d| d.len() == 9)?;
+        let n =
+            digits.bytes().try_fold(0u64, |n, b| Some(n * 36 + LOWER_ALNUM.iter().position(|&c| c == b)? as u64))?;
+        if n > ID_MASK {
+            return None;
+        }
+        let packed = unscramble(n) ^ self.workspace_key();
+        let k = u32::try_from(packed >> GENERATION_BITS).ok()?;
+        if k >= self.slots(Api::ConnectionStatus, 0) {
+            return None;
+        }
+        Some(self.session(Api::ConnectionStatus, 0, k, tick)).filter(|s| s.id == id)
+    }
+
     /// Every session of an API at `tick`, in listing order: the emulator's ground truth.
     pub fn all_sessions(&self, api: Api, tick: u64) -> Vec<SimSession> {
         let parents = match api {
@@ -433,6 +498,28 @@ mod tests {
         let again = World::new(EmulatorConfig::default());
         assert_eq!(world.parents(Api::IvsStreamSessions).ids, again.parents(Api::IvsStreamSessions).ids);
         assert_eq!(world.all_sessions(Api::ChimeProxySessions, 3), again.all_sessions(Api::ChimeProxySessions, 3));
+    }
+
+    #[test]
+    fn a_workspace_is_found_by_its_id_while_it_is_there() {
+        let config = EmulatorConfig { connection_status: Shape::account(300), ..EmulatorConfig::default() };
+        let world = World::new(config);
+        let now = world.all_sessions(Api::ConnectionStatus, 40);
+        for workspace in &now {
+            assert!(workspace.id.starts_with("ws-") && workspace.id.len() == 12, "{}", workspace.id);
+            assert_eq!(world.workspace(&workspace.id, 40).as_ref(), Some(workspace));
+        }
+        // A WorkSpace replaced since, another world's, or no WorkSpace id at all is not there.
+        let later: std::collections::HashSet<String> =
+            world.all_sessions(Api::ConnectionStatus, 100).into_iter().map(|s| s.id).collect();
+        let gone: Vec<&SimSession> = now.iter().filter(|s| !later.contains(&s.id)).collect();
+        assert!(!gone.is_empty());
+        assert!(gone.iter().all(|s| world.workspace(&s.id, 100).is_none()));
+        let other = World::new(EmulatorConfig { seed: 2, ..world.config.clone() });
+        assert!(now.iter().all(|s| other.workspace(&s.id, 40).is_none()));
+        for id in ["ws-", "ws-zzzzzzzzz", "ws-ABCDEFGHI", "wspool-abc123def"] {
+            assert!(world.workspace(id, 40).is_none(), "{id}");
+        }
     }
 
     #[test]

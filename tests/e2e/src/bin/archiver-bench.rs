@@ -34,7 +34,7 @@ use session_archiver::model::{SessionRecord, Timestamp};
 use session_archiver::sources::{pages, AnySource, SessionSource, SourceOptions};
 use session_archiver::table::{DynamoTable, Scope, SessionTable};
 use session_archiver::ServiceId;
-use session_emulator::{Api, Emulator, EmulatorConfig, Shape};
+use session_emulator::{Api, Emulator, EmulatorConfig, OpCounts, Shape};
 
 /// The function's timeout here. moto serves a Query about a hundred times slower than DynamoDB,
 /// so a run at 100,000 sessions can pass Lambda's 15 minutes on it; the bench measures the
@@ -218,14 +218,26 @@ fn world(service: ServiceId, n: u32) -> EmulatorConfig {
     config
 }
 
-/// The fewest list and discovery calls that can read the world: ⌈sessions / max page⌉ per parent.
+/// The fewest list and discovery calls that can read the world: ⌈sessions / max page⌉ per parent,
+/// and the lookups of each page's sessions, ⌈page / most ids a call⌉ a page.
 fn floors(service: ServiceId, config: &EmulatorConfig) -> (u64, u64) {
     let shape = config.shape(api_of(service));
     let page = u64::from(service.max_page_size().map_or(config.connection_status_page_size, |p| p as u32));
-    let per_parent = u64::from(shape.sessions_per_parent).div_ceil(page).max(1);
+    let sessions = u64::from(shape.sessions_per_parent);
+    let lookups = service.lookup().map_or(0, |(_, most)| {
+        let most = most as u64;
+        (sessions / page) * page.div_ceil(most) + (sessions % page).div_ceil(most)
+    });
+    let per_parent = sessions.div_ceil(page).max(1);
     let parents = u64::from(shape.parents + shape.empty_parents);
     let discovery = service.max_parent_page_size().map_or(0, |p| parents.div_ceil(p as u64).max(1));
-    (parents * per_parent, discovery)
+    (u64::from(shape.parents) * (per_parent + lookups) + u64::from(shape.empty_parents), discovery)
+}
+
+/// The list calls a run made: its list operation's, and its lookups'.
+fn list_calls(calls: &BTreeMap<String, OpCounts>, service: ServiceId) -> u64 {
+    let count = |operation: &str| calls.get(operation).map_or(0, |c| c.calls);
+    count(service.list_operation()) + service.lookup().map_or(0, |(lookup, _)| count(lookup))
 }
 
 /// Every session the emulator at `url` lists for `service`, read as the archiver reads it.
@@ -374,7 +386,7 @@ async fn bench_one(
         let count = |name: &str| summary[name].as_u64().unwrap_or(0);
         let cpu = cpu_after.saturating_sub(cpu_before);
         let sessions = count("sessions");
-        let list_calls = calls.get(service.list_operation()).map_or(0, |c| c.calls);
+        let list_calls = list_calls(&calls, service);
         let discovery_calls = service.parent_operation().and_then(|op| calls.get(op)).map_or(0, |c| c.calls);
         let sum = |prefix: &str| {
             traffic.iter().filter(|(op, _)| op.starts_with(prefix)).map(|(_, t)| *t).fold(Traffic::default(), add)
@@ -495,7 +507,7 @@ async fn bench_resumed(
         cpu_us_per_session: cpu.as_secs_f64() * 1e6 / run.sessions.max(1) as f64,
         peak_rss_mib: rss,
         cold_init_ms: 0.0,
-        list_calls: calls.get(service.list_operation()).map_or(0, |c| c.calls),
+        list_calls: list_calls(&calls, service),
         list_floor,
         discovery_calls: service.parent_operation().and_then(|op| calls.get(op)).map_or(0, |c| c.calls),
         discovery_floor,
