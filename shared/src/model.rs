@@ -81,6 +81,11 @@ impl ServiceId {
             .collect()
     }
 
+    /// Whether a session of this service in `status` has its user connected.
+    pub fn is_connected(self, status: Option<&str>) -> bool {
+        status.is_some_and(|s| self.spec().connected_statuses.contains(&s))
+    }
+
     pub fn schema(self) -> &'static Schema {
         self.spec().schema
     }

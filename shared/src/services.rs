@@ -33,6 +33,8 @@ pub struct ServiceSpec {
     /// The statuses of a session that is over, or not connected: a session in one is not active
     /// (the audit's active-at, its concurrency).
     pub ended_statuses: &'static [&'static str],
+    /// The statuses in which a session's user is connected (the audit's connected intervals).
+    pub connected_statuses: &'static [&'static str],
 }
 
 /// An operation asked about the sessions of each page by their ids.
@@ -74,6 +76,7 @@ static SERVICES: [ServiceSpec; 5] = [
         filters: &["user_id"],
         schema: &WORKSPACES_POOL_SESSIONS,
         ended_statuses: &[],
+        connected_statuses: &["CONNECTED"],
     },
     ServiceSpec {
         id: "workspaces-connection-status",
@@ -86,6 +89,7 @@ static SERVICES: [ServiceSpec; 5] = [
         filters: &["workspace_ids"],
         schema: &WORKSPACES_CONNECTION_STATUS,
         ended_statuses: &["DISCONNECTED"],
+        connected_statuses: &["CONNECTED"],
     },
     ServiceSpec {
         id: "ivs-stream-sessions",
@@ -103,6 +107,7 @@ static SERVICES: [ServiceSpec; 5] = [
         filters: &[],
         schema: &IVS_STREAM_SESSIONS,
         ended_statuses: &["OFFLINE"],
+        connected_statuses: &["LIVE"],
     },
     ServiceSpec {
         id: "chime-proxy-sessions",
@@ -120,6 +125,7 @@ static SERVICES: [ServiceSpec; 5] = [
         filters: &["proxy_status"],
         schema: &CHIME_PROXY_SESSIONS,
         ended_statuses: &["Closed"],
+        connected_statuses: &["Open", "InProgress"],
     },
     ServiceSpec {
         id: "gamelift-stream-sessions",
@@ -132,6 +138,8 @@ static SERVICES: [ServiceSpec; 5] = [
         filters: &["stream_status", "export_files_status"],
         schema: &GAMELIFT_STREAM_SESSIONS,
         ended_statuses: &["TERMINATING", "TERMINATED", "ERROR"],
+        // ACTIVE waits for its client; PENDING_CLIENT_RECONNECTION and RECONNECTING have lost it.
+        connected_statuses: &["CONNECTED"],
     },
 ];
 

@@ -7,6 +7,7 @@ use session_archiver::model::EXPECTED_TIME;
 use session_archiver::ServiceId;
 
 use crate::archive::Archive;
+use crate::connected;
 use crate::output::{render, Format};
 use crate::query::{self, Bucket, Filter};
 use crate::record::{format_time, parse_time, AuditLine};
@@ -121,6 +122,20 @@ pub enum Command {
         #[arg(long, value_enum, default_value = "table")]
         format: Format,
     },
+    /// Who was connected when: per user and session, every connected interval (its start and
+    /// end, the earliest start and latest end the runs on either side allow, its duration, which
+    /// edges are the API's own times) and every gap in the runs next to one, which the history
+    /// cannot tell (`unknown`); `--by day`: each user's connected time per day.
+    Connected {
+        #[arg(long, value_enum, default_value = "interval")]
+        by: Per,
+        #[command(flatten)]
+        range: Range,
+        #[command(flatten)]
+        who: Who,
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
+    },
     /// Every observed state of one session, and its transitions.
     Timeline {
         session_id: String,
@@ -176,6 +191,13 @@ pub enum Command {
 #[derive(Clone, Copy, Debug, clap::ValueEnum)]
 pub enum By {
     Hour,
+    Day,
+}
+
+/// What `connected` gives a row to.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub enum Per {
+    Interval,
     Day,
 }
 
@@ -253,6 +275,26 @@ const SESSION_COLUMNS: [&str; 10] = [
     "last_seen",
     "observations",
 ];
+
+const CONNECTED_COLUMNS: [&str; 14] = [
+    "user_id",
+    "service",
+    "account_id",
+    "region",
+    "session_id",
+    "state",
+    "start",
+    "end",
+    "duration_seconds",
+    "start_earliest",
+    "end_latest",
+    "longest_seconds",
+    "exact",
+    "open",
+];
+
+const USER_DAY_COLUMNS: [&str; 6] =
+    ["user_id", "day", "connected", "connected_seconds", "unknown_seconds", "intervals"];
 
 const SUMMARY_COLUMNS: [&str; 8] =
     ["bucket", "service", "started", "ended", "peak_concurrency", "duration_p50", "duration_p90", "duration_p99"];
@@ -340,6 +382,7 @@ impl Cli {
                 let lines = self.lines(&[SNAPSHOTS], &range.services, from, to, &range.scope).await?;
                 Ok(render(&query::sessions(&lines, from, to, &filter), &SESSION_COLUMNS, *format))
             }
+            Command::Connected { by, range, who, format } => self.connected(*by, range, who, *format, now).await,
             Command::Timeline { session_id, range, format } => self.timeline(session_id, range, *format, now).await,
             Command::ActiveAt { at, services, scope, who, format } => {
                 let at = time("the instant", at)?;
@@ -372,6 +415,24 @@ impl Cli {
                 Ok(format!("{}\n{}\n", svg.display(), png.display()))
             }
         }
+    }
+
+    /// The connected intervals of the range, from its snapshots and its runs.
+    async fn connected(&self, by: Per, range: &Range, who: &Who, format: Format, now: i64) -> Result<String> {
+        let (from, to) = range.bounds(now)?;
+        let filter = who.filter()?;
+        let mut lines = self.lines(&[SNAPSHOTS], &range.services, from, to, &range.scope).await?;
+        lines.retain(|line| (from..=to).contains(&line.seen_at));
+        let archive = self.archive().await?;
+        let mut runs = crate::load_runs(&archive, &names(&range.services), from, to).await?;
+        runs.retain(|run| {
+            range.scope.keeps_scope(&run.account_id, &run.region) && (from..=to).contains(&run.started_at)
+        });
+        let found = connected::connected(&lines, &runs, &filter, from);
+        Ok(match by {
+            Per::Interval => render(&connected::interval_rows(&found), &CONNECTED_COLUMNS, format),
+            Per::Day => render(&connected::per_user_day(&found), &USER_DAY_COLUMNS, format),
+        })
     }
 
     /// One session's observations and changes in the range; refused when it has none there.

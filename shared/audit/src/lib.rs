@@ -5,11 +5,14 @@
 //! - [`archive`]: listing the `dt=` partitions a range needs, streaming gunzip of each object;
 //! - [`record`]: a history line as the audit reads it;
 //! - [`query`]: the answers (sessions, timeline, active-at, summary, concurrency), pure;
+//! - [`intervals`], [`connected`]: who was connected when, per user and session, pure;
 //! - [`output`]: table, CSV and JSON;
 //! - [`plot`]: the concurrency plot, SVG and PNG.
 
 pub mod archive;
 pub mod cli;
+pub mod connected;
+pub mod intervals;
 pub mod output;
 pub mod plot;
 pub mod query;

@@ -22,9 +22,20 @@ pub struct Filter {
 impl Filter {
     /// Whether a session in this state (user, parent, status) is one the question is about.
     fn keeps(&self, user_id: Option<&String>, parent_id: Option<&String>, status: Option<&String>) -> bool {
+        self.keeps_session(user_id, parent_id, std::iter::once(status))
+    }
+
+    /// Whether a session of this user and parent, observed in these statuses, is one the question
+    /// is about: `--status` matches any status it was observed in.
+    pub fn keeps_session<'a>(
+        &self,
+        user_id: Option<&String>,
+        parent_id: Option<&String>,
+        mut statuses: impl Iterator<Item = Option<&'a String>>,
+    ) -> bool {
         (self.users.is_empty() || user_id.is_some_and(|u| self.users.contains(u)))
             && self.parent.as_ref().is_none_or(|p| parent_id == Some(p))
-            && self.status.as_ref().is_none_or(|s| status == Some(s))
+            && self.status.as_ref().is_none_or(|wanted| statuses.any(|s| s == Some(wanted)))
     }
 
     fn keeps_line(&self, line: &AuditLine) -> bool {
@@ -418,6 +429,7 @@ mod tests {
             user_id: Some(format!("user-{id}")),
             change: None,
             previous_status: None,
+            last_connected_at: None,
         }
     }
 
@@ -493,6 +505,7 @@ mod tests {
             account_id: account.into(),
             region: "eu-west-1".into(),
             run_id: run_id.into(),
+            started_at: at - 1,
             finished_at: at,
             status: status.into(),
             quiet,

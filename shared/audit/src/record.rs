@@ -26,6 +26,8 @@ pub struct AuditLine {
     /// `opened`, `changed` or `ended` on a changes line; `None` on a snapshot line.
     pub change: Option<String>,
     pub previous_status: Option<String>,
+    /// A WorkSpace's last known user connection (`last_known_user_connection_timestamp`).
+    pub last_connected_at: Option<i64>,
 }
 
 /// The dataset (service and kind) a history object's key names: the two segments before its
@@ -64,6 +66,7 @@ impl AuditLine {
             user_id: text("user_id"),
             change: text("change"),
             previous_status: text("previous_status"),
+            last_connected_at: time("last_known_user_connection_timestamp"),
         })
     }
 }
@@ -123,7 +126,8 @@ pub struct RunRecord {
     pub account_id: String,
     pub region: String,
     pub run_id: String,
-    /// Epoch seconds of `finished_at`.
+    /// Epoch seconds of `started_at` and `finished_at`.
+    pub started_at: i64,
     pub finished_at: i64,
     /// `complete`, `partial`, `failed` or `dry_run`.
     pub status: String,
@@ -144,6 +148,7 @@ impl RunRecord {
     pub fn from_row(columns: &[Column], row: &Row) -> Result<Self, String> {
         let named = Named { columns, row };
         let (text, required) = (|n| named.text(n), |n| named.required(n));
+        let started_at = named.time("started_at").ok_or("`started_at` is missing")?;
         let finished_at = named.time("finished_at").ok_or("`finished_at` is missing")?;
         let sessions = match named.value("sessions") {
             Value::Int(n) if *n >= 0 => *n as u64,
@@ -158,6 +163,7 @@ impl RunRecord {
             account_id: required("account_id")?,
             region: required("region")?,
             run_id: required("run_id")?,
+            started_at,
             finished_at,
             status: required("status")?,
             quiet: matches!(named.value("quiet"), Value::Bool(true)),

@@ -212,6 +212,68 @@ async fn the_audit_answers_match_what_the_emulator_had_at_each_run() {
 }
 
 #[tokio::test]
+async fn one_user_s_connected_intervals_span_services_and_their_personal_workspace() {
+    // GIVEN three runs of WorkSpaces connection status and three of pool sessions, with churn
+    let rig = Rig::start(small_world()).await;
+    let services = [ServiceId::WorkspacesConnectionStatus, ServiceId::WorkspacesPoolSessions];
+    let mut moments = BTreeMap::new();
+    for service in services {
+        moments.insert(service.as_str(), archive_with_churn(&rig, service).await);
+    }
+    // AND a user whose personal WorkSpace was connected at a run, preferring one who also had a
+    // pool session connected
+    let connected_users = |service: &str| -> BTreeSet<String> {
+        let sessions = moments[service].iter().flat_map(|m| m.sessions.iter());
+        sessions.filter(|s| s.status == "CONNECTED").filter_map(|s| s.user_id.clone()).collect()
+    };
+    let (personal, pooled) = (connected_users(services[0].as_str()), connected_users(services[1].as_str()));
+    let user = personal.intersection(&pooled).next().or(personal.iter().next()).expect("a connected WorkSpace").clone();
+    let from = first_day(&moments[services[0].as_str()]);
+
+    // WHEN the auditor asks when that user was connected
+    let args = ["connected", "--user", &user, "--from", &from, "--format", "json"];
+    let rows = json_rows(&audit(&rig, &args).await.unwrap());
+
+    // THEN every row is the user's, their personal WorkSpace among them
+    assert!(rows.iter().all(|r| r["user_id"] == user.as_str()), "{rows:#?}");
+    assert!(rows.iter().any(|r| r["service"] == "workspaces-connection-status"), "{rows:#?}");
+    // AND each connected interval is one the emulator had: the session connected at every run
+    // from its start to its end, and not at the runs that bound it
+    let time = |v: &Json| v.as_str().map(|t| Timestamp::parse(t).unwrap().epoch_seconds());
+    for row in rows.iter().filter(|r| r["state"] == "connected") {
+        let (id, service) = (row["session_id"].as_str().unwrap(), row["service"].as_str().unwrap());
+        let status_at = |at: i64| {
+            // A run's lines are dated by its start, to the second: runs a second apart are told apart.
+            let moment = moments[service].iter().find(|m| m.seen_at == at).expect("a run at that time");
+            moment.sessions.iter().find(|s| s.id == id).map(|s| s.status)
+        };
+        // An edge the API dates itself is inside its window; the others are runs.
+        let exact = row["exact"].as_str().unwrap();
+        let (start, end) = (time(&row["start"]).unwrap(), time(&row["end"]).unwrap());
+        let inside: Vec<_> = moments[service].iter().filter(|m| m.seen_at >= start && m.seen_at <= end).collect();
+        assert!(!inside.is_empty(), "{row}");
+        for moment in inside {
+            assert_eq!(status_at(moment.seen_at), Some("CONNECTED"), "{id} at {}: {row}", moment.run_id);
+        }
+        let bounds = [(time(&row["start_earliest"]), "start"), (time(&row["end_latest"]), "end")];
+        for bound in bounds.into_iter().filter(|(_, edge)| !exact.contains(edge)).filter_map(|(at, _)| at) {
+            assert_ne!(status_at(bound), Some("CONNECTED"), "{id} bounded by a run that saw it connected: {row}");
+        }
+    }
+    // AND per day, the user's connected time is the sum of the intervals'
+    let days = json_rows(
+        &audit(&rig, &["connected", "--by", "day", "--user", &user, "--from", &from, "--format", "json"])
+            .await
+            .unwrap(),
+    );
+    let total: i64 = days.iter().map(|d| d["connected_seconds"].as_i64().unwrap()).sum();
+    let summed: i64 =
+        rows.iter().filter(|r| r["state"] == "connected").map(|r| r["duration_seconds"].as_i64().unwrap()).sum();
+    assert_eq!(total, summed);
+    assert!(days.iter().all(|d| d["user_id"] == user.as_str()));
+}
+
+#[tokio::test]
 async fn a_compacted_day_gives_the_same_answers_from_its_parquet_alone() {
     // GIVEN three runs of Chime SDK Voice proxy sessions with churn between them, and the audit's
     // answers from their NDJSON
