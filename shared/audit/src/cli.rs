@@ -106,7 +106,7 @@ pub struct Who {
     /// Only sessions of this parent (pool id, channel ARN, voice connector id).
     #[arg(long)]
     pub parent: Option<String>,
-    /// Only sessions whose last observed status is this one.
+    /// Only sessions observed in this status at any run of the range (not only at their last).
     #[arg(long)]
     pub status: Option<String>,
 }
@@ -163,6 +163,8 @@ pub enum Command {
         by: By,
         #[command(flatten)]
         range: Range,
+        #[command(flatten)]
+        who: Who,
         #[arg(long, value_enum, default_value = "table")]
         format: Format,
     },
@@ -173,6 +175,8 @@ pub enum Command {
     Scopes {
         #[command(flatten)]
         range: Range,
+        #[command(flatten)]
+        who: Who,
         #[arg(long, value_enum, default_value = "table")]
         format: Format,
     },
@@ -185,6 +189,11 @@ pub enum Command {
         /// Output path without extension: writes <out>.svg and <out>.png.
         #[arg(long, default_value = "concurrency")]
         out: PathBuf,
+        #[command(flatten)]
+        who: Who,
+        /// How the paths written are printed.
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
     },
 }
 
@@ -192,6 +201,13 @@ pub enum Command {
 pub enum By {
     Hour,
     Day,
+}
+
+/// A file a command wrote.
+#[derive(serde::Serialize)]
+struct Written {
+    kind: &'static str,
+    path: String,
 }
 
 /// What `connected` gives a row to.
@@ -390,29 +406,34 @@ impl Cli {
                 let lines = self.lines(&[SNAPSHOTS], services, at - 86_400, at, scope).await?;
                 Ok(render(&query::active_at(&lines, at, &filter), &SESSION_COLUMNS, *format))
             }
-            Command::Summary { by, range, format } => {
+            Command::Summary { by, range, who, format } => {
                 let (from, to) = range.bounds(now)?;
                 let bucket = match by {
                     By::Hour => Bucket::Hour,
                     By::Day => Bucket::Day,
                 };
-                let lines = self.lines(&[SNAPSHOTS], &range.services, from, to, &range.scope).await?;
+                let lines =
+                    who.filter()?.select(self.lines(&[SNAPSHOTS], &range.services, from, to, &range.scope).await?);
                 Ok(render(&query::summary(&lines, from, to, bucket), &SUMMARY_COLUMNS, *format))
             }
-            Command::Scopes { range, format } => {
+            Command::Scopes { range, who, format } => {
                 let (from, to) = range.bounds(now)?;
-                let lines = self.lines(&[SNAPSHOTS], &range.services, from, to, &range.scope).await?;
+                let lines =
+                    who.filter()?.select(self.lines(&[SNAPSHOTS], &range.services, from, to, &range.scope).await?);
                 let archive = self.archive().await?;
                 let mut runs = crate::load_runs(&archive, &names(&range.services), from, to).await?;
                 runs.retain(|run| range.scope.keeps_scope(&run.account_id, &run.region));
                 Ok(render(&query::scopes(&lines, &runs, from, to), &SCOPES_COLUMNS, *format))
             }
-            Command::Plot { what: PlotKind::Concurrency, range, out } => {
+            Command::Plot { what: PlotKind::Concurrency, range, out, who, format } => {
                 let (from, to) = range.bounds(now)?;
-                let lines = self.lines(&[SNAPSHOTS], &range.services, from, to, &range.scope).await?;
+                let lines =
+                    who.filter()?.select(self.lines(&[SNAPSHOTS], &range.services, from, to, &range.scope).await?);
                 let series = query::concurrency(&lines, from, to);
                 let (svg, png) = crate::plot::concurrency(&series, out)?;
-                Ok(format!("{}\n{}\n", svg.display(), png.display()))
+                let written =
+                    [("svg", svg), ("png", png)].map(|(kind, path)| Written { kind, path: path.display().to_string() });
+                Ok(render(&written, &["kind", "path"], *format))
             }
         }
     }

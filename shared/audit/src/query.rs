@@ -38,6 +38,23 @@ impl Filter {
             && self.status.as_ref().is_none_or(|wanted| statuses.any(|s| s == Some(wanted)))
     }
 
+    /// The lines of the sessions the filter keeps (by the user and parent of any of their lines,
+    /// and any status they were observed in): what a question about them reads.
+    pub fn select(&self, mut lines: Vec<AuditLine>) -> Vec<AuditLine> {
+        if self.users.is_empty() && self.parent.is_none() && self.status.is_none() {
+            return lines;
+        }
+        let mut kept: BTreeMap<(String, String), (bool, bool, bool)> = BTreeMap::new();
+        for line in &lines {
+            let (user, parent, status) = kept.entry((line.service.clone(), line.session_id.clone())).or_default();
+            *user |= self.users.is_empty() || line.user_id.as_ref().is_some_and(|u| self.users.contains(u));
+            *parent |= self.parent.as_ref().is_none_or(|p| line.parent_id.as_ref() == Some(p));
+            *status |= self.status.as_ref().is_none_or(|s| line.status.as_ref() == Some(s));
+        }
+        lines.retain(|line| kept[&(line.service.clone(), line.session_id.clone())] == (true, true, true));
+        lines
+    }
+
     fn keeps_line(&self, line: &AuditLine) -> bool {
         self.keeps(line.user_id.as_ref(), line.parent_id.as_ref(), line.status.as_ref())
     }
@@ -63,9 +80,11 @@ fn snapshots(lines: &[AuditLine]) -> impl Iterator<Item = &AuditLine> {
     lines.iter().filter(|l| l.change.is_none())
 }
 
-/// Sessions observed in `[from, to]` that the filter keeps (on their last observation there).
+/// Sessions observed in `[from, to]` that the filter keeps: by their user and parent as last
+/// observed there, and by any status they were observed in there.
 pub fn sessions(lines: &[AuditLine], from: i64, to: i64, filter: &Filter) -> Vec<SessionRow> {
     let mut rows: BTreeMap<(String, String), SessionRow> = BTreeMap::new();
+    let mut statuses: BTreeMap<(String, String), BTreeSet<String>> = BTreeMap::new();
     let mut seen: Vec<&AuditLine> = snapshots(lines).filter(|l| (from..=to).contains(&l.seen_at)).collect();
     seen.sort_by_key(|l| l.seen_at);
     for line in seen {
@@ -88,9 +107,15 @@ pub fn sessions(lines: &[AuditLine], from: i64, to: i64, filter: &Filter) -> Vec
         row.ended_at = line.ended_at.or(row.ended_at);
         row.last_seen = line.seen_at;
         row.observations += 1;
+        let seen_in = statuses.entry((line.service.clone(), line.session_id.clone())).or_default();
+        seen_in.extend(line.status.clone());
     }
-    rows.into_values()
-        .filter(|row| filter.keeps(row.user_id.as_ref(), row.parent_id.as_ref(), row.status.as_ref()))
+    rows.into_iter()
+        .filter(|(key, row)| {
+            let seen_in = statuses[key].iter().map(Some);
+            filter.keeps_session(row.user_id.as_ref(), row.parent_id.as_ref(), seen_in)
+        })
+        .map(|(_, row)| row)
         .collect()
 }
 
@@ -171,6 +196,27 @@ fn runs_by_service(lines: &[AuditLine]) -> BTreeMap<String, BTreeMap<(i64, Strin
     runs
 }
 
+/// A scope: service, account, region.
+type ScopeKey = (String, String, String);
+
+/// The snapshot lines of each run, by scope (service, account, region), keyed by the run's first
+/// observation time there: each scope of an organization has its own last run before an instant
+/// (one whose run failed has its run before).
+fn runs_by_scope(lines: &[AuditLine]) -> BTreeMap<ScopeKey, BTreeMap<(i64, String), Vec<&AuditLine>>> {
+    let scope_of = |l: &AuditLine| (l.service.clone(), l.account_id.clone(), l.region.clone());
+    let mut first_seen: BTreeMap<(ScopeKey, String), i64> = BTreeMap::new();
+    for line in snapshots(lines) {
+        let at = first_seen.entry((scope_of(line), line.run_id.clone())).or_insert(line.seen_at);
+        *at = (*at).min(line.seen_at);
+    }
+    let mut runs: BTreeMap<ScopeKey, BTreeMap<(i64, String), Vec<&AuditLine>>> = BTreeMap::new();
+    for line in snapshots(lines) {
+        let at = first_seen[&(scope_of(line), line.run_id.clone())];
+        runs.entry(scope_of(line)).or_default().entry((at, line.run_id.clone())).or_default().push(line);
+    }
+    runs
+}
+
 fn active_then(line: &AuditLine, at: i64) -> bool {
     is_active_status(line.status.as_deref())
         && line.started_at.is_none_or(|s| s <= at)
@@ -181,7 +227,7 @@ fn active_then(line: &AuditLine, at: i64) -> bool {
 /// not ended, a live status), by service and session id.
 pub fn active_at(lines: &[AuditLine], at: i64, filter: &Filter) -> Vec<SessionRow> {
     let mut rows = Vec::new();
-    for (_, runs) in runs_by_service(lines) {
+    for (_, runs) in runs_by_scope(lines) {
         let Some((&(run_at, _), run)) = runs.range(..=(at, "\u{10FFFF}".to_owned())).next_back() else { continue };
         let mut ids = BTreeSet::new();
         for line in run.iter().filter(|l| active_then(l, at) && filter.keeps_line(l)) {
@@ -444,15 +490,33 @@ mod tests {
     }
 
     #[test]
-    fn sessions_keep_their_last_state_in_the_range_and_filter_on_it() {
+    fn sessions_keep_their_last_state_in_the_range_and_a_status_matches_any_observation() {
         let rows = sessions(&history(), 0, 5000, &Filter::default());
         assert_eq!(rows.len(), 3);
         assert_eq!((rows[0].status.as_deref(), rows[0].observations, rows[0].first_seen), (Some("CONNECTED"), 2, 1000));
         let only_b = Filter { users: vec!["user-b".into()], ..Filter::default() };
         assert_eq!(sessions(&history(), 0, 5000, &only_b).len(), 1);
-        let live = Filter { status: Some("ACTIVE".into()), ..Filter::default() };
-        assert_eq!(sessions(&history(), 0, 5000, &live)[0].session_id, "c");
+        // `a` was ACTIVE at r1 and CONNECTED at r2: --status ACTIVE keeps it, as it keeps `c`
+        let active = Filter { status: Some("ACTIVE".into()), ..Filter::default() };
+        let ids: Vec<String> = sessions(&history(), 0, 5000, &active).into_iter().map(|r| r.session_id).collect();
+        assert_eq!(ids, ["a", "c"]);
+        // AND the lines a question about them reads are theirs alone, all of them
+        let selected = active.select(history());
+        assert_eq!(selected.iter().map(|l| l.session_id.as_str()).collect::<Vec<_>>(), ["a", "a", "c"]);
         assert_eq!(sessions(&history(), 0, 1500, &Filter::default()).len(), 2);
+    }
+
+    #[test]
+    fn active_at_takes_each_scope_s_last_run_before_the_instant() {
+        // GIVEN two accounts' runs of one schedule, the second account's last run failed
+        let mut lines = history();
+        let mut other = line("r1", 1100, "z", "ACTIVE", 900, None);
+        other.account_id = "222222222222".into();
+        lines.push(other);
+        // WHEN asked at 2500: the first account's last run is r2, the second's r1
+        let ids: Vec<String> = active_at(&lines, 2500, &Filter::default()).into_iter().map(|r| r.session_id).collect();
+        // THEN each scope answers from its own last run
+        assert_eq!(ids, ["a", "c", "z"]);
     }
 
     #[test]

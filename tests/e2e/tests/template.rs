@@ -568,5 +568,28 @@ fn athena_has_the_audit_questions_as_named_queries_over_every_service() {
         }
         // Partition pruning: every query bounds `dt` or names one session.
         assert!(sql.contains("dt BETWEEN") || sql.contains("session_id = ?"), "{name}");
+        // AND each runs in the audit WorkGroup
+        assert_eq!(properties["WorkGroup"].as_str(), Some("AuditWorkGroup"), "{name}");
     }
+}
+
+#[test]
+fn the_audit_workgroup_keeps_its_results_encrypted_in_the_bucket_and_caps_a_query_s_scan() {
+    let template = template();
+    let groups = resources_of_type(&template, "AWS::Athena::WorkGroup");
+    assert_eq!(groups.len(), 1);
+    let config = &groups[0].1["Properties"]["WorkGroupConfiguration"];
+    // Its settings win over a client's: results where the template says, encrypted
+    assert_eq!(config["EnforceWorkGroupConfiguration"].as_bool(), Some(true));
+    let results = &config["ResultConfiguration"];
+    assert_eq!(results["OutputLocation"].as_str(), Some("s3://${HistoryBucket}/athena-results/"));
+    assert_eq!(results["EncryptionConfiguration"]["EncryptionOption"].as_str(), Some("SSE_S3"));
+    // AND a query past the parameter's bytes is cancelled; its results expire with the bucket's rule
+    assert_eq!(config["BytesScannedCutoffPerQuery"].as_str(), Some("AthenaBytesScannedCutoff"));
+    let bucket =
+        &resources_of_type(&template, "AWS::S3::Bucket").into_iter().find(|(n, _)| n == "HistoryBucket").unwrap().1;
+    let rules = bucket["Properties"]["LifecycleConfiguration"]["Rules"].as_vec().unwrap();
+    let expiry =
+        rules.iter().find(|r| r["Id"].as_str() == Some("athena-results-expiry")).expect("a rule for the results");
+    assert_eq!(expiry["Prefix"].as_str(), Some("athena-results/"));
 }

@@ -99,10 +99,11 @@ async fn demo(keep: bool) -> Result<(), Box<dyn std::error::Error>> {
 async fn audit_the_history(stage: &LocalStage, first_day: &str) -> Result<(), Box<dyn std::error::Error>> {
     let now = Timestamp::now().as_str().to_owned();
     std::fs::create_dir_all("target/demo")?;
-    let questions: [&[&str]; 4] = [
+    let questions: [&[&str]; 5] = [
         &["summary", "--by", "hour", "--from", first_day],
         &["active-at", &now, "--service", "gamelift-stream-sessions", "--user", "user-054"],
         &["sessions", "--from", first_day, "--user", "user-007", "--format", "csv"],
+        &["connected", "--from", first_day, "--user", "user-007"],
         &["plot", "concurrency", "--from", first_day, "--out", "target/demo/concurrency"],
     ];
     for question in questions {
