@@ -3,6 +3,7 @@
 //! and a loopback proxy that can cut the archiver off from moto mid-run. The session APIs'
 //! stand-in is the `session-emulator` crate.
 
+pub mod athena;
 mod counting_proxy;
 pub mod lambda;
 mod local_aws;

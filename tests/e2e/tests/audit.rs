@@ -27,6 +27,8 @@ struct Moment {
     /// The UTC day of the run's event, the day its history is partitioned under.
     day: String,
     seen_at: i64,
+    /// The same, to the millisecond.
+    at: Timestamp,
     sessions: Vec<SimSession>,
 }
 
@@ -39,11 +41,21 @@ fn scheduled_now(run_id: &str) -> RunRequest {
 
 /// Runs `service` three times with time passing in between; returns each run's moment.
 async fn archive_with_churn(rig: &Rig, service: ServiceId) -> Vec<Moment> {
+    // Boxed: a run's future is deep, and one more level of it overflows the compiler's query depth.
+    Box::pin(archive_runs(rig, service, &[None, None, None])).await
+}
+
+/// Runs `service` once for each event time (`None`: now), with time passing in between.
+async fn archive_runs(rig: &Rig, service: ServiceId, event_times: &[Option<Timestamp>]) -> Vec<Moment> {
     let source = rig.source(service).await;
     let mut moments = Vec::new();
-    for n in 0..3 {
+    for (n, event_time) in event_times.iter().enumerate() {
         let run_id = format!("audit-{service}-{n}");
-        let (request, scope, started_at) = (scheduled_now(&run_id), rig.scope(&source), Timestamp::now());
+        let mut request = scheduled_now(&run_id);
+        if let Some(time) = event_time {
+            request.event_time = time.clone();
+        }
+        let (scope, started_at) = (rig.scope(&source), Timestamp::now());
         let bucket = rig.aws.history_bucket();
         let summary = run(&scope, &source, &rig.aws.table(), &bucket, &rig.config, &request).await.unwrap();
         assert_eq!(summary.outcome, RunOutcome::Complete);
@@ -54,6 +66,7 @@ async fn archive_with_churn(rig: &Rig, service: ServiceId) -> Vec<Moment> {
             run_id,
             day: request.event_time.day().to_owned(),
             seen_at: summary.started_at.epoch_seconds(),
+            at: summary.started_at.clone(),
             sessions: rig.emulator.sessions(archiver_e2e::api_of(service)),
         });
         rig.emulator.advance(1);
@@ -322,6 +335,178 @@ async fn a_compacted_day_gives_the_same_answers_from_its_parquet_alone() {
         assert!(!json_rows(answer).is_empty(), "{question:?}: {answer}");
         assert_eq!(&audit(&rig, question).await.unwrap(), answer, "{question:?}");
     }
+}
+
+/// Epoch seconds of a time DuckDB wrote (`2026-12-05 16:04:13.123`) or the CLI did (RFC 3339).
+fn epoch(value: &Json) -> i64 {
+    let text = value.as_str().unwrap_or_else(|| panic!("a time: {value}"));
+    let text = text.replace(' ', "T");
+    let whole = text.split('.').next().unwrap().trim_end_matches('Z');
+    Timestamp::parse(&format!("{whole}Z")).unwrap().epoch_seconds()
+}
+
+/// The CLI's JSON rows for `args`.
+async fn cli_json(rig: &Rig, args: &[&str]) -> Vec<Json> {
+    json_rows(&audit(rig, args).await.unwrap())
+}
+
+/// Athena's `YYYY-MM-DD HH:MM:SS` of epoch seconds.
+fn athena_time(epoch: i64) -> String {
+    session_audit::record::format_time(epoch).replace('T', " ").trim_end_matches('Z').to_owned()
+}
+
+#[tokio::test]
+async fn every_named_query_runs_and_answers_as_the_cli_does_on_compacted_and_fresh_days() {
+    use archiver_e2e::athena::{named_queries, named_query, run as athena};
+    // GIVEN Chime SDK Voice and GameLift Streams sessions archived by three runs each: two on
+    // yesterday's partition, compacted, and one on today's, not compacted yet
+    let rig = Rig::start(small_world()).await;
+    let yesterday =
+        Timestamp::from_datetime(&aws_smithy_types::DateTime::from_secs(Timestamp::now().epoch_seconds() - 86_400))
+            .unwrap();
+    let services = [ServiceId::ChimeProxySessions, ServiceId::GameliftStreamSessions];
+    let mut moments = Vec::new();
+    for service in services {
+        let times = [Some(yesterday.clone()), Some(yesterday.clone()), None];
+        moments.extend(Box::pin(archive_runs(&rig, service, &times)).await);
+    }
+    let config = session_compaction::dataset::CompactionConfig {
+        history_prefix: "history".into(),
+        sort_budget: 1 << 20,
+        layout: session_compaction::parquet_object::Layout { row_group_bytes: 1 << 20, upload_part_size: 0 },
+        batch_rows: 64,
+        slice_source_bytes: 1 << 20,
+    };
+    for service in services {
+        session_compaction::day::compact_day(
+            &rig.aws.history_bucket(),
+            &config,
+            &InThisInvocation,
+            service,
+            yesterday.day(),
+        )
+        .await
+        .unwrap();
+    }
+    assert!(rig.aws.keys("history/parquet/snapshots/").await.iter().any(|k| k.ends_with(".parquet")));
+    // AND a copy of the bucket, as Athena would read it
+    let copy = std::env::temp_dir().join(format!("session-audit-athena-{}", std::process::id()));
+    for key in rig.aws.keys("history/").await {
+        let path = copy.join(&key);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, rig.aws.bytes(&key).await).unwrap();
+    }
+    let (first, last) =
+        (moments.iter().map(|m| m.seen_at).min().unwrap(), moments.iter().map(|m| m.seen_at).max().unwrap());
+    let (from, to) = (first - 60, last + 60);
+    let (from_text, to_text) = (athena_time(from), athena_time(to));
+    let (from_cli, to_cli) = (session_audit::record::format_time(from), session_audit::record::format_time(to));
+    let days = [yesterday.day().to_owned(), Timestamp::now().day().to_owned()];
+    // Every named query is one of those below: a new one must be run here too.
+    assert_eq!(named_queries().len(), 6);
+
+    // WHEN the sessions query runs THEN it answers the CLI's sessions, state for state
+    let params = [from_text.as_str(), &to_text, &from_text, &to_text];
+    let rows = athena(&copy, &named_query("AuditSessionsQuery"), &params);
+    let answer = |rows: &[Json]| -> BTreeSet<(String, String, String, u64, i64, i64)> {
+        rows.iter()
+            .map(|r| {
+                let text = |c: &str| r[c].as_str().unwrap_or_default().to_owned();
+                (
+                    text("service"),
+                    text("session_id"),
+                    text("status"),
+                    r["observations"].as_u64().unwrap(),
+                    epoch(&r["first_seen"]),
+                    epoch(&r["last_seen"]),
+                )
+            })
+            .collect()
+    };
+    let expected = cli_json(&rig, &["sessions", "--from", &from_cli, "--to", &to_cli, "--format", "json"]).await;
+    assert!(!rows.is_empty());
+    assert_eq!(answer(&rows), answer(&expected));
+
+    // AND the timeline of a session, observation for observation and change for change
+    let id = moments[0].sessions[0].id.clone();
+    let rows = athena(&copy, &named_query("AuditTimelineQuery"), &[&id]);
+    let steps = |rows: &[Json]| -> Vec<(i64, String)> {
+        let mut steps: Vec<(i64, String)> =
+            rows.iter().map(|r| (epoch(&r["at"]), r["event"].as_str().unwrap().to_owned())).collect();
+        steps.sort();
+        steps
+    };
+    let expected = cli_json(&rig, &["timeline", &id, "--from", &from_cli, "--to", &to_cli, "--format", "json"]).await;
+    assert_eq!(steps(&rows), steps(&expected));
+
+    // AND the sessions active at the second run of each service
+    // (To the millisecond: the run at that instant is one before it.)
+    let instant = moments[1].at.as_str().replace('T', " ").trim_end_matches('Z').to_owned();
+    let rows = athena(&copy, &named_query("AuditActiveAtQuery"), &[instant.as_str(); 5]);
+    let at_cli = moments[1].at.as_str().to_owned();
+    let expected = cli_json(&rig, &["active-at", &at_cli, "--format", "json"]).await;
+    assert!(!rows.is_empty());
+    assert_eq!(ids(&rows), ids(&expected));
+
+    // AND the daily summary: sessions started and ended per service and day
+    let rows = athena(&copy, &named_query("AuditDailySummaryQuery"), &[&days[0], &days[1]]);
+    let counts = |rows: &[Json], day: &str| -> BTreeSet<(String, String, u64, u64)> {
+        rows.iter()
+            .filter(|r| r["started"].as_u64() > Some(0) || r["ended"].as_u64() > Some(0))
+            .map(|r| {
+                (
+                    r["service"].as_str().unwrap().to_owned(),
+                    r[day].as_str().unwrap()[..10].to_owned(),
+                    r["started"].as_u64().unwrap(),
+                    r["ended"].as_u64().unwrap(),
+                )
+            })
+            .collect()
+    };
+    let expected =
+        cli_json(&rig, &["summary", "--by", "day", "--from", &from_cli, "--to", &to_cli, "--format", "json"]).await;
+    assert_eq!(counts(&rows, "day"), counts(&expected, "bucket"));
+
+    // AND the concurrency series: the sessions each run saw active
+    let rows = athena(&copy, &named_query("AuditConcurrencyQuery"), &[&days[0], &days[1]]);
+    let series: BTreeSet<(String, i64, u64)> = rows
+        .iter()
+        .map(|r| {
+            (r["service"].as_str().unwrap().to_owned(), epoch(&r["run_at"]), r["active_sessions"].as_u64().unwrap())
+        })
+        .collect();
+    let archive = session_audit::archive::Archive::Dir { root: copy.clone(), prefix: "history".into() };
+    let names: Vec<&str> = services.iter().map(|s| s.as_str()).collect();
+    let lines = session_audit::load(&archive, &[session_audit::SNAPSHOTS], &names, from, to).await.unwrap();
+    let expected: BTreeSet<(String, i64, u64)> = session_audit::query::concurrency(&lines, from, to)
+        .into_iter()
+        .flat_map(|(service, points)| points.into_iter().map(move |(at, n)| (service.clone(), at, n)))
+        .collect();
+    assert_eq!(series, expected);
+
+    // AND the scopes: sessions, runs, quiet and failed runs per service, account and region
+    let rows = athena(
+        &copy,
+        &named_query("AuditScopesQuery"),
+        &[&from_text, &to_text, &from_text, &to_text, &from_text, &to_text, &from_text, &to_text],
+    );
+    let scopes = |rows: &[Json]| -> BTreeSet<(String, String, u64, u64, u64, u64)> {
+        rows.iter()
+            .map(|r| {
+                let n = |c: &str| r[c].as_u64().unwrap_or(0);
+                (
+                    r["service"].as_str().unwrap().to_owned(),
+                    r["account_id"].as_str().unwrap().to_owned(),
+                    n("sessions"),
+                    n("runs"),
+                    n("quiet_runs"),
+                    n("failed_runs"),
+                )
+            })
+            .collect()
+    };
+    let expected = cli_json(&rig, &["scopes", "--from", &from_cli, "--to", &to_cli, "--format", "json"]).await;
+    assert_eq!(scopes(&rows), scopes(&expected));
 }
 
 #[tokio::test]
