@@ -186,7 +186,7 @@ demo: moto ## Run the functions on the local stand-ins: one account twice, then 
 	$(CARGO) build --locked $(addprefix --bin ,$(DEMO_BINS))
 	target/debug/archiver-demo $(if $(KEEP),--keep)
 
-invoke: moto ## Send EVENT=<file> to FUNCTION=<id> through the real binary (local; AWS=1: your account)
+invoke: moto ## Send EVENT=<file> to FUNCTION=<id> (a session function or history-compactor) through the real binary (local; AWS=1: your account)
 	@test -n "$(FUNCTION)" -a -n "$(EVENT)" || { echo "usage: make invoke FUNCTION=ivs-stream-sessions EVENT=events/ivs-stream-sessions/replay-one-channel.json [AWS=1]"; exit 2; }
 	$(CARGO) build --locked --bin archiver-invoke $(if $(filter $(FUNCTION),$(FUNCTIONS)),--bin $(FUNCTION))
 	target/debug/archiver-invoke $(if $(AWS),--aws) $(FUNCTION) $(EVENT)

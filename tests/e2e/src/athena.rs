@@ -143,6 +143,7 @@ pub fn translate(sql: &str) -> String {
         ("date_format(", "strftime("),
         ("approx_percentile(", "quantile_cont("),
         ("to_unixtime(", "epoch("),
+        ("sequence(", "generate_series("),
         ("date(", "CAST_DATE("),
     ] {
         out = replace_call(&out, trino, duckdb);
@@ -218,11 +219,13 @@ mod tests {
     #[test]
     fn trino_calls_are_spelled_as_duckdb_spells_them() {
         let sql = "WHERE dt BETWEEN date_format(date_add('day', -1, CAST(? AS timestamp)), '%Y-%m-%d') \
-                   AND date(ended_at) AND approx_percentile(to_unixtime(e) - to_unixtime(s), 0.5) AND updated(x)";
+                   AND date(ended_at) AND approx_percentile(to_unixtime(e) - to_unixtime(s), 0.5) AND updated(x) \
+                   AND d IN (SELECT d FROM UNNEST(sequence(CAST(? AS date), CAST(? AS date), INTERVAL '1' DAY)) AS t(d))";
         assert_eq!(
             translate(sql),
             "WHERE dt BETWEEN strftime((CAST(? AS timestamp) + INTERVAL (-1) DAY), '%Y-%m-%d') \
-             AND CAST(ended_at AS DATE) AND quantile_cont(epoch(e) - epoch(s), 0.5) AND updated(x)"
+             AND CAST(ended_at AS DATE) AND quantile_cont(epoch(e) - epoch(s), 0.5) AND updated(x) \
+             AND d IN (SELECT d FROM UNNEST(generate_series(CAST(? AS date), CAST(? AS date), INTERVAL '1' DAY)) AS t(d))"
         );
     }
 }

@@ -429,7 +429,7 @@ async fn every_named_query_runs_and_answers_as_the_cli_does_on_compacted_and_fre
 
     // AND the timeline of a session, observation for observation and change for change
     let id = moments[0].sessions[0].id.clone();
-    let rows = athena(&copy, &named_query("AuditTimelineQuery"), &[&id]);
+    let rows = athena(&copy, &named_query("AuditTimelineQuery"), &[&days[0], &days[1], &id]);
     let steps = |rows: &[Json]| -> Vec<(i64, String)> {
         let mut steps: Vec<(i64, String)> =
             rows.iter().map(|r| (epoch(&r["at"]), r["event"].as_str().unwrap().to_owned())).collect();
@@ -488,7 +488,7 @@ async fn every_named_query_runs_and_answers_as_the_cli_does_on_compacted_and_fre
     let rows = athena(
         &copy,
         &named_query("AuditScopesQuery"),
-        &[&from_text, &to_text, &from_text, &to_text, &from_text, &to_text, &from_text, &to_text],
+        &[&from_text, &to_text, &from_text, &to_text, &from_text, &to_text],
     );
     let scopes = |rows: &[Json]| -> BTreeSet<(String, String, u64, u64, u64, u64)> {
         rows.iter()
