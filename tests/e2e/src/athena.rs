@@ -144,6 +144,7 @@ pub fn translate(sql: &str) -> String {
         ("approx_percentile(", "quantile_cont("),
         ("to_unixtime(", "epoch("),
         ("sequence(", "generate_series("),
+        ("from_unixtime(", "to_timestamp("),
         ("date(", "CAST_DATE("),
     ] {
         out = replace_call(&out, trino, duckdb);

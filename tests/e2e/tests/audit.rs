@@ -341,8 +341,9 @@ async fn a_compacted_day_gives_the_same_answers_from_its_parquet_alone() {
 fn epoch(value: &Json) -> i64 {
     let text = value.as_str().unwrap_or_else(|| panic!("a time: {value}"));
     let text = text.replace(' ', "T");
-    let whole = text.split('.').next().unwrap().trim_end_matches('Z');
-    Timestamp::parse(&format!("{whole}Z")).unwrap().epoch_seconds()
+    // DuckDB writes a time with a zone as `+00:00`, one without none.
+    let zoned = text.ends_with('Z') || text.rfind(['+', '-']).is_some_and(|at| at > 10);
+    Timestamp::parse(&if zoned { text } else { format!("{text}Z") }).unwrap().epoch_seconds()
 }
 
 /// The CLI's JSON rows for `args`.
@@ -370,6 +371,22 @@ async fn every_named_query_runs_and_answers_as_the_cli_does_on_compacted_and_fre
         let times = [Some(yesterday.clone()), Some(yesterday.clone()), None];
         moments.extend(Box::pin(archive_runs(&rig, service, &times)).await);
     }
+    // AND a GameLift Streams run that failed between its last two: a gap in what is known
+    let (before, after) = (moments[4].at.to_datetime().as_nanos(), moments[5].at.to_datetime().as_nanos());
+    let between = aws_smithy_types::DateTime::from_nanos((before + after) / 2).unwrap();
+    let failed = ScopeOutcome::Failed(session_archiver::Error::Config("the session API refused the call".into()));
+    let gamelift = rig.scope(&rig.source(ServiceId::GameliftStreamSessions).await);
+    let request = scheduled_now("audit-gamelift-stream-sessions-failed");
+    let at = Timestamp::from_datetime(&between).unwrap();
+    write_runs(
+        &rig.aws.history_bucket(),
+        "history",
+        ServiceId::GameliftStreamSessions,
+        &request,
+        &[(&gamelift, failed)],
+        &at,
+    )
+    .await;
     let config = session_compaction::dataset::CompactionConfig {
         history_prefix: "history".into(),
         sort_budget: 1 << 20,
@@ -403,7 +420,7 @@ async fn every_named_query_runs_and_answers_as_the_cli_does_on_compacted_and_fre
     let (from_cli, to_cli) = (session_audit::record::format_time(from), session_audit::record::format_time(to));
     let days = [yesterday.day().to_owned(), Timestamp::now().day().to_owned()];
     // Every named query is one of those below: a new one must be run here too.
-    assert_eq!(named_queries().len(), 6);
+    assert_eq!(named_queries().len(), 7);
 
     // WHEN the sessions query runs THEN it answers the CLI's sessions, state for state
     let params = [from_text.as_str(), &to_text, &from_text, &to_text];
@@ -483,6 +500,37 @@ async fn every_named_query_runs_and_answers_as_the_cli_does_on_compacted_and_fre
         .flat_map(|(service, points)| points.into_iter().map(move |(at, n)| (service.clone(), at, n)))
         .collect();
     assert_eq!(series, expected);
+
+    // AND who was connected when: every interval, its bounds, gaps and open ones, as `connected`
+    let params = [from_text.as_str(), &to_text, &from_text, &to_text, &from_text, &to_text, &from_text];
+    let rows = athena(&copy, &named_query("AuditConnectedQuery"), &params);
+    type Interval = (Option<String>, String, String, String, i64, i64, Option<i64>, Option<i64>, bool);
+    let intervals = |rows: &[Json], exact: &dyn Fn(&Json) -> bool| -> BTreeSet<(Interval, bool)> {
+        rows.iter()
+            .map(|r| {
+                let text = |c: &str| r[c].as_str().unwrap().to_owned();
+                let time = |c: &str| (!r[c].is_null()).then(|| epoch(&r[c]));
+                let interval = (
+                    r["user_id"].as_str().map(str::to_owned),
+                    text("service"),
+                    text("session_id"),
+                    text("state"),
+                    epoch(&r["start"]),
+                    epoch(&r["end"]),
+                    time("start_earliest"),
+                    time("end_latest"),
+                    r["open"].as_bool().unwrap(),
+                );
+                (interval, exact(r))
+            })
+            .collect()
+    };
+    let expected = cli_json(&rig, &["connected", "--from", &from_cli, "--to", &to_cli, "--format", "json"]).await;
+    assert!(expected.iter().any(|r| r["state"] == "connected"), "{expected:#?}");
+    assert!(expected.iter().any(|r| r["state"] == "unknown"), "the failed run is a gap: {expected:#?}");
+    let by_query = intervals(&rows, &|r| r["start_exact"].as_bool().unwrap() || r["end_exact"].as_bool().unwrap());
+    let by_cli = intervals(&expected, &|r| !r["exact"].as_str().unwrap().is_empty());
+    assert_eq!(by_query, by_cli);
 
     // AND the scopes: sessions, runs, quiet and failed runs per service, account and region
     let rows = athena(

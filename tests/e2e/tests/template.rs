@@ -537,6 +537,7 @@ fn athena_has_the_audit_questions_as_named_queries_over_every_service() {
         [
             "AuditActiveAtQuery",
             "AuditConcurrencyQuery",
+            "AuditConnectedQuery",
             "AuditDailySummaryQuery",
             "AuditScopesQuery",
             "AuditSessionsQuery",
