@@ -130,22 +130,23 @@ fn clock(seconds: i64) -> String {
 /// Each scope's runs: from the runs dataset (a run's time is its lines' `snapshot_at`, else its
 /// start), else, for history older than the runs dataset, the runs its lines name.
 fn scope_probes(lines: &[AuditLine], runs: &[RunRecord]) -> BTreeMap<ScopeKey, Probes> {
-    let mut seen_at: BTreeMap<&str, i64> = BTreeMap::new();
-    let mut by_scope: BTreeMap<ScopeKey, BTreeMap<String, Probe>> = BTreeMap::new();
+    // A run of an organization's schedule shares its id across scopes: its time is each scope's own.
+    let mut seen_at: BTreeMap<(ScopeKey, &str), i64> = BTreeMap::new();
     for line in lines.iter().filter(|l| l.change.is_none()) {
-        let at = seen_at.entry(line.run_id.as_str()).or_insert(line.seen_at);
-        *at = (*at).min(line.seen_at);
         let scope = (line.service.clone(), line.account_id.clone(), line.region.clone());
-        let probe = Probe { at: *at, run_id: line.run_id.clone(), listed: true };
-        by_scope.entry(scope).or_default().insert(line.run_id.clone(), probe);
+        let at = seen_at.entry((scope, line.run_id.as_str())).or_insert(line.seen_at);
+        *at = (*at).min(line.seen_at);
+    }
+    let mut by_scope: BTreeMap<ScopeKey, BTreeMap<String, Probe>> = BTreeMap::new();
+    for ((scope, run_id), at) in &seen_at {
+        let probe = Probe { at: *at, run_id: (*run_id).to_owned(), listed: true };
+        by_scope.entry(scope.clone()).or_default().insert((*run_id).to_owned(), probe);
     }
     for run in runs.iter().filter(|r| r.status != "dry_run") {
         let scope = (run.service.clone(), run.account_id.clone(), run.region.clone());
-        let at = seen_at.get(run.run_id.as_str()).copied().unwrap_or(run.started_at);
-        by_scope
-            .entry(scope)
-            .or_default()
-            .insert(run.run_id.clone(), Probe { at, run_id: run.run_id.clone(), listed: run.listed() });
+        let at = seen_at.get(&(scope.clone(), run.run_id.as_str())).copied().unwrap_or(run.started_at);
+        let probe = Probe { at, run_id: run.run_id.clone(), listed: run.listed() };
+        by_scope.entry(scope).or_default().insert(run.run_id.clone(), probe);
     }
     by_scope.into_iter().map(|(scope, runs)| (scope, Probes::new(runs.into_values().collect()))).collect()
 }
@@ -272,6 +273,28 @@ mod tests {
         // AND her day: 13.5 minutes on the WorkSpace and 15 in the pool
         let days = per_user_day(&found);
         assert_eq!((days.len(), days[0].connected_seconds, days[0].connected.as_str()), (1, 1710, "0:28:30"));
+    }
+
+    #[test]
+    fn a_run_shared_by_an_organization_s_scopes_is_dated_in_each_by_its_own_lines() {
+        // GIVEN one schedule's runs (one id each) listing two accounts, the second a minute later
+        let ws = "workspaces-connection-status";
+        let mut lines = Vec::new();
+        for run in 0..4 {
+            let status = if run == 1 || run == 2 { "CONNECTED" } else { "DISCONNECTED" };
+            let mut first = line(ws, run, "ws-first", "dana", status);
+            first.run_id = format!("plan-r{run}");
+            let mut second = first.clone();
+            (second.account_id, second.session_id, second.seen_at) =
+                ("444455556666".into(), "ws-second".into(), first.seen_at + 60);
+            lines.extend([first, second]);
+        }
+        // WHEN their intervals are found
+        let rows = interval_rows(&connected(&lines, &[], &Filter::default(), T0));
+        // THEN each account's connection starts and ends at its own runs' times
+        let starts: Vec<(&str, &str)> = rows.iter().map(|r| (r.session_id.as_str(), r.start.as_str())).collect();
+        assert_eq!(starts, [("ws-first", "2026-11-22T10:05:00Z"), ("ws-second", "2026-11-22T10:06:00Z")]);
+        assert_eq!(rows[1].end_latest.as_deref(), Some("2026-11-22T10:16:00Z"));
     }
 
     #[test]
