@@ -384,7 +384,8 @@ impl Cli {
         scope: &Where,
     ) -> Result<Vec<AuditLine>> {
         scope.check()?;
-        let mut lines = load(&self.archive().await?, kinds, &names(services), from, to).await?;
+        let keeps = |account: &str, region: &str| scope.keeps_scope(account, region);
+        let mut lines = load(&self.archive().await?, kinds, &names(services), from, to, &keeps).await?;
         lines.retain(|line| scope.keeps(line));
         Ok(lines)
     }

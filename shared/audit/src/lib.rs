@@ -66,9 +66,30 @@ pub fn days(from: i64, to: i64) -> Vec<String> {
     days
 }
 
-/// Reads every line of `kinds` for `services` in the partitions of `[from, to]`, with a progress
-/// bar on stderr (hidden when stderr is not a terminal).
-pub async fn load(archive: &Archive, kinds: &[&str], services: &[&str], from: i64, to: i64) -> Result<Vec<AuditLine>> {
+/// Objects read at once: each a request's wait on S3.
+const OBJECTS_AT_ONCE: usize = 8;
+
+/// The account and region an object's name gives, `<account>.<region>.<run>….jsonl.gz`: a scope's
+/// own object; `None` for one that holds several scopes (a batch's pool, a compacted day).
+pub fn scope_of_key(key: &str) -> Option<(&str, &str)> {
+    let mut parts = key.rsplit('/').next()?.split('.');
+    let (account, region) = (parts.next()?, parts.next()?);
+    (session_archiver::model::is_account_id(account) && session_archiver::model::is_region(region))
+        .then_some((account, region))
+}
+
+/// Reads every line of `kinds` for `services` in the partitions of `[from, to]`, several objects
+/// at a time, with a progress bar on stderr (hidden when stderr is not a terminal). An object
+/// whose name is another scope's (`keeps` says no to its account and region) is not read.
+pub async fn load(
+    archive: &Archive,
+    kinds: &[&str],
+    services: &[&str],
+    from: i64,
+    to: i64,
+    keeps: &(dyn Fn(&str, &str) -> bool + Sync),
+) -> Result<Vec<AuditLine>> {
+    use futures::{StreamExt, TryStreamExt};
     let mut objects = Vec::new();
     for service in services {
         for kind in kinds {
@@ -77,6 +98,7 @@ pub async fn load(archive: &Archive, kinds: &[&str], services: &[&str], from: i6
             }
         }
     }
+    objects.retain(|object| scope_of_key(&object.key).is_none_or(|(account, region)| keeps(account, region)));
     let bytes: u64 = objects.iter().map(|o| o.size).sum();
     let bar = indicatif::ProgressBar::with_draw_target(Some(bytes), indicatif::ProgressDrawTarget::stderr());
     bar.set_style(
@@ -84,10 +106,16 @@ pub async fn load(archive: &Archive, kinds: &[&str], services: &[&str], from: i6
             .expect("a valid template")
             .progress_chars("=> "),
     );
+    let reads = futures::stream::iter(objects.iter().map(|object| async move {
+        let mut lines = Vec::new();
+        archive.read(object, |line| lines.push(line)).await.map(|()| (object, lines))
+    }))
+    .buffered(OBJECTS_AT_ONCE);
+    let mut reads = std::pin::pin!(reads);
     let mut lines = Vec::new();
-    for object in &objects {
+    while let Some((object, mut read)) = reads.try_next().await? {
         bar.set_message(object.key.rsplit('/').next().unwrap_or_default().to_owned());
-        archive.read(object, |line| lines.push(line)).await?;
+        lines.append(&mut read);
         bar.inc(object.size);
     }
     bar.finish_and_clear();
@@ -115,6 +143,14 @@ pub const RUNS: &str = "runs";
 mod tests {
     use super::*;
     use crate::record::parse_time;
+
+    #[test]
+    fn a_scope_s_own_object_is_told_by_its_name_a_pooled_or_compacted_one_is_not() {
+        let key = |name: &str| format!("history/snapshots/ivs-stream-sessions/dt=2026-11-22/{name}");
+        assert_eq!(scope_of_key(&key("111122223333.eu-west-1.run-1.jsonl.gz")), Some(("111122223333", "eu-west-1")));
+        assert_eq!(scope_of_key(&key("plan-7.pool-ab12cd.jsonl.gz")), None);
+        assert_eq!(scope_of_key(&key("part-00000.parquet")), None);
+    }
 
     #[test]
     fn a_range_reads_its_days_and_the_day_before() {
