@@ -393,12 +393,7 @@ impl Cli {
     /// Runs the command; returns what to print on stdout.
     pub async fn run(&self, now: i64) -> Result<String> {
         match &self.command {
-            Command::Sessions { range, who, format } => {
-                let (from, to) = range.bounds(now)?;
-                let filter = who.filter()?;
-                let lines = self.lines(&[SNAPSHOTS], &range.services, from, to, &range.scope).await?;
-                Ok(render(&query::sessions(&lines, from, to, &filter), &SESSION_COLUMNS, *format))
-            }
+            Command::Sessions { range, who, format } => self.sessions(range, who, *format, now).await,
             Command::Connected { by, range, who, format } => self.connected(*by, range, who, *format, now).await,
             Command::Timeline { session_id, range, format } => self.timeline(session_id, range, *format, now).await,
             Command::ActiveAt { at, services, scope, who, format } => {
@@ -437,6 +432,25 @@ impl Cli {
                 Ok(render(&written, &["kind", "path"], *format))
             }
         }
+    }
+
+    /// The sessions of the range, folded as the lines stream by: what it holds grows with the
+    /// sessions, not with the range.
+    async fn sessions(&self, range: &Range, who: &Who, format: Format, now: i64) -> Result<String> {
+        let (from, to) = range.bounds(now)?;
+        let filter = who.filter()?;
+        let scope = &range.scope;
+        scope.check()?;
+        let mut fold = query::SessionsFold::new(from, to);
+        let keeps = |account: &str, region: &str| scope.keeps_scope(account, region);
+        let mut each = |line: AuditLine| {
+            if scope.keeps(&line) {
+                fold.add(&line);
+            }
+        };
+        let archive = self.archive().await?;
+        crate::stream(&archive, &[SNAPSHOTS], &names(&range.services), from, to, &keeps, &mut each).await?;
+        Ok(render(&fold.finish(&filter), &SESSION_COLUMNS, format))
     }
 
     /// The connected intervals of the range, from its snapshots and its runs.

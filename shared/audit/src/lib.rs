@@ -89,6 +89,22 @@ pub async fn load(
     to: i64,
     keeps: &(dyn Fn(&str, &str) -> bool + Sync),
 ) -> Result<Vec<AuditLine>> {
+    let mut lines = Vec::new();
+    stream(archive, kinds, services, from, to, keeps, &mut |line| lines.push(line)).await?;
+    Ok(lines)
+}
+
+/// [`load`], each line given to `each` as its object is read, object by object in key order: at
+/// most [`OBJECTS_AT_ONCE`] objects' lines are held at a time.
+pub async fn stream(
+    archive: &Archive,
+    kinds: &[&str],
+    services: &[&str],
+    from: i64,
+    to: i64,
+    keeps: &(dyn Fn(&str, &str) -> bool + Sync),
+    each: &mut dyn FnMut(AuditLine),
+) -> Result<()> {
     use futures::{StreamExt, TryStreamExt};
     let mut objects = Vec::new();
     for service in services {
@@ -112,14 +128,13 @@ pub async fn load(
     }))
     .buffered(OBJECTS_AT_ONCE);
     let mut reads = std::pin::pin!(reads);
-    let mut lines = Vec::new();
-    while let Some((object, mut read)) = reads.try_next().await? {
+    while let Some((object, lines)) = reads.try_next().await? {
         bar.set_message(object.key.rsplit('/').next().unwrap_or_default().to_owned());
-        lines.append(&mut read);
+        lines.into_iter().for_each(&mut *each);
         bar.inc(object.size);
     }
     bar.finish_and_clear();
-    Ok(lines)
+    Ok(())
 }
 
 /// The runs dataset's lines of `services` on the days of `[from, to]` (and the day before), the

@@ -83,40 +83,85 @@ fn snapshots(lines: &[AuditLine]) -> impl Iterator<Item = &AuditLine> {
 /// Sessions observed in `[from, to]` that the filter keeps: by their user and parent as last
 /// observed there, and by any status they were observed in there.
 pub fn sessions(lines: &[AuditLine], from: i64, to: i64, filter: &Filter) -> Vec<SessionRow> {
-    let mut rows: BTreeMap<(String, String), SessionRow> = BTreeMap::new();
-    let mut statuses: BTreeMap<(String, String), BTreeSet<String>> = BTreeMap::new();
-    let mut seen: Vec<&AuditLine> = snapshots(lines).filter(|l| (from..=to).contains(&l.seen_at)).collect();
-    seen.sort_by_key(|l| l.seen_at);
-    for line in seen {
-        let row = rows.entry((line.service.clone(), line.session_id.clone())).or_insert_with(|| SessionRow {
-            service: line.service.clone(),
-            session_id: line.session_id.clone(),
-            parent_id: None,
-            user_id: None,
-            status: None,
-            started_at: None,
-            ended_at: None,
-            first_seen: line.seen_at,
-            last_seen: line.seen_at,
-            observations: 0,
-        });
-        row.parent_id = line.parent_id.clone();
-        row.user_id = line.user_id.clone();
-        row.status = line.status.clone();
-        row.started_at = line.started_at.or(row.started_at);
-        row.ended_at = line.ended_at.or(row.ended_at);
-        row.last_seen = line.seen_at;
-        row.observations += 1;
-        let seen_in = statuses.entry((line.service.clone(), line.session_id.clone())).or_default();
-        seen_in.extend(line.status.clone());
+    let mut fold = SessionsFold::new(from, to);
+    lines.iter().for_each(|line| fold.add(line));
+    fold.finish(filter)
+}
+
+/// [`sessions`], a line at a time in any order: what it holds grows with the sessions, not with
+/// the lines, so a range of any length is answered as its objects stream by.
+pub struct SessionsFold {
+    from: i64,
+    to: i64,
+    sessions: BTreeMap<(String, String), Folded>,
+}
+
+/// One session as folded so far: its row, the statuses it was seen in, and when the times it
+/// holds were seen (the latest line that gives one wins).
+struct Folded {
+    row: SessionRow,
+    statuses: BTreeSet<String>,
+    started_seen: i64,
+    ended_seen: i64,
+}
+
+impl SessionsFold {
+    pub fn new(from: i64, to: i64) -> Self {
+        SessionsFold { from, to, sessions: BTreeMap::new() }
     }
-    rows.into_iter()
-        .filter(|(key, row)| {
-            let seen_in = statuses[key].iter().map(Some);
-            filter.keeps_session(row.user_id.as_ref(), row.parent_id.as_ref(), seen_in)
-        })
-        .map(|(_, row)| row)
-        .collect()
+
+    /// One line (a changes line or one outside the range counts for nothing).
+    pub fn add(&mut self, line: &AuditLine) {
+        if line.change.is_some() || !(self.from..=self.to).contains(&line.seen_at) {
+            return;
+        }
+        let folded = self.sessions.entry((line.service.clone(), line.session_id.clone())).or_insert_with(|| Folded {
+            row: SessionRow {
+                service: line.service.clone(),
+                session_id: line.session_id.clone(),
+                parent_id: None,
+                user_id: None,
+                status: None,
+                started_at: None,
+                ended_at: None,
+                first_seen: line.seen_at,
+                last_seen: line.seen_at,
+                observations: 0,
+            },
+            statuses: BTreeSet::new(),
+            started_seen: i64::MIN,
+            ended_seen: i64::MIN,
+        });
+        let row = &mut folded.row;
+        row.first_seen = row.first_seen.min(line.seen_at);
+        row.observations += 1;
+        folded.statuses.extend(line.status.clone());
+        // At the same instant, the line read later wins, as a stable sort by time would have it.
+        if line.seen_at >= row.last_seen {
+            row.last_seen = line.seen_at;
+            row.parent_id = line.parent_id.clone();
+            row.user_id = line.user_id.clone();
+            row.status = line.status.clone();
+        }
+        if line.started_at.is_some() && line.seen_at >= folded.started_seen {
+            (row.started_at, folded.started_seen) = (line.started_at, line.seen_at);
+        }
+        if line.ended_at.is_some() && line.seen_at >= folded.ended_seen {
+            (row.ended_at, folded.ended_seen) = (line.ended_at, line.seen_at);
+        }
+    }
+
+    /// The sessions the filter keeps, by service and session id.
+    pub fn finish(self, filter: &Filter) -> Vec<SessionRow> {
+        self.sessions
+            .into_values()
+            .filter(|f| {
+                let statuses = f.statuses.iter().map(Some);
+                filter.keeps_session(f.row.user_id.as_ref(), f.row.parent_id.as_ref(), statuses)
+            })
+            .map(|f| f.row)
+            .collect()
+    }
 }
 
 /// One step of a session's timeline.
@@ -504,6 +549,15 @@ mod tests {
         let selected = active.select(history());
         assert_eq!(selected.iter().map(|l| l.session_id.as_str()).collect::<Vec<_>>(), ["a", "a", "c"]);
         assert_eq!(sessions(&history(), 0, 1500, &Filter::default()).len(), 2);
+    }
+
+    #[test]
+    fn sessions_folded_in_any_order_answer_as_in_time_order() {
+        // GIVEN the history's lines in reverse, as objects read at once may come
+        let mut reversed = history();
+        reversed.reverse();
+        // THEN the same sessions, each with its last state
+        assert_eq!(sessions(&reversed, 0, 5000, &Filter::default()), sessions(&history(), 0, 5000, &Filter::default()));
     }
 
     #[test]
