@@ -85,9 +85,24 @@ impl MotoServer {
         Self::start_command(&Self::binary())
     }
 
-    /// Starts `binary` (a moto server taking `-H` and `-p`) and waits until it answers HTTP.
+    /// Starts `binary` (a moto server taking `-H` and `-p`) and waits until moto answers there. The
+    /// free port it is given may be taken by another process before moto binds it (the tests start
+    /// emulators on ephemeral ports alongside): moto then exits, or another server answers, and it
+    /// is started again on another port.
     pub fn start_command(binary: &std::path::Path) -> std::io::Result<Self> {
         installed(binary)?;
+        let mut last = None;
+        for _ in 0..5 {
+            match Self::start_on_a_free_port(binary) {
+                Ok(server) => return Ok(server),
+                Err(err) if err.kind() == std::io::ErrorKind::AddrInUse => last = Some(err),
+                Err(err) => return Err(err),
+            }
+        }
+        Err(last.unwrap_or_else(|| std::io::Error::other("moto server did not start")))
+    }
+
+    fn start_on_a_free_port(binary: &std::path::Path) -> std::io::Result<Self> {
         let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
         let child = Command::new(binary)
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
@@ -97,14 +112,21 @@ impl MotoServer {
             .spawn()?;
         let mut server = MotoServer { child, port };
         let deadline = Instant::now() + Duration::from_secs(60);
+        let taken = || std::io::Error::new(std::io::ErrorKind::AddrInUse, format!("port {port} was taken"));
         while Instant::now() < deadline {
             if let Some(status) = server.child.try_wait()? {
+                // Another process holds the port: start again elsewhere; else moto itself failed.
+                if TcpListener::bind(("127.0.0.1", port)).is_err() {
+                    return Err(taken());
+                }
                 return Err(std::io::Error::other(format!("moto server exited early: {status}")));
             }
-            if server.get("/moto-api/").is_ok_and(|r| r.starts_with("HTTP/1.")) {
-                return Ok(server);
+            match server.get("/moto-api/") {
+                // Moto's own page: another server on the port answers otherwise.
+                Ok(page) if page.starts_with("HTTP/1.1 200") && page.contains("Moto") => return Ok(server),
+                Ok(page) if page.starts_with("HTTP/1.") => return Err(taken()),
+                _ => std::thread::sleep(Duration::from_millis(100)),
             }
-            std::thread::sleep(Duration::from_millis(100));
         }
         Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "moto server did not answer within 60 s"))
     }
