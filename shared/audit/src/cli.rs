@@ -11,7 +11,7 @@ use crate::connected;
 use crate::output::{render, Format};
 use crate::query::{self, Bucket, Filter};
 use crate::record::{format_time, parse_time, AuditLine};
-use crate::{load, AuditError, Result, CHANGES, SNAPSHOTS};
+use crate::{AuditError, Result, CHANGES, SNAPSHOTS};
 
 /// Answers "who was connected when" from the session archiver's history in S3 (or a local copy).
 #[derive(Debug, Parser)]
@@ -383,11 +383,29 @@ impl Cli {
         to: i64,
         scope: &Where,
     ) -> Result<Vec<AuditLine>> {
+        let mut lines = Vec::new();
+        self.each_line(kinds, services, from, to, scope, &mut |line| lines.push(line)).await?;
+        Ok(lines)
+    }
+
+    /// [`Cli::lines`], each given to `each` as its object streams by.
+    async fn each_line(
+        &self,
+        kinds: &[&str],
+        services: &[ServiceId],
+        from: i64,
+        to: i64,
+        scope: &Where,
+        each: &mut dyn FnMut(AuditLine),
+    ) -> Result<()> {
         scope.check()?;
         let keeps = |account: &str, region: &str| scope.keeps_scope(account, region);
-        let mut lines = load(&self.archive().await?, kinds, &names(services), from, to, &keeps).await?;
-        lines.retain(|line| scope.keeps(line));
-        Ok(lines)
+        let mut kept = |line: AuditLine| {
+            if scope.keeps(&line) {
+                each(line);
+            }
+        };
+        crate::stream(&self.archive().await?, kinds, &names(services), from, to, &keeps, &mut kept).await
     }
 
     /// Runs the command; returns what to print on stdout.
@@ -439,17 +457,9 @@ impl Cli {
     async fn sessions(&self, range: &Range, who: &Who, format: Format, now: i64) -> Result<String> {
         let (from, to) = range.bounds(now)?;
         let filter = who.filter()?;
-        let scope = &range.scope;
-        scope.check()?;
         let mut fold = query::SessionsFold::new(from, to);
-        let keeps = |account: &str, region: &str| scope.keeps_scope(account, region);
-        let mut each = |line: AuditLine| {
-            if scope.keeps(&line) {
-                fold.add(&line);
-            }
-        };
-        let archive = self.archive().await?;
-        crate::stream(&archive, &[SNAPSHOTS], &names(&range.services), from, to, &keeps, &mut each).await?;
+        let mut each = |line: AuditLine| fold.add(&line);
+        self.each_line(&[SNAPSHOTS], &range.services, from, to, &range.scope, &mut each).await?;
         Ok(render(&fold.finish(&filter), &SESSION_COLUMNS, format))
     }
 

@@ -8,10 +8,7 @@ use session_archiver::ServiceId;
 
 use crate::intervals::{intervals, per_day, Interval, Probe, Probes, Seen, State};
 use crate::query::Filter;
-use crate::record::{format_time, AuditLine, RunRecord};
-
-/// A scope: service, account, region.
-pub type ScopeKey = (String, String, String);
+use crate::record::{format_time, AuditLine, RunRecord, ScopeKey};
 
 /// One interval of one user's session.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -65,8 +62,7 @@ pub fn connected(lines: &[AuditLine], runs: &[RunRecord], filter: &Filter, since
     let probes = scope_probes(lines, runs);
     let mut sessions: BTreeMap<(ScopeKey, String), Vec<&AuditLine>> = BTreeMap::new();
     for line in lines.iter().filter(|l| l.change.is_none()) {
-        let scope = (line.service.clone(), line.account_id.clone(), line.region.clone());
-        sessions.entry((scope, line.session_id.clone())).or_default().push(line);
+        sessions.entry((line.scope(), line.session_id.clone())).or_default().push(line);
     }
     let mut rows = Vec::new();
     for ((scope, session_id), mut seen) in sessions {
@@ -133,8 +129,7 @@ fn scope_probes(lines: &[AuditLine], runs: &[RunRecord]) -> BTreeMap<ScopeKey, P
     // A run of an organization's schedule shares its id across scopes: its time is each scope's own.
     let mut seen_at: BTreeMap<(ScopeKey, &str), i64> = BTreeMap::new();
     for line in lines.iter().filter(|l| l.change.is_none()) {
-        let scope = (line.service.clone(), line.account_id.clone(), line.region.clone());
-        let at = seen_at.entry((scope, line.run_id.as_str())).or_insert(line.seen_at);
+        let at = seen_at.entry((line.scope(), line.run_id.as_str())).or_insert(line.seen_at);
         *at = (*at).min(line.seen_at);
     }
     let mut by_scope: BTreeMap<ScopeKey, BTreeMap<String, Probe>> = BTreeMap::new();
@@ -143,7 +138,7 @@ fn scope_probes(lines: &[AuditLine], runs: &[RunRecord]) -> BTreeMap<ScopeKey, P
         by_scope.entry(scope.clone()).or_default().insert((*run_id).to_owned(), probe);
     }
     for run in runs.iter().filter(|r| r.status != "dry_run") {
-        let scope = (run.service.clone(), run.account_id.clone(), run.region.clone());
+        let scope = run.scope();
         let at = seen_at.get(&(scope.clone(), run.run_id.as_str())).copied().unwrap_or(run.started_at);
         let probe = Probe { at, run_id: run.run_id.clone(), listed: run.listed() };
         by_scope.entry(scope).or_default().insert(run.run_id.clone(), probe);

@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
 
-use crate::record::{AuditLine, RunRecord};
+use crate::record::{AuditLine, RunRecord, ScopeKey};
 
 /// Whether a status is active: none of the registry's ended statuses (IVS `OFFLINE`, Chime
 /// `Closed`, GameLift Streams `TERMINATING` / `TERMINATED` / `ERROR`, WorkSpaces `DISCONNECTED`).
@@ -241,23 +241,19 @@ fn runs_by_service(lines: &[AuditLine]) -> BTreeMap<String, BTreeMap<(i64, Strin
     runs
 }
 
-/// A scope: service, account, region.
-type ScopeKey = (String, String, String);
-
 /// The snapshot lines of each run, by scope (service, account, region), keyed by the run's first
 /// observation time there: each scope of an organization has its own last run before an instant
 /// (one whose run failed has its run before).
 fn runs_by_scope(lines: &[AuditLine]) -> BTreeMap<ScopeKey, BTreeMap<(i64, String), Vec<&AuditLine>>> {
-    let scope_of = |l: &AuditLine| (l.service.clone(), l.account_id.clone(), l.region.clone());
     let mut first_seen: BTreeMap<(ScopeKey, String), i64> = BTreeMap::new();
     for line in snapshots(lines) {
-        let at = first_seen.entry((scope_of(line), line.run_id.clone())).or_insert(line.seen_at);
+        let at = first_seen.entry((line.scope(), line.run_id.clone())).or_insert(line.seen_at);
         *at = (*at).min(line.seen_at);
     }
     let mut runs: BTreeMap<ScopeKey, BTreeMap<(i64, String), Vec<&AuditLine>>> = BTreeMap::new();
     for line in snapshots(lines) {
-        let at = first_seen[&(scope_of(line), line.run_id.clone())];
-        runs.entry(scope_of(line)).or_default().entry((at, line.run_id.clone())).or_default().push(line);
+        let at = first_seen[&(line.scope(), line.run_id.clone())];
+        runs.entry(line.scope()).or_default().entry((at, line.run_id.clone())).or_default().push(line);
     }
     runs
 }
@@ -460,7 +456,7 @@ pub fn scopes(lines: &[AuditLine], runs: &[RunRecord], from: i64, to: i64) -> Ve
     }
     let mut scopes: BTreeMap<(String, String, String), Acc> = BTreeMap::new();
     for line in snapshots(lines).filter(|l| (from..=to).contains(&l.seen_at)) {
-        let key = (line.service.clone(), line.account_id.clone(), line.region.clone());
+        let key = line.scope();
         let acc = scopes.entry(key).or_default();
         acc.sessions.insert(line.session_id.clone());
         acc.listed_runs.insert(line.run_id.clone());
@@ -470,7 +466,7 @@ pub fn scopes(lines: &[AuditLine], runs: &[RunRecord], from: i64, to: i64) -> Ve
         acc.last_seen = Some(acc.last_seen.map_or(line.seen_at, |l| l.max(line.seen_at)));
     }
     for run in runs.iter().filter(|r| (from..=to).contains(&r.finished_at)) {
-        let acc = scopes.entry((run.service.clone(), run.account_id.clone(), run.region.clone())).or_default();
+        let acc = scopes.entry(run.scope()).or_default();
         if run.listed() {
             acc.quiet_runs += u64::from(run.quiet);
             acc.listed_runs.insert(run.run_id.clone());

@@ -8,6 +8,9 @@ use session_archiver::model::{Column, Timestamp, RUN_COLUMNS};
 use session_archiver::ServiceId;
 use session_compaction::columns::{self, Dataset, Row, Value};
 
+/// A scope, as the audit groups by it: service, account, region.
+pub type ScopeKey = (String, String, String);
+
 /// One observation of a session (a snapshot line) or one change (a changes line).
 #[derive(Clone, Debug, PartialEq)]
 pub struct AuditLine {
@@ -47,6 +50,11 @@ pub fn parse_line(columns: &[Column], text: &str) -> Result<AuditLine, String> {
 }
 
 impl AuditLine {
+    /// The scope the line is of.
+    pub fn scope(&self) -> ScopeKey {
+        (self.service.clone(), self.account_id.clone(), self.region.clone())
+    }
+
     /// The audit's columns of a typed row of a dataset (its `columns`), from an NDJSON line or a
     /// Parquet row alike.
     pub fn from_row(columns: &[Column], row: &Row) -> Result<AuditLine, String> {
@@ -138,6 +146,11 @@ pub struct RunRecord {
 }
 
 impl RunRecord {
+    /// The scope the run listed.
+    pub fn scope(&self) -> ScopeKey {
+        (self.service.clone(), self.account_id.clone(), self.region.clone())
+    }
+
     /// Reads a runs line with the history's one reader, naming the column that is missing or of
     /// the wrong type.
     pub fn parse(text: &str) -> Result<Self, String> {
