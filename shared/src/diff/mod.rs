@@ -180,6 +180,9 @@ pub struct ListingDiff<'a> {
     recent: HashMap<u64, u64>,
     /// Sessions an earlier part of the run listed, flagged once `previous` is sealed.
     seen_before: Vec<u64>,
+    /// The runs a write in place must not find as the item's last ([`RunMark::update_condition`]),
+    /// worked out once a listing; `None`: sessions are read before they are written.
+    not_written_by: Option<Vec<String>>,
 }
 
 impl<'a> ListingDiff<'a> {
@@ -187,7 +190,13 @@ impl<'a> ListingDiff<'a> {
     const RECENT: usize = 4096;
 
     pub fn new(run: &'a RunMark) -> Self {
-        ListingDiff { run, previous: PreviousState::default(), recent: HashMap::new(), seen_before: Vec::new() }
+        ListingDiff {
+            run,
+            previous: PreviousState::default(),
+            recent: HashMap::new(),
+            seen_before: Vec::new(),
+            not_written_by: run.update_condition(),
+        }
     }
 
     /// The diff of a listing an earlier part of the run stopped in: the sessions it had seen
@@ -315,7 +324,7 @@ impl<'a> ListingDiff<'a> {
         if known.has(LIVE) && !known.has(CARRIED) && known.hash() == hash_fingerprint(&record_hash) {
             return Seen::Decided(Observation { record, record_hash, change: None, write: None });
         }
-        match self.run.update_condition().filter(|_| !known.has(CARRIED)) {
+        match (!known.has(CARRIED)).then(|| self.not_written_by.clone()).flatten() {
             Some(not_written_by) => {
                 let change = if known.has(LIVE) { Change::Changed } else { Change::Opened };
                 let last_seen = self.run.snapshot_at.clone();
@@ -346,7 +355,7 @@ impl<'a> ListingDiff<'a> {
             session_id: session_id.to_owned(),
             write: UpdateWrite::Ended { gone_at: run.snapshot_at.clone(), expires_at: run.ended_expires_at },
             run_id: run.run_id.clone(),
-            not_written_by: run.update_condition()?,
+            not_written_by: self.not_written_by.clone()?,
         })
     }
 
