@@ -2,17 +2,18 @@
 //! of it (`aws s3 sync s3://<bucket> <dir>`), with the same key layout. Only the `dt=` partitions a
 //! time range needs are listed; objects are gunzip'd and split into lines as their bytes arrive.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::BufRead;
 use std::path::PathBuf;
 
-use flate2::write::GzDecoder;
+use flate2::read::MultiGzDecoder;
 
-use session_archiver::history::{under_prefix, Bucket, HistoryKind, LineBuffer, ObjectListing, S3Bucket};
+use session_archiver::history::{under_prefix, Bucket, HistoryKind, ObjectListing, S3Bucket};
+use session_archiver::model::Column;
 use session_archiver::ServiceId;
-use session_compaction::columns::{read_parquet, Dataset};
+use session_compaction::columns::{each_parquet_row, parse_line, Dataset, GroupBounds, ParquetRead, Row};
 use session_compaction::keys::{marker_key, Marker};
 
-use crate::record::{dataset_of, parse_line, AuditLine, RunRecord};
+use crate::record::{dataset_of, AuditLine, RunRecord};
 use crate::{AuditError, Result};
 
 /// One history object.
@@ -105,100 +106,99 @@ impl Archive {
         Ok(objects)
     }
 
-    /// Reads one object line by line (a Parquet object row by row); a line that is not a history
-    /// line is an error naming the object and the line number.
-    pub async fn read(&self, object: &ObjectRef, mut each: impl FnMut(AuditLine)) -> Result<()> {
-        if object.key.ends_with(".parquet") {
-            self.read_parquet(object).await?.into_iter().for_each(each);
-            return Ok(());
-        }
-        let mut splitter = GzDecoder::new(LineSplitter::default());
-        let corrupt = |why: String| AuditError::Corrupt { key: object.key.clone(), line: None, detail: why };
-        let columns = dataset_of(&object.key).map_err(corrupt)?.columns();
-        let mut drain = |splitter: &mut GzDecoder<LineSplitter>| -> Result<()> {
-            for (number, text) in splitter.get_mut().lines.drain(..) {
-                let line = parse_line(&columns, &text).map_err(|detail| AuditError::Corrupt {
-                    key: object.key.clone(),
-                    line: Some(number),
-                    detail,
-                })?;
-                each(line);
-            }
-            Ok(())
-        };
-        match self {
-            Archive::S3 { client, bucket, .. } => {
-                let output = client.get_object().bucket(bucket).key(&object.key).send().await.map_err(|e| {
-                    AuditError::Archive(format!("reading s3://{bucket}/{}: {}", object.key, describe(&e)))
-                })?;
-                let mut body = output.body;
-                while let Some(chunk) = body
-                    .try_next()
-                    .await
-                    .map_err(|e| AuditError::Archive(format!("reading s3://{bucket}/{}: {e}", object.key)))?
-                {
-                    splitter.write_all(&chunk).map_err(|e| corrupt(format!("not gzip: {e}")))?;
-                    drain(&mut splitter)?;
-                }
-            }
-            Archive::Dir { root, .. } => {
-                let path = root.join(&object.key);
-                let file =
-                    std::fs::File::open(&path).map_err(|e| AuditError::Archive(format!("{}: {e}", path.display())))?;
-                let mut reader = BufReader::with_capacity(64 * 1024, file);
-                loop {
-                    let chunk =
-                        reader.fill_buf().map_err(|e| AuditError::Archive(format!("{}: {e}", path.display())))?;
-                    if chunk.is_empty() {
-                        break;
-                    }
-                    let n = chunk.len();
-                    splitter.write_all(chunk).map_err(|e| corrupt(format!("not gzip: {e}")))?;
-                    reader.consume(n);
-                    drain(&mut splitter)?;
-                }
-            }
-        }
-        splitter.try_finish().map_err(|e| corrupt(format!("truncated gzip: {e}")))?;
-        splitter.get_mut().finish();
-        drain(&mut splitter)
-    }
-
-    /// A runs object of the runs dataset, whole (an invocation's few lines), as its runs; a line
-    /// that is not a runs line is an error naming the object and the line number.
-    pub async fn read_runs(&self, object: &ObjectRef) -> Result<Vec<RunRecord>> {
-        let corrupt = |line: Option<u64>, detail: String| AuditError::Corrupt { key: object.key.clone(), line, detail };
-        let Some(body) = self.get(&object.key).await? else { return Ok(Vec::new()) };
-        if object.key.ends_with(".parquet") {
-            let dataset = dataset_of(&object.key).map_err(|detail| corrupt(None, detail))?;
-            let columns = dataset.columns();
-            let rows = read_parquet(&dataset, body).map_err(|detail| corrupt(None, detail))?;
-            return rows.iter().map(|row| RunRecord::from_row(&columns, row).map_err(|d| corrupt(None, d))).collect();
-        }
-        let mut text = String::new();
-        std::io::Read::read_to_string(&mut flate2::read::MultiGzDecoder::new(&body[..]), &mut text)
-            .map_err(|e| corrupt(None, format!("not gzip'd text: {e}")))?;
-        let lines = text.lines().enumerate().filter(|(_, line)| !line.is_empty());
-        lines.map(|(n, line)| RunRecord::parse(line).map_err(|detail| corrupt(Some(n as u64 + 1), detail))).collect()
-    }
-
-    /// A compacted day's Parquet object, whole, as audit lines.
-    async fn read_parquet(&self, object: &ObjectRef) -> Result<Vec<AuditLine>> {
-        let body = self
-            .get(&object.key)
-            .await?
-            .ok_or_else(|| AuditError::Archive(format!("{}: named by its day's marker, and gone", object.key)))?;
-        let corrupt = |detail: String| AuditError::Corrupt { key: object.key.clone(), line: None, detail };
-        parquet_lines(&object.key, body).map_err(corrupt)
+    /// An object's bytes; an error when it is gone (it was listed, or named by its day's marker).
+    pub async fn fetch(&self, object: &ObjectRef) -> Result<Vec<u8>> {
+        self.get(&object.key).await?.ok_or_else(|| AuditError::Archive(format!("{}: listed, and gone", object.key)))
     }
 }
 
-/// The rows of a compacted day's Parquet as audit lines: its key says which service and kind
-/// (`…/parquet/<kind>/<service>/dt=…/…`), its rows are typed as the code's schema.
-fn parquet_lines(key: &str, body: Vec<u8>) -> std::result::Result<Vec<AuditLine>, String> {
-    let dataset = dataset_of(key)?;
+/// Which accounts and regions a question reads: every one where a list is empty.
+#[derive(Clone, Debug, Default)]
+pub struct ScopeFilter {
+    pub accounts: Vec<String>,
+    pub regions: Vec<String>,
+}
+
+impl ScopeFilter {
+    pub fn keeps(&self, account_id: &str, region: &str) -> bool {
+        (self.accounts.is_empty() || self.accounts.iter().any(|a| a == account_id))
+            && (self.regions.is_empty() || self.regions.iter().any(|r| r == region))
+    }
+
+    /// Whether a row group whose accounts and regions lie in these ranges (`None`: not known)
+    /// may hold a row of a kept scope.
+    pub fn may_hold(&self, accounts: Option<(&str, &str)>, regions: Option<(&str, &str)>) -> bool {
+        let within = |wanted: &[String], range: Option<(&str, &str)>| match range {
+            Some((min, max)) if !wanted.is_empty() => wanted.iter().any(|w| (min..=max).contains(&w.as_str())),
+            _ => true,
+        };
+        within(&self.accounts, accounts) && within(&self.regions, regions)
+    }
+}
+
+/// One row of a history object, typed, with the columns it holds.
+pub struct ObjectRow<'a> {
+    pub columns: &'a [Column],
+    pub row: Row,
+}
+
+/// Decodes a history object's bytes, NDJSON.gz or a compacted day's Parquet, a row at a time:
+/// of Parquet, only the `wanted` columns (every one when empty) and only the row groups whose
+/// statistics allow a scope `scopes` keeps; a row that is not of the schema, or that `each`
+/// refuses, is an error naming the object and the line. What a Parquet read skipped.
+pub fn each_row(
+    key: &str,
+    body: Vec<u8>,
+    scopes: &ScopeFilter,
+    wanted: &[&str],
+    each: &mut dyn FnMut(ObjectRow<'_>) -> std::result::Result<(), String>,
+) -> Result<ParquetRead> {
+    let corrupt = |line: Option<u64>, detail: String| AuditError::Corrupt { key: key.to_owned(), line, detail };
+    let dataset = dataset_of(key).map_err(|detail| corrupt(None, detail))?;
+    if key.ends_with(".parquet") {
+        let keep =
+            |group: &GroupBounds<'_>| scopes.may_hold(group.text_range("account_id"), group.text_range("region"));
+        let mut give = |columns: &[Column], row: Row| each(ObjectRow { columns, row });
+        return each_parquet_row(&dataset, body, wanted, &keep, &mut give).map_err(|detail| corrupt(None, detail));
+    }
     let columns = dataset.columns();
-    read_parquet(&dataset, body)?.iter().map(|row| AuditLine::from_row(&columns, row)).collect()
+    let text = std::io::BufReader::with_capacity(64 * 1024, MultiGzDecoder::new(&body[..]));
+    for (index, line) in text.split(b'\n').enumerate() {
+        let number = Some(index as u64 + 1);
+        let line = line.map_err(|e| corrupt(None, format!("not gzip'd text: {e}")))?;
+        if line.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        let row = parse_line(&columns, &String::from_utf8_lossy(&line)).map_err(|detail| corrupt(number, detail))?;
+        each(ObjectRow { columns: &columns, row }).map_err(|detail| corrupt(number, detail))?;
+    }
+    Ok(ParquetRead::default())
+}
+
+/// The audit lines of a history object's bytes (of a Parquet object, only the audit's columns).
+pub fn each_line(
+    key: &str,
+    body: Vec<u8>,
+    scopes: &ScopeFilter,
+    each: &mut dyn FnMut(AuditLine),
+) -> Result<ParquetRead> {
+    each_row(key, body, scopes, AuditLine::COLUMNS, &mut |row| {
+        each(AuditLine::from_row(row.columns, &row.row)?);
+        Ok(())
+    })
+}
+
+/// The runs of a runs object's bytes.
+pub fn each_run(
+    key: &str,
+    body: Vec<u8>,
+    scopes: &ScopeFilter,
+    each: &mut dyn FnMut(RunRecord),
+) -> Result<ParquetRead> {
+    each_row(key, body, scopes, &[], &mut |row| {
+        each(RunRecord::from_row(row.columns, &row.row)?);
+        Ok(())
+    })
 }
 
 /// An error and its causes, one line, without the raw response.
@@ -211,46 +211,4 @@ pub fn describe<E: std::error::Error>(err: &E) -> String {
         source = cause.source();
     }
     text
-}
-
-/// Splits the gunzip'd bytes into numbered lines as they come.
-#[derive(Default)]
-struct LineSplitter {
-    buffer: LineBuffer,
-    number: u64,
-    lines: Vec<(u64, String)>,
-}
-
-impl LineSplitter {
-    fn push(&mut self, bytes: &[u8]) {
-        self.number += 1;
-        if !bytes.iter().all(u8::is_ascii_whitespace) {
-            self.lines.push((self.number, String::from_utf8_lossy(bytes).into_owned()));
-        }
-    }
-
-    /// The last line, when the object does not end with a newline.
-    fn finish(&mut self) {
-        if !self.buffer.is_empty() {
-            let rest = self.buffer.take_rest();
-            self.push(&rest);
-        }
-    }
-}
-
-impl Write for LineSplitter {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let mut buffer = std::mem::take(&mut self.buffer);
-        let split = buffer.split(buf, |line| {
-            self.push(line);
-            Ok::<_, std::convert::Infallible>(())
-        });
-        self.buffer = buffer;
-        let Ok(()) = split;
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
 }

@@ -6,12 +6,13 @@ use clap::{Args, Parser, Subcommand};
 use session_archiver::model::EXPECTED_TIME;
 use session_archiver::ServiceId;
 
-use crate::archive::Archive;
-use crate::connected;
+use crate::archive::{Archive, ScopeFilter};
+use crate::connected::{self, ConnectedFold};
+use crate::folds::{ConcurrencyFold, ScopesFold, SummaryFold};
 use crate::output::{render, Format};
-use crate::query::{self, Bucket, Filter};
-use crate::record::{format_time, parse_time, AuditLine};
-use crate::{AuditError, Result, CHANGES, SNAPSHOTS};
+use crate::query::{self, Bucket, Filter, MatchFold, Selected};
+use crate::record::{format_time, parse_time, AuditLine, RunRecord};
+use crate::{AuditError, Fold, ReadCounts, Result, CHANGES, SNAPSHOTS};
 
 /// Answers "who was connected when" from the session archiver's history in S3 (or a local copy).
 #[derive(Debug, Parser)]
@@ -35,6 +36,9 @@ pub struct Cli {
     /// AWS region of the bucket.
     #[arg(long, global = true)]
     pub bucket_region: Option<String>,
+    /// Print on stderr what each read went through: objects, bytes, row groups skipped.
+    #[arg(long, global = true)]
+    pub stats: bool,
     /// Credentials a program running the CLI in-process gives (the demo's and the tests', for the
     /// local stand-in), instead of those the AWS CLI would find.
     #[arg(skip)]
@@ -85,13 +89,10 @@ impl Where {
         Ok(())
     }
 
-    fn keeps(&self, line: &AuditLine) -> bool {
-        self.keeps_scope(&line.account_id, &line.region)
-    }
-
-    fn keeps_scope(&self, account_id: &str, region: &str) -> bool {
-        (self.accounts.is_empty() || self.accounts.iter().any(|a| a == account_id))
-            && (self.regions.is_empty() || self.regions.iter().any(|r| r == region))
+    /// The scopes asked for, checked.
+    fn filter(&self) -> Result<ScopeFilter> {
+        self.check()?;
+        Ok(ScopeFilter { accounts: self.accounts.clone(), regions: self.regions.clone() })
     }
 }
 
@@ -374,38 +375,82 @@ impl Cli {
     }
 
     /// The lines of `kinds` for `services` in the partitions of `[from, to]`, in the accounts and
-    /// regions asked for.
+    /// regions asked for, kept when `keep` says so.
     async fn lines(
         &self,
         kinds: &[&str],
         services: &[ServiceId],
-        from: i64,
-        to: i64,
+        range: (i64, i64),
         scope: &Where,
+        keep: &dyn Fn(&AuditLine) -> bool,
     ) -> Result<Vec<AuditLine>> {
         let mut lines = Vec::new();
-        self.each_line(kinds, services, from, to, scope, &mut |line| lines.push(line)).await?;
+        let mut each = |line: AuditLine| {
+            if keep(&line) {
+                lines.push(line);
+            }
+        };
+        self.stream(kinds, services, range, scope, &mut each).await?;
         Ok(lines)
     }
 
-    /// [`Cli::lines`], each given to `each` as its object streams by.
-    async fn each_line(
+    /// Gives `fold` every line of `kinds` for `services` in the partitions of `[from, to]`, in
+    /// the accounts and regions asked for.
+    async fn stream(
         &self,
         kinds: &[&str],
         services: &[ServiceId],
-        from: i64,
-        to: i64,
+        range: (i64, i64),
         scope: &Where,
-        each: &mut dyn FnMut(AuditLine),
+        fold: &mut dyn Fold,
     ) -> Result<()> {
-        scope.check()?;
-        let keeps = |account: &str, region: &str| scope.keeps_scope(account, region);
-        let mut kept = |line: AuditLine| {
-            if scope.keeps(&line) {
-                each(line);
-            }
-        };
-        crate::stream(&self.archive().await?, kinds, &names(services), from, to, &keeps, &mut kept).await
+        let scopes = scope.filter()?;
+        let counts = crate::stream(&self.archive().await?, kinds, &names(services), range, &scopes, fold).await?;
+        self.report(kinds, &counts);
+        Ok(())
+    }
+
+    /// `--stats`: what a read went through, on stderr.
+    fn report(&self, kinds: &[&str], counts: &ReadCounts) {
+        if self.stats {
+            eprintln!(
+                "read {}: {} objects, {} bytes; {} of {} row groups skipped by their statistics",
+                kinds.join("+"),
+                counts.objects,
+                counts.bytes,
+                counts.row_groups_skipped,
+                counts.row_groups
+            );
+        }
+    }
+
+    /// Gives `fold` the snapshots of the range of the sessions `filter` keeps: a session is kept
+    /// by any of its lines (a status it was in, a user it was looked up with), so a filter reads
+    /// the range twice, first to find them.
+    async fn fold_sessions(
+        &self,
+        range: &Range,
+        bounds: (i64, i64),
+        filter: &Filter,
+        fold: &mut dyn Fold,
+    ) -> Result<()> {
+        if filter.is_everything() {
+            return self.stream(&[SNAPSHOTS], &range.services, bounds, &range.scope, fold).await;
+        }
+        let mut matching = MatchFold::new(filter);
+        self.stream(&[SNAPSHOTS], &range.services, bounds, &range.scope, &mut matching).await?;
+        let kept = matching.finish();
+        let mut selected = Selected { kept: &kept, fold };
+        self.stream(&[SNAPSHOTS], &range.services, bounds, &range.scope, &mut selected).await
+    }
+
+    /// Gives `each` the runs dataset's lines of the range, in the accounts and regions asked for.
+    async fn runs(&self, range: &Range, bounds: (i64, i64), each: &mut dyn FnMut(RunRecord)) -> Result<()> {
+        let scopes = range.scope.filter()?;
+        let archive = self.archive().await?;
+        let counts = crate::stream_runs(&archive, &names(&range.services), bounds, &scopes, each).await?;
+        self.report(&[crate::RUNS], &counts);
+        Ok(())
     }
 
     /// Runs the command; returns what to print on stdout.
@@ -417,34 +462,32 @@ impl Cli {
             Command::ActiveAt { at, services, scope, who, format } => {
                 let at = time("the instant", at)?;
                 let filter = who.filter()?;
-                let lines = self.lines(&[SNAPSHOTS], services, at - 86_400, at, scope).await?;
+                let lines = self.lines(&[SNAPSHOTS], services, (at - 86_400, at), scope, &|_| true).await?;
                 Ok(render(&query::active_at(&lines, at, &filter), &SESSION_COLUMNS, *format))
             }
             Command::Summary { by, range, who, format } => {
-                let (from, to) = range.bounds(now)?;
+                let bounds = range.bounds(now)?;
                 let bucket = match by {
                     By::Hour => Bucket::Hour,
                     By::Day => Bucket::Day,
                 };
-                let lines =
-                    who.filter()?.select(self.lines(&[SNAPSHOTS], &range.services, from, to, &range.scope).await?);
-                Ok(render(&query::summary(&lines, from, to, bucket), &SUMMARY_COLUMNS, *format))
+                let mut fold = SummaryFold::new(bounds.0, bounds.1);
+                self.fold_sessions(range, bounds, &who.filter()?, &mut fold).await?;
+                Ok(render(&query::summary_of(fold, bucket), &SUMMARY_COLUMNS, *format))
             }
             Command::Scopes { range, who, format } => {
-                let (from, to) = range.bounds(now)?;
-                let lines =
-                    who.filter()?.select(self.lines(&[SNAPSHOTS], &range.services, from, to, &range.scope).await?);
-                let archive = self.archive().await?;
-                let mut runs = crate::load_runs(&archive, &names(&range.services), from, to).await?;
-                runs.retain(|run| range.scope.keeps_scope(&run.account_id, &run.region));
-                Ok(render(&query::scopes(&lines, &runs, from, to), &SCOPES_COLUMNS, *format))
+                let bounds = range.bounds(now)?;
+                let filter = who.filter()?;
+                let mut fold = ScopesFold::new(bounds.0, bounds.1);
+                self.runs(range, bounds, &mut |run| fold.add_run(&run)).await?;
+                self.fold_sessions(range, bounds, &filter, &mut fold).await?;
+                Ok(render(&query::scopes_of(fold), &SCOPES_COLUMNS, *format))
             }
             Command::Plot { what: PlotKind::Concurrency, range, out, who, format } => {
-                let (from, to) = range.bounds(now)?;
-                let lines =
-                    who.filter()?.select(self.lines(&[SNAPSHOTS], &range.services, from, to, &range.scope).await?);
-                let series = query::concurrency(&lines, from, to);
-                let (svg, png) = crate::plot::concurrency(&series, out)?;
+                let bounds = range.bounds(now)?;
+                let mut fold = ConcurrencyFold::new(bounds.0, bounds.1);
+                self.fold_sessions(range, bounds, &who.filter()?, &mut fold).await?;
+                let (svg, png) = crate::plot::concurrency(&fold.finish(), out)?;
                 let written =
                     [("svg", svg), ("png", png)].map(|(kind, path)| Written { kind, path: path.display().to_string() });
                 Ok(render(&written, &["kind", "path"], *format))
@@ -458,23 +501,21 @@ impl Cli {
         let (from, to) = range.bounds(now)?;
         let filter = who.filter()?;
         let mut fold = query::SessionsFold::new(from, to);
-        let mut each = |line: AuditLine| fold.add(&line);
-        self.each_line(&[SNAPSHOTS], &range.services, from, to, &range.scope, &mut each).await?;
+        self.stream(&[SNAPSHOTS], &range.services, (from, to), &range.scope, &mut |line: AuditLine| fold.add(&line))
+            .await?;
         Ok(render(&fold.finish(&filter), &SESSION_COLUMNS, format))
     }
 
-    /// The connected intervals of the range, from its snapshots and its runs.
+    /// The connected intervals of the range, from its runs and its snapshots, folded as they
+    /// stream by.
     async fn connected(&self, by: Per, range: &Range, who: &Who, format: Format, now: i64) -> Result<String> {
         let (from, to) = range.bounds(now)?;
         let filter = who.filter()?;
-        let mut lines = self.lines(&[SNAPSHOTS], &range.services, from, to, &range.scope).await?;
-        lines.retain(|line| (from..=to).contains(&line.seen_at));
-        let archive = self.archive().await?;
-        let mut runs = crate::load_runs(&archive, &names(&range.services), from, to).await?;
-        runs.retain(|run| {
-            range.scope.keeps_scope(&run.account_id, &run.region) && (from..=to).contains(&run.started_at)
-        });
-        let found = connected::connected(&lines, &runs, &filter, from);
+        let mut fold = ConnectedFold::new(from, to);
+        self.runs(range, (from, to), &mut |run| fold.add_run(&run)).await?;
+        fold.runs_read();
+        self.stream(&[SNAPSHOTS], &range.services, (from, to), &range.scope, &mut fold).await?;
+        let found = fold.finish(&filter);
         Ok(match by {
             Per::Interval => render(&connected::interval_rows(&found), &CONNECTED_COLUMNS, format),
             Per::Day => render(&connected::per_user_day(&found), &USER_DAY_COLUMNS, format),
@@ -484,7 +525,8 @@ impl Cli {
     /// One session's observations and changes in the range; refused when it has none there.
     async fn timeline(&self, session_id: &str, range: &Range, format: Format, now: i64) -> Result<String> {
         let (from, to) = range.bounds(now)?;
-        let lines = self.lines(&[SNAPSHOTS, CHANGES], &range.services, from, to, &range.scope).await?;
+        let own = |line: &AuditLine| line.session_id == session_id;
+        let lines = self.lines(&[SNAPSHOTS, CHANGES], &range.services, (from, to), &range.scope, &own).await?;
         let rows: Vec<_> =
             query::timeline(&lines, session_id).into_iter().filter(|r| (from..=to).contains(&r.at)).collect();
         if rows.is_empty() {

@@ -1,10 +1,12 @@
 //! The audit's answers, computed from history lines: pure functions, no I/O.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use serde::Serialize;
 
+use crate::folds::{active_then, ConcurrencyFold, ScopesFold, SummaryFold};
 use crate::record::{AuditLine, RunRecord, ScopeKey};
+use crate::Fold;
 
 /// Whether a status is active: none of the registry's ended statuses (IVS `OFFLINE`, Chime
 /// `Closed`, GameLift Streams `TERMINATING` / `TERMINATED` / `ERROR`, WorkSpaces `DISCONNECTED`).
@@ -55,8 +57,63 @@ impl Filter {
         lines
     }
 
+    /// Whether it keeps every session.
+    pub fn is_everything(&self) -> bool {
+        self.users.is_empty() && self.parent.is_none() && self.status.is_none()
+    }
+
     fn keeps_line(&self, line: &AuditLine) -> bool {
         self.keeps(line.user_id.as_ref(), line.parent_id.as_ref(), line.status.as_ref())
+    }
+}
+
+/// The sessions a filter keeps, found over a first reading of the range: a session is kept by
+/// the user and parent of any of its lines and any status it was observed in, which its last
+/// line may not show; the answer's fold then reads only their lines ([`Selected`]).
+#[derive(Default)]
+pub struct MatchFold {
+    filter: Filter,
+    sessions: HashMap<(String, String), (bool, bool, bool)>,
+}
+
+impl MatchFold {
+    pub fn new(filter: &Filter) -> Self {
+        MatchFold { filter: filter.clone(), sessions: HashMap::new() }
+    }
+
+    /// The sessions kept, by service and session id.
+    pub fn finish(self) -> HashSet<(String, String)> {
+        self.sessions.into_iter().filter(|(_, kept)| *kept == (true, true, true)).map(|(key, _)| key).collect()
+    }
+}
+
+impl Fold for MatchFold {
+    fn add(&mut self, line: AuditLine) {
+        let filter = &self.filter;
+        let key = (line.service, line.session_id);
+        let (user, parent, status) = self.sessions.entry(key).or_default();
+        *user |= filter.users.is_empty() || line.user_id.as_ref().is_some_and(|u| filter.users.contains(u));
+        *parent |= filter.parent.as_ref().is_none_or(|p| line.parent_id.as_ref() == Some(p));
+        *status |= filter.status.as_ref().is_none_or(|s| line.status.as_ref() == Some(s));
+    }
+}
+
+/// A fold given only the lines of the sessions kept.
+pub struct Selected<'a> {
+    pub kept: &'a HashSet<(String, String)>,
+    pub fold: &'a mut dyn Fold,
+}
+
+impl Fold for Selected<'_> {
+    fn add(&mut self, line: AuditLine) {
+        // A borrowed key would do, were the set keyed by a type that lends one.
+        if self.kept.contains(&(line.service.clone(), line.session_id.clone())) {
+            self.fold.add(line);
+        }
+    }
+
+    fn end_partition(&mut self) {
+        self.fold.end_partition();
     }
 }
 
@@ -226,21 +283,6 @@ pub fn timeline(lines: &[AuditLine], session_id: &str) -> Vec<TimelineRow> {
     rows
 }
 
-/// The snapshot lines of each run, by service, keyed by the run's first observation time.
-fn runs_by_service(lines: &[AuditLine]) -> BTreeMap<String, BTreeMap<(i64, String), Vec<&AuditLine>>> {
-    let mut first_seen: BTreeMap<(String, String), i64> = BTreeMap::new();
-    for line in snapshots(lines) {
-        let at = first_seen.entry((line.service.clone(), line.run_id.clone())).or_insert(line.seen_at);
-        *at = (*at).min(line.seen_at);
-    }
-    let mut runs: BTreeMap<String, BTreeMap<(i64, String), Vec<&AuditLine>>> = BTreeMap::new();
-    for line in snapshots(lines) {
-        let at = first_seen[&(line.service.clone(), line.run_id.clone())];
-        runs.entry(line.service.clone()).or_default().entry((at, line.run_id.clone())).or_default().push(line);
-    }
-    runs
-}
-
 /// The snapshot lines of each run, by scope (service, account, region), keyed by the run's first
 /// observation time there: each scope of an organization has its own last run before an instant
 /// (one whose run failed has its run before).
@@ -256,12 +298,6 @@ fn runs_by_scope(lines: &[AuditLine]) -> BTreeMap<ScopeKey, BTreeMap<(i64, Strin
         runs.entry(line.scope()).or_default().entry((at, line.run_id.clone())).or_default().push(line);
     }
     runs
-}
-
-fn active_then(line: &AuditLine, at: i64) -> bool {
-    is_active_status(line.status.as_deref())
-        && line.started_at.is_none_or(|s| s <= at)
-        && line.ended_at.is_none_or(|e| e > at)
 }
 
 /// The sessions active at `at`, per service: those the last run before it saw active (started,
@@ -296,21 +332,9 @@ pub fn active_at(lines: &[AuditLine], at: i64, filter: &Filter) -> Vec<SessionRo
 
 /// Concurrent (active) sessions per service at each run: the points of the concurrency plot.
 pub fn concurrency(lines: &[AuditLine], from: i64, to: i64) -> BTreeMap<String, Vec<(i64, u64)>> {
-    runs_by_service(lines)
-        .into_iter()
-        .map(|(service, runs)| {
-            let points = runs
-                .into_iter()
-                .filter(|((at, _), _)| (from..=to).contains(at))
-                .map(|((at, _), run)| {
-                    let active: BTreeSet<&str> =
-                        run.iter().filter(|l| active_then(l, at)).map(|l| l.session_id.as_str()).collect();
-                    (at, active.len() as u64)
-                })
-                .collect();
-            (service, points)
-        })
-        .collect()
+    let mut fold = ConcurrencyFold::new(from, to);
+    lines.iter().filter(|l| l.change.is_none()).for_each(|line| fold.add(line.clone()));
+    fold.finish()
 }
 
 /// The width of a summary bucket.
@@ -360,15 +384,13 @@ pub fn percentile(sorted: &[i64], p: u32) -> Option<i64> {
 /// Over the sessions observed in `[from, to]`: starts and ends are bucketed by the sessions' own
 /// `started_at` and `ended_at`, peaks by the runs' times.
 pub fn summary(lines: &[AuditLine], from: i64, to: i64, by: Bucket) -> Vec<SummaryRow> {
-    let lines: Vec<AuditLine> = lines.iter().filter(|l| (from..=to).contains(&l.seen_at)).cloned().collect();
-    let lines = lines.as_slice();
-    // Each session once, with the times the history knows.
-    let mut known: BTreeMap<(String, String), (Option<i64>, Option<i64>)> = BTreeMap::new();
-    for line in snapshots(lines) {
-        let entry = known.entry((line.service.clone(), line.session_id.clone())).or_default();
-        entry.0 = entry.0.or(line.started_at);
-        entry.1 = line.ended_at.or(entry.1);
-    }
+    let mut fold = SummaryFold::new(from, to);
+    lines.iter().for_each(|line| fold.add(line.clone()));
+    summary_of(fold, by)
+}
+
+/// [`summary`] of what a fold gathered.
+pub fn summary_of(fold: SummaryFold, by: Bucket) -> Vec<SummaryRow> {
     #[derive(Default)]
     struct Acc {
         started: u64,
@@ -376,6 +398,7 @@ pub fn summary(lines: &[AuditLine], from: i64, to: i64, by: Bucket) -> Vec<Summa
         peak: u64,
         durations: Vec<i64>,
     }
+    let (known, concurrency) = fold.finish();
     let mut buckets: BTreeMap<(i64, String), Acc> = BTreeMap::new();
     for ((service, _), (started, ended)) in &known {
         if let Some(s) = *started {
@@ -389,7 +412,7 @@ pub fn summary(lines: &[AuditLine], from: i64, to: i64, by: Bucket) -> Vec<Summa
             }
         }
     }
-    for (service, points) in concurrency(lines, from, to) {
+    for (service, points) in concurrency {
         for (at, count) in points {
             let acc = buckets.entry((by.start(at), service.clone())).or_default();
             acc.peak = acc.peak.max(count);
@@ -441,44 +464,15 @@ pub struct ScopeRow {
 /// Per service, account and region, in `[from, to]`: the sessions the snapshots saw, and every
 /// run the runs dataset holds: a scope without a session, or whose runs all failed, has its row.
 pub fn scopes(lines: &[AuditLine], runs: &[RunRecord], from: i64, to: i64) -> Vec<ScopeRow> {
-    #[derive(Default)]
-    struct Acc {
-        sessions: BTreeSet<String>,
-        active_per_run: BTreeMap<String, u64>,
-        listed_runs: BTreeSet<String>,
-        quiet_runs: u64,
-        failed_runs: u64,
-        last_listed_at: Option<i64>,
-        /// The last run's end and its error, if it failed.
-        last_run: Option<(i64, Option<String>)>,
-        first_seen: Option<i64>,
-        last_seen: Option<i64>,
-    }
-    let mut scopes: BTreeMap<(String, String, String), Acc> = BTreeMap::new();
-    for line in snapshots(lines).filter(|l| (from..=to).contains(&l.seen_at)) {
-        let key = line.scope();
-        let acc = scopes.entry(key).or_default();
-        acc.sessions.insert(line.session_id.clone());
-        acc.listed_runs.insert(line.run_id.clone());
-        let active = acc.active_per_run.entry(line.run_id.clone()).or_default();
-        *active += u64::from(is_active_status(line.status.as_deref()));
-        acc.first_seen = Some(acc.first_seen.map_or(line.seen_at, |f| f.min(line.seen_at)));
-        acc.last_seen = Some(acc.last_seen.map_or(line.seen_at, |l| l.max(line.seen_at)));
-    }
-    for run in runs.iter().filter(|r| (from..=to).contains(&r.finished_at)) {
-        let acc = scopes.entry(run.scope()).or_default();
-        if run.listed() {
-            acc.quiet_runs += u64::from(run.quiet);
-            acc.listed_runs.insert(run.run_id.clone());
-            acc.last_listed_at = Some(acc.last_listed_at.map_or(run.finished_at, |t| t.max(run.finished_at)));
-        } else if run.status == "failed" {
-            acc.failed_runs += 1;
-        }
-        if acc.last_run.as_ref().is_none_or(|(at, _)| run.finished_at >= *at) {
-            acc.last_run = Some((run.finished_at, run.error.clone().filter(|_| run.status == "failed")));
-        }
-    }
-    scopes
+    let mut fold = ScopesFold::new(from, to);
+    runs.iter().for_each(|run| fold.add_run(run));
+    lines.iter().for_each(|line| fold.add(line.clone()));
+    scopes_of(fold)
+}
+
+/// [`scopes`] of what a fold gathered.
+pub fn scopes_of(fold: ScopesFold) -> Vec<ScopeRow> {
+    fold.finish()
         .into_iter()
         .map(|((service, account_id, region), acc)| ScopeRow {
             service,
@@ -488,7 +482,7 @@ pub fn scopes(lines: &[AuditLine], runs: &[RunRecord], from: i64, to: i64) -> Ve
             runs: acc.listed_runs.len() as u64,
             quiet_runs: acc.quiet_runs,
             failed_runs: acc.failed_runs,
-            peak_concurrency: acc.active_per_run.values().copied().max().unwrap_or(0),
+            peak_concurrency: acc.peak,
             last_listed_at: acc.last_listed_at.or(acc.last_seen),
             last_error: acc.last_run.and_then(|(_, error)| error),
             first_seen: acc.first_seen,

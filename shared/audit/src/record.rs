@@ -50,6 +50,24 @@ pub fn parse_line(columns: &[Column], text: &str) -> Result<AuditLine, String> {
 }
 
 impl AuditLine {
+    /// The columns it is read from: what a compacted day's Parquet is projected to.
+    pub const COLUMNS: &'static [&'static str] = &[
+        "snapshot_at",
+        "run_id",
+        "account_id",
+        "region",
+        "service",
+        "parent_id",
+        "session_id",
+        "status",
+        "started_at",
+        "ended_at",
+        "user_id",
+        "change",
+        "previous_status",
+        "last_known_user_connection_timestamp",
+    ];
+
     /// The scope the line is of.
     pub fn scope(&self) -> ScopeKey {
         (self.service.clone(), self.account_id.clone(), self.region.clone())

@@ -220,27 +220,89 @@ impl BatchBuilder {
 
 /// Every row of a Parquet object of `dataset`, in file order, as typed values.
 pub fn read_parquet(dataset: &Dataset, body: Vec<u8>) -> Result<Vec<Row>, String> {
-    let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(bytes::Bytes::from(body))
-        .and_then(|builder| builder.build())
-        .map_err(|e| format!("not Parquet: {e}"))?;
     let mut rows = Vec::new();
+    let every_group = |_: &GroupBounds<'_>| true;
+    each_parquet_row(dataset, body, &[], &every_group, &mut |_, row| {
+        rows.push(row);
+        Ok(())
+    })?;
+    Ok(rows)
+}
+
+/// A row group's statistics, as a reader deciding whether to read it sees them.
+pub struct GroupBounds<'a> {
+    group: &'a parquet::file::metadata::RowGroupMetaData,
+}
+
+impl GroupBounds<'_> {
+    /// The least and greatest values of a text column in the group, when its statistics hold them.
+    pub fn text_range(&self, column: &str) -> Option<(&str, &str)> {
+        let chunk = self.group.columns().iter().find(|c| c.column_path().parts() == [column])?;
+        let statistics = chunk.statistics()?;
+        let min = std::str::from_utf8(statistics.min_bytes_opt()?).ok()?;
+        Some((min, std::str::from_utf8(statistics.max_bytes_opt()?).ok()?))
+    }
+}
+
+/// What a streamed read of a Parquet object did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ParquetRead {
+    pub row_groups: usize,
+    /// Row groups not read: their statistics showed no row `keep` wants.
+    pub skipped: usize,
+    pub rows: u64,
+}
+
+/// What takes a read's rows, one at a time with the columns they hold; an error stops the read.
+pub type RowSink<'a> = dyn FnMut(&[Column], Row) -> Result<(), String> + 'a;
+
+/// The rows of a Parquet object of `dataset`, a batch at a time (memory: the object and one
+/// batch, whatever its rows): only the `wanted` columns (every one when empty), given to `each`
+/// with the columns they hold, and only of the row groups `keep` accepts by their statistics.
+pub fn each_parquet_row(
+    dataset: &Dataset,
+    body: Vec<u8>,
+    wanted: &[&str],
+    keep: &dyn Fn(&GroupBounds<'_>) -> bool,
+    each: &mut RowSink<'_>,
+) -> Result<ParquetRead, String> {
+    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+    use parquet::arrow::ProjectionMask;
+
+    let builder =
+        ParquetRecordBatchReaderBuilder::try_new(bytes::Bytes::from(body)).map_err(|e| format!("not Parquet: {e}"))?;
+    if builder.schema().fields() != dataset.arrow_schema().fields() {
+        return Err(format!("the columns are not those of {} {}", dataset.service, dataset.kind.as_str()));
+    }
+    let groups = builder.metadata().row_groups();
+    let kept: Vec<usize> = (0..groups.len()).filter(|&i| keep(&GroupBounds { group: &groups[i] })).collect();
+    let mut read = ParquetRead { row_groups: groups.len(), skipped: groups.len() - kept.len(), rows: 0 };
+    let columns: Vec<Column> =
+        dataset.columns().into_iter().filter(|c| wanted.is_empty() || wanted.contains(&c.name)).collect();
+    let mask = ProjectionMask::columns(builder.parquet_schema(), columns.iter().map(|c| c.name));
+    let reader =
+        builder.with_row_groups(kept).with_projection(mask).build().map_err(|e| format!("not Parquet: {e}"))?;
     for batch in reader {
         let batch = batch.map_err(|e| format!("a batch cannot be read: {e}"))?;
-        if batch.schema().fields() != dataset.arrow_schema().fields() {
-            return Err(format!("the columns are not those of {} {}", dataset.service, dataset.kind.as_str()));
+        for row in rows_of_columns(&columns, &batch) {
+            read.rows += 1;
+            each(&columns, row)?;
         }
-        rows.extend(rows_of(dataset, &batch));
     }
-    Ok(rows)
+    Ok(read)
 }
 
 /// The rows of a batch of `dataset`, as typed values: what a reader of the Parquet gets back.
 pub fn rows_of(dataset: &Dataset, batch: &RecordBatch) -> Vec<Row> {
+    rows_of_columns(&dataset.columns(), batch)
+}
+
+/// The rows of a batch holding `columns`, in their order, as typed values.
+fn rows_of_columns(columns: &[Column], batch: &RecordBatch) -> Vec<Row> {
     use arrow_array::cast::AsArray;
     use arrow_array::types::{Int64Type, TimestampMicrosecondType};
     use arrow_array::Array;
 
-    let columns = dataset.columns();
     let mut rows = vec![Row(Vec::with_capacity(columns.len())); batch.num_rows()];
     for (column, array) in columns.iter().zip(batch.columns()) {
         for (index, row) in rows.iter_mut().enumerate() {
@@ -320,6 +382,47 @@ mod tests {
         assert_eq!(batch.column_by_name("session_id").unwrap().as_string::<i32>().value(0), "st-1");
         assert!(batch.column_by_name("ended_at").unwrap().is_null(0));
         assert_eq!(batch.num_rows(), 1);
+    }
+
+    #[test]
+    fn a_parquet_read_skips_the_row_groups_its_statistics_rule_out_and_reads_only_the_columns_wanted() {
+        use parquet::arrow::ArrowWriter;
+        use parquet::file::properties::{EnabledStatistics, WriterProperties};
+        // GIVEN a compacted day of two accounts, sorted by account, two rows a row group
+        let dataset = ivs();
+        let columns = dataset.columns();
+        let mut builder = BatchBuilder::new(&dataset);
+        for (account, session) in [("111111111111", "a"), ("111111111111", "b"), ("222222222222", "c")] {
+            let text = line(
+                &dataset,
+                &[
+                    ("account_id", Json::from(account)),
+                    ("session_id", Json::from(session)),
+                    ("region", "eu-west-1".into()),
+                ],
+            );
+            builder.push(&parse_line(&columns, &text).unwrap());
+        }
+        let properties = WriterProperties::builder()
+            .set_max_row_group_row_count(Some(2))
+            .set_statistics_enabled(EnabledStatistics::Page);
+        let mut writer = ArrowWriter::try_new(Vec::new(), dataset.arrow_schema(), Some(properties.build())).unwrap();
+        writer.write(&builder.finish()).unwrap();
+        let body = writer.into_inner().unwrap();
+        // WHEN the second account's rows are read, two of their columns
+        let keep = |group: &GroupBounds<'_>| {
+            group.text_range("account_id").is_some_and(|(min, max)| (min..=max).contains(&"222222222222"))
+        };
+        let mut rows = Vec::new();
+        let read = each_parquet_row(&dataset, body, &["session_id", "account_id"], &keep, &mut |columns, row| {
+            rows.push((columns.iter().map(|c| c.name).collect::<Vec<_>>(), row));
+            Ok(())
+        })
+        .unwrap();
+        // THEN the first row group is not read, and the rows hold the two columns in file order
+        assert_eq!(read, ParquetRead { row_groups: 2, skipped: 1, rows: 1 });
+        assert_eq!(rows[0].0, ["account_id", "session_id"]);
+        assert_eq!(rows[0].1, Row(vec![Value::Text("222222222222".into()), Value::Text("c".into())]));
     }
 
     #[test]

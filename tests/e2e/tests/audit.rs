@@ -494,9 +494,13 @@ async fn every_named_query_runs_and_answers_as_the_cli_does_on_compacted_and_fre
         .collect();
     let archive = session_audit::archive::Archive::Dir { root: copy.clone(), prefix: "history".into() };
     let names: Vec<&str> = services.iter().map(|s| s.as_str()).collect();
-    let lines =
-        session_audit::load(&archive, &[session_audit::SNAPSHOTS], &names, from, to, &|_, _| true).await.unwrap();
-    let expected: BTreeSet<(String, i64, u64)> = session_audit::query::concurrency(&lines, from, to)
+    let mut fold = session_audit::folds::ConcurrencyFold::new(from, to);
+    let every_scope = session_audit::archive::ScopeFilter::default();
+    session_audit::stream(&archive, &[session_audit::SNAPSHOTS], &names, (from, to), &every_scope, &mut fold)
+        .await
+        .unwrap();
+    let expected: BTreeSet<(String, i64, u64)> = fold
+        .finish()
         .into_iter()
         .flat_map(|(service, points)| points.into_iter().map(move |(at, n)| (service.clone(), at, n)))
         .collect();
