@@ -52,10 +52,10 @@ TEST_BUILD := $(CLIPPY) $(CARGO) build --workspace --bins --tests --locked
 # What the demo runs: its own binary, and the functions and planner it starts (debug).
 DEMO_BINS := archiver-demo $(SESSION_FUNCTIONS) scope-planner
 # The bench tools build with every dependency optimised (profile bench-tools, Cargo.toml).
-BENCH_TOOLS := archiver-bench archiver-org-bench archiver-compaction-bench
+BENCH_TOOLS := archiver-bench archiver-org-bench archiver-compaction-bench archiver-audit-bench
 TOOLS_BUILD := $(CARGO) build --locked --profile bench-tools
 
-.PHONY: help test lint lint-template unit e2e build lambda lambda-check sam-build demo invoke emulator moto duckdb tools bench bench-large bench-build bench-org bench-compaction measure clean
+.PHONY: help test lint lint-template unit e2e build lambda lambda-check sam-build demo invoke emulator moto duckdb tools bench bench-large bench-build bench-org bench-compaction bench-audit measure clean
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -159,11 +159,18 @@ BENCH_SIZES ?= 10000,100000
 # a test checks it answers as the pinned moto does). BENCH_MOTO=$(MOTO_INSTALLED) runs the plain one.
 BENCH_MOTO ?= $(abspath tests/e2e/bench-moto-server)
 
-bench: moto duckdb bench-build ## Benchmark the release functions at n = 10,000 and 100,000 sessions, an organization's fan-out, and a day's compaction: Markdown tables + target/bench/*.json
+bench: moto duckdb bench-build ## Benchmark the release functions at n = 10,000 and 100,000 sessions, an organization's fan-out, a day's compaction and an organization's month audited: Markdown tables + target/bench/*.json
 	$(TOOLS_BUILD) $(addprefix --bin ,$(BENCH_TOOLS))
+	$(CARGO) build --release --locked --bin session-audit
 	MOTO_SERVER=$(BENCH_MOTO) BENCH_SIZES=$(BENCH_SIZES) target/bench-tools/archiver-bench
 	MOTO_SERVER=$(BENCH_MOTO) target/bench-tools/archiver-org-bench
 	target/bench-tools/archiver-compaction-bench
+	target/bench-tools/archiver-audit-bench
+
+bench-audit: ## Benchmark session-audit (release) over a synthetic month of a 1,000-scope organization (AUDIT_BENCH_*): sessions, connected and summary against 60 s and 256 MiB each
+	$(TOOLS_BUILD) --bin archiver-audit-bench
+	$(CARGO) build --release --locked --bin session-audit
+	target/bench-tools/archiver-audit-bench
 
 bench-large: moto bench-build ## The benchmark at n = 1,000,000 sessions (here 30-45 min and 4-8 GiB of RAM for moto, per service)
 	$(TOOLS_BUILD) --bin archiver-bench

@@ -204,3 +204,13 @@ pub fn process_usage(pid: u32) -> (Duration, f64) {
         .unwrap_or(0.0);
     (Duration::from_secs_f64(ticks as f64 / hz), hwm_kib / 1024.0)
 }
+
+/// The commit checked out, for a bench's report.
+pub fn commit() -> String {
+    std::process::Command::new("git")
+        .args(["rev-parse", "HEAD"])
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .map_or_else(|| "unknown".into(), |s| s.trim().to_owned())
+}

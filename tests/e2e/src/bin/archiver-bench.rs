@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 use archiver_e2e::lambda::{LocalFunction, Outcome};
 use archiver_e2e::price;
 use archiver_e2e::stage::{LocalStage, ACCOUNT_ID, REGION, TABLE};
-use archiver_e2e::{api_of, process_usage, CountingProxy, Traffic};
+use archiver_e2e::{api_of, commit, process_usage, CountingProxy, Traffic};
 use serde::Serialize;
 use serde_json::Value as Json;
 use session_archiver::aws::SdkSettings;
@@ -668,16 +668,6 @@ fn cost(traffic: &BTreeMap<String, Traffic>, summary: &Json, wall: Duration, who
         + get("S3 GetObject").requests as f64 * price::S3_GET
         + secrets as f64 * price::SECRETS_CALL;
     Bill { read_units, usd }
-}
-
-fn commit() -> String {
-    std::process::Command::new("git")
-        .args(["rev-parse", "HEAD"])
-        .output()
-        .ok()
-        .filter(|o| o.status.success())
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
-        .unwrap_or_else(|| "unknown".into())
 }
 
 fn machine() -> BTreeMap<&'static str, String> {

@@ -18,7 +18,7 @@ use archiver_e2e::lambda::{LocalFunction, Outcome};
 use archiver_e2e::organization::{queue_with_dead_letters, RETRY_AFTER, VISIBILITY};
 use archiver_e2e::poller::QueueSource;
 use archiver_e2e::stage::{compactor_env, ACCOUNT_ID, BUCKET, REGION, TABLE};
-use archiver_e2e::{process_usage, setting, LocalAws, MotoServer};
+use archiver_e2e::{commit, process_usage, setting, LocalAws, MotoServer};
 use serde_json::{json, Value as Json};
 use session_archiver::history::{line, object_key, Change, GzipLines, HistoryKind, ObjectListing, RunContext, RunId};
 use session_archiver::model::{ColumnType, Scope, Timestamp};
@@ -491,13 +491,4 @@ fn print_report(r: &Json) {
         r["split_cpu_ms"].as_f64().unwrap_or(0.0) / 1000.0,
         r["split_peak_rss_mib"].as_f64().unwrap_or(0.0),
     );
-}
-
-fn commit() -> String {
-    Command::new("git")
-        .args(["rev-parse", "HEAD"])
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8(o.stdout).ok())
-        .map_or_else(|| "unknown".into(), |s| s.trim().to_owned())
 }
