@@ -179,12 +179,15 @@ impl ConnectedFold {
         }
     }
 
-    /// The index of a run among its scope's, near the line's time (a run's lines come after its
-    /// start, before the next run's), dating it by its first line there.
+    /// The index of a run among its scope's, dating it by its first line there: looked for near
+    /// the line's time (a run's lines come after its start, before the next run's), else among
+    /// all (a run resumed by a later invocation).
     fn locate(runs: &mut [RunAt], run: u32, at: u32) -> Option<usize> {
         let near = runs.partition_point(|r| r.at <= at);
-        let window = near.saturating_sub(4)..(near + 4).min(runs.len());
-        let index = window.into_iter().find(|&i| runs[i].run & RUN_NUMBER == run)?;
+        let mut window = near.saturating_sub(4)..(near + 4).min(runs.len());
+        let index = window
+            .find(|&i| runs[i].run & RUN_NUMBER == run)
+            .or_else(|| runs.iter().position(|r| r.run & RUN_NUMBER == run))?;
         let found = &mut runs[index];
         found.at = if found.run & DATED_BY_LINES == 0 { at } else { found.at.min(at) };
         found.run |= DATED_BY_LINES;
@@ -507,6 +510,22 @@ mod tests {
         assert_eq!(states.iter().filter(|(s, _)| *s == ws).count(), 5 + 1 + 1, "{rows:#?}");
         assert!(states.contains(&("workspaces-pool-sessions", State::Connected)));
         assert_eq!(states.iter().filter(|(_, state)| *state == State::Unknown).count(), 1);
+    }
+
+    #[test]
+    fn a_run_whose_lines_come_long_after_its_start_is_still_the_runs_dataset_s_run() {
+        // GIVEN run 3 of 20, resumed by a later invocation: its line seen at run 15's time
+        let ws = "workspaces-connection-status";
+        let mut late = line(ws, 3, "ws-alice0001", "alice", "CONNECTED");
+        late.seen_at = T0 + 15 * 300 + 7;
+        let mut fold = ConnectedFold::new(T0, T0 + 20 * 300);
+        runs(ws, 20, &[]).iter().for_each(|run| fold.add_run(run));
+        fold.runs_read();
+        // WHEN it is folded
+        fold.add(late);
+        // THEN it is an observation by that run (a span), not one by a run only its lines name
+        let seen = fold.sessions.values().next().unwrap();
+        assert_eq!((seen.spans.len(), seen.loose.len()), (1, 0));
     }
 
     #[test]
