@@ -217,9 +217,7 @@ impl Fold for ScopesFold {
         let active = self.open.entry((scope.clone(), number)).or_default();
         *active += u64::from(is_active_status(line.status.as_deref()));
         let acc = self.scopes.entry(scope).or_default();
-        if !acc.sessions.contains(&line.session_id) {
-            acc.sessions.insert(line.session_id);
-        }
+        acc.sessions.insert(line.session_id);
         acc.first_seen = Some(acc.first_seen.map_or(line.seen_at, |f| f.min(line.seen_at)));
         acc.last_seen = Some(acc.last_seen.map_or(line.seen_at, |l| l.max(line.seen_at)));
     }

@@ -42,19 +42,18 @@ impl Filter {
 
     /// The lines of the sessions the filter keeps (by the user and parent of any of their lines,
     /// and any status they were observed in): what a question about them reads.
-    pub fn select(&self, mut lines: Vec<AuditLine>) -> Vec<AuditLine> {
-        if self.users.is_empty() && self.parent.is_none() && self.status.is_none() {
+    pub fn select(&self, lines: Vec<AuditLine>) -> Vec<AuditLine> {
+        if self.is_everything() {
             return lines;
         }
-        let mut kept: BTreeMap<(String, String), (bool, bool, bool)> = BTreeMap::new();
-        for line in &lines {
-            let (user, parent, status) = kept.entry((line.service.clone(), line.session_id.clone())).or_default();
-            *user |= self.users.is_empty() || line.user_id.as_ref().is_some_and(|u| self.users.contains(u));
-            *parent |= self.parent.as_ref().is_none_or(|p| line.parent_id.as_ref() == Some(p));
-            *status |= self.status.as_ref().is_none_or(|s| line.status.as_ref() == Some(s));
-        }
-        lines.retain(|line| kept[&(line.service.clone(), line.session_id.clone())] == (true, true, true));
-        lines
+        let mut matching = MatchFold::new(self);
+        lines.iter().for_each(|line| matching.add(line.clone()));
+        let kept = matching.finish();
+        let mut selected = Vec::new();
+        let mut keep = |line: AuditLine| selected.push(line);
+        let mut only_kept = Selected { kept: &kept, fold: &mut keep };
+        lines.into_iter().for_each(|line| only_kept.add(line));
+        selected
     }
 
     /// Whether it keeps every session.
