@@ -29,6 +29,9 @@ ZIGBUILD_VERSION := 0.24.0
 ZIGLANG_VERSION := 0.15.2
 SAM_CLI_VERSION := 1.170.0
 CHECKOV_VERSION := 3.3.30
+# The browser the tests open the audit report in: Debian's chromium, headless.
+CHROMIUM ?= $(or $(shell command -v chromium 2>/dev/null),/usr/bin/chromium)
+export CHROMIUM
 # checkov in a venv of its own: its pins differ from the SAM CLI's.
 CHECKOV := $(VENV)/checkov/bin/checkov
 SESSION_FUNCTIONS := workspaces-pool-sessions workspaces-connection-status ivs-stream-sessions chime-proxy-sessions gamelift-stream-sessions
@@ -55,12 +58,12 @@ DEMO_BINS := archiver-demo $(SESSION_FUNCTIONS) scope-planner
 BENCH_TOOLS := archiver-bench archiver-org-bench archiver-compaction-bench archiver-audit-bench
 TOOLS_BUILD := $(CARGO) build --locked --profile bench-tools
 
-.PHONY: help test lint lint-template unit e2e build lambda lambda-check sam-build demo invoke emulator moto duckdb tools bench bench-large bench-build bench-org bench-compaction bench-audit measure clean
+.PHONY: help test lint lint-template unit e2e build chromium lambda lambda-check sam-build demo invoke emulator moto duckdb tools bench bench-large bench-build bench-org bench-compaction bench-audit measure clean
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
-test: lint moto duckdb lambda-check ## All checks and tests: lint (which builds every target), template lint, CI's Lambda build, unit and end-to-end tests
+test: lint moto duckdb chromium lambda-check ## All checks and tests: lint (which builds every target), template lint, CI's Lambda build, unit and end-to-end tests
 	@mkdir -p target; status=0; \
 	$(CLIPPY) $(CARGO) test --workspace --locked --no-fail-fast 2>&1 | tee target/test-output.log || status=$$?; \
 	awk '/^test result:/ {p += $$4; f += $$6} END {printf "summary: %d passed, %d failed\n", p, f}' target/test-output.log; \
@@ -92,7 +95,7 @@ unit: ## Unit tests of the library, the compaction, the audit, the emulator and 
 	$(TEST_BUILD)
 	$(CLIPPY) $(CARGO) test --workspace --locked --lib
 
-e2e: moto duckdb lambda-check ## End-to-end tests: the real SDK clients and function binaries against the emulator and moto, and CI's Lambda build
+e2e: moto duckdb chromium lambda-check ## End-to-end tests: the real SDK clients and function binaries against the emulator and moto, and CI's Lambda build
 	$(TEST_BUILD)
 	$(CLIPPY) $(CARGO) test --workspace --locked --test '*'
 
@@ -112,6 +115,13 @@ duckdb: $(DUCKDB_INSTALLED) ## Install the pinned DuckDB (Python) into .venv: th
 $(DUCKDB_INSTALLED): | $(VENV)/bin/python
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check "duckdb==$(DUCKDB_VERSION)" "fsspec==$(FSSPEC_VERSION)" "pytz==$(PYTZ_VERSION)"
 	@touch $@
+
+chromium: $(CHROMIUM) ## Install Debian's chromium (apt-get, as root or through sudo): the tests open the audit report in it, headless
+
+$(CHROMIUM):
+	@if [ "$$(id -u)" = 0 ]; then sudo=; elif command -v sudo >/dev/null; then sudo=sudo; else \
+	  echo "chromium: not installed, and installing it needs root: apt-get install chromium"; exit 1; fi; \
+	$$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq --no-install-recommends chromium >/dev/null
 
 tools: $(VENV)/bin/sam $(VENV)/bin/cargo-zigbuild ## Install the pinned build tools into .venv: SAM CLI, cfn-lint, cargo-zigbuild, zig
 

@@ -1,6 +1,6 @@
 //! The command line: where the history is, which question, which output.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use clap::{Args, Parser, Subcommand};
 use session_archiver::model::EXPECTED_TIME;
@@ -8,10 +8,11 @@ use session_archiver::ServiceId;
 
 use crate::archive::{Archive, ScopeFilter};
 use crate::connected::{self, ConnectedFold};
-use crate::folds::{ConcurrencyFold, ScopesFold, SummaryFold};
+use crate::folds::{ConcurrencyFold, ScopesFold, SummaryFold, Tee};
 use crate::output::{render, Format};
 use crate::query::{self, Bucket, Filter, MatchFold, Selected};
 use crate::record::{format_time, parse_time, AuditLine, RunRecord};
+use crate::report::{self, Report, RunsFold};
 use crate::{AuditError, Fold, ReadCounts, Result, CHANGES, SNAPSHOTS};
 
 /// Answers "who was connected when" from the session archiver's history in S3 (or a local copy).
@@ -181,6 +182,22 @@ pub enum Command {
         #[arg(long, value_enum, default_value = "table")]
         format: Format,
     },
+    /// One self-contained HTML file to send to people who do not run this CLI: per-user timeline
+    /// of connected intervals (zoomable to a day), concurrent sessions per service, the scopes
+    /// listed and failed per run, top users by connected time, and a table of sessions that
+    /// filters and sorts. No network: data and script are inline.
+    Report {
+        #[command(flatten)]
+        range: Range,
+        #[command(flatten)]
+        who: Who,
+        /// The file to write.
+        #[arg(long, default_value = "report.html")]
+        out: PathBuf,
+        /// How the path written is printed.
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
+    },
     /// Plots: `concurrency`, concurrent sessions over time per service, as SVG and PNG.
     Plot {
         #[arg(value_enum)]
@@ -276,6 +293,12 @@ impl Who {
             return Err(AuditError::Usage("--key-file needs --user: it is used to match a user's hashed id".into()));
         }
         Ok(Filter { users, parent: self.parent.clone(), status: self.status.clone() })
+    }
+
+    /// The filters as typed, to say what a report covers (the key file's path is not shown).
+    fn described(&self) -> Vec<String> {
+        let given = [("--user", &self.user), ("--parent", &self.parent), ("--status", &self.status)];
+        given.into_iter().filter_map(|(flag, value)| value.as_ref().map(|v| format!("{flag} {v}"))).collect()
     }
 }
 
@@ -483,11 +506,12 @@ impl Cli {
                 self.fold_sessions(range, bounds, &filter, &mut fold).await?;
                 Ok(render(&query::scopes_of(fold), &SCOPES_COLUMNS, *format))
             }
+            Command::Report { range, who, out, format } => self.html_report(range, who, out, *format, now).await,
             Command::Plot { what: PlotKind::Concurrency, range, out, who, format } => {
                 let bounds = range.bounds(now)?;
                 let mut fold = ConcurrencyFold::new(bounds.0, bounds.1);
                 self.fold_sessions(range, bounds, &who.filter()?, &mut fold).await?;
-                let (svg, png) = crate::plot::concurrency(&fold.finish(), out)?;
+                let (svg, png) = crate::plot::concurrency(&fold.finish(), bounds, out)?;
                 let written =
                     [("svg", svg), ("png", png)].map(|(kind, path)| Written { kind, path: path.display().to_string() });
                 Ok(render(&written, &["kind", "path"], *format))
@@ -522,6 +546,49 @@ impl Cli {
         })
     }
 
+    /// The HTML report of the range: the runs dataset read once (for the intervals and the runs
+    /// chart), the snapshots once (twice under a filter) for the intervals, concurrency and
+    /// sessions together; written beside `out` and renamed onto it, so a failed write leaves no
+    /// half a page.
+    async fn html_report(&self, range: &Range, who: &Who, out: &Path, format: Format, now: i64) -> Result<String> {
+        let (from, to) = range.bounds(now)?;
+        let filter = who.filter()?;
+        let mut connected = ConnectedFold::new(from, to);
+        let mut runs = RunsFold::new(from, to);
+        self.runs(range, (from, to), &mut |run| {
+            connected.add_run(&run);
+            runs.add(&run);
+        })
+        .await?;
+        connected.runs_read();
+        let mut concurrency = ConcurrencyFold::new(from, to);
+        let mut sessions = query::SessionsFold::new(from, to);
+        let mut session_rows = |line: AuditLine| sessions.add(&line);
+        let mut every = Tee(vec![&mut connected, &mut concurrency, &mut session_rows]);
+        self.fold_sessions(range, (from, to), &filter, &mut every).await?;
+        drop(every);
+        let found = connected.finish(&filter);
+        let mut filters = who.described();
+        let scope = [("--account", &range.scope.accounts), ("--region", &range.scope.regions)];
+        filters.extend(
+            scope.into_iter().filter(|(_, v)| !v.is_empty()).map(|(flag, v)| format!("{flag} {}", v.join(","))),
+        );
+        let page = report::html(&Report {
+            generated_at: now,
+            from,
+            to,
+            filters,
+            services: names(&range.services).into_iter().map(str::to_owned).collect(),
+            intervals: report::report_intervals(&found),
+            users: report::user_totals(&found),
+            concurrency: concurrency.finish(),
+            runs: runs.finish(),
+            sessions: sessions.finish(&filter),
+        });
+        write_whole(out, page.as_bytes())?;
+        Ok(render(&[Written { kind: "html", path: out.display().to_string() }], &["kind", "path"], format))
+    }
+
     /// One session's observations and changes in the range; refused when it has none there.
     async fn timeline(&self, session_id: &str, range: &Range, format: Format, now: i64) -> Result<String> {
         let (from, to) = range.bounds(now)?;
@@ -538,4 +605,18 @@ impl Cli {
         }
         Ok(render(&rows, &["at", "service", "run_id", "event", "status", "transition"], format))
     }
+}
+
+/// Writes `bytes` to a file beside `path`, then renames it onto `path`: a reader finds the old
+/// file or the new one, never part of it.
+fn write_whole(path: &Path, bytes: &[u8]) -> Result<()> {
+    let name =
+        path.file_name().ok_or_else(|| AuditError::Usage(format!("--out {}: not a file name", path.display())))?;
+    let partial = path.with_file_name(format!(".{}.partial", name.to_string_lossy()));
+    let fail = |e: std::io::Error| AuditError::Write(format!("{}: {e}", path.display()));
+    std::fs::write(&partial, bytes).map_err(fail)?;
+    std::fs::rename(&partial, path).map_err(|e| {
+        let _ = std::fs::remove_file(&partial);
+        fail(e)
+    })
 }

@@ -230,3 +230,19 @@ impl Fold for ScopesFold {
         }
     }
 }
+
+/// Several folds fed by one read: each is given every line, and every partition's end.
+pub struct Tee<'a>(pub Vec<&'a mut dyn Fold>);
+
+impl Fold for Tee<'_> {
+    fn add(&mut self, line: AuditLine) {
+        if let Some((last, rest)) = self.0.split_last_mut() {
+            rest.iter_mut().for_each(|fold| fold.add(line.clone()));
+            last.add(line);
+        }
+    }
+
+    fn end_partition(&mut self) {
+        self.0.iter_mut().for_each(|fold| fold.end_partition());
+    }
+}

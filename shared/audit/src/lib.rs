@@ -8,7 +8,8 @@
 //! - [`folds`]: the answers that sum a range, folded a line at a time as it streams by;
 //! - [`intervals`], [`connected`]: who was connected when, per user and session, pure;
 //! - [`output`]: table, CSV and JSON;
-//! - [`plot`]: the concurrency plot, SVG and PNG.
+//! - [`plot`]: the concurrency plot, SVG and PNG;
+//! - [`report`]: the HTML report, one self-contained file.
 
 pub mod archive;
 pub mod cli;
@@ -19,6 +20,7 @@ pub mod output;
 pub mod plot;
 pub mod query;
 pub mod record;
+pub mod report;
 
 use archive::{Archive, ObjectRef, ScopeFilter};
 use record::{day_of, AuditLine};
@@ -30,6 +32,8 @@ pub enum AuditError {
     Usage(String),
     /// The bucket or directory cannot be read.
     Archive(String),
+    /// An output file (a plot, the report) cannot be written.
+    Write(String),
     /// An object or line that is not history.
     Corrupt { key: String, line: Option<u64>, detail: String },
 }
@@ -39,6 +43,7 @@ impl std::fmt::Display for AuditError {
         match self {
             AuditError::Usage(what) => write!(f, "{what}"),
             AuditError::Archive(what) => write!(f, "cannot read the history: {what}"),
+            AuditError::Write(what) => write!(f, "cannot write {what}"),
             AuditError::Corrupt { key, line: Some(line), detail } => write!(f, "{key} line {line}: {detail}"),
             AuditError::Corrupt { key, line: None, detail } => write!(f, "{key}: {detail}"),
         }

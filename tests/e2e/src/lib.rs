@@ -4,6 +4,7 @@
 //! stand-in is the `session-emulator` crate.
 
 pub mod athena;
+pub mod browser;
 mod counting_proxy;
 pub mod lambda;
 mod local_aws;

@@ -599,6 +599,19 @@ async fn the_concurrency_plot_is_an_svg_and_a_png_with_one_series_per_service() 
         let c = session_audit::plot::series_color(index);
         assert!(rgb.contains(&(c.0, c.1, c.2)), "series {index} is drawn");
     }
+    // AND the PNG has its text: the title's band above the plot holds dark glyphs
+    let title_band: Vec<_> = pixels[..info.buffer_size()].chunks(3).take(1000 * 45).collect();
+    let dark = title_band.iter().filter(|p| p.iter().all(|c| *c < 100)).count();
+    assert!(dark > 200, "{dark} dark pixels in the title band: no title drawn");
+    // AND the SVG says what it shows: its title, its axes with their units, distinct time labels
+    assert!(svg.contains("Concurrent sessions per service"), "a title");
+    assert!(svg.contains("time (UTC)") && svg.contains("concurrent sessions"), "axes with units");
+    let texts: Vec<&str> =
+        svg.split("<text").skip(1).filter_map(|t| Some(t.split('>').nth(1)?.split('<').next()?.trim())).collect();
+    let times: Vec<&&str> = texts.iter().filter(|t| t.len() >= 5 && t.as_bytes()[2] == b':').collect();
+    let distinct: BTreeSet<&&&str> = times.iter().collect();
+    assert!(!times.is_empty() && distinct.len() == times.len(), "distinct x labels: {times:?}");
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[tokio::test]
@@ -699,4 +712,109 @@ async fn bad_input_gets_a_clear_message_and_a_non_zero_exit() {
         assert!(stderr.contains(&expected), "{args:?}: {stderr}");
         assert!(output.stdout.is_empty(), "{args:?}");
     }
+}
+
+/// The pixels of a screenshot: its size and its RGB(A) bytes, as decoded.
+fn pixels(path: &std::path::Path) -> (u32, u32, Vec<[u8; 3]>) {
+    let decoder = png::Decoder::new(std::fs::File::open(path).unwrap());
+    let mut reader = decoder.read_info().unwrap();
+    let mut bytes = vec![0; reader.output_buffer_size()];
+    let info = reader.next_frame(&mut bytes).unwrap();
+    let step = info.color_type.samples();
+    let rgb = bytes[..info.buffer_size()].chunks(step).map(|p| [p[0], p[1], p[2]]).collect();
+    (info.width, info.height, rgb)
+}
+
+/// The part of the DOM inside the first element that `start` opens, up to `end`.
+fn element<'a>(dom: &'a str, start: &str, end: &str) -> &'a str {
+    let at = dom.find(start).unwrap_or_else(|| panic!("{start} is not in the page"));
+    let rest = &dom[at..];
+    &rest[..rest.find(end).unwrap_or(rest.len())]
+}
+
+#[tokio::test]
+async fn the_report_opens_in_a_browser_with_every_user_interval_and_count() {
+    use archiver_e2e::browser;
+    // GIVEN three runs each of WorkSpaces connection status and pool sessions, with churn
+    let rig = Rig::start(small_world()).await;
+    let services = [ServiceId::WorkspacesConnectionStatus, ServiceId::WorkspacesPoolSessions];
+    let mut moments = Vec::new();
+    for service in services {
+        moments.extend(archive_with_churn(&rig, service).await);
+    }
+    // AND a run of pool sessions that failed for its scope
+    let failed = ScopeOutcome::Failed(session_archiver::Error::Config("the session API refused the call".into()));
+    let pools = rig.scope(&rig.source(ServiceId::WorkspacesPoolSessions).await);
+    let request = scheduled_now("audit-pools-failed");
+    let bucket = rig.aws.history_bucket();
+    write_runs(&bucket, "history", ServiceId::WorkspacesPoolSessions, &request, &[(&pools, failed)], &Timestamp::now())
+        .await;
+    let from = first_day(&moments);
+    // AND the CLI's own answers for the range
+    let connected = json_rows(&audit(&rig, &["connected", "--from", &from, "--format", "json"]).await.unwrap());
+    let sessions = json_rows(&audit(&rig, &["sessions", "--from", &from, "--format", "json"]).await.unwrap());
+    let mut per_user: BTreeMap<String, (usize, i64)> = BTreeMap::new();
+    for row in connected.iter().filter(|r| r["state"] == "connected") {
+        let user = row["user_id"].as_str().unwrap_or("(no user)").to_owned();
+        let entry = per_user.entry(user).or_default();
+        *entry = (entry.0 + 1, entry.1 + row["duration_seconds"].as_i64().unwrap());
+    }
+    assert!(per_user.len() >= 2, "the world has users connected: {connected:#?}");
+
+    // WHEN the report is written and opened in Chromium
+    let dir = std::env::temp_dir().join(format!("session-audit-report-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let out = dir.join("report.html");
+    audit(&rig, &["report", "--from", &from, "--out", out.to_str().unwrap()]).await.unwrap();
+    let page = browser::open(&out, 2400, false);
+
+    // THEN its script ran to the end with nothing on the console
+    assert!(page.dom.contains(r#"<body data-state="ready">"#), "{}", &page.dom[..2000.min(page.dom.len())]);
+    assert!(page.console.is_empty(), "console: {:#?}", page.console);
+    // AND every user connected has a timeline row holding as many connected intervals as the CLI gives them
+    for (user, (intervals, _)) in &per_user {
+        let row = element(&page.dom, &format!(r#"<g class="gantt-row" data-user="{user}">"#), "</g>");
+        assert_eq!(row.matches(r#"class="connected interval""#).count(), *intervals, "{user}: {row}");
+        assert!(row.contains(r#"tabindex="0""#), "an interval is reached with the keyboard");
+    }
+    // AND the counts, the sessions table and the top user are the CLI's
+    let count =
+        |id: &str| element(&page.dom, &format!(r#"id="count-{id}""#), "</dd>").rsplit('>').next().unwrap().to_owned();
+    assert_eq!(count("sessions"), sessions.len().to_string());
+    assert_eq!(count("users"), per_user.len().to_string());
+    assert_eq!(count("intervals"), per_user.values().map(|(n, _)| n).sum::<usize>().to_string());
+    assert_eq!(count("failed"), "1");
+    assert_eq!(page.dom.matches("<tr data-session=").count(), sessions.len());
+    let most = per_user.iter().max_by_key(|(user, (_, seconds))| (*seconds, std::cmp::Reverse(*user))).unwrap().0;
+    assert!(element(&page.dom, r#"id="top-users-rows""#, "</tr></tbody>").contains(&format!(r#"data-user="{most}""#)));
+    // AND the failed run is named with its reason, each service has its concurrency line, the
+    // day can be zoomed to
+    assert!(element(&page.dom, r#"id="failed-runs""#, "</table>").contains("the session API refused the call"));
+    for service in services {
+        assert!(page.dom.contains(&format!(r#"data-service="{service}"></polyline>"#)), "{service}");
+    }
+    assert!(page.dom.contains(&format!(">{}</option>", moments.last().unwrap().day)));
+    // AND the screenshot is a drawn page, light; in the dark scheme, dark
+    let (width, height, rgb) = pixels(&page.screenshot);
+    assert_eq!((width, height), (1280, 2400));
+    let background = rgb[0];
+    let drawn = rgb.iter().filter(|p| **p != background).count();
+    assert!(drawn * 100 > rgb.len() * 3, "{drawn} of {} pixels drawn", rgb.len());
+    assert!(rgb.iter().collect::<BTreeSet<_>>().len() > 20, "more than a few colours");
+    assert!(background.iter().all(|c| *c > 200), "light background: {background:?}");
+    let dark = browser::open(&out, 800, true);
+    assert!(dark.console.is_empty(), "console: {:#?}", dark.console);
+    assert!(pixels(&dark.screenshot).2[0].iter().all(|c| *c < 60), "dark background");
+
+    // WHEN a range without history is reported
+    let empty = dir.join("empty.html");
+    let args = ["report", "--from", "2020-01-01", "--to", "2020-01-02", "--out", empty.to_str().unwrap()];
+    audit(&rig, &args).await.unwrap();
+    let page = browser::open(&empty, 600, false);
+    // THEN the page says so, and still runs cleanly
+    assert!(page.dom.contains(r#"<body data-state="ready">"#));
+    assert!(page.console.is_empty(), "console: {:#?}", page.console);
+    let said = element(&page.dom, r#"id="empty""#, "</p>");
+    assert!(!said.contains("hidden") && said.contains("No sessions and no runs in this range"), "{said}");
+    let _ = std::fs::remove_dir_all(&dir);
 }
