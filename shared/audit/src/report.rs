@@ -93,12 +93,12 @@ pub fn report_intervals(found: &[UserInterval]) -> Vec<ReportInterval> {
         .collect()
 }
 
-/// Each user's connected and unknown seconds, sessions and intervals, most connected first
-/// (then by user, a missing user last).
+/// Each user's connected and unknown seconds, sessions and intervals, most connected first (then
+/// by user). Sessions without a user (an IVS stream, a Chime SDK proxy session) are no one's.
 pub fn user_totals(found: &[UserInterval]) -> Vec<UserTotal> {
     let mut by_user: BTreeMap<Option<&str>, UserTotal> = BTreeMap::new();
     let mut sessions: BTreeSet<(Option<&str>, &str, &str)> = BTreeSet::new();
-    for f in found {
+    for f in found.iter().filter(|f| f.user_id.is_some()) {
         let total = by_user.entry(f.user_id.as_deref()).or_insert_with(|| UserTotal {
             user_id: f.user_id.clone(),
             connected_seconds: 0,
@@ -116,10 +116,7 @@ pub fn user_totals(found: &[UserInterval]) -> Vec<UserTotal> {
         }
     }
     let mut totals: Vec<UserTotal> = by_user.into_values().collect();
-    totals.sort_by(|a, b| {
-        let key = |t: &UserTotal| (std::cmp::Reverse(t.connected_seconds), t.user_id.is_none());
-        key(a).cmp(&key(b)).then_with(|| a.user_id.cmp(&b.user_id))
-    });
+    totals.sort_by(|a, b| b.connected_seconds.cmp(&a.connected_seconds).then_with(|| a.user_id.cmp(&b.user_id)));
     totals
 }
 
@@ -214,9 +211,9 @@ mod tests {
         ];
         // WHEN the users are totalled
         let totals = user_totals(&found);
-        // THEN bob comes first, alice second, the session without a user last
+        // THEN bob comes first, alice second, and the session without a user is no one's
         let order: Vec<_> = totals.iter().map(|t| t.user_id.as_deref()).collect();
-        assert_eq!(order, [Some("bob"), Some("alice"), None]);
+        assert_eq!(order, [Some("bob"), Some("alice")]);
         // AND each has their seconds, sessions and intervals
         assert_eq!((totals[0].connected_seconds, totals[0].unknown_seconds, totals[0].sessions), (7_200, 300, 1));
         assert_eq!((totals[1].connected_seconds, totals[1].sessions, totals[1].intervals), (3_600, 1, 2));

@@ -754,8 +754,8 @@ async fn the_report_opens_in_a_browser_with_every_user_interval_and_count() {
     let connected = json_rows(&audit(&rig, &["connected", "--from", &from, "--format", "json"]).await.unwrap());
     let sessions = json_rows(&audit(&rig, &["sessions", "--from", &from, "--format", "json"]).await.unwrap());
     let mut per_user: BTreeMap<String, (usize, i64)> = BTreeMap::new();
-    for row in connected.iter().filter(|r| r["state"] == "connected") {
-        let user = row["user_id"].as_str().unwrap_or("(no user)").to_owned();
+    for row in connected.iter().filter(|r| r["state"] == "connected" && r["user_id"].is_string()) {
+        let user = row["user_id"].as_str().unwrap().to_owned();
         let entry = per_user.entry(user).or_default();
         *entry = (entry.0 + 1, entry.1 + row["duration_seconds"].as_i64().unwrap());
     }
