@@ -32,6 +32,8 @@ CHECKOV_VERSION := 3.3.30
 # The browser the tests open the audit report in: Debian's chromium, headless.
 CHROMIUM ?= $(or $(shell command -v chromium 2>/dev/null),/usr/bin/chromium)
 export CHROMIUM
+# The library that moves the demo's functions' clock through its simulated day.
+LIBFAKETIME := /usr/lib/$(shell gcc -dumpmachine 2>/dev/null || echo x86_64-linux-gnu)/faketime/libfaketime.so.1
 # checkov in a venv of its own: its pins differ from the SAM CLI's.
 CHECKOV := $(VENV)/checkov/bin/checkov
 SESSION_FUNCTIONS := workspaces-pool-sessions workspaces-connection-status ivs-stream-sessions chime-proxy-sessions gamelift-stream-sessions
@@ -52,13 +54,13 @@ CLIPPY := RUSTC_WORKSPACE_WRAPPER=$(CLIPPY_DRIVER) CLIPPY_ARGS=-D__CLIPPY_HACKER
 # dev-dependencies add (tokio's test-util among them) are in one compile of the dependencies that
 # `cargo test` then reuses whole. `make unit` and `make e2e` select their tests from the same build.
 TEST_BUILD := $(CLIPPY) $(CARGO) build --workspace --bins --tests --locked
-# What the demo runs: its own binary, and the functions and planner it starts (debug).
-DEMO_BINS := archiver-demo $(SESSION_FUNCTIONS) scope-planner
+# What the demo runs: its own binary, and the functions, planner and compactor it starts (debug).
+DEMO_BINS := archiver-demo $(SESSION_FUNCTIONS) scope-planner history-compactor
 # The bench tools build with every dependency optimised (profile bench-tools, Cargo.toml).
 BENCH_TOOLS := archiver-bench archiver-org-bench archiver-compaction-bench archiver-audit-bench
 TOOLS_BUILD := $(CARGO) build --locked --profile bench-tools
 
-.PHONY: help test lint lint-template unit e2e build chromium lambda lambda-check sam-build demo invoke emulator moto duckdb tools bench bench-large bench-build bench-org bench-compaction bench-audit measure clean
+.PHONY: help test lint lint-template unit e2e build chromium faketime lambda lambda-check sam-build demo invoke emulator moto duckdb tools bench bench-large bench-build bench-org bench-compaction bench-audit measure clean
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -119,9 +121,19 @@ $(DUCKDB_INSTALLED): | $(VENV)/bin/python
 chromium: $(CHROMIUM) ## Install Debian's chromium (apt-get, as root or through sudo): the tests open the audit report in it, headless
 
 $(CHROMIUM):
-	@if [ "$$(id -u)" = 0 ]; then sudo=; elif command -v sudo >/dev/null; then sudo=sudo; else \
-	  echo "chromium: not installed, and installing it needs root: apt-get install chromium"; exit 1; fi; \
-	$$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq --no-install-recommends chromium >/dev/null
+	@$(call apt-install,chromium)
+
+# Installs a Debian package, as root or through sudo.
+define apt-install
+if [ "$$(id -u)" = 0 ]; then sudo=; elif command -v sudo >/dev/null; then sudo=sudo; else \
+  echo "$(1): not installed, and installing it needs root: apt-get install $(1)"; exit 1; fi; \
+$$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq --no-install-recommends $(1) >/dev/null
+endef
+
+faketime: $(LIBFAKETIME) ## Install Debian's faketime (apt-get, as root or through sudo): the demo moves the functions' clock through a simulated day with it
+
+$(LIBFAKETIME):
+	@$(call apt-install,faketime)
 
 tools: $(VENV)/bin/sam $(VENV)/bin/cargo-zigbuild ## Install the pinned build tools into .venv: SAM CLI, cfn-lint, cargo-zigbuild, zig
 
@@ -199,7 +211,7 @@ bench-org: moto bench-build ## Benchmark an organization's fan-out: 200 accounts
 	$(if $(filter debug,$(ORG_BENCH_PROFILE)),$(CARGO) build --locked $(addprefix --bin ,$(FUNCTIONS)))
 	MOTO_SERVER=$(BENCH_MOTO) target/bench-tools/archiver-org-bench
 
-demo: moto ## Run the functions on the local stand-ins: one account twice, then a seeded organization (KEEP=1: stay up)
+demo: moto faketime ## Run the functions on the local stand-ins: a simulated day of one account, compacted, audited and reported; then a seeded organization (KEEP=1: stay up)
 	$(CARGO) build --locked $(addprefix --bin ,$(DEMO_BINS))
 	target/debug/archiver-demo $(if $(KEEP),--keep)
 

@@ -6,6 +6,7 @@
 pub mod athena;
 pub mod browser;
 mod counting_proxy;
+pub mod day;
 pub mod lambda;
 mod local_aws;
 pub mod organization;
