@@ -553,6 +553,11 @@ impl Cli {
     async fn html_report(&self, range: &Range, who: &Who, out: &Path, format: Format, now: i64) -> Result<String> {
         let (from, to) = range.bounds(now)?;
         let filter = who.filter()?;
+        // Refused before the range is read, which may take minutes.
+        let folder = out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        if !folder.is_dir() {
+            return Err(AuditError::Usage(format!("--out {}: no folder {}", out.display(), folder.display())));
+        }
         let mut connected = ConnectedFold::new(from, to);
         let mut runs = RunsFold::new(from, to);
         self.runs(range, (from, to), &mut |run| {
@@ -573,6 +578,7 @@ impl Cli {
         filters.extend(
             scope.into_iter().filter(|(_, v)| !v.is_empty()).map(|(flag, v)| format!("{flag} {}", v.join(","))),
         );
+        let (sessions, sessions_total) = report::page_sessions(sessions.finish(&filter));
         let page = report::html(&Report {
             generated_at: now,
             from,
@@ -583,7 +589,8 @@ impl Cli {
             users: report::user_totals(&found),
             concurrency: concurrency.finish(),
             runs: runs.finish(),
-            sessions: sessions.finish(&filter),
+            sessions,
+            sessions_total,
         });
         write_whole(out, page.as_bytes())?;
         Ok(render(&[Written { kind: "html", path: out.display().to_string() }], &["kind", "path"], format))

@@ -30,7 +30,22 @@ pub struct Report {
     pub users: Vec<UserTotal>,
     pub concurrency: Series,
     pub runs: Vec<RunPoint>,
+    /// The sessions of the range, the first [`SESSIONS_IN_PAGE`] by when they were first seen.
     pub sessions: Vec<SessionRow>,
+    /// All the sessions of the range, in the page or not.
+    pub sessions_total: u64,
+}
+
+/// The sessions a page holds, at about 250 bytes each: a report stays a file people can mail.
+/// `session-audit sessions` lists them all.
+pub const SESSIONS_IN_PAGE: usize = 50_000;
+
+/// The sessions the page holds, first seen first, and how many there were.
+pub fn page_sessions(mut sessions: Vec<SessionRow>) -> (Vec<SessionRow>, u64) {
+    let total = sessions.len() as u64;
+    sessions.sort_by(|a, b| (a.first_seen, &a.service, &a.session_id).cmp(&(b.first_seen, &b.service, &b.session_id)));
+    sessions.truncate(SESSIONS_IN_PAGE);
+    (sessions, total)
 }
 
 /// One connected (or unknown) interval of one user's session.
@@ -255,6 +270,29 @@ mod tests {
     }
 
     #[test]
+    fn a_page_holds_the_first_sessions_seen_and_says_how_many_there_were() {
+        // GIVEN one session more than a page holds, the last seen first
+        let row = |n: usize| SessionRow {
+            service: "ivs-stream-sessions".into(),
+            session_id: format!("st-{n}"),
+            parent_id: None,
+            user_id: None,
+            status: None,
+            started_at: None,
+            ended_at: None,
+            first_seen: n as i64,
+            last_seen: n as i64,
+            observations: 1,
+        };
+        let sessions: Vec<SessionRow> = (0..=SESSIONS_IN_PAGE).rev().map(row).collect();
+        // WHEN the page's sessions are chosen
+        let (kept, total) = page_sessions(sessions);
+        // THEN it holds the first seen, in order, and counts them all
+        assert_eq!((kept.len(), total), (SESSIONS_IN_PAGE, SESSIONS_IN_PAGE as u64 + 1));
+        assert_eq!((kept[0].first_seen, kept.last().unwrap().first_seen), (0, SESSIONS_IN_PAGE as i64 - 1));
+    }
+
+    #[test]
     fn the_data_cannot_close_its_script_element() {
         // GIVEN a user id that holds markup
         let report = Report {
@@ -268,6 +306,7 @@ mod tests {
             concurrency: Series::new(),
             runs: vec![],
             sessions: vec![],
+            sessions_total: 0,
         };
         // WHEN the page is written
         let page = html(&report);

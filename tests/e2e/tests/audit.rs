@@ -691,6 +691,11 @@ async fn bad_input_gets_a_clear_message_and_a_non_zero_exit() {
         (vec!["scopes", "--region", "Europe"], 2, "--region `Europe` is not a region name like eu-west-1".into()),
         (vec!["sessions", "--bucket", "no-such-bucket"], 1, "bucket no-such-bucket: no such bucket".into()),
         (
+            vec!["report", "--from", from.as_str(), "--out", "/no/such/folder/report.html"],
+            2,
+            "--out /no/such/folder/report.html: no folder /no/such/folder".into(),
+        ),
+        (
             vec!["sessions", "--service", "chime-proxy-sessions", "--from", from.as_str()],
             1,
             format!("{corrupt_key} line 2: not JSON"),
