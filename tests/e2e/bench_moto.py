@@ -1,4 +1,5 @@
-"""The pinned moto server with its DynamoDB hot paths made fast and lean, for `make bench` only.
+"""The pinned moto server with its DynamoDB hot paths made fast and lean, for `make bench` and
+`make demo` (not the tests, which run the pinned moto as it is, checks and all).
 
 moto answers a DynamoDB Query by walking every item of the table, sorting the partition and
 skipping to the start key, for every 1 MB page: a listing's read is quadratic in the table's size.
