@@ -5,7 +5,7 @@
 //! whose users connect on working days; `AUDIT_BENCH_DAYS` days (30) compacted to Parquet as the
 //! compactor writes them (sorted by account, region, session and time; its marker), and today's
 //! morning as the functions write it (NDJSON.gz, a batch's scopes pooled in one object); one
-//! run in 1,000 failed. `sessions`, `connected`, `summary` and a one-account `connected` are
+//! run in 1,000 failed. `sessions`, `connected`, `summary`, a one-account `connected` and the HTML `report` are
 //! timed, each alone: objects and bytes read, row groups skipped, lines in the range, rows
 //! answered, wall time, CPU and peak RSS, against the targets (60 s, 256 MiB). Writes
 //! `target/bench/audit-<time>.json`; exits non-zero when a target is missed.
@@ -411,11 +411,14 @@ fn main() -> ExitCode {
     let range = ["--from", from.as_str(), "--to", to.as_str()];
     let account = format!("{:012}", 100_000_000_000u64 + 40);
     let one_account = format!("connected --account {account}");
-    let questions: [(&str, Vec<&str>); 4] = [
+    let page = bench.join("audit-report.html");
+    let page_arg = page.display().to_string();
+    let questions: [(&str, Vec<&str>); 5] = [
         ("sessions", [&["sessions"][..], &range].concat()),
         ("connected", [&["connected"][..], &range].concat()),
         ("summary --by day", [&["summary", "--by", "day"][..], &range].concat()),
         (&one_account, [&["connected"][..], &range, &["--account", &account]].concat()),
+        ("report", [&["report", "--out", page_arg.as_str()][..], &range].concat()),
     ];
     let mut measured = Vec::new();
     for (label, args) in &questions {
@@ -433,6 +436,7 @@ fn main() -> ExitCode {
         "written": written,
         "targets": {"wall_s": TARGET_WALL_S, "peak_rss_mib": TARGET_RSS_MIB},
         "measured": measured,
+        "report_mib": std::fs::metadata(&page).map_or(0.0, |m| m.len() as f64 / (1 << 20) as f64),
     });
     print_report(&report);
     let stamp = format_time(
@@ -477,4 +481,5 @@ fn print_report(r: &Json) {
             m["peak_rss_mib"].as_f64().unwrap_or(0.0),
         );
     }
+    println!("\nthe report's HTML: {:.1} MiB", r["report_mib"].as_f64().unwrap_or(0.0));
 }
