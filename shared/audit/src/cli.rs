@@ -553,11 +553,7 @@ impl Cli {
     async fn html_report(&self, range: &Range, who: &Who, out: &Path, format: Format, now: i64) -> Result<String> {
         let (from, to) = range.bounds(now)?;
         let filter = who.filter()?;
-        // Refused before the range is read, which may take minutes.
-        let folder = out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-        if !folder.is_dir() {
-            return Err(AuditError::Usage(format!("--out {}: no folder {}", out.display(), folder.display())));
-        }
+        check_out(out)?;
         let mut connected = ConnectedFold::new(from, to);
         let mut runs = RunsFold::new(from, to);
         self.runs(range, (from, to), &mut |run| {
@@ -614,16 +610,28 @@ impl Cli {
     }
 }
 
+/// Refuses an output path that cannot be written as a file, before the range is read (which may
+/// take minutes): a folder, or a file in a folder that is not there.
+fn check_out(out: &Path) -> Result<()> {
+    let refuse = |why: String| Err(AuditError::Usage(format!("--out {}: {why}", out.display())));
+    if out.is_dir() || out.file_name().is_none() {
+        return refuse("is a folder: name the file to write".into());
+    }
+    let folder = out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    if !folder.is_dir() {
+        return refuse(format!("no folder {}", folder.display()));
+    }
+    Ok(())
+}
+
 /// Writes `bytes` to a file beside `path`, then renames it onto `path`: a reader finds the old
-/// file or the new one, never part of it.
+/// file or the new one, never part of it, and a failed write leaves nothing behind.
 fn write_whole(path: &Path, bytes: &[u8]) -> Result<()> {
-    let name =
-        path.file_name().ok_or_else(|| AuditError::Usage(format!("--out {}: not a file name", path.display())))?;
-    let partial = path.with_file_name(format!(".{}.partial", name.to_string_lossy()));
-    let fail = |e: std::io::Error| AuditError::Write(format!("{}: {e}", path.display()));
-    std::fs::write(&partial, bytes).map_err(fail)?;
-    std::fs::rename(&partial, path).map_err(|e| {
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    let partial = path.with_file_name(format!(".{name}.partial"));
+    let written = std::fs::write(&partial, bytes).and_then(|()| std::fs::rename(&partial, path));
+    written.map_err(|e| {
         let _ = std::fs::remove_file(&partial);
-        fail(e)
+        AuditError::Write(format!("{}: {e}", path.display()))
     })
 }

@@ -695,6 +695,7 @@ async fn bad_input_gets_a_clear_message_and_a_non_zero_exit() {
             2,
             "--out /no/such/folder/report.html: no folder /no/such/folder".into(),
         ),
+        (vec!["report", "--from", from.as_str(), "--out", "/tmp"], 2, "--out /tmp: is a folder".into()),
         (
             vec!["sessions", "--service", "chime-proxy-sessions", "--from", from.as_str()],
             1,

@@ -196,13 +196,15 @@ async fn audit_the_day(stage: &LocalStage, day_start: i64) -> Result<(), Box<dyn
         *intervals.entry(row["user_id"].as_str().unwrap_or_default()).or_default() += 1;
     }
     // The user who connected the fewest times but more than once: a story that fits a screen.
-    let twice =
-        intervals.iter().filter(|(_, n)| **n >= 2).min_by_key(|(_, n)| **n).map_or("user-007", |(u, _)| *u).to_owned();
-    let questions: [Vec<&str>; 3] = [
-        [&["connected", "--user", twice.as_str(), "--service", "workspaces-connection-status"][..], &range].concat(),
-        [&["summary", "--by", "day"][..], &range].concat(),
-        [&["plot", "concurrency", "--out", "target/demo/concurrency"][..], &range].concat(),
-    ];
+    let returning = intervals.iter().filter(|(_, n)| **n >= 2).min_by_key(|(_, n)| **n).map(|(u, _)| *u);
+    let mut questions: Vec<Vec<&str>> = Vec::new();
+    match returning {
+        Some(user) => questions
+            .push([&["connected", "--user", user, "--service", "workspaces-connection-status"][..], &range].concat()),
+        None => println!("\n(no WorkSpace user connected more than once that day)"),
+    }
+    questions.push([&["summary", "--by", "day"][..], &range].concat());
+    questions.push([&["plot", "concurrency", "--out", "target/demo/concurrency"][..], &range].concat());
     for question in questions {
         println!("\n$ session-audit {}", question.join(" "));
         print!("{}", stage.aws.audit(&question).await?);
