@@ -589,18 +589,15 @@ async fn the_concurrency_plot_is_an_svg_and_a_png_with_one_series_per_service() 
     }
     assert!(svg.matches("<polyline").count() >= services.len(), "one line per service");
     // AND the PNG decodes, at the plot's size, with each series' colour in it
-    let decoder = png::Decoder::new(std::fs::File::open(out.with_extension("png")).unwrap());
-    let mut reader = decoder.read_info().unwrap();
-    let mut pixels = vec![0; reader.output_buffer_size()];
-    let info = reader.next_frame(&mut pixels).unwrap();
-    assert_eq!((info.width, info.height), (1000, 500));
-    let rgb: BTreeSet<(u8, u8, u8)> = pixels[..info.buffer_size()].chunks(3).map(|p| (p[0], p[1], p[2])).collect();
+    let (width, height, png) = pixels(&out.with_extension("png"));
+    assert_eq!((width, height), (1000, 500));
+    let rgb: BTreeSet<[u8; 3]> = png.iter().copied().collect();
     for index in 0..services.len() {
         let c = session_audit::plot::series_color(index);
-        assert!(rgb.contains(&(c.0, c.1, c.2)), "series {index} is drawn");
+        assert!(rgb.contains(&[c.0, c.1, c.2]), "series {index} is drawn");
     }
     // AND the PNG has its text: the title's band above the plot holds dark glyphs
-    let title_band: Vec<_> = pixels[..info.buffer_size()].chunks(3).take(1000 * 45).collect();
+    let title_band = &png[..1000 * 45];
     let dark = title_band.iter().filter(|p| p.iter().all(|c| *c < 100)).count();
     assert!(dark > 200, "{dark} dark pixels in the title band: no title drawn");
     // AND the SVG says what it shows: its title, its axes with their units, distinct time labels
@@ -720,7 +717,7 @@ async fn bad_input_gets_a_clear_message_and_a_non_zero_exit() {
     }
 }
 
-/// The pixels of a screenshot: its size and its RGB(A) bytes, as decoded.
+/// The pixels of a PNG (a plot, a screenshot): its size and each pixel's RGB, alpha left out.
 fn pixels(path: &std::path::Path) -> (u32, u32, Vec<[u8; 3]>) {
     let decoder = png::Decoder::new(std::fs::File::open(path).unwrap());
     let mut reader = decoder.read_info().unwrap();
